@@ -1,0 +1,108 @@
+#include "cli/cli.h"
+
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+
+#include "cli/version.h"
+
+namespace zk2etcd::cli {
+
+namespace {
+
+struct Subcommand {
+  std::string name;
+  std::string summary;
+  // Declares the subcommand's flags into the set; the returned function runs it after parsing.
+  std::function<std::function<int(std::ostream& out, std::ostream& err)>(FlagSet&)> define;
+};
+
+std::vector<Subcommand> Subcommands() {
+  std::vector<Subcommand> commands;
+  commands.push_back(
+      {"version", "print the version, git commit, build date and library versions",
+       [](FlagSet&) {
+         return [](std::ostream& out, std::ostream&) {
+           out << FormatVersion(GetBuildInfo());
+           return kExitOk;
+         };
+       }});
+  return commands;
+}
+
+std::string RootUsage(const std::vector<Subcommand>& commands) {
+  std::string out =
+      "zk2etcd copies a ZooKeeper subtree into etcd and keeps the two identical.\n\n"
+      "Usage:\n  zk2etcd <command> [flags]\n\nCommands:\n";
+  for (const Subcommand& command : commands) {
+    out += "  " + command.name + std::string(10 - std::min<size_t>(command.name.size(), 9), ' ') +
+           command.summary + "\n";
+  }
+  out += "  help      help about any command\n\n"
+         "Every flag can also be set through an environment variable: --etcd-servers is\n"
+         "ZK2ETCD_ETCD_SERVERS. Use \"zk2etcd <command> --help\" for a command's flags.\n";
+  return out;
+}
+
+}  // namespace
+
+int Run(const std::vector<std::string>& args, const EnvLookup& env, std::ostream& out,
+        std::ostream& err) {
+  const std::vector<Subcommand> commands = Subcommands();
+  if (args.size() < 2) {
+    out << RootUsage(commands);
+    return kExitOk;
+  }
+  std::string name = args[1];
+  std::vector<std::string> rest(args.begin() + 2, args.end());
+  if (name == "-h" || name == "--help") {
+    out << RootUsage(commands);
+    return kExitOk;
+  }
+  bool help = false;
+  if (name == "help") {
+    if (rest.empty()) {
+      out << RootUsage(commands);
+      return kExitOk;
+    }
+    name = rest[0];
+    rest.clear();
+    help = true;
+  }
+  if (name == "--version") name = "version";
+  for (const Subcommand& command : commands) {
+    if (command.name != name) continue;
+    FlagSet flags("zk2etcd " + command.name);
+    auto run = command.define(flags);
+    if (auto parsed = flags.Parse(rest, env); !parsed.ok()) {
+      err << "zk2etcd " << command.name << ": " << parsed.error() << "\n";
+      return kExitUsage;
+    }
+    if (help || flags.help_requested()) {
+      out << command.summary << "\n\nUsage:\n  zk2etcd " << command.name << " [flags]\n\n"
+          << flags.FlagUsage();
+      return kExitOk;
+    }
+    return run(out, err);
+  }
+  if (name.starts_with("-")) {
+    err << "zk2etcd: unknown flag " << name << " before the command (see 'zk2etcd --help')\n";
+  } else {
+    err << "zk2etcd: unknown command \"" << name << "\" (see 'zk2etcd --help')\n";
+  }
+  return kExitUsage;
+}
+
+int Main(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  const EnvLookup env = [](const std::string& variable) -> std::optional<std::string> {
+    const char* value = std::getenv(variable.c_str());
+    if (value == nullptr) return std::nullopt;
+    return std::string(value);
+  };
+  const int status = Run(args, env, std::cout, std::cerr);
+  std::cout.flush();
+  return status;
+}
+
+}  // namespace zk2etcd::cli

@@ -1,0 +1,74 @@
+#include "cli/cli.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+namespace zk2etcd::cli {
+namespace {
+
+struct Outcome {
+  int status;
+  std::string out;
+  std::string err;
+};
+
+Outcome RunCli(std::vector<std::string> args) {
+  args.insert(args.begin(), "zk2etcd");
+  std::ostringstream out, err;
+  const int status =
+      Run(args, [](const std::string&) { return std::optional<std::string>(); }, out, err);
+  return {status, out.str(), err.str()};
+}
+
+int CountLines(const std::string& text) {
+  return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+}
+
+TEST(CliTest, VersionPrintsBuildIdentityAndLibraries) {
+  const Outcome outcome = RunCli({"version"});
+  EXPECT_EQ(outcome.status, kExitOk);
+  EXPECT_TRUE(outcome.err.empty());
+  for (const char* expected : {"zk2etcd ", "git commit:", "build date:", "compiler:", "gRPC",
+                               "protobuf", "asio", "hiredis", "OpenSSL", "etcd API"}) {
+    EXPECT_NE(outcome.out.find(expected), std::string::npos) << expected << "\n" << outcome.out;
+  }
+}
+
+TEST(CliTest, HelpListsSubcommands) {
+  for (auto args : {std::vector<std::string>{"--help"}, std::vector<std::string>{"help"},
+                    std::vector<std::string>{}}) {
+    const Outcome outcome = RunCli(args);
+    EXPECT_EQ(outcome.status, kExitOk);
+    EXPECT_NE(outcome.out.find("version"), std::string::npos);
+    EXPECT_NE(outcome.out.find("Usage:"), std::string::npos);
+  }
+}
+
+TEST(CliTest, SubcommandHelp) {
+  const Outcome outcome = RunCli({"version", "--help"});
+  EXPECT_EQ(outcome.status, kExitOk);
+  EXPECT_NE(outcome.out.find("zk2etcd version [flags]"), std::string::npos);
+}
+
+TEST(CliTest, UnknownSubcommandIsOneLineAndExitTwo) {
+  const Outcome outcome = RunCli({"frobnicate"});
+  EXPECT_EQ(outcome.status, kExitUsage);
+  EXPECT_EQ(CountLines(outcome.err), 1);
+  EXPECT_NE(outcome.err.find("unknown command \"frobnicate\""), std::string::npos);
+  EXPECT_TRUE(outcome.out.empty());
+}
+
+TEST(CliTest, UnknownFlagIsOneLineAndExitTwo) {
+  const Outcome outcome = RunCli({"version", "--bogus"});
+  EXPECT_EQ(outcome.status, kExitUsage);
+  EXPECT_EQ(CountLines(outcome.err), 1);
+  EXPECT_NE(outcome.err.find("unknown flag --bogus"), std::string::npos);
+
+  const Outcome before = RunCli({"--bogus"});
+  EXPECT_EQ(before.status, kExitUsage);
+  EXPECT_EQ(CountLines(before.err), 1);
+}
+
+}  // namespace
+}  // namespace zk2etcd::cli

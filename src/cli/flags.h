@@ -1,0 +1,73 @@
+// FlagSet: command-line flags in the Go pflag style that the Go zk2etcd's users already type
+// (--name=value, --name value, boolean --name or --name=false, -h/--help), each also settable
+// through an environment variable ZK2ETCD_<NAME> (upper case, '-' becomes '_'), the Kubernetes
+// habit. Precedence: command line, then environment, then the default.
+//
+// A FlagSet writes parsed values into variables owned by the caller. Not thread-safe; used once,
+// at start-up.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+
+namespace zk2etcd::cli {
+
+// Looks up an environment variable; returns nullopt when unset.
+using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
+
+class FlagSet {
+ public:
+  // `command` is what the user typed before the flags, e.g. "zk2etcd sync"; used in messages.
+  explicit FlagSet(std::string command);
+
+  void AddString(std::string name, std::string* target, std::string default_value,
+                 std::string help);
+  // A secret's value is never printed: help shows no default and errors do not echo it.
+  void AddSecret(std::string name, std::string* target, std::string help);
+  void AddBool(std::string name, bool* target, bool default_value, std::string help);
+  void AddUint(std::string name, uint64_t* target, uint64_t default_value, std::string help);
+  void AddDuration(std::string name, std::chrono::nanoseconds* target,
+                   std::chrono::nanoseconds default_value, std::string help);
+
+  // Parses `args` (everything after the command). Positional arguments are refused. On error the
+  // message is one line naming the flag or variable and the bad value. Sets help_requested()
+  // instead of failing when -h or --help is present.
+  Result<void, std::string> Parse(const std::vector<std::string>& args, const EnvLookup& env);
+
+  bool help_requested() const { return help_requested_; }
+  // True when the flag was given on the command line or through the environment.
+  bool WasSet(std::string_view name) const;
+
+  // "Flags:" section for --help: one line per flag with type, help, default and variable.
+  std::string FlagUsage() const;
+  const std::string& command() const { return command_; }
+
+  static std::string EnvVarName(std::string_view flag_name);
+
+ private:
+  enum class Kind { kString, kSecret, kBool, kUint, kDuration };
+  struct Flag {
+    std::string name;
+    Kind kind;
+    std::string help;
+    std::string default_text;
+    std::function<Result<void, std::string>(std::string_view)> set;
+    bool was_set = false;
+  };
+
+  Flag* Find(std::string_view name);
+  void Add(Flag flag, std::function<void()> apply_default);
+
+  std::string command_;
+  std::vector<Flag> flags_;
+  bool help_requested_ = false;
+};
+
+}  // namespace zk2etcd::cli

@@ -1,0 +1,28 @@
+// String helpers shared by the CLI, the configuration and the engine: comma lists and Go-style
+// durations ("1h30m", "500ms", "0"), so that flags written for the Go zk2etcd parse the same way.
+// All functions are pure and thread-safe.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+
+namespace zk2etcd {
+
+// Splits "a, b,,c" into {"a", "b", "c"}: entries are trimmed and empty entries dropped, so an
+// empty or all-comma string yields an empty list.
+std::vector<std::string> SplitCommaList(std::string_view text);
+
+std::string_view TrimWhitespace(std::string_view text);
+
+// Parses a Go time.Duration string: an optional sign, then one or more decimal numbers each with
+// a unit (ns, us, µs, ms, s, m, h); "0" alone is zero. Errors name the offending text.
+Result<std::chrono::nanoseconds, std::string> ParseGoDuration(std::string_view text);
+
+// Formats like Go's time.Duration.String(): "5m0s", "1.5s", "300ms", "0s".
+std::string FormatGoDuration(std::chrono::nanoseconds duration);
+
+}  // namespace zk2etcd
