@@ -87,8 +87,10 @@ class Spawner {
       setpgid(0, 0);  // a terminal's Ctrl-C reaches the test, which then kills its servers
       const int devnull = open("/dev/null", O_RDONLY);
       if (devnull >= 0) dup2(devnull, STDIN_FILENO);
-      dup2(output_fd, STDOUT_FILENO);
-      dup2(output_fd, STDERR_FILENO);
+      if (output_fd >= 0) {
+        dup2(output_fd, STDOUT_FILENO);
+        dup2(output_fd, STDERR_FILENO);
+      }
       execvp(args[0], args.data());
       const int error = errno;
       ssize_t ignored = write(status_pipe[1], &error, sizeof(error));
@@ -137,13 +139,14 @@ FixtureResult<void> ChildProcess::Start(std::vector<std::string> argv,
     return Unexpected{FixtureError{argv[0] + " is not installed (run scripts/install-deps.sh)",
                                    true}};
   }
-  const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) {
+  const int fd =
+      log_path.empty() ? -1 : open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (!log_path.empty() && fd < 0) {
     return Unexpected{FixtureError{"cannot open " + log_path + ": " + std::strerror(errno)}};
   }
   int error = 0;
   const pid_t pid = Spawner::Instance().Spawn(argv, fd, &error);
-  close(fd);
+  if (fd >= 0) close(fd);
   if (pid < 0) {
     return Unexpected{FixtureError{"cannot start " + argv[0] + ": " + std::strerror(error),
                                    error == ENOENT}};

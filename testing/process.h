@@ -40,8 +40,8 @@ class ChildProcess {
   // Kills (SIGKILL) and reaps the child if still running.
   ~ChildProcess();
 
-  // Starts argv[0] (looked up in PATH) with stdout and stderr appended to `log_path`.
-  // REQUIRES: not running.
+  // Starts argv[0] (looked up in PATH) with stdout and stderr appended to `log_path`, or, when
+  // `log_path` is empty, shared with this process. REQUIRES: not running.
   FixtureResult<void> Start(std::vector<std::string> argv, const std::string& log_path);
 
   bool running() const { return pid_ > 0; }
