@@ -19,6 +19,7 @@ if [[ $# -gt 0 ]]; then
   command=("$zk2etcd" "$@")
 else
   # `sync` is not built yet (issue 5); until then the demo shows the build's identity.
+  echo "try.sh: 'zk2etcd sync' is not built yet; running 'zk2etcd version' in the demo environment"
   command=("$zk2etcd" version)
 fi
 exec "$build_dir/testing/zk2etcd-devenv" -- "${command[@]}"
