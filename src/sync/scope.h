@@ -1,0 +1,52 @@
+// Scope: which ZooKeeper paths zk2etcd mirrors, from --zookeeper-prefix and
+// --zookeeper-exclude-prefix.
+//
+// A path is in scope when it equals a prefix or lies below it, with a path boundary ("/dubbo"
+// covers "/dubbo" and "/dubbo/x", never "/dubbox"), and it is neither equal to nor below an
+// exclude. Empty list entries are ignored, overlapping prefixes are merged, and an empty exclude
+// list excludes nothing. ZooKeeper's own "/zookeeper" subtree is always excluded. Immutable after
+// Create; thread-safe.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+
+namespace zk2etcd::sync {
+
+// True when `path` equals `ancestor` or lies below it ("/" is the ancestor of every path).
+bool IsSameOrBelow(std::string_view path, std::string_view ancestor);
+
+// Checks that `path` is an absolute ZooKeeper path: starts with '/', no empty, "." or ".."
+// component, no trailing '/' (except "/" itself), no NUL. The error names `what` and the path.
+Result<void, std::string> ValidateZkPath(std::string_view path, std::string_view what);
+
+class Scope {
+ public:
+  // Fails (one line naming the flag and the value) on an invalid path, an empty prefix list, or
+  // an exclude that removes a whole prefix.
+  static Result<Scope, std::string> Create(const std::vector<std::string>& prefixes,
+                                           const std::vector<std::string>& excludes);
+
+  bool Contains(std::string_view path) const;
+  // Whether a walk that reached `path` must look at its children: false when the subtree is
+  // excluded or lies outside every prefix and is not an ancestor of one.
+  bool ShouldDescend(std::string_view path) const;
+  bool IsExcluded(std::string_view path) const;
+
+  // The merged prefixes, sorted; none lies below another.
+  const std::vector<std::string>& prefixes() const { return prefixes_; }
+  // The excludes that lie inside some prefix (others cannot matter), sorted.
+  const std::vector<std::string>& excludes() const { return excludes_; }
+
+ private:
+  Scope(std::vector<std::string> prefixes, std::vector<std::string> excludes)
+      : prefixes_(std::move(prefixes)), excludes_(std::move(excludes)) {}
+
+  std::vector<std::string> prefixes_;
+  std::vector<std::string> excludes_;
+};
+
+}  // namespace zk2etcd::sync
