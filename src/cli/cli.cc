@@ -4,21 +4,17 @@
 #include <functional>
 #include <iostream>
 
+#include "cli/subcommand.h"
 #include "cli/version.h"
 
 namespace zk2etcd::cli {
 
 namespace {
 
-struct Subcommand {
-  std::string name;
-  std::string summary;
-  // Declares the subcommand's flags into the set; the returned function runs it after parsing.
-  std::function<std::function<int(std::ostream& out, std::ostream& err)>(FlagSet&)> define;
-};
-
 std::vector<Subcommand> Subcommands() {
   std::vector<Subcommand> commands;
+  commands.push_back(SyncCommand());
+  commands.push_back(DiffCommand());
   commands.push_back(
       {"version", "print the version, git commit, build date and library versions",
        [](FlagSet&) {

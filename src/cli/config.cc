@@ -1,0 +1,183 @@
+#include "cli/config.h"
+
+#include "common/strings.h"
+
+namespace zk2etcd::cli {
+
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+Result<void, std::string> CheckHostPorts(std::string_view flag, const std::vector<std::string>& list,
+                                         bool allow_scheme) {
+  for (const std::string& entry : list) {
+    std::string_view address = entry;
+    if (allow_scheme) {
+      if (address.starts_with("http://")) address.remove_prefix(7);
+      if (address.starts_with("https://")) address.remove_prefix(8);
+    }
+    const size_t colon = address.rfind(':');
+    const std::string_view port = colon == std::string_view::npos ? "" : address.substr(colon + 1);
+    const bool numeric = !port.empty() && port.size() <= 5 &&
+                         port.find_first_not_of("0123456789") == std::string_view::npos;
+    if (colon == 0 || colon == std::string_view::npos || !numeric || std::stoi(std::string(port)) == 0 ||
+        std::stoi(std::string(port)) > 65535 || address.find('/') != std::string_view::npos) {
+      return Unexpected{std::string(flag) + ": \"" + entry + "\" is not host:port"};
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+void AddCommonFlags(FlagSet& flags, CommonFlags* v) {
+  flags.AddString("zookeeper-servers", &v->zookeeper_servers, "",
+                  "comma-separated list of zookeeper servers address (host:port, an optional "
+                  "/chroot after the last one)");
+  flags.AddString("zookeeper-prefix", &v->zookeeper_prefix, "/dubbo",
+                  "comma-separated list of zookeeper path prefix to be synced");
+  flags.AddString("zookeeper-exclude-prefix", &v->zookeeper_exclude_prefix, "/dubbo/config",
+                  "comma-separated list of zookeeper path prefix to be excluded");
+  flags.AddSecret("zookeeper-digest", &v->zookeeper_digest,
+                  "digest credentials user:password for zookeeper nodes with ACLs");
+  flags.AddDuration("zookeeper-session-timeout", &v->zookeeper_session_timeout, seconds(30),
+                    "zookeeper session timeout requested from the server");
+  flags.AddString("etcd-servers", &v->etcd_servers, "",
+                  "comma-separated list of etcd servers address");
+  flags.AddString("etcd-cacert", &v->etcd_cacert, "",
+                  "verify certificates of TLS-enabled secure servers using this CA bundle");
+  flags.AddString("etcd-cert", &v->etcd_cert, "",
+                  "identify secure client using this TLS certificate file");
+  flags.AddString("etcd-key", &v->etcd_key, "", "identify secure client using this TLS key file");
+  flags.AddString("etcd-server-name", &v->etcd_server_name, "",
+                  "name to verify the etcd server certificate against, instead of the host");
+  flags.AddString("etcd-user", &v->etcd_user, "", "etcd user name (etcd authentication)");
+  flags.AddSecret("etcd-password", &v->etcd_password, "etcd password");
+  flags.AddString("etcd-key-prefix", &v->etcd_key_prefix, "",
+                  "prefix put before every zookeeper path to make its etcd key");
+  flags.AddString("etcd-meta-prefix", &v->etcd_meta_prefix,
+                  std::string(sync::kDefaultMetaPrefix),
+                  "where zk2etcd keeps its ownership and ordering records in etcd");
+  flags.AddDuration("etcd-dial-timeout", &v->etcd_dial_timeout, seconds(5),
+                    "how long one attempt to reach etcd may take");
+  flags.AddDuration("etcd-request-timeout", &v->etcd_request_timeout, seconds(10),
+                    "deadline of each etcd request");
+  flags.AddString("redis-server", &v->redis_server, "",
+                  "redis server address (host:port) holding the Go zk2etcd's ownership records; "
+                  "empty: ownership records live in etcd only");
+  flags.AddString("redis-username", &v->redis_username, "", "redis username");
+  flags.AddSecret("redis-password", &v->redis_password, "redis password");
+  flags.AddString("log-level", &v->log_level, "info",
+                  "log output level, possible values: 'debug', 'info', 'warn', 'error', "
+                  "'panic', 'fatal'");
+  flags.AddString("log-format", &v->log_format, "json", "log format: json or text");
+  flags.AddBool("enable-event-log", &v->enable_event_log, false,
+                "log one line per etcd mutation (operation, result, key, zxid, trace id)");
+  flags.AddUint("concurrent", &v->concurrent, 50,
+                "the concurrency of syncing workers: requests in flight on each side");
+}
+
+Result<void, std::string> RequireDuration(std::string_view flag, std::chrono::nanoseconds value,
+                                          bool allow_zero) {
+  if (value.count() < 0 || (!allow_zero && value.count() == 0)) {
+    return Unexpected{"--" + std::string(flag) + " must be " +
+                      (allow_zero ? "zero or positive" : "positive") + ", got " +
+                      FormatGoDuration(value)};
+  }
+  return {};
+}
+
+Result<Config, std::string> ValidateCommonFlags(const CommonFlags& f) {
+  // ZooKeeper servers: host:port list, the chroot (if any) after the last one.
+  std::string zk_servers(TrimWhitespace(f.zookeeper_servers));
+  std::string chroot;
+  if (const size_t slash = zk_servers.find('/'); slash != std::string::npos) {
+    chroot = zk_servers.substr(slash);
+    zk_servers.resize(slash);
+  }
+  const std::vector<std::string> zk_list = SplitCommaList(zk_servers);
+  if (zk_list.empty()) {
+    return Unexpected{std::string(
+        "--zookeeper-servers is empty: give host:port[,host:port...] (or ZK2ETCD_ZOOKEEPER_SERVERS)")};
+  }
+  if (auto ok = CheckHostPorts("--zookeeper-servers", zk_list, false); !ok.ok()) {
+    return Unexpected{ok.error()};
+  }
+  if (!chroot.empty()) {
+    if (auto ok = sync::ValidateZkPath(chroot, "--zookeeper-servers chroot"); !ok.ok()) {
+      return Unexpected{ok.error()};
+    }
+  }
+  const std::vector<std::string> etcd_list = SplitCommaList(f.etcd_servers);
+  if (etcd_list.empty()) {
+    return Unexpected{std::string(
+        "--etcd-servers is empty: give host:port[,host:port...] (or ZK2ETCD_ETCD_SERVERS)")};
+  }
+  if (auto ok = CheckHostPorts("--etcd-servers", etcd_list, true); !ok.ok()) {
+    return Unexpected{ok.error()};
+  }
+  auto scope = sync::Scope::Create(SplitCommaList(f.zookeeper_prefix),
+                                   SplitCommaList(f.zookeeper_exclude_prefix));
+  if (!scope.ok()) return Unexpected{scope.error()};
+  auto layout = sync::KeyLayout::Create(f.etcd_key_prefix, f.etcd_meta_prefix, *scope);
+  if (!layout.ok()) return Unexpected{layout.error()};
+  auto level = ops::ParseLogLevel(f.log_level);
+  if (!level.ok()) return Unexpected{"--log-level: " + level.error()};
+  auto format = ops::ParseLogFormat(f.log_format);
+  if (!format.ok()) return Unexpected{"--log-format: " + format.error()};
+  if (f.concurrent == 0 || f.concurrent > 10000) {
+    return Unexpected{"--concurrent must be between 1 and 10000, got " +
+                      std::to_string(f.concurrent)};
+  }
+  for (const auto& [flag, value] :
+       {std::pair{"zookeeper-session-timeout", f.zookeeper_session_timeout},
+        std::pair{"etcd-dial-timeout", f.etcd_dial_timeout},
+        std::pair{"etcd-request-timeout", f.etcd_request_timeout}}) {
+    if (auto ok = RequireDuration(flag, value, false); !ok.ok()) return Unexpected{ok.error()};
+  }
+  if (!f.zookeeper_digest.empty() && f.zookeeper_digest.find(':') == std::string::npos) {
+    return Unexpected{std::string("--zookeeper-digest must be user:password")};
+  }
+  if (f.etcd_cert.empty() != f.etcd_key.empty()) {
+    return Unexpected{std::string("--etcd-cert and --etcd-key go together: give both or neither")};
+  }
+  if (!f.etcd_password.empty() && f.etcd_user.empty()) {
+    return Unexpected{std::string("--etcd-password needs --etcd-user")};
+  }
+
+  Config config{std::move(scope).value(), std::move(layout).value(), {}, {}, std::nullopt,
+                *level, *format, f.enable_event_log, static_cast<size_t>(f.concurrent)};
+  config.zookeeper.connect_string = std::string(TrimWhitespace(f.zookeeper_servers));
+  config.zookeeper.session_timeout =
+      std::chrono::duration_cast<milliseconds>(f.zookeeper_session_timeout);
+  if (!f.zookeeper_digest.empty()) config.zookeeper.auth = {{"digest", f.zookeeper_digest}};
+
+  config.etcd.endpoints = etcd_list;
+  const bool https = std::any_of(etcd_list.begin(), etcd_list.end(), [](const std::string& e) {
+    return e.starts_with("https://");
+  });
+  if (https || !f.etcd_cacert.empty() || !f.etcd_cert.empty()) {
+    config.etcd.tls = etcd::TlsOptions{f.etcd_cacert, f.etcd_cert, f.etcd_key,
+                                       f.etcd_server_name};
+  }
+  config.etcd.user = f.etcd_user;
+  config.etcd.password = f.etcd_password;
+  config.etcd.dial_timeout = std::chrono::duration_cast<milliseconds>(f.etcd_dial_timeout);
+  config.etcd.call_timeout = std::chrono::duration_cast<milliseconds>(f.etcd_request_timeout);
+  config.etcd.max_txns_in_flight = static_cast<int>(std::min<uint64_t>(f.concurrent, 64));
+
+  if (!TrimWhitespace(f.redis_server).empty()) {
+    ownership::RedisOptions redis;
+    redis.address = std::string(TrimWhitespace(f.redis_server));
+    redis.username = f.redis_username;
+    redis.password = f.redis_password;
+    if (auto valid = ownership::RedisOwnershipStore::Create(redis); !valid.ok()) {
+      return Unexpected{valid.error()};
+    }
+    config.redis = std::move(redis);
+  }
+  return config;
+}
+
+}  // namespace zk2etcd::cli

@@ -1,0 +1,74 @@
+// The flags shared by `sync` and `diff`, and their validation into the configuration the engine
+// and the clients take.
+//
+// The Go zk2etcd v1.3.0's flags are a compatibility contract (names, defaults, meaning); the
+// others are additions. Validation happens before any connection is attempted: every invalid
+// value gives one line naming the flag (or ZK2ETCD_ variable) and the value. Not thread-safe;
+// used once at start-up.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "cli/flags.h"
+#include "etcd/grpc_etcd_client.h"
+#include "ops/log.h"
+#include "ownership/redis_ownership_store.h"
+#include "sync/key_layout.h"
+#include "sync/scope.h"
+#include "zk/asio_zk_client.h"
+
+namespace zk2etcd::cli {
+
+struct CommonFlags {
+  std::string zookeeper_servers;
+  std::string zookeeper_prefix;
+  std::string zookeeper_exclude_prefix;
+  std::string zookeeper_digest;
+  std::chrono::nanoseconds zookeeper_session_timeout{};
+  std::string etcd_servers;
+  std::string etcd_cacert;
+  std::string etcd_cert;
+  std::string etcd_key;
+  std::string etcd_server_name;
+  std::string etcd_user;
+  std::string etcd_password;
+  std::string etcd_key_prefix;
+  std::string etcd_meta_prefix;
+  std::chrono::nanoseconds etcd_dial_timeout{};
+  std::chrono::nanoseconds etcd_request_timeout{};
+  std::string redis_server;
+  std::string redis_username;
+  std::string redis_password;
+  std::string log_level;
+  std::string log_format;
+  bool enable_event_log = false;
+  uint64_t concurrent = 0;
+};
+
+// Declares the shared flags with their defaults.
+void AddCommonFlags(FlagSet& flags, CommonFlags* values);
+
+struct Config {
+  sync::Scope scope;
+  sync::KeyLayout layout;
+  zk::ZkClientOptions zookeeper;
+  etcd::GrpcEtcdClientOptions etcd;
+  std::optional<ownership::RedisOptions> redis;
+  ops::LogLevel log_level = ops::LogLevel::kInfo;
+  ops::LogFormat log_format = ops::LogFormat::kJson;
+  bool event_log = false;
+  size_t concurrent = 50;
+};
+
+// Checks every value; on success the result is ready for the clients (without logger, clock or
+// observer, which the caller sets).
+Result<Config, std::string> ValidateCommonFlags(const CommonFlags& flags);
+
+// Checks that a duration flag is positive (or, with allow_zero, not negative).
+Result<void, std::string> RequireDuration(std::string_view flag, std::chrono::nanoseconds value,
+                                          bool allow_zero);
+
+}  // namespace zk2etcd::cli

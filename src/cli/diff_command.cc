@@ -1,0 +1,245 @@
+// `zk2etcd diff`: compares ZooKeeper with etcd and reports (or, with --fix, repairs) the
+// differences. Exit status: 0 in sync, 1 differences remain, 2 usage error or servers unreachable.
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "cli/cli.h"
+#include "cli/config.h"
+#include "cli/runtime.h"
+#include "cli/subcommand.h"
+#include "common/strings.h"
+#include "ownership/redis_ownership_store.h"
+#include "sync/reconciler.h"
+
+namespace zk2etcd::cli {
+
+namespace {
+
+using sync::Difference;
+
+struct DiffFlags {
+  CommonFlags common;
+  bool fix = false;
+  uint64_t max_round = 1;
+  std::chrono::nanoseconds round_interval{};
+  std::string output;
+  std::chrono::nanoseconds connect_timeout{};
+};
+
+constexpr Difference::Kind kReportedKinds[] = {Difference::Kind::kMissing,
+                                               Difference::Kind::kExtra,
+                                               Difference::Kind::kChanged,
+                                               Difference::Kind::kForeign};
+
+bool Reported(Difference::Kind kind) {
+  return kind != Difference::Kind::kUnclaimed && kind != Difference::Kind::kOrphanMeta;
+}
+
+std::string JsonString(std::string_view text) {
+  std::string out = "\"";
+  ops::AppendJsonEscaped(out, text);
+  return out + "\"";
+}
+
+void PrintText(const sync::ReconcileReport& report, bool fixed, std::ostream& out) {
+  out << "zookeeper nodes: " << report.zk_nodes << "\n"
+      << "etcd keys:       " << report.etcd_keys << "\n"
+      << "in sync:         " << report.in_sync << "\n";
+  for (Difference::Kind kind : kReportedKinds) {
+    const std::string name(sync::DifferenceKindName(kind));
+    out << name << ":" << std::string(17 - name.size() - 1, ' ') << report.Count(kind) << "\n";
+  }
+  if (fixed) {
+    out << "fixed:           put=" << report.fixed_puts << " delete=" << report.fixed_deletes;
+    if (report.adopted > 0) out << " adopted=" << report.adopted;
+    if (report.deferred_deletes > 0) out << " deferred_deletes=" << report.deferred_deletes;
+    if (report.failed > 0) out << " failed=" << report.failed;
+    out << "\n";
+  }
+  for (Difference::Kind kind : kReportedKinds) {
+    bool header = false;
+    for (const sync::ConfirmedDifference& difference : report.differences) {
+      if (difference.kind != kind) continue;
+      if (!header) {
+        out << "\n" << sync::DifferenceKindName(kind) << " keys:\n";
+        header = true;
+      }
+      out << "  " << difference.key << "\n";
+    }
+  }
+}
+
+void PrintJson(const sync::ReconcileReport& report, bool fixed, bool in_sync, std::ostream& out) {
+  out << "{\"zk_nodes\":" << report.zk_nodes << ",\"etcd_keys\":" << report.etcd_keys
+      << ",\"in_sync\":" << report.in_sync << ",\"etcd_revision\":" << report.etcd_revision;
+  for (Difference::Kind kind : kReportedKinds) {
+    out << ",\"" << sync::DifferenceKindName(kind) << "\":[";
+    bool first = true;
+    for (const sync::ConfirmedDifference& difference : report.differences) {
+      if (difference.kind != kind) continue;
+      out << (first ? "" : ",") << JsonString(difference.key);
+      first = false;
+    }
+    out << "]";
+  }
+  if (fixed) {
+    out << ",\"fixed\":{\"put\":" << report.fixed_puts << ",\"delete\":" << report.fixed_deletes
+        << ",\"adopted\":" << report.adopted << ",\"deferred_deletes\":"
+        << report.deferred_deletes << ",\"failed\":" << report.failed << "}";
+  }
+  out << ",\"consistent\":" << (in_sync ? "true" : "false") << "}\n";
+}
+
+int RunDiff(const DiffFlags& flags, std::ostream& out, std::ostream& err) {
+  auto validated = ValidateCommonFlags(flags.common);
+  if (!validated.ok()) {
+    err << "zk2etcd diff: " << validated.error() << "\n";
+    return kExitUsage;
+  }
+  if (flags.max_round < 1) {
+    err << "zk2etcd diff: --max-round must be >= 1\n";
+    return kExitUsage;
+  }
+  for (const auto& [name, value] : {std::pair{"round-interval", flags.round_interval},
+                                    std::pair{"connect-timeout", flags.connect_timeout}}) {
+    if (auto ok = RequireDuration(name, value, std::string_view(name) == "round-interval");
+        !ok.ok()) {
+      err << "zk2etcd diff: " << ok.error() << "\n";
+      return kExitUsage;
+    }
+  }
+  if (flags.output != "text" && flags.output != "json") {
+    err << "zk2etcd diff: --output must be text or json, got \"" << flags.output << "\"\n";
+    return kExitUsage;
+  }
+  Config config = std::move(validated).value();
+  SystemClock clock;
+  std::unique_ptr<ops::Logger> logger = MakeLogger(config, clock);
+  const std::atomic<bool> never_stop{false};
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            flags.connect_timeout);
+  auto etcd = ConnectEtcd(config, *logger, clock, deadline, never_stop);
+  if (!etcd.ok()) {
+    err << "zk2etcd diff: " << etcd.error() << "\n";
+    return kExitUsage;
+  }
+  auto zookeeper = ConnectZooKeeper(config, *logger, clock, deadline, never_stop);
+  if (!zookeeper.ok()) {
+    err << "zk2etcd diff: " << zookeeper.error() << "\n";
+    return kExitUsage;
+  }
+  std::unique_ptr<ownership::RedisOwnershipStore> redis;
+  if (config.redis) redis = ownership::RedisOwnershipStore::Create(*config.redis).value();
+  std::unique_ptr<sync::FencedWriter> writer;
+  if (flags.fix) {
+    sync::FencedWriterOptions writer_options;
+    writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 64);
+    writer = std::make_unique<sync::FencedWriter>(**etcd, writer_options, clock);
+  }
+  sync::Reconciler reconciler(config.scope, config.layout, **etcd, writer.get(), redis.get(),
+                              *logger, clock);
+
+  // A progress line on a terminal only.
+  const bool progress = isatty(STDERR_FILENO) != 0;
+  const auto started = std::chrono::steady_clock::now();
+  sync::ReconcileOptions options;
+  options.fix = false;
+  options.zk_window = config.concurrent;
+  if (progress) {
+    options.on_progress = [&](size_t nodes) {
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      std::fprintf(stderr, "\rscanned %zu zookeeper nodes (%.0f nodes/s)", nodes,
+                   seconds > 0 ? static_cast<double>(nodes) / seconds : 0.0);
+      std::fflush(stderr);
+    };
+  }
+
+  // Rounds: a difference counts only if every round sees it (the Go tool's --max-round).
+  std::optional<sync::ReconcileReport> report;
+  for (uint64_t round = 1; round <= flags.max_round; ++round) {
+    if (round > 1) {
+      std::this_thread::sleep_for(flags.round_interval);
+    }
+    auto result = reconciler.Run(**zookeeper, options);
+    if (progress) std::fputs("\r\033[K", stderr);
+    if (!result.ok()) {
+      err << "zk2etcd diff: " << result.error().message << "\n";
+      return kExitUsage;
+    }
+    logger->Info("diff round done", {{"round", round},
+                                      {"differences", result->VisibleDifferences()},
+                                      {"seconds", std::chrono::duration<double>(
+                                                      result->duration).count()}});
+    if (!report) {
+      report = std::move(*result);
+      continue;
+    }
+    std::set<std::pair<std::string, Difference::Kind>> seen;
+    for (const auto& difference : result->differences) seen.insert({difference.key, difference.kind});
+    std::vector<sync::ConfirmedDifference> kept;
+    for (auto& difference : report->differences) {
+      if (seen.count({difference.key, difference.kind}) > 0) kept.push_back(std::move(difference));
+    }
+    // Keep the newest observation of each surviving difference (for the repair).
+    std::map<std::string, sync::ConfirmedDifference*> latest;
+    for (auto& difference : result->differences) latest[difference.key] = &difference;
+    for (auto& difference : kept) difference = *latest[difference.key];
+    const sync::ReconcileReport counts = std::move(*result);
+    report->differences = std::move(kept);
+    report->zk_nodes = counts.zk_nodes;
+    report->etcd_keys = counts.etcd_keys;
+    report->in_sync = counts.in_sync;
+    report->etcd_revision = counts.etcd_revision;
+  }
+  if (flags.fix) reconciler.Repair(*report);
+
+  size_t remaining = 0;
+  for (const auto& difference : report->differences) {
+    if (!Reported(difference.kind)) continue;
+    const bool repaired = flags.fix && difference.kind != Difference::Kind::kForeign;
+    if (!repaired) ++remaining;
+  }
+  if (flags.fix) remaining += report->failed + report->deferred_deletes;
+  const bool in_sync = remaining == 0;
+  if (flags.output == "json") {
+    PrintJson(*report, flags.fix, in_sync, out);
+  } else {
+    PrintText(*report, flags.fix, out);
+  }
+  if (writer) writer->Stop();
+  (*zookeeper)->Close();
+  return in_sync ? kExitOk : kExitFailure;
+}
+
+}  // namespace
+
+Subcommand DiffCommand() {
+  return {"diff", "compare keys between zk and etcd; --fix repairs the differences once",
+          [](FlagSet& flags) -> CommandRunner {
+            auto values = std::make_shared<DiffFlags>();
+            AddCommonFlags(flags, &values->common);
+            flags.AddBool("fix", &values->fix, false,
+                          "set to true will fix the data diff between zk and etcd");
+            flags.AddUint("max-round", &values->max_round, 1,
+                          "max diff round, must >= 1: a difference counts if every round sees it");
+            flags.AddDuration("round-interval", &values->round_interval,
+                              std::chrono::seconds(3), "the interval of every diff round");
+            flags.AddString("output", &values->output, "text", "report format: text or json");
+            flags.AddDuration("connect-timeout", &values->connect_timeout,
+                              std::chrono::seconds(30),
+                              "give up (exit 2) when the servers cannot be reached for this long");
+            return [values](std::ostream& out, std::ostream& err) {
+              return RunDiff(*values, out, err);
+            };
+          }};
+}
+
+}  // namespace zk2etcd::cli

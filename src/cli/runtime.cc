@@ -1,0 +1,103 @@
+#include "cli/runtime.h"
+
+#include <algorithm>
+#include <thread>
+
+namespace zk2etcd::cli {
+
+namespace {
+
+// Sleeps up to `delay`, waking early when `stop` is set; false when the deadline would pass.
+bool Backoff(std::chrono::milliseconds& delay,
+             std::optional<std::chrono::steady_clock::time_point> deadline,
+             const std::atomic<bool>& stop) {
+  const auto wake = std::chrono::steady_clock::now() + delay;
+  if (deadline && wake > *deadline) return false;
+  while (std::chrono::steady_clock::now() < wake && !stop.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  delay = std::min(delay * 2, std::chrono::milliseconds(10000));
+  return !stop.load();
+}
+
+}  // namespace
+
+std::unique_ptr<ops::Logger> MakeLogger(const Config& config, const Clock& clock) {
+  return std::make_unique<ops::Logger>(std::make_shared<ops::StderrLogSink>(),
+                                       config.log_format, config.log_level, clock);
+}
+
+Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
+    const Config& config, ops::Logger& logger, const Clock& clock,
+    std::optional<std::chrono::steady_clock::time_point> deadline,
+    const std::atomic<bool>& stop) {
+  std::chrono::milliseconds delay(500);
+  for (int attempt = 1;; ++attempt) {
+    etcd::GrpcEtcdClientOptions options = config.etcd;
+    options.logger = &logger;
+    auto client = etcd::NewGrpcEtcdClient(options, clock);
+    if (client.ok()) {
+      auto status = (*client)->Status();
+      if (status.ok()) {
+        logger.Info("etcd reachable", {{"endpoint", status->endpoint},
+                                       {"version", status->version},
+                                       {"revision", status->revision}});
+        return std::move(client).value();
+      }
+      client = Unexpected{status.error()};
+    }
+    const etcd::Error& error = client.error();
+    if (error.code == etcd::ErrorCode::kInvalidArgument ||
+        error.code == etcd::ErrorCode::kAuthFailed) {
+      return Unexpected{"etcd: " + error.ToString()};  // retrying cannot fix these
+    }
+    logger.Warn("etcd unreachable; retrying",
+                {{"attempt", attempt}, {"error", error.ToString()}, {"retry_in_ms", delay.count()}});
+    if (!Backoff(delay, deadline, stop)) return Unexpected{"etcd unreachable: " + error.ToString()};
+  }
+}
+
+Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
+    const Config& config, ops::Logger& logger, const Clock& clock,
+    std::optional<std::chrono::steady_clock::time_point> deadline,
+    const std::atomic<bool>& stop) {
+  std::chrono::milliseconds delay(500);
+  for (int attempt = 1;; ++attempt) {
+    zk::ZkClientOptions options = config.zookeeper;
+    options.clock = &clock;
+    options.logger = &logger;
+    if (deadline) {
+      // A read waits for a connection up to the session timeout; keep it within the deadline.
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          *deadline - std::chrono::steady_clock::now());
+      options.session_timeout =
+          std::max(std::chrono::milliseconds(1000), std::min(options.session_timeout, left));
+    }
+    auto client = zk::NewAsioZkClient(options, {});
+    std::string error;
+    if (client.ok()) {
+      auto probe = zk::blocking::Exists(**client, "/");
+      if (probe.ok()) {
+        const zk::SessionInfo session = (*client)->session();
+        logger.Info("zookeeper reachable",
+                    {{"server", session.server}, {"session_id", session.session_id}});
+        return std::move(client).value();
+      }
+      error = probe.error().ToString();
+      if (probe.error().code == zk::ZkErrorCode::kAuthFailed) {
+        return Unexpected{"zookeeper: " + error};
+      }
+      (*client)->Close();
+    } else {
+      error = client.error().ToString();
+      if (client.error().code == zk::ZkErrorCode::kInvalidArgument) {
+        return Unexpected{"zookeeper: " + error};
+      }
+    }
+    logger.Warn("zookeeper unreachable; retrying",
+                {{"attempt", attempt}, {"error", error}, {"retry_in_ms", delay.count()}});
+    if (!Backoff(delay, deadline, stop)) return Unexpected{"zookeeper unreachable: " + error};
+  }
+}
+
+}  // namespace zk2etcd::cli

@@ -1,0 +1,79 @@
+// The production EtcdClient: etcd's v3 gRPC API through Debian's gRPC C++.
+//
+// One channel per endpoint; calls go to a preferred endpoint and move to the next one when it
+// fails (so a DNS name per member works, as in --etcd-servers). Every call runs asynchronously on
+// one completion queue served by one client thread, which also runs the callbacks; synchronous
+// methods wait for their asynchronous call. Transactions in flight are bounded by a window.
+// Failed calls are retried with exponential backoff and jitter when a repeat is safe (see
+// CallOptions); an expired or rejected auth token is renewed once per call. Watches, lease
+// keep-alives and election observers are streams that reconnect on their own.
+//
+// Deadlines and timers use the real time (gRPC requires it); the injected Clock measures the
+// durations reported to the OpObserver and the lease renewal age. Thread-safe; destroying the
+// client cancels everything in flight (callbacks get kCancelled) and joins its thread.
+// REQUIRES: not destroyed on its own callback thread.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/op_observer.h"
+#include "common/result.h"
+#include "etcd/backoff.h"
+#include "etcd/etcd_client.h"
+
+namespace zk2etcd::ops {
+class Logger;
+}  // namespace zk2etcd::ops
+
+namespace zk2etcd::etcd {
+
+struct TlsOptions {
+  std::string ca_file;    // PEM; empty: the system's roots
+  std::string cert_file;  // PEM client certificate; with key_file, or neither
+  std::string key_file;
+  // The name to check the server certificate against, instead of the endpoint's host.
+  std::string server_name_override;
+};
+
+struct GrpcEtcdClientOptions {
+  // "host:port", "http://host:port" or "https://host:port" (https implies TLS).
+  std::vector<std::string> endpoints;
+  std::optional<TlsOptions> tls;
+  // With a user, the client exchanges user and password for a token (Auth.Authenticate) and
+  // renews it when etcd rejects it.
+  std::string user;
+  std::string password;
+  // The factory waits this long for a first connection (and authentication) and fails with the
+  // last error if none succeeds. Zero: do not wait; calls connect on demand.
+  std::chrono::milliseconds dial_timeout{5000};
+  // Deadline of each attempt of a call (Campaign has none).
+  std::chrono::milliseconds call_timeout{10000};
+  // Attempts per call, across endpoints, when retrying is allowed.
+  int max_attempts = 4;
+  BackoffPolicy backoff;
+  // The window: transactions sent and not yet answered.
+  int max_txns_in_flight = 4;
+  int max_txn_ops = kDefaultMaxTxnOps;
+  // HTTP/2 keep-alive pings, which detect a dead server under an idle watch. etcd refuses pings
+  // more frequent than every 5 s.
+  std::chrono::milliseconds keepalive_time{10000};
+  std::chrono::milliseconds keepalive_timeout{5000};
+  // Optional; not owned; must outlive the client.
+  OpObserver* observer = nullptr;
+  ops::Logger* logger = nullptr;
+  // Jitter source; DefaultRandomSource() when empty.
+  RandomSource random;
+};
+
+// Builds channels (reading the TLS files), then dials as dial_timeout says. Errors:
+// kInvalidArgument (no endpoints, unreadable files, mixed http/https), kUnavailable or kTlsFailed
+// (no endpoint reachable within dial_timeout), kAuthFailed.
+Result<std::unique_ptr<EtcdClient>, Error> NewGrpcEtcdClient(GrpcEtcdClientOptions options,
+                                                              const Clock& clock);
+
+}  // namespace zk2etcd::etcd

@@ -1,0 +1,92 @@
+// ComputeDiff: compares the ZooKeeper tree with what etcd holds, key by key, in one streaming
+// merge: ZooKeeper's nodes (read whole, sorted) against etcd's data keys and meta records, read
+// page by page, all at one etcd revision. Memory is the ZooKeeper tree plus one page per cursor.
+//
+// Only keys whose path is in scope are compared: etcd keys under an excluded path (or written by
+// someone else outside the mapped paths) are never reported, so never touched. Blocking;
+// thread-safe (uses only the client's thread-safe calls).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "etcd/etcd_client.h"
+#include "sync/key_layout.h"
+#include "sync/scope.h"
+#include "sync/zk_walker.h"
+
+namespace zk2etcd::sync {
+
+// Reads the keys of some ranges in key order, a page at a time, all at one revision.
+class RangeCursor {
+ public:
+  // `revision` 0 reads the first page at the newest revision and the rest at that one.
+  RangeCursor(etcd::EtcdClient& etcd, std::vector<KeyRange> ranges, int64_t revision,
+              int64_t page_size);
+  // The next key-value, or nullopt after the last one.
+  etcd::EtcdResult<std::optional<etcd::KeyValue>> Next();
+  // The revision read at (0 until the first page).
+  int64_t revision() const { return revision_; }
+  size_t keys_read() const { return keys_read_; }
+
+ private:
+  etcd::EtcdResult<void> FetchPage();
+
+  etcd::EtcdClient& etcd_;
+  std::vector<KeyRange> ranges_;
+  size_t range_index_ = 0;
+  std::string next_key_;  // where the next page of the current range starts
+  bool range_done_ = false;
+  int64_t revision_;
+  const int64_t page_size_;
+  std::vector<etcd::KeyValue> page_;
+  size_t page_position_ = 0;
+  size_t keys_read_ = 0;
+};
+
+struct Difference {
+  enum class Kind {
+    kMissing,     // in ZooKeeper, not in etcd
+    kChanged,     // in both, values differ, the key is ours
+    kExtra,       // in etcd (ours), not in ZooKeeper
+    kForeign,     // in etcd without a meta record, differs from or is absent in ZooKeeper
+    kOrphanMeta,  // a meta record whose key is absent from both sides: zk2etcd's own leftover
+    kUnclaimed,   // equal on both sides, but the key has no meta record (e.g. written by the Go
+                  // tool): not a difference; with an ownership store that vouches for it, zk2etcd
+                  // adopts it by adding the meta record
+  };
+  Kind kind = Kind::kMissing;
+  std::string key;
+  std::string path;
+  // The node as ZooKeeper had it (kMissing, kChanged, kForeign when the node exists).
+  std::optional<size_t> node_index;
+  int64_t etcd_mod_revision = 0;       // when the key exists in etcd
+  std::optional<int64_t> meta_zxid;    // when a meta record exists
+};
+std::string_view DifferenceKindName(Difference::Kind kind);
+
+// The difference between a znode's data (null: absent) and an etcd key's value (null: absent)
+// with or without a meta record; nullopt when they agree (kUnclaimed when they agree but the key
+// has no meta record).
+std::optional<Difference::Kind> Classify(const std::string* zk_data, const std::string* etcd_value,
+                                        bool has_meta);
+
+struct DiffReport {
+  std::vector<Difference> differences;  // in key order
+  size_t zk_nodes = 0;      // in-scope znodes compared
+  size_t etcd_keys = 0;     // in-scope etcd keys compared
+  size_t in_sync = 0;       // keys equal on both sides (unclaimed ones included)
+  size_t unclaimed = 0;     // equal, but without a meta record
+  int64_t etcd_revision = 0;
+  size_t Count(Difference::Kind kind) const;
+};
+
+// With `list_unclaimed`, kUnclaimed keys are listed in `differences` (for adoption); otherwise
+// they are only counted.
+etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const Scope& scope,
+                                         const KeyLayout& layout, etcd::EtcdClient& etcd,
+                                         int64_t page_size = 1000, bool list_unclaimed = false);
+
+}  // namespace zk2etcd::sync

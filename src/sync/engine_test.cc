@@ -1,0 +1,331 @@
+// The sync engine (reconciler, incremental sync, service) against the in-memory ZooKeeper and
+// etcd: the semantics of the brief, §2 and §3.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "etcd/fake_etcd_client.h"
+#include "ops/log.h"
+#include "ownership/fake_ownership_store.h"
+#include "sync/incremental_sync.h"
+#include "sync/reconciler.h"
+#include "sync/sync_service.h"
+#include "zk/fake_zk_client.h"
+
+namespace zk2etcd::sync {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+class EngineTest : public ::testing::Test {
+ protected:
+  EngineTest() {
+    writer_options_.initial_backoff = milliseconds(5);
+    writer_options_.max_backoff = milliseconds(50);
+  }
+
+  void SetUp() override {
+    writer_ = std::make_unique<FencedWriter>(etcd_, writer_options_, clock_);
+    zk_ = zk_server_->NewClient({});
+  }
+
+  void Create(const std::string& path, const std::string& data = "") {
+    ASSERT_TRUE(zk_server_->CreateNodeAll(path, data).ok()) << path;
+  }
+
+  std::optional<std::string> Etcd(const std::string& key) {
+    auto kv = etcd_.store().Get(key);
+    if (!kv) return std::nullopt;
+    return kv->value;
+  }
+
+  ReconcileReport Reconcile(ownership::OwnershipStore* ownership = nullptr, bool fix = true) {
+    Reconciler reconciler(scope_, layout_, etcd_, writer_.get(), ownership, logger_, clock_);
+    ReconcileOptions options;
+    options.fix = fix;
+    auto report = reconciler.Run(*zk_, options);
+    EXPECT_TRUE(report.ok()) << report.error().message;
+    return report.ok() ? std::move(report).value() : ReconcileReport{};
+  }
+
+  SystemClock clock_;
+  std::shared_ptr<zk::FakeZkServer> zk_server_ = zk::FakeZkServer::Create(&clock_);
+  etcd::FakeEtcdClient etcd_{clock_};
+  std::shared_ptr<ops::MemoryLogSink> log_sink_ = std::make_shared<ops::MemoryLogSink>();
+  ops::Logger logger_{log_sink_, ops::LogFormat::kJson, ops::LogLevel::kDebug, clock_};
+  Scope scope_ = Scope::Create({"/dubbo"}, {"/dubbo/config"}).value();
+  KeyLayout layout_ = KeyLayout::Create("", "/zk2etcd/meta", scope_).value();
+  FencedWriterOptions writer_options_;
+  std::unique_ptr<FencedWriter> writer_;
+  std::unique_ptr<zk::FakeZkClient> zk_;
+};
+
+TEST_F(EngineTest, InitialSyncCopiesEveryNodeInScopeWithAncestorsAndExactBytes) {
+  Create("/dubbo/svc/providers/p1", std::string("bin\0ary\xff", 8));
+  Create("/dubbo/svc/consumers/c1");
+  Create("/dubbo/config/dubbo/app.configurators", "cfg");
+  Create("/dubbox/other", "x");
+  const ReconcileReport report = Reconcile();
+  EXPECT_EQ(report.fixed_puts, 6u);  // /dubbo, svc, providers, p1, consumers, c1
+  EXPECT_EQ(Etcd("/dubbo"), "");
+  EXPECT_EQ(Etcd("/dubbo/svc"), "");
+  EXPECT_EQ(Etcd("/dubbo/svc/providers"), "");
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/p1"), std::string("bin\0ary\xff", 8));
+  EXPECT_EQ(Etcd("/dubbo/svc/consumers/c1"), "");
+  EXPECT_EQ(Etcd("/dubbo/config"), std::nullopt) << "excluded";
+  EXPECT_EQ(Etcd("/dubbo/config/dubbo/app.configurators"), std::nullopt) << "excluded";
+  EXPECT_EQ(Etcd("/dubbox/other"), std::nullopt) << "prefix without path boundary";
+  EXPECT_TRUE(Etcd("/zk2etcd/meta/dubbo/svc/providers/p1").has_value());
+}
+
+TEST_F(EngineTest, RunWithEverythingInSyncWritesNothing) {
+  Create("/dubbo/svc/providers/p1", "a");
+  Reconcile();
+  const int txns = etcd_.Calls("txn");
+  const int64_t revision = etcd_.store().revision();
+  const ReconcileReport again = Reconcile();
+  EXPECT_EQ(again.VisibleDifferences(), 0u);
+  EXPECT_EQ(again.in_sync, 4u);
+  EXPECT_EQ(etcd_.Calls("txn"), txns);
+  EXPECT_EQ(etcd_.store().revision(), revision);
+}
+
+TEST_F(EngineTest, RepairsChangedAndMissingAndRemovesWhatZooKeeperLost) {
+  Create("/dubbo/svc/providers/p1", "a");
+  Create("/dubbo/svc/providers/p2", "b");
+  Reconcile();
+  ASSERT_TRUE(zk_server_->SetNodeData("/dubbo/svc/providers/p1", "a2").ok());
+  ASSERT_TRUE(zk_server_->DeleteNode("/dubbo/svc/providers/p2").ok());
+  Create("/dubbo/svc/providers/p3", "c");
+  etcd_.store().DeleteDirect("/dubbo/svc");  // lost in etcd, meta record still there
+  const ReconcileReport report = Reconcile();
+  EXPECT_EQ(report.Count(Difference::Kind::kChanged), 1u);
+  EXPECT_EQ(report.Count(Difference::Kind::kExtra), 1u);
+  EXPECT_EQ(report.Count(Difference::Kind::kMissing), 2u);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/p1"), "a2");
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/p2"), std::nullopt);
+  EXPECT_EQ(Etcd("/zk2etcd/meta/dubbo/svc/providers/p2"), std::nullopt);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/p3"), "c");
+  EXPECT_EQ(Etcd("/dubbo/svc"), "");
+}
+
+TEST_F(EngineTest, ForeignKeysSurviveAndAreReported) {
+  Create("/dubbo/svc/providers/p1", "zk");
+  etcd_.store().PutDirect("/dubbo/svc/providers/p1", "other-writer");  // differs, no meta
+  etcd_.store().PutDirect("/dubbo/from-replicator", "r");              // extra, no meta
+  etcd_.store().PutDirect("/dubbo/config/x", "excluded path: not ours to judge");
+  etcd_.store().PutDirect("/dubbox", "outside the prefix");
+  const ReconcileReport report = Reconcile();
+  EXPECT_EQ(report.Count(Difference::Kind::kForeign), 2u);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/p1"), "other-writer");
+  EXPECT_EQ(Etcd("/dubbo/from-replicator"), "r");
+  EXPECT_EQ(Etcd("/dubbo/config/x"), "excluded path: not ours to judge");
+  EXPECT_EQ(Etcd("/dubbox"), "outside the prefix");
+}
+
+TEST_F(EngineTest, ReportOnlyChangesNothing) {
+  Create("/dubbo/svc", "a");
+  const int64_t revision = etcd_.store().revision();
+  const ReconcileReport report = Reconcile(nullptr, /*fix=*/false);
+  EXPECT_EQ(report.Count(Difference::Kind::kMissing), 2u);
+  EXPECT_EQ(etcd_.store().revision(), revision);
+}
+
+TEST_F(EngineTest, RedisOwnedKeysAreRepairedAndAdoptedAndOthersStayForeign) {
+  ownership::FakeOwnershipStore store;
+  Create("/dubbo/svc/providers/changed", "new");
+  Create("/dubbo/svc/providers/same", "same");
+  // What the Go tool left: keys without meta records, recorded in Redis.
+  for (const char* key : {"/dubbo", "/dubbo/svc", "/dubbo/svc/providers"}) {
+    etcd_.store().PutDirect(key, "");
+    ASSERT_TRUE(store.Record({{key, ""}}).ok());
+  }
+  etcd_.store().PutDirect("/dubbo/svc/providers/changed", "old");
+  etcd_.store().PutDirect("/dubbo/svc/providers/same", "same");
+  etcd_.store().PutDirect("/dubbo/svc/providers/gone", "deleted in zk");
+  ASSERT_TRUE(store.Record({{"/dubbo/svc/providers/changed", "old"},
+                            {"/dubbo/svc/providers/same", "same"},
+                            {"/dubbo/svc/providers/gone", "deleted in zk"}})
+                  .ok());
+  etcd_.store().PutDirect("/dubbo/svc/providers/unknown", "not in redis");
+
+  const ReconcileReport report = Reconcile(&store);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/changed"), "new");
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/gone"), std::nullopt);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/unknown"), "not in redis");
+  EXPECT_TRUE(Etcd("/zk2etcd/meta/dubbo/svc/providers/same").has_value()) << "adopted";
+  EXPECT_EQ(report.adopted, 4u);  // /dubbo, svc, providers, same
+  EXPECT_EQ(report.Count(Difference::Kind::kForeign), 1u);
+  EXPECT_EQ(store.records().count("/dubbo/svc/providers/gone"), 0u);
+  EXPECT_EQ(store.records().at("/dubbo/svc/providers/changed"), "new");
+}
+
+TEST_F(EngineTest, NothingIsDeletedWhileTheOwnershipStoreIsDown) {
+  ownership::FakeOwnershipStore store;
+  Create("/dubbo/svc/providers/p1", "a");
+  Reconcile(&store);
+  ASSERT_TRUE(zk_server_->DeleteNode("/dubbo/svc/providers/p1").ok());
+  store.SetAvailable(false);
+  ReconcileReport report = Reconcile(&store);
+  EXPECT_EQ(report.deferred_deletes, 1u);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/p1"), "a");
+  store.SetAvailable(true);
+  report = Reconcile(&store);
+  EXPECT_EQ(report.fixed_deletes, 1u);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/p1"), std::nullopt);
+}
+
+class IncrementalTest : public EngineTest {
+ protected:
+  void SetUp() override {
+    EngineTest::SetUp();
+    IncrementalSyncOptions options;
+    options.on_change = [this](const AppliedChange& change) {
+      std::lock_guard lock(mutex_);
+      changes_.push_back(change);
+    };
+    incremental_ = std::make_unique<IncrementalSync>(scope_, layout_, *writer_, nullptr, logger_,
+                                                     clock_, options);
+    zk::ZkEventHandlers handlers;
+    handlers.on_watch = [this](const zk::WatchEvent& event) { incremental_->OnWatchEvent(event); };
+    watcher_ = zk_server_->NewClient(handlers);
+    ASSERT_TRUE(
+        zk::blocking::AddWatch(*watcher_, "/dubbo", zk::AddWatchMode::kPersistentRecursive).ok());
+    incremental_->SetClient(watcher_.get());
+  }
+  void TearDown() override {
+    incremental_->SetClient(nullptr);
+    incremental_->Stop();
+  }
+  void Settle() {
+    // Events are delivered on the client's thread; the writer completes on its own.
+    for (int i = 0; i < 200; ++i) {
+      if (incremental_->WaitIdle(milliseconds(20)) && writer_->Drain(milliseconds(20)) &&
+          incremental_->queue_depth() == 0) {
+        std::this_thread::sleep_for(milliseconds(5));
+        if (incremental_->queue_depth() == 0) return;
+      }
+    }
+    FAIL() << "incremental sync did not settle";
+  }
+
+  std::mutex mutex_;
+  std::vector<AppliedChange> changes_;
+  std::unique_ptr<zk::FakeZkClient> watcher_;
+  std::unique_ptr<IncrementalSync> incremental_;
+};
+
+// The Go tool synced only the top of a subtree created at once, and never synced setData.
+TEST_F(IncrementalTest, DeepSubtreeDataChangesAndDeletesAreApplied) {
+  Create("/dubbo/a/b/c/d", "leaf");
+  Settle();
+  EXPECT_EQ(Etcd("/dubbo"), "");
+  EXPECT_EQ(Etcd("/dubbo/a/b/c"), "");
+  EXPECT_EQ(Etcd("/dubbo/a/b/c/d"), "leaf");
+  ASSERT_TRUE(zk_server_->SetNodeData("/dubbo/a/b/c/d", "changed").ok());
+  Settle();
+  EXPECT_EQ(Etcd("/dubbo/a/b/c/d"), "changed");
+  ASSERT_TRUE(zk_server_->DeleteNode("/dubbo/a/b/c/d").ok());
+  Settle();
+  EXPECT_EQ(Etcd("/dubbo/a/b/c/d"), std::nullopt);
+  EXPECT_EQ(Etcd("/dubbo/a/b/c"), "");
+  Create("/dubbo/config/x", "excluded");
+  Settle();
+  EXPECT_EQ(Etcd("/dubbo/config/x"), std::nullopt);
+}
+
+TEST_F(IncrementalTest, ManyChangesToOneNodeEndWithTheLastValueAndTraceIds) {
+  Create("/dubbo/hot", "0");
+  for (int i = 1; i <= 200; ++i) {
+    ASSERT_TRUE(zk_server_->SetNodeData("/dubbo/hot", std::to_string(i)).ok());
+  }
+  Settle();
+  EXPECT_EQ(Etcd("/dubbo/hot"), "200");
+  std::lock_guard lock(mutex_);
+  ASSERT_FALSE(changes_.empty());
+  EXPECT_LT(changes_.size(), 200u) << "events for a busy path are folded";
+  for (const AppliedChange& change : changes_) EXPECT_EQ(change.trace_id.size(), 16u);
+}
+
+TEST_F(IncrementalTest, DeleteRacingARecreateLeavesTheNewNode) {
+  Create("/dubbo/svc/providers/p", "v1");
+  Settle();
+  // Delete and re-create before the engine reads: the read sees the new node.
+  ASSERT_TRUE(zk_server_->DeleteNode("/dubbo/svc/providers/p").ok());
+  Create("/dubbo/svc/providers/p", "v2");
+  Settle();
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/p"), "v2");
+}
+
+TEST_F(IncrementalTest, EtcdOutageDelaysButLosesNothing) {
+  etcd_.SetUnavailable(true);
+  Create("/dubbo/svc/providers/p", "v1");
+  std::this_thread::sleep_for(milliseconds(100));
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/p"), std::nullopt);
+  EXPECT_TRUE(writer_->retrying());
+  etcd_.SetUnavailable(false);
+  Settle();
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/p"), "v1");
+}
+
+class ServiceTest : public EngineTest {
+ protected:
+  void StartService() {
+    factory_ = zk_server_->NewFactory();
+    SyncServiceOptions options;
+    options.fullsync_interval = seconds(0);
+    options.retry_initial = milliseconds(10);
+    options.retry_max = milliseconds(100);
+    options.on_reconcile = [this](const Result<ReconcileReport, ReconcileError>& result) {
+      if (result.ok()) ++reconciliations_;
+    };
+    service_ = std::make_unique<SyncService>(scope_, layout_, *factory_, etcd_, *writer_, nullptr,
+                                             logger_, clock_, options);
+    thread_ = std::thread([this] { result_ = service_->Run(); });
+  }
+  void TearDown() override {
+    if (service_) service_->Stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  bool WaitFor(const std::function<bool()>& condition) {
+    for (int i = 0; i < 500; ++i) {
+      if (condition()) return true;
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    return false;
+  }
+
+  std::unique_ptr<zk::ZkClientFactory> factory_;
+  std::unique_ptr<SyncService> service_;
+  std::thread thread_;
+  Result<void, std::string> result_;
+  std::atomic<int> reconciliations_{0};
+};
+
+TEST_F(ServiceTest, SyncsAtStartThenFollowsChangesAndStopsCleanly) {
+  Create("/dubbo/svc/providers/p1", "a");
+  StartService();
+  ASSERT_TRUE(WaitFor([&] { return Etcd("/dubbo/svc/providers/p1") == "a"; }));
+  EXPECT_TRUE(WaitFor([&] { return service_->Status().first_sync_done; }));
+  Create("/dubbo/svc/providers/p2", "b");
+  EXPECT_TRUE(WaitFor([&] { return Etcd("/dubbo/svc/providers/p2") == "b"; }));
+  service_->Stop();
+  thread_.join();
+  EXPECT_TRUE(result_.ok());
+}
+
+TEST_F(ServiceTest, SessionExpiryOpensANewSessionAndReconciles) {
+  Create("/dubbo/svc/providers/p1", "a");
+  StartService();
+  ASSERT_TRUE(WaitFor([&] { return reconciliations_ >= 1; }));
+  const int64_t first_session = service_->Status().session_id;
+  zk_server_->ExpireSession(first_session);
+  Create("/dubbo/svc/providers/p2", "while-expired");
+  ASSERT_TRUE(WaitFor([&] { return Etcd("/dubbo/svc/providers/p2") == "while-expired"; }));
+  EXPECT_TRUE(WaitFor([&] { return service_->Status().session_id != first_session; }));
+  EXPECT_GE(reconciliations_, 2);
+}
+
+}  // namespace
+}  // namespace zk2etcd::sync

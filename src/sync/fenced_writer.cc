@@ -1,0 +1,213 @@
+#include "sync/fenced_writer.h"
+
+#include <algorithm>
+#include <unordered_set>
+
+namespace zk2etcd::sync {
+
+namespace {
+
+size_t ApproximateBytes(const FencedWrite& write) {
+  return write.key.size() * 3 + write.meta_key.size() * 3 + write.value.size() + 96;
+}
+
+}  // namespace
+
+FencedWriter::FencedWriter(etcd::EtcdClient& etcd, FencedWriterOptions options,
+                           const Clock& clock, TxnObserver observer)
+    : etcd_(etcd),
+      options_(options),
+      clock_(clock),
+      observer_(std::move(observer)),
+      jitter_(options.jitter_seed) {
+  sender_ = std::thread([this] { SenderLoop(); });
+}
+
+FencedWriter::~FencedWriter() { Stop(); }
+
+void FencedWriter::Submit(FencedWrite write, Done done) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopping_) {
+      queue_.push_back({std::move(write), std::move(done)});
+      ++submitted_;
+      wake_.notify_all();
+      return;
+    }
+  }
+  done(Unexpected{WriteError{WriteError::Code::kStopped, std::nullopt, "writer stopped"}});
+}
+
+void FencedWriter::SetLeader(std::optional<etcd::LeaderKey> leader) {
+  std::lock_guard lock(mutex_);
+  leader_ = std::move(leader);
+}
+
+size_t FencedWriter::pending() const {
+  std::lock_guard lock(mutex_);
+  return queue_.size() + in_flight_writes_;
+}
+
+bool FencedWriter::retrying() const {
+  std::lock_guard lock(mutex_);
+  return backoff_.count() > 0;
+}
+
+bool FencedWriter::Drain(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  const uint64_t target = submitted_;
+  return completed_.wait_for(lock, timeout, [&] { return finished_ >= target; });
+}
+
+void FencedWriter::Stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ && !sender_.joinable()) return;
+    stopping_ = true;
+    for (Entry& entry : queue_) {
+      completions_.push_back(
+          {std::move(entry.done),
+           Unexpected{WriteError{WriteError::Code::kStopped, std::nullopt, "writer stopped"}}});
+    }
+    queue_.clear();
+    wake_.notify_all();
+  }
+  if (sender_.joinable()) sender_.join();
+}
+
+std::vector<FencedWriter::Entry> FencedWriter::TakeBatchLocked() {
+  std::vector<Entry> batch;
+  std::unordered_set<std::string_view> keys;  // views into `batch`, which never reallocates
+  size_t bytes = 0;
+  const size_t max_keys = static_cast<size_t>(std::max(1, options_.max_keys_per_txn));
+  batch.reserve(max_keys);
+  auto it = queue_.begin();
+  while (it != queue_.end() && batch.size() < max_keys) {
+    const size_t size = ApproximateBytes(it->write);
+    if (!batch.empty() && bytes + size > options_.max_txn_bytes) break;
+    if (keys.count(it->write.key) > 0) {
+      ++it;  // the same key waits for the next transaction, keeping its order
+      continue;
+    }
+    bytes += size;
+    batch.push_back(std::move(*it));
+    keys.insert(batch.back().write.key);
+    it = queue_.erase(it);
+  }
+  return batch;
+}
+
+void FencedWriter::SenderLoop() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    if (!completions_.empty()) {
+      std::deque<Completion> ready;
+      ready.swap(completions_);
+      lock.unlock();
+      for (Completion& completion : ready) completion.done(completion.result);
+      lock.lock();
+      finished_ += ready.size();
+      completed_.notify_all();
+      continue;
+    }
+    if (stopping_ && in_flight_txns_ == 0 && queue_.empty()) break;
+    const auto now = std::chrono::steady_clock::now();
+    const bool window_open = in_flight_txns_ < options_.max_txns_in_flight;
+    if (!stopping_ && !queue_.empty() && window_open && now >= retry_at_) {
+      std::vector<Entry> batch = TakeBatchLocked();
+      ++in_flight_txns_;
+      in_flight_writes_ += batch.size();
+      std::vector<FencedWrite> writes;
+      writes.reserve(batch.size());
+      for (const Entry& entry : batch) writes.push_back(entry.write);
+      const std::optional<etcd::LeaderKey> leader = leader_;
+      lock.unlock();
+      etcd::CallOptions call;
+      call.safe_to_retry = true;
+      const auto started = clock_.Now();
+      etcd_.TxnAsync(BuildFencedTxn(writes, leader), call,
+                     [this, batch = std::move(batch), started](
+                         etcd::EtcdResult<etcd::TxnResponse> result) mutable {
+                       OnTxnDone(std::move(batch), std::move(result), started);
+                     });
+      lock.lock();
+      continue;
+    }
+    if (!stopping_ && !queue_.empty() && window_open) {
+      wake_.wait_until(lock, retry_at_);
+    } else {
+      wake_.wait(lock);
+    }
+  }
+}
+
+bool FencedWriter::Retryable(const etcd::Error& error) {
+  switch (error.code) {
+    case etcd::ErrorCode::kUnavailable:
+    case etcd::ErrorCode::kDeadlineExceeded:
+    case etcd::ErrorCode::kResourceExhausted:
+    case etcd::ErrorCode::kAuthFailed:  // a token refresh may fix it; the client re-authenticates
+    case etcd::ErrorCode::kTlsFailed:
+    case etcd::ErrorCode::kInternal:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void FencedWriter::OnTxnDone(std::vector<Entry> batch, etcd::EtcdResult<etcd::TxnResponse> result,
+                             std::chrono::steady_clock::time_point started) {
+  if (observer_) {
+    observer_(batch.size(),
+              result.ok() ? std::nullopt : std::optional<etcd::Error>(result.error()),
+              clock_.Now() - started);
+  }
+  std::lock_guard lock(mutex_);
+  --in_flight_txns_;
+  in_flight_writes_ -= batch.size();
+  wake_.notify_all();
+  if (!result.ok()) {
+    const etcd::Error& error = result.error();
+    if (Retryable(error) && !stopping_) {
+      // Back to the front, in order, to be sent again after a backoff with jitter.
+      for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
+      backoff_ = std::min(options_.max_backoff,
+                          std::max(options_.initial_backoff, backoff_ * 2));
+      std::uniform_int_distribution<int64_t> jitter(0, backoff_.count() / 2);
+      retry_at_ = std::chrono::steady_clock::now() + backoff_ +
+                  std::chrono::milliseconds(jitter(jitter_));
+      return;
+    }
+    const WriteError::Code code = stopping_ && Retryable(error) ? WriteError::Code::kStopped
+                                                                : WriteError::Code::kEtcd;
+    for (Entry& entry : batch) {
+      completions_.push_back(
+          {std::move(entry.done), Unexpected{WriteError{code, error, error.ToString()}}});
+    }
+    return;
+  }
+  backoff_ = std::chrono::milliseconds(0);
+  retry_at_ = {};
+  const etcd::TxnResponse& response = *result;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Entry& entry = batch[i];
+    if (!response.succeeded) {
+      completions_.push_back(
+          {std::move(entry.done),
+           Unexpected{WriteError{WriteError::Code::kNotLeader, std::nullopt,
+                                 "the leadership fence failed: another process leads"}}});
+      continue;
+    }
+    const std::optional<WriteOutcome> outcome = OutcomeOf(response, i, entry.write);
+    if (!outcome) {
+      completions_.push_back(
+          {std::move(entry.done),
+           Unexpected{WriteError{WriteError::Code::kEtcd, std::nullopt,
+                                 "unexpected transaction response shape for " + entry.write.key}}});
+      continue;
+    }
+    completions_.push_back({std::move(entry.done), *outcome});
+  }
+}
+
+}  // namespace zk2etcd::sync

@@ -1,0 +1,125 @@
+// FencedWriter: turns a stream of fenced writes (see fenced_txn.h) into batched etcd
+// transactions, with a bounded number in flight, retried until etcd takes them.
+//
+// Submit() queues a write; a sender thread packs queued writes into transactions (at most
+// MaxKeysPerTxn keys and max_txn_bytes bytes each, never the same key twice in one) as soon as the
+// window has room, so a lone write goes out at once and a burst goes out in full batches (group
+// commit). A transaction that fails because etcd is unreachable or slow is sent again after a
+// backoff: fenced writes are safe to repeat. Errors that a repeat cannot fix (permission denied,
+// a value too large, ...) and lost leadership complete the writes with an error.
+//
+// Each write's callback runs exactly once, on the writer's sender thread, never under the
+// writer's lock. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/result.h"
+#include "etcd/etcd_client.h"
+#include "sync/fenced_txn.h"
+
+namespace zk2etcd::sync {
+
+struct WriteError {
+  enum class Code {
+    kNotLeader,  // the leadership compare failed: this process no longer leads
+    kEtcd,       // etcd refused the transaction for a reason a repeat cannot fix
+    kStopped,    // the writer stopped before the write was applied
+  };
+  Code code = Code::kEtcd;
+  std::optional<etcd::Error> etcd_error;
+  std::string message;
+};
+
+using WriteResult = Result<WriteOutcome, WriteError>;
+
+struct FencedWriterOptions {
+  int max_keys_per_txn = MaxKeysPerTxn();
+  // etcd refuses requests over --max-request-bytes (1.5 MiB by default).
+  size_t max_txn_bytes = 1 << 20;
+  size_t max_txns_in_flight = 4;
+  std::chrono::milliseconds initial_backoff{100};
+  std::chrono::milliseconds max_backoff{5000};
+  uint64_t jitter_seed = 0x5eed;
+};
+
+class FencedWriter {
+ public:
+  using Done = std::function<void(const WriteResult&)>;
+  // Called once per transaction attempt, for metrics: how many writes it carried, whether etcd
+  // answered (and its error), and how long it took.
+  using TxnObserver =
+      std::function<void(size_t writes, const std::optional<etcd::Error>& error,
+                         std::chrono::nanoseconds duration)>;
+
+  FencedWriter(etcd::EtcdClient& etcd, FencedWriterOptions options, const Clock& clock,
+               TxnObserver observer = nullptr);
+  // Stop()s.
+  ~FencedWriter();
+  FencedWriter(const FencedWriter&) = delete;
+  FencedWriter& operator=(const FencedWriter&) = delete;
+
+  void Submit(FencedWrite write, Done done);
+  // Writes are fenced by this leadership from the next transaction on (nullopt: no fence).
+  void SetLeader(std::optional<etcd::LeaderKey> leader);
+
+  // Waits until every write submitted before the call has completed, or `timeout` passes.
+  // Returns whether everything completed.
+  bool Drain(std::chrono::milliseconds timeout);
+  // Completes every queued write with kStopped, waits for the transactions in flight, and stops
+  // the sender thread. Later Submits complete at once with kStopped.
+  void Stop();
+
+  // Writes queued or in flight.
+  size_t pending() const;
+  // Whether the last transaction attempt failed and writes are waiting to be retried.
+  bool retrying() const;
+
+ private:
+  struct Entry {
+    FencedWrite write;
+    Done done;
+  };
+  struct Completion {
+    Done done;
+    WriteResult result;
+  };
+
+  void SenderLoop();
+  // Takes the next batch off the queue. REQUIRES: mutex_ held.
+  std::vector<Entry> TakeBatchLocked();
+  void OnTxnDone(std::vector<Entry> batch, etcd::EtcdResult<etcd::TxnResponse> result,
+                 std::chrono::steady_clock::time_point started);
+  static bool Retryable(const etcd::Error& error);
+
+  etcd::EtcdClient& etcd_;
+  const FencedWriterOptions options_;
+  const Clock& clock_;
+  const TxnObserver observer_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;       // sender: queue, window or stop changed
+  std::condition_variable completed_;  // Drain: something completed
+  std::deque<Entry> queue_;
+  std::deque<Completion> completions_;
+  size_t in_flight_txns_ = 0;
+  size_t in_flight_writes_ = 0;
+  uint64_t submitted_ = 0;
+  uint64_t finished_ = 0;
+  std::optional<etcd::LeaderKey> leader_;
+  std::chrono::milliseconds backoff_{0};
+  std::chrono::steady_clock::time_point retry_at_{};
+  bool stopping_ = false;
+  std::mt19937_64 jitter_;
+  std::thread sender_;
+};
+
+}  // namespace zk2etcd::sync

@@ -1,0 +1,219 @@
+#include "sync/incremental_sync.h"
+
+#include <cstdio>
+
+namespace zk2etcd::sync {
+
+IncrementalSync::IncrementalSync(const Scope& scope, const KeyLayout& layout,
+                                 FencedWriter& writer, ownership::OwnershipStore* ownership,
+                                 ops::Logger& logger, const Clock& clock,
+                                 IncrementalSyncOptions options)
+    : scope_(scope),
+      layout_(layout),
+      writer_(writer),
+      ownership_(ownership),
+      logger_(logger),
+      clock_(clock),
+      options_(std::move(options)),
+      trace_random_(options_.trace_seed) {}
+
+IncrementalSync::~IncrementalSync() { Stop(); }
+
+std::string IncrementalSync::NewTraceId() {
+  char buffer[17];
+  std::snprintf(buffer, sizeof(buffer), "%016llx",
+                static_cast<unsigned long long>(trace_random_()));
+  return buffer;
+}
+
+void IncrementalSync::SetClient(zk::ZkClient* client) {
+  {
+    std::lock_guard client_lock(client_mutex_);
+    client_ = client;
+  }
+  Pump();
+}
+
+void IncrementalSync::OnWatchEvent(const zk::WatchEvent& event) {
+  switch (event.type) {
+    case zk::WatchEventType::kNodeCreated:
+    case zk::WatchEventType::kNodeDeleted:
+    case zk::WatchEventType::kNodeDataChanged:
+      break;
+    default:
+      return;  // child lists are not needed: the recursive watch reports every node
+  }
+  MarkDirty(event.path);
+}
+
+void IncrementalSync::MarkDirty(const std::string& path) {
+  if (!scope_.Contains(path)) return;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopped_) return;
+    PathState& state = paths_[path];
+    if (state.trace_id.empty()) {
+      state.trace_id = NewTraceId();
+      state.first_event = clock_.Now();
+    }
+    if (state.busy) {
+      state.dirty = true;
+    } else if (!state.queued) {
+      state.queued = true;
+      ready_.push_back(path);
+    }
+    if (logger_.Enabled(ops::LogLevel::kDebug)) {
+      logger_.Debug("zookeeper event", {{"path", path}, {"trace_id", state.trace_id}});
+    }
+  }
+  Pump();
+}
+
+void IncrementalSync::Resume() { Pump(); }
+
+void IncrementalSync::Pump() {
+  while (true) {
+    std::lock_guard client_lock(client_mutex_);
+    if (client_ == nullptr) return;
+    std::string path;
+    {
+      std::lock_guard lock(mutex_);
+      if (stopped_ || ready_.empty() || reads_in_flight_ >= options_.read_window) return;
+      path = std::move(ready_.front());
+      ready_.pop_front();
+      PathState& state = paths_[path];
+      state.queued = false;
+      state.busy = true;
+      ++reads_in_flight_;
+    }
+    client_->GetData(path, false, [this, path](zk::ZkResult<zk::GetDataReply> reply) {
+      OnRead(path, std::move(reply));
+    });
+  }
+}
+
+void IncrementalSync::OnRead(const std::string& path, zk::ZkResult<zk::GetDataReply> reply) {
+  FencedWrite write;
+  write.key = layout_.KeyFor(path);
+  write.meta_key = layout_.MetaKeyFor(write.key);
+  if (reply.ok()) {
+    write.type = FencedWrite::Type::kPut;
+    write.value = std::move(reply->data);
+    write.zxid = reply->stat.mzxid;
+  } else if (reply.error().code == zk::ZkErrorCode::kNoNode) {
+    write.type = FencedWrite::Type::kDelete;
+    write.zxid = reply.error().zxid;
+  } else {
+    // Connection trouble or a closed client: keep the path queued for Resume().
+    {
+      std::lock_guard lock(mutex_);
+      --reads_in_flight_;
+      PathState& state = paths_[path];
+      state.busy = false;
+      state.dirty = false;
+      if (!state.queued && !stopped_) {
+        state.queued = true;
+        ready_.push_front(path);
+      }
+    }
+    logger_.Debug("read failed; retried after reconnect",
+                  {{"path", path}, {"error", reply.error().ToString()}});
+    return;
+  }
+  if (write.type == FencedWrite::Type::kDelete && ownership_ != nullptr) {
+    if (auto ping = ownership_->Ping(); !ping.ok()) {
+      // Nothing is deleted while ownership cannot be checked; the next reconciliation after the
+      // store is back does it.
+      logger_.Warn("ownership store unreachable: delete deferred",
+                   {{"key", write.key}, {"error", ping.error().message}});
+      {
+        std::lock_guard lock(mutex_);
+        --reads_in_flight_;
+      }
+      Retire(path);
+      Pump();
+      return;
+    }
+  }
+  {
+    std::lock_guard lock(mutex_);
+    --reads_in_flight_;
+  }
+  Pump();
+  writer_.Submit(write, [this, path, write](const WriteResult& result) {
+    OnWritten(path, write, result);
+  });
+}
+
+void IncrementalSync::OnWritten(const std::string& path, const FencedWrite& write,
+                                const WriteResult& result) {
+  AppliedChange change;
+  change.key = write.key;
+  change.type = write.type;
+  change.zxid = write.zxid;
+  {
+    std::lock_guard lock(mutex_);
+    const PathState& state = paths_[path];
+    change.trace_id = state.trace_id;
+    change.delay = clock_.Now() - state.first_event;
+  }
+  if (result.ok()) {
+    change.outcome = *result;
+    if (ownership_ != nullptr && *result == WriteOutcome::kApplied) {
+      auto recorded = write.type == FencedWrite::Type::kPut
+                          ? ownership_->Record({{write.key, write.value}})
+                          : ownership_->Forget({write.key});
+      if (!recorded.ok()) {
+        logger_.Warn("ownership store not updated; the etcd meta record still proves ownership",
+                     {{"key", write.key}, {"error", recorded.error().message}});
+      }
+    }
+    if (*result == WriteOutcome::kForeign) {
+      logger_.Info("foreign key left alone", {{"key", write.key}, {"trace_id", change.trace_id}});
+    }
+  } else {
+    change.error = result.error().message;
+    logger_.Warn("write failed", {{"key", write.key},
+                                  {"trace_id", change.trace_id},
+                                  {"error", result.error().message}});
+  }
+  if (options_.on_change) options_.on_change(change);
+  Retire(path);
+  Pump();
+}
+
+void IncrementalSync::Retire(const std::string& path) {
+  std::lock_guard lock(mutex_);
+  auto it = paths_.find(path);
+  if (it == paths_.end()) return;
+  PathState& state = it->second;
+  state.busy = false;
+  if (state.dirty && !stopped_) {
+    state.dirty = false;
+    state.queued = true;
+    ready_.push_back(path);
+  } else if (!state.queued) {
+    paths_.erase(it);
+  }
+  if (paths_.empty()) idle_.notify_all();
+}
+
+size_t IncrementalSync::queue_depth() const {
+  std::lock_guard lock(mutex_);
+  return paths_.size();
+}
+
+bool IncrementalSync::WaitIdle(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return idle_.wait_for(lock, timeout, [this] { return paths_.empty(); });
+}
+
+void IncrementalSync::Stop() {
+  std::lock_guard client_lock(client_mutex_);
+  std::lock_guard lock(mutex_);
+  stopped_ = true;
+  ready_.clear();
+  client_ = nullptr;
+}
+
+}  // namespace zk2etcd::sync

@@ -1,0 +1,117 @@
+// IncrementalSync: applies ZooKeeper watch events to etcd as they happen.
+//
+// An event (NodeCreated, NodeDataChanged, NodeDeleted under a persistent recursive watch) only
+// marks its path dirty; the path is then read (getData: data and mzxid, or NoNode with the zxid
+// of the absence) and written with a fenced put or delete. Because the read comes after the
+// event, it sees that change or a newer one; because writes are fenced by zxid, reads and writes
+// may complete in any order without ever moving etcd backwards. Events for a path that is being
+// read or written are folded into one more read afterwards, so memory grows with the number of
+// distinct dirty paths (at most the tree), not with the number of events.
+//
+// Reads that fail with a connection loss stay queued and are retried by Resume() after the
+// reconnect. Thread-safe: OnWatchEvent is called from the ZooKeeper client's delivery thread;
+// completions arrive from the writer's thread; everything else from the owner's thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <string>
+#include <unordered_map>
+
+#include "common/clock.h"
+#include "ops/log.h"
+#include "ownership/ownership_store.h"
+#include "sync/fenced_writer.h"
+#include "sync/key_layout.h"
+#include "sync/scope.h"
+#include "zk/zk_client.h"
+
+namespace zk2etcd::sync {
+
+// What happened to one change, for metrics and the event log.
+struct AppliedChange {
+  std::string trace_id;
+  std::string key;
+  FencedWrite::Type type = FencedWrite::Type::kPut;
+  int64_t zxid = 0;
+  std::optional<WriteOutcome> outcome;  // nullopt: failed
+  std::string error;
+  // From the first event that made the path dirty to the write's completion.
+  std::chrono::nanoseconds delay{0};
+};
+
+struct IncrementalSyncOptions {
+  size_t read_window = 50;
+  // Called for every completed write (on the writer's thread); must be quick.
+  std::function<void(const AppliedChange&)> on_change;
+  uint64_t trace_seed = 0x7ace;
+};
+
+class IncrementalSync {
+ public:
+  IncrementalSync(const Scope& scope, const KeyLayout& layout, FencedWriter& writer,
+                  ownership::OwnershipStore* ownership, ops::Logger& logger, const Clock& clock,
+                  IncrementalSyncOptions options);
+  ~IncrementalSync();
+
+  // The client reads go to; null pauses reading (events still queue). Once SetClient returns,
+  // no read is being issued to the previous client, which may then be destroyed (it still owes
+  // callbacks for reads it had taken; they come back as connection losses and are re-queued).
+  void SetClient(zk::ZkClient* client);
+  // From the ZooKeeper client's watch handler.
+  void OnWatchEvent(const zk::WatchEvent& event);
+  // Marks a path dirty as if an event had come (used for classic watches and tests).
+  void MarkDirty(const std::string& path);
+  // Sends the reads that wait (after a reconnect or SetClient).
+  void Resume();
+
+  // Paths waiting to be read, being read, or being written.
+  size_t queue_depth() const;
+  // Waits until nothing is queued or in flight, or `timeout` passes.
+  bool WaitIdle(std::chrono::milliseconds timeout);
+  // Stops reading; writes already handed to the writer complete as the writer decides.
+  void Stop();
+
+ private:
+  struct PathState {
+    bool queued = false;
+    bool busy = false;   // a read or write is in flight
+    bool dirty = false;  // another event came while busy
+    std::string trace_id;
+    std::chrono::steady_clock::time_point first_event{};
+  };
+
+  void Pump();
+  void OnRead(const std::string& path, zk::ZkResult<zk::GetDataReply> reply);
+  void OnWritten(const std::string& path, const FencedWrite& write, const WriteResult& result);
+  void Retire(const std::string& path);
+  std::string NewTraceId();  // REQUIRES: mutex_ held
+
+  const Scope& scope_;
+  const KeyLayout& layout_;
+  FencedWriter& writer_;
+  ownership::OwnershipStore* ownership_;
+  ops::Logger& logger_;
+  const Clock& clock_;
+  const IncrementalSyncOptions options_;
+
+  // Held while a read is handed to the client, so that SetClient can swap clients safely. Taken
+  // before mutex_ when both are needed. The client never calls back inline.
+  std::mutex client_mutex_;
+  zk::ZkClient* client_ = nullptr;  // guarded by client_mutex_
+
+  mutable std::mutex mutex_;
+  std::condition_variable idle_;
+  std::unordered_map<std::string, PathState> paths_;
+  std::deque<std::string> ready_;
+  size_t reads_in_flight_ = 0;
+  bool stopped_ = false;
+  std::mt19937_64 trace_random_;
+};
+
+}  // namespace zk2etcd::sync

@@ -1,0 +1,296 @@
+#include "sync/reconciler.h"
+
+#include <condition_variable>
+#include <mutex>
+
+#include "sync/fenced_txn.h"
+
+namespace zk2etcd::sync {
+
+namespace {
+
+// Candidates per read-only recheck transaction: two range operations each.
+constexpr size_t kRecheckPerTxn = etcd::kDefaultMaxTxnOps / 2;
+
+// Counts outstanding callbacks and lets one thread wait for all of them.
+class Pending {
+ public:
+  void Add() {
+    std::lock_guard lock(mutex_);
+    ++count_;
+  }
+  void Done() {
+    std::lock_guard lock(mutex_);
+    if (--count_ == 0) zero_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock lock(mutex_);
+    zero_.wait(lock, [this] { return count_ == 0; });
+  }
+  std::mutex& mutex() { return mutex_; }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable zero_;
+  size_t count_ = 0;
+};
+
+}  // namespace
+
+size_t ReconcileReport::VisibleDifferences() const {
+  size_t count = 0;
+  for (const ConfirmedDifference& difference : differences) {
+    count += difference.kind != Difference::Kind::kUnclaimed &&
+             difference.kind != Difference::Kind::kOrphanMeta;
+  }
+  return count;
+}
+
+size_t ReconcileReport::Count(Difference::Kind kind) const {
+  size_t count = 0;
+  for (const ConfirmedDifference& difference : differences) count += difference.kind == kind;
+  return count;
+}
+
+Reconciler::Reconciler(const Scope& scope, const KeyLayout& layout, etcd::EtcdClient& etcd,
+                       FencedWriter* writer, ownership::OwnershipStore* ownership,
+                       ops::Logger& logger, const Clock& clock)
+    : scope_(scope),
+      layout_(layout),
+      etcd_(etcd),
+      writer_(writer),
+      ownership_(ownership),
+      logger_(logger),
+      clock_(clock) {}
+
+Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
+                                                        const ReconcileOptions& options) {
+  const auto start = clock_.Now();
+  WalkOptions walk_options;
+  walk_options.window = options.zk_window;
+  walk_options.on_progress = options.on_progress;
+  walk_options.cancel = options.cancel;
+  auto tree = WalkZkTree(zk, scope_, walk_options);
+  if (!tree.ok()) {
+    return Unexpected{ReconcileError{ReconcileError::Source::kZooKeeper,
+                                     "reading the ZooKeeper tree: " + tree.error().ToString()}};
+  }
+  auto diff = ComputeDiff(*tree, scope_, layout_, etcd_, options.etcd_page_size,
+                          /*list_unclaimed=*/ownership_ != nullptr);
+  if (!diff.ok()) {
+    return Unexpected{ReconcileError{ReconcileError::Source::kEtcd,
+                                     "listing etcd: " + diff.error().ToString()}};
+  }
+  ReconcileReport report;
+  report.zk_nodes = diff->zk_nodes;
+  report.etcd_keys = diff->etcd_keys;
+  report.in_sync = diff->in_sync;
+  report.unclaimed = diff->unclaimed;
+  report.etcd_revision = diff->etcd_revision;
+  report.first_pass_differences = diff->differences.size();
+  // The tree is no longer needed; the candidates carry their paths.
+  tree->nodes.clear();
+  tree->nodes.shrink_to_fit();
+
+  if (!diff->differences.empty()) {
+    auto confirmed = Recheck(zk, diff->differences, options.zk_window);
+    if (!confirmed.ok()) return Unexpected{confirmed.error()};
+    report.differences = std::move(*confirmed);
+  }
+  if (options.fix && writer_ != nullptr && !report.differences.empty()) Repair(report);
+  report.duration = clock_.Now() - start;
+  return report;
+}
+
+Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
+    zk::ZkClient& zk, const std::vector<Difference>& candidates, size_t zk_window) {
+  std::vector<std::string> paths;
+  paths.reserve(candidates.size());
+  for (const Difference& candidate : candidates) paths.push_back(candidate.path);
+  auto nodes = ReadNodes(zk, paths, zk_window);
+  if (!nodes.ok()) {
+    return Unexpected{ReconcileError{ReconcileError::Source::kZooKeeper,
+                                     "re-reading ZooKeeper: " + nodes.error().ToString()}};
+  }
+
+  // etcd: the key and its meta record, for many candidates per read-only transaction.
+  struct EtcdState {
+    std::optional<etcd::KeyValue> kv;
+    std::optional<int64_t> meta_zxid;
+  };
+  std::vector<EtcdState> states(candidates.size());
+  std::optional<etcd::Error> etcd_error;
+  Pending pending;
+  for (size_t begin = 0; begin < candidates.size(); begin += kRecheckPerTxn) {
+    const size_t end = std::min(candidates.size(), begin + kRecheckPerTxn);
+    etcd::TxnRequest txn;
+    for (size_t i = begin; i < end; ++i) {
+      etcd::RangeRequest key;
+      key.key = candidates[i].key;
+      etcd::RangeRequest meta;
+      meta.key = layout_.MetaKeyFor(candidates[i].key);
+      txn.success.push_back(etcd::Op::Range(std::move(key)));
+      txn.success.push_back(etcd::Op::Range(std::move(meta)));
+    }
+    pending.Add();
+    etcd::CallOptions call;
+    call.safe_to_retry = true;  // read-only
+    etcd_.TxnAsync(std::move(txn), call,
+                   [&, begin, end](etcd::EtcdResult<etcd::TxnResponse> result) {
+                     {
+                       std::lock_guard lock(pending.mutex());
+                       if (!result.ok()) {
+                         if (!etcd_error) etcd_error = result.error();
+                       } else if (result->responses.size() == 2 * (end - begin)) {
+                         for (size_t i = begin; i < end; ++i) {
+                           const auto& key = result->responses[2 * (i - begin)];
+                           const auto& meta = result->responses[2 * (i - begin) + 1];
+                           if (!key.kvs.empty()) states[i].kv = key.kvs[0];
+                           if (!meta.kvs.empty()) {
+                             states[i].meta_zxid = DecodeZxid(meta.kvs[0].value).value_or(0);
+                           }
+                         }
+                       } else if (!etcd_error) {
+                         etcd_error = etcd::Error{etcd::ErrorCode::kInternal,
+                                                  "unexpected recheck response shape", 0};
+                       }
+                     }
+                     pending.Done();
+                   });
+  }
+  pending.Wait();
+  if (etcd_error) {
+    return Unexpected{ReconcileError{ReconcileError::Source::kEtcd,
+                                     "re-reading etcd: " + etcd_error->ToString()}};
+  }
+
+  std::vector<ConfirmedDifference> confirmed;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    NodeState& node = (*nodes)[i];
+    const EtcdState& state = states[i];
+    const std::optional<Difference::Kind> kind =
+        Classify(node.exists ? &node.data : nullptr, state.kv ? &state.kv->value : nullptr,
+                 state.meta_zxid.has_value());
+    if (!kind) continue;
+    ConfirmedDifference difference;
+    difference.kind = *kind;
+    difference.key = candidates[i].key;
+    difference.path = candidates[i].path;
+    difference.zk = std::move(node);
+    difference.etcd_exists = state.kv.has_value();
+    difference.etcd_mod_revision = state.kv ? state.kv->mod_revision : 0;
+    difference.meta_zxid = state.meta_zxid;
+    confirmed.push_back(std::move(difference));
+  }
+
+  // Keys without a meta record: does the ownership store vouch for them?
+  if (ownership_ != nullptr) {
+    std::vector<std::string> foreign_keys;
+    std::vector<size_t> foreign_index;
+    for (size_t i = 0; i < confirmed.size(); ++i) {
+      if (confirmed[i].kind == Difference::Kind::kForeign ||
+          confirmed[i].kind == Difference::Kind::kUnclaimed) {
+        foreign_keys.push_back(confirmed[i].key);
+        foreign_index.push_back(i);
+      }
+    }
+    if (!foreign_keys.empty()) {
+      auto owned = ownership_->Lookup(foreign_keys);
+      if (!owned.ok()) {
+        logger_.Warn("ownership store unreachable: keys without a meta record stay foreign",
+                     {{"keys", foreign_keys.size()}, {"error", owned.error().message}});
+      } else {
+        for (size_t j = 0; j < foreign_index.size(); ++j) {
+          if (!(*owned)[j]) continue;
+          ConfirmedDifference& difference = confirmed[foreign_index[j]];
+          difference.owned_by_store = true;
+          if (difference.kind == Difference::Kind::kForeign) {
+            difference.kind = difference.zk.exists ? Difference::Kind::kChanged
+                                                   : Difference::Kind::kExtra;
+          }
+        }
+      }
+    }
+  }
+  return confirmed;
+}
+
+void Reconciler::Repair(ReconcileReport& report) {
+  bool deletes_allowed = true;
+  if (ownership_ != nullptr) {
+    if (auto ping = ownership_->Ping(); !ping.ok()) {
+      deletes_allowed = false;
+      logger_.Warn("ownership store unreachable: deletes wait until it is back",
+                   {{"error", ping.error().message}});
+    }
+  }
+  Pending pending;
+  std::vector<std::pair<std::string, std::string>> recorded;  // applied puts, for the store
+  std::vector<std::string> forgotten;                         // applied deletes, for the store
+  for (const ConfirmedDifference& difference : report.differences) {
+    if (difference.kind == Difference::Kind::kForeign) continue;  // never touched
+    if (difference.kind == Difference::Kind::kUnclaimed && !difference.owned_by_store) continue;
+    const bool adoption = difference.kind == Difference::Kind::kUnclaimed;
+    FencedWrite write;
+    write.key = difference.key;
+    write.meta_key = layout_.MetaKeyFor(difference.key);
+    if (difference.zk.exists) {
+      write.type = FencedWrite::Type::kPut;
+      write.value = difference.zk.data;
+      write.zxid = difference.zk.mzxid;
+    } else {
+      if (!deletes_allowed) {
+        ++report.deferred_deletes;
+        continue;
+      }
+      write.type = FencedWrite::Type::kDelete;
+      write.zxid = difference.zk.zxid;
+    }
+    if (difference.owned_by_store) write.claim_mod_revision = difference.etcd_mod_revision;
+    pending.Add();
+    writer_->Submit(std::move(write), [&, key = difference.key, value = difference.zk.data,
+                                       is_put = difference.zk.exists,
+                                       adoption](const WriteResult& result) {
+      {
+        std::lock_guard lock(pending.mutex());
+        if (!result.ok()) {
+          ++report.failed;
+          logger_.Warn("repair failed", {{"key", key}, {"error", result.error().message}});
+        } else if (*result == WriteOutcome::kApplied) {
+          if (adoption) {
+            ++report.adopted;
+          } else if (is_put) {
+            ++report.fixed_puts;
+            recorded.emplace_back(key, value);
+          } else {
+            ++report.fixed_deletes;
+            forgotten.push_back(key);
+          }
+        } else if (*result == WriteOutcome::kForeign) {
+          logger_.Info("key turned foreign before its repair; left alone", {{"key", key}});
+        } else {
+          ++report.stale;
+        }
+      }
+      pending.Done();
+    });
+  }
+  pending.Wait();
+  if (ownership_ != nullptr) {
+    if (!recorded.empty()) {
+      if (auto r = ownership_->Record(recorded); !r.ok()) {
+        logger_.Warn("could not record repaired keys in the ownership store; their etcd meta "
+                     "records still prove ownership",
+                     {{"keys", recorded.size()}, {"error", r.error().message}});
+      }
+    }
+    if (!forgotten.empty()) {
+      if (auto r = ownership_->Forget(forgotten); !r.ok()) {
+        logger_.Warn("could not forget deleted keys in the ownership store",
+                     {{"keys", forgotten.size()}, {"error", r.error().message}});
+      }
+    }
+  }
+}
+
+}  // namespace zk2etcd::sync

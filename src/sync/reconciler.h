@@ -1,0 +1,112 @@
+// Reconciler: one full comparison of ZooKeeper and etcd, and optionally its repair.
+//
+//   1. walk the ZooKeeper tree (pipelined) and stream-merge it with etcd's keys and meta records
+//      read at one revision (differ.h);
+//   2. for keys without a meta record that differ, ask the ownership store (Redis) whether
+//      zk2etcd or the Go tool wrote them: those count as ours, the rest stay foreign;
+//   3. read every candidate a second time on both sides and keep only what still differs (no
+//      pseudo-differences from changes made during the walk);
+//   4. with fix: repair each one with a fenced write (fenced_txn.h), so a repair can never undo a
+//      newer incremental write; deletes wait while the ownership store is unreachable.
+//
+// Used by `sync` (at start, after reconnects, periodically) and by `diff` (fix or report only).
+// Blocking. Thread-safe: concurrent Runs are allowed but pointless; the caller serialises them.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "etcd/etcd_client.h"
+#include "ops/log.h"
+#include "ownership/ownership_store.h"
+#include "sync/differ.h"
+#include "sync/fenced_writer.h"
+#include "sync/key_layout.h"
+#include "sync/scope.h"
+#include "zk/zk_client.h"
+
+namespace zk2etcd::sync {
+
+struct ReconcileOptions {
+  bool fix = true;
+  size_t zk_window = 50;
+  int64_t etcd_page_size = 1000;
+  // Called with the number of znodes read so far, now and then during the walk.
+  std::function<void(size_t nodes_read)> on_progress;
+  // When set and true, the run stops early (between requests) with an error.
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+// A difference confirmed by the second read.
+struct ConfirmedDifference {
+  Difference::Kind kind = Difference::Kind::kMissing;
+  std::string key;
+  std::string path;
+  NodeState zk;                // as the second read saw the node
+  bool etcd_exists = false;    // as the second read saw the key
+  int64_t etcd_mod_revision = 0;
+  std::optional<int64_t> meta_zxid;
+  bool owned_by_store = false;  // no meta record, but the ownership store vouches for it
+};
+
+struct ReconcileReport {
+  size_t zk_nodes = 0;
+  size_t etcd_keys = 0;
+  size_t in_sync = 0;
+  size_t unclaimed = 0;  // equal keys without a meta record (see Difference::Kind::kUnclaimed)
+  size_t adopted = 0;    // unclaimed keys the ownership store vouched for, now with a meta record
+  int64_t etcd_revision = 0;
+  size_t first_pass_differences = 0;  // before the second read
+  // Confirmed differences (kUnclaimed ones only with an ownership store, for adoption).
+  std::vector<ConfirmedDifference> differences;
+  size_t fixed_puts = 0;
+  size_t fixed_deletes = 0;
+  size_t stale = 0;             // a newer write got there first: nothing to do
+  size_t failed = 0;            // repairs that etcd refused
+  size_t deferred_deletes = 0;  // not attempted: the ownership store was unreachable
+  std::chrono::nanoseconds duration{0};
+  size_t Count(Difference::Kind kind) const;
+  // Differences a user should see: everything but kUnclaimed and kOrphanMeta.
+  size_t VisibleDifferences() const;
+};
+
+struct ReconcileError {
+  enum class Source { kZooKeeper, kEtcd, kWriter };
+  Source source = Source::kZooKeeper;
+  std::string message;
+};
+
+class Reconciler {
+ public:
+  // `writer` may be null when only reporting; `ownership` is null without --redis-server.
+  Reconciler(const Scope& scope, const KeyLayout& layout, etcd::EtcdClient& etcd,
+             FencedWriter* writer, ownership::OwnershipStore* ownership, ops::Logger& logger,
+             const Clock& clock);
+
+  Result<ReconcileReport, ReconcileError> Run(zk::ZkClient& zk, const ReconcileOptions& options);
+
+  // Step 4 on its own, for a report from a Run without fix (diff --fix after several rounds).
+  // REQUIRES: constructed with a writer.
+  void Repair(ReconcileReport& report);
+
+ private:
+  // Step 3: the second read. Returns the candidates that still differ.
+  Result<std::vector<ConfirmedDifference>, ReconcileError> Recheck(
+      zk::ZkClient& zk, const std::vector<Difference>& candidates, size_t zk_window);
+
+  const Scope& scope_;
+  const KeyLayout& layout_;
+  etcd::EtcdClient& etcd_;
+  FencedWriter* writer_;
+  ownership::OwnershipStore* ownership_;
+  ops::Logger& logger_;
+  const Clock& clock_;
+};
+
+}  // namespace zk2etcd::sync

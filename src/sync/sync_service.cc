@@ -1,0 +1,284 @@
+#include "sync/sync_service.h"
+
+#include <algorithm>
+
+namespace zk2etcd::sync {
+
+namespace {
+
+std::string KindCounts(const ReconcileReport& report) {
+  std::string text;
+  for (auto kind : {Difference::Kind::kMissing, Difference::Kind::kChanged,
+                    Difference::Kind::kExtra, Difference::Kind::kForeign}) {
+    if (!text.empty()) text += " ";
+    text += std::string(DifferenceKindName(kind)) + "=" + std::to_string(report.Count(kind));
+  }
+  return text;
+}
+
+}  // namespace
+
+SyncService::SyncService(const Scope& scope, const KeyLayout& layout,
+                         zk::ZkClientFactory& zk_factory, etcd::EtcdClient& etcd,
+                         FencedWriter& writer, ownership::OwnershipStore* ownership,
+                         ops::Logger& logger, const Clock& clock, SyncServiceOptions options)
+    : scope_(scope),
+      layout_(layout),
+      zk_factory_(zk_factory),
+      etcd_(etcd),
+      writer_(writer),
+      ownership_(ownership),
+      logger_(logger),
+      clock_(clock),
+      options_(std::move(options)),
+      incremental_(scope, layout, writer, ownership, logger, clock,
+                   IncrementalSyncOptions{options_.concurrent, options_.on_change, 0x7ace}),
+      reconciler_(scope, layout, etcd, &writer, ownership, logger, clock) {}
+
+SyncService::~SyncService() {
+  Stop();
+  incremental_.SetClient(nullptr);
+}
+
+void SyncService::Stop() {
+  cancel_.store(true);
+  std::lock_guard lock(mutex_);
+  stop_ = true;
+  wake_.notify_all();
+}
+
+void SyncService::RequestReconcile() {
+  std::lock_guard lock(mutex_);
+  reconcile_requested_ = true;
+  wake_.notify_all();
+}
+
+SyncStatus SyncService::Status() const {
+  SyncStatus status;
+  {
+    std::lock_guard lock(mutex_);
+    status = status_;
+  }
+  status.queue_depth = incremental_.queue_depth();
+  status.pending_writes = writer_.pending();
+  return status;
+}
+
+void SyncService::Enqueue(zk::SessionEvent event) {
+  std::lock_guard lock(mutex_);
+  session_events_.push_back(std::move(event));
+  wake_.notify_all();
+}
+
+std::chrono::milliseconds SyncService::NextBackoff(std::chrono::milliseconds& backoff) const {
+  backoff = std::clamp(backoff * 2, options_.retry_initial, options_.retry_max);
+  return backoff;
+}
+
+bool SyncService::OpenSession() {
+  zk::ZkEventHandlers handlers;
+  handlers.on_watch = [this](const zk::WatchEvent& event) { incremental_.OnWatchEvent(event); };
+  handlers.on_session = [this](const zk::SessionEvent& event) { Enqueue(event); };
+  auto client = zk_factory_.NewClient(std::move(handlers));
+  if (!client.ok()) {
+    logger_.Warn("cannot create a ZooKeeper client", {{"error", client.error().ToString()}});
+    return false;
+  }
+  client_ = std::move(client).value();
+  // Watches first, then the walk: nothing can change unseen in between.
+  for (const std::string& prefix : scope_.prefixes()) {
+    auto added = zk::blocking::AddWatch(*client_, prefix, zk::AddWatchMode::kPersistentRecursive);
+    if (!added.ok()) {
+      logger_.Warn("cannot register the persistent recursive watch; retrying",
+                   {{"prefix", prefix}, {"error", added.error().ToString()}});
+      client_->Close();
+      client_.reset();
+      return false;
+    }
+  }
+  watches_registered_ = true;
+  const zk::SessionInfo session = client_->session();
+  logger_.Info("zookeeper session open, watches registered",
+               {{"session_id", session.session_id},
+                {"server", session.server},
+                {"prefixes", scope_.prefixes().size()}});
+  {
+    std::lock_guard lock(mutex_);
+    status_.zk_connected = true;
+    status_.session_id = session.session_id;
+  }
+  incremental_.SetClient(client_.get());
+  reconcile_needed_ = true;
+  reconcile_backoff_ = std::chrono::milliseconds(0);
+  next_reconcile_at_ = {};
+  session_backoff_ = std::chrono::milliseconds(0);
+  return true;
+}
+
+std::optional<std::string> SyncService::HandleSessionEvent(const zk::SessionEvent& event) {
+  const bool current = client_ != nullptr && event.session_id == client_->session().session_id;
+  switch (event.type) {
+    case zk::SessionEventType::kConnected:
+      break;
+    case zk::SessionEventType::kDisconnected:
+      if (!current) break;
+      logger_.Warn("zookeeper connection lost; reconnecting",
+                   {{"server", event.server}, {"reason", event.reason}});
+      {
+        std::lock_guard lock(mutex_);
+        status_.zk_connected = false;
+      }
+      break;
+    case zk::SessionEventType::kReconnected:
+      if (!current) break;
+      logger_.Info("zookeeper reconnected with the same session; reconciling what the watches "
+                   "could not see",
+                   {{"server", event.server}});
+      {
+        std::lock_guard lock(mutex_);
+        status_.zk_connected = true;
+      }
+      incremental_.Resume();
+      reconcile_needed_ = true;
+      next_reconcile_at_ = {};
+      break;
+    case zk::SessionEventType::kAuthFailed:
+      return "ZooKeeper refused the credentials (--zookeeper-digest): " + event.reason;
+    case zk::SessionEventType::kExpired:
+    case zk::SessionEventType::kClosed:
+      if (!current) break;
+      logger_.Warn("zookeeper session ended; opening a new one and reconciling everything",
+                   {{"session_id", event.session_id}, {"reason", event.reason}});
+      incremental_.SetClient(nullptr);
+      client_.reset();
+      watches_registered_ = false;
+      {
+        std::lock_guard lock(mutex_);
+        status_.zk_connected = false;
+      }
+      break;
+  }
+  return std::nullopt;
+}
+
+void SyncService::Reconcile() {
+  const auto started = clock_.Now();
+  ReconcileOptions options;
+  options.cancel = &cancel_;
+  options.fix = true;
+  options.zk_window = options_.concurrent;
+  options.etcd_page_size = options_.etcd_page_size;
+  options.on_progress = [this](size_t nodes) {
+    logger_.Info("reconciliation progress", {{"nodes_read", nodes}});
+  };
+  logger_.Info("reconciliation started");
+  auto result = reconciler_.Run(*client_, options);
+  if (result.ok()) {
+    const ReconcileReport& report = *result;
+    logger_.Info("reconciliation done",
+                 {{"zk_nodes", report.zk_nodes},
+                  {"etcd_keys", report.etcd_keys},
+                  {"in_sync", report.in_sync},
+                  {"differences", report.VisibleDifferences()},
+                  {"by_kind", KindCounts(report)},
+                  {"fixed_puts", report.fixed_puts},
+                  {"fixed_deletes", report.fixed_deletes},
+                  {"adopted", report.adopted},
+                  {"stale", report.stale},
+                  {"failed", report.failed},
+                  {"deferred_deletes", report.deferred_deletes},
+                  {"seconds", std::chrono::duration<double>(report.duration).count()}});
+    if (report.unclaimed > 0 && ownership_ == nullptr) {
+      logger_.Warn("keys equal to ZooKeeper but without an ownership record are left alone and "
+                   "will not be updated",
+                   {{"keys", report.unclaimed}});
+    }
+    reconcile_backoff_ = std::chrono::milliseconds(0);
+    // Failed repairs or deferred deletes are retried soon rather than at the next period.
+    if (report.failed > 0 || report.deferred_deletes > 0) {
+      reconcile_needed_ = true;
+      next_reconcile_at_ = clock_.Now() + NextBackoff(reconcile_backoff_);
+    }
+    // A fixed period, start to start; a late run is not followed by a catch-up run.
+    next_full_sync_ = started + options_.fullsync_interval;
+    std::lock_guard lock(mutex_);
+    status_.first_sync_done = true;
+    ++status_.reconciliations;
+    status_.last_reconcile_success = clock_.WallNow();
+  } else {
+    const auto delay = NextBackoff(reconcile_backoff_);
+    logger_.Warn("reconciliation failed; retrying",
+                 {{"error", result.error().message}, {"retry_in_ms", delay.count()}});
+    reconcile_needed_ = true;
+    next_reconcile_at_ = clock_.Now() + delay;
+  }
+  if (options_.on_reconcile) options_.on_reconcile(result);
+}
+
+Result<void, std::string> SyncService::Run() {
+  std::optional<std::string> fatal;
+  while (true) {
+    std::deque<zk::SessionEvent> events;
+    {
+      std::lock_guard lock(mutex_);
+      if (stop_) break;
+      events.swap(session_events_);
+      if (reconcile_requested_) {
+        reconcile_requested_ = false;
+        reconcile_needed_ = true;
+        next_reconcile_at_ = {};
+      }
+    }
+    for (const zk::SessionEvent& event : events) {
+      fatal = HandleSessionEvent(event);
+      if (fatal) break;
+    }
+    if (fatal) break;
+    const auto now = clock_.Now();
+    if (client_ == nullptr && now >= next_session_at_) {
+      if (!OpenSession()) next_session_at_ = clock_.Now() + NextBackoff(session_backoff_);
+      continue;
+    }
+    const bool retrying = writer_.retrying();
+    if (writer_was_retrying_ && !retrying) {
+      logger_.Info("etcd answers again; reconciling");
+      reconcile_needed_ = true;
+      next_reconcile_at_ = {};
+    }
+    writer_was_retrying_ = retrying;
+    const bool first_done = Status().first_sync_done;
+    if (options_.fullsync_interval.count() > 0 && first_done && now >= next_full_sync_) {
+      reconcile_needed_ = true;
+    }
+    if (reconcile_needed_ && client_ != nullptr && watches_registered_ &&
+        now >= next_reconcile_at_) {
+      reconcile_needed_ = false;
+      Reconcile();
+      continue;
+    }
+    // Sleep until something happens, the next deadline, or a second (to notice etcd recovering).
+    auto wake_at = now + std::chrono::seconds(1);
+    if (reconcile_needed_) wake_at = std::min(wake_at, std::max(now, next_reconcile_at_));
+    if (client_ == nullptr) wake_at = std::min(wake_at, std::max(now, next_session_at_));
+    std::unique_lock lock(mutex_);
+    wake_.wait_for(lock, wake_at - now, [this] {
+      return stop_ || !session_events_.empty() || reconcile_requested_;
+    });
+  }
+  logger_.Info("stopping: draining queued writes",
+               {{"pending_writes", writer_.pending()}, {"queued_paths", incremental_.queue_depth()}});
+  incremental_.Stop();
+  if (!writer_.Drain(options_.drain_timeout)) {
+    logger_.Warn("writes still pending at the drain deadline; the next start reconciles them",
+                 {{"pending_writes", writer_.pending()}});
+  }
+  incremental_.SetClient(nullptr);
+  if (client_) {
+    client_->Close();
+    client_.reset();
+  }
+  if (fatal) return Unexpected{*fatal};
+  return {};
+}
+
+}  // namespace zk2etcd::sync

@@ -1,0 +1,121 @@
+// SyncService: `zk2etcd sync`'s engine. Keeps etcd identical to the ZooKeeper scope, for as long
+// as it runs:
+//
+//   1. open a ZooKeeper session and register one persistent recursive watch per prefix, before
+//      reading anything, so that no change can fall between the walk and the watch;
+//   2. reconcile (reconciler.h): walk, compare, re-check, repair with fenced writes;
+//   3. apply every watch event as it comes (incremental_sync.h);
+//   4. reconcile again every `fullsync_interval`, after every reconnect (persistent watches do
+//      not replay what changed meanwhile), after a session expiry (with a new session and new
+//      watches), and after etcd comes back from an outage.
+//
+// Run() blocks until Stop() (or a fatal error: credentials refused, watches unsupported). All
+// state changes happen on the thread that calls Run(); the clients' callbacks only enqueue.
+// Status() and Stop() are thread-safe.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "common/clock.h"
+#include "etcd/etcd_client.h"
+#include "ops/log.h"
+#include "ownership/ownership_store.h"
+#include "sync/fenced_writer.h"
+#include "sync/incremental_sync.h"
+#include "sync/key_layout.h"
+#include "sync/reconciler.h"
+#include "sync/scope.h"
+#include "zk/zk_client.h"
+
+namespace zk2etcd::sync {
+
+struct SyncServiceOptions {
+  // 0 disables the periodic reconciliation.
+  std::chrono::nanoseconds fullsync_interval = std::chrono::minutes(5);
+  // Requests in flight on each side (--concurrent).
+  size_t concurrent = 50;
+  int64_t etcd_page_size = 1000;
+  std::chrono::milliseconds retry_initial{500};
+  std::chrono::milliseconds retry_max{30000};
+  // How long Stop() lets queued writes finish.
+  std::chrono::milliseconds drain_timeout{10000};
+  // Called after every reconciliation (on the Run thread).
+  std::function<void(const Result<ReconcileReport, ReconcileError>&)> on_reconcile;
+  // Called for every incremental write (on the writer's thread).
+  std::function<void(const AppliedChange&)> on_change;
+};
+
+struct SyncStatus {
+  bool zk_connected = false;
+  bool first_sync_done = false;
+  int64_t session_id = 0;
+  size_t reconciliations = 0;
+  size_t queue_depth = 0;  // dirty paths waiting or in flight
+  size_t pending_writes = 0;
+  std::chrono::system_clock::time_point last_reconcile_success{};
+};
+
+class SyncService {
+ public:
+  SyncService(const Scope& scope, const KeyLayout& layout, zk::ZkClientFactory& zk_factory,
+              etcd::EtcdClient& etcd, FencedWriter& writer, ownership::OwnershipStore* ownership,
+              ops::Logger& logger, const Clock& clock, SyncServiceOptions options);
+  ~SyncService();
+
+  // Runs until Stop(). Returns an error only for conditions that retrying cannot fix.
+  Result<void, std::string> Run();
+  void Stop();
+  // Asks for a reconciliation as soon as possible.
+  void RequestReconcile();
+  SyncStatus Status() const;
+
+ private:
+  void Enqueue(zk::SessionEvent event);
+  // Opens a session and registers the watches; false (after logging) when it should be retried.
+  bool OpenSession();
+  // Returns a fatal error, if the event is one.
+  std::optional<std::string> HandleSessionEvent(const zk::SessionEvent& event);
+  void Reconcile();
+  std::chrono::milliseconds NextBackoff(std::chrono::milliseconds& backoff) const;
+
+  const Scope& scope_;
+  const KeyLayout& layout_;
+  zk::ZkClientFactory& zk_factory_;
+  etcd::EtcdClient& etcd_;
+  FencedWriter& writer_;
+  ownership::OwnershipStore* ownership_;
+  ops::Logger& logger_;
+  const Clock& clock_;
+  const SyncServiceOptions options_;
+  IncrementalSync incremental_;
+  Reconciler reconciler_;
+
+  // Owned by the Run thread.
+  std::unique_ptr<zk::ZkClient> client_;
+  bool watches_registered_ = false;
+  bool reconcile_needed_ = false;
+  std::chrono::steady_clock::time_point next_reconcile_at_{};
+  std::chrono::steady_clock::time_point next_full_sync_{};
+  std::chrono::milliseconds reconcile_backoff_{0};
+  std::chrono::milliseconds session_backoff_{0};
+  std::chrono::steady_clock::time_point next_session_at_{};
+  bool writer_was_retrying_ = false;
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<zk::SessionEvent> session_events_;
+  bool stop_ = false;
+  std::atomic<bool> cancel_{false};  // set by Stop(): ends a reconciliation early
+  bool reconcile_requested_ = false;
+  SyncStatus status_;
+};
+
+}  // namespace zk2etcd::sync

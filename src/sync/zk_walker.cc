@@ -1,0 +1,214 @@
+#include "sync/zk_walker.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+
+namespace zk2etcd::sync {
+
+namespace {
+
+// The walk's shared state. Callbacks arrive on the client's delivery thread; the caller waits.
+class Walk {
+ public:
+  Walk(zk::ZkClient& client, const Scope& scope, const WalkOptions& options)
+      : client_(client), scope_(scope), options_(options) {}
+
+  Result<ZkTree, zk::ZkError> Run() {
+    {
+      std::lock_guard lock(mutex_);
+      for (const std::string& prefix : scope_.prefixes()) todo_.push_back({prefix, false});
+    }
+    Pump();
+    std::unique_lock lock(mutex_);
+    done_.wait(lock, [this] { return in_flight_ == 0 && (todo_.empty() || error_); });
+    if (error_) return Unexpected{*error_};
+    std::sort(tree_.nodes.begin(), tree_.nodes.end(),
+              [](const ZkNode& a, const ZkNode& b) { return a.path < b.path; });
+    return std::move(tree_);
+  }
+
+ private:
+  struct Request {
+    std::string path;
+    bool children;  // getChildren (else getData)
+  };
+
+  // Sends queued requests while the window has room. Never holds the lock while calling the
+  // client (a callback may run on another thread at once). A callback's own request still counts
+  // as in flight (see Finish), so it may use one slot more.
+  void Pump(size_t extra_slots = 0) {
+    while (true) {
+      Request request;
+      {
+        std::lock_guard lock(mutex_);
+        if (error_ || todo_.empty() || in_flight_ >= options_.window + extra_slots) return;
+        if (options_.cancel != nullptr && options_.cancel->load()) {
+          error_ = zk::MakeZkError(zk::ZkErrorCode::kClosed, "walk cancelled");
+          return;
+        }
+        request = std::move(todo_.front());
+        todo_.pop_front();
+        ++in_flight_;
+        ++tree_.requests;
+      }
+      if (request.children) {
+        client_.GetChildren(request.path, false,
+                            [this, path = request.path](zk::ZkResult<zk::ChildrenReply> reply) {
+                              OnChildren(path, std::move(reply));
+                            });
+      } else {
+        client_.GetData(request.path, false,
+                        [this, path = request.path](zk::ZkResult<zk::GetDataReply> reply) {
+                          OnData(path, std::move(reply));
+                        });
+      }
+    }
+  }
+
+  void OnData(const std::string& path, zk::ZkResult<zk::GetDataReply> reply) {
+    {
+      std::lock_guard lock(mutex_);
+      if (reply.ok()) {
+        NoteZxid(reply->zxid);
+        if (scope_.Contains(path)) {
+          tree_.nodes.push_back({path, std::move(reply->data), reply->stat.mzxid});
+          MaybeReportProgress();
+        }
+        if (reply->stat.num_children > 0 && scope_.ShouldDescend(path)) {
+          todo_.push_front({path, true});  // depth first keeps the queue short
+        }
+      } else if (reply.error().code == zk::ZkErrorCode::kNoNode) {
+        NoteZxid(reply.error().zxid);
+      } else if (!error_) {
+        error_ = reply.error();
+      }
+    }
+    Finish();
+  }
+
+  void OnChildren(const std::string& path, zk::ZkResult<zk::ChildrenReply> reply) {
+    {
+      std::lock_guard lock(mutex_);
+      if (reply.ok()) {
+        NoteZxid(reply->zxid);
+        for (const std::string& child : reply->children) {
+          std::string child_path = path == "/" ? "/" + child : path + "/" + child;
+          if (scope_.Contains(child_path) || scope_.ShouldDescend(child_path)) {
+            todo_.push_front({std::move(child_path), false});
+          }
+        }
+      } else if (reply.error().code == zk::ZkErrorCode::kNoNode) {
+        NoteZxid(reply.error().zxid);
+      } else if (!error_) {
+        error_ = reply.error();
+      }
+    }
+    Finish();
+  }
+
+  void NoteZxid(int64_t zxid) { tree_.max_zxid = std::max(tree_.max_zxid, zxid); }
+
+  void MaybeReportProgress() {
+    if (options_.on_progress && tree_.nodes.size() % 10000 == 0) {
+      options_.on_progress(tree_.nodes.size());
+    }
+  }
+
+  // Sends what the reply queued, then retires the reply. The request stays counted in flight
+  // until the very end, so Run() cannot return (and destroy this walk) while a callback still
+  // runs: after the last unlock nothing here touches the walk.
+  void Finish() {
+    Pump(1);
+    std::lock_guard lock(mutex_);
+    --in_flight_;
+    if (in_flight_ == 0 && (todo_.empty() || error_)) done_.notify_all();
+  }
+
+  zk::ZkClient& client_;
+  const Scope& scope_;
+  const WalkOptions& options_;
+  std::mutex mutex_;
+  std::condition_variable done_;
+  std::deque<Request> todo_;
+  size_t in_flight_ = 0;
+  std::optional<zk::ZkError> error_;
+  ZkTree tree_;
+};
+
+// Pipelined getData of a list of paths; same lifetime discipline as Walk.
+class NodeReads {
+ public:
+  NodeReads(zk::ZkClient& client, const std::vector<std::string>& paths, size_t window)
+      : client_(client), paths_(paths), window_(std::max<size_t>(1, window)), states_(paths.size()) {}
+
+  Result<std::vector<NodeState>, zk::ZkError> Run() {
+    Pump(0);
+    std::unique_lock lock(mutex_);
+    done_.wait(lock, [this] { return in_flight_ == 0 && (next_ == paths_.size() || error_); });
+    if (error_) return Unexpected{*error_};
+    return std::move(states_);
+  }
+
+ private:
+  void Pump(size_t extra_slots) {
+    while (true) {
+      size_t index;
+      {
+        std::lock_guard lock(mutex_);
+        if (error_ || next_ == paths_.size() || in_flight_ >= window_ + extra_slots) return;
+        index = next_++;
+        ++in_flight_;
+      }
+      client_.GetData(paths_[index], false, [this, index](zk::ZkResult<zk::GetDataReply> reply) {
+        {
+          std::lock_guard lock(mutex_);
+          NodeState& state = states_[index];
+          if (reply.ok()) {
+            state.exists = true;
+            state.data = std::move(reply->data);
+            state.mzxid = reply->stat.mzxid;
+            state.zxid = reply->zxid;
+          } else if (reply.error().code == zk::ZkErrorCode::kNoNode) {
+            state.zxid = reply.error().zxid;
+          } else if (!error_) {
+            error_ = reply.error();
+          }
+        }
+        Pump(1);
+        std::lock_guard lock(mutex_);
+        --in_flight_;
+        if (in_flight_ == 0 && (next_ == paths_.size() || error_)) done_.notify_all();
+      });
+    }
+  }
+
+  zk::ZkClient& client_;
+  const std::vector<std::string>& paths_;
+  const size_t window_;
+  std::mutex mutex_;
+  std::condition_variable done_;
+  size_t next_ = 0;
+  size_t in_flight_ = 0;
+  std::optional<zk::ZkError> error_;
+  std::vector<NodeState> states_;
+};
+
+}  // namespace
+
+Result<std::vector<NodeState>, zk::ZkError> ReadNodes(zk::ZkClient& client,
+                                                      const std::vector<std::string>& paths,
+                                                      size_t window) {
+  NodeReads reads(client, paths, window);
+  return reads.Run();
+}
+
+Result<ZkTree, zk::ZkError> WalkZkTree(zk::ZkClient& client, const Scope& scope,
+                                       const WalkOptions& options) {
+  Walk walk(client, scope, options);
+  return walk.Run();
+}
+
+}  // namespace zk2etcd::sync

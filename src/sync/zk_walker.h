@@ -1,0 +1,62 @@
+// WalkZkTree: reads every in-scope znode (path, data, mzxid) under the scope's prefixes, as fast
+// as the server answers.
+//
+// Pipelined: up to `window` requests in flight. Each node costs one getData, whose Stat tells
+// whether it has children; only nodes with children cost a getChildren as well (most Dubbo nodes
+// are leaves). Excluded subtrees are not entered. A node that disappears during the walk is
+// skipped (the watch or the next reconciliation handles it). Blocking: returns when the walk is
+// complete or failed. Thread-safe (uses only the client's thread-safe calls).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "sync/scope.h"
+#include "zk/zk_client.h"
+
+namespace zk2etcd::sync {
+
+struct ZkNode {
+  std::string path;
+  std::string data;
+  int64_t mzxid = 0;
+};
+
+struct ZkTree {
+  std::vector<ZkNode> nodes;  // sorted by path (byte order)
+  // The highest reply zxid seen: every change up to it that the walk could see is in `nodes`.
+  int64_t max_zxid = 0;
+  size_t requests = 0;
+};
+
+struct WalkOptions {
+  size_t window = 50;
+  // Called now and then with the number of nodes read so far (from the client's thread).
+  std::function<void(size_t nodes_read)> on_progress;
+  // When set and true, no more requests are sent and the walk ends with kClosed.
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+Result<ZkTree, zk::ZkError> WalkZkTree(zk::ZkClient& client, const Scope& scope,
+                                       const WalkOptions& options);
+
+// A znode as one read saw it.
+struct NodeState {
+  bool exists = false;
+  std::string data;
+  int64_t mzxid = 0;
+  // The reply's zxid: for an absent node, the zxid at which the absence was observed.
+  int64_t zxid = 0;
+};
+
+// Reads the given nodes (getData, pipelined with up to `window` in flight), in the order given.
+// Fails on the first error other than NoNode.
+Result<std::vector<NodeState>, zk::ZkError> ReadNodes(zk::ZkClient& client,
+                                                      const std::vector<std::string>& paths,
+                                                      size_t window);
+
+}  // namespace zk2etcd::sync

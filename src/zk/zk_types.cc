@@ -1,0 +1,77 @@
+#include "zk/zk_types.h"
+
+namespace zk2etcd::zk {
+
+bool IsEphemeral(CreateMode mode) {
+  return mode == CreateMode::kEphemeral || mode == CreateMode::kEphemeralSequential;
+}
+
+bool IsSequential(CreateMode mode) {
+  return mode == CreateMode::kPersistentSequential || mode == CreateMode::kEphemeralSequential;
+}
+
+std::vector<Acl> OpenAclUnsafe() { return {Acl{kPermAll, "world", "anyone"}}; }
+
+std::vector<Acl> CreatorAllAcl() { return {Acl{kPermAll, "auth", ""}}; }
+
+std::string_view WatchEventTypeName(WatchEventType type) {
+  switch (type) {
+    case WatchEventType::kNone: return "None";
+    case WatchEventType::kNodeCreated: return "NodeCreated";
+    case WatchEventType::kNodeDeleted: return "NodeDeleted";
+    case WatchEventType::kNodeDataChanged: return "NodeDataChanged";
+    case WatchEventType::kNodeChildrenChanged: return "NodeChildrenChanged";
+    case WatchEventType::kDataWatchRemoved: return "DataWatchRemoved";
+    case WatchEventType::kChildWatchRemoved: return "ChildWatchRemoved";
+    case WatchEventType::kPersistentWatchRemoved: return "PersistentWatchRemoved";
+  }
+  return "Unknown";
+}
+
+std::string_view SessionEventTypeName(SessionEventType type) {
+  switch (type) {
+    case SessionEventType::kConnected: return "connected";
+    case SessionEventType::kDisconnected: return "disconnected";
+    case SessionEventType::kReconnected: return "reconnected";
+    case SessionEventType::kExpired: return "expired";
+    case SessionEventType::kAuthFailed: return "auth_failed";
+    case SessionEventType::kClosed: return "closed";
+  }
+  return "unknown";
+}
+
+MultiOp MultiOp::Create(std::string path, std::string data, CreateMode mode) {
+  MultiOp op;
+  op.kind = Kind::kCreate;
+  op.path = std::move(path);
+  op.data = std::move(data);
+  op.mode = mode;
+  return op;
+}
+
+MultiOp MultiOp::Delete(std::string path, int32_t version) {
+  MultiOp op;
+  op.kind = Kind::kDelete;
+  op.path = std::move(path);
+  op.version = version;
+  return op;
+}
+
+MultiOp MultiOp::SetData(std::string path, std::string data, int32_t version) {
+  MultiOp op;
+  op.kind = Kind::kSetData;
+  op.path = std::move(path);
+  op.data = std::move(data);
+  op.version = version;
+  return op;
+}
+
+MultiOp MultiOp::Check(std::string path, int32_t version) {
+  MultiOp op;
+  op.kind = Kind::kCheck;
+  op.path = std::move(path);
+  op.version = version;
+  return op;
+}
+
+}  // namespace zk2etcd::zk
