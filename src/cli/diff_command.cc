@@ -1,5 +1,6 @@
 // `zk2etcd diff`: compares ZooKeeper with etcd and reports (or, with --fix, repairs) the
 // differences. Exit status: 0 in sync, 1 differences remain, 2 usage error or servers unreachable.
+// Foreign keys (another writer's) are listed but do not count as differences.
 #include <unistd.h>
 
 #include <atomic>
@@ -201,11 +202,12 @@ int RunDiff(const DiffFlags& flags, std::ostream& out, std::ostream& err) {
   }
   if (flags.fix) reconciler.Repair(*report);
 
+  // Foreign keys are reported but, as in the Go tool, are not differences of zk2etcd's: they
+  // belong to another writer and never change the exit status.
   size_t remaining = 0;
   for (const auto& difference : report->differences) {
-    if (!Reported(difference.kind)) continue;
-    const bool repaired = flags.fix && difference.kind != Difference::Kind::kForeign;
-    if (!repaired) ++remaining;
+    if (!Reported(difference.kind) || difference.kind == Difference::Kind::kForeign) continue;
+    if (!flags.fix) ++remaining;
   }
   if (flags.fix) remaining += report->failed + report->deferred_deletes;
   const bool in_sync = remaining == 0;

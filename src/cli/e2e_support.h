@@ -1,0 +1,82 @@
+// Support for end-to-end tests that run the built zk2etcd binary against real servers, as an
+// operator would: a process wrapper that reads its log, and independent views of ZooKeeper (the
+// official C client) and etcd (raw gRPC stubs). Not thread-safe; one test thread.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "testing/dubbo_tree.h"
+#include "testing/etcd_server.h"
+#include "testing/process.h"
+#include "testing/temp_dir.h"
+#include "testing/zookeeper_server.h"
+
+namespace zk2etcd::e2e {
+
+// The zk2etcd binary under test, started with arguments; its output goes to a log file.
+class Zk2etcdProcess {
+ public:
+  explicit Zk2etcdProcess(std::vector<std::string> args);
+  ~Zk2etcdProcess();
+
+  testing::FixtureResult<void> Start();
+  // Runs to completion (for diff) and returns the exit status, or -1 on timeout.
+  int RunToCompletion(std::chrono::milliseconds timeout);
+  void Kill9();
+  // SIGTERM; returns the exit status, or -1 if it did not exit within `timeout`.
+  int Terminate(std::chrono::milliseconds timeout);
+  void Pause();
+  void Resume();
+  bool running() { return process_.running() && !process_.HasExited(); }
+
+  std::string Log() const;
+  // Number of log lines containing `text`.
+  size_t CountLines(const std::string& text) const;
+  // Waits until the log has at least `count` lines containing `text`.
+  bool WaitForLog(const std::string& text, size_t count, std::chrono::milliseconds timeout) const;
+  const std::string& log_path() const { return log_path_; }
+
+ private:
+  std::vector<std::string> args_;
+  std::unique_ptr<testing::TempDir> dir_;
+  std::string log_path_;
+  testing::ChildProcess process_;
+};
+
+// etcd as seen through raw gRPC stubs, independent of zk2etcd's client.
+class EtcdView {
+ public:
+  explicit EtcdView(const std::string& endpoint);
+  ~EtcdView();
+  // Every key-value with `prefix`, sorted.
+  std::map<std::string, std::string> List(const std::string& prefix);
+  std::optional<std::string> Get(const std::string& key);
+  void Put(const std::string& key, const std::string& value);
+  void Delete(const std::string& key);
+  // The store's current revision (0 if etcd does not answer).
+  int64_t Revision();
+
+ private:
+  struct Stub;
+  std::unique_ptr<Stub> stub_;
+};
+
+// Creates nodes fast (pipelined asynchronous creates through the official C client), parents
+// before children as MakeDubboTree orders them.
+testing::FixtureResult<void> CreateNodes(const std::string& zk_address,
+                                         const std::vector<testing::ZNode>& nodes);
+
+// Polls `condition` every 50 ms until it holds or `timeout` passes.
+bool Eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+
+// The etcd keys (and values) zk2etcd should produce for `nodes` under `prefix`, minus `exclude`.
+std::map<std::string, std::string> Expected(const std::vector<testing::ZNode>& nodes,
+                                            const std::string& prefix, const std::string& exclude);
+
+}  // namespace zk2etcd::e2e

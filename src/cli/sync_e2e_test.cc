@@ -1,0 +1,328 @@
+// zk2etcd sync and diff end to end: the built binary, driven through its command line, against
+// real ZooKeeper 3.8, etcd 3.4 and Redis 7 servers (issue 5's "what it must show").
+#include <gtest/gtest.h>
+
+#include <sstream>
+#include <thread>
+
+#include "cli/e2e_support.h"
+#include "testing/loopback.h"
+#include "testing/redis_server.h"
+#include "testing/server_support.h"
+#include "testing/zookeeper_c_client.h"
+
+namespace zk2etcd::e2e {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using testing::EtcdServer;
+using testing::RedisServer;
+using testing::ZooKeeperCClient;
+using testing::ZooKeeperServer;
+
+constexpr auto kConverge = seconds(30);
+
+class SyncE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FIXTURE_OK_AND_ASSIGN(zookeeper_, ZooKeeperServer::Start());
+    ASSERT_FIXTURE_OK_AND_ASSIGN(etcd_, EtcdServer::Start());
+    ASSERT_FIXTURE_OK_AND_ASSIGN(zk_, ZooKeeperCClient::Connect(zookeeper_->address(), seconds(20)));
+    view_ = std::make_unique<EtcdView>(etcd_->endpoint());
+  }
+
+  std::vector<std::string> Args(const std::string& command, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {command,
+                                     "--zookeeper-servers=" + zookeeper_->address(),
+                                     "--etcd-servers=" + etcd_->endpoint(),
+                                     "--log-format=text"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+
+  std::unique_ptr<Zk2etcdProcess> StartSync(std::vector<std::string> extra = {}) {
+    auto process = std::make_unique<Zk2etcdProcess>(Args("sync", std::move(extra)));
+    auto started = process->Start();
+    EXPECT_TRUE(started.ok()) << started.error().message;
+    EXPECT_TRUE(process->WaitForLog("reconciliation done", 1, kConverge)) << process->Log();
+    return process;
+  }
+
+  // The synced data keys (meta records excluded).
+  std::map<std::string, std::string> Synced(const std::string& prefix = "/dubbo") {
+    return view_->List(prefix);
+  }
+
+  bool Converged(const std::map<std::string, std::string>& expected,
+                 const std::string& prefix = "/dubbo") {
+    return Eventually([&] { return Synced(prefix) == expected; }, kConverge);
+  }
+
+  std::map<std::string, std::string> ZkExpected() {
+    std::map<std::string, std::string> expected;
+    std::vector<std::string> stack = {"/dubbo"};
+    while (!stack.empty()) {
+      const std::string path = stack.back();
+      stack.pop_back();
+      if (path == "/dubbo/config") continue;
+      auto data = zk_->Get(path);
+      if (!data.ok() || !data->has_value()) continue;
+      expected[path] = **data;
+      auto children = zk_->Children(path);
+      if (children.ok()) {
+        for (const std::string& child : *children) stack.push_back(path + "/" + child);
+      }
+    }
+    return expected;
+  }
+
+  std::unique_ptr<ZooKeeperServer> zookeeper_;
+  std::unique_ptr<EtcdServer> etcd_;
+  std::unique_ptr<ZooKeeperCClient> zk_;
+  std::unique_ptr<EtcdView> view_;
+};
+
+TEST_F(SyncE2eTest, InitialSyncOfALargeDubboTreeIsExactAndARestartWritesNothing) {
+  testing::DubboTreeShape shape;
+  shape.interfaces = 800;
+  shape.providers_per_interface = 5;
+  shape.consumers_per_interface = 3;
+  shape.data_every = 50;
+  const std::vector<testing::ZNode> tree = testing::MakeDubboTree(shape);
+  ASSERT_FIXTURE_OK(CreateNodes(zookeeper_->address(), tree));
+  const auto expected = Expected(tree, "/dubbo", "/dubbo/config");
+  ASSERT_GE(expected.size(), 10000u);
+
+  auto sync = StartSync();
+  EXPECT_EQ(Synced(), expected);
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0) << sync->Log();
+
+  // Everything already in sync: a restart reads but writes nothing.
+  const int64_t revision = view_->Revision();
+  auto again = StartSync();
+  EXPECT_NE(again->Log().find("fixed_puts=0 fixed_deletes=0"), std::string::npos) << again->Log();
+  EXPECT_EQ(view_->Revision(), revision);
+  EXPECT_EQ(again->Terminate(seconds(20)), 0);
+}
+
+// Each defect of the Go zk2etcd v1.3.0 (design brief §1), shown absent.
+TEST_F(SyncE2eTest, GoToolDefectsAreAbsent) {
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p1", "v1"));
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbox/sibling", "not in scope"));
+  view_->Put("/dubbox/foreign-sibling", "keep");
+  auto sync = StartSync({"--fullsync-interval=0"});
+
+  // setData is synced.
+  ASSERT_FIXTURE_OK(zk_->Set("/dubbo/svc/providers/p1", "v2"));
+  EXPECT_TRUE(Eventually([&] { return view_->Get("/dubbo/svc/providers/p1") == "v2"; }, kConverge));
+  // A deep subtree created at once is synced whole.
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/new/a/b/c", "deep"));
+  EXPECT_TRUE(Eventually([&] { return view_->Get("/dubbo/new/a/b/c") == "deep"; }, kConverge));
+  EXPECT_EQ(view_->Get("/dubbo/new/a"), "");
+  // Prefixes have a path boundary: /dubbo never touches /dubbox.
+  EXPECT_EQ(view_->Get("/dubbox/sibling"), std::nullopt);
+  EXPECT_EQ(view_->Get("/dubbox/foreign-sibling"), "keep");
+  // The process exits 0 on a clean stop...
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0);
+
+  // ...an empty exclude list excludes nothing...
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/config/app", "cfg"));
+  auto no_excludes = StartSync({"--zookeeper-exclude-prefix="});
+  EXPECT_EQ(view_->Get("/dubbo/config/app"), "cfg");
+  EXPECT_EQ(no_excludes->Terminate(seconds(20)), 0);
+
+  // ...and non-zero on failure (etcd refuses the credentials).
+  testing::EtcdOptions with_auth;
+  with_auth.auth = testing::EtcdAuthOptions{};
+  std::unique_ptr<EtcdServer> secured;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(secured, EtcdServer::Start(with_auth));
+  Zk2etcdProcess bad({"sync", "--zookeeper-servers=" + zookeeper_->address(),
+                      "--etcd-servers=" + secured->endpoint(), "--etcd-user=zk2etcd",
+                      "--etcd-password=wrong"});
+  const int status = bad.RunToCompletion(seconds(60));
+  EXPECT_NE(status, 0) << bad.Log();
+  EXPECT_NE(status, -1) << "must give up on refused credentials, not hang";
+}
+
+// A transient ZooKeeper fault must never delete etcd keys; full syncs come one per period.
+TEST_F(SyncE2eTest, ZooKeeperOutageDeletesNothingAndFullSyncsAreNotDoubled) {
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p1", "v1"));
+  auto sync = StartSync({"--fullsync-interval=2s", "--zookeeper-session-timeout=4s"});
+  const auto before = Synced();
+  ASSERT_EQ(before.size(), 4u);
+  zookeeper_->Pause();
+  for (int i = 0; i < 12; ++i) {
+    std::this_thread::sleep_for(milliseconds(250));
+    ASSERT_EQ(Synced(), before) << "a ZooKeeper outage deleted keys";
+  }
+  zookeeper_->Resume();
+  ASSERT_FIXTURE_OK(zk_->Set("/dubbo/svc/providers/p1", "after-outage"));
+  EXPECT_TRUE(Converged(ZkExpected()));
+  // Reconciliations: about one per 2 s period, never two back to back.
+  ASSERT_TRUE(sync->WaitForLog("reconciliation done", 4, seconds(30)));
+  std::vector<double> starts;
+  std::istringstream log(sync->Log());
+  for (std::string line; std::getline(log, line);) {
+    if (line.find("reconciliation started") == std::string::npos) continue;
+    const std::string time = line.substr(line.find('T') + 1, 12);  // HH:MM:SS.mmm
+    starts.push_back(std::stod(time.substr(0, 2)) * 3600 + std::stod(time.substr(3, 2)) * 60 +
+                     std::stod(time.substr(6)));
+  }
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0);
+  int back_to_back = 0;
+  for (size_t i = 1; i < starts.size(); ++i) back_to_back += starts[i] - starts[i - 1] < 0.5;
+  EXPECT_LE(back_to_back, 1) << "the resume may add one reconciliation, not a pair per period";
+}
+
+TEST_F(SyncE2eTest, ForeignKeysSurviveAndKeysZooKeeperLostAreRemoved) {
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p1", "v1"));
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p2", "v2"));
+  view_->Put("/dubbo/svc/providers/from-replicator", "foreign");
+  view_->Put("/dubbo/other-writer", "foreign");
+  auto sync = StartSync({"--fullsync-interval=1s"});
+  ASSERT_FIXTURE_OK(zk_->Delete("/dubbo/svc/providers/p2"));
+  EXPECT_TRUE(Eventually([&] { return !view_->Get("/dubbo/svc/providers/p2"); }, kConverge));
+  // Let a few periodic reconciliations pass.
+  ASSERT_TRUE(sync->WaitForLog("reconciliation done", 3, seconds(30)));
+  EXPECT_EQ(view_->Get("/dubbo/svc/providers/from-replicator"), "foreign");
+  EXPECT_EQ(view_->Get("/dubbo/other-writer"), "foreign");
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0);
+
+  Zk2etcdProcess fix(Args("diff", {"--fix", "--output=json"}));
+  EXPECT_EQ(fix.RunToCompletion(seconds(60)), 0) << fix.Log();
+  EXPECT_EQ(view_->Get("/dubbo/svc/providers/from-replicator"), "foreign");
+  EXPECT_EQ(view_->Get("/dubbo/other-writer"), "foreign");
+}
+
+TEST_F(SyncE2eTest, RedisOwnershipKeepsTheGoToolsRecordsAndDeletesNothingWhileDown) {
+  std::unique_ptr<RedisServer> redis;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(redis, RedisServer::Start());
+  // What the Go tool left: keys in etcd recorded in Redis, plus a foreign key.
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p1", "new"));
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p2", "two"));
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, std::string>>{{"/dubbo/svc/providers/p1", "old"},
+                                                        {"/dubbo/svc/providers/gone", "x"}}) {
+    view_->Put(key, value);
+    ASSERT_TRUE(testing::RunCommand({"redis-cli", "-p", std::to_string(redis->port()), "SET",
+                                     key, value},
+                                    seconds(10))
+                    .ok());
+  }
+  view_->Put("/dubbo/svc/providers/foreign", "theirs");
+  auto sync = StartSync({"--redis-server=" + redis->address(), "--fullsync-interval=1s"});
+  EXPECT_TRUE(Eventually([&] { return view_->Get("/dubbo/svc/providers/p1") == "new"; }, kConverge));
+  EXPECT_TRUE(Eventually([&] { return !view_->Get("/dubbo/svc/providers/gone"); }, kConverge));
+  EXPECT_EQ(view_->Get("/dubbo/svc/providers/foreign"), "theirs");
+  auto recorded = testing::RunCommand(
+      {"redis-cli", "-p", std::to_string(redis->port()), "GET", "/dubbo/svc/providers/p2"},
+      seconds(10));
+  ASSERT_TRUE(recorded.ok());
+  EXPECT_EQ(*recorded, "two\n") << "new keys are recorded in the Go tool's layout";
+
+  // Redis down: a node deleted in ZooKeeper stays in etcd until Redis is back.
+  redis->Kill9();
+  ASSERT_FIXTURE_OK(zk_->Delete("/dubbo/svc/providers/p2"));
+  for (int i = 0; i < 12; ++i) {
+    std::this_thread::sleep_for(milliseconds(250));
+    ASSERT_EQ(view_->Get("/dubbo/svc/providers/p2"), "two") << "deleted while Redis was down";
+  }
+  ASSERT_FIXTURE_OK(redis->Restart());
+  EXPECT_TRUE(Eventually([&] { return !view_->Get("/dubbo/svc/providers/p2"); }, kConverge));
+  EXPECT_EQ(view_->Get("/dubbo/svc/providers/foreign"), "theirs");
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0);
+}
+
+TEST_F(SyncE2eTest, ConvergesAfterKill9OfTheToolAndRestartOfZooKeeper) {
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p1", "v1"));
+  auto sync = StartSync();
+  sync->Kill9();
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/while-down", "x"));
+  ASSERT_FIXTURE_OK(zk_->Delete("/dubbo/svc/providers/p1"));
+  sync = StartSync();
+  EXPECT_TRUE(Converged(ZkExpected()));
+
+  zookeeper_->Kill9();
+  ASSERT_FIXTURE_OK(zookeeper_->Restart());
+  ASSERT_FIXTURE_OK_AND_ASSIGN(zk_, ZooKeeperCClient::Connect(zookeeper_->address(), seconds(20)));
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/after-zk-restart", "y"));
+  EXPECT_TRUE(Converged(ZkExpected()));
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0);
+}
+
+TEST_F(SyncE2eTest, ConvergesAfterSessionExpiryAndAnEtcdPause) {
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p1", "v1"));
+  auto sync = StartSync({"--zookeeper-session-timeout=2s", "--fullsync-interval=0"});
+  // ZooKeeper paused past the session timeout: the session expires.
+  zookeeper_->Pause();
+  std::this_thread::sleep_for(seconds(4));
+  zookeeper_->Resume();
+  ASSERT_FIXTURE_OK_AND_ASSIGN(zk_, ZooKeeperCClient::Connect(zookeeper_->address(), seconds(20)));
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/after-expiry", "z"));
+  EXPECT_TRUE(Converged(ZkExpected())) << sync->Log();
+  EXPECT_TRUE(sync->WaitForLog("session", 1, seconds(1)));
+
+  // etcd paused for 15 s while ZooKeeper changes.
+  etcd_->Pause();
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/during-etcd-pause", "w"));
+  ASSERT_FIXTURE_OK(zk_->Set("/dubbo/svc/providers/p1", "v2"));
+  std::this_thread::sleep_for(seconds(15));
+  etcd_->Resume();
+  EXPECT_TRUE(Converged(ZkExpected())) << sync->Log();
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0);
+}
+
+TEST_F(SyncE2eTest, DiffReportsAPreparedDivergenceExactlyAndFixRemovesIt) {
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/same", "s"));
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/changed", "new"));
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/extra", "e"));
+  {
+    Zk2etcdProcess fix(Args("diff", {"--fix"}));
+    ASSERT_EQ(fix.RunToCompletion(seconds(60)), 0) << fix.Log();
+  }
+  // Diverge: a key zk2etcd wrote is lost from ZooKeeper, one changes, one is new, one is foreign.
+  ASSERT_FIXTURE_OK(zk_->Delete("/dubbo/svc/providers/extra"));
+  ASSERT_FIXTURE_OK(zk_->Set("/dubbo/svc/providers/changed", "newer"));
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/missing", "m"));
+  view_->Put("/dubbo/svc/providers/foreign", "f");
+
+  Zk2etcdProcess diff(Args("diff", {"--output=json", "--log-level=warn"}));
+  EXPECT_EQ(diff.RunToCompletion(seconds(60)), 1) << diff.Log();
+  const std::string report = diff.Log();
+  EXPECT_NE(report.find("\"missing\":[\"/dubbo/svc/providers/missing\"]"), std::string::npos)
+      << report;
+  EXPECT_NE(report.find("\"extra\":[\"/dubbo/svc/providers/extra\"]"), std::string::npos);
+  EXPECT_NE(report.find("\"changed\":[\"/dubbo/svc/providers/changed\"]"), std::string::npos);
+  EXPECT_NE(report.find("\"foreign\":[\"/dubbo/svc/providers/foreign\"]"), std::string::npos);
+
+  Zk2etcdProcess fix(Args("diff", {"--fix"}));
+  EXPECT_EQ(fix.RunToCompletion(seconds(60)), 0) << fix.Log();
+  EXPECT_EQ(Synced(), [&] {
+    auto expected = ZkExpected();
+    expected["/dubbo/svc/providers/foreign"] = "f";
+    return expected;
+  }());
+  Zk2etcdProcess clean(Args("diff"));
+  EXPECT_EQ(clean.RunToCompletion(seconds(60)), 0) << clean.Log();
+}
+
+TEST(CliE2eTest, BadInputFailsFastWithOneLineAndUnreachableServersGiveExitTwo) {
+  Zk2etcdProcess bad({"sync", "--zookeeper-servers=127.0.0.1:1", "--etcd-servers=127.0.0.1:2",
+                      "--zookeeper-prefix=dubbo"});
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(bad.RunToCompletion(seconds(10)), 2);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(5));
+  EXPECT_EQ(bad.CountLines("must start with '/'"), 1u) << bad.Log();
+
+  int dead_zk = 0, dead_etcd = 0;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(dead_zk, testing::PickFreePort());
+  ASSERT_FIXTURE_OK_AND_ASSIGN(dead_etcd, testing::PickFreePort());
+  Zk2etcdProcess unreachable({"diff", "--zookeeper-servers=127.0.0.1:" + std::to_string(dead_zk),
+                              "--etcd-servers=127.0.0.1:" + std::to_string(dead_etcd),
+                              "--connect-timeout=3s", "--etcd-dial-timeout=1s"});
+  EXPECT_EQ(unreachable.RunToCompletion(seconds(30)), 2) << unreachable.Log();
+}
+
+}  // namespace
+}  // namespace zk2etcd::e2e
