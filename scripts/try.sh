@@ -17,9 +17,8 @@ zk2etcd=$PWD/$build_dir/src/zk2etcd
 if [[ $# -gt 0 ]]; then
   [[ $1 == zk2etcd ]] && shift
   command=("$zk2etcd" "$@")
-else
-  # `sync` is not built yet (issue 5); until then the demo shows the build's identity.
-  echo "try.sh: 'zk2etcd sync' is not built yet; running 'zk2etcd version' in the demo environment"
-  command=("$zk2etcd" version)
+  exec "$build_dir/testing/zk2etcd-devenv" -- "${command[@]}"
 fi
-exec "$build_dir/testing/zk2etcd-devenv" -- "${command[@]}"
+# The main job: a full sync, then real-time sync. The demo adds and removes a provider and shows
+# etcd following; on a terminal it keeps syncing until Ctrl-C, otherwise it stops after the demo.
+exec "$build_dir/testing/zk2etcd-devenv" --demo -- "$zk2etcd" sync --log-format=text

@@ -6,11 +6,18 @@
 // addresses), then shows what etcd holds under /dubbo and stops both servers. Ctrl-C stops the
 // command first.
 //
-//   zk2etcd-devenv [--interfaces N] [--hold] -- zk2etcd sync
+// With --demo, once the command runs, it waits for the initial sync to reach etcd, then adds and
+// removes a provider in ZooKeeper and reports how soon etcd followed; when standard input is not
+// a terminal it then stops the command (so scripts end), otherwise it keeps it running.
+//
+//   zk2etcd-devenv [--interfaces N] [--hold] [--demo] -- zk2etcd sync
 #include <signal.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include <atomic>
+#include <functional>
+#include <optional>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -31,7 +38,7 @@ void OnSignal(int signal) { g_signal.store(signal); }
 
 int Usage(const std::string& error) {
   std::cerr << "zk2etcd-devenv: " << error << "\n"
-            << "usage: zk2etcd-devenv [--interfaces N] [--hold] -- COMMAND [ARGS...]\n";
+            << "usage: zk2etcd-devenv [--interfaces N] [--hold] [--demo] -- COMMAND [ARGS...]\n";
   return 2;
 }
 
@@ -42,9 +49,76 @@ std::string Replace(std::string text, const std::string& from, const std::string
   return text;
 }
 
+size_t CountKeys(const EtcdServer& etcd, const std::string& prefix) {
+  auto keys = etcd.Etcdctl({"get", "--prefix", prefix, "--keys-only"});
+  if (!keys.ok()) return 0;
+  size_t lines = 0;
+  for (const char c : *keys) lines += c == '\n' ? 1 : 0;
+  // Each key prints as a line and a blank line; zk2etcd's meta records live elsewhere.
+  return lines / 2;
+}
+
+// Times how long `condition` takes to hold, polling; nullopt after `limit`.
+std::optional<double> SecondsUntil(const std::function<bool()>& condition, double limit) {
+  const auto start = std::chrono::steady_clock::now();
+  while (true) {
+    const bool holds = condition();
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (holds) return elapsed;
+    if (elapsed > limit || g_signal.load() != 0) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+void RunDemo(const EtcdServer& etcd, const std::string& zk_address, const std::string& root,
+             size_t expected_keys, ChildProcess& child) {
+  auto initial = SecondsUntil([&] { return CountKeys(etcd, root) >= expected_keys; }, 60);
+  if (!initial) {
+    std::cerr << "devenv: demo: etcd did not reach " << expected_keys << " keys within 60 s\n";
+    return;
+  }
+  std::cerr << "devenv: demo: initial sync done: " << expected_keys << " keys in etcd after "
+            << *initial << " s\n";
+  auto client = ZooKeeperCClient::Connect(zk_address, std::chrono::seconds(10));
+  if (!client.ok()) return;
+  const std::string provider =
+      root + "/org.example.DemoService/providers/" +
+      UrlEncode("dubbo://10.9.9.9:20880/org.example.DemoService?side=provider");
+  if (!(*client)->CreateRecursive(provider, "new provider").ok()) return;
+  const std::string check_key = provider;
+  auto created = SecondsUntil(
+      [&] {
+        auto value = etcd.Etcdctl({"get", check_key, "--print-value-only"});
+        return value.ok() && *value == "new provider\n";
+      },
+      30);
+  std::cerr << "devenv: demo: added a provider in ZooKeeper; etcd had it after "
+            << (created ? std::to_string(*created) + " s" : std::string("(not within 30 s)"))
+            << " at most (polled with etcdctl)\n";
+  if (!(*client)->Delete(provider).ok()) return;
+  auto deleted = SecondsUntil(
+      [&] {
+        auto value = etcd.Etcdctl({"get", check_key, "--print-value-only"});
+        return value.ok() && value->empty();
+      },
+      30);
+  std::cerr << "devenv: demo: removed it; etcd dropped it after "
+            << (deleted ? std::to_string(*deleted) + " s" : std::string("(not within 30 s)"))
+            << " at most\n";
+  if (isatty(STDIN_FILENO) == 0) {
+    std::cerr << "devenv: demo: not on a terminal: stopping the command\n";
+    kill(child.pid(), SIGTERM);
+  } else {
+    std::cerr << "devenv: demo: still syncing; change ZooKeeper at " << zk_address
+              << " and watch etcd; Ctrl-C stops\n";
+  }
+}
+
 int Main(int argc, char** argv) {
   DubboTreeShape shape;
   bool hold = false;
+  bool demo = false;
   std::vector<std::string> command;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -56,6 +130,8 @@ int Main(int argc, char** argv) {
       shape.interfaces = std::atoi(argv[++i]);
     } else if (arg == "--hold") {
       hold = true;
+    } else if (arg == "--demo") {
+      demo = true;
     } else {
       return Usage("unknown argument " + arg);
     }
@@ -68,6 +144,7 @@ int Main(int argc, char** argv) {
   auto etcd = EtcdServer::Start();
   if (!etcd.ok()) return Usage("etcd: " + etcd.error().message);
   const std::string zk_address = (*zookeeper)->address();
+  size_t expected_keys = 0;
   const std::string etcd_address = (*etcd)->endpoint();
 
   {
@@ -78,6 +155,10 @@ int Main(int argc, char** argv) {
       if (auto created = (*client)->Create(node.path, node.data); !created.ok()) {
         return Usage(created.error().message);
       }
+    }
+    expected_keys = 0;
+    for (const ZNode& node : tree) {
+      expected_keys += node.path.rfind(shape.root + "/config", 0) == 0 ? 0 : 1;
     }
     std::cerr << "devenv: ZooKeeper " << zk_address << " holds a Dubbo tree of " << tree.size()
               << " nodes under " << shape.root << " (" << shape.root << "/config included)\n"
@@ -105,6 +186,7 @@ int Main(int argc, char** argv) {
     if (auto started = child.Start(command, ""); !started.ok()) {
       return Usage(started.error().message);
     }
+    if (demo) RunDemo(**etcd, zk_address, shape.root, expected_keys, child);
     int status = -1;
     bool forwarded = false;
     while ((status = child.WaitFor(std::chrono::milliseconds(100))) == -1) {
@@ -120,12 +202,8 @@ int Main(int argc, char** argv) {
     while (g_signal.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 
-  auto keys = (*etcd)->Etcdctl({"get", "--prefix", shape.root, "--keys-only"});
-  if (keys.ok()) {
-    size_t count = 0;
-    for (const char c : *keys) count += c == '\n' ? 1 : 0;
-    std::cerr << "devenv: etcd now holds " << count / 2 << " keys under " << shape.root << "\n";
-  }
+  std::cerr << "devenv: etcd now holds " << CountKeys(**etcd, shape.root) << " keys under "
+            << shape.root << "\n";
   std::cerr << "devenv: stopping the servers\n";
   return exit_status;
 }
