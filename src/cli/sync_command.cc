@@ -21,6 +21,7 @@ struct SyncFlags {
   CommonFlags common;
   std::chrono::nanoseconds fullsync_interval{};
   bool leader_elect = true;
+  std::string watch_mode;
 };
 
 // Blocks SIGINT and SIGTERM in every thread started from now on, and lets one thread wait for
@@ -64,6 +65,11 @@ int RunSync(const SyncFlags& flags, std::ostream& err) {
   }
   if (auto ok = RequireDuration("fullsync-interval", flags.fullsync_interval, true); !ok.ok()) {
     err << "zk2etcd sync: " << ok.error() << "\n";
+    return kExitUsage;
+  }
+  auto watch_mode = sync::ParseWatchMode(flags.watch_mode);
+  if (!watch_mode.ok()) {
+    err << "zk2etcd sync: --zookeeper-watch-mode: " << watch_mode.error() << "\n";
     return kExitUsage;
   }
   Config config = std::move(validated).value();
@@ -113,6 +119,7 @@ int RunSync(const SyncFlags& flags, std::ostream& err) {
 
   sync::SyncServiceOptions options;
   options.fullsync_interval = flags.fullsync_interval;
+  options.watch_mode = *watch_mode;
   options.concurrent = config.concurrent;
   if (config.event_log) {
     ops::Logger* log = logger.get();
@@ -153,6 +160,9 @@ Subcommand SyncCommand() {
             flags.AddDuration("fullsync-interval", &values->fullsync_interval,
                               std::chrono::minutes(5),
                               "the interval of full sync, set to 0s to disable it");
+            flags.AddString("zookeeper-watch-mode", &values->watch_mode, "auto",
+                            "auto: persistent recursive watches (ZooKeeper 3.6+), else one-shot "
+                            "watches on every node; persistent; classic");
             flags.AddBool("leader-elect", &values->leader_elect, true,
                           "elect a leader among replicas (accepted; not built yet)");
             return [values](std::ostream&, std::ostream& err) { return RunSync(*values, err); };

@@ -307,6 +307,23 @@ TEST_F(SyncE2eTest, DiffReportsAPreparedDivergenceExactlyAndFixRemovesIt) {
   EXPECT_EQ(clean.RunToCompletion(seconds(60)), 0) << clean.Log();
 }
 
+// One-shot watches (forced here; chosen automatically on ZooKeeper 3.4/3.5) follow every change.
+TEST_F(SyncE2eTest, ClassicWatchModeFollowsCreatesChangesAndDeletes) {
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p1", "v1"));
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/consumers", ""));
+  auto sync = StartSync({"--zookeeper-watch-mode=classic", "--fullsync-interval=0"});
+  for (int i = 2; i <= 4; ++i) {
+    ASSERT_FIXTURE_OK(zk_->Set("/dubbo/svc/providers/p1", "v" + std::to_string(i)));
+    EXPECT_TRUE(Eventually(
+        [&] { return view_->Get("/dubbo/svc/providers/p1") == "v" + std::to_string(i); },
+        kConverge));
+  }
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p1/x/y", "deep"));
+  ASSERT_FIXTURE_OK(zk_->Delete("/dubbo/svc/consumers"));
+  EXPECT_TRUE(Converged(ZkExpected())) << sync->Log();
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0);
+}
+
 TEST(CliE2eTest, BadInputFailsFastWithOneLineAndUnreachableServersGiveExitTwo) {
   Zk2etcdProcess bad({"sync", "--zookeeper-servers=127.0.0.1:1", "--etcd-servers=127.0.0.1:2",
                       "--zookeeper-prefix=dubbo"});

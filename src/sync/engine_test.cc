@@ -271,9 +271,10 @@ TEST_F(IncrementalTest, EtcdOutageDelaysButLosesNothing) {
 
 class ServiceTest : public EngineTest {
  protected:
-  void StartService() {
+  void StartService(WatchMode mode = WatchMode::kAuto) {
     factory_ = zk_server_->NewFactory();
     SyncServiceOptions options;
+    options.watch_mode = mode;
     options.fullsync_interval = seconds(0);
     options.retry_initial = milliseconds(10);
     options.retry_max = milliseconds(100);
@@ -325,6 +326,37 @@ TEST_F(ServiceTest, SessionExpiryOpensANewSessionAndReconciles) {
   ASSERT_TRUE(WaitFor([&] { return Etcd("/dubbo/svc/providers/p2") == "while-expired"; }));
   EXPECT_TRUE(WaitFor([&] { return service_->Status().session_id != first_session; }));
   EXPECT_GE(reconciliations_, 2);
+}
+
+// ZooKeeper 3.4/3.5 have no addWatch: the service falls back to one-shot watches on every node.
+TEST_F(ServiceTest, ServersWithoutPersistentWatchesGetClassicWatchesWithoutGaps) {
+  zk_server_->SetAddWatchSupported(false);
+  Create("/dubbo/svc/providers/p1", "a");
+  StartService();
+  ASSERT_TRUE(WaitFor([&] { return Etcd("/dubbo/svc/providers/p1") == "a"; }));
+  EXPECT_TRUE(service_->Status().classic_watches);
+  ASSERT_TRUE(zk_server_->SetNodeData("/dubbo/svc/providers/p1", "b").ok());
+  EXPECT_TRUE(WaitFor([&] { return Etcd("/dubbo/svc/providers/p1") == "b"; }));
+  // Twice: the data watch must have been re-armed by the read that followed the first event.
+  ASSERT_TRUE(zk_server_->SetNodeData("/dubbo/svc/providers/p1", "c").ok());
+  EXPECT_TRUE(WaitFor([&] { return Etcd("/dubbo/svc/providers/p1") == "c"; }));
+  Create("/dubbo/new/a/b/c", "deep");  // under a leaf that had no children before
+  EXPECT_TRUE(WaitFor([&] { return Etcd("/dubbo/new/a/b/c") == "deep"; }));
+  Create("/dubbo/svc/providers/p1/child", "under a former leaf");
+  EXPECT_TRUE(WaitFor([&] { return Etcd("/dubbo/svc/providers/p1/child").has_value(); }));
+  ASSERT_TRUE(zk_server_->DeleteTree("/dubbo/new").ok());
+  EXPECT_TRUE(WaitFor([&] { return !Etcd("/dubbo/new/a/b/c") && !Etcd("/dubbo/new"); }));
+  Create("/dubbo/config/x", "excluded");
+  std::this_thread::sleep_for(milliseconds(100));
+  EXPECT_EQ(Etcd("/dubbo/config/x"), std::nullopt);
+}
+
+TEST_F(ServiceTest, PersistentModeOnAnOldServerIsAClearFatalError) {
+  zk_server_->SetAddWatchSupported(false);
+  StartService(WatchMode::kPersistent);
+  thread_.join();
+  ASSERT_FALSE(result_.ok());
+  EXPECT_NE(result_.error().find("persistent recursive watches"), std::string::npos);
 }
 
 }  // namespace

@@ -86,7 +86,8 @@ void IncrementalSync::Pump() {
       state.busy = true;
       ++reads_in_flight_;
     }
-    client_->GetData(path, false, [this, path](zk::ZkResult<zk::GetDataReply> reply) {
+    client_->GetData(path, read_with_watch_.load(),
+                     [this, path](zk::ZkResult<zk::GetDataReply> reply) {
       OnRead(path, std::move(reply));
     });
   }

@@ -13,6 +13,7 @@
 // completions arrive from the writer's thread; everything else from the owner's thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -69,6 +70,8 @@ class IncrementalSync {
   void MarkDirty(const std::string& path);
   // Sends the reads that wait (after a reconnect or SetClient).
   void Resume();
+  // Classic watch mode: each read re-arms the node's one-shot data watch.
+  void SetReadWithWatch(bool read_with_watch) { read_with_watch_.store(read_with_watch); }
 
   // Paths waiting to be read, being read, or being written.
   size_t queue_depth() const;
@@ -111,6 +114,7 @@ class IncrementalSync {
   std::deque<std::string> ready_;
   size_t reads_in_flight_ = 0;
   bool stopped_ = false;
+  std::atomic<bool> read_with_watch_{false};
   std::mt19937_64 trace_random_;
 };
 

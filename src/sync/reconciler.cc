@@ -70,6 +70,8 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
   walk_options.window = options.zk_window;
   walk_options.on_progress = options.on_progress;
   walk_options.cancel = options.cancel;
+  walk_options.set_watches = options.set_watches;
+  walk_options.on_children = options.on_children;
   auto tree = WalkZkTree(zk, scope_, walk_options);
   if (!tree.ok()) {
     return Unexpected{ReconcileError{ReconcileError::Source::kZooKeeper,

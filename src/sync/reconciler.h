@@ -41,6 +41,10 @@ struct ReconcileOptions {
   std::function<void(size_t nodes_read)> on_progress;
   // When set and true, the run stops early (between requests) with an error.
   const std::atomic<bool>* cancel = nullptr;
+  // Classic watch mode: the walk sets one-shot watches (see WalkOptions).
+  bool set_watches = false;
+  std::function<void(const std::string& path, const std::vector<std::string>& children)>
+      on_children;
 };
 
 // A difference confirmed by the second read.

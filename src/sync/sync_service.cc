@@ -18,6 +18,14 @@ std::string KindCounts(const ReconcileReport& report) {
 
 }  // namespace
 
+Result<WatchMode, std::string> ParseWatchMode(std::string_view name) {
+  if (name == "auto") return WatchMode::kAuto;
+  if (name == "persistent") return WatchMode::kPersistent;
+  if (name == "classic") return WatchMode::kClassic;
+  return Unexpected{"unknown watch mode \"" + std::string(name) +
+                    "\" (use auto, persistent or classic)"};
+}
+
 SyncService::SyncService(const Scope& scope, const KeyLayout& layout,
                          zk::ZkClientFactory& zk_factory, etcd::EtcdClient& etcd,
                          FencedWriter& writer, ownership::OwnershipStore* ownership,
@@ -33,6 +41,7 @@ SyncService::SyncService(const Scope& scope, const KeyLayout& layout,
       options_(std::move(options)),
       incremental_(scope, layout, writer, ownership, logger, clock,
                    IncrementalSyncOptions{options_.concurrent, options_.on_change, 0x7ace}),
+      classic_(scope, incremental_, logger),
       reconciler_(scope, layout, etcd, &writer, ownership, logger, clock) {}
 
 SyncService::~SyncService() {
@@ -77,7 +86,13 @@ std::chrono::milliseconds SyncService::NextBackoff(std::chrono::milliseconds& ba
 
 bool SyncService::OpenSession() {
   zk::ZkEventHandlers handlers;
-  handlers.on_watch = [this](const zk::WatchEvent& event) { incremental_.OnWatchEvent(event); };
+  handlers.on_watch = [this](const zk::WatchEvent& event) {
+    if (classic_mode_.load()) {
+      classic_.OnWatchEvent(event);
+    } else {
+      incremental_.OnWatchEvent(event);
+    }
+  };
   handlers.on_session = [this](const zk::SessionEvent& event) { Enqueue(event); };
   auto client = zk_factory_.NewClient(std::move(handlers));
   if (!client.ok()) {
@@ -85,17 +100,32 @@ bool SyncService::OpenSession() {
     return false;
   }
   client_ = std::move(client).value();
-  // Watches first, then the walk: nothing can change unseen in between.
-  for (const std::string& prefix : scope_.prefixes()) {
+  // Watches first, then the walk: nothing can change unseen in between. In classic mode the
+  // walk itself sets the watches, each in the read that sees the node.
+  bool classic = options_.watch_mode == WatchMode::kClassic;
+  for (size_t i = 0; !classic && i < scope_.prefixes().size(); ++i) {
+    const std::string& prefix = scope_.prefixes()[i];
     auto added = zk::blocking::AddWatch(*client_, prefix, zk::AddWatchMode::kPersistentRecursive);
-    if (!added.ok()) {
-      logger_.Warn("cannot register the persistent recursive watch; retrying",
-                   {{"prefix", prefix}, {"error", added.error().ToString()}});
-      client_->Close();
-      client_.reset();
-      return false;
+    if (added.ok()) continue;
+    if (added.error().code == zk::ZkErrorCode::kUnimplemented) {
+      if (options_.watch_mode == WatchMode::kAuto) {
+        logger_.Warn("the ZooKeeper server has no persistent watches (older than 3.6): using "
+                     "one-shot watches on every node");
+        classic = true;
+        break;
+      }
+      fatal_ = "the ZooKeeper server does not support persistent recursive watches (3.6+); "
+               "use --zookeeper-watch-mode=classic or auto";
     }
+    logger_.Warn("cannot register the persistent recursive watch; retrying",
+                 {{"prefix", prefix}, {"error", added.error().ToString()}});
+    client_->Close();
+    client_.reset();
+    return false;
   }
+  classic_mode_.store(classic);
+  incremental_.SetReadWithWatch(classic);
+  classic_.SetClient(classic ? client_.get() : nullptr);
   watches_registered_ = true;
   const zk::SessionInfo session = client_->session();
   logger_.Info("zookeeper session open, watches registered",
@@ -106,6 +136,7 @@ bool SyncService::OpenSession() {
     std::lock_guard lock(mutex_);
     status_.zk_connected = true;
     status_.session_id = session.session_id;
+    status_.classic_watches = classic;
   }
   incremental_.SetClient(client_.get());
   reconcile_needed_ = true;
@@ -150,6 +181,7 @@ std::optional<std::string> SyncService::HandleSessionEvent(const zk::SessionEven
       logger_.Warn("zookeeper session ended; opening a new one and reconciling everything",
                    {{"session_id", event.session_id}, {"reason", event.reason}});
       incremental_.SetClient(nullptr);
+      classic_.SetClient(nullptr);
       client_.reset();
       watches_registered_ = false;
       {
@@ -171,6 +203,12 @@ void SyncService::Reconcile() {
   options.on_progress = [this](size_t nodes) {
     logger_.Info("reconciliation progress", {{"nodes_read", nodes}});
   };
+  if (classic_mode_.load()) {
+    options.set_watches = true;
+    options.on_children = [this](const std::string& path, const std::vector<std::string>& names) {
+      classic_.NoteChildren(path, names);
+    };
+  }
   logger_.Info("reconciliation started");
   auto result = reconciler_.Run(*client_, options);
   if (result.ok()) {
@@ -236,7 +274,10 @@ Result<void, std::string> SyncService::Run() {
     if (fatal) break;
     const auto now = clock_.Now();
     if (client_ == nullptr && now >= next_session_at_) {
-      if (!OpenSession()) next_session_at_ = clock_.Now() + NextBackoff(session_backoff_);
+      if (!OpenSession()) {
+        if (fatal_) break;
+        next_session_at_ = clock_.Now() + NextBackoff(session_backoff_);
+      }
       continue;
     }
     const bool retrying = writer_.retrying();
@@ -273,10 +314,12 @@ Result<void, std::string> SyncService::Run() {
                  {{"pending_writes", writer_.pending()}});
   }
   incremental_.SetClient(nullptr);
+  classic_.SetClient(nullptr);
   if (client_) {
     client_->Close();
     client_.reset();
   }
+  if (fatal_) fatal = fatal_;
   if (fatal) return Unexpected{*fatal};
   return {};
 }

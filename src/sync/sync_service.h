@@ -28,6 +28,7 @@
 #include "etcd/etcd_client.h"
 #include "ops/log.h"
 #include "ownership/ownership_store.h"
+#include "sync/classic_watcher.h"
 #include "sync/fenced_writer.h"
 #include "sync/incremental_sync.h"
 #include "sync/key_layout.h"
@@ -37,7 +38,15 @@
 
 namespace zk2etcd::sync {
 
+enum class WatchMode {
+  kAuto,        // persistent recursive watches; classic ones if the server lacks them
+  kPersistent,  // persistent recursive watches only (a server without them is an error)
+  kClassic,     // one-shot data and child watches on every node (ZooKeeper 3.4/3.5)
+};
+Result<WatchMode, std::string> ParseWatchMode(std::string_view name);
+
 struct SyncServiceOptions {
+  WatchMode watch_mode = WatchMode::kAuto;
   // 0 disables the periodic reconciliation.
   std::chrono::nanoseconds fullsync_interval = std::chrono::minutes(5);
   // Requests in flight on each side (--concurrent).
@@ -55,6 +64,7 @@ struct SyncServiceOptions {
 
 struct SyncStatus {
   bool zk_connected = false;
+  bool classic_watches = false;
   bool first_sync_done = false;
   int64_t session_id = 0;
   size_t reconciliations = 0;
@@ -96,7 +106,9 @@ class SyncService {
   const Clock& clock_;
   const SyncServiceOptions options_;
   IncrementalSync incremental_;
+  ClassicWatcher classic_;
   Reconciler reconciler_;
+  std::atomic<bool> classic_mode_{false};  // events go to classic_ (set before any event)
 
   // Owned by the Run thread.
   std::unique_ptr<zk::ZkClient> client_;
@@ -108,6 +120,7 @@ class SyncService {
   std::chrono::milliseconds session_backoff_{0};
   std::chrono::steady_clock::time_point next_session_at_{};
   bool writer_was_retrying_ = false;
+  std::optional<std::string> fatal_;  // set by OpenSession when retrying cannot help
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;

@@ -55,12 +55,12 @@ class Walk {
         ++tree_.requests;
       }
       if (request.children) {
-        client_.GetChildren(request.path, false,
+        client_.GetChildren(request.path, options_.set_watches,
                             [this, path = request.path](zk::ZkResult<zk::ChildrenReply> reply) {
                               OnChildren(path, std::move(reply));
                             });
       } else {
-        client_.GetData(request.path, false,
+        client_.GetData(request.path, options_.set_watches,
                         [this, path = request.path](zk::ZkResult<zk::GetDataReply> reply) {
                           OnData(path, std::move(reply));
                         });
@@ -77,7 +77,7 @@ class Walk {
           tree_.nodes.push_back({path, std::move(reply->data), reply->stat.mzxid});
           MaybeReportProgress();
         }
-        if (reply->stat.num_children > 0 && scope_.ShouldDescend(path)) {
+        if ((reply->stat.num_children > 0 || options_.set_watches) && scope_.ShouldDescend(path)) {
           todo_.push_front({path, true});  // depth first keeps the queue short
         }
       } else if (reply.error().code == zk::ZkErrorCode::kNoNode) {
@@ -94,6 +94,7 @@ class Walk {
       std::lock_guard lock(mutex_);
       if (reply.ok()) {
         NoteZxid(reply->zxid);
+        if (options_.on_children) options_.on_children(path, reply->children);
         for (const std::string& child : reply->children) {
           std::string child_path = path == "/" ? "/" + child : path + "/" + child;
           if (scope_.Contains(child_path) || scope_.ShouldDescend(child_path)) {

@@ -39,6 +39,12 @@ struct WalkOptions {
   std::function<void(size_t nodes_read)> on_progress;
   // When set and true, no more requests are sent and the walk ends with kClosed.
   const std::atomic<bool>* cancel = nullptr;
+  // Classic watch mode (servers without persistent watches): every read also sets a one-shot
+  // watch (data watches on every node, child watches on every node that may have in-scope
+  // descendants, leaves included), and `on_children` receives each child list.
+  bool set_watches = false;
+  std::function<void(const std::string& path, const std::vector<std::string>& children)>
+      on_children;
 };
 
 Result<ZkTree, zk::ZkError> WalkZkTree(zk::ZkClient& client, const Scope& scope,
