@@ -180,7 +180,8 @@ std::string FlagSet::FlagUsage() const {
     if (!flag->default_text.empty()) out += " (default " + flag->default_text + ")";
     out += " [$" + EnvVarName(flag->name) + "]\n";
   }
-  out += "  -h, --help" + std::string(width > 10 ? width - 10 + 3 : 3, ' ') + "help for " +
+  const std::string help = "  -h, --help";
+  out += help + std::string(width > help.size() ? width - help.size() + 3 : 3, ' ') + "help for " +
          command_.substr(command_.rfind(' ') + 1) + "\n";
   return out;
 }
