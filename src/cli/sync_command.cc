@@ -1,6 +1,7 @@
 // `zk2etcd sync`: wires the production clients into the sync engine and runs it until SIGTERM or
 // SIGINT.
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -21,8 +22,16 @@ struct SyncFlags {
   CommonFlags common;
   std::chrono::nanoseconds fullsync_interval{};
   bool leader_elect = true;
+  std::chrono::nanoseconds lease_duration{};
+  std::string election_name;
   std::string watch_mode;
 };
+
+std::string Identity() {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  return std::string(host) + "/" + std::to_string(getpid());
+}
 
 // Blocks SIGINT and SIGTERM in every thread started from now on, and lets one thread wait for
 // them: the only safe way to react to signals in a multi-threaded process.
@@ -67,12 +76,30 @@ int RunSync(const SyncFlags& flags, std::ostream& err) {
     err << "zk2etcd sync: " << ok.error() << "\n";
     return kExitUsage;
   }
+  if (flags.lease_duration < std::chrono::seconds(2)) {
+    err << "zk2etcd sync: --leader-elect-lease-duration must be at least 2s, got "
+        << FormatGoDuration(flags.lease_duration) << "\n";
+    return kExitUsage;
+  }
+  if (auto name = sync::ValidateZkPath(flags.election_name, "--leader-elect-name"); !name.ok()) {
+    err << "zk2etcd sync: " << name.error() << "\n";
+    return kExitUsage;
+  }
   auto watch_mode = sync::ParseWatchMode(flags.watch_mode);
   if (!watch_mode.ok()) {
     err << "zk2etcd sync: --zookeeper-watch-mode: " << watch_mode.error() << "\n";
     return kExitUsage;
   }
   Config config = std::move(validated).value();
+  for (const std::string& prefix : config.scope.prefixes()) {
+    const std::string synced = config.layout.KeyFor(prefix);
+    if (flags.leader_elect && (sync::IsSameOrBelow(flags.election_name, synced) ||
+                               sync::IsSameOrBelow(synced, flags.election_name))) {
+      err << "zk2etcd sync: --leader-elect-name \"" << flags.election_name
+          << "\" overlaps the synced etcd keys under \"" << synced << "\"\n";
+      return kExitUsage;
+    }
+  }
   SystemClock clock;
   std::unique_ptr<ops::Logger> logger = MakeLogger(config, clock);
 
@@ -94,10 +121,6 @@ int RunSync(const SyncFlags& flags, std::ostream& err) {
                 {"ownership", config.redis ? "etcd meta records + redis" : "etcd meta records"},
                 {"fullsync_interval", FormatGoDuration(flags.fullsync_interval)},
                 {"concurrent", config.concurrent}});
-  if (flags.leader_elect) {
-    logger->Warn("--leader-elect is accepted for compatibility, but leader election is not built "
-                 "yet: run a single replica");
-  }
 
   auto etcd = ConnectEtcd(config, *logger, clock, std::nullopt, stop);
   if (!etcd.ok()) {
@@ -120,6 +143,11 @@ int RunSync(const SyncFlags& flags, std::ostream& err) {
   sync::SyncServiceOptions options;
   options.fullsync_interval = flags.fullsync_interval;
   options.watch_mode = *watch_mode;
+  if (flags.leader_elect) {
+    options.election = sync::ElectionOptions{
+        flags.election_name, Identity(),
+        std::chrono::duration_cast<std::chrono::seconds>(flags.lease_duration)};
+  }
   options.concurrent = config.concurrent;
   if (config.event_log) {
     ops::Logger* log = logger.get();
@@ -164,7 +192,13 @@ Subcommand SyncCommand() {
                             "auto: persistent recursive watches (ZooKeeper 3.6+), else one-shot "
                             "watches on every node; persistent; classic");
             flags.AddBool("leader-elect", &values->leader_elect, true,
-                          "elect a leader among replicas (accepted; not built yet)");
+                          "elect a leader among replicas through etcd; only the leader writes");
+            flags.AddDuration("leader-elect-lease-duration", &values->lease_duration,
+                              std::chrono::seconds(15),
+                              "leadership lease: a standby takes over within it after the "
+                              "leader dies");
+            flags.AddString("leader-elect-name", &values->election_name, "/zk2etcd/election",
+                            "the election's key prefix in etcd (outside the synced keys)");
             return [values](std::ostream&, std::ostream& err) { return RunSync(*values, err); };
           }};
 }

@@ -324,6 +324,48 @@ TEST_F(SyncE2eTest, ClassicWatchModeFollowsCreatesChangesAndDeletes) {
   EXPECT_EQ(sync->Terminate(seconds(20)), 0);
 }
 
+// Two replicas: kill -9 the leader, the standby leads and syncs a change within the lease + 2 s;
+// a leader paused past its lease writes nothing when it resumes.
+TEST_F(SyncE2eTest, LeaderElectionFailsOverAndFencesADeposedLeader) {
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p1", "v1"));
+  const std::vector<std::string> election = {"--leader-elect-lease-duration=3s",
+                                             "--fullsync-interval=0"};
+  auto first = StartSync(election);
+  Zk2etcdProcess second(Args("sync", election));
+  ASSERT_FIXTURE_OK(second.Start());
+  ASSERT_TRUE(second.WaitForLog("campaigning for leadership", 1, seconds(30))) << second.Log();
+  std::this_thread::sleep_for(seconds(1));
+  EXPECT_EQ(second.CountLines("elected leader"), 0u) << "two leaders at once";
+
+  first->Kill9();
+  const auto killed = std::chrono::steady_clock::now();
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/after-failover", "x"));
+  ASSERT_TRUE(Eventually([&] { return view_->Get("/dubbo/svc/providers/after-failover") == "x"; },
+                         seconds(20)))
+      << second.Log();
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, seconds(3 + 2));
+
+  // The new leader is paused past its lease; the old one comes back and leads; the paused one,
+  // resumed, must not write (its fence refers to a leadership that is gone).
+  auto third = std::make_unique<Zk2etcdProcess>(Args("sync", election));  // a standby
+  ASSERT_FIXTURE_OK(third->Start());
+  ASSERT_TRUE(third->WaitForLog("campaigning for leadership", 1, seconds(30))) << third->Log();
+  second.Pause();
+  ASSERT_TRUE(third->WaitForLog("elected leader", 1, seconds(20))) << third->Log();
+  ASSERT_FIXTURE_OK(zk_->Set("/dubbo/svc/providers/p1", "from-new-leader"));
+  ASSERT_TRUE(Eventually(
+      [&] { return view_->Get("/dubbo/svc/providers/p1") == "from-new-leader"; }, seconds(20)));
+  third->Pause();  // freeze the new leader so only the resumed one could write
+  ASSERT_FIXTURE_OK(zk_->Set("/dubbo/svc/providers/p1", "must-not-be-written-by-deposed"));
+  second.Resume();
+  EXPECT_TRUE(second.WaitForLog("leadership lost", 1, seconds(20))) << second.Log();
+  std::this_thread::sleep_for(seconds(1));
+  EXPECT_EQ(view_->Get("/dubbo/svc/providers/p1"), "from-new-leader") << second.Log();
+  third->Resume();
+  EXPECT_EQ(second.Terminate(seconds(20)), 0);
+  EXPECT_EQ(third->Terminate(seconds(20)), 0);
+}
+
 TEST(CliE2eTest, BadInputFailsFastWithOneLineAndUnreachableServersGiveExitTwo) {
   Zk2etcdProcess bad({"sync", "--zookeeper-servers=127.0.0.1:1", "--etcd-servers=127.0.0.1:2",
                       "--zookeeper-prefix=dubbo"});

@@ -1,9 +1,14 @@
 #include "ops/log.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
-#include <unistd.h>
+#include <system_error>
 
 namespace zk2etcd::ops {
 
@@ -150,6 +155,107 @@ void MemoryLogSink::WriteLine(std::string_view line) {
 std::vector<std::string> MemoryLogSink::Lines() const {
   std::lock_guard lock(mutex_);
   return lines_;
+}
+
+namespace {
+
+std::string ErrnoText(int error) { return std::generic_category().message(error); }
+
+// Writes all of `data`; false (with errno set) if the descriptor refuses.
+bool WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t written = ::write(fd, data.data(), data.size());
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(written));
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<RotatingFileLogSink>, std::string> RotatingFileLogSink::Open(
+    std::string path, uint64_t max_bytes, int max_files) {
+  if (max_files < 0) {
+    return Unexpected{"log file \"" + path + "\": the number of old files to keep is negative"};
+  }
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Unexpected{"cannot open log file \"" + path + "\": " + ErrnoText(errno)};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int error = errno;
+    ::close(fd);
+    return Unexpected{"cannot open log file \"" + path + "\": " + ErrnoText(error)};
+  }
+  return std::shared_ptr<RotatingFileLogSink>(new RotatingFileLogSink(
+      std::move(path), max_bytes, max_files, fd, static_cast<uint64_t>(st.st_size)));
+}
+
+RotatingFileLogSink::RotatingFileLogSink(std::string path, uint64_t max_bytes, int max_files,
+                                         int fd, uint64_t size)
+    : path_(std::move(path)), max_bytes_(max_bytes), max_files_(max_files), fd_(fd), size_(size) {}
+
+RotatingFileLogSink::~RotatingFileLogSink() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void RotatingFileLogSink::WriteLine(std::string_view line) {
+  std::string buffer;
+  buffer.reserve(line.size() + 1);
+  buffer += line;
+  buffer += '\n';
+  std::lock_guard lock(mutex_);
+  if (fd_ < 0 && !Reopen().ok()) return WriteToStderr(buffer);
+  if (max_bytes_ > 0 && size_ > 0 && size_ + buffer.size() > max_bytes_) {
+    Rotate();
+    if (fd_ < 0) return WriteToStderr(buffer);
+  }
+  if (!WriteAll(fd_, buffer)) {
+    const std::string reason = ErrnoText(errno);
+    if (!warned_) {
+      warned_ = true;
+      WriteToStderr("zk2etcd: cannot write log file \"" + path_ + "\": " + reason +
+                    "; this line follows on stderr\n");
+    }
+    return WriteToStderr(buffer);
+  }
+  size_ += buffer.size();
+}
+
+void RotatingFileLogSink::Rotate() {
+  ::close(fd_);
+  fd_ = -1;
+  if (max_files_ == 0) {
+    ::unlink(path_.c_str());
+  } else {
+    // path.<max_files> is overwritten by the first rename, which drops the oldest.
+    for (int i = max_files_ - 1; i >= 1; --i) {
+      const std::string from = path_ + "." + std::to_string(i);
+      const std::string to = path_ + "." + std::to_string(i + 1);
+      ::rename(from.c_str(), to.c_str());  // ENOENT while there are fewer old files is fine
+    }
+    ::rename(path_.c_str(), (path_ + ".1").c_str());
+  }
+  if (auto reopened = Reopen(); !reopened.ok() && !warned_) {
+    warned_ = true;
+    WriteToStderr("zk2etcd: " + reopened.error() + "; logging to stderr until it can be opened\n");
+  }
+}
+
+Result<void, std::string> RotatingFileLogSink::Reopen() {
+  const int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Unexpected{"cannot open log file \"" + path_ + "\": " + ErrnoText(errno)};
+  struct stat st {};
+  size_ = ::fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  fd_ = fd;
+  warned_ = false;
+  return {};
+}
+
+void RotatingFileLogSink::WriteToStderr(std::string_view data) { WriteAll(STDERR_FILENO, data); }
+
+void TeeLogSink::WriteLine(std::string_view line) {
+  for (const auto& sink : sinks_) sink->WriteLine(line);
 }
 
 Logger::Logger(std::shared_ptr<LogSink> sink, LogFormat format, LogLevel level,

@@ -75,6 +75,50 @@ class MemoryLogSink final : public LogSink {
   std::vector<std::string> lines_;
 };
 
+// Appends lines to a file; when a line would take the file past max_bytes, renames path to
+// path.1 (path.1 to path.2, ..., dropping path.<max_files>) and starts a new file, so at most
+// max_files old files are kept (none when max_files is 0: the file is truncated instead). A line
+// longer than max_bytes still goes whole into a fresh file; max_bytes 0 never rotates.
+//
+// If the file cannot be reopened after a rotation, lines go to stderr (with one warning) and each
+// later line retries the file. Thread-safe (its own lock, besides the logger's).
+class RotatingFileLogSink final : public LogSink {
+ public:
+  // Opens (creating or appending to) `path`. The error names the path and the OS's reason.
+  static Result<std::shared_ptr<RotatingFileLogSink>, std::string> Open(std::string path,
+                                                                        uint64_t max_bytes,
+                                                                        int max_files);
+  ~RotatingFileLogSink() override;
+  RotatingFileLogSink(const RotatingFileLogSink&) = delete;
+  RotatingFileLogSink& operator=(const RotatingFileLogSink&) = delete;
+
+  void WriteLine(std::string_view line) override;
+
+ private:
+  RotatingFileLogSink(std::string path, uint64_t max_bytes, int max_files, int fd, uint64_t size);
+  void Rotate();                              // REQUIRES: mutex_ held
+  Result<void, std::string> Reopen();         // REQUIRES: mutex_ held
+  void WriteToStderr(std::string_view data);  // the fallback
+
+  const std::string path_;
+  const uint64_t max_bytes_;
+  const int max_files_;
+  std::mutex mutex_;
+  int fd_;               // GUARDED_BY(mutex_); -1 while the file is unavailable
+  uint64_t size_;        // GUARDED_BY(mutex_)
+  bool warned_ = false;  // GUARDED_BY(mutex_)
+};
+
+// Writes every line to each of its sinks in order (e.g. stderr and a file).
+class TeeLogSink final : public LogSink {
+ public:
+  explicit TeeLogSink(std::vector<std::shared_ptr<LogSink>> sinks) : sinks_(std::move(sinks)) {}
+  void WriteLine(std::string_view line) override;
+
+ private:
+  const std::vector<std::shared_ptr<LogSink>> sinks_;
+};
+
 class Logger {
  public:
   Logger(std::shared_ptr<LogSink> sink, LogFormat format, LogLevel level, const Clock& clock);

@@ -359,5 +359,63 @@ TEST_F(ServiceTest, PersistentModeOnAnOldServerIsAClearFatalError) {
   EXPECT_NE(result_.error().find("persistent recursive watches"), std::string::npos);
 }
 
+// Two replicas: only the elected one writes; the other takes over when the leader resigns, and a
+// deposed leader's writes are refused by the leadership fence.
+TEST_F(EngineTest, OnlyTheElectedReplicaWritesAndTheStandbyTakesOver) {
+  auto make = [&](const std::string& identity, etcd::FakeEtcdClient& etcd, FencedWriter& writer,
+                  zk::ZkClientFactory& factory) {
+    SyncServiceOptions options;
+    options.fullsync_interval = seconds(0);
+    options.retry_initial = milliseconds(10);
+    options.retry_max = milliseconds(100);
+    options.election = ElectionOptions{"/zk2etcd/election", identity, seconds(5)};
+    return std::make_unique<SyncService>(scope_, layout_, factory, etcd, writer, nullptr, logger_,
+                                         clock_, options);
+  };
+  etcd::FakeEtcdClient etcd_b(etcd_.store(), clock_);
+  FencedWriter writer_b(etcd_b, writer_options_, clock_);
+  auto factory_a = zk_server_->NewFactory();
+  auto factory_b = zk_server_->NewFactory();
+  Create("/dubbo/svc/providers/p1", "a");
+
+  auto a = make("replica-a", etcd_, *writer_, *factory_a);
+  std::thread thread_a([&] { (void)a->Run(); });
+  auto wait_for = [](const std::function<bool()>& condition) {
+    for (int i = 0; i < 500; ++i) {
+      if (condition()) return true;
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    return false;
+  };
+  ASSERT_TRUE(wait_for([&] { return a->Status().leader && a->Status().first_sync_done; }));
+  auto b = make("replica-b", etcd_b, writer_b, *factory_b);
+  std::thread thread_b([&] { (void)b->Run(); });
+  ASSERT_TRUE(wait_for([&] { return b->Status().zk_connected; }));
+  EXPECT_FALSE(b->Status().leader);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/p1"), "a");
+
+  // The leader stops (and resigns): the standby leads and syncs what changed meanwhile.
+  a->Stop();
+  thread_a.join();
+  Create("/dubbo/svc/providers/p2", "after-handover");
+  EXPECT_TRUE(wait_for([&] { return b->Status().leader; }));
+  EXPECT_TRUE(wait_for([&] { return Etcd("/dubbo/svc/providers/p2") == "after-handover"; }));
+
+  // A write fenced by the old leadership changes nothing.
+  const etcd::LeaderKey old_leader{"/zk2etcd/election", "/zk2etcd/election/gone", 1, 0};
+  writer_->SetLeader(old_leader);
+  std::optional<WriteResult> outcome;
+  writer_->Submit({FencedWrite::Type::kPut, "/dubbo/svc/providers/p2",
+                   "/zk2etcd/meta/dubbo/svc/providers/p2", "stale leader", 1 << 30, std::nullopt},
+                  [&](const WriteResult& result) { outcome = result; });
+  ASSERT_TRUE(writer_->Drain(seconds(5)));
+  ASSERT_TRUE(outcome.has_value());
+  ASSERT_FALSE(outcome->ok());
+  EXPECT_EQ(outcome->error().code, WriteError::Code::kNotLeader);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/p2"), "after-handover");
+  b->Stop();
+  thread_b.join();
+}
+
 }  // namespace
 }  // namespace zk2etcd::sync

@@ -174,6 +174,7 @@ void IncrementalSync::OnWritten(const std::string& path, const FencedWrite& writ
     }
   } else {
     change.error = result.error().message;
+    change.not_leader = result.error().code == WriteError::Code::kNotLeader;
     logger_.Warn("write failed", {{"key", write.key},
                                   {"trace_id", change.trace_id},
                                   {"error", result.error().message}});

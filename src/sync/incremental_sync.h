@@ -42,6 +42,7 @@ struct AppliedChange {
   int64_t zxid = 0;
   std::optional<WriteOutcome> outcome;  // nullopt: failed
   std::string error;
+  bool not_leader = false;  // failed because this process no longer leads
   // From the first event that made the path dirty to the write's completion.
   std::chrono::nanoseconds delay{0};
 };

@@ -40,9 +40,22 @@ SyncService::SyncService(const Scope& scope, const KeyLayout& layout,
       clock_(clock),
       options_(std::move(options)),
       incremental_(scope, layout, writer, ownership, logger, clock,
-                   IncrementalSyncOptions{options_.concurrent, options_.on_change, 0x7ace}),
+                   IncrementalSyncOptions{options_.concurrent,
+                                          [this](const AppliedChange& change) {
+                                            if (change.not_leader) {
+                                              std::lock_guard lock(mutex_);
+                                              election_events_.push_back(
+                                                  {ElectionEvent::Type::kNotLeader, std::nullopt,
+                                                   change.error, 0});
+                                              wake_.notify_all();
+                                            }
+                                            if (options_.on_change) options_.on_change(change);
+                                          },
+                                          0x7ace}),
       classic_(scope, incremental_, logger),
-      reconciler_(scope, layout, etcd, &writer, ownership, logger, clock) {}
+      reconciler_(scope, layout, etcd, &writer, ownership, logger, clock) {
+  status_.leader = !options_.election.has_value();
+}
 
 SyncService::~SyncService() {
   Stop();
@@ -138,7 +151,7 @@ bool SyncService::OpenSession() {
     status_.session_id = session.session_id;
     status_.classic_watches = classic;
   }
-  incremental_.SetClient(client_.get());
+  incremental_.SetClient(Active() ? client_.get() : nullptr);
   reconcile_needed_ = true;
   reconcile_backoff_ = std::chrono::milliseconds(0);
   next_reconcile_at_ = {};
@@ -253,6 +266,116 @@ void SyncService::Reconcile() {
   if (options_.on_reconcile) options_.on_reconcile(result);
 }
 
+void SyncService::StartCampaign() {
+  const ElectionOptions& election = *options_.election;
+  auto lease = etcd_.LeaseGrant(election.lease_ttl);
+  if (!lease.ok()) {
+    const auto delay = NextBackoff(election_backoff_);
+    logger_.Warn("cannot grant the election lease; retrying",
+                 {{"error", lease.error().ToString()}, {"retry_in_ms", delay.count()}});
+    next_campaign_at_ = clock_.Now() + delay;
+    return;
+  }
+  lease_id_ = lease->id;
+  const int64_t id = lease_id_;
+  keepalive_ = etcd_.LeaseKeepAlive(id, [this, id](const etcd::Error& error) {
+    std::lock_guard lock(mutex_);
+    election_events_.push_back(
+        {ElectionEvent::Type::kLeaseLost, std::nullopt, error.ToString(), id});
+    wake_.notify_all();
+  });
+  campaign_ = etcd_.Campaign(
+      election.name, id, election.identity, [this, id](etcd::EtcdResult<etcd::LeaderKey> result) {
+        std::lock_guard lock(mutex_);
+        if (result.ok()) {
+          election_events_.push_back({ElectionEvent::Type::kElected, *result, "", id});
+        } else {
+          election_events_.push_back(
+              {ElectionEvent::Type::kCampaignFailed, std::nullopt, result.error().ToString(), id});
+        }
+        wake_.notify_all();
+      });
+  campaigning_ = true;
+  logger_.Info("campaigning for leadership; standing by until elected",
+               {{"election", election.name},
+                {"identity", election.identity},
+                {"lease_ttl_s", static_cast<int64_t>(election.lease_ttl.count())}});
+}
+
+void SyncService::BecomeLeader(etcd::LeaderKey key) {
+  logger_.Info("elected leader: syncing", {{"key", key.key}, {"revision", key.revision}});
+  leader_key_ = std::move(key);
+  campaigning_ = false;
+  election_backoff_ = std::chrono::milliseconds(0);
+  writer_.SetLeader(leader_key_);
+  if (client_ != nullptr && watches_registered_) incremental_.SetClient(client_.get());
+  reconcile_needed_ = true;
+  next_reconcile_at_ = {};
+  std::lock_guard lock(mutex_);
+  status_.leader = true;
+}
+
+void SyncService::StepDown(const std::string& reason) {
+  if (leader_key_) {
+    logger_.Warn("leadership lost: standing by", {{"reason", reason}});
+  } else {
+    logger_.Warn("campaign ended; campaigning again", {{"reason", reason}});
+  }
+  // The writer keeps the old fence, so anything still queued fails instead of writing.
+  leader_key_.reset();
+  incremental_.SetClient(nullptr);
+  campaign_.reset();
+  keepalive_.reset();
+  if (lease_id_ != 0) {
+    (void)etcd_.LeaseRevoke(lease_id_);  // usually gone already
+    lease_id_ = 0;
+  }
+  campaigning_ = false;
+  next_campaign_at_ = clock_.Now() + NextBackoff(election_backoff_);
+  std::lock_guard lock(mutex_);
+  status_.leader = false;
+}
+
+void SyncService::HandleElectionEvents() {
+  std::deque<ElectionEvent> events;
+  {
+    std::lock_guard lock(mutex_);
+    events.swap(election_events_);
+  }
+  for (ElectionEvent& event : events) {
+    switch (event.type) {
+      case ElectionEvent::Type::kElected:
+        if (event.lease == lease_id_ && campaigning_) BecomeLeader(std::move(*event.key));
+        break;
+      case ElectionEvent::Type::kCampaignFailed:
+      case ElectionEvent::Type::kLeaseLost:
+        if (event.lease == lease_id_) StepDown(event.reason);
+        break;
+      case ElectionEvent::Type::kNotLeader:
+        if (leader_key_) StepDown("a write's leadership fence failed: " + event.reason);
+        break;
+    }
+  }
+}
+
+void SyncService::Resign() {
+  campaign_.reset();
+  if (leader_key_) {
+    if (auto resigned = etcd_.Resign(*leader_key_); !resigned.ok()) {
+      logger_.Warn("could not resign leadership; it ends with the lease",
+                   {{"error", resigned.error().ToString()}});
+    } else {
+      logger_.Info("resigned leadership");
+    }
+    leader_key_.reset();
+  }
+  keepalive_.reset();
+  if (lease_id_ != 0) {
+    (void)etcd_.LeaseRevoke(lease_id_);
+    lease_id_ = 0;
+  }
+}
+
 Result<void, std::string> SyncService::Run() {
   std::optional<std::string> fatal;
   while (true) {
@@ -272,6 +395,10 @@ Result<void, std::string> SyncService::Run() {
       if (fatal) break;
     }
     if (fatal) break;
+    if (options_.election) {
+      HandleElectionEvents();
+      if (!leader_key_ && !campaigning_ && clock_.Now() >= next_campaign_at_) StartCampaign();
+    }
     const auto now = clock_.Now();
     if (client_ == nullptr && now >= next_session_at_) {
       if (!OpenSession()) {
@@ -291,7 +418,7 @@ Result<void, std::string> SyncService::Run() {
     if (options_.fullsync_interval.count() > 0 && first_done && now >= next_full_sync_) {
       reconcile_needed_ = true;
     }
-    if (reconcile_needed_ && client_ != nullptr && watches_registered_ &&
+    if (reconcile_needed_ && Active() && client_ != nullptr && watches_registered_ &&
         now >= next_reconcile_at_) {
       reconcile_needed_ = false;
       Reconcile();
@@ -301,9 +428,13 @@ Result<void, std::string> SyncService::Run() {
     auto wake_at = now + std::chrono::seconds(1);
     if (reconcile_needed_) wake_at = std::min(wake_at, std::max(now, next_reconcile_at_));
     if (client_ == nullptr) wake_at = std::min(wake_at, std::max(now, next_session_at_));
+    if (options_.election && !leader_key_ && !campaigning_) {
+      wake_at = std::min(wake_at, std::max(now, next_campaign_at_));
+    }
     std::unique_lock lock(mutex_);
     wake_.wait_for(lock, wake_at - now, [this] {
-      return stop_ || !session_events_.empty() || reconcile_requested_;
+      return stop_ || !session_events_.empty() || reconcile_requested_ ||
+             !election_events_.empty();
     });
   }
   logger_.Info("stopping: draining queued writes",
@@ -315,6 +446,7 @@ Result<void, std::string> SyncService::Run() {
   }
   incremental_.SetClient(nullptr);
   classic_.SetClient(nullptr);
+  if (options_.election) Resign();
   if (client_) {
     client_->Close();
     client_.reset();

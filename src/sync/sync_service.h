@@ -45,8 +45,19 @@ enum class WatchMode {
 };
 Result<WatchMode, std::string> ParseWatchMode(std::string_view name);
 
+// Leader election among replicas through etcd's Election service.
+struct ElectionOptions {
+  std::string name = "/zk2etcd/election";  // the election's key prefix in etcd
+  std::string identity;                     // this replica, as the leader key's value
+  std::chrono::seconds lease_ttl{15};
+};
+
 struct SyncServiceOptions {
   WatchMode watch_mode = WatchMode::kAuto;
+  // With an election, only the leader reads changes and writes etcd; a standby keeps its
+  // ZooKeeper session and watches open, so that it can take over within the lease TTL. Every
+  // write of the leader is fenced by its leadership.
+  std::optional<ElectionOptions> election;
   // 0 disables the periodic reconciliation.
   std::chrono::nanoseconds fullsync_interval = std::chrono::minutes(5);
   // Requests in flight on each side (--concurrent).
@@ -65,6 +76,7 @@ struct SyncServiceOptions {
 struct SyncStatus {
   bool zk_connected = false;
   bool classic_watches = false;
+  bool leader = false;  // always true without an election
   bool first_sync_done = false;
   int64_t session_id = 0;
   size_t reconciliations = 0;
@@ -94,6 +106,13 @@ class SyncService {
   // Returns a fatal error, if the event is one.
   std::optional<std::string> HandleSessionEvent(const zk::SessionEvent& event);
   void Reconcile();
+  // Election steps, on the Run thread.
+  void StartCampaign();
+  void HandleElectionEvents();
+  void BecomeLeader(etcd::LeaderKey key);
+  void StepDown(const std::string& reason);
+  void Resign();
+  bool Active() const { return !options_.election || leader_key_.has_value(); }
   std::chrono::milliseconds NextBackoff(std::chrono::milliseconds& backoff) const;
 
   const Scope& scope_;
@@ -121,10 +140,26 @@ class SyncService {
   std::chrono::steady_clock::time_point next_session_at_{};
   bool writer_was_retrying_ = false;
   std::optional<std::string> fatal_;  // set by OpenSession when retrying cannot help
+  // Election state (Run thread).
+  std::optional<etcd::LeaderKey> leader_key_;
+  int64_t lease_id_ = 0;
+  bool campaigning_ = false;
+  std::unique_ptr<etcd::CallHandle> campaign_;
+  std::unique_ptr<etcd::CallHandle> keepalive_;
+  std::chrono::milliseconds election_backoff_{0};
+  std::chrono::steady_clock::time_point next_campaign_at_{};
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<zk::SessionEvent> session_events_;
+  struct ElectionEvent {
+    enum class Type { kElected, kCampaignFailed, kLeaseLost, kNotLeader };
+    Type type;
+    std::optional<etcd::LeaderKey> key;
+    std::string reason;
+    int64_t lease = 0;
+  };
+  std::deque<ElectionEvent> election_events_;
   bool stop_ = false;
   std::atomic<bool> cancel_{false};  // set by Stop(): ends a reconciliation early
   bool reconcile_requested_ = false;

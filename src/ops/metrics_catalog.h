@@ -1,0 +1,91 @@
+// Every metric zk2etcd exposes, in one list: name, labels, buckets and help. The engine, the
+// clients and /metrics all take their families from Zk2etcdMetrics, filled in once at start-up by
+// RegisterZk2etcdMetrics(). The first five keep the Go tool's names and labels so that its
+// Grafana dashboards keep working; durations are in seconds (the Go tool recorded whole seconds,
+// which put every sample in the first bucket).
+//
+// Label values are fixed small sets, never free text:
+//   op, status   the clients' operation names and error labels (zk/zk_client.h, ZkErrorLabel;
+//                etcd/etcd_client.h, ErrorLabel); status "success" on success
+//   type         "put" or "delete"
+//   result       "success" or "failure"
+//   kind         DifferenceKindName() in sync/differ.h: missing, changed, extra, foreign,
+//                orphan_meta (unclaimed is not a difference)
+//   queue        the engine's queue names
+//
+// Thread-safe as the families are (see metrics.h); RegisterZk2etcdMetrics is called once.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "ops/metrics.h"
+
+namespace zk2etcd::ops {
+
+// Buckets (seconds) for the time from a ZooKeeper change to its etcd commit: 1 ms to 5 min, since
+// a backlog after a reconnect can hold changes for minutes.
+std::vector<double> SyncDelayBuckets();
+// Buckets (seconds) for full syncs: 10 ms (a tiny subtree) to 1 h (millions of nodes).
+std::vector<double> FullSyncDurationBuckets();
+
+// The list. Each entry is one of
+//   COUNTER(member, "name", "label,label", "help")
+//   GAUGE(member, "name", "label,label", "help")
+//   HISTOGRAM(member, "name", "label,label", buckets(), "help")
+// with "" for no labels.
+// clang-format off
+#define ZK2ETCD_METRICS(COUNTER, GAUGE, HISTOGRAM)                                                \
+  COUNTER(zk_op_total, "zk2etcd_zk_op_total", "op,status",                                        \
+          "ZooKeeper requests completed, by operation and status (success or the error class).") \
+  HISTOGRAM(zk_op_duration_seconds, "zk2etcd_zk_op_duration_seconds", "op,status",                \
+            DefaultDurationBuckets(), "Duration of ZooKeeper requests, by operation and status.") \
+  COUNTER(etcd_op_total, "zk2etcd_etcd_op_total", "op,status",                                    \
+          "etcd requests completed, by operation and status (success or the error class).")      \
+  HISTOGRAM(etcd_op_duration_seconds, "zk2etcd_etcd_op_duration_seconds", "op,status",            \
+            DefaultDurationBuckets(), "Duration of etcd requests, by operation and status.")     \
+  COUNTER(fixed_total, "zk2etcd_fixed_total", "type",                                             \
+          "Differences repaired in etcd by full syncs, by type (put or delete).")                \
+  HISTOGRAM(sync_delay_seconds, "zk2etcd_sync_delay_seconds", "", SyncDelayBuckets(),             \
+            "Time from receiving a ZooKeeper change to its write being committed in etcd.")      \
+  HISTOGRAM(reconcile_duration_seconds, "zk2etcd_reconcile_duration_seconds", "",                 \
+            FullSyncDurationBuckets(), "Duration of full syncs (walk, compare and repair).")     \
+  COUNTER(reconcile_total, "zk2etcd_reconcile_total", "result",                                   \
+          "Full syncs finished, by result (success or failure).")                                \
+  GAUGE(reconcile_last_success_timestamp_seconds,                                                 \
+        "zk2etcd_reconcile_last_success_timestamp_seconds", "",                                   \
+        "Unix time at which the last successful full sync finished.")                            \
+  GAUGE(differences, "zk2etcd_differences", "kind",                                               \
+        "Differences between ZooKeeper and etcd found by the last full sync, by kind.")          \
+  GAUGE(watches, "zk2etcd_watches", "", "ZooKeeper watches currently registered.")                \
+  GAUGE(zk_session_connected, "zk2etcd_zk_session_connected", "",                                 \
+        "1 while the ZooKeeper session is connected, 0 otherwise.")                              \
+  GAUGE(leader, "zk2etcd_leader", "",                                                             \
+        "1 while this instance is the leader that writes to etcd, 0 otherwise.")                 \
+  GAUGE(queue_depth, "zk2etcd_queue_depth", "queue", "Items waiting in each internal queue.")     \
+  GAUGE(build_info, "zk2etcd_build_info", "version,commit",                                       \
+        "Always 1; the labels carry the version and git commit of this build.")
+// clang-format on
+
+// The families, one member per entry of ZK2ETCD_METRICS; owned by the Registry.
+struct Zk2etcdMetrics {
+#define ZK2ETCD_METRIC_COUNTER_MEMBER(member, name, labels, help) CounterFamily* member = nullptr;
+#define ZK2ETCD_METRIC_GAUGE_MEMBER(member, name, labels, help) GaugeFamily* member = nullptr;
+#define ZK2ETCD_METRIC_HISTOGRAM_MEMBER(member, name, labels, buckets, help) \
+  HistogramFamily* member = nullptr;
+  ZK2ETCD_METRICS(ZK2ETCD_METRIC_COUNTER_MEMBER, ZK2ETCD_METRIC_GAUGE_MEMBER,
+                  ZK2ETCD_METRIC_HISTOGRAM_MEMBER)
+#undef ZK2ETCD_METRIC_COUNTER_MEMBER
+#undef ZK2ETCD_METRIC_GAUGE_MEMBER
+#undef ZK2ETCD_METRIC_HISTOGRAM_MEMBER
+};
+
+// Registers every family of ZK2ETCD_METRICS and sets zk2etcd_build_info{version,commit} to 1.
+// Errors only if `registry` already holds one of the names.
+Result<Zk2etcdMetrics, std::string> RegisterZk2etcdMetrics(Registry& registry,
+                                                           std::string_view version,
+                                                           std::string_view commit);
+
+}  // namespace zk2etcd::ops
