@@ -5,23 +5,31 @@
 # maintainer scripts are not allowed to start system services (etcd-server, redis-server and
 # zookeeper try to), because tests start their own servers on free loopback ports.
 # This is the project's only install step; README.md lists the same packages.
+# Usage: install-deps.sh [--build-only]
 set -euo pipefail
 
-readonly PACKAGES=(
-  # toolchain and build
-  build-essential cmake ninja-build pkg-config git clang llvm libclang-rt-14-dev clang-format
-  # libraries
+# What building the zk2etcd binary needs (--build-only installs just these, e.g. in a Dockerfile).
+readonly BUILD_PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
   libasio-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libhiredis-dev libssl-dev libzookeeper-mt-dev libyaml-cpp-dev
+  libhiredis-dev libssl-dev libyaml-cpp-dev
+  # used at build time to unpack etcd's .proto files from golang-etcd-server-dev
+  dpkg-dev
+)
+PACKAGES=(
+  "${BUILD_PACKAGES[@]}"
+  # fuzzing, formatting
+  clang llvm libclang-rt-14-dev clang-format
+  # the official ZooKeeper C client: tests' oracle and benchmarks' reference
+  libzookeeper-mt-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # real servers for integration tests (never started as services)
   zookeeper default-jre-headless etcd-server etcd-client redis-server redis-tools openssl
   # tooling used by tests: promtool, curl
   prometheus curl
-  # used at build time to unpack etcd's .proto files from golang-etcd-server-dev
-  dpkg-dev
 )
+if [[ ${1:-} == --build-only ]]; then PACKAGES=("${BUILD_PACKAGES[@]}"); fi
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then

@@ -21,4 +21,5 @@ if [[ $# -gt 0 ]]; then
 fi
 # The main job: a full sync, then real-time sync. The demo adds and removes a provider and shows
 # etcd following; on a terminal it keeps syncing until Ctrl-C, otherwise it stops after the demo.
-exec "$build_dir/testing/zk2etcd-devenv" --demo -- "$zk2etcd" sync --log-format=text
+exec "$build_dir/testing/zk2etcd-devenv" --demo -- "$zk2etcd" sync --log-format=text \
+  --http-addr=127.0.0.1:0

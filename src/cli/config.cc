@@ -1,5 +1,6 @@
 #include "cli/config.h"
 
+#include "cli/config_file.h"
 #include "common/strings.h"
 
 namespace zk2etcd::cli {
@@ -72,10 +73,26 @@ void AddCommonFlags(FlagSet& flags, CommonFlags* v) {
                   "log output level, possible values: 'debug', 'info', 'warn', 'error', "
                   "'panic', 'fatal'");
   flags.AddString("log-format", &v->log_format, "json", "log format: json or text");
+  flags.AddString("log-file", &v->log_file, "",
+                  "write logs to this file instead of stderr, rotated by size");
+  flags.AddUint("log-file-max-size-mb", &v->log_file_max_size_mb, 100,
+                "rotate the log file when it would exceed this many MiB");
+  flags.AddUint("log-file-max-backups", &v->log_file_max_backups, 5,
+                "rotated log files to keep (file.1 ... file.N)");
+  flags.AddString("config", &v->config, "",
+                  "YAML file of settings (flag names as keys); flags and ZK2ETCD_ variables win; "
+                  "SIGHUP re-reads log-level and fullsync-interval from it");
   flags.AddBool("enable-event-log", &v->enable_event_log, false,
                 "log one line per etcd mutation (operation, result, key, zxid, trace id)");
   flags.AddUint("concurrent", &v->concurrent, 50,
                 "the concurrency of syncing workers: requests in flight on each side");
+}
+
+Result<void, std::string> ApplyConfigFile(FlagSet& flags, const std::string& path) {
+  if (path.empty()) return {};
+  auto values = LoadConfigFile(path);
+  if (!values.ok()) return Unexpected{values.error()};
+  return flags.ApplyConfigValues(*values, "--config \"" + path + "\"");
 }
 
 Result<void, std::string> RequireDuration(std::string_view flag, std::chrono::nanoseconds value,
@@ -146,8 +163,21 @@ Result<Config, std::string> ValidateCommonFlags(const CommonFlags& f) {
     return Unexpected{std::string("--etcd-password needs --etcd-user")};
   }
 
-  Config config{std::move(scope).value(), std::move(layout).value(), {}, {}, std::nullopt,
-                *level, *format, f.enable_event_log, static_cast<size_t>(f.concurrent)};
+  if (f.log_file_max_backups > 1000) {
+    return Unexpected{std::string("--log-file-max-backups must be at most 1000")};
+  }
+  Config config{std::move(scope).value(),
+                std::move(layout).value(),
+                {},
+                {},
+                std::nullopt,
+                *level,
+                *format,
+                f.enable_event_log,
+                static_cast<size_t>(f.concurrent),
+                f.log_file,
+                f.log_file_max_size_mb * 1024 * 1024,
+                static_cast<int>(f.log_file_max_backups)};
   config.zookeeper.connect_string = std::string(TrimWhitespace(f.zookeeper_servers));
   config.zookeeper.session_timeout =
       std::chrono::duration_cast<milliseconds>(f.zookeeper_session_timeout);

@@ -44,8 +44,12 @@ struct CommonFlags {
   std::string redis_password;
   std::string log_level;
   std::string log_format;
+  std::string log_file;
+  uint64_t log_file_max_size_mb = 0;
+  uint64_t log_file_max_backups = 0;
   bool enable_event_log = false;
   uint64_t concurrent = 0;
+  std::string config;
 };
 
 // Declares the shared flags with their defaults.
@@ -61,7 +65,13 @@ struct Config {
   ops::LogFormat log_format = ops::LogFormat::kJson;
   bool event_log = false;
   size_t concurrent = 50;
+  std::string log_file;
+  uint64_t log_file_max_bytes = 0;
+  int log_file_max_backups = 0;
 };
+
+// Reads --config (if given) into the flags that the command line and environment left unset.
+Result<void, std::string> ApplyConfigFile(FlagSet& flags, const std::string& path);
 
 // Checks every value; on success the result is ready for the clients (without logger, clock or
 // observer, which the caller sets).

@@ -97,7 +97,11 @@ void PrintJson(const sync::ReconcileReport& report, bool fixed, bool in_sync, st
   out << ",\"consistent\":" << (in_sync ? "true" : "false") << "}\n";
 }
 
-int RunDiff(const DiffFlags& flags, std::ostream& out, std::ostream& err) {
+int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::ostream& err) {
+  if (auto applied = ApplyConfigFile(flag_set, flags.common.config); !applied.ok()) {
+    err << "zk2etcd diff: " << applied.error() << "\n";
+    return kExitUsage;
+  }
   auto validated = ValidateCommonFlags(flags.common);
   if (!validated.ok()) {
     err << "zk2etcd diff: " << validated.error() << "\n";
@@ -121,7 +125,12 @@ int RunDiff(const DiffFlags& flags, std::ostream& out, std::ostream& err) {
   }
   Config config = std::move(validated).value();
   SystemClock clock;
-  std::unique_ptr<ops::Logger> logger = MakeLogger(config, clock);
+  auto made_logger = MakeLogger(config, clock);
+  if (!made_logger.ok()) {
+    err << "zk2etcd diff: " << made_logger.error() << "\n";
+    return kExitUsage;
+  }
+  std::unique_ptr<ops::Logger> logger = std::move(made_logger).value();
   const std::atomic<bool> never_stop{false};
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -238,8 +247,9 @@ Subcommand DiffCommand() {
             flags.AddDuration("connect-timeout", &values->connect_timeout,
                               std::chrono::seconds(30),
                               "give up (exit 2) when the servers cannot be reached for this long");
-            return [values](std::ostream& out, std::ostream& err) {
-              return RunDiff(*values, out, err);
+            FlagSet* set = &flags;
+            return [values, set](std::ostream& out, std::ostream& err) {
+              return RunDiff(*values, *set, out, err);
             };
           }};
 }

@@ -34,6 +34,7 @@ class Zk2etcdProcess {
   void Pause();
   void Resume();
   bool running() { return process_.running() && !process_.HasExited(); }
+  pid_t pid() const { return process_.pid(); }
 
   std::string Log() const;
   // Number of log lines containing `text`.

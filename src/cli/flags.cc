@@ -22,28 +22,40 @@ void FlagSet::Add(Flag flag, std::function<void()> apply_default) {
   flags_.push_back(std::move(flag));
 }
 
+FlagSet::Flag FlagSet::MakeFlag(std::string name, Kind kind, std::string help,
+                                std::string default_text,
+                                std::function<Result<void, std::string>(std::string_view)> set) {
+  Flag flag;
+  flag.name = std::move(name);
+  flag.kind = kind;
+  flag.help = std::move(help);
+  flag.default_text = std::move(default_text);
+  flag.set = std::move(set);
+  return flag;
+}
+
 void FlagSet::AddString(std::string name, std::string* target, std::string default_value,
                         std::string help) {
   std::string shown = default_value.empty() ? "" : "\"" + default_value + "\"";
-  Add({std::move(name), Kind::kString, std::move(help), std::move(shown),
+  Add(MakeFlag(std::move(name), Kind::kString, std::move(help), std::move(shown),
        [target](std::string_view v) -> Result<void, std::string> {
          *target = std::string(v);
          return {};
-       }},
+       }),
       [target, default_value] { *target = default_value; });
 }
 
 void FlagSet::AddSecret(std::string name, std::string* target, std::string help) {
-  Add({std::move(name), Kind::kSecret, std::move(help), "",
+  Add(MakeFlag(std::move(name), Kind::kSecret, std::move(help), "",
        [target](std::string_view v) -> Result<void, std::string> {
          *target = std::string(v);
          return {};
-       }},
+       }),
       [target] { target->clear(); });
 }
 
 void FlagSet::AddBool(std::string name, bool* target, bool default_value, std::string help) {
-  Add({std::move(name), Kind::kBool, std::move(help), default_value ? "true" : "",
+  Add(MakeFlag(std::move(name), Kind::kBool, std::move(help), default_value ? "true" : "",
        [target](std::string_view v) -> Result<void, std::string> {
          if (v == "true" || v == "1" || v == "t" || v == "TRUE" || v == "True") {
            *target = true;
@@ -53,13 +65,13 @@ void FlagSet::AddBool(std::string name, bool* target, bool default_value, std::s
            return Unexpected{std::string("expected true or false")};
          }
          return {};
-       }},
+       }),
       [target, default_value] { *target = default_value; });
 }
 
 void FlagSet::AddUint(std::string name, uint64_t* target, uint64_t default_value,
                       std::string help) {
-  Add({std::move(name), Kind::kUint, std::move(help), std::to_string(default_value),
+  Add(MakeFlag(std::move(name), Kind::kUint, std::move(help), std::to_string(default_value),
        [target](std::string_view v) -> Result<void, std::string> {
          uint64_t parsed = 0;
          const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), parsed);
@@ -68,19 +80,19 @@ void FlagSet::AddUint(std::string name, uint64_t* target, uint64_t default_value
          }
          *target = parsed;
          return {};
-       }},
+       }),
       [target, default_value] { *target = default_value; });
 }
 
 void FlagSet::AddDuration(std::string name, std::chrono::nanoseconds* target,
                           std::chrono::nanoseconds default_value, std::string help) {
-  Add({std::move(name), Kind::kDuration, std::move(help), FormatGoDuration(default_value),
+  Add(MakeFlag(std::move(name), Kind::kDuration, std::move(help), FormatGoDuration(default_value),
        [target](std::string_view v) -> Result<void, std::string> {
          auto parsed = ParseGoDuration(v);
          if (!parsed.ok()) return Unexpected{parsed.error()};
          *target = *parsed;
          return {};
-       }},
+       }),
       [target, default_value] { *target = default_value; });
 }
 
@@ -144,6 +156,7 @@ Result<void, std::string> FlagSet::Parse(const std::vector<std::string>& args,
       return bad_value(*flag, "--" + name, value, set.error());
     }
     flag->was_set = true;
+    flag->current = value;
   }
 
   for (Flag& flag : flags_) {
@@ -155,8 +168,37 @@ Result<void, std::string> FlagSet::Parse(const std::vector<std::string>& args,
       return bad_value(flag, variable, *value, set.error());
     }
     flag.was_set = true;
+    flag.current = *value;
   }
   return {};
+}
+
+Result<void, std::string> FlagSet::ApplyConfigValues(
+    const std::vector<std::pair<std::string, std::string>>& values, const std::string& source) {
+  for (const auto& [name, value] : values) {
+    Flag* flag = Find(name);
+    if (flag == nullptr) {
+      return Unexpected{source + ": unknown setting \"" + name + "\" (settings are the flag names " +
+                        "of '" + command_ + " --help', without the dashes)"};
+    }
+    if (flag->was_set) continue;
+    if (auto set = flag->set(value); !set.ok()) {
+      const std::string shown = flag->kind == Kind::kSecret ? "" : " \"" + value + "\"";
+      return Unexpected{source + ": invalid value" + shown + " for " + name + ": " + set.error()};
+    }
+    flag->current = value;
+  }
+  return {};
+}
+
+std::vector<std::string> FlagSet::Dump() const {
+  std::vector<std::string> lines;
+  for (const Flag& flag : flags_) {
+    std::string value = flag.current.empty() && !flag.was_set ? flag.default_text : flag.current;
+    if (flag.kind == Kind::kSecret) value = flag.current.empty() ? "" : "<redacted>";
+    lines.push_back(flag.name + "=" + value);
+  }
+  return lines;
 }
 
 std::string FlagSet::FlagUsage() const {

@@ -41,9 +41,17 @@ class FlagSet {
   // instead of failing when -h or --help is present.
   Result<void, std::string> Parse(const std::vector<std::string>& args, const EnvLookup& env);
 
+  // Fills the flags that neither the command line nor the environment set from a configuration
+  // file's values (flag name -> value). An unknown name is an error naming `source`.
+  Result<void, std::string> ApplyConfigValues(const std::vector<std::pair<std::string, std::string>>& values,
+                                              const std::string& source);
+
   bool help_requested() const { return help_requested_; }
   // True when the flag was given on the command line or through the environment.
   bool WasSet(std::string_view name) const;
+
+  // Lines "name=value" for every flag, secrets shown as <redacted> when set (for /debug).
+  std::vector<std::string> Dump() const;
 
   // "Flags:" section for --help: one line per flag with type, help, default and variable.
   std::string FlagUsage() const;
@@ -59,9 +67,12 @@ class FlagSet {
     std::string help;
     std::string default_text;
     std::function<Result<void, std::string>(std::string_view)> set;
-    bool was_set = false;
+    bool was_set = false;        // by the command line or the environment
+    std::string current;         // the value as text, for Dump
   };
 
+  static Flag MakeFlag(std::string name, Kind kind, std::string help, std::string default_text,
+                       std::function<Result<void, std::string>(std::string_view)> set);
   Flag* Find(std::string_view name);
   void Add(Flag flag, std::function<void()> apply_default);
 

@@ -22,9 +22,17 @@ bool Backoff(std::chrono::milliseconds& delay,
 
 }  // namespace
 
-std::unique_ptr<ops::Logger> MakeLogger(const Config& config, const Clock& clock) {
-  return std::make_unique<ops::Logger>(std::make_shared<ops::StderrLogSink>(),
-                                       config.log_format, config.log_level, clock);
+Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const Config& config,
+                                                             const Clock& clock) {
+  std::shared_ptr<ops::LogSink> sink = std::make_shared<ops::StderrLogSink>();
+  if (!config.log_file.empty()) {
+    auto file = ops::RotatingFileLogSink::Open(config.log_file, config.log_file_max_bytes,
+                                               config.log_file_max_backups);
+    if (!file.ok()) return Unexpected{"--log-file: " + file.error()};
+    sink = std::move(file).value();
+  }
+  return std::make_unique<ops::Logger>(std::move(sink), config.log_format, config.log_level,
+                                       clock);
 }
 
 Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(

@@ -17,7 +17,9 @@
 
 namespace zk2etcd::cli {
 
-std::unique_ptr<ops::Logger> MakeLogger(const Config& config, const Clock& clock);
+// Logs to stderr, or to --log-file (rotated); fails when the file cannot be opened.
+Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const Config& config,
+                                                             const Clock& clock);
 
 // Dials etcd until it answers, `deadline` passes (nullopt: never) or `stop` is set.
 Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(

@@ -1,5 +1,5 @@
-// `zk2etcd sync`: wires the production clients into the sync engine and runs it until SIGTERM or
-// SIGINT.
+// `zk2etcd sync`: wires the production clients, the engine and the operational endpoints
+// together, and runs until SIGTERM or SIGINT. SIGHUP re-reads --config.
 #include <signal.h>
 #include <unistd.h>
 
@@ -8,6 +8,8 @@
 
 #include "cli/cli.h"
 #include "cli/config.h"
+#include "cli/config_file.h"
+#include "cli/operations.h"
 #include "cli/runtime.h"
 #include "cli/subcommand.h"
 #include "common/strings.h"
@@ -25,6 +27,8 @@ struct SyncFlags {
   std::chrono::nanoseconds lease_duration{};
   std::string election_name;
   std::string watch_mode;
+  std::string http_addr;
+  std::chrono::nanoseconds shutdown_timeout{};
 };
 
 std::string Identity() {
@@ -33,31 +37,40 @@ std::string Identity() {
   return std::string(host) + "/" + std::to_string(getpid());
 }
 
-// Blocks SIGINT and SIGTERM in every thread started from now on, and lets one thread wait for
-// them: the only safe way to react to signals in a multi-threaded process.
+// Blocks SIGINT, SIGTERM and SIGHUP in every thread started from now on, and lets one thread
+// wait for them: the safe way to react to signals in a multi-threaded process.
 class SignalWaiter {
  public:
   SignalWaiter() {
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set_, &previous_);
   }
   ~SignalWaiter() {
+    done_.store(true);
     if (thread_.joinable()) {
-      pthread_kill(thread_.native_handle(), SIGTERM);  // wakes the sigwait if no signal came
+      pthread_kill(thread_.native_handle(), SIGHUP);  // wakes the sigwait
       thread_.join();
     }
     pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
   }
-  // Calls `on_signal` (on the waiter thread) when a signal arrives.
-  void Start(std::function<void(int)> on_signal) {
-    thread_ = std::thread([this, on_signal = std::move(on_signal)] {
-      int signal = 0;
-      if (sigwait(&set_, &signal) == 0 && !done_.load()) on_signal(signal);
+  // `on_stop` runs (on the waiter thread) for SIGINT or SIGTERM, `on_reload` for SIGHUP.
+  void Start(std::function<void(int)> on_stop, std::function<void()> on_reload) {
+    thread_ = std::thread([this, on_stop = std::move(on_stop), on_reload = std::move(on_reload)] {
+      while (!done_.load()) {
+        int signal = 0;
+        if (sigwait(&set_, &signal) != 0 || done_.load()) return;
+        if (signal == SIGHUP) {
+          on_reload();
+        } else {
+          on_stop(signal);
+          return;
+        }
+      }
     });
   }
-  void Done() { done_.store(true); }
 
  private:
   sigset_t set_{};
@@ -66,15 +79,23 @@ class SignalWaiter {
   std::thread thread_;
 };
 
-int RunSync(const SyncFlags& flags, std::ostream& err) {
+int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
+  if (auto applied = ApplyConfigFile(flag_set, flags.common.config); !applied.ok()) {
+    err << "zk2etcd sync: " << applied.error() << "\n";
+    return kExitUsage;
+  }
   auto validated = ValidateCommonFlags(flags.common);
   if (!validated.ok()) {
     err << "zk2etcd sync: " << validated.error() << "\n";
     return kExitUsage;
   }
-  if (auto ok = RequireDuration("fullsync-interval", flags.fullsync_interval, true); !ok.ok()) {
-    err << "zk2etcd sync: " << ok.error() << "\n";
-    return kExitUsage;
+  for (const auto& [name, value, zero_ok] :
+       {std::tuple{"fullsync-interval", flags.fullsync_interval, true},
+        std::tuple{"shutdown-timeout", flags.shutdown_timeout, false}}) {
+    if (auto ok = RequireDuration(name, value, zero_ok); !ok.ok()) {
+      err << "zk2etcd sync: " << ok.error() << "\n";
+      return kExitUsage;
+    }
   }
   if (flags.lease_duration < std::chrono::seconds(2)) {
     err << "zk2etcd sync: --leader-elect-lease-duration must be at least 2s, got "
@@ -101,16 +122,66 @@ int RunSync(const SyncFlags& flags, std::ostream& err) {
     }
   }
   SystemClock clock;
-  std::unique_ptr<ops::Logger> logger = MakeLogger(config, clock);
+  auto made_logger = MakeLogger(config, clock);
+  if (!made_logger.ok()) {
+    err << "zk2etcd sync: " << made_logger.error() << "\n";
+    return kExitUsage;
+  }
+  std::unique_ptr<ops::Logger> logger = std::move(made_logger).value();
 
-  SignalWaiter signals;
+  SignalWaiter signals;  // before any thread starts
+  auto operations = SyncOperations::Create(*logger);
+  if (!operations.ok()) {
+    err << "zk2etcd sync: " << operations.error() << "\n";
+    return kExitFailure;
+  }
+  (*operations)->SetConfigDump(flag_set.Dump());
+  if (auto served = (*operations)->Serve(flags.http_addr); !served.ok()) {
+    err << "zk2etcd sync: --http-addr: " << served.error() << "\n";
+    return kExitUsage;
+  }
+
   std::atomic<bool> stop{false};
   std::atomic<sync::SyncService*> service_ptr{nullptr};
-  signals.Start([&](int signal) {
-    logger->Info("signal received; stopping", {{"signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"}});
-    stop.store(true);
-    if (auto* service = service_ptr.load()) service->Stop();
-  });
+  ops::Logger* log = logger.get();
+  signals.Start(
+      [&](int signal) {
+        log->Info("signal received; stopping",
+                  {{"signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"}});
+        stop.store(true);
+        if (auto* service = service_ptr.load()) service->Stop();
+      },
+      [&] {
+        // SIGHUP: the file's log-level and fullsync-interval, unless a flag or variable set them.
+        if (flags.common.config.empty()) {
+          log->Warn("SIGHUP ignored: no --config file");
+          return;
+        }
+        auto values = LoadConfigFile(flags.common.config);
+        if (!values.ok()) {
+          log->Error("SIGHUP: cannot reload the configuration", {{"error", values.error()}});
+          return;
+        }
+        for (const auto& [name, value] : *values) {
+          if (flag_set.WasSet(name)) continue;
+          if (name == "log-level") {
+            if (auto level = ops::ParseLogLevel(value); level.ok()) {
+              log->SetLevel(*level);
+              log->Warn("SIGHUP: log level changed", {{"level", value}});
+            } else {
+              log->Error("SIGHUP: invalid log-level", {{"error", level.error()}});
+            }
+          } else if (name == "fullsync-interval") {
+            auto interval = ParseGoDuration(value);
+            if (interval.ok() && interval->count() >= 0) {
+              if (auto* service = service_ptr.load()) service->SetFullSyncInterval(*interval);
+              log->Warn("SIGHUP: full sync interval changed", {{"interval", value}});
+            } else {
+              log->Error("SIGHUP: invalid fullsync-interval", {{"value", value}});
+            }
+          }
+        }
+      });
 
   logger->Info("zk2etcd sync starting",
                {{"zookeeper", config.zookeeper.connect_string},
@@ -120,8 +191,12 @@ int RunSync(const SyncFlags& flags, std::ostream& err) {
                 {"etcd_key_prefix", config.layout.destination_prefix()},
                 {"ownership", config.redis ? "etcd meta records + redis" : "etcd meta records"},
                 {"fullsync_interval", FormatGoDuration(flags.fullsync_interval)},
+                {"leader_elect", flags.leader_elect},
                 {"concurrent", config.concurrent}});
+  logger->Info("http server listening",
+               {{"address", flags.http_addr}, {"port", (*operations)->port()}});
 
+  config.etcd.observer = (*operations)->etcd_observer();
   auto etcd = ConnectEtcd(config, *logger, clock, std::nullopt, stop);
   if (!etcd.ok()) {
     if (stop.load()) return kExitOk;
@@ -134,40 +209,50 @@ int RunSync(const SyncFlags& flags, std::ostream& err) {
   zk::ZkClientOptions zk_options = config.zookeeper;
   zk_options.clock = &clock;
   zk_options.logger = logger.get();
+  zk_options.observer = (*operations)->zk_observer();
   std::unique_ptr<zk::ZkClientFactory> zk_factory = zk::NewAsioZkClientFactory(zk_options);
 
   sync::FencedWriterOptions writer_options;
   writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 64);
-  sync::FencedWriter writer(**etcd, writer_options, clock);
+  SyncOperations* ops = operations->get();
+  sync::FencedWriter writer(
+      **etcd, writer_options, clock,
+      [ops](size_t writes, const std::optional<etcd::Error>& error,
+            std::chrono::nanoseconds duration) { ops->OnTxn(writes, error, duration); });
 
   sync::SyncServiceOptions options;
   options.fullsync_interval = flags.fullsync_interval;
   options.watch_mode = *watch_mode;
+  options.concurrent = config.concurrent;
+  options.drain_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(flags.shutdown_timeout);
   if (flags.leader_elect) {
     options.election = sync::ElectionOptions{
         flags.election_name, Identity(),
         std::chrono::duration_cast<std::chrono::seconds>(flags.lease_duration)};
   }
-  options.concurrent = config.concurrent;
-  if (config.event_log) {
-    ops::Logger* log = logger.get();
-    options.on_change = [log](const sync::AppliedChange& change) {
-      log->Info("etcd mutation",
-                {{"op", change.type == sync::FencedWrite::Type::kPut ? "put" : "delete"},
-                 {"result", change.outcome ? sync::WriteOutcomeName(*change.outcome) : "failed"},
-                 {"key", change.key},
-                 {"zxid", change.zxid},
-                 {"trace_id", change.trace_id},
-                 {"delay_ms", std::chrono::duration<double, std::milli>(change.delay).count()}});
-    };
-  }
+  const bool event_log = config.event_log;
+  options.on_change = [ops, log, event_log](const sync::AppliedChange& change) {
+    ops->OnChange(change);
+    if (!event_log) return;
+    log->Info("etcd mutation",
+              {{"op", change.type == sync::FencedWrite::Type::kPut ? "put" : "delete"},
+               {"result", change.outcome ? sync::WriteOutcomeName(*change.outcome) : "failed"},
+               {"key", change.key},
+               {"zxid", change.zxid},
+               {"trace_id", change.trace_id},
+               {"delay_ms", std::chrono::duration<double, std::milli>(change.delay).count()}});
+  };
+  options.on_reconcile = [ops, &clock](const auto& result) {
+    ops->OnReconcile(result, clock.WallNow());
+  };
   sync::SyncService service(config.scope, config.layout, *zk_factory, **etcd, writer, redis.get(),
                             *logger, clock, options);
+  ops->Attach(&service, &writer);
   service_ptr.store(&service);
   if (stop.load()) service.Stop();
   auto result = service.Run();
   service_ptr.store(nullptr);
-  signals.Done();
+  ops->Stop();
   writer.Stop();
   if (!result.ok()) {
     logger->Error("zk2etcd sync failed", {{"error", result.error()}});
@@ -199,7 +284,15 @@ Subcommand SyncCommand() {
                               "leader dies");
             flags.AddString("leader-elect-name", &values->election_name, "/zk2etcd/election",
                             "the election's key prefix in etcd (outside the synced keys)");
-            return [values](std::ostream&, std::ostream& err) { return RunSync(*values, err); };
+            flags.AddString("http-addr", &values->http_addr, ":80",
+                            "listen address of /metrics, /healthz, /readyz and /log");
+            flags.AddDuration("shutdown-timeout", &values->shutdown_timeout,
+                              std::chrono::seconds(10),
+                              "on SIGTERM, how long queued writes may take to finish");
+            FlagSet* set = &flags;
+            return [values, set](std::ostream&, std::ostream& err) {
+              return RunSync(*values, *set, err);
+            };
           }};
 }
 

@@ -37,6 +37,7 @@ class SyncE2eTest : public ::testing::Test {
                                      "--zookeeper-servers=" + zookeeper_->address(),
                                      "--etcd-servers=" + etcd_->endpoint(),
                                      "--log-format=text"};
+    if (command == "sync") args.push_back("--http-addr=127.0.0.1:0");
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }

@@ -55,6 +55,17 @@ SyncService::SyncService(const Scope& scope, const KeyLayout& layout,
       classic_(scope, incremental_, logger),
       reconciler_(scope, layout, etcd, &writer, ownership, logger, clock) {
   status_.leader = !options_.election.has_value();
+  fullsync_interval_ = options_.fullsync_interval;
+}
+
+void SyncService::SetFullSyncInterval(std::chrono::nanoseconds interval) {
+  std::lock_guard lock(mutex_);
+  if (interval != fullsync_interval_) {
+    // The next period starts now.
+    next_full_sync_ = clock_.Now() + interval;
+  }
+  fullsync_interval_ = interval;
+  wake_.notify_all();
 }
 
 SyncService::~SyncService() {
@@ -82,6 +93,9 @@ SyncStatus SyncService::Status() const {
     status = status_;
   }
   status.queue_depth = incremental_.queue_depth();
+  if (status.zk_connected) {
+    status.watches = status.classic_watches ? classic_.watched_parents() : scope_.prefixes().size();
+  }
   status.pending_writes = writer_.pending();
   return status;
 }
@@ -250,9 +264,9 @@ void SyncService::Reconcile() {
       reconcile_needed_ = true;
       next_reconcile_at_ = clock_.Now() + NextBackoff(reconcile_backoff_);
     }
-    // A fixed period, start to start; a late run is not followed by a catch-up run.
-    next_full_sync_ = started + options_.fullsync_interval;
     std::lock_guard lock(mutex_);
+    // A fixed period, start to start; a late run is not followed by a catch-up run.
+    next_full_sync_ = started + fullsync_interval_;
     status_.first_sync_done = true;
     ++status_.reconciliations;
     status_.last_reconcile_success = clock_.WallNow();
@@ -296,6 +310,10 @@ void SyncService::StartCampaign() {
         wake_.notify_all();
       });
   campaigning_ = true;
+  {
+    std::lock_guard lock(mutex_);
+    status_.campaigning = true;
+  }
   logger_.Info("campaigning for leadership; standing by until elected",
                {{"election", election.name},
                 {"identity", election.identity},
@@ -313,6 +331,7 @@ void SyncService::BecomeLeader(etcd::LeaderKey key) {
   next_reconcile_at_ = {};
   std::lock_guard lock(mutex_);
   status_.leader = true;
+  status_.campaigning = false;
 }
 
 void SyncService::StepDown(const std::string& reason) {
@@ -334,6 +353,7 @@ void SyncService::StepDown(const std::string& reason) {
   next_campaign_at_ = clock_.Now() + NextBackoff(election_backoff_);
   std::lock_guard lock(mutex_);
   status_.leader = false;
+  status_.campaigning = false;
 }
 
 void SyncService::HandleElectionEvents() {
@@ -414,9 +434,11 @@ Result<void, std::string> SyncService::Run() {
       next_reconcile_at_ = {};
     }
     writer_was_retrying_ = retrying;
-    const bool first_done = Status().first_sync_done;
-    if (options_.fullsync_interval.count() > 0 && first_done && now >= next_full_sync_) {
-      reconcile_needed_ = true;
+    {
+      std::lock_guard lock(mutex_);
+      if (fullsync_interval_.count() > 0 && status_.first_sync_done && now >= next_full_sync_) {
+        reconcile_needed_ = true;
+      }
     }
     if (reconcile_needed_ && Active() && client_ != nullptr && watches_registered_ &&
         now >= next_reconcile_at_) {

@@ -77,6 +77,8 @@ struct SyncStatus {
   bool zk_connected = false;
   bool classic_watches = false;
   bool leader = false;  // always true without an election
+  bool campaigning = false;
+  size_t watches = 0;  // persistent watches, or child watches in classic mode
   bool first_sync_done = false;
   int64_t session_id = 0;
   size_t reconciliations = 0;
@@ -97,6 +99,8 @@ class SyncService {
   void Stop();
   // Asks for a reconciliation as soon as possible.
   void RequestReconcile();
+  // Changes the period of full syncs from the next one on (SIGHUP). Thread-safe.
+  void SetFullSyncInterval(std::chrono::nanoseconds interval);
   SyncStatus Status() const;
 
  private:
@@ -124,6 +128,7 @@ class SyncService {
   ops::Logger& logger_;
   const Clock& clock_;
   const SyncServiceOptions options_;
+  std::chrono::nanoseconds fullsync_interval_;  // guarded by mutex_; starts from options_
   IncrementalSync incremental_;
   ClassicWatcher classic_;
   Reconciler reconciler_;

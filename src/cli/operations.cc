@@ -1,0 +1,153 @@
+#include "cli/operations.h"
+
+#include "common/build_values.h"
+#include "sync/differ.h"
+
+namespace zk2etcd::cli {
+
+Result<std::unique_ptr<SyncOperations>, std::string> SyncOperations::Create(ops::Logger& logger) {
+  std::unique_ptr<SyncOperations> operations(new SyncOperations(logger));
+  auto metrics = ops::RegisterZk2etcdMetrics(operations->registry_, build_values::kVersion,
+                                             build_values::kGitCommit);
+  if (!metrics.ok()) return Unexpected{metrics.error()};
+  operations->metrics_ = *metrics;
+  operations->zk_observer_ = std::make_unique<ops::MetricsOpObserver>(
+      *metrics->zk_op_total, *metrics->zk_op_duration_seconds);
+  operations->etcd_observer_ = std::make_unique<ops::MetricsOpObserver>(
+      *metrics->etcd_op_total, *metrics->etcd_op_duration_seconds);
+  return operations;
+}
+
+SyncOperations::~SyncOperations() { Stop(); }
+
+void SyncOperations::OnChange(const sync::AppliedChange& change) {
+  const std::string_view op = change.type == sync::FencedWrite::Type::kPut ? "put" : "delete";
+  std::string_view status = "failure";
+  if (change.outcome) {
+    status = *change.outcome == sync::WriteOutcome::kApplied
+                 ? std::string_view("success")
+                 : sync::WriteOutcomeName(*change.outcome);
+  } else if (change.not_leader) {
+    status = "not_leader";
+  }
+  metrics_.etcd_op_total->WithLabels({op, status}).Inc();
+  if (change.outcome) metrics_.sync_delay_seconds->Get().ObserveDuration(change.delay);
+}
+
+void SyncOperations::OnTxn(size_t /*writes*/, const std::optional<etcd::Error>& error,
+                           std::chrono::nanoseconds duration) {
+  const std::string_view status = error ? etcd::ErrorLabel(error->code) : etcd::kSuccessLabel;
+  metrics_.etcd_op_duration_seconds->WithLabels({"txn", status}).ObserveDuration(duration);
+  metrics_.etcd_op_total->WithLabels({"txn", status}).Inc();
+}
+
+void SyncOperations::OnReconcile(const Result<sync::ReconcileReport, sync::ReconcileError>& result,
+                                 std::chrono::system_clock::time_point now) {
+  if (!result.ok()) {
+    metrics_.reconcile_total->WithLabels({"failure"}).Inc();
+    return;
+  }
+  const sync::ReconcileReport& report = *result;
+  metrics_.reconcile_total->WithLabels({"success"}).Inc();
+  metrics_.reconcile_duration_seconds->Get().ObserveDuration(report.duration);
+  metrics_.reconcile_last_success_timestamp_seconds->Get().Set(
+      std::chrono::duration<double>(now.time_since_epoch()).count());
+  for (auto kind : {sync::Difference::Kind::kMissing, sync::Difference::Kind::kChanged,
+                    sync::Difference::Kind::kExtra, sync::Difference::Kind::kForeign}) {
+    metrics_.differences->WithLabels({sync::DifferenceKindName(kind)})
+        .Set(static_cast<double>(report.Count(kind)));
+  }
+  metrics_.fixed_total->WithLabels({"put"}).Inc(static_cast<double>(report.fixed_puts));
+  metrics_.fixed_total->WithLabels({"delete"}).Inc(static_cast<double>(report.fixed_deletes));
+  metrics_.etcd_op_total->WithLabels({"put", "success"}).Inc(static_cast<double>(report.fixed_puts));
+  metrics_.etcd_op_total->WithLabels({"delete", "success"})
+      .Inc(static_cast<double>(report.fixed_deletes));
+}
+
+void SyncOperations::Attach(const sync::SyncService* service, const sync::FencedWriter* writer) {
+  service_ = service;
+  writer_ = writer;
+  metrics_.zk_session_connected->SetCallback(
+      {}, [service] { return service->Status().zk_connected ? 1.0 : 0.0; });
+  metrics_.leader->SetCallback({}, [service] { return service->Status().leader ? 1.0 : 0.0; });
+  metrics_.watches->SetCallback({}, [service] {
+    return static_cast<double>(service->Status().watches);
+  });
+  metrics_.queue_depth->SetCallback({"dirty_paths"}, [service] {
+    return static_cast<double>(service->Status().queue_depth);
+  });
+  metrics_.queue_depth->SetCallback({"pending_writes"}, [writer] {
+    return static_cast<double>(writer->pending());
+  });
+}
+
+void SyncOperations::SetConfigDump(std::vector<std::string> lines) {
+  config_dump_ = std::move(lines);
+}
+
+ops::HttpResponse SyncOperations::Ready() const {
+  if (service_ == nullptr) return ops::HttpResponse::Text(503, "starting\n");
+  const sync::SyncStatus status = service_->Status();
+  std::vector<std::string> missing;
+  if (!status.zk_connected) missing.push_back("zookeeper not connected");
+  if (writer_ != nullptr && writer_->retrying()) missing.push_back("etcd not answering");
+  if (status.leader && !status.first_sync_done) missing.push_back("first full sync not done");
+  if (!status.leader && !status.campaigning) missing.push_back("neither leading nor campaigning");
+  if (missing.empty()) {
+    return ops::HttpResponse::Text(200, status.leader ? "ready: leader\n" : "ready: standby\n");
+  }
+  std::string body = "not ready:";
+  for (const std::string& reason : missing) body += " " + reason + ";";
+  return ops::HttpResponse::Text(503, body + "\n");
+}
+
+Result<void, std::string> SyncOperations::Serve(const std::string& listen_address) {
+  ops::HttpServerOptions options;
+  options.listen_address = listen_address;
+  http_ = std::make_unique<ops::HttpServer>(options);
+  http_->Handle("GET", "/metrics", [this](const ops::HttpRequest&) {
+    ops::HttpResponse response;
+    response.content_type = std::string(ops::kPrometheusTextContentType);
+    response.body = registry_.Expose();
+    return response;
+  });
+  http_->Handle("GET", "/healthz",
+                [](const ops::HttpRequest&) { return ops::HttpResponse::Text(200, "ok\n"); });
+  http_->Handle("GET", "/readyz", [this](const ops::HttpRequest&) { return Ready(); });
+  http_->Handle("POST", "/log", [this](const ops::HttpRequest& request) {
+    const std::optional<std::string_view> level = request.Param("level");
+    if (!level) return ops::HttpResponse::Text(400, "missing parameter: level\n");
+    auto parsed = ops::ParseLogLevel(*level);
+    if (!parsed.ok()) return ops::HttpResponse::Text(400, parsed.error() + "\n");
+    logger_.SetLevel(*parsed);
+    logger_.Warn("log level changed through /log", {{"level", ops::LogLevelName(*parsed)}});
+    return ops::HttpResponse::Text(200, "success");
+  });
+  http_->Handle("GET", "/log", [this](const ops::HttpRequest&) {
+    return ops::HttpResponse::Text(200, std::string(ops::LogLevelName(logger_.level())) + "\n");
+  });
+  http_->Handle("GET", "/debug/config", [this](const ops::HttpRequest&) {
+    std::string body;
+    for (const std::string& line : config_dump_) body += line + "\n";
+    return ops::HttpResponse::Text(200, body);
+  });
+  auto started = http_->Start();
+  if (!started.ok()) return Unexpected{started.error().message};
+  return {};
+}
+
+uint16_t SyncOperations::port() const { return http_ ? http_->port() : 0; }
+
+void SyncOperations::Stop() {
+  if (http_) http_->Stop();
+  if (service_ != nullptr) {
+    metrics_.zk_session_connected->ClearCallback({});
+    metrics_.leader->ClearCallback({});
+    metrics_.watches->ClearCallback({});
+    metrics_.queue_depth->ClearCallback({"dirty_paths"});
+    metrics_.queue_depth->ClearCallback({"pending_writes"});
+    service_ = nullptr;
+  }
+}
+
+}  // namespace zk2etcd::cli

@@ -1,0 +1,77 @@
+// SyncOperations: what an operator sees of a running `zk2etcd sync`: the metrics (the Go tool's
+// names, plus the engine's), the HTTP endpoints, and readiness.
+//
+//   GET  /metrics       Prometheus text format
+//   GET  /healthz       200 while the process runs
+//   GET  /readyz        200 once the first full sync is done and both servers are reachable
+//                       (leader), or while connected and campaigning (healthy standby); else 503
+//   POST /log           level=debug|info|warn|error|panic|fatal changes the log level (the Go
+//                       tool's endpoint; form or query parameter); unknown levels get 400
+//   GET  /log           the current level
+//   GET  /debug/config  the effective configuration, passwords redacted
+//
+// Thread-safe: the HTTP server's thread reads the engine through its thread-safe accessors.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/op_observer.h"
+#include "ops/http_server.h"
+#include "ops/log.h"
+#include "ops/metrics.h"
+#include "ops/metrics_catalog.h"
+#include "sync/fenced_writer.h"
+#include "sync/incremental_sync.h"
+#include "sync/reconciler.h"
+#include "sync/sync_service.h"
+
+namespace zk2etcd::cli {
+
+class SyncOperations {
+ public:
+  // Registers the metrics; fails only on a programming error in the catalog.
+  static Result<std::unique_ptr<SyncOperations>, std::string> Create(ops::Logger& logger);
+  ~SyncOperations();
+
+  OpObserver* zk_observer() { return zk_observer_.get(); }
+  OpObserver* etcd_observer() { return etcd_observer_.get(); }
+
+  // Engine callbacks.
+  void OnChange(const sync::AppliedChange& change);
+  void OnReconcile(const Result<sync::ReconcileReport, sync::ReconcileError>& result,
+                   std::chrono::system_clock::time_point now);
+  // Per transaction of the writer: etcd ops are counted per key put/delete by OnChange and
+  // OnReconcile; this records the transaction itself.
+  void OnTxn(size_t writes, const std::optional<etcd::Error>& error,
+             std::chrono::nanoseconds duration);
+
+  // Lets the endpoints and gauges read the engine. REQUIRES: outlives Stop().
+  void Attach(const sync::SyncService* service, const sync::FencedWriter* writer);
+  // Lines for /debug/config.
+  void SetConfigDump(std::vector<std::string> lines);
+
+  // Starts the HTTP server; the error names the address.
+  Result<void, std::string> Serve(const std::string& listen_address);
+  uint16_t port() const;
+  void Stop();
+
+  ops::Registry& registry() { return registry_; }
+
+ private:
+  explicit SyncOperations(ops::Logger& logger) : logger_(logger) {}
+  ops::HttpResponse Ready() const;
+
+  ops::Logger& logger_;
+  ops::Registry registry_;
+  ops::Zk2etcdMetrics metrics_;
+  std::unique_ptr<ops::MetricsOpObserver> zk_observer_;
+  std::unique_ptr<ops::MetricsOpObserver> etcd_observer_;
+  std::unique_ptr<ops::HttpServer> http_;
+  const sync::SyncService* service_ = nullptr;
+  const sync::FencedWriter* writer_ = nullptr;
+  std::vector<std::string> config_dump_;
+};
+
+}  // namespace zk2etcd::cli

@@ -1,0 +1,213 @@
+// Operating zk2etcd sync end to end: metrics, health, readiness, log level at run time, trace
+// ids, configuration file and SIGHUP, graceful shutdown (issue 7's "what it must show").
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "cli/e2e_support.h"
+#include "testing/server_support.h"
+#include "testing/zookeeper_c_client.h"
+
+namespace zk2etcd::e2e {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using testing::EtcdServer;
+using testing::ZooKeeperCClient;
+using testing::ZooKeeperServer;
+
+struct HttpResult {
+  int status = 0;
+  std::string body;
+};
+
+HttpResult Http(int port, const std::string& path, const std::string& post_form = "") {
+  std::vector<std::string> argv = {"curl", "-s", "-m", "10", "-w", "\n%{http_code}"};
+  if (!post_form.empty()) argv.insert(argv.end(), {"--data", post_form});
+  argv.push_back("http://127.0.0.1:" + std::to_string(port) + path);
+  auto output = testing::RunCommand(argv, seconds(15));
+  if (!output.ok()) return {};
+  const size_t newline = output->rfind('\n');
+  return {std::atoi(output->c_str() + newline + 1), output->substr(0, newline)};
+}
+
+int HttpPort(const Zk2etcdProcess& process) {
+  std::smatch match;
+  const std::string log = process.Log();
+  static const std::regex kPort("http server listening.* port=([0-9]+)");
+  if (!std::regex_search(log, match, kPort)) return 0;
+  return std::stoi(match[1]);
+}
+
+// The value of an unlabelled or labelled sample in a Prometheus text page, or -1.
+double Sample(const std::string& page, const std::string& series) {
+  const size_t at = page.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(page.substr(at + series.size() + 2));
+}
+
+class OpsE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FIXTURE_OK_AND_ASSIGN(zookeeper_, ZooKeeperServer::Start());
+    ASSERT_FIXTURE_OK_AND_ASSIGN(etcd_, EtcdServer::Start());
+    ASSERT_FIXTURE_OK_AND_ASSIGN(zk_, ZooKeeperCClient::Connect(zookeeper_->address(), seconds(20)));
+    auto dir = testing::TempDir::Create("ops");
+    ASSERT_TRUE(dir.ok());
+    dir_ = std::make_unique<testing::TempDir>(std::move(dir).value());
+  }
+
+  std::vector<std::string> SyncArgs(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"sync", "--zookeeper-servers=" + zookeeper_->address(),
+                                     "--etcd-servers=" + etcd_->endpoint(), "--log-format=text",
+                                     "--http-addr=127.0.0.1:0", "--leader-elect=false"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+
+  std::unique_ptr<ZooKeeperServer> zookeeper_;
+  std::unique_ptr<EtcdServer> etcd_;
+  std::unique_ptr<ZooKeeperCClient> zk_;
+  std::unique_ptr<testing::TempDir> dir_;
+};
+
+TEST_F(OpsE2eTest, MetricsPassPromtoolAndMoveWithSyncedChanges) {
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p1", "v1"));
+  Zk2etcdProcess sync(SyncArgs());
+  ASSERT_FIXTURE_OK(sync.Start());
+  ASSERT_TRUE(sync.WaitForLog("reconciliation done", 1, seconds(30))) << sync.Log();
+  const int port = HttpPort(sync);
+  ASSERT_NE(port, 0) << sync.Log();
+  const HttpResult before = Http(port, "/metrics");
+  ASSERT_EQ(before.status, 200);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_FIXTURE_OK(zk_->Set("/dubbo/svc/providers/p1", "v" + std::to_string(i + 2)));
+  }
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p2", "new"));
+  EtcdView view(etcd_->endpoint());
+  ASSERT_TRUE(Eventually([&] { return view.Get("/dubbo/svc/providers/p2") == "new"; }, seconds(20)));
+  const HttpResult after = Http(port, "/metrics");
+  ASSERT_EQ(after.status, 200);
+  const std::string puts = "zk2etcd_etcd_op_total{op=\"put\",status=\"success\"}";
+  EXPECT_GT(Sample(after.body, puts), Sample(before.body, puts)) << after.body;
+  EXPECT_GT(Sample(after.body, "zk2etcd_sync_delay_seconds_count"), 0);
+  EXPECT_GE(Sample(after.body, "zk2etcd_fixed_total{type=\"put\"}"), 4) << "the initial sync";
+  EXPECT_EQ(Sample(after.body, "zk2etcd_zk_session_connected"), 1);
+  EXPECT_EQ(Sample(after.body, "zk2etcd_leader"), 1);
+  EXPECT_NE(after.body.find("zk2etcd_zk_op_total{op=\"get\",status=\"success\"}"),
+            std::string::npos);
+  // Sub-millisecond buckets exist and fill (the Go tool put everything in the first bucket).
+  EXPECT_NE(after.body.find("zk2etcd_zk_op_duration_seconds_bucket{op=\"get\",status=\"success\","
+                            "le=\"0.0005\"}"),
+            std::string::npos);
+
+  const std::string page = dir_->File("metrics.txt");
+  ASSERT_FIXTURE_OK(testing::WriteFile(page, after.body));
+  auto lint = testing::RunCommand({"sh", "-c", "promtool check metrics < " + page}, seconds(30));
+  EXPECT_TRUE(lint.ok()) << (lint.ok() ? "" : lint.error().message);
+  EXPECT_EQ(sync.Terminate(seconds(20)), 0);
+}
+
+TEST_F(OpsE2eTest, ReadyOnlyAfterTheFirstFullSyncAndHealthyMeanwhile) {
+  testing::DubboTreeShape shape;
+  shape.interfaces = 300;
+  ASSERT_FIXTURE_OK(CreateNodes(zookeeper_->address(), testing::MakeDubboTree(shape)));
+  // Slow the first full sync down: etcd is paused until the server answers /readyz 503.
+  etcd_->Pause();
+  Zk2etcdProcess sync(SyncArgs({"--etcd-dial-timeout=1s"}));
+  ASSERT_FIXTURE_OK(sync.Start());
+  ASSERT_TRUE(Eventually([&] { return HttpPort(sync) != 0; }, seconds(20))) << sync.Log();
+  const int port = HttpPort(sync);
+  EXPECT_EQ(Http(port, "/healthz").status, 200);
+  const HttpResult early = Http(port, "/readyz");
+  EXPECT_EQ(early.status, 503) << early.body;
+  etcd_->Resume();
+  ASSERT_TRUE(sync.WaitForLog("reconciliation done", 1, seconds(60))) << sync.Log();
+  EXPECT_TRUE(Eventually([&] { return Http(port, "/readyz").status == 200; }, seconds(10)));
+  EXPECT_EQ(sync.Terminate(seconds(20)), 0);
+}
+
+TEST_F(OpsE2eTest, LogLevelChangesThroughTheEndpointAndSighupAndTraceIdsLinkAChange) {
+  const std::string config = dir_->File("zk2etcd.yaml");
+  ASSERT_FIXTURE_OK(testing::WriteFile(config, "log-level: info\nfullsync-interval: 0\n"));
+  Zk2etcdProcess sync(SyncArgs({"--config=" + config, "--enable-event-log"}));
+  ASSERT_FIXTURE_OK(sync.Start());
+  ASSERT_TRUE(sync.WaitForLog("reconciliation done", 1, seconds(30))) << sync.Log();
+  const int port = HttpPort(sync);
+
+  EXPECT_EQ(Http(port, "/log", "level=verbose").status, 400);
+  const HttpResult changed = Http(port, "/log", "level=debug");
+  EXPECT_EQ(changed.status, 200);
+  EXPECT_EQ(changed.body, "success");
+  EXPECT_EQ(Http(port, "/log").body, "debug\n");
+
+  // One change at debug level: its lines share one trace id, from the event to the commit.
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/traced", "x"));
+  ASSERT_TRUE(sync.WaitForLog("etcd mutation", 2, seconds(20))) << sync.Log();
+  std::smatch match;
+  const std::string log = sync.Log();
+  ASSERT_TRUE(std::regex_search(log, match, std::regex("zookeeper event path=/dubbo/traced "
+                                                       "trace_id=([0-9a-f]{16})")))
+      << log;
+  const std::string trace_id = match[1];
+  EXPECT_NE(log.find("etcd mutation op=put result=applied key=/dubbo/traced"), std::string::npos);
+  EXPECT_GE(sync.CountLines("trace_id=" + trace_id), 2u) << log;
+
+  // SIGHUP re-reads the file: back to warn, so info lines stop.
+  ASSERT_FIXTURE_OK(testing::WriteFile(config, "log-level: warn\nfullsync-interval: 0\n"));
+  ASSERT_EQ(kill(sync.pid(), SIGHUP), 0);
+  ASSERT_TRUE(sync.WaitForLog("SIGHUP: log level changed", 1, seconds(10))) << sync.Log();
+  EXPECT_EQ(Http(port, "/log").body, "warn\n");
+
+  // Passwords never show in /debug/config.
+  EXPECT_EQ(Http(port, "/debug/config").body.find("secret"), std::string::npos);
+  EXPECT_EQ(sync.Terminate(seconds(20)), 0);
+}
+
+TEST_F(OpsE2eTest, AnAddressInUseIsAClearErrorNamingTheFlag) {
+  Zk2etcdProcess first(SyncArgs());
+  ASSERT_FIXTURE_OK(first.Start());
+  ASSERT_TRUE(Eventually([&] { return HttpPort(first) != 0; }, seconds(20)));
+  std::vector<std::string> args = SyncArgs();
+  args.push_back("--http-addr=127.0.0.1:" + std::to_string(HttpPort(first)));
+  Zk2etcdProcess second(args);
+  EXPECT_EQ(second.RunToCompletion(seconds(20)), 2);
+  EXPECT_EQ(second.CountLines("--http-addr"), 1u) << second.Log();
+  EXPECT_EQ(first.Terminate(seconds(20)), 0);
+}
+
+TEST_F(OpsE2eTest, SigtermDuringAHeavySyncExitsZeroInTimeAndEtcdStaysConsistent) {
+  testing::DubboTreeShape shape;
+  shape.interfaces = 1500;
+  shape.providers_per_interface = 6;
+  ASSERT_FIXTURE_OK(CreateNodes(zookeeper_->address(), testing::MakeDubboTree(shape)));
+  Zk2etcdProcess sync(SyncArgs({"--shutdown-timeout=5s"}));
+  ASSERT_FIXTURE_OK(sync.Start());
+  EtcdView view(etcd_->endpoint());
+  ASSERT_TRUE(Eventually([&] { return view.List("/dubbo").size() > 100; }, seconds(60)));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(sync.Terminate(seconds(20)), 0) << sync.Log();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(5 + 3));
+  // Consistent: every key written carries its meta record, and every meta record its key.
+  const auto data = view.List("/dubbo");
+  const auto meta = view.List("/zk2etcd/meta/dubbo");
+  for (const auto& [key, value] : data) {
+    EXPECT_TRUE(meta.count("/zk2etcd/meta" + key)) << "a key without its meta record: " << key;
+  }
+  EXPECT_EQ(data.size(), meta.size());
+  // And a restart completes the job.
+  Zk2etcdProcess again(SyncArgs());
+  ASSERT_FIXTURE_OK(again.Start());
+  ASSERT_TRUE(again.WaitForLog("reconciliation done", 1, seconds(60))) << again.Log();
+  Zk2etcdProcess diff({"diff", "--zookeeper-servers=" + zookeeper_->address(),
+                       "--etcd-servers=" + etcd_->endpoint()});
+  EXPECT_EQ(diff.RunToCompletion(seconds(60)), 0) << diff.Log();
+  EXPECT_EQ(again.Terminate(seconds(20)), 0);
+}
+
+}  // namespace
+}  // namespace zk2etcd::e2e
