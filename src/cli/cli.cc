@@ -15,6 +15,7 @@ std::vector<Subcommand> Subcommands() {
   std::vector<Subcommand> commands;
   commands.push_back(SyncCommand());
   commands.push_back(DiffCommand());
+  commands.push_back(GenzkCommand());
   commands.push_back(
       {"version", "print the version, git commit, build date and library versions",
        [](FlagSet&) {

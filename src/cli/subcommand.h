@@ -20,5 +20,6 @@ struct Subcommand {
 
 Subcommand SyncCommand();
 Subcommand DiffCommand();
+Subcommand GenzkCommand();
 
 }  // namespace zk2etcd::cli

@@ -367,6 +367,18 @@ TEST_F(SyncE2eTest, LeaderElectionFailsOverAndFencesADeposedLeader) {
   EXPECT_EQ(third->Terminate(seconds(20)), 0);
 }
 
+TEST_F(SyncE2eTest, GenzkBuildsTheTreeItAnnounces) {
+  Zk2etcdProcess genzk({"genzk", "--zookeeper-servers=" + zookeeper_->address(), "--path=/dubbo",
+                        "--parent-count=20", "--children-count=10", "--data-every=3",
+                        "--data-bytes=40"});
+  ASSERT_EQ(genzk.RunToCompletion(seconds(60)), 0) << genzk.Log();
+  EXPECT_EQ(genzk.CountLines("created 300 nodes"), 1u) << genzk.Log();  // 20 x (1 + 4 + 10)
+  auto providers = zk_->Children("/dubbo/org.example.test7.DemoService/providers");
+  ASSERT_TRUE(providers.ok());
+  EXPECT_EQ(providers->size(), 5u);
+  EXPECT_EQ(providers->front().rfind("dubbo%3A%2F%2F10.0.0.7%3A", 0), 0u) << providers->front();
+}
+
 TEST(CliE2eTest, BadInputFailsFastWithOneLineAndUnreachableServersGiveExitTwo) {
   Zk2etcdProcess bad({"sync", "--zookeeper-servers=127.0.0.1:1", "--etcd-servers=127.0.0.1:2",
                       "--zookeeper-prefix=dubbo"});
