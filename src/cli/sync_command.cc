@@ -213,7 +213,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   std::unique_ptr<zk::ZkClientFactory> zk_factory = zk::NewAsioZkClientFactory(zk_options);
 
   sync::FencedWriterOptions writer_options;
-  writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 64);
+  writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 4);
   SyncOperations* ops = operations->get();
   sync::FencedWriter writer(
       **etcd, writer_options, clock,
@@ -240,7 +240,9 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
                {"key", change.key},
                {"zxid", change.zxid},
                {"trace_id", change.trace_id},
-               {"delay_ms", std::chrono::duration<double, std::milli>(change.delay).count()}});
+               {"delay_ms", std::chrono::duration<double, std::milli>(change.delay).count()},
+               {"read_ms",
+                std::chrono::duration<double, std::milli>(change.read_delay).count()}});
   };
   options.on_reconcile = [ops, &clock](const auto& result) {
     ops->OnReconcile(result, clock.WallNow());

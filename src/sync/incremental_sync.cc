@@ -139,6 +139,7 @@ void IncrementalSync::OnRead(const std::string& path, zk::ZkResult<zk::GetDataRe
   {
     std::lock_guard lock(mutex_);
     --reads_in_flight_;
+    paths_[path].read_done = clock_.Now();
   }
   Pump();
   writer_.Submit(write, [this, path, write](const WriteResult& result) {
@@ -157,6 +158,7 @@ void IncrementalSync::OnWritten(const std::string& path, const FencedWrite& writ
     const PathState& state = paths_[path];
     change.trace_id = state.trace_id;
     change.delay = clock_.Now() - state.first_event;
+    change.read_delay = state.read_done - state.first_event;
   }
   if (result.ok()) {
     change.outcome = *result;

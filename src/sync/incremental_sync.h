@@ -43,8 +43,10 @@ struct AppliedChange {
   std::optional<WriteOutcome> outcome;  // nullopt: failed
   std::string error;
   bool not_leader = false;  // failed because this process no longer leads
-  // From the first event that made the path dirty to the write's completion.
+  // From the first event that made the path dirty to the write's completion, and to the end of
+  // the ZooKeeper read (the rest is the etcd write).
   std::chrono::nanoseconds delay{0};
+  std::chrono::nanoseconds read_delay{0};
 };
 
 struct IncrementalSyncOptions {
@@ -88,6 +90,7 @@ class IncrementalSync {
     bool dirty = false;  // another event came while busy
     std::string trace_id;
     std::chrono::steady_clock::time_point first_event{};
+    std::chrono::steady_clock::time_point read_done{};
   };
 
   void Pump();

@@ -77,6 +77,7 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
     return Unexpected{ReconcileError{ReconcileError::Source::kZooKeeper,
                                      "reading the ZooKeeper tree: " + tree.error().ToString()}};
   }
+  const auto walked = clock_.Now();
   auto diff = ComputeDiff(*tree, scope_, layout_, etcd_, options.etcd_page_size,
                           /*list_unclaimed=*/ownership_ != nullptr);
   if (!diff.ok()) {
@@ -84,6 +85,8 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
                                      "listing etcd: " + diff.error().ToString()}};
   }
   ReconcileReport report;
+  report.walk_duration = walked - start;
+  report.diff_duration = clock_.Now() - walked;
   report.zk_nodes = diff->zk_nodes;
   report.etcd_keys = diff->etcd_keys;
   report.in_sync = diff->in_sync;
@@ -95,11 +98,17 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
   tree->nodes.shrink_to_fit();
 
   if (!diff->differences.empty()) {
+    const auto recheck_start = clock_.Now();
     auto confirmed = Recheck(zk, diff->differences, options.zk_window);
     if (!confirmed.ok()) return Unexpected{confirmed.error()};
     report.differences = std::move(*confirmed);
+    report.recheck_duration = clock_.Now() - recheck_start;
   }
-  if (options.fix && writer_ != nullptr && !report.differences.empty()) Repair(report);
+  if (options.fix && writer_ != nullptr && !report.differences.empty()) {
+    const auto repair_start = clock_.Now();
+    Repair(report);
+    report.repair_duration = clock_.Now() - repair_start;
+  }
   report.duration = clock_.Now() - start;
   return report;
 }

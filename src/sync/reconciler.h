@@ -75,6 +75,11 @@ struct ReconcileReport {
   size_t failed = 0;            // repairs that etcd refused
   size_t deferred_deletes = 0;  // not attempted: the ownership store was unreachable
   std::chrono::nanoseconds duration{0};
+  // Where the time went: walking ZooKeeper, merging with etcd, the second read, the repair.
+  std::chrono::nanoseconds walk_duration{0};
+  std::chrono::nanoseconds diff_duration{0};
+  std::chrono::nanoseconds recheck_duration{0};
+  std::chrono::nanoseconds repair_duration{0};
   size_t Count(Difference::Kind kind) const;
   // Differences a user should see: everything but kUnclaimed and kOrphanMeta.
   size_t VisibleDifferences() const;

@@ -252,7 +252,11 @@ void SyncService::Reconcile() {
                   {"stale", report.stale},
                   {"failed", report.failed},
                   {"deferred_deletes", report.deferred_deletes},
-                  {"seconds", std::chrono::duration<double>(report.duration).count()}});
+                  {"seconds", std::chrono::duration<double>(report.duration).count()},
+                  {"walk_s", std::chrono::duration<double>(report.walk_duration).count()},
+                  {"diff_s", std::chrono::duration<double>(report.diff_duration).count()},
+                  {"recheck_s", std::chrono::duration<double>(report.recheck_duration).count()},
+                  {"repair_s", std::chrono::duration<double>(report.repair_duration).count()}});
     if (report.unclaimed > 0 && ownership_ == nullptr) {
       logger_.Warn("keys equal to ZooKeeper but without an ownership record are left alone and "
                    "will not be updated",

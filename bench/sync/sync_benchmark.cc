@@ -1,0 +1,560 @@
+// zk2etcd_sync_benchmark: the numbers an operator chooses a sync tool on, measured in one run on
+// this machine, next to the servers' own limits.
+//
+// It starts ZooKeeper 3.8 and etcd 3.4 on loopback (testing/ fixtures), builds a Dubbo-shaped tree
+// of --nodes nodes with `zk2etcd genzk`, and measures:
+//   limits     the fastest pipelined read of the whole tree with zk2etcd's client (the engine's
+//              walk) and with the official C client's async calls, and etcd's ingest rate of
+//              batched 128-put transactions with 4 in flight
+//   zk2etcd    initial sync into an empty etcd; a diff with nothing to fix (next to the raw read
+//              of both sides); the delay from a ZooKeeper write to the etcd key at fixed rates
+//              (p50/p99/max); the highest change rate sustained without the lag growing; peak
+//              resident memory and CPU seconds of the zk2etcd process
+//   --compare  any other tool, given as a command template with {zk} and {etcd}, through the same
+//              initial-sync and delay scenarios, with ratios to zk2etcd
+// Prints a table and writes JSON (--json). A benchmark, not a test: build it in Release.
+//
+//   zk2etcd_sync_benchmark --zk2etcd=build/release/src/zk2etcd --nodes=100000
+//       --rates=100,1000 --json=bench.json [--compare='go-zk2etcd=zk2etcd-go sync ...']
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zookeeper/zookeeper.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/strings.h"
+#include "etcd/grpc_etcd_client.h"
+#include "sync/scope.h"
+#include "sync/zk_walker.h"
+#include "testing/etcd_server.h"
+#include "testing/process.h"
+#include "testing/zookeeper_c_client.h"
+#include "testing/zookeeper_server.h"
+#include "zk/asio_zk_client.h"
+
+namespace zk2etcd::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+struct Options {
+  std::string zk2etcd = "build/release/src/zk2etcd";
+  size_t nodes = 100000;
+  std::vector<int> rates = {100, 1000};
+  int rate_seconds = 10;
+  bool sustained = true;
+  std::string json;
+  std::vector<std::pair<std::string, std::string>> compare;  // name, command template
+};
+
+double Since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double Percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t index = std::min(values.size() - 1,
+                                static_cast<size_t>(std::ceil(p * values.size())) - (p > 0 ? 1 : 0));
+  return values[index];
+}
+
+// --- Limits -----------------------------------------------------------------------------------
+
+// The official C client: getChildren2 + getData per node, breadth-first, up to `window` nodes in
+// flight. Returns nodes/s.
+struct CRead {
+  std::mutex mutex;
+  std::condition_variable done;
+  std::vector<std::string> queue;
+  size_t in_flight = 0;
+  size_t nodes = 0;
+  zhandle_t* handle = nullptr;
+};
+struct CNode {
+  CRead* read;
+  std::string path;
+  int pending = 2;
+};
+void CIssue(CRead& read, std::string path);
+void CFinish(CNode* node) {
+  CRead& read = *node->read;
+  std::unique_lock lock(read.mutex);
+  if (--node->pending > 0) return;
+  ++read.nodes;
+  --read.in_flight;
+  delete node;
+  std::vector<std::string> next;
+  while (!read.queue.empty() && read.in_flight < 200) {
+    next.push_back(std::move(read.queue.back()));
+    read.queue.pop_back();
+    ++read.in_flight;
+  }
+  if (read.in_flight == 0 && read.queue.empty()) read.done.notify_all();
+  lock.unlock();
+  for (std::string& path : next) CIssue(read, std::move(path));
+}
+void CChildren(int rc, const String_vector* children, const ::Stat*, const void* data) {
+  auto* node = static_cast<CNode*>(const_cast<void*>(data));
+  if (rc == ZOK) {
+    std::lock_guard lock(node->read->mutex);
+    for (int32_t i = 0; i < children->count; ++i) {
+      node->read->queue.push_back((node->path == "/" ? "" : node->path) + "/" + children->data[i]);
+    }
+  }
+  CFinish(node);
+}
+void CData(int, const char*, int, const ::Stat*, const void* data) {
+  CFinish(static_cast<CNode*>(const_cast<void*>(data)));
+}
+void CIssue(CRead& read, std::string path) {
+  auto* node = new CNode{&read, std::move(path)};
+  zoo_aget_children2(read.handle, node->path.c_str(), 0, CChildren, node);
+  zoo_aget(read.handle, node->path.c_str(), 0, CData, node);
+}
+double ReadWithCClient(const std::string& address, const std::string& root) {
+  auto client = testing::ZooKeeperCClient::Connect(address, seconds(30));
+  if (!client.ok()) return 0;
+  CRead read;
+  read.handle = (*client)->handle();
+  const auto start = Clock::now();
+  {
+    std::lock_guard lock(read.mutex);
+    read.in_flight = 1;
+  }
+  CIssue(read, root);
+  std::unique_lock lock(read.mutex);
+  read.done.wait(lock, [&] { return read.in_flight == 0 && read.queue.empty(); });
+  return static_cast<double>(read.nodes) / Since(start);
+}
+
+// zk2etcd's client through the engine's own walk (getData on every node, getChildren where the
+// Stat shows children), as a full sync reads. Returns nodes/s and the node count.
+std::pair<double, size_t> ReadWithOurClient(const std::string& address, const std::string& root) {
+  zk::ZkClientOptions options;
+  options.connect_string = address;
+  auto client = zk::NewAsioZkClient(options, {});
+  if (!client.ok() || !zk::blocking::Exists(**client, "/").ok()) return {0, 0};
+  const sync::Scope scope = sync::Scope::Create({root}, {}).value();
+  sync::WalkOptions walk;
+  walk.window = 200;
+  const auto start = Clock::now();
+  auto tree = sync::WalkZkTree(**client, scope, walk);
+  const double elapsed = Since(start);
+  (*client)->Close();
+  if (!tree.ok()) return {0, 0};
+  return {static_cast<double>(tree->nodes.size()) / elapsed, tree->nodes.size()};
+}
+
+std::unique_ptr<etcd::EtcdClient> EtcdClientFor(const std::string& endpoint, const Clock::duration&,
+                                                const zk2etcd::Clock& clock) {
+  etcd::GrpcEtcdClientOptions options;
+  options.endpoints = {endpoint};
+  options.max_txns_in_flight = 4;
+  auto client = etcd::NewGrpcEtcdClient(options, clock);
+  return client.ok() ? std::move(client).value() : nullptr;
+}
+
+// etcd ingest: `keys` keys of ~150 bytes with ~100-byte values in 128-put transactions, 4 in
+// flight. Returns keys/s.
+double EtcdIngest(etcd::EtcdClient& etcd, size_t keys) {
+  std::mutex mutex;
+  std::condition_variable done;
+  size_t outstanding = 0;
+  const auto start = Clock::now();
+  for (size_t first = 0; first < keys; first += 128) {
+    etcd::TxnRequest txn;
+    for (size_t i = first; i < std::min(keys, first + 128); ++i) {
+      txn.success.push_back(etcd::Op::Put("/ingest/org.example.service/providers/dubbo%3A%2F%2F10."
+                                          "0.0.1%3A20880%2Forg.example.DemoService%3Fpid%3D" +
+                                              std::to_string(i),
+                                          std::string(100, 'v')));
+    }
+    {
+      std::lock_guard lock(mutex);
+      ++outstanding;
+    }
+    etcd.TxnAsync(std::move(txn), {}, [&](etcd::EtcdResult<etcd::TxnResponse>) {
+      std::lock_guard lock(mutex);
+      if (--outstanding == 0) done.notify_all();
+    });
+  }
+  std::unique_lock lock(mutex);
+  done.wait(lock, [&] { return outstanding == 0; });
+  const double rate = static_cast<double>(keys) / Since(start);
+  lock.unlock();
+  (void)etcd.Delete("/ingest/", etcd::PrefixEnd("/ingest/"));
+  return rate;
+}
+
+// Reads every key under `prefix` (paged); returns the seconds it took.
+double EtcdReadAll(etcd::EtcdClient& etcd, const std::string& prefix) {
+  const auto start = Clock::now();
+  (void)etcd::RangeAll(etcd, etcd::RangeRequest::Prefix(prefix), 1000);
+  return Since(start);
+}
+
+int64_t EtcdCount(etcd::EtcdClient& etcd, const std::string& prefix) {
+  auto count = etcd::CountRange(etcd, etcd::RangeRequest::Prefix(prefix));
+  return count.ok() ? *count : -1;
+}
+
+// --- A tool under test ---------------------------------------------------------------------
+
+// A running sync process, with its resource use read from /proc.
+class Tool {
+ public:
+  Tool(std::string name, std::vector<std::string> argv) : name_(std::move(name)), argv_(std::move(argv)) {}
+  bool Start(const std::string& log) { return process_.Start(argv_, log).ok(); }
+  void Sample() {
+    std::ifstream status("/proc/" + std::to_string(process_.pid()) + "/status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("VmHWM:", 0) == 0) peak_rss_kib_ = std::max(peak_rss_kib_, std::stol(line.substr(6)));
+    }
+    std::ifstream stat("/proc/" + std::to_string(process_.pid()) + "/stat");
+    std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const size_t close = content.rfind(')');
+    if (close == std::string::npos) return;
+    std::istringstream fields(content.substr(close + 2));
+    std::string field;
+    std::vector<std::string> values;
+    while (fields >> field) values.push_back(field);
+    if (values.size() > 12) {
+      cpu_seconds_ = (std::stod(values[11]) + std::stod(values[12])) /
+                     static_cast<double>(sysconf(_SC_CLK_TCK));
+    }
+  }
+  void Stop() {
+    Sample();
+    process_.Terminate(seconds(15));
+  }
+  const std::string& name() const { return name_; }
+  double peak_rss_mib() const { return static_cast<double>(peak_rss_kib_) / 1024; }
+  double cpu_seconds() const { return cpu_seconds_; }
+
+ private:
+  std::string name_;
+  std::vector<std::string> argv_;
+  testing::ChildProcess process_;
+  long peak_rss_kib_ = 0;
+  double cpu_seconds_ = 0;
+};
+
+struct DelayResult {
+  int rate = 0;
+  size_t written = 0;
+  size_t observed = 0;
+  double p50_ms = 0, p99_ms = 0, max_ms = 0;
+};
+
+// Writes `rate` setData per second for `duration` to random leaves, each value carrying its send
+// time, and watches etcd for them.
+DelayResult MeasureDelay(const std::string& zk_address, etcd::EtcdClient& etcd,
+                         const std::vector<std::string>& leaves, int rate, int duration_s) {
+  DelayResult result;
+  result.rate = rate;
+  std::mutex mutex;
+  std::vector<double> delays;
+  const auto origin = Clock::now();
+  auto watch = etcd.Watch(etcd::WatchRequest::Prefix("/dubbo/", 0),
+                          [&](etcd::EtcdResult<etcd::WatchEvents> events) {
+                            if (!events.ok()) return;
+                            const double now = Since(origin);
+                            std::lock_guard lock(mutex);
+                            for (const auto& event : events->events) {
+                              const std::string& value = event.kv.value;
+                              if (event.type != etcd::WatchEvent::Type::kPut ||
+                                  value.rfind("bench:", 0) != 0) {
+                                continue;
+                              }
+                              delays.push_back((now - std::stod(value.substr(6))) * 1000);
+                            }
+                          });
+  std::this_thread::sleep_for(milliseconds(200));
+  zk::ZkClientOptions options;
+  options.connect_string = zk_address;
+  auto client = zk::NewAsioZkClient(options, {});
+  if (!client.ok()) return result;
+  std::mt19937_64 random(42);
+  const auto start = Clock::now();
+  const size_t total = static_cast<size_t>(rate) * static_cast<size_t>(duration_s);
+  for (size_t i = 0; i < total; ++i) {
+    std::this_thread::sleep_until(start + std::chrono::nanoseconds(
+                                              static_cast<int64_t>(i * 1e9 / rate)));
+    char value[48];
+    std::snprintf(value, sizeof(value), "bench:%.9f", Since(origin));
+    (*client)->SetData(leaves[random() % leaves.size()], value, -1,
+                       [](zk::ZkResult<zk::SetDataReply>) {});
+    ++result.written;
+  }
+  // Let the last changes arrive (a growing backlog shows as missing observations).
+  std::this_thread::sleep_for(seconds(2));
+  watch.reset();
+  (*client)->Close();
+  std::lock_guard lock(mutex);
+  result.observed = delays.size();
+  result.p50_ms = Percentile(delays, 0.50);
+  result.p99_ms = Percentile(delays, 0.99);
+  result.max_ms = delays.empty() ? 0 : *std::max_element(delays.begin(), delays.end());
+  return result;
+}
+
+std::string Replace(std::string text, const std::string& from, const std::string& to) {
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+    text.replace(at, from.size(), to);
+  }
+  return text;
+}
+
+std::vector<std::string> SplitWords(const std::string& command) {
+  std::istringstream in(command);
+  std::vector<std::string> words;
+  for (std::string word; in >> word;) words.push_back(word);
+  return words;
+}
+
+struct ToolResult {
+  std::string name;
+  double initial_sync_s = 0;
+  double diff_s = -1;
+  std::vector<DelayResult> delays;
+  int sustained_rate = 0;
+  double peak_rss_mib = 0;
+  double cpu_seconds = 0;
+};
+
+// Runs one tool through the scenarios against a fresh etcd prefix.
+ToolResult RunTool(const std::string& name, std::vector<std::string> argv,
+                   const testing::ZooKeeperServer& zookeeper, const testing::EtcdServer& server,
+                   etcd::EtcdClient& etcd, size_t expected_keys,
+                   const std::vector<std::string>& leaves, const Options& options,
+                   const std::string& log_dir) {
+  ToolResult result;
+  result.name = name;
+  (void)etcd.Delete("/", std::string(1, '\0'));  // empty etcd
+  Tool tool(name, std::move(argv));
+  const auto start = Clock::now();
+  if (!tool.Start(log_dir + "/" + name + ".log")) return result;
+  while (EtcdCount(etcd, "/dubbo") < static_cast<int64_t>(expected_keys) && Since(start) < 1800) {
+    tool.Sample();
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  result.initial_sync_s = Since(start);
+  for (int rate : options.rates) {
+    result.delays.push_back(MeasureDelay(zookeeper.address(), etcd, leaves, rate, options.rate_seconds));
+    tool.Sample();
+  }
+  if (options.sustained) {
+    for (int rate = 2000; rate <= 64000; rate *= 2) {
+      const DelayResult run = MeasureDelay(zookeeper.address(), etcd, leaves, rate, 5);
+      tool.Sample();
+      // Sustained: (nearly) every change arrived within the 2 s grace, and p99 stayed < 1 s.
+      if (run.observed < run.written * 95 / 100 || run.p99_ms > 1000) break;
+      result.sustained_rate = rate;
+    }
+  }
+  tool.Stop();
+  result.peak_rss_mib = tool.peak_rss_mib();
+  result.cpu_seconds = tool.cpu_seconds();
+  (void)server;
+  return result;
+}
+
+int Main(int argc, char** argv) {
+  Options options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&](const std::string& name) -> std::optional<std::string> {
+      if (arg.rfind("--" + name + "=", 0) == 0) return arg.substr(name.size() + 3);
+      return std::nullopt;
+    };
+    std::optional<std::string> v;
+    if ((v = value("zk2etcd"))) {
+      options.zk2etcd = *v;
+    } else if ((v = value("nodes"))) {
+      options.nodes = std::stoul(*v);
+    } else if ((v = value("rates"))) {
+      options.rates.clear();
+      for (const std::string& rate : SplitCommaList(*v)) options.rates.push_back(std::stoi(rate));
+    } else if ((v = value("rate-seconds"))) {
+      options.rate_seconds = std::stoi(*v);
+    } else if (arg == "--no-sustained") {
+      options.sustained = false;
+    } else if ((v = value("json"))) {
+      options.json = *v;
+    } else if ((v = value("compare"))) {
+      const size_t equals = v->find('=');
+      if (equals == std::string::npos) {
+        std::cerr << "--compare takes NAME=COMMAND\n";
+        return 2;
+      }
+      options.compare.emplace_back(v->substr(0, equals), v->substr(equals + 1));
+    } else {
+      std::cerr << "unknown argument " << arg << "\n";
+      return 2;
+    }
+  }
+  if (access(options.zk2etcd.c_str(), X_OK) != 0) {
+    std::cerr << "no zk2etcd binary at " << options.zk2etcd << " (--zk2etcd=PATH)\n";
+    return 2;
+  }
+  SystemClock clock;
+  std::cerr << "starting ZooKeeper and etcd...\n";
+  auto zookeeper = testing::ZooKeeperServer::Start();
+  auto server = testing::EtcdServer::Start();
+  if (!zookeeper.ok() || !server.ok()) {
+    std::cerr << "cannot start the servers\n";
+    return 1;
+  }
+  auto dir = testing::TempDir::Create("bench");
+  const std::string zk_address = (*zookeeper)->address();
+  const std::string etcd_endpoint = (*server)->endpoint();
+
+  // The tree: parents x (1 + 4 categories + children) nodes.
+  const size_t children = 45;
+  const size_t parents = std::max<size_t>(1, options.nodes / (children + 5));
+  std::cerr << "building a Dubbo tree of about " << parents * (children + 5) << " nodes...\n";
+  const auto build_start = Clock::now();
+  auto built = testing::RunCommand(
+      {options.zk2etcd, "genzk", "--zookeeper-servers=" + zk_address, "--path=/dubbo",
+       "--parent-count=" + std::to_string(parents), "--children-count=" + std::to_string(children),
+       "--data-every=10", "--data-bytes=100", "--concurrent=1000"},
+      std::chrono::minutes(60));
+  if (!built.ok()) {
+    std::cerr << built.error().message << "\n";
+    return 1;
+  }
+  const double build_s = Since(build_start);
+  auto etcd = EtcdClientFor(etcd_endpoint, {}, clock);
+  if (!etcd) return 1;
+
+  // Limits, alternating the two readers twice.
+  std::cerr << "measuring the limits...\n";
+  double ours = 0, c_client = 0;
+  size_t tree_nodes = 0;
+  for (int round = 0; round < 2; ++round) {
+    auto [rate, nodes] = ReadWithOurClient(zk_address, "/dubbo");
+    ours = std::max(ours, rate);
+    tree_nodes = nodes;
+    c_client = std::max(c_client, ReadWithCClient(zk_address, "/dubbo"));
+  }
+  const double ingest = std::max(EtcdIngest(*etcd, tree_nodes), EtcdIngest(*etcd, tree_nodes));
+  const double zk_read_s = static_cast<double>(tree_nodes) / std::max(ours, c_client);
+  const double etcd_ingest_s = static_cast<double>(tree_nodes) / ingest;
+
+  // Leaves for the delay scenarios: providers of the first interfaces.
+  std::vector<std::string> leaves;
+  {
+    auto client = testing::ZooKeeperCClient::Connect(zk_address, seconds(30));
+    auto services = (*client)->Children("/dubbo");
+    for (size_t i = 0; services.ok() && i < services->size() && leaves.size() < 2000; ++i) {
+      const std::string providers = "/dubbo/" + (*services)[i] + "/providers";
+      auto names = (*client)->Children(providers);
+      for (size_t j = 0; names.ok() && j < names->size(); ++j) {
+        leaves.push_back(providers + "/" + (*names)[j]);
+      }
+    }
+  }
+
+  std::vector<ToolResult> results;
+  std::cerr << "zk2etcd: initial sync, delays, sustained rate...\n";
+  results.push_back(RunTool("zk2etcd",
+                            {options.zk2etcd, "sync", "--zookeeper-servers=" + zk_address,
+                             "--etcd-servers=" + etcd_endpoint, "--leader-elect=false",
+                             "--fullsync-interval=0", "--http-addr=127.0.0.1:0",
+                             "--log-level=warn"},
+                            **zookeeper, **server, *etcd, tree_nodes, leaves, options, dir->path()));
+  // diff with nothing to fix (zk2etcd left etcd in sync), next to the raw read of both sides.
+  {
+    const auto start = Clock::now();
+    auto diff = testing::RunCommand({options.zk2etcd, "diff", "--zookeeper-servers=" + zk_address,
+                                     "--etcd-servers=" + etcd_endpoint, "--log-level=warn"},
+                                    std::chrono::minutes(30));
+    results[0].diff_s = diff.ok() ? Since(start) : -1;
+  }
+  const double raw_read_s = static_cast<double>(tree_nodes) / ours + EtcdReadAll(*etcd, "/dubbo") +
+                            EtcdReadAll(*etcd, "/zk2etcd/meta/dubbo");
+  for (const auto& [name, command] : options.compare) {
+    std::cerr << name << ": initial sync, delays, sustained rate...\n";
+    const std::string expanded =
+        Replace(Replace(command, "{zk}", zk_address), "{etcd}", etcd_endpoint);
+    results.push_back(RunTool(name, SplitWords(expanded), **zookeeper, **server, *etcd, tree_nodes,
+                              leaves, options, dir->path()));
+  }
+
+  // Report.
+  char line[512];
+  std::printf("\nmachine: %ld cores; tree: %zu nodes (built in %.1f s by genzk)\n",
+              sysconf(_SC_NPROCESSORS_ONLN), tree_nodes, build_s);
+  std::printf("\nlimits\n");
+  std::printf("  ZooKeeper read, zk2etcd client   %10.0f nodes/s  (%.2f s)\n", ours,
+              static_cast<double>(tree_nodes) / ours);
+  std::printf("  ZooKeeper read, C client async   %10.0f nodes/s  (%.2f s)  ours/C = %.2f\n",
+              c_client, static_cast<double>(tree_nodes) / c_client, ours / c_client);
+  std::printf("  etcd ingest, 128-put txns x4     %10.0f keys/s   (%.2f s)\n", ingest, etcd_ingest_s);
+  const double slower_limit = std::max(zk_read_s, etcd_ingest_s);
+  std::printf("\n%-14s %12s %9s %10s", "tool", "initial sync", "x limit", "diff");
+  for (int rate : options.rates) std::printf("  delay@%-5d p50/p99/max ms", rate);
+  std::printf(" %10s %9s %8s\n", "sustained/s", "peak MiB", "CPU s");
+  for (const ToolResult& r : results) {
+    std::snprintf(line, sizeof(line), "%-14s %10.2f s %9.2f %10s", r.name.c_str(),
+                  r.initial_sync_s, r.initial_sync_s / slower_limit,
+                  r.diff_s >= 0 ? (std::to_string(r.diff_s).substr(0, 5) + " s").c_str() : "-");
+    std::printf("%s", line);
+    for (const DelayResult& d : r.delays) {
+      std::printf("  %7.1f / %7.1f / %7.1f (%zu/%zu)", d.p50_ms, d.p99_ms, d.max_ms, d.observed,
+                  d.written);
+    }
+    std::printf(" %11d %9.1f %8.2f\n", r.sustained_rate, r.peak_rss_mib, r.cpu_seconds);
+  }
+  std::printf("\ndiff with nothing to fix: %.2f s; raw read of both sides: %.2f s; ratio %.2f\n",
+              results[0].diff_s, raw_read_s, results[0].diff_s / raw_read_s);
+  for (size_t i = 1; i < results.size(); ++i) {
+    std::printf("%s / zk2etcd initial sync time: %.2f\n", results[i].name.c_str(),
+                results[i].initial_sync_s / results[0].initial_sync_s);
+  }
+
+  if (!options.json.empty()) {
+    std::ofstream json(options.json);
+    json << "{\"nodes\":" << tree_nodes << ",\"limits\":{\"zk_read_ours_nodes_per_s\":" << ours
+         << ",\"zk_read_c_client_nodes_per_s\":" << c_client
+         << ",\"etcd_ingest_keys_per_s\":" << ingest << "},\"raw_read_both_sides_s\":"
+         << raw_read_s << ",\"tools\":[";
+    for (size_t i = 0; i < results.size(); ++i) {
+      const ToolResult& r = results[i];
+      json << (i ? "," : "") << "{\"name\":\"" << r.name << "\",\"initial_sync_s\":"
+           << r.initial_sync_s << ",\"diff_s\":" << r.diff_s << ",\"sustained_rate\":"
+           << r.sustained_rate << ",\"peak_rss_mib\":" << r.peak_rss_mib
+           << ",\"cpu_seconds\":" << r.cpu_seconds << ",\"delays\":[";
+      for (size_t j = 0; j < r.delays.size(); ++j) {
+        const DelayResult& d = r.delays[j];
+        json << (j ? "," : "") << "{\"rate\":" << d.rate << ",\"written\":" << d.written
+             << ",\"observed\":" << d.observed << ",\"p50_ms\":" << d.p50_ms
+             << ",\"p99_ms\":" << d.p99_ms << ",\"max_ms\":" << d.max_ms << "}";
+      }
+      json << "]}";
+    }
+    json << "]}\n";
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace zk2etcd::bench
+
+int main(int argc, char** argv) { return zk2etcd::bench::Main(argc, argv); }
