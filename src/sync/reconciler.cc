@@ -11,6 +11,8 @@ namespace {
 
 // Candidates per read-only recheck transaction: two range operations each.
 constexpr size_t kRecheckPerTxn = etcd::kDefaultMaxTxnOps / 2;
+// Candidates re-read before their repairs are submitted.
+constexpr size_t kRecheckChunk = 2048;
 
 // Counts outstanding callbacks and lets one thread wait for all of them.
 class Pending {
@@ -36,6 +38,16 @@ class Pending {
 };
 
 }  // namespace
+
+// The repairs of one run: submitted chunk by chunk while later chunks are still re-read, then
+// waited for.
+struct Reconciler::RepairState {
+  Pending pending;
+  bool deletes_allowed = true;
+  std::vector<std::pair<std::string, std::string>> recorded;  // applied puts, for the store
+  std::vector<std::string> forgotten;                         // applied deletes, for the store
+  std::optional<std::chrono::steady_clock::time_point> started;
+};
 
 size_t ReconcileReport::VisibleDifferences() const {
   size_t count = 0;
@@ -97,18 +109,32 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
   tree->nodes.clear();
   tree->nodes.shrink_to_fit();
 
-  if (!diff->differences.empty()) {
+  // The second read goes chunk by chunk, and each chunk's repairs are submitted at once, so the
+  // etcd writes of one chunk overlap the ZooKeeper reads of the next.
+  const bool fix = options.fix && writer_ != nullptr;
+  RepairState repairs;
+  if (fix && !diff->differences.empty()) StartRepair(repairs);
+  const std::vector<Difference>& candidates = diff->differences;
+  for (size_t begin = 0; begin < candidates.size(); begin += kRecheckChunk) {
+    const size_t end = std::min(candidates.size(), begin + kRecheckChunk);
     const auto recheck_start = clock_.Now();
-    auto confirmed = Recheck(zk, diff->differences, options.zk_window);
-    if (!confirmed.ok()) return Unexpected{confirmed.error()};
-    report.differences = std::move(*confirmed);
-    report.recheck_duration = clock_.Now() - recheck_start;
+    auto confirmed = Recheck(
+        zk, std::vector<Difference>(candidates.begin() + static_cast<std::ptrdiff_t>(begin),
+                                    candidates.begin() + static_cast<std::ptrdiff_t>(end)),
+        options.zk_window);
+    report.recheck_duration += clock_.Now() - recheck_start;
+    if (!confirmed.ok()) {
+      if (fix) FinishRepair(repairs, report);  // what was submitted completes; then report
+      return Unexpected{confirmed.error()};
+    }
+    const size_t first = report.differences.size();
+    for (ConfirmedDifference& difference : *confirmed) {
+      report.differences.push_back(std::move(difference));
+    }
+    if (fix) SubmitRepairs(repairs, report, first, report.differences.size());
+    if (options.cancel != nullptr && options.cancel->load()) break;
   }
-  if (options.fix && writer_ != nullptr && !report.differences.empty()) {
-    const auto repair_start = clock_.Now();
-    Repair(report);
-    report.repair_duration = clock_.Now() - repair_start;
-  }
+  if (fix && !diff->differences.empty()) FinishRepair(repairs, report);
   report.duration = clock_.Now() - start;
   return report;
 }
@@ -227,18 +253,28 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
 }
 
 void Reconciler::Repair(ReconcileReport& report) {
-  bool deletes_allowed = true;
+  RepairState state;
+  StartRepair(state);
+  SubmitRepairs(state, report, 0, report.differences.size());
+  FinishRepair(state, report);
+}
+
+void Reconciler::StartRepair(RepairState& state) {
   if (ownership_ != nullptr) {
     if (auto ping = ownership_->Ping(); !ping.ok()) {
-      deletes_allowed = false;
+      state.deletes_allowed = false;
       logger_.Warn("ownership store unreachable: deletes wait until it is back",
                    {{"error", ping.error().message}});
     }
   }
-  Pending pending;
-  std::vector<std::pair<std::string, std::string>> recorded;  // applied puts, for the store
-  std::vector<std::string> forgotten;                         // applied deletes, for the store
-  for (const ConfirmedDifference& difference : report.differences) {
+}
+
+void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report, size_t begin,
+                               size_t end) {
+  if (!state.started) state.started = clock_.Now();
+  Pending& pending = state.pending;
+  for (size_t i = begin; i < end; ++i) {
+    const ConfirmedDifference& difference = report.differences[i];
     if (difference.kind == Difference::Kind::kForeign) continue;  // never touched
     if (difference.kind == Difference::Kind::kUnclaimed && !difference.owned_by_store) continue;
     const bool adoption = difference.kind == Difference::Kind::kUnclaimed;
@@ -250,7 +286,8 @@ void Reconciler::Repair(ReconcileReport& report) {
       write.value = difference.zk.data;
       write.zxid = difference.zk.mzxid;
     } else {
-      if (!deletes_allowed) {
+      if (!state.deletes_allowed) {
+        std::lock_guard lock(pending.mutex());
         ++report.deferred_deletes;
         continue;
       }
@@ -259,7 +296,8 @@ void Reconciler::Repair(ReconcileReport& report) {
     }
     if (difference.owned_by_store) write.claim_mod_revision = difference.etcd_mod_revision;
     pending.Add();
-    writer_->Submit(std::move(write), [&, key = difference.key, value = difference.zk.data,
+    writer_->Submit(std::move(write), [&, key = difference.key,
+                                       value = ownership_ != nullptr ? difference.zk.data : "",
                                        is_put = difference.zk.exists,
                                        adoption](const WriteResult& result) {
       {
@@ -272,10 +310,10 @@ void Reconciler::Repair(ReconcileReport& report) {
             ++report.adopted;
           } else if (is_put) {
             ++report.fixed_puts;
-            recorded.emplace_back(key, value);
+            if (ownership_ != nullptr) state.recorded.emplace_back(key, value);
           } else {
             ++report.fixed_deletes;
-            forgotten.push_back(key);
+            if (ownership_ != nullptr) state.forgotten.push_back(key);
           }
         } else if (*result == WriteOutcome::kForeign) {
           logger_.Info("key turned foreign before its repair; left alone", {{"key", key}});
@@ -286,20 +324,23 @@ void Reconciler::Repair(ReconcileReport& report) {
       pending.Done();
     });
   }
-  pending.Wait();
-  if (ownership_ != nullptr) {
-    if (!recorded.empty()) {
-      if (auto r = ownership_->Record(recorded); !r.ok()) {
-        logger_.Warn("could not record repaired keys in the ownership store; their etcd meta "
-                     "records still prove ownership",
-                     {{"keys", recorded.size()}, {"error", r.error().message}});
-      }
+}
+
+void Reconciler::FinishRepair(RepairState& state, ReconcileReport& report) {
+  state.pending.Wait();
+  if (state.started) report.repair_duration = clock_.Now() - *state.started;
+  if (ownership_ == nullptr) return;
+  if (!state.recorded.empty()) {
+    if (auto r = ownership_->Record(state.recorded); !r.ok()) {
+      logger_.Warn("could not record repaired keys in the ownership store; their etcd meta "
+                   "records still prove ownership",
+                   {{"keys", state.recorded.size()}, {"error", r.error().message}});
     }
-    if (!forgotten.empty()) {
-      if (auto r = ownership_->Forget(forgotten); !r.ok()) {
-        logger_.Warn("could not forget deleted keys in the ownership store",
-                     {{"keys", forgotten.size()}, {"error", r.error().message}});
-      }
+  }
+  if (!state.forgotten.empty()) {
+    if (auto r = ownership_->Forget(state.forgotten); !r.ok()) {
+      logger_.Warn("could not forget deleted keys in the ownership store",
+                   {{"keys", state.forgotten.size()}, {"error", r.error().message}});
     }
   }
 }

@@ -109,6 +109,13 @@ class Reconciler {
   Result<std::vector<ConfirmedDifference>, ReconcileError> Recheck(
       zk::ZkClient& zk, const std::vector<Difference>& candidates, size_t zk_window);
 
+  struct RepairState;
+  void StartRepair(RepairState& state);
+  // Submits the repairs of report.differences[begin, end).
+  void SubmitRepairs(RepairState& state, ReconcileReport& report, size_t begin, size_t end);
+  // Waits for every submitted repair, then updates the ownership store.
+  void FinishRepair(RepairState& state, ReconcileReport& report);
+
   const Scope& scope_;
   const KeyLayout& layout_;
   etcd::EtcdClient& etcd_;
