@@ -24,7 +24,8 @@ endif()
 
 add_library(zk2etcd_warnings INTERFACE)
 target_compile_options(zk2etcd_warnings INTERFACE
-  -Wall -Wextra -Wpedantic -Wshadow=local -Wnon-virtual-dtor -Wold-style-cast -Wcast-align
+  -Wall -Wextra -Wpedantic $<$<CXX_COMPILER_ID:GNU>:-Wshadow=local> -Wnon-virtual-dtor
+  -Wold-style-cast -Wcast-align
   -Woverloaded-virtual -Wnull-dereference -Wformat=2 -Wimplicit-fallthrough)
 if(ZK2ETCD_WERROR)
   target_compile_options(zk2etcd_warnings INTERFACE -Werror)

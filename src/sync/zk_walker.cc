@@ -36,12 +36,15 @@ class Walk {
     bool children;  // getChildren (else getData)
   };
 
+  bool UseMultiRead() const { return options_.multi_read_batch > 1 && !options_.set_watches; }
+
   // Sends queued requests while the window has room. Never holds the lock while calling the
   // client (a callback may run on another thread at once). A callback's own request still counts
   // as in flight (see Finish), so it may use one slot more.
   void Pump(size_t extra_slots = 0) {
     while (true) {
       Request request;
+      std::vector<std::string> batch;
       {
         std::lock_guard lock(mutex_);
         if (error_ || todo_.empty() || in_flight_ >= options_.window + extra_slots) return;
@@ -49,10 +52,21 @@ class Walk {
           error_ = zk::MakeZkError(zk::ZkErrorCode::kClosed, "walk cancelled");
           return;
         }
-        request = std::move(todo_.front());
-        todo_.pop_front();
+        if (UseMultiRead()) {
+          while (!todo_.empty() && batch.size() < options_.multi_read_batch) {
+            batch.push_back(std::move(todo_.front().path));
+            todo_.pop_front();
+          }
+        } else {
+          request = std::move(todo_.front());
+          todo_.pop_front();
+        }
         ++in_flight_;
         ++tree_.requests;
+      }
+      if (!batch.empty()) {
+        SendMultiRead(std::move(batch));
+        continue;
       }
       if (request.children) {
         client_.GetChildren(request.path, options_.set_watches,
@@ -110,6 +124,57 @@ class Walk {
     Finish();
   }
 
+  // getData of every node of the batch, and getChildren of those whose subtree may hold
+  // in-scope nodes.
+  void SendMultiRead(std::vector<std::string> batch) {
+    std::vector<zk::ReadOp> ops;
+    std::vector<std::pair<size_t, bool>> layout;  // (index in batch, children?) per op
+    for (size_t i = 0; i < batch.size(); ++i) {
+      ops.push_back(zk::ReadOp::GetData(batch[i]));
+      layout.emplace_back(i, false);
+      if (scope_.ShouldDescend(batch[i])) {
+        ops.push_back(zk::ReadOp::GetChildren(batch[i]));
+        layout.emplace_back(i, true);
+      }
+    }
+    client_.MultiRead(std::move(ops), [this, batch = std::move(batch), layout = std::move(layout)](
+                                          zk::ZkResult<zk::MultiReadReply> reply) {
+      {
+        std::lock_guard lock(mutex_);
+        if (!reply.ok()) {
+          if (!error_) error_ = reply.error();
+        } else if (reply->results.size() != layout.size()) {
+          if (!error_) {
+            error_ = zk::MakeZkError(zk::ZkErrorCode::kMarshalling, "multiRead result count");
+          }
+        } else {
+          NoteZxid(reply->zxid);
+          for (size_t r = 0; r < layout.size(); ++r) {
+            zk::ReadResult& result = reply->results[r];
+            const std::string& path = batch[layout[r].first];
+            if (result.error == zk::ZkErrorCode::kNoNode) continue;
+            if (result.error != zk::ZkErrorCode::kOk) {
+              if (!error_) error_ = zk::MakeZkError(result.error, "multiRead " + path);
+              continue;
+            }
+            if (layout[r].second) {
+              for (const std::string& child : result.children) {
+                std::string child_path = path == "/" ? "/" + child : path + "/" + child;
+                if (scope_.Contains(child_path) || scope_.ShouldDescend(child_path)) {
+                  todo_.push_front({std::move(child_path), false});
+                }
+              }
+            } else if (scope_.Contains(path)) {
+              tree_.nodes.push_back({path, std::move(result.data), result.stat.mzxid});
+              MaybeReportProgress();
+            }
+          }
+        }
+      }
+      Finish();
+    });
+  }
+
   void NoteZxid(int64_t zxid) { tree_.max_zxid = std::max(tree_.max_zxid, zxid); }
 
   void MaybeReportProgress() {
@@ -142,8 +207,13 @@ class Walk {
 // Pipelined getData of a list of paths; same lifetime discipline as Walk.
 class NodeReads {
  public:
-  NodeReads(zk::ZkClient& client, const std::vector<std::string>& paths, size_t window)
-      : client_(client), paths_(paths), window_(std::max<size_t>(1, window)), states_(paths.size()) {}
+  NodeReads(zk::ZkClient& client, const std::vector<std::string>& paths, size_t window,
+            size_t batch)
+      : client_(client),
+        paths_(paths),
+        window_(std::max<size_t>(1, window)),
+        batch_(std::max<size_t>(1, batch)),
+        states_(paths.size()) {}
 
   Result<std::vector<NodeState>, zk::ZkError> Run() {
     Pump(0);
@@ -157,11 +227,18 @@ class NodeReads {
   void Pump(size_t extra_slots) {
     while (true) {
       size_t index;
+      size_t end;
       {
         std::lock_guard lock(mutex_);
         if (error_ || next_ == paths_.size() || in_flight_ >= window_ + extra_slots) return;
-        index = next_++;
+        index = next_;
+        end = std::min(paths_.size(), next_ + batch_);
+        next_ = end;
         ++in_flight_;
+      }
+      if (batch_ > 1) {
+        SendMultiRead(index, end);
+        continue;
       }
       client_.GetData(paths_[index], false, [this, index](zk::ZkResult<zk::GetDataReply> reply) {
         {
@@ -186,9 +263,45 @@ class NodeReads {
     }
   }
 
+  void SendMultiRead(size_t begin, size_t end) {
+    std::vector<zk::ReadOp> ops;
+    for (size_t i = begin; i < end; ++i) ops.push_back(zk::ReadOp::GetData(paths_[i]));
+    client_.MultiRead(std::move(ops), [this, begin, end](zk::ZkResult<zk::MultiReadReply> reply) {
+      {
+        std::lock_guard lock(mutex_);
+        if (!reply.ok()) {
+          if (!error_) error_ = reply.error();
+        } else if (reply->results.size() != end - begin) {
+          if (!error_) {
+            error_ = zk::MakeZkError(zk::ZkErrorCode::kMarshalling, "multiRead result count");
+          }
+        } else {
+          for (size_t i = begin; i < end; ++i) {
+            zk::ReadResult& result = reply->results[i - begin];
+            NodeState& state = states_[i];
+            // The zxid at which this read was answered (with multiRead, the whole request's).
+            state.zxid = result.zxid > 0 ? result.zxid : reply->zxid;
+            if (result.error == zk::ZkErrorCode::kOk) {
+              state.exists = true;
+              state.data = std::move(result.data);
+              state.mzxid = result.stat.mzxid;
+            } else if (result.error != zk::ZkErrorCode::kNoNode && !error_) {
+              error_ = zk::MakeZkError(result.error, "multiRead " + paths_[i]);
+            }
+          }
+        }
+      }
+      Pump(1);
+      std::lock_guard lock(mutex_);
+      --in_flight_;
+      if (in_flight_ == 0 && (next_ == paths_.size() || error_)) done_.notify_all();
+    });
+  }
+
   zk::ZkClient& client_;
   const std::vector<std::string>& paths_;
   const size_t window_;
+  const size_t batch_;
   std::mutex mutex_;
   std::condition_variable done_;
   size_t next_ = 0;
@@ -201,8 +314,8 @@ class NodeReads {
 
 Result<std::vector<NodeState>, zk::ZkError> ReadNodes(zk::ZkClient& client,
                                                       const std::vector<std::string>& paths,
-                                                      size_t window) {
-  NodeReads reads(client, paths, window);
+                                                      size_t window, size_t multi_read_batch) {
+  NodeReads reads(client, paths, window, multi_read_batch);
   return reads.Run();
 }
 

@@ -134,6 +134,7 @@ struct DecodeInfo {
   std::string_view chroot;
   std::vector<std::string> multi_whats;  // multi: one description per operation
   std::vector<ReadOp::Kind> read_kinds;  // multi-read: the kind of each read
+  bool removing_persistent = false;      // removeWatches of a persistent type
 };
 
 // A request on its way: encoded, then sent, then answered (or failed), then delivered.
@@ -272,6 +273,21 @@ ReplyOutcome DecodeAck(const proto::ReplyHeader& h, JuteReader& /*r*/, const Dec
   return ReplyOutcome::kSuccess;
 }
 
+// ZooKeeper before 3.9 has no watcher types 4 and 5 and answers a marshalling error.
+ReplyOutcome DecodeRemoveWatches(const proto::ReplyHeader& h, JuteReader& r, const DecodeInfo& info,
+                                 std::optional<ZkResult<Ack>>* out) {
+  constexpr int32_t kServerMarshalling = -5;
+  if (h.err == kServerMarshalling && info.removing_persistent) {
+    out->emplace(Unexpected{ZkError{
+        ZkErrorCode::kUnimplemented,
+        info.what + ": the server cannot remove persistent watches by type (ZooKeeper 3.9+); "
+                    "WatcherType::kAny removes every watch on the path",
+        h.zxid}});
+    return ReplyOutcome::kError;
+  }
+  return DecodeAck(h, r, info, out);
+}
+
 ReplyOutcome DecodeMulti(const proto::ReplyHeader& h, JuteReader& r, const DecodeInfo& info,
                          std::optional<ZkResult<MultiReply>>* out) {
   if (h.err != 0) return ServerError(h, info, out);
@@ -341,10 +357,14 @@ std::string Describe(std::string_view op, std::string_view path) {
 
 std::string_view MultiOpName(MultiOp::Kind kind) {
   switch (kind) {
-    case MultiOp::Kind::kCreate: return "create";
-    case MultiOp::Kind::kDelete: return "delete";
-    case MultiOp::Kind::kSetData: return "set";
-    case MultiOp::Kind::kCheck: return "check";
+    case MultiOp::Kind::kCreate:
+      return "create";
+    case MultiOp::Kind::kDelete:
+      return "delete";
+    case MultiOp::Kind::kSetData:
+      return "set";
+    case MultiOp::Kind::kCheck:
+      return "check";
   }
   return "op";
 }
@@ -365,7 +385,7 @@ class AsioZkClient final : public ZkClient {
         close_timer_(io_),
         hosts_(connect_.servers, random_),
         session_(SessionMachine::Config{options_.session_timeout, connect_.servers.size(),
-                                        options_.local_session_expiry}),
+                                        options_.local_session_expiry, options_.connect_timeout}),
         frames_(options_.max_frame_bytes) {
     if (options_.max_in_flight == 0) options_.max_in_flight = 1;
     for (const auto& [scheme, credential] : options_.auth) {
@@ -408,8 +428,7 @@ class AsioZkClient final : public ZkClient {
   }
 
   void Exists(std::string_view path, bool watch, ZkCallback<ExistsReply> done) override {
-    auto request =
-        NewRequest<ExistsReply>(DecodeExists, std::move(done), op_names::kExists, path);
+    auto request = NewRequest<ExistsReply>(DecodeExists, std::move(done), op_names::kExists, path);
     if (!CheckPath(request, path, false)) return;
     const std::string server_path = ServerPath(connect_.chroot, path);
     Encode(*request, proto::OpCode::kExists,
@@ -420,12 +439,11 @@ class AsioZkClient final : public ZkClient {
 
   void Create(std::string_view path, std::string_view data, CreateMode mode,
               const std::vector<Acl>& acl, ZkCallback<CreateReply> done) override {
-    auto request =
-        NewRequest<CreateReply>(DecodeCreate, std::move(done), op_names::kCreate, path);
+    auto request = NewRequest<CreateReply>(DecodeCreate, std::move(done), op_names::kCreate, path);
     if (!CheckPath(request, path, IsSequential(mode))) return;
     const std::string server_path = ServerPath(connect_.chroot, path);
-    const auto op = mode == CreateMode::kContainer ? proto::OpCode::kCreateContainer
-                                                   : proto::OpCode::kCreate2;
+    const auto op =
+        mode == CreateMode::kContainer ? proto::OpCode::kCreateContainer : proto::OpCode::kCreate2;
     Encode(*request, op, [&](JuteWriter& w) {
       proto::WriteCreateRequest(w, server_path, data, acl, proto::CreateFlags(mode));
     });
@@ -497,8 +515,8 @@ class AsioZkClient final : public ZkClient {
       }
       done(std::move(result));
     };
-    auto request = NewRequest<MultiReadReply>(DecodeMultiRead, std::move(wrapped),
-                                              op_names::kMultiRead, {});
+    auto request =
+        NewRequest<MultiReadReply>(DecodeMultiRead, std::move(wrapped), op_names::kMultiRead, {});
     request->info.what = "multi-read of " + std::to_string(count) + " reads";
     if (invalid) {
       request->Fail(ZkError{ZkErrorCode::kInvalidArgument, request->info.what + ": " + *invalid});
@@ -534,7 +552,10 @@ class AsioZkClient final : public ZkClient {
   }
 
   void RemoveWatches(std::string_view path, WatcherType type, ZkCallback<Ack> done) override {
-    auto request = NewRequest<Ack>(DecodeAck, std::move(done), op_names::kRemoveWatches, path);
+    auto request =
+        NewRequest<Ack>(DecodeRemoveWatches, std::move(done), op_names::kRemoveWatches, path);
+    request->info.removing_persistent =
+        type == WatcherType::kPersistent || type == WatcherType::kPersistentRecursive;
     if (!CheckPath(request, path, false)) return;
     const std::string server_path = ServerPath(connect_.chroot, path);
     Encode(*request, proto::OpCode::kRemoveWatches,
@@ -561,9 +582,8 @@ class AsioZkClient final : public ZkClient {
       if (terminal_code_) {
         const ZkErrorCode code = *terminal_code_;
         lock.unlock();
-        DeliverFromCaller(MakeCompletion([observed, code] {
-          observed(Unexpected{MakeZkError(code, "auth")});
-        }));
+        DeliverFromCaller(
+            MakeCompletion([observed, code] { observed(Unexpected{MakeZkError(code, "auth")}); }));
         return;
       }
     }
@@ -646,22 +666,20 @@ class AsioZkClient final : public ZkClient {
   bool CheckPath(std::unique_ptr<R>& request, std::string_view path, bool sequential) {
     auto reason = InvalidPathReason(path, sequential);
     if (!reason) return true;
-    request->Fail(ZkError{ZkErrorCode::kInvalidArgument,
-                          request->info.what + ": invalid path \"" + std::string(path) +
-                              "\": " + *reason,
-                          -1});
+    request->Fail(ZkError{
+        ZkErrorCode::kInvalidArgument,
+        request->info.what + ": invalid path \"" + std::string(path) + "\": " + *reason, -1});
     DeliverFromCaller(std::move(request));
     return false;
   }
 
   void Submit(std::unique_ptr<Request> request) {
     if (request->frame.size() - 4 > options_.max_request_bytes) {
-      request->Fail(ZkError{ZkErrorCode::kInvalidArgument,
-                            request->info.what + ": request of " +
-                                std::to_string(request->frame.size() - 4) +
-                                " bytes exceeds the limit of " +
-                                std::to_string(options_.max_request_bytes),
-                            -1});
+      request->Fail(
+          ZkError{ZkErrorCode::kInvalidArgument,
+                  request->info.what + ": request of " + std::to_string(request->frame.size() - 4) +
+                      " bytes exceeds the limit of " + std::to_string(options_.max_request_bytes),
+                  -1});
       DeliverFromCaller(std::move(request));
       return;
     }
@@ -767,11 +785,21 @@ class AsioZkClient final : public ZkClient {
   void PublishSession() {
     std::lock_guard lock(mutex_);
     switch (session_.phase()) {
-      case SessionMachine::Phase::kConnecting: info_.state = SessionState::kConnecting; break;
-      case SessionMachine::Phase::kConnected: info_.state = SessionState::kConnected; break;
-      case SessionMachine::Phase::kExpired: info_.state = SessionState::kExpired; break;
-      case SessionMachine::Phase::kAuthFailed: info_.state = SessionState::kAuthFailed; break;
-      case SessionMachine::Phase::kClosed: info_.state = SessionState::kClosed; break;
+      case SessionMachine::Phase::kConnecting:
+        info_.state = SessionState::kConnecting;
+        break;
+      case SessionMachine::Phase::kConnected:
+        info_.state = SessionState::kConnected;
+        break;
+      case SessionMachine::Phase::kExpired:
+        info_.state = SessionState::kExpired;
+        break;
+      case SessionMachine::Phase::kAuthFailed:
+        info_.state = SessionState::kAuthFailed;
+        break;
+      case SessionMachine::Phase::kClosed:
+        info_.state = SessionState::kClosed;
+        break;
     }
     info_.session_id = session_.session_id();
     info_.negotiated_timeout = session_.has_session() ? session_.timeout() : milliseconds(0);
@@ -861,10 +889,9 @@ class AsioZkClient final : public ZkClient {
     write_buffer_ = connect_frame_;
     writing_ = true;
     const uint64_t generation = generation_;
-    asio::async_write(socket_, asio::buffer(write_buffer_),
-                      [this, generation](const std::error_code& ec, size_t) {
-                        OnWritten(generation, ec);
-                      });
+    asio::async_write(
+        socket_, asio::buffer(write_buffer_),
+        [this, generation](const std::error_code& ec, size_t) { OnWritten(generation, ec); });
     StartRead();
   }
 
@@ -983,8 +1010,8 @@ class AsioZkClient final : public ZkClient {
         break;
     }
     if (in_flight_.empty() || in_flight_.front()->xid != header.xid) {
-      ConnectionFailed("reply with xid " + std::to_string(header.xid) + " from " +
-                       current_server_ + " does not match the oldest request (" +
+      ConnectionFailed("reply with xid " + std::to_string(header.xid) + " from " + current_server_ +
+                       " does not match the oldest request (" +
                        (in_flight_.empty() ? std::string("none")
                                            : "xid " + std::to_string(in_flight_.front()->xid)) +
                        ")");
@@ -999,8 +1026,7 @@ class AsioZkClient final : public ZkClient {
     if (outcome == ReplyOutcome::kMalformed) {
       const std::string why = "malformed reply to " + request->info.what + " from " +
                               current_server_ + ": " + reader.error();
-      FinishRequest(std::move(request), ZkError{ZkErrorCode::kMarshalling, why, header.zxid},
-                    now);
+      FinishRequest(std::move(request), ZkError{ZkErrorCode::kMarshalling, why, header.zxid}, now);
       ConnectionFailed(why);
       return;
     }
@@ -1045,9 +1071,8 @@ class AsioZkClient final : public ZkClient {
   void QueueAuth(std::string scheme, std::string credential, ZkCallback<Ack> done) {
     if (link_ == Link::kDone || link_ == Link::kClosing) {
       const ZkErrorCode code = terminal_code_value_;
-      Deliver(MakeCompletion([done = std::move(done), code] {
-        done(Unexpected{MakeZkError(code, "auth")});
-      }));
+      Deliver(MakeCompletion(
+          [done = std::move(done), code] { done(Unexpected{MakeZkError(code, "auth")}); }));
       return;
     }
     AuthEntry* entry = nullptr;
@@ -1139,10 +1164,9 @@ class AsioZkClient final : public ZkClient {
     writing_ = true;
     session_.OnSend(clock_.Now());
     const uint64_t generation = generation_;
-    asio::async_write(socket_, asio::buffer(write_buffer_),
-                      [this, generation](const std::error_code& ec, size_t) {
-                        OnWritten(generation, ec);
-                      });
+    asio::async_write(
+        socket_, asio::buffer(write_buffer_),
+        [this, generation](const std::error_code& ec, size_t) { OnWritten(generation, ec); });
   }
 
   void OnWritten(uint64_t generation, const std::error_code& ec) {
@@ -1186,7 +1210,7 @@ class AsioZkClient final : public ZkClient {
   }
 
   // The current connection or connection attempt ended; try the next server.
-  void ConnectionFailed(std::string reason) {
+  void ConnectionFailed(std::string reason, bool timed_out = false) {
     if (link_ == Link::kDone) return;
     if (link_ == Link::kClosing) {
       FinishClose();
@@ -1200,8 +1224,8 @@ class AsioZkClient final : public ZkClient {
     if (was_connected) {
       disconnected_since_ = now;
       if (options_.logger != nullptr) {
-        options_.logger->Warn("zookeeper connection lost", {{"server", current_server_},
-                                                             {"reason", reason}});
+        options_.logger->Warn("zookeeper connection lost",
+                              {{"server", current_server_}, {"reason", reason}});
       }
       DeliverSessionEvent(session_.OnConnectionLost(now, current_server_, reason));
     } else {
@@ -1209,7 +1233,7 @@ class AsioZkClient final : public ZkClient {
         options_.logger->Warn("zookeeper connection attempt failed",
                               {{"server", current_server_}, {"reason", reason}});
       }
-      session_.OnAttemptFailed();
+      session_.OnAttemptFailed(timed_out);
       hosts_.OnAttemptFailed();
     }
     link_ = Link::kIdle;
@@ -1221,8 +1245,8 @@ class AsioZkClient final : public ZkClient {
   void ScheduleRetry() {
     milliseconds delay(0);
     if (hosts_.RoundFailed() && options_.max_reconnect_delay.count() > 0) {
-      delay = milliseconds(
-          static_cast<int64_t>(random_() % static_cast<uint64_t>(options_.max_reconnect_delay.count())));
+      delay = milliseconds(static_cast<int64_t>(
+          random_() % static_cast<uint64_t>(options_.max_reconnect_delay.count())));
     }
     retry_timer_.expires_after(delay);
     const uint64_t generation = generation_;
@@ -1240,8 +1264,8 @@ class AsioZkClient final : public ZkClient {
     if (link_ != Link::kConnected && !pending_.empty()) {
       deadline = std::min(deadline, disconnected_since_ + session_.timeout());
     }
-    session_timer_.expires_after(std::max(deadline - now, std::chrono::steady_clock::duration(
-                                                              std::chrono::milliseconds(1))));
+    session_timer_.expires_after(std::max(
+        deadline - now, std::chrono::steady_clock::duration(std::chrono::milliseconds(1))));
     session_timer_.async_wait([this](const std::error_code& ec) {
       if (ec) return;
       OnTimer();
@@ -1268,7 +1292,8 @@ class AsioZkClient final : public ZkClient {
         break;
       case SessionMachine::Action::kConnectTimeout:
         ConnectionFailed("connection attempt to " + current_server_ + " timed out after " +
-                         std::to_string(Millis(session_.connect_timeout())) + " ms");
+                             std::to_string(Millis(session_.connect_timeout())) + " ms",
+                         /*timed_out=*/true);
         break;
       case SessionMachine::Action::kExpire: {
         SessionEvent event =
@@ -1353,8 +1378,8 @@ class AsioZkClient final : public ZkClient {
     pending_.push_back(std::move(request));
     link_ = Link::kClosing;
     Flush();
-    close_timer_.expires_after(std::min<std::chrono::steady_clock::duration>(
-        kMaxCloseWait, session_.read_timeout()));
+    close_timer_.expires_after(
+        std::min<std::chrono::steady_clock::duration>(kMaxCloseWait, session_.read_timeout()));
     close_timer_.async_wait([this](const std::error_code& ec) {
       if (ec) return;
       FinishClose();

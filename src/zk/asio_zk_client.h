@@ -57,6 +57,10 @@ struct ZkClientOptions {
   bool local_session_expiry = true;
   // After every server failed in turn, wait a random time up to this before the next round.
   std::chrono::milliseconds max_reconnect_delay{1000};
+  // Time allowed for each connection attempt (TCP connect and handshake). 0: adaptive, from
+  // min(2 s, timeout / 3) doubling after each attempt that timed out, up to min(timeout /
+  // servers, 2/3 timeout) (a starting server may accept a connection and never answer it).
+  std::chrono::milliseconds connect_timeout{0};
   // Credentials (scheme, credential) sent before anything else on every connection.
   std::vector<std::pair<std::string, std::string>> auth;
 

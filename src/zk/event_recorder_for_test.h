@@ -16,21 +16,20 @@ namespace zk2etcd::zk::testing {
 class EventRecorder {
  public:
   ZkEventHandlers Handlers() {
-    return ZkEventHandlers{
-        [this](const WatchEvent& e) {
-          {
-            std::lock_guard lock(mutex_);
-            watches_.push_back(e);
-          }
-          cv_.notify_all();
-        },
-        [this](const SessionEvent& e) {
-          {
-            std::lock_guard lock(mutex_);
-            sessions_.push_back(e);
-          }
-          cv_.notify_all();
-        }};
+    return ZkEventHandlers{[this](const WatchEvent& e) {
+                             {
+                               std::lock_guard lock(mutex_);
+                               watches_.push_back(e);
+                             }
+                             cv_.notify_all();
+                           },
+                           [this](const SessionEvent& e) {
+                             {
+                               std::lock_guard lock(mutex_);
+                               sessions_.push_back(e);
+                             }
+                             cv_.notify_all();
+                           }};
   }
 
   // Waits until `done(watches, sessions)` holds; false after `timeout`.

@@ -24,10 +24,14 @@ std::string Describe(std::string_view op, std::string_view path) {
 
 std::string_view MultiOpName(MultiOp::Kind kind) {
   switch (kind) {
-    case MultiOp::Kind::kCreate: return "create";
-    case MultiOp::Kind::kDelete: return "delete";
-    case MultiOp::Kind::kSetData: return "set";
-    case MultiOp::Kind::kCheck: return "check";
+    case MultiOp::Kind::kCreate:
+      return "create";
+    case MultiOp::Kind::kDelete:
+      return "delete";
+    case MultiOp::Kind::kSetData:
+      return "set";
+    case MultiOp::Kind::kCheck:
+      return "check";
   }
   return "op";
 }
@@ -57,12 +61,10 @@ std::shared_ptr<FakeZkServer> FakeZkServer::Create(const Clock* clock) {
   return std::shared_ptr<FakeZkServer>(new FakeZkServer(clock));
 }
 
-FakeZkServer::FakeZkServer(const Clock* clock)
-    : clock_(clock != nullptr ? *clock : system_clock_) {
+FakeZkServer::FakeZkServer(const Clock* clock) : clock_(clock != nullptr ? *clock : system_clock_) {
   tree_["/"] = Node{};
   std::vector<Change> ignored;
-  ApplyCreate(tree_, nullptr, "/zookeeper", "", CreateMode::kPersistent, {}, 0, nullptr,
-              &ignored);
+  ApplyCreate(tree_, nullptr, "/zookeeper", "", CreateMode::kPersistent, {}, 0, nullptr, &ignored);
   ApplyCreate(tree_, nullptr, "/zookeeper/quota", "", CreateMode::kPersistent, {}, 0, nullptr,
               &ignored);
   ApplyCreate(tree_, nullptr, "/zookeeper/config", "", CreateMode::kPersistent, {}, 0, nullptr,
@@ -72,8 +74,7 @@ FakeZkServer::FakeZkServer(const Clock* clock)
 FakeZkServer::~FakeZkServer() = default;
 
 int64_t FakeZkServer::NowMs() const {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             clock_.WallNow().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock_.WallNow().time_since_epoch())
       .count();
 }
 
@@ -180,8 +181,7 @@ ZkErrorCode FakeZkServer::ApplyCreate(Tree& tree, const Session* session, std::s
 }
 
 ZkErrorCode FakeZkServer::ApplyDelete(Tree& tree, const Session* session, std::string_view path,
-                                      int32_t version, int64_t zxid,
-                                      std::vector<Change>* changes) {
+                                      int32_t version, int64_t zxid, std::vector<Change>* changes) {
   auto it = tree.find(path);
   if (it == tree.end()) return ZkErrorCode::kNoNode;
   if (path == "/" || path == "/zookeeper") return ZkErrorCode::kInvalidArgument;
@@ -303,8 +303,7 @@ std::optional<ZkError> FakeZkServer::TakeInjection(std::string_view op, std::str
                                                    std::string_view what) {
   for (auto it = injections_.begin(); it != injections_.end(); ++it) {
     if (it->op != op || path.substr(0, it->path_prefix.size()) != it->path_prefix) continue;
-    ZkError error =
-        MakeZkError(it->code, what, IsConnectionLevel(it->code) ? -1 : zxid_);
+    ZkError error = MakeZkError(it->code, what, IsConnectionLevel(it->code) ? -1 : zxid_);
     error.message += " (injected)";
     if (--it->times <= 0) injections_.erase(it);
     return error;
@@ -322,7 +321,8 @@ ZkResult<CreateReply> FakeZkServer::CreateNode(std::string_view path, std::strin
   std::string created;
   const ZkErrorCode code =
       ApplyCreate(tree_, nullptr, path, data, mode, {}, zxid_ + 1, &created, &changes);
-  if (code != ZkErrorCode::kOk) return Unexpected{MakeZkError(code, Describe("create", path), zxid_)};
+  if (code != ZkErrorCode::kOk)
+    return Unexpected{MakeZkError(code, Describe("create", path), zxid_)};
   ++zxid_;
   Trigger(changes);
   return CreateReply{created, tree_.find(created)->second.stat, zxid_};
@@ -372,7 +372,8 @@ ZkResult<Ack> FakeZkServer::DeleteTree(std::string_view path) {
       paths.push_back(it->first);
     }
   }
-  if (paths.empty()) return Unexpected{MakeZkError(ZkErrorCode::kNoNode, Describe("delete", path), zxid())};
+  if (paths.empty())
+    return Unexpected{MakeZkError(ZkErrorCode::kNoNode, Describe("delete", path), zxid())};
   // Sorted order puts "/a" before "/a/b" and "/a/b" before "/a/c": reverse deletes leaves first.
   Ack ack;
   for (auto it = paths.rbegin(); it != paths.rend(); ++it) {
@@ -564,8 +565,7 @@ void FakeZkClient::GetData(std::string_view path, bool watch, ZkCallback<GetData
   Reply(op_names::kGet, std::move(done), std::move(result));
 }
 
-void FakeZkClient::GetChildren(std::string_view path, bool watch,
-                               ZkCallback<ChildrenReply> done) {
+void FakeZkClient::GetChildren(std::string_view path, bool watch, ZkCallback<ChildrenReply> done) {
   const std::string what = Describe(op_names::kChildren, path);
   std::lock_guard lock(server_->mutex_);
   ZkResult<ChildrenReply> result = [&]() -> ZkResult<ChildrenReply> {
@@ -616,9 +616,9 @@ void FakeZkClient::Create(std::string_view path, std::string_view data, CreateMo
     auto& session = *server_->sessions_[session_id_];
     std::vector<FakeZkServer::Change> changes;
     std::string created;
-    const ZkErrorCode code = server_->ApplyCreate(server_->tree_, &session, ServerPathOf(path),
-                                                  data, mode, acl, server_->zxid_ + 1, &created,
-                                                  &changes);
+    const ZkErrorCode code =
+        server_->ApplyCreate(server_->tree_, &session, ServerPathOf(path), data, mode, acl,
+                             server_->zxid_ + 1, &created, &changes);
     if (code != ZkErrorCode::kOk) {
       return Unexpected{MakeZkError(code, what, server_->zxid_)};
     }
@@ -797,13 +797,22 @@ void FakeZkClient::RemoveWatches(std::string_view path, WatcherType type, ZkCall
     const std::string full = ServerPathOf(path);
     size_t removed = 0;
     switch (type) {
-      case WatcherType::kChildren: removed = s.child.erase(full); break;
-      case WatcherType::kData: removed = s.data.erase(full) + s.exist.erase(full); break;
-      case WatcherType::kAny:
-        removed = s.child.erase(full) + s.data.erase(full) + s.exist.erase(full);
+      case WatcherType::kChildren:
+        removed = s.child.erase(full);
         break;
-      case WatcherType::kPersistent: removed = s.persistent.erase(full); break;
-      case WatcherType::kPersistentRecursive: removed = s.recursive.erase(full); break;
+      case WatcherType::kData:
+        removed = s.data.erase(full) + s.exist.erase(full);
+        break;
+      case WatcherType::kAny:
+        removed = s.child.erase(full) + s.data.erase(full) + s.exist.erase(full) +
+                  s.persistent.erase(full) + s.recursive.erase(full);
+        break;
+      case WatcherType::kPersistent:
+        removed = s.persistent.erase(full);
+        break;
+      case WatcherType::kPersistentRecursive:
+        removed = s.recursive.erase(full);
+        break;
     }
     if (removed == 0) {
       return Unexpected{MakeZkError(ZkErrorCode::kNoWatcher, what, server_->zxid_)};

@@ -81,7 +81,7 @@ class FakeZkServer : public std::enable_shared_from_this<FakeZkServer> {
   ZkResult<Ack> DeleteTree(std::string_view path);
   std::optional<GetDataReply> GetNode(std::string_view path) const;
   std::vector<std::string> Children(std::string_view path) const;  // sorted names
-  size_t NodeCount() const;  // "/" and "/zookeeper" included
+  size_t NodeCount() const;                                        // "/" and "/zookeeper" included
 
   // --- Fault injection ---------------------------------------------------------------------
   // The next `times` operations named `op` (op_names::kGet, ...) whose path starts with
@@ -170,8 +170,7 @@ class FakeZkClient final : public ZkClient {
   void Sync(std::string_view path, ZkCallback<SyncReply> done) override;
   void AddWatch(std::string_view path, AddWatchMode mode, ZkCallback<Ack> done) override;
   void RemoveWatches(std::string_view path, WatcherType type, ZkCallback<Ack> done) override;
-  void AddAuth(std::string_view scheme, std::string_view credential,
-               ZkCallback<Ack> done) override;
+  void AddAuth(std::string_view scheme, std::string_view credential, ZkCallback<Ack> done) override;
   void Close() override;
   SessionInfo session() const override;
 
@@ -206,8 +205,8 @@ class FakeZkClient final : public ZkClient {
   void Reply(std::string_view op, ZkCallback<T> done, ZkResult<T> result);
   // Checks the session and injected faults; returns the error to fail with, if any.
   // REQUIRES: server mutex held.
-  std::optional<ZkError> Precheck(std::string_view op, std::string_view path,
-                                  std::string_view what, bool sequential = false);
+  std::optional<ZkError> Precheck(std::string_view op, std::string_view path, std::string_view what,
+                                  bool sequential = false);
 
   std::shared_ptr<FakeZkServer> server_;
   const ZkEventHandlers handlers_;

@@ -43,9 +43,8 @@ class FakeZkClientTest : public ::testing::Test {
   }
   ZkResult<CreateReply> Create(FakeZkClient& c, std::string path, std::string data = "",
                                CreateMode mode = CreateMode::kPersistent) {
-    return Await<CreateReply>(c, [&](auto done) {
-      c.Create(path, data, mode, OpenAclUnsafe(), std::move(done));
-    });
+    return Await<CreateReply>(
+        c, [&](auto done) { c.Create(path, data, mode, OpenAclUnsafe(), std::move(done)); });
   }
   ZkResult<GetDataReply> Get(FakeZkClient& c, std::string path, bool watch = false) {
     return Await<GetDataReply>(c, [&](auto done) { c.GetData(path, watch, std::move(done)); });
@@ -239,8 +238,8 @@ TEST_F(FakeZkClientTest, MultiIsAtomicAndTakesOneZxid) {
   EXPECT_EQ(server_->zxid(), before);
 
   auto ok = Await<MultiReply>(*c, [&](auto done) {
-    c->Multi({MultiOp::Create("/m/a", "1"), MultiOp::SetData("/m/a", "2"),
-              MultiOp::Check("/m", 0), MultiOp::Create("/m/b", "")},
+    c->Multi({MultiOp::Create("/m/a", "1"), MultiOp::SetData("/m/a", "2"), MultiOp::Check("/m", 0),
+              MultiOp::Create("/m/b", "")},
              std::move(done));
   });
   ASSERT_TRUE(ok.ok()) << ok.error().message;
@@ -296,8 +295,8 @@ TEST_F(FakeZkClientTest, ReconnectFiresChangedOneShotWatchesButPersistentOnesMis
   ASSERT_TRUE(server_->CreateNode("/r").ok());
   ASSERT_TRUE(Get(*c, "/d", true).ok());
   ASSERT_TRUE(Get(*c, "/same", true).ok());
-  ASSERT_TRUE(Await<ExistsReply>(*c, [&](auto done) { c->Exists("/new", true, std::move(done)); })
-                  .ok());
+  ASSERT_TRUE(
+      Await<ExistsReply>(*c, [&](auto done) { c->Exists("/new", true, std::move(done)); }).ok());
   ASSERT_TRUE(Watch(*c, "/r", AddWatchMode::kPersistentRecursive).ok());
 
   c->Disconnect();
@@ -352,8 +351,8 @@ TEST_F(FakeZkClientTest, ProtectedNodesNeedCredentials) {
   ASSERT_TRUE(server_->CreateNode("/secret", "s").ok());
   server_->ProtectNode("/secret", "alice:pw");
   EXPECT_EQ(Get(*c, "/secret").error().code, ZkErrorCode::kNoAuth);
-  ASSERT_TRUE(Await<Ack>(*c, [&](auto done) { c->AddAuth("digest", "alice:pw", std::move(done)); })
-                  .ok());
+  ASSERT_TRUE(
+      Await<Ack>(*c, [&](auto done) { c->AddAuth("digest", "alice:pw", std::move(done)); }).ok());
   EXPECT_EQ(Get(*c, "/secret")->data, "s");
   // A node created with CreatorAllAcl is the creator's.
   auto mine = Await<CreateReply>(*c, [&](auto done) {
@@ -379,7 +378,8 @@ TEST_F(FakeZkClientTest, ChrootMapsPathsBothWays) {
   EXPECT_TRUE(server_->GetNode("/app/x"));
   ASSERT_TRUE(server_->CreateNode("/outside").ok());
   EXPECT_EQ(r.watches, (std::vector<WatchEvent>{Event(WatchEventType::kNodeCreated, "/x")}));
-  auto children = Await<ChildrenReply>(*c, [&](auto done) { c->GetChildren("/", false, std::move(done)); });
+  auto children =
+      Await<ChildrenReply>(*c, [&](auto done) { c->GetChildren("/", false, std::move(done)); });
   EXPECT_EQ(children->children, (std::vector<std::string>{"x"}));
 }
 
@@ -452,8 +452,7 @@ TEST_F(FakeZkClientTest, ThreadDeliveryAndBlockingHelpers) {
   c->Close();
   std::lock_guard lock(observer.mutex_);
   EXPECT_EQ(observer.ops.front(), "add_watch:success");
-  EXPECT_NE(std::find(observer.ops.begin(), observer.ops.end(), "get:no_node"),
-            observer.ops.end());
+  EXPECT_NE(std::find(observer.ops.begin(), observer.ops.end(), "get:no_node"), observer.ops.end());
 }
 
 }  // namespace

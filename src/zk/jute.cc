@@ -14,7 +14,9 @@ void AppendBigEndian32(std::string& out, uint32_t value) {
 
 }  // namespace
 
-void JuteWriter::WriteInt32(int32_t value) { AppendBigEndian32(out_, static_cast<uint32_t>(value)); }
+void JuteWriter::WriteInt32(int32_t value) {
+  AppendBigEndian32(out_, static_cast<uint32_t>(value));
+}
 
 void JuteWriter::WriteInt64(int64_t value) {
   const auto bits = static_cast<uint64_t>(value);
@@ -118,8 +120,7 @@ bool JuteReader::SkipBuffer() {
   if (!ReadInt32(&length)) return false;
   if (length == -1) return true;
   if (length < 0 || static_cast<size_t>(length) > remaining()) {
-    return Fail("bad buffer length " + std::to_string(length) + " at offset " +
-                std::to_string(at));
+    return Fail("bad buffer length " + std::to_string(length) + " at offset " + std::to_string(at));
   }
   position_ += static_cast<size_t>(length);
   return true;

@@ -85,7 +85,10 @@ TEST(JuteTest, TruncatedInputFailsAndStaysFailed) {
 
 TEST(JuteTest, BufferLengthBeyondInputFailsWithoutAllocating) {
   // A length of 2 GiB - 1 with 3 bytes behind it: must fail before any allocation.
-  const std::string bytes("\x7f\xff\xff\xff" "abc", 7);
+  const std::string bytes(
+      "\x7f\xff\xff\xff"
+      "abc",
+      7);
   JuteReader r(bytes);
   std::string s;
   EXPECT_FALSE(r.ReadBuffer(&s));
@@ -102,7 +105,10 @@ TEST(JuteTest, NegativeBufferLengthOtherThanNullFails) {
 }
 
 TEST(JuteTest, VectorCountBeyondInputFailsBeforeReserving) {
-  const std::string bytes("\x10\x00\x00\x00" "\x00\x00\x00\x00", 8);  // 268M elements, 4 bytes
+  const std::string bytes(
+      "\x10\x00\x00\x00"
+      "\x00\x00\x00\x00",
+      8);  // 268M elements, 4 bytes
   JuteReader r(bytes);
   std::vector<std::string> v;
   EXPECT_FALSE(r.ReadStringVector(&v));

@@ -35,11 +35,16 @@ size_t VectorBytes(const std::vector<std::string>& strings) {
 
 int32_t CreateFlags(CreateMode mode) {
   switch (mode) {
-    case CreateMode::kPersistent: return 0;
-    case CreateMode::kEphemeral: return 1;
-    case CreateMode::kPersistentSequential: return 2;
-    case CreateMode::kEphemeralSequential: return 3;
-    case CreateMode::kContainer: return 4;
+    case CreateMode::kPersistent:
+      return 0;
+    case CreateMode::kEphemeral:
+      return 1;
+    case CreateMode::kPersistentSequential:
+      return 2;
+    case CreateMode::kEphemeralSequential:
+      return 3;
+    case CreateMode::kContainer:
+      return 4;
   }
   return 0;
 }
@@ -138,11 +143,11 @@ void WriteMultiRequest(JuteWriter& w, const std::vector<MultiOp>& ops) {
   for (const auto& op : ops) {
     switch (op.kind) {
       case MultiOp::Kind::kCreate:
-        WriteMultiHeader(w,
-                         static_cast<int32_t>(op.mode == CreateMode::kContainer
-                                                  ? OpCode::kCreateContainer
-                                                  : OpCode::kCreate),
-                         false, -1);
+        WriteMultiHeader(
+            w,
+            static_cast<int32_t>(op.mode == CreateMode::kContainer ? OpCode::kCreateContainer
+                                                                   : OpCode::kCreate),
+            false, -1);
         WriteCreateRequest(w, op.path, op.data, op.acl, CreateFlags(op.mode));
         break;
       case MultiOp::Kind::kDelete:
@@ -164,8 +169,7 @@ void WriteMultiRequest(JuteWriter& w, const std::vector<MultiOp>& ops) {
 
 void WriteMultiReadRequest(JuteWriter& w, const std::vector<ReadOp>& ops) {
   for (const auto& op : ops) {
-    const OpCode code =
-        op.kind == ReadOp::Kind::kGetData ? OpCode::kGetData : OpCode::kGetChildren;
+    const OpCode code = op.kind == ReadOp::Kind::kGetData ? OpCode::kGetData : OpCode::kGetChildren;
     WriteMultiHeader(w, static_cast<int32_t>(code), false, -1);
     // The server ignores the watch flag of reads inside a multi-read.
     WritePathWatchRequest(w, op.path, false);
@@ -186,8 +190,7 @@ std::vector<SetWatches2> ChunkSetWatches(const SetWatches2& watches, size_t max_
   current.relative_zxid = watches.relative_zxid;
   const size_t empty_bytes = SetWatches2FrameBytes(current);
   size_t current_bytes = empty_bytes;
-  auto add = [&](const std::vector<std::string>& from,
-                 std::vector<std::string> SetWatches2::*to) {
+  auto add = [&](const std::vector<std::string>& from, std::vector<std::string> SetWatches2::*to) {
     for (const auto& path : from) {
       const size_t bytes = 4 + path.size();
       if (current_bytes + bytes > max_frame_bytes && current.size() > 0) {
@@ -211,10 +214,10 @@ std::vector<SetWatches2> ChunkSetWatches(const SetWatches2& watches, size_t max_
 
 bool ReadStat(JuteReader& r, Stat* stat) {
   return r.ReadInt64(&stat->czxid) && r.ReadInt64(&stat->mzxid) && r.ReadInt64(&stat->ctime) &&
-         r.ReadInt64(&stat->mtime) && r.ReadInt32(&stat->version) &&
-         r.ReadInt32(&stat->cversion) && r.ReadInt32(&stat->aversion) &&
-         r.ReadInt64(&stat->ephemeral_owner) && r.ReadInt32(&stat->data_length) &&
-         r.ReadInt32(&stat->num_children) && r.ReadInt64(&stat->pzxid);
+         r.ReadInt64(&stat->mtime) && r.ReadInt32(&stat->version) && r.ReadInt32(&stat->cversion) &&
+         r.ReadInt32(&stat->aversion) && r.ReadInt64(&stat->ephemeral_owner) &&
+         r.ReadInt32(&stat->data_length) && r.ReadInt32(&stat->num_children) &&
+         r.ReadInt64(&stat->pzxid);
 }
 
 bool ReadReplyHeader(JuteReader& r, ReplyHeader* header) {

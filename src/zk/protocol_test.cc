@@ -31,12 +31,13 @@ TEST(ProtocolTest, GetDataRequestHasTheDocumentedLayout) {
   RequestFrame frame(7, OpCode::kGetData);
   WritePathWatchRequest(frame.writer(), "/a", true);
   const std::string bytes = std::move(frame).Finish();
-  const std::string expected("\0\0\0\x0f"   // length 15
-                             "\0\0\0\x07"   // xid
-                             "\0\0\0\x04"   // getData
-                             "\0\0\0\x02/a" // path
-                             "\x01",        // watch
-                             19);
+  const std::string expected(
+      "\0\0\0\x0f"    // length 15
+      "\0\0\0\x07"    // xid
+      "\0\0\0\x04"    // getData
+      "\0\0\0\x02/a"  // path
+      "\x01",         // watch
+      19);
   EXPECT_EQ(bytes, expected);
 }
 
@@ -129,9 +130,9 @@ TEST(ProtocolTest, Children2AndCreate2Responses) {
 TEST(ProtocolTest, MultiRequestEncodesHeadersAndEndMarker) {
   std::string bytes;
   JuteWriter w(bytes);
-  WriteMultiRequest(w, {MultiOp::Create("/a", "x"), MultiOp::Delete("/b", 3),
-                        MultiOp::SetData("/c", "y", 1), MultiOp::Check("/d", 2),
-                        MultiOp::Create("/e", "", CreateMode::kContainer)});
+  WriteMultiRequest(
+      w, {MultiOp::Create("/a", "x"), MultiOp::Delete("/b", 3), MultiOp::SetData("/c", "y", 1),
+          MultiOp::Check("/d", 2), MultiOp::Create("/e", "", CreateMode::kContainer)});
   JuteReader r(bytes);
   int32_t type = 0, err = 0;
   bool done = false;
@@ -253,11 +254,21 @@ TEST(ProtocolTest, SetWatches2RoundTripAndChunking) {
   for (int i = 0; i < 5000; ++i) {
     const std::string path = "/some/rather/long/path/to/a/node/number-" + std::to_string(i);
     switch (i % 5) {
-      case 0: all.data_watches.push_back(path); break;
-      case 1: all.exist_watches.push_back(path); break;
-      case 2: all.child_watches.push_back(path); break;
-      case 3: all.persistent_watches.push_back(path); break;
-      default: all.persistent_recursive_watches.push_back(path); break;
+      case 0:
+        all.data_watches.push_back(path);
+        break;
+      case 1:
+        all.exist_watches.push_back(path);
+        break;
+      case 2:
+        all.child_watches.push_back(path);
+        break;
+      case 3:
+        all.persistent_watches.push_back(path);
+        break;
+      default:
+        all.persistent_recursive_watches.push_back(path);
+        break;
     }
   }
   const size_t limit = 16 * 1024;
@@ -363,7 +374,9 @@ TEST(FrameReaderTest, NegativeLengthIsAnError) {
 
 TEST(FrameReaderTest, IncompleteFrameWaitsForMoreBytes) {
   FrameReader reader(1024);
-  Feed(reader, std::string("\0\0\0\x05" "ab", 6));
+  Feed(reader, std::string("\0\0\0\x05"
+                           "ab",
+                           6));
   auto next = reader.Next();
   ASSERT_TRUE(next.ok());
   EXPECT_FALSE(next->has_value());

@@ -37,8 +37,8 @@ class ScriptedConnection {
     std::string prefix;
     if (!ReadExactly(4, timeout, &prefix)) return std::nullopt;
     const auto* p = reinterpret_cast<const unsigned char*>(prefix.data());
-    const uint32_t length = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) |
-                            (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+    const uint32_t length =
+        (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
     if (length > 64 * 1024 * 1024) return std::nullopt;
     std::string payload;
     if (!ReadExactly(length, timeout, &payload)) return std::nullopt;

@@ -100,7 +100,10 @@ TEST(ScriptedServerTest, GarbageHandshakeIsAClearErrorAndTheNextServerIsTried) {
   std::atomic<bool> closed_by_client{false};
   ScriptedServer garbage([&](ScriptedConnection& c, int) {
     c.ReadFrame();
-    c.Write(std::string("\x7f\xff\xff\xff" "garbage", 11));  // a 2 GiB frame
+    c.Write(
+        std::string("\x7f\xff\xff\xff"
+                    "garbage",
+                    11));  // a 2 GiB frame
     closed_by_client = c.WaitForClose(seconds(10));
   });
   int64_t zxid = 100;
@@ -299,16 +302,16 @@ TEST(ScriptedServerTest, WatchesAreReRegisteredInChunkedSetWatches2Frames) {
   const std::string padding(90, 'p');
   std::atomic<int> done{0};
   for (int i = 0; i < kWatches; ++i) {
-    client->Exists("/" + padding + "/w" + std::to_string(i), true,
-                   [&](ZkResult<ExistsReply> r) {
-                     EXPECT_TRUE(r.ok());
-                     EXPECT_FALSE(r->stat.has_value());
-                     ++done;
-                   });
+    client->Exists("/" + padding + "/w" + std::to_string(i), true, [&](ZkResult<ExistsReply> r) {
+      EXPECT_TRUE(r.ok());
+      EXPECT_FALSE(r->stat.has_value());
+      ++done;
+    });
   }
   ASSERT_TRUE(recorder.WaitForSession(SessionEventType::kReconnected, seconds(30)));
-  ASSERT_TRUE(recorder.WaitFor([&](const auto&, const auto&) { return got_all.load(); },
-                               seconds(30)));
+  // The server answers in order: once this read is answered, every SetWatches2 frame was read.
+  ASSERT_TRUE(blocking::GetData(*client, "/after").ok());
+  EXPECT_TRUE(got_all.load());
   EXPECT_EQ(done.load(), kWatches);
   client->Close();
   std::lock_guard lock(mutex);
@@ -396,8 +399,8 @@ TEST(ScriptedServerTest, CredentialsGoFirstOnEveryConnection) {
     body.ReadBuffer(&auth);
     {
       std::lock_guard lock(mutex);
-      first_frames.push_back(std::to_string(header.xid) + " " + std::to_string(header.type) +
-                             " " + scheme + " " + auth);
+      first_frames.push_back(std::to_string(header.xid) + " " + std::to_string(header.type) + " " +
+                             scheme + " " + auth);
     }
     c.Reply(proto::kAuthXid, 0, 0);
     if (index == 0) return;  // drop: the client must send the credentials again
@@ -449,17 +452,17 @@ TEST(ScriptedServerTest, RepliesAndEventsArriveInServerOrderWithChrootStripped) 
     stream += proto::EncodeReplyFrame({proto::kNotificationXid, -1, 0}, event);
     stream += proto::EncodeReplyFrame({xids[1], 6, 0}, GetDataBody("two"));
     c.Write(stream);  // in one write: the client must keep the order within a read
-    c.WaitForClose(seconds(10));
+    int64_t zxid = 6;
+    ServeBasics(c, &zxid);
   });
   std::mutex mutex;
   std::vector<std::string> order;
   ZkClientOptions options = Options(server.address() + "/app");
-  auto client_or = NewAsioZkClient(
-      options, ZkEventHandlers{[&](const WatchEvent& e) {
-                                 std::lock_guard lock(mutex);
-                                 order.push_back("event " + e.path);
-                               },
-                               nullptr});
+  auto client_or = NewAsioZkClient(options, ZkEventHandlers{[&](const WatchEvent& e) {
+                                                              std::lock_guard lock(mutex);
+                                                              order.push_back("event " + e.path);
+                                                            },
+                                                            nullptr});
   ASSERT_TRUE(client_or.ok());
   auto client = std::move(client_or).value();
   auto record = [&](ZkResult<GetDataReply> r) {
@@ -493,8 +496,7 @@ TEST(ScriptedServerTest, ReplyWithAnUnexpectedXidClosesTheConnection) {
   auto lost = blocking::GetData(*client, "/a");
   ASSERT_FALSE(lost.ok());
   EXPECT_EQ(lost.error().code, ZkErrorCode::kConnectionLoss);
-  EXPECT_NE(lost.error().message.find("does not match"), std::string::npos)
-      << lost.error().message;
+  EXPECT_NE(lost.error().message.find("does not match"), std::string::npos) << lost.error().message;
   ASSERT_TRUE(recorder.WaitForSession(SessionEventType::kReconnected, seconds(20)));
   EXPECT_TRUE(blocking::GetData(*client, "/a").ok());
   client->Close();
@@ -554,6 +556,51 @@ TEST(ScriptedServerTest, InvalidArgumentsFailWithoutTheNetwork) {
   EXPECT_NE(big.error().message.find("exceeds"), std::string::npos);
   EXPECT_FALSE(NewAsioZkClient(Options(""), {}).ok());
   client->Close();
+}
+
+}  // namespace
+}  // namespace zk2etcd::zk
+
+namespace zk2etcd::zk {
+namespace {
+
+TEST(ScriptedServerTest, CloseFromACallbackAndDestructionWithoutClose) {
+  ScriptedServer server([&](ScriptedConnection& c, int) {
+    if (!c.Handshake(12, 6000)) return;
+    int64_t zxid = 1;
+    ServeBasics(c, &zxid);
+  });
+  EventRecorder recorder;
+  auto client = Connect(Options(server.address()), recorder);
+  std::atomic<bool> closed_in_callback{false};
+  client->GetData("/a", false, [&](ZkResult<GetDataReply> r) {
+    EXPECT_TRUE(r.ok());
+    client->Close();  // on the delivery thread: must not wait for itself
+    closed_in_callback = true;
+  });
+  ASSERT_TRUE(recorder.WaitForSession(SessionEventType::kClosed, seconds(10)));
+  EXPECT_TRUE(closed_in_callback.load());
+  client.reset();
+
+  // A client destroyed while requests are pending fails them (kClosed) and says so.
+  EventRecorder second_recorder;
+  auto second = Connect(Options(server.address()), second_recorder);
+  std::atomic<int> answered{0};
+  std::atomic<int> failed{0};
+  for (int i = 0; i < 100; ++i) {
+    second->GetData("/b", false, [&](ZkResult<GetDataReply> r) {
+      ++answered;
+      if (!r.ok()) {
+        EXPECT_EQ(r.error().code, ZkErrorCode::kClosed);
+        ++failed;
+      }
+    });
+  }
+  second.reset();
+  EXPECT_EQ(answered.load(), 100) << "every callback runs exactly once, even on destruction";
+  const auto sessions = second_recorder.sessions();
+  ASSERT_FALSE(sessions.empty());
+  EXPECT_EQ(sessions.back().type, SessionEventType::kClosed);
 }
 
 }  // namespace

@@ -36,8 +36,14 @@ std::chrono::milliseconds SessionMachine::timeout() const {
 }
 
 SessionMachine::Duration SessionMachine::connect_timeout() const {
-  const Duration per_server = timeout() / static_cast<int64_t>(config_.server_count);
-  return std::min(per_server, read_timeout());
+  if (config_.connect_timeout.count() > 0) return config_.connect_timeout;
+  const Duration cap =
+      std::min<Duration>(timeout() / static_cast<int64_t>(config_.server_count), read_timeout());
+  const Duration first = std::min<Duration>(std::chrono::seconds(2), timeout() / 3);
+  const Duration longest = std::max(cap, first);
+  Duration attempt = first;
+  for (int i = 0; i < timed_out_attempts_ && attempt < longest; ++i) attempt *= 2;
+  return std::min(attempt, longest);
 }
 
 proto::ConnectRequest SessionMachine::BeginAttempt(TimePoint now) {
@@ -52,7 +58,10 @@ proto::ConnectRequest SessionMachine::BeginAttempt(TimePoint now) {
   return request;
 }
 
-void SessionMachine::OnAttemptFailed() { attempt_active_ = false; }
+void SessionMachine::OnAttemptFailed(bool timed_out) {
+  attempt_active_ = false;
+  if (timed_out) ++timed_out_attempts_;
+}
 
 SessionEvent SessionMachine::OnConnectResponse(const proto::ConnectResponse& response,
                                                TimePoint now, const std::string& server) {
@@ -71,6 +80,7 @@ SessionEvent SessionMachine::OnConnectResponse(const proto::ConnectResponse& res
     return event;
   }
   const bool reconnect = has_session();
+  timed_out_attempts_ = 0;
   session_id_ = response.session_id;
   password_ = response.password;
   negotiated_timeout_ = std::chrono::milliseconds(response.timeout_ms);

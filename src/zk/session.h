@@ -62,6 +62,9 @@ class SessionMachine {
     size_t server_count = 1;
     // Declare the session expired after the negotiated timeout without hearing from any server.
     bool local_expiry = true;
+    // A fixed time for each connection attempt (TCP connect and handshake); 0 for the adaptive
+    // default (see connect_timeout()).
+    std::chrono::milliseconds connect_timeout{0};
   };
 
   enum class Phase { kConnecting, kConnected, kExpired, kAuthFailed, kClosed };
@@ -78,8 +81,8 @@ class SessionMachine {
   // Starts an attempt at `now` and returns the ConnectRequest to send.
   // REQUIRES: phase() == kConnecting.
   proto::ConnectRequest BeginAttempt(TimePoint now);
-  // The attempt failed before a handshake (refused, reset, timeout, bad frame).
-  void OnAttemptFailed();
+  // The attempt failed before a handshake (refused, reset, bad frame, or `timed_out`).
+  void OnAttemptFailed(bool timed_out = false);
   // The server's answer to the ConnectRequest: kConnected (first session), kReconnected (same
   // session) or kExpired (the server no longer knows the session).
   SessionEvent OnConnectResponse(const proto::ConnectResponse& response, TimePoint now,
@@ -120,6 +123,10 @@ class SessionMachine {
   std::chrono::milliseconds timeout() const;
   Duration ping_interval() const { return timeout() / 3; }
   Duration read_timeout() const { return timeout() * 2 / 3; }
+  // How long the current attempt may take. A healthy server answers a handshake in
+  // milliseconds, but a starting one may accept the connection and never answer; so the first
+  // attempt gets min(2 s, a third of the timeout), and each attempt after one that timed out
+  // twice as long, up to min(timeout / servers, two thirds of the timeout).
   Duration connect_timeout() const;
 
  private:
@@ -130,6 +137,7 @@ class SessionMachine {
   std::chrono::milliseconds negotiated_timeout_{0};
   int64_t last_zxid_ = 0;
   bool attempt_active_ = false;
+  int timed_out_attempts_ = 0;  // consecutive
   TimePoint attempt_started_{};
   TimePoint last_send_{};
   TimePoint last_receive_{};

@@ -151,10 +151,10 @@ TEST_F(SessionMachineTest, UnreachableForTheWholeTimeoutExpiresLocally) {
   clock_.Advance(milliseconds(2000));
   session.OnConnectionLost(clock_.Now(), "h:1", "dead");
   session.BeginAttempt(clock_.Now());
-  // Each attempt may take the timeout divided among the servers.
-  EXPECT_EQ(session.connect_timeout(), milliseconds(1500));
+  // The first attempt gets a third of the timeout (less than 2 s here).
+  EXPECT_EQ(session.connect_timeout(), milliseconds(1000));
   EXPECT_EQ(session.NextDeadline(clock_.Now()), clock_.Now() + milliseconds(1000))
-      << "expiry (3000 ms after the last receive) comes before the attempt's timeout";
+      << "expiry is due 3000 ms after the last receive";
   clock_.Advance(milliseconds(999));
   EXPECT_EQ(session.Poll(clock_.Now()), Action::kNone);
   clock_.Advance(milliseconds(1));
@@ -170,7 +170,9 @@ TEST_F(SessionMachineTest, WithoutLocalExpiryOnlyTheAttemptTimesOut) {
   session.OnConnectResponse(Response(7, 3000), clock_.Now(), "h:1");
   session.OnConnectionLost(clock_.Now(), "h:1", "dead");
   session.BeginAttempt(clock_.Now());
-  clock_.Advance(milliseconds(2000));  // min(3000 / 1, 2000)
+  clock_.Advance(milliseconds(999));
+  EXPECT_EQ(session.Poll(clock_.Now()), Action::kNone);
+  clock_.Advance(milliseconds(1));  // min(2 s, 3000 / 3)
   EXPECT_EQ(session.Poll(clock_.Now()), Action::kConnectTimeout);
   session.OnAttemptFailed();
   clock_.Advance(milliseconds(60000));
@@ -186,6 +188,32 @@ TEST_F(SessionMachineTest, FirstConnectionNeverExpiresButAttemptsTimeOut) {
   session.OnAttemptFailed();
   clock_.Advance(milliseconds(100000));
   EXPECT_EQ(session.Poll(clock_.Now()), Action::kNone) << "no session yet, nothing to expire";
+}
+
+TEST_F(SessionMachineTest, ConnectTimeoutStartsShortAndDoublesAfterTimeouts) {
+  SessionMachine session = Machine(milliseconds(30000), 1);
+  std::vector<int64_t> timeouts;
+  for (int i = 0; i < 6; ++i) {
+    session.BeginAttempt(clock_.Now());
+    timeouts.push_back(std::chrono::duration_cast<milliseconds>(session.connect_timeout()).count());
+    session.OnAttemptFailed(/*timed_out=*/true);
+  }
+  // Up to min(30000 / 1 server, 2/3 of 30000).
+  EXPECT_EQ(timeouts, (std::vector<int64_t>{2000, 4000, 8000, 16000, 20000, 20000}));
+  session.OnAttemptFailed(/*timed_out=*/false);  // a refusal does not change it
+  EXPECT_EQ(session.connect_timeout(), milliseconds(20000));
+  session.BeginAttempt(clock_.Now());
+  session.OnConnectResponse(Response(5, 30000), clock_.Now(), "h:1");
+  EXPECT_EQ(session.connect_timeout(), milliseconds(2000)) << "a handshake resets it";
+
+  SessionMachine many = Machine(milliseconds(30000), 10);
+  EXPECT_EQ(many.connect_timeout(), milliseconds(2000));
+  many.OnAttemptFailed(true);
+  EXPECT_EQ(many.connect_timeout(), milliseconds(3000)) << "30000 / 10 servers";
+
+  SessionMachine fixed(SessionMachine::Config{milliseconds(30000), 1, true, milliseconds(700)});
+  fixed.OnAttemptFailed(true);
+  EXPECT_EQ(fixed.connect_timeout(), milliseconds(700));
 }
 
 TEST(FormatSessionIdTest, Hex) { EXPECT_EQ(FormatSessionId(0x1000a2b3c), "0x1000a2b3c"); }

@@ -20,12 +20,18 @@ WatchRegistry::PathSet* WatchRegistry::SetFor(WatchKind kind) {
 
 const WatchRegistry::PathSet* WatchRegistry::SetFor(WatchKind kind) const {
   switch (kind) {
-    case WatchKind::kData: return &data_;
-    case WatchKind::kExist: return &exist_;
-    case WatchKind::kChild: return &child_;
-    case WatchKind::kPersistent: return &persistent_;
-    case WatchKind::kPersistentRecursive: return &persistent_recursive_;
-    case WatchKind::kNone: return nullptr;
+    case WatchKind::kData:
+      return &data_;
+    case WatchKind::kExist:
+      return &exist_;
+    case WatchKind::kChild:
+      return &child_;
+    case WatchKind::kPersistent:
+      return &persistent_;
+    case WatchKind::kPersistentRecursive:
+      return &persistent_recursive_;
+    case WatchKind::kNone:
+      return nullptr;
   }
   return nullptr;
 }
@@ -67,7 +73,8 @@ bool WatchRegistry::Remove(WatcherType type, std::string_view path) {
       removed = data_.erase(key) + exist_.erase(key);
       break;
     case WatcherType::kAny:
-      removed = child_.erase(key) + data_.erase(key) + exist_.erase(key);
+      removed = child_.erase(key) + data_.erase(key) + exist_.erase(key) + persistent_.erase(key) +
+                persistent_recursive_.erase(key);
       break;
     case WatcherType::kPersistent:
       removed = persistent_.erase(key);

@@ -8,11 +8,16 @@ namespace zk2etcd::zk {
 
 std::string_view SessionStateName(SessionState state) {
   switch (state) {
-    case SessionState::kConnecting: return "connecting";
-    case SessionState::kConnected: return "connected";
-    case SessionState::kExpired: return "expired";
-    case SessionState::kAuthFailed: return "auth_failed";
-    case SessionState::kClosed: return "closed";
+    case SessionState::kConnecting:
+      return "connecting";
+    case SessionState::kConnected:
+      return "connected";
+    case SessionState::kExpired:
+      return "expired";
+    case SessionState::kAuthFailed:
+      return "auth_failed";
+    case SessionState::kClosed:
+      return "closed";
   }
   return "unknown";
 }
@@ -52,8 +57,8 @@ ZkResult<CreateReply> Create(ZkClient& client, std::string_view path, std::strin
 
 ZkResult<Ack> CreateAll(ZkClient& client, std::string_view path, std::string_view data) {
   if (auto reason = InvalidPathReason(path)) {
-    return Unexpected{ZkError{ZkErrorCode::kInvalidArgument,
-                              "create " + std::string(path) + ": " + *reason, -1}};
+    return Unexpected{
+        ZkError{ZkErrorCode::kInvalidArgument, "create " + std::string(path) + ": " + *reason, -1}};
   }
   Ack ack;
   size_t next = 1;

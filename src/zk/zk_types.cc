@@ -16,26 +16,40 @@ std::vector<Acl> CreatorAllAcl() { return {Acl{kPermAll, "auth", ""}}; }
 
 std::string_view WatchEventTypeName(WatchEventType type) {
   switch (type) {
-    case WatchEventType::kNone: return "None";
-    case WatchEventType::kNodeCreated: return "NodeCreated";
-    case WatchEventType::kNodeDeleted: return "NodeDeleted";
-    case WatchEventType::kNodeDataChanged: return "NodeDataChanged";
-    case WatchEventType::kNodeChildrenChanged: return "NodeChildrenChanged";
-    case WatchEventType::kDataWatchRemoved: return "DataWatchRemoved";
-    case WatchEventType::kChildWatchRemoved: return "ChildWatchRemoved";
-    case WatchEventType::kPersistentWatchRemoved: return "PersistentWatchRemoved";
+    case WatchEventType::kNone:
+      return "None";
+    case WatchEventType::kNodeCreated:
+      return "NodeCreated";
+    case WatchEventType::kNodeDeleted:
+      return "NodeDeleted";
+    case WatchEventType::kNodeDataChanged:
+      return "NodeDataChanged";
+    case WatchEventType::kNodeChildrenChanged:
+      return "NodeChildrenChanged";
+    case WatchEventType::kDataWatchRemoved:
+      return "DataWatchRemoved";
+    case WatchEventType::kChildWatchRemoved:
+      return "ChildWatchRemoved";
+    case WatchEventType::kPersistentWatchRemoved:
+      return "PersistentWatchRemoved";
   }
   return "Unknown";
 }
 
 std::string_view SessionEventTypeName(SessionEventType type) {
   switch (type) {
-    case SessionEventType::kConnected: return "connected";
-    case SessionEventType::kDisconnected: return "disconnected";
-    case SessionEventType::kReconnected: return "reconnected";
-    case SessionEventType::kExpired: return "expired";
-    case SessionEventType::kAuthFailed: return "auth_failed";
-    case SessionEventType::kClosed: return "closed";
+    case SessionEventType::kConnected:
+      return "connected";
+    case SessionEventType::kDisconnected:
+      return "disconnected";
+    case SessionEventType::kReconnected:
+      return "reconnected";
+    case SessionEventType::kExpired:
+      return "expired";
+    case SessionEventType::kAuthFailed:
+      return "auth_failed";
+    case SessionEventType::kClosed:
+      return "closed";
   }
   return "unknown";
 }

@@ -22,9 +22,9 @@ struct Stat {
   int64_t mzxid = 0;  // zxid of the last data change (the create's zxid until then)
   int64_t ctime = 0;  // milliseconds since the epoch
   int64_t mtime = 0;
-  int32_t version = 0;   // number of data changes
-  int32_t cversion = 0;  // number of child changes
-  int32_t aversion = 0;  // number of ACL changes
+  int32_t version = 0;          // number of data changes
+  int32_t cversion = 0;         // number of child changes
+  int32_t aversion = 0;         // number of ACL changes
   int64_t ephemeral_owner = 0;  // session id of an ephemeral's owner, 0 otherwise
   int32_t data_length = 0;
   int32_t num_children = 0;
@@ -117,10 +117,12 @@ struct SessionEvent {
 enum class AddWatchMode : int32_t { kPersistent = 0, kPersistentRecursive = 1 };
 
 // Which watches removeWatches removes; the values are ZooKeeper's WatcherType.
+// kPersistent and kPersistentRecursive need ZooKeeper 3.9+; older servers answer kUnimplemented,
+// and kAny (every watch of the session on the path, persistent ones included) works on all.
 enum class WatcherType : int32_t {
   kChildren = 1,
   kData = 2,  // data and exist watches
-  kAny = 3,   // children, data and exist watches (not persistent ones)
+  kAny = 3,
   kPersistent = 4,
   kPersistentRecursive = 5,
 };
@@ -172,10 +174,10 @@ struct MultiOp {
   enum class Kind { kCreate, kDelete, kSetData, kCheck };
   Kind kind = Kind::kCheck;
   std::string path;
-  std::string data;                            // kCreate, kSetData
-  CreateMode mode = CreateMode::kPersistent;   // kCreate
-  std::vector<Acl> acl = OpenAclUnsafe();      // kCreate
-  int32_t version = -1;                        // kDelete, kSetData, kCheck; -1 matches any
+  std::string data;                           // kCreate, kSetData
+  CreateMode mode = CreateMode::kPersistent;  // kCreate
+  std::vector<Acl> acl = OpenAclUnsafe();     // kCreate
+  int32_t version = -1;                       // kDelete, kSetData, kCheck; -1 matches any
 
   static MultiOp Create(std::string path, std::string data,
                         CreateMode mode = CreateMode::kPersistent);
@@ -218,7 +220,7 @@ struct ReadResult {
   std::string data;                   // kGetData
   Stat stat;                          // kGetData (the server returns no Stat for children)
   std::vector<std::string> children;  // kGetChildren
-  int64_t zxid = 0;  // the zxid at which this read was answered (errors included)
+  int64_t zxid = 0;                   // the zxid at which this read was answered (errors included)
 };
 
 struct MultiReadReply {
