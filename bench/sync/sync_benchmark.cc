@@ -10,6 +10,7 @@
 //              of both sides); the delay from a ZooKeeper write to the etcd key at fixed rates
 //              (p50/p99/max); the highest change rate sustained without the lag growing; peak
 //              resident memory and CPU seconds of the zk2etcd process
+//   --zk2etcd-args="..."  extra arguments for zk2etcd sync; --log-dir=DIR keeps the tools' logs
 //   --compare  any other tool, given as a command template with {zk} and {etcd}, through the same
 //              initial-sync and delay scenarios, with ratios to zk2etcd
 // Prints a table and writes JSON (--json). A benchmark, not a test: build it in Release.
@@ -60,6 +61,8 @@ struct Options {
   bool sustained = true;
   std::string json;
   std::vector<std::pair<std::string, std::string>> compare;  // name, command template
+  std::vector<std::string> zk2etcd_args;  // extra arguments for `zk2etcd sync`
+  std::string log_dir;                     // keep the tools' logs here
 };
 
 double Since(Clock::time_point start) {
@@ -393,6 +396,10 @@ int Main(int argc, char** argv) {
       for (const std::string& rate : SplitCommaList(*v)) options.rates.push_back(std::stoi(rate));
     } else if ((v = value("rate-seconds"))) {
       options.rate_seconds = std::stoi(*v);
+    } else if ((v = value("zk2etcd-args"))) {
+      for (std::string& word : SplitWords(*v)) options.zk2etcd_args.push_back(std::move(word));
+    } else if ((v = value("log-dir"))) {
+      options.log_dir = *v;
     } else if (arg == "--no-sustained") {
       options.sustained = false;
     } else if ((v = value("json"))) {
@@ -473,12 +480,14 @@ int Main(int argc, char** argv) {
 
   std::vector<ToolResult> results;
   std::cerr << "zk2etcd: initial sync, delays, sustained rate...\n";
-  results.push_back(RunTool("zk2etcd",
-                            {options.zk2etcd, "sync", "--zookeeper-servers=" + zk_address,
-                             "--etcd-servers=" + etcd_endpoint, "--leader-elect=false",
-                             "--fullsync-interval=0", "--http-addr=127.0.0.1:0",
-                             "--log-level=warn"},
-                            **zookeeper, **server, *etcd, tree_nodes, leaves, options, dir->path()));
+  const std::string log_dir = options.log_dir.empty() ? dir->path() : options.log_dir;
+  std::vector<std::string> sync_argv = {options.zk2etcd, "sync", "--zookeeper-servers=" + zk_address,
+                                        "--etcd-servers=" + etcd_endpoint, "--leader-elect=false",
+                                        "--fullsync-interval=0", "--http-addr=127.0.0.1:0",
+                                        "--log-level=warn"};
+  sync_argv.insert(sync_argv.end(), options.zk2etcd_args.begin(), options.zk2etcd_args.end());
+  results.push_back(RunTool("zk2etcd", sync_argv, **zookeeper, **server, *etcd, tree_nodes, leaves,
+                            options, log_dir));
   // diff with nothing to fix (zk2etcd left etcd in sync), next to the raw read of both sides.
   {
     const auto start = Clock::now();
@@ -494,7 +503,7 @@ int Main(int argc, char** argv) {
     const std::string expanded =
         Replace(Replace(command, "{zk}", zk_address), "{etcd}", etcd_endpoint);
     results.push_back(RunTool(name, SplitWords(expanded), **zookeeper, **server, *etcd, tree_nodes,
-                              leaves, options, dir->path()));
+                              leaves, options, log_dir));
   }
 
   // Report.

@@ -150,7 +150,7 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
   std::unique_ptr<sync::FencedWriter> writer;
   if (flags.fix) {
     sync::FencedWriterOptions writer_options;
-    writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 4);
+    writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 8);
     writer = std::make_unique<sync::FencedWriter>(**etcd, writer_options, clock);
   }
   sync::Reconciler reconciler(config.scope, config.layout, **etcd, writer.get(), redis.get(),

@@ -213,7 +213,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   std::unique_ptr<zk::ZkClientFactory> zk_factory = zk::NewAsioZkClientFactory(zk_options);
 
   sync::FencedWriterOptions writer_options;
-  writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 4);
+  writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 8);
   SyncOperations* ops = operations->get();
   sync::FencedWriter writer(
       **etcd, writer_options, clock,

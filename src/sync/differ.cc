@@ -147,13 +147,16 @@ etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const Scope& scope,
         difference.key = key;
         difference.path = *path;
         if (has_node) difference.node_index = nodes[next_node];
-        if (has_key) difference.etcd_mod_revision = data.current()->mod_revision;
+        if (has_key) {
+          difference.etcd_mod_revision = data.current()->mod_revision;
+        }
         if (has_meta) difference.meta_zxid = DecodeZxid(meta.current()->value).value_or(0);
         if (has_node) ++report.zk_nodes;
         if (has_key) ++report.etcd_keys;
         const std::optional<Difference::Kind> kind =
             Classify(has_node ? &tree.nodes[nodes[next_node]].data : nullptr,
                      has_key ? &data.current()->value : nullptr, has_meta);
+        if (kind && has_key) difference.etcd_value = data.current()->value;
         if (kind == Difference::Kind::kUnclaimed) {
           ++report.in_sync;
           ++report.unclaimed;

@@ -63,6 +63,7 @@ struct Difference {
   // The node as ZooKeeper had it (kMissing, kChanged, kForeign when the node exists).
   std::optional<size_t> node_index;
   int64_t etcd_mod_revision = 0;       // when the key exists in etcd
+  std::optional<std::string> etcd_value;  // the key's value, when it exists in etcd
   std::optional<int64_t> meta_zxid;    // when a meta record exists
 };
 std::string_view DifferenceKindName(Difference::Kind kind);

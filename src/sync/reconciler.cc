@@ -121,7 +121,7 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
     auto confirmed = Recheck(
         zk, std::vector<Difference>(candidates.begin() + static_cast<std::ptrdiff_t>(begin),
                                     candidates.begin() + static_cast<std::ptrdiff_t>(end)),
-        options.zk_window);
+        options.zk_window, /*read_etcd=*/!fix);
     report.recheck_duration += clock_.Now() - recheck_start;
     if (!confirmed.ok()) {
       if (fix) FinishRepair(repairs, report);  // what was submitted completes; then report
@@ -140,7 +140,8 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
 }
 
 Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
-    zk::ZkClient& zk, const std::vector<Difference>& candidates, size_t zk_window) {
+    zk::ZkClient& zk, const std::vector<Difference>& candidates, size_t zk_window,
+    bool read_etcd) {
   std::vector<std::string> paths;
   paths.reserve(candidates.size());
   for (const Difference& candidate : candidates) paths.push_back(candidate.path);
@@ -158,7 +159,17 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
   std::vector<EtcdState> states(candidates.size());
   std::optional<etcd::Error> etcd_error;
   Pending pending;
-  for (size_t begin = 0; begin < candidates.size(); begin += kRecheckPerTxn) {
+  if (!read_etcd) {
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      const Difference& candidate = candidates[i];
+      if (candidate.etcd_value) {
+        states[i].kv = etcd::KeyValue{candidate.key, *candidate.etcd_value, 0,
+                                      candidate.etcd_mod_revision, 0, 0};
+      }
+      states[i].meta_zxid = candidate.meta_zxid;
+    }
+  }
+  for (size_t begin = 0; read_etcd && begin < candidates.size(); begin += kRecheckPerTxn) {
     const size_t end = std::min(candidates.size(), begin + kRecheckPerTxn);
     etcd::TxnRequest txn;
     for (size_t i = begin; i < end; ++i) {
