@@ -127,8 +127,6 @@ Op Op::Delete(std::string key, std::string range_end) {
 Op Op::Range(RangeRequest request) {
   Op op;
   op.type = Type::kRange;
-  op.key = request.key;
-  op.range_end = request.range_end;
   op.range = std::move(request);
   return op;
 }
@@ -136,7 +134,7 @@ Op Op::Range(RangeRequest request) {
 Op Op::Txn(TxnRequest request) {
   Op op;
   op.type = Type::kTxn;
-  op.txn = std::make_shared<const TxnRequest>(std::move(request));
+  op.txn = std::make_shared<TxnRequest>(std::move(request));
   return op;
 }
 
@@ -172,7 +170,7 @@ EtcdResult<void> ValidateTxnWithLimit(const TxnRequest& request, int limit, int 
             !nested_ok.ok()) {
           return nested_ok;
         }
-      } else if (op.key.empty()) {
+      } else if ((op.type == Op::Type::kRange ? op.range.key : op.key).empty()) {
         return MakeError(ErrorCode::kInvalidArgument, "a transaction operation has an empty key");
       }
     }
@@ -212,8 +210,7 @@ EtcdResult<LeaderKey> EtcdClient::CampaignAndWait(const std::string& name, int64
   return future.get();
 }
 
-EtcdResult<int64_t> ForEachPage(EtcdClient& client, const RangeRequest& request,
-                                int64_t page_size,
+EtcdResult<int64_t> ForEachPage(EtcdClient& client, const RangeRequest& request, int64_t page_size,
                                 const std::function<bool(RangeResponse&)>& on_page) {
   if (page_size <= 0) {
     return MakeError(ErrorCode::kInvalidArgument, "page size must be positive");

@@ -108,7 +108,7 @@ struct RangeRequest {
 };
 
 struct RangeResponse {
-  int64_t revision = 0;  // the store's revision the read was served at (header revision)
+  int64_t revision = 0;       // the store's revision the read was served at (header revision)
   std::vector<KeyValue> kvs;  // sorted by key
   bool more = false;          // more keys in the range than `limit`
   int64_t count = 0;          // keys in the range (ignores the limit)
@@ -143,13 +143,15 @@ struct TxnRequest;
 struct Op {
   enum class Type { kPut, kDelete, kRange, kTxn };
   Type type = Type::kPut;
-  std::string key;
+  std::string key;        // kPut, kDelete
   std::string value;      // kPut
-  std::string range_end;  // kDelete (and kRange through `range`)
+  std::string range_end;  // kDelete
   int64_t lease = 0;      // kPut
   bool prev_kv = false;   // kPut, kDelete: return the previous key-value(s)
-  RangeRequest range;     // kRange
-  std::shared_ptr<const TxnRequest> txn;  // kTxn: a nested transaction
+  RangeRequest range;     // kRange: the whole read
+  // kTxn: a nested transaction. Sending a request that holds the only reference to it moves its
+  // strings instead of copying them.
+  std::shared_ptr<TxnRequest> txn;
 
   static Op Put(std::string key, std::string value, int64_t lease = 0);
   static Op Delete(std::string key, std::string range_end = {});
@@ -192,13 +194,13 @@ EtcdResult<void> ValidateTxn(const TxnRequest& request, int max_ops = kDefaultMa
 
 struct PutResponse {
   int64_t revision = 0;
-  std::optional<KeyValue> prev_kv;  // with prev_kv, if the key existed
+  std::optional<KeyValue> prev_kv;  // the previous key-value, if the key existed
 };
 
 struct DeleteResponse {
   int64_t revision = 0;
   int64_t deleted = 0;
-  std::vector<KeyValue> prev_kvs;  // with prev_kv
+  std::vector<KeyValue> prev_kvs;  // the deleted key-values
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -208,7 +210,7 @@ struct CallOptions {
   // Whether a write may be sent again when its outcome is unknown (connection lost after sending,
   // deadline exceeded). True for fenced writes, whose compares make a repeat harmless. Reads are
   // always retried; writes are always retried when etcd provably did not apply them (no
-  // connection, rejected token, no leader).
+  // connection could be made, the auth token was rejected, etcd said "too many requests").
   bool safe_to_retry = false;
   // The deadline of each attempt; zero means the client's default (GrpcEtcdClientOptions).
   std::chrono::milliseconds timeout{0};
@@ -219,7 +221,7 @@ struct CallOptions {
 
 struct WatchRequest {
   std::string key;
-  std::string range_end;    // as in RangeRequest
+  std::string range_end;       // as in RangeRequest
   int64_t start_revision = 0;  // 0: from now on
   bool prev_kv = false;
 
@@ -291,7 +293,8 @@ class EtcdClient {
   using TxnCallback = std::function<void(EtcdResult<TxnResponse>)>;
   // Called with each batch of events. An error is final (the watch has ended): kCompacted when
   // the next revision to deliver was compacted (re-read, then watch from the read's revision + 1),
-  // kPermissionDenied, or kCancelled at the client's destruction. Lost connections are not
+  // kPermissionDenied or kAuthFailed (after one token renewal), kCancelled at the client's
+  // destruction, or another reason etcd gave for cancelling the watch. Lost connections are not
   // errors: the watch reconnects (trying every endpoint, with backoff) and resumes at the revision
   // after the last one delivered, so no event is lost or delivered twice.
   using WatchCallback = std::function<void(EtcdResult<WatchEvents>)>;
@@ -336,8 +339,7 @@ class EtcdClient {
   // Joins election `name` with a key bound to `lease`, and completes once this candidate leads
   // (no deadline). Repeating a campaign with the same lease is harmless.
   virtual std::unique_ptr<CallHandle> Campaign(const std::string& name, int64_t lease,
-                                               const std::string& value,
-                                               CampaignCallback done) = 0;
+                                               const std::string& value, CampaignCallback done) = 0;
   // Campaign and wait. REQUIRES: not on the callback thread.
   EtcdResult<LeaderKey> CampaignAndWait(const std::string& name, int64_t lease,
                                         const std::string& value);
@@ -364,8 +366,7 @@ class EtcdClient {
 // the first page, or request.revision when set. Calls `on_page` for each page; returning false
 // stops early. Returns the revision read at. keys_only is honoured; limit and count_only are not.
 // A compaction of that revision while paging ends with kCompacted.
-EtcdResult<int64_t> ForEachPage(EtcdClient& client, const RangeRequest& request,
-                                int64_t page_size,
+EtcdResult<int64_t> ForEachPage(EtcdClient& client, const RangeRequest& request, int64_t page_size,
                                 const std::function<bool(RangeResponse&)>& on_page);
 
 // ForEachPage collecting every page into one response (revision, kvs, count).

@@ -18,10 +18,10 @@ namespace {
 using std::chrono::milliseconds;
 
 constexpr ErrorCode kAllCodes[] = {
-    ErrorCode::kUnavailable,      ErrorCode::kDeadlineExceeded,   ErrorCode::kCompacted,
-    ErrorCode::kTooManyOps,       ErrorCode::kPermissionDenied,   ErrorCode::kAuthFailed,
-    ErrorCode::kInvalidArgument,  ErrorCode::kFailedPrecondition, ErrorCode::kNotFound,
-    ErrorCode::kResourceExhausted, ErrorCode::kTlsFailed,         ErrorCode::kCancelled,
+    ErrorCode::kUnavailable,       ErrorCode::kDeadlineExceeded,   ErrorCode::kCompacted,
+    ErrorCode::kTooManyOps,        ErrorCode::kPermissionDenied,   ErrorCode::kAuthFailed,
+    ErrorCode::kInvalidArgument,   ErrorCode::kFailedPrecondition, ErrorCode::kNotFound,
+    ErrorCode::kResourceExhausted, ErrorCode::kTlsFailed,          ErrorCode::kCancelled,
     ErrorCode::kInternal};
 
 TEST(ErrorLabelTest, EveryCodeHasADistinctFixedSnakeCaseLabel) {
@@ -147,10 +147,8 @@ TEST(ErrorFromStatusTest, MapsEtcdAndGrpcErrorsToCodes) {
        "etcdserver: authentication failed, invalid user ID or password", ErrorCode::kAuthFailed},
       {grpc::StatusCode::PERMISSION_DENIED, "etcdserver: permission denied",
        ErrorCode::kPermissionDenied},
-      {grpc::StatusCode::UNAUTHENTICATED, "etcdserver: invalid auth token",
-       ErrorCode::kAuthFailed},
-      {grpc::StatusCode::NOT_FOUND, "etcdserver: requested lease not found",
-       ErrorCode::kNotFound},
+      {grpc::StatusCode::UNAUTHENTICATED, "etcdserver: invalid auth token", ErrorCode::kAuthFailed},
+      {grpc::StatusCode::NOT_FOUND, "etcdserver: requested lease not found", ErrorCode::kNotFound},
       {grpc::StatusCode::FAILED_PRECONDITION, "etcdserver: authentication is not enabled",
        ErrorCode::kFailedPrecondition},
       {grpc::StatusCode::RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded",
@@ -169,6 +167,16 @@ TEST(ErrorFromStatusTest, MapsEtcdAndGrpcErrorsToCodes) {
   EXPECT_NE(ErrorFromStatus(grpc::Status(grpc::StatusCode::UNAVAILABLE, "Ssl handshake failed"))
                 .message.find("TLS"),
             std::string::npos);
+  // Plain-text channels: gRPC's connection handshakers also speak of "handshake".
+  EXPECT_EQ(ErrorFromStatus(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                         "failed to connect to all addresses; last error: "
+                                         "UNKNOWN: ipv4:127.0.0.1:1: handshaker shutdown"))
+                .code,
+            ErrorCode::kUnavailable);
+  EXPECT_EQ(ErrorFromStatus(grpc::Status(grpc::StatusCode::UNAVAILABLE, "Ssl handshake failed"),
+                            /*tls=*/false)
+                .code,
+            ErrorCode::kUnavailable);
 }
 
 TEST(ErrorFromStatusTest, ClassifiesTokenAndNeverAppliedFailures) {
@@ -195,6 +203,12 @@ TEST(ErrorFromStatusTest, ClassifiesTokenAndNeverAppliedFailures) {
 
   EXPECT_EQ(ErrorFromWatchCancel("etcdserver: permission denied").code,
             ErrorCode::kPermissionDenied);
+  EXPECT_EQ(ErrorFromWatchCancel(
+                "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token")
+                .code,
+            ErrorCode::kAuthFailed);
+  EXPECT_EQ(ErrorFromWatchCancel("rpc error: code = Unavailable desc = etcdserver: no leader").code,
+            ErrorCode::kUnavailable);
   EXPECT_EQ(ErrorFromWatchCancel("").code, ErrorCode::kCancelled);
 }
 
@@ -286,8 +300,7 @@ TEST(GrpcEtcdClientTest, RefusesBadOptions) {
   GrpcEtcdClientOptions cert_without_key;
   cert_without_key.endpoints = {"127.0.0.1:1"};
   cert_without_key.tls = TlsOptions{"", "/tmp/cert.pem", "", ""};
-  EXPECT_EQ(NewGrpcEtcdClient(cert_without_key, clock).error().code,
-            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(NewGrpcEtcdClient(cert_without_key, clock).error().code, ErrorCode::kInvalidArgument);
 }
 
 // Port 1 on loopback refuses connections: nothing listens there.

@@ -165,9 +165,9 @@ void FakeEtcdStore::Compact(int64_t revision) {
   for (auto it = history_.begin(); it != history_.end();) {
     std::vector<Version>& versions = it->second;
     // Keep the newest version at or before `revision`, unless it is a deletion.
-    auto first_kept = std::upper_bound(
-        versions.begin(), versions.end(), revision,
-        [](int64_t rev, const Version& v) { return rev < v.mod_revision; });
+    auto first_kept =
+        std::upper_bound(versions.begin(), versions.end(), revision,
+                         [](int64_t rev, const Version& v) { return rev < v.mod_revision; });
     if (first_kept != versions.begin()) {
       auto newest_old = std::prev(first_kept);
       if (!newest_old->deleted) first_kept = newest_old;
@@ -198,8 +198,7 @@ std::vector<KeyValue> FakeEtcdStore::List(const std::string& prefix) const {
   return response.ok() ? std::move(response->kvs) : std::vector<KeyValue>{};
 }
 
-int64_t FakeEtcdStore::PutDirect(const std::string& key, const std::string& value,
-                                 int64_t lease) {
+int64_t FakeEtcdStore::PutDirect(const std::string& key, const std::string& value, int64_t lease) {
   std::lock_guard lock(mutex_);
   Batch batch = BeginLocked();
   PutLocked(batch, key, value, lease, false, nullptr);
@@ -364,8 +363,8 @@ void FakeEtcdStore::PutLocked(Batch& batch, const std::string& key, const std::s
   }
   WatchEvent event;
   event.type = WatchEvent::Type::kPut;
-  event.kv = KeyValue{key, value, next.create_revision, next.mod_revision, next.version,
-                      next.lease};
+  event.kv =
+      KeyValue{key, value, next.create_revision, next.mod_revision, next.version, next.lease};
   event.prev_kv = prev_kv;
   if (prev != nullptr) *prev = std::move(prev_kv);
   versions.push_back(std::move(next));
@@ -373,8 +372,7 @@ void FakeEtcdStore::PutLocked(Batch& batch, const std::string& key, const std::s
 }
 
 int64_t FakeEtcdStore::DeleteLocked(Batch& batch, const std::string& key,
-                                    const std::string& range_end,
-                                    std::vector<KeyValue>* prevs) {
+                                    const std::string& range_end, std::vector<KeyValue>* prevs) {
   RangeRequest request;
   request.key = key;
   request.range_end = range_end;
@@ -434,10 +432,9 @@ std::optional<KeyValue> FakeEtcdStore::LeaderLocked(const std::string& name) con
   RangeRequest request = RangeRequest::Prefix(name + "/");
   auto response = RangeLocked(request);
   if (!response.ok() || response->kvs.empty()) return std::nullopt;
-  return *std::min_element(response->kvs.begin(), response->kvs.end(),
-                           [](const KeyValue& a, const KeyValue& b) {
-                             return a.create_revision < b.create_revision;
-                           });
+  return *std::min_element(
+      response->kvs.begin(), response->kvs.end(),
+      [](const KeyValue& a, const KeyValue& b) { return a.create_revision < b.create_revision; });
 }
 
 void FakeEtcdStore::CheckElectionsLocked() {
@@ -486,8 +483,8 @@ void FakeEtcdStore::ExpireLeasesLocked() {
   const SteadyTime now = clock_.Now();
   std::vector<int64_t> expired;
   for (auto& [id, lease] : leases_) {
-    const bool kept_alive = std::any_of(
-        subscriptions_.begin(), subscriptions_.end(), [id = id](const auto& s) {
+    const bool kept_alive =
+        std::any_of(subscriptions_.begin(), subscriptions_.end(), [id = id](const auto& s) {
           return s->kind == Subscription::Kind::kKeepAlive && !s->done && s->lease == id &&
                  s->client->reachable();
         });
@@ -613,8 +610,7 @@ void FakeEtcdStore::ApplyOpsLocked(Batch& batch, const TxnRequest& request, bool
 EtcdResult<TxnResponse> FakeEtcdStore::TxnLocked(const TxnRequest& request, int max_ops) {
   if (auto valid = ValidateTxn(request, max_ops); !valid.ok()) return Unexpected{valid.error()};
   if (HasDuplicateKeys(request)) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "etcdserver: duplicate key given in txn request");
+    return MakeError(ErrorCode::kInvalidArgument, "etcdserver: duplicate key given in txn request");
   }
   for (const auto* branch : {&request.success, &request.failure}) {
     for (const Op& op : *branch) {
@@ -756,17 +752,14 @@ bool FakeEtcdClient::reachable() const {
   return !unavailable_;
 }
 
-bool FakeEtcdClient::OnCallbackThread() const {
-  return std::this_thread::get_id() == thread_id_;
-}
+bool FakeEtcdClient::OnCallbackThread() const { return std::this_thread::get_id() == thread_id_; }
 
 void FakeEtcdClient::Drain() {
   std::unique_lock lock(mutex_);
   changed_.wait(lock, [this] { return tasks_.empty() && !running_task_; });
 }
 
-void FakeEtcdClient::InjectFault(std::string_view op, ErrorCode code, int times,
-                                 FaultPhase phase) {
+void FakeEtcdClient::InjectFault(std::string_view op, ErrorCode code, int times, FaultPhase phase) {
   std::lock_guard lock(mutex_);
   faults_.push_back(Fault{std::string(op), code, times, phase});
 }
@@ -858,8 +851,7 @@ void FakeEtcdClient::Report(std::string_view op, std::string_view status, Steady
 }
 
 template <typename T>
-EtcdResult<T> FakeEtcdClient::Finish(std::string_view op, SteadyTime start,
-                                     EtcdResult<T> result) {
+EtcdResult<T> FakeEtcdClient::Finish(std::string_view op, SteadyTime start, EtcdResult<T> result) {
   Report(op, result.ok() ? kSuccessLabel : ErrorLabel(result.error().code), start);
   return result;
 }
@@ -1090,8 +1082,7 @@ EtcdResult<LeaseTimeToLiveResponse> FakeEtcdClient::LeaseTimeToLive(int64_t id) 
   });
 }
 
-std::unique_ptr<CallHandle> FakeEtcdClient::LeaseKeepAlive(int64_t id,
-                                                           LeaseLostCallback on_lost) {
+std::unique_ptr<CallHandle> FakeEtcdClient::LeaseKeepAlive(int64_t id, LeaseLostCallback on_lost) {
   const SteadyTime start = clock_.Now();
   auto subscription = std::make_shared<Subscription>();
   subscription->kind = Subscription::Kind::kKeepAlive;

@@ -176,24 +176,21 @@ class FakeEtcdClient final : public EtcdClient {
   EtcdResult<RangeResponse> Range(const RangeRequest& request,
                                   const CallOptions& options = {}) override;
   void TxnAsync(TxnRequest request, const CallOptions& options, TxnCallback done) override;
-  EtcdResult<PutResponse> Put(const std::string& key, const std::string& value,
-                              int64_t lease = 0, const CallOptions& options = {}) override;
+  EtcdResult<PutResponse> Put(const std::string& key, const std::string& value, int64_t lease = 0,
+                              const CallOptions& options = {}) override;
   EtcdResult<DeleteResponse> Delete(const std::string& key, const std::string& range_end = {},
                                     const CallOptions& options = {}) override;
-  std::unique_ptr<CallHandle> Watch(const WatchRequest& request,
-                                    WatchCallback callback) override;
+  std::unique_ptr<CallHandle> Watch(const WatchRequest& request, WatchCallback callback) override;
   EtcdResult<LeaseGrantResponse> LeaseGrant(std::chrono::seconds ttl, int64_t id = 0) override;
   EtcdResult<void> LeaseRevoke(int64_t id) override;
   EtcdResult<LeaseTimeToLiveResponse> LeaseTimeToLive(int64_t id) override;
   std::unique_ptr<CallHandle> LeaseKeepAlive(int64_t id, LeaseLostCallback on_lost) override;
   std::unique_ptr<CallHandle> Campaign(const std::string& name, int64_t lease,
-                                       const std::string& value,
-                                       CampaignCallback done) override;
+                                       const std::string& value, CampaignCallback done) override;
   EtcdResult<void> Proclaim(const LeaderKey& leader, const std::string& value) override;
   EtcdResult<void> Resign(const LeaderKey& leader) override;
   EtcdResult<KeyValue> Leader(const std::string& name) override;
-  std::unique_ptr<CallHandle> Observe(const std::string& name,
-                                      ObserveCallback callback) override;
+  std::unique_ptr<CallHandle> Observe(const std::string& name, ObserveCallback callback) override;
   EtcdResult<StatusResponse> Status() override;
   size_t PendingTxns() const override;
   bool OnCallbackThread() const override;

@@ -332,10 +332,9 @@ TEST_F(FakeEtcdClientTest, TheNextCandidateLeadsWhenTheLeadersLeaseExpires) {
   auto second_lease = client_.LeaseGrant(seconds(5));
   auto second_keepalive = client_.LeaseKeepAlive(second_lease->id, [](const Error&) {});
   std::promise<EtcdResult<LeaderKey>> elected;
-  auto campaign = client_.Campaign("/election", second_lease->id, "second",
-                                   [&elected](EtcdResult<LeaderKey> leader) {
-                                     elected.set_value(std::move(leader));
-                                   });
+  auto campaign = client_.Campaign(
+      "/election", second_lease->id, "second",
+      [&elected](EtcdResult<LeaderKey> leader) { elected.set_value(std::move(leader)); });
   client_.Drain();
   auto future = elected.get_future();
   EXPECT_EQ(future.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);

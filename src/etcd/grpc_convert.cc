@@ -91,11 +91,26 @@ void FillOp(OpRef<kMove> op, pb::RequestOp* out) {
       del->set_prev_kv(op.prev_kv);
       break;
     }
-    case Op::Type::kRange:
-      etcd::ToProto(op.range, out->mutable_request_range());
+    case Op::Type::kRange: {
+      pb::RangeRequest* range = out->mutable_request_range();
+      range->set_key(Pass<kMove>(op.range.key));
+      if (!op.range.range_end.empty()) range->set_range_end(Pass<kMove>(op.range.range_end));
+      range->set_limit(op.range.limit);
+      range->set_revision(op.range.revision);
+      range->set_keys_only(op.range.keys_only);
+      range->set_count_only(op.range.count_only);
       break;
+    }
     case Op::Type::kTxn:
-      if (op.txn != nullptr) FillTxn<false>(*op.txn, out->mutable_request_txn());
+      if (op.txn == nullptr) break;
+      if constexpr (kMove) {
+        // Nobody else can see the nested request: take its strings.
+        if (op.txn.use_count() == 1) {
+          FillTxn<true>(*op.txn, out->mutable_request_txn());
+          break;
+        }
+      }
+      FillTxn<false>(*op.txn, out->mutable_request_txn());
       break;
   }
 }
@@ -157,14 +172,17 @@ bool Contains(std::string_view text, std::string_view part) {
 
 bool ContainsIgnoringCase(std::string_view text, std::string_view part) {
   auto it = std::search(text.begin(), text.end(), part.begin(), part.end(), [](char a, char b) {
-    return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+    return std::tolower(static_cast<unsigned char>(a)) ==
+           std::tolower(static_cast<unsigned char>(b));
   });
   return it != text.end();
 }
 
+// gRPC reports TLS failures as UNAVAILABLE with OpenSSL's text ("Ssl handshake failed:
+// SSL_ERROR_SSL: ... certificate verify failed"). Plain "handshake" is not enough: gRPC's own
+// connection handshakers use the word for plain-text connections too.
 bool LooksLikeTls(std::string_view message) {
-  return ContainsIgnoringCase(message, "ssl") || ContainsIgnoringCase(message, "handshake") ||
-         ContainsIgnoringCase(message, "certificate") || ContainsIgnoringCase(message, "tls");
+  return ContainsIgnoringCase(message, "ssl") || ContainsIgnoringCase(message, "certificate");
 }
 
 }  // namespace
@@ -180,8 +198,7 @@ void ToProto(const RangeRequest& request, pb::RangeRequest* proto) {
 
 void ToProto(TxnRequest&& request, pb::TxnRequest* proto) { FillTxn<true>(request, proto); }
 
-void ToProto(const WatchRequest& request, int64_t start_revision,
-             pb::WatchCreateRequest* proto) {
+void ToProto(const WatchRequest& request, int64_t start_revision, pb::WatchCreateRequest* proto) {
   proto->set_key(request.key);
   if (!request.range_end.empty()) proto->set_range_end(request.range_end);
   proto->set_start_revision(start_revision);
@@ -232,8 +249,8 @@ WatchEvents TakeWatchEvents(pb::WatchResponse* proto) {
   out.events.reserve(static_cast<size_t>(proto->events_size()));
   for (auto& event : *proto->mutable_events()) {
     WatchEvent converted;
-    converted.type = event.type() == mvccpb::Event::DELETE ? WatchEvent::Type::kDelete
-                                                           : WatchEvent::Type::kPut;
+    converted.type =
+        event.type() == mvccpb::Event::DELETE ? WatchEvent::Type::kDelete : WatchEvent::Type::kPut;
     converted.kv = TakeKeyValue(event.mutable_kv());
     if (event.has_prev_kv()) converted.prev_kv = TakeKeyValue(event.mutable_prev_kv());
     out.events.push_back(std::move(converted));
@@ -250,7 +267,7 @@ LeaderKey TakeLeaderKey(v3electionpb::LeaderKey* proto) {
   return leader;
 }
 
-Error ErrorFromStatus(const grpc::Status& status) {
+Error ErrorFromStatus(const grpc::Status& status, bool tls) {
   const std::string& text = status.error_message();
   auto make = [&text](ErrorCode code) { return Error{code, text, 0}; };
   switch (status.error_code()) {
@@ -261,7 +278,7 @@ Error ErrorFromStatus(const grpc::Status& status) {
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return make(ErrorCode::kDeadlineExceeded);
     case grpc::StatusCode::UNAVAILABLE:
-      if (LooksLikeTls(text)) {
+      if (tls && LooksLikeTls(text)) {
         return Error{ErrorCode::kTlsFailed,
                      "TLS handshake failed (check the CA certificate, the client certificate and "
                      "key, and the server name): " +
@@ -325,10 +342,15 @@ bool IsNeverAppliedStatus(const grpc::Status& status) {
 }
 
 Error ErrorFromWatchCancel(const std::string& reason) {
+  // etcd 3.4 sends gRPC errors as text: "rpc error: code = Unauthenticated desc = ...".
   if (Contains(reason, "permission denied")) {
     return Error{ErrorCode::kPermissionDenied, reason, 0};
   }
+  if (Contains(reason, "invalid auth token")) return Error{ErrorCode::kAuthFailed, reason, 0};
   if (Contains(reason, "compacted")) return Error{ErrorCode::kCompacted, reason, 0};
+  if (Contains(reason, "no leader") || Contains(reason, "code = Unavailable")) {
+    return Error{ErrorCode::kUnavailable, reason, 0};
+  }
   if (reason.empty()) return Error{ErrorCode::kCancelled, "watch cancelled by etcd", 0};
   return Error{ErrorCode::kInternal, reason, 0};
 }

@@ -28,8 +28,9 @@ WatchEvents TakeWatchEvents(etcdserverpb::WatchResponse* proto);
 LeaderKey TakeLeaderKey(v3electionpb::LeaderKey* proto);
 
 // Maps a failed gRPC status (from etcd or from gRPC itself) to an Error. The status text goes
-// into the message only.
-Error ErrorFromStatus(const grpc::Status& status);
+// into the message only. `tls`: whether the channel uses TLS (only then can a connection failure
+// be kTlsFailed).
+Error ErrorFromStatus(const grpc::Status& status, bool tls = true);
 
 // etcd rejected the auth token (expired, or etcd restarted / auth re-enabled): authenticate again
 // and repeat the call. etcd did not apply the request.

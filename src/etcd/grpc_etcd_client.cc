@@ -152,7 +152,8 @@ class GrpcEtcdClient;
 template <typename Request, typename Response>
 class UnaryCall final : public Operation, private Tag {
  public:
-  using Done = std::function<void(EtcdResult<Response>, int endpoint)>;
+  // The response lives in the call's arena and is valid during the callback only.
+  using Done = std::function<void(EtcdResult<Response*>, int endpoint)>;
 
   // Starts a call; `done` runs on the callback thread (or inline, with kCancelled, when the
   // client is being destroyed).
@@ -177,7 +178,7 @@ class UnaryCall final : public Operation, private Tag {
   void Proceed(bool ok) override;
   void OnFailure();
   bool Retryable(const Error& error) const;
-  void Finish(EtcdResult<Response> result);
+  void Finish(EtcdResult<Response*> result);
 
   GrpcEtcdClient* const client_;
   const CallSpec spec_;
@@ -194,7 +195,10 @@ class UnaryCall final : public Operation, private Tag {
   int token_generation_ = 0;
   bool reauthenticated_ = false;
   std::unique_ptr<grpc::ClientAsyncResponseReader<Response>> reader_;
-  Response response_;
+  // Responses are parsed into an arena: a large transaction's answer is hundreds of messages,
+  // freed at once.
+  google::protobuf::Arena response_arena_;
+  Response* response_ = nullptr;
   grpc::Status status_;
 
   std::mutex mutex_;  // guards the members below against Abort()
@@ -223,8 +227,25 @@ class PostedTask final : public Operation, private Tag {
 
 // ---------------------------------------------------------------------------------------------
 
+// A transaction request built in its own arena: its hundreds of messages are allocated in a few
+// blocks and freed at once.
+struct ArenaTxnRequest {
+  std::unique_ptr<google::protobuf::Arena> arena;
+  pb::TxnRequest* message = nullptr;
+};
+
+ArenaTxnRequest NewArenaTxnRequest() {
+  google::protobuf::ArenaOptions options;
+  options.start_block_size = 16 * 1024;
+  options.max_block_size = 256 * 1024;
+  ArenaTxnRequest request;
+  request.arena = std::make_unique<google::protobuf::Arena>(options);
+  request.message = google::protobuf::Arena::CreateMessage<pb::TxnRequest>(request.arena.get());
+  return request;
+}
+
 struct QueuedTxn {
-  std::unique_ptr<pb::TxnRequest> request;
+  ArenaTxnRequest request;
   CallOptions options;
   EtcdClient::TxnCallback done;
 };
@@ -261,35 +282,29 @@ class GrpcEtcdClient final : public EtcdClient {
   EtcdResult<void> Dial();
 
   // EtcdClient
-  EtcdResult<RangeResponse> Range(const RangeRequest& request,
-                                  const CallOptions& options) override;
+  EtcdResult<RangeResponse> Range(const RangeRequest& request, const CallOptions& options) override;
   void TxnAsync(TxnRequest request, const CallOptions& options, TxnCallback done) override;
   EtcdResult<PutResponse> Put(const std::string& key, const std::string& value, int64_t lease,
                               const CallOptions& options) override;
   EtcdResult<DeleteResponse> Delete(const std::string& key, const std::string& range_end,
                                     const CallOptions& options) override;
-  std::unique_ptr<CallHandle> Watch(const WatchRequest& request,
-                                    WatchCallback callback) override;
+  std::unique_ptr<CallHandle> Watch(const WatchRequest& request, WatchCallback callback) override;
   EtcdResult<LeaseGrantResponse> LeaseGrant(std::chrono::seconds ttl, int64_t id) override;
   EtcdResult<void> LeaseRevoke(int64_t id) override;
   EtcdResult<LeaseTimeToLiveResponse> LeaseTimeToLive(int64_t id) override;
   std::unique_ptr<CallHandle> LeaseKeepAlive(int64_t id, LeaseLostCallback on_lost) override;
   std::unique_ptr<CallHandle> Campaign(const std::string& name, int64_t lease,
-                                       const std::string& value,
-                                       CampaignCallback done) override;
+                                       const std::string& value, CampaignCallback done) override;
   EtcdResult<void> Proclaim(const LeaderKey& leader, const std::string& value) override;
   EtcdResult<void> Resign(const LeaderKey& leader) override;
   EtcdResult<KeyValue> Leader(const std::string& name) override;
-  std::unique_ptr<CallHandle> Observe(const std::string& name,
-                                      ObserveCallback callback) override;
+  std::unique_ptr<CallHandle> Observe(const std::string& name, ObserveCallback callback) override;
   EtcdResult<StatusResponse> Status() override;
   size_t PendingTxns() const override {
     std::lock_guard lock(txn_mutex_);
     return static_cast<size_t>(txns_in_flight_) + txn_queue_.size();
   }
-  bool OnCallbackThread() const override {
-    return std::this_thread::get_id() == thread_id_.load();
-  }
+  bool OnCallbackThread() const override { return std::this_thread::get_id() == thread_id_.load(); }
 
   // For the operations.
   grpc::CompletionQueue* cq() { return &cq_; }
@@ -297,6 +312,7 @@ class GrpcEtcdClient final : public EtcdClient {
   const Clock& clock() const { return clock_; }
   const GrpcEtcdClientOptions& options() const { return options_; }
   bool has_credentials() const { return !options_.user.empty(); }
+  Error StatusError(const grpc::Status& status) const { return ErrorFromStatus(status, tls_); }
 
   int PickEndpoint();
   void OnEndpointFailure(int index, const Error& error);
@@ -341,20 +357,20 @@ class GrpcEtcdClient final : public EtcdClient {
  private:
   template <typename Request, typename Response, typename Convert>
   auto CallSync(const CallSpec& spec, Request request, Starter<Request, Response> starter,
-                Convert convert)
-      -> decltype(convert(std::declval<Response&>(), 0));
+                Convert convert) -> decltype(convert(std::declval<Response&>(), 0));
   CallSpec Spec(std::string_view op, RetryClass retry, milliseconds timeout = milliseconds(0)) {
     return CallSpec{op, retry, timeout.count() > 0 ? timeout : options_.call_timeout, true,
                     options_.max_attempts};
   }
   void SendTxn(QueuedTxn txn);
   void ReleaseTxnSlot();
-  void OnAuthenticated(EtcdResult<pb::AuthenticateResponse> result);
+  void OnAuthenticated(EtcdResult<pb::AuthenticateResponse*> result);
   void Run();
 
   GrpcEtcdClientOptions options_;
   const Clock& clock_;
   std::vector<Endpoint> endpoints_;
+  bool tls_ = false;
   std::atomic<int> preferred_{0};
   grpc::CompletionQueue cq_;
   std::thread thread_;
@@ -395,8 +411,8 @@ template <typename Request, typename Response>
 void UnaryCall<Request, Response>::Launch(GrpcEtcdClient* client, const CallSpec& spec,
                                           Request request, Starter<Request, Response> starter,
                                           Done done, std::shared_ptr<Control> control) {
-  auto* call = new UnaryCall(client, spec, std::move(request), std::move(starter),
-                             std::move(done), std::move(control));
+  auto* call = new UnaryCall(client, spec, std::move(request), std::move(starter), std::move(done),
+                             std::move(control));
   if (!client->Register(call)) {
     call->done_(MakeError(ErrorCode::kCancelled, "the etcd client is being destroyed"), 0);
     delete call;
@@ -425,11 +441,12 @@ void UnaryCall<Request, Response>::Start() {
   context_ = std::make_unique<grpc::ClientContext>();
   if (spec_.timeout.count() > 0) context_->set_deadline(DeadlineAfter(spec_.timeout));
   token_generation_ = spec_.use_token ? client_->AttachToken(context_.get()) : 0;
-  response_.Clear();
+  response_arena_.Reset();
+  response_ = google::protobuf::Arena::CreateMessage<Response>(&response_arena_);
   status_ = grpc::Status();
   reader_ = starter_(client_->endpoint(endpoint_), context_.get(), request_, client_->cq());
   reader_->StartCall();
-  reader_->Finish(&response_, &status_, static_cast<Tag*>(this));
+  reader_->Finish(response_, &status_, static_cast<Tag*>(this));
 }
 
 template <typename Request, typename Response>
@@ -447,7 +464,7 @@ void UnaryCall<Request, Response>::Proceed(bool ok) {
     return;
   }
   if (status_.ok()) {
-    Finish(std::move(response_));
+    Finish(response_);
     return;
   }
   OnFailure();
@@ -462,7 +479,7 @@ bool UnaryCall<Request, Response>::Retryable(const Error& error) const {
 
 template <typename Request, typename Response>
 void UnaryCall<Request, Response>::OnFailure() {
-  Error error = ErrorFromStatus(status_);
+  Error error = client_->StatusError(status_);
   {
     std::lock_guard lock(mutex_);
     if (aborted_) error = CancelledError();
@@ -513,7 +530,7 @@ void UnaryCall<Request, Response>::OnFailure() {
 }
 
 template <typename Request, typename Response>
-void UnaryCall<Request, Response>::Finish(EtcdResult<Response> result) {
+void UnaryCall<Request, Response>::Finish(EtcdResult<Response*> result) {
   client_->Report(spec_.op, result.ok() ? kSuccessLabel : ErrorLabel(result.error().code),
                   client_->clock().Now() - start_);
   if (control_ != nullptr) {
@@ -681,6 +698,7 @@ class WatchStream final : public StreamBase {
   bool finish_wanted_ = false;
   bool finishing_ = false;
   bool reauth_needed_ = false;
+  std::optional<Error> retry_error_;  // etcd cancelled the watch for a passing reason
   std::optional<Error> terminal_;
   SteadyTime stream_start_{};
 };
@@ -755,26 +773,34 @@ void WatchStream::OnEvent(Event event, bool ok) {
 bool WatchStream::HandleResponse() {
   if (response_.compact_revision() != 0) {
     const int64_t compacted = response_.compact_revision();
-    terminal_ = Error{ErrorCode::kCompacted,
-                      "watch of " + request_.key + " from revision " +
-                          std::to_string(next_revision_) +
-                          " failed: compacted; the oldest revision available is " +
-                          std::to_string(compacted),
-                      compacted};
+    terminal_ = Error{
+        ErrorCode::kCompacted,
+        "watch of " + request_.key + " from revision " + std::to_string(next_revision_) +
+            " failed: compacted; the oldest revision available is " + std::to_string(compacted),
+        compacted};
     return false;
   }
   if (response_.canceled()) {
+    client_->Log(ops::LogLevel::kDebug, "etcd cancelled a watch",
+                 {{"key", request_.key}, {"reason", response_.cancel_reason()}});
     Error error = ErrorFromWatchCancel(response_.cancel_reason());
-    if (error.code == ErrorCode::kPermissionDenied && client_->has_credentials() &&
-        !reauthenticated_) {
-      // etcd answers a watch with an expired token this way; renew it and try again.
+    if ((error.code == ErrorCode::kPermissionDenied || error.code == ErrorCode::kAuthFailed) &&
+        client_->has_credentials() && !reauthenticated_) {
+      // etcd refuses a watch with an expired token this way (as "permission denied" in some
+      // versions): renew the token and try once more.
       reauth_needed_ = true;
+      return false;
+    }
+    if (error.code == ErrorCode::kUnavailable) {
+      retry_error_ = std::move(error);  // e.g. the member lost its leader: reconnect
       return false;
     }
     terminal_ = std::move(error);
     return false;
   }
   if (response_.created()) {
+    client_->Log(ops::LogLevel::kDebug, "etcd watch created",
+                 {{"key", request_.key}, {"start_revision", next_revision_}});
     failures_ = 0;
     reauthenticated_ = false;
     if (next_revision_ == 0) next_revision_ = response_.header().revision() + 1;
@@ -815,10 +841,11 @@ void WatchStream::AfterStream() {
     Fail(std::move(*terminal_));
     return;
   }
-  Error error = reauth_needed_ ? Error{ErrorCode::kPermissionDenied, "watch refused", 0}
-                : status_.ok()
-                    ? Error{ErrorCode::kUnavailable, "etcd closed the watch stream", 0}
-                    : ErrorFromStatus(status_);
+  Error error = reauth_needed_ ? Error{ErrorCode::kAuthFailed, "watch refused", 0}
+                : retry_error_ ? *retry_error_
+                : status_.ok() ? Error{ErrorCode::kUnavailable, "etcd closed the watch stream", 0}
+                               : client_->StatusError(status_);
+  retry_error_.reset();
   client_->Report(kOpWatch, ErrorLabel(error.code), duration);
   if ((reauth_needed_ || IsInvalidTokenStatus(status_)) && client_->has_credentials() &&
       !reauthenticated_) {
@@ -897,9 +924,7 @@ class KeepAliveStream final : public StreamBase {
   void Fail(Error error) {
     End([&] { on_lost_(error); });
   }
-  void Arm(milliseconds delay) {
-    alarm_set_ = SetAlarm(delay, &alarm_tag_);
-  }
+  void Arm(milliseconds delay) { alarm_set_ = SetAlarm(delay, &alarm_tag_); }
 
   const int64_t id_;
   const EtcdClient::LeaseLostCallback on_lost_;
@@ -919,9 +944,9 @@ class KeepAliveStream final : public StreamBase {
   pb::LeaseKeepAliveRequest request_;
   pb::LeaseKeepAliveResponse response_;
   grpc::Status status_;
-  int pending_ = 0;            // stream events outstanding (the timer is not counted)
-  bool have_stream_ = false;   // a stream exists and has not ended
-  bool active_ = false;        // ... and it started and is not finishing
+  int pending_ = 0;           // stream events outstanding (the timer is not counted)
+  bool have_stream_ = false;  // a stream exists and has not ended
+  bool active_ = false;       // ... and it started and is not finishing
   bool write_pending_ = false;
   bool finish_wanted_ = false;
   bool finishing_ = false;
@@ -945,8 +970,8 @@ void KeepAliveStream::Connect() {
   finish_wanted_ = false;
   finishing_ = false;
   status_ = grpc::Status();
-  stream_ = client_->endpoint(endpoint_).lease->PrepareAsyncLeaseKeepAlive(context(),
-                                                                          client_->cq());
+  stream_ =
+      client_->endpoint(endpoint_).lease->PrepareAsyncLeaseKeepAlive(context(), client_->cq());
   stream_->StartCall(&started_);
 }
 
@@ -1023,8 +1048,8 @@ void KeepAliveStream::OnEvent(Event event, bool ok) {
         break;
       }
       if (response_.ttl() <= 0) {
-        Lost(Error{ErrorCode::kNotFound,
-                   "lease " + std::to_string(id_) + " expired or was revoked", 0});
+        Lost(Error{ErrorCode::kNotFound, "lease " + std::to_string(id_) + " expired or was revoked",
+                   0});
         break;
       }
       ttl_seconds_ = response_.ttl();
@@ -1077,7 +1102,7 @@ void KeepAliveStream::ContinueAfterStream() {
     return;
   }
   Error error = status_.ok() ? Error{ErrorCode::kUnavailable, "keep-alive stream closed", 0}
-                             : ErrorFromStatus(status_);
+                             : client_->StatusError(status_);
   client_->Report(kOpLeaseKeepAlive, ErrorLabel(error.code), nanoseconds(0));
   if (IsInvalidTokenStatus(status_) && client_->has_credentials() && !reauthenticated_) {
     reauthenticated_ = true;
@@ -1201,7 +1226,7 @@ void ObserveStream::AfterStream() {
     return;
   }
   Error error = status_.ok() ? Error{ErrorCode::kUnavailable, "observe stream closed", 0}
-                             : ErrorFromStatus(status_);
+                             : client_->StatusError(status_);
   client_->Report(kOpObserve, ErrorLabel(error.code), client_->clock().Now() - stream_start_);
   if (IsInvalidTokenStatus(status_) && client_->has_credentials() && !reauthenticated_) {
     reauthenticated_ = true;
@@ -1280,6 +1305,7 @@ EtcdResult<void> GrpcEtcdClient::Init() {
       *field = std::move(contents).value();
     }
     credentials = grpc::SslCredentials(ssl);
+    tls_ = true;
     if (!tls.server_name_override.empty()) {
       arguments.SetSslTargetNameOverride(tls.server_name_override);
     }
@@ -1400,8 +1426,7 @@ int GrpcEtcdClient::AttachToken(grpc::ClientContext* context) {
   return token_generation_;
 }
 
-void GrpcEtcdClient::RenewToken(int failed_generation,
-                                std::function<void(EtcdResult<void>)> then) {
+void GrpcEtcdClient::RenewToken(int failed_generation, std::function<void(EtcdResult<void>)> then) {
   {
     std::lock_guard lock(auth_mutex_);
     if (token_generation_ != failed_generation) {
@@ -1426,31 +1451,30 @@ void GrpcEtcdClient::RenewToken(int failed_generation,
       this, spec, std::move(request),
       [](Endpoint& e, grpc::ClientContext* c, const pb::AuthenticateRequest& r,
          grpc::CompletionQueue* cq) { return e.auth->PrepareAsyncAuthenticate(c, r, cq); },
-      [this](EtcdResult<pb::AuthenticateResponse> result, int) {
+      [this](EtcdResult<pb::AuthenticateResponse*> result, int) {
         OnAuthenticated(std::move(result));
       });
 }
 
-void GrpcEtcdClient::OnAuthenticated(EtcdResult<pb::AuthenticateResponse> result) {
+void GrpcEtcdClient::OnAuthenticated(EtcdResult<pb::AuthenticateResponse*> result) {
   EtcdResult<void> outcome;
   std::vector<std::function<void(EtcdResult<void>)>> waiters;
   {
     std::lock_guard lock(auth_mutex_);
     auth_in_flight_ = false;
     if (result.ok()) {
-      token_ = result->token();
+      token_ = (*result)->token();
       ++token_generation_;
     } else if (result.error().code == ErrorCode::kFailedPrecondition &&
-               result.error().message.find("authentication is not enabled") !=
-                   std::string::npos) {
+               result.error().message.find("authentication is not enabled") != std::string::npos) {
       // etcd without auth: go on without a token.
       token_.clear();
       ++token_generation_;
     } else {
       Error error = result.error();
       if (error.code == ErrorCode::kInvalidArgument) error.code = ErrorCode::kAuthFailed;
-      error.message = "etcd authentication as user '" + options_.user + "' failed: " +
-                      error.message;
+      error.message =
+          "etcd authentication as user '" + options_.user + "' failed: " + error.message;
       outcome = Unexpected{std::move(error)};
     }
     waiters.swap(auth_waiters_);
@@ -1472,19 +1496,19 @@ auto GrpcEtcdClient::CallSync(const CallSpec& spec, Request request,
     -> decltype(convert(std::declval<Response&>(), 0)) {
   using Out = decltype(convert(std::declval<Response&>(), 0));
   if (OnCallbackThread()) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     std::string("synchronous etcd call '") + std::string(spec.op) +
-                         "' made on the client's callback thread");
+    return MakeError(ErrorCode::kFailedPrecondition, std::string("synchronous etcd call '") +
+                                                         std::string(spec.op) +
+                                                         "' made on the client's callback thread");
   }
   std::promise<Out> promise;
   auto future = promise.get_future();
   UnaryCall<Request, Response>::Launch(
       this, spec, std::move(request), std::move(starter),
-      [&promise, &convert](EtcdResult<Response> result, int endpoint) {
+      [&promise, &convert](EtcdResult<Response*> result, int endpoint) {
         if (!result.ok()) {
           promise.set_value(Unexpected{std::move(result).error()});
         } else {
-          promise.set_value(convert(*result, endpoint));
+          promise.set_value(convert(**result, endpoint));
         }
       });
   return future.get();
@@ -1503,15 +1527,14 @@ EtcdResult<RangeResponse> GrpcEtcdClient::Range(const RangeRequest& request,
       });
 }
 
-void GrpcEtcdClient::TxnAsync(TxnRequest request, const CallOptions& options,
-                              TxnCallback done) {
+void GrpcEtcdClient::TxnAsync(TxnRequest request, const CallOptions& options, TxnCallback done) {
   if (auto valid = ValidateTxn(request, options_.max_txn_ops); !valid.ok()) {
     Report(kOpTxn, ErrorLabel(valid.error().code), nanoseconds(0));
     Post([done = std::move(done), error = valid.error()] { done(Unexpected{error}); });
     return;
   }
-  QueuedTxn txn{std::make_unique<pb::TxnRequest>(), options, std::move(done)};
-  ToProto(std::move(request), txn.request.get());
+  QueuedTxn txn{NewArenaTxnRequest(), options, std::move(done)};
+  ToProto(std::move(request), txn.request.message);
   {
     std::lock_guard lock(txn_mutex_);
     if (txns_in_flight_ >= options_.max_txns_in_flight) {
@@ -1524,17 +1547,18 @@ void GrpcEtcdClient::TxnAsync(TxnRequest request, const CallOptions& options,
 }
 
 void GrpcEtcdClient::SendTxn(QueuedTxn txn) {
-  UnaryCall<pb::TxnRequest, pb::TxnResponse>::Launch(
+  UnaryCall<ArenaTxnRequest, pb::TxnResponse>::Launch(
       this,
       Spec(kOpTxn, txn.options.safe_to_retry ? RetryClass::kIdempotent : RetryClass::kUnsafe,
            txn.options.timeout),
-      std::move(*txn.request),
-      [](Endpoint& e, grpc::ClientContext* c, const pb::TxnRequest& r,
-         grpc::CompletionQueue* cq) { return e.kv->PrepareAsyncTxn(c, r, cq); },
-      [this, done = std::move(txn.done)](EtcdResult<pb::TxnResponse> result, int) {
+      std::move(txn.request),
+      [](Endpoint& e, grpc::ClientContext* c, const ArenaTxnRequest& r, grpc::CompletionQueue* cq) {
+        return e.kv->PrepareAsyncTxn(c, *r.message, cq);
+      },
+      [this, done = std::move(txn.done)](EtcdResult<pb::TxnResponse*> result, int) {
         ReleaseTxnSlot();
         if (result.ok()) {
-          done(TakeTxnResponse(&*result));
+          done(TakeTxnResponse(*result));
         } else {
           done(Unexpected{std::move(result).error()});
         }
@@ -1566,8 +1590,9 @@ EtcdResult<PutResponse> GrpcEtcdClient::Put(const std::string& key, const std::s
       Spec(kOpPut, options.safe_to_retry ? RetryClass::kIdempotent : RetryClass::kUnsafe,
            options.timeout),
       std::move(proto),
-      [](Endpoint& e, grpc::ClientContext* c, const pb::PutRequest& r,
-         grpc::CompletionQueue* cq) { return e.kv->PrepareAsyncPut(c, r, cq); },
+      [](Endpoint& e, grpc::ClientContext* c, const pb::PutRequest& r, grpc::CompletionQueue* cq) {
+        return e.kv->PrepareAsyncPut(c, r, cq);
+      },
       [](pb::PutResponse& response, int) -> EtcdResult<PutResponse> {
         PutResponse out;
         out.revision = response.header().revision();
@@ -1669,17 +1694,16 @@ std::unique_ptr<CallHandle> GrpcEtcdClient::Campaign(const std::string& name, in
   proto.set_value(value);
   // No deadline: a campaign waits for the leader to go. Campaigning again with the same lease
   // reuses the same key, so retries are safe.
-  CallSpec spec{kOpCampaign, RetryClass::kIdempotent, milliseconds(0), true,
-                options_.max_attempts};
+  CallSpec spec{kOpCampaign, RetryClass::kIdempotent, milliseconds(0), true, options_.max_attempts};
   UnaryCall<epb::CampaignRequest, epb::CampaignResponse>::Launch(
       this, spec, std::move(proto),
       [](Endpoint& e, grpc::ClientContext* c, const epb::CampaignRequest& r,
          grpc::CompletionQueue* cq) { return e.election->PrepareAsyncCampaign(c, r, cq); },
-      [done = std::move(done)](EtcdResult<epb::CampaignResponse> result, int) {
+      [done = std::move(done)](EtcdResult<epb::CampaignResponse*> result, int) {
         if (!result.ok()) {
           done(Unexpected{std::move(result).error()});
         } else {
-          done(TakeLeaderKey(result->mutable_leader()));
+          done(TakeLeaderKey((*result)->mutable_leader()));
         }
       },
       control);
@@ -1751,7 +1775,7 @@ EtcdResult<StatusResponse> GrpcEtcdClient::Status() {
 }  // namespace
 
 Result<std::unique_ptr<EtcdClient>, Error> NewGrpcEtcdClient(GrpcEtcdClientOptions options,
-                                                              const Clock& clock) {
+                                                             const Clock& clock) {
   auto client = std::make_unique<GrpcEtcdClient>(std::move(options), clock);
   if (auto initialized = client->Init(); !initialized.ok()) {
     return Unexpected{initialized.error()};

@@ -74,6 +74,6 @@ struct GrpcEtcdClientOptions {
 // kInvalidArgument (no endpoints, unreadable files, mixed http/https), kUnavailable or kTlsFailed
 // (no endpoint reachable within dial_timeout), kAuthFailed.
 Result<std::unique_ptr<EtcdClient>, Error> NewGrpcEtcdClient(GrpcEtcdClientOptions options,
-                                                              const Clock& clock);
+                                                             const Clock& clock);
 
 }  // namespace zk2etcd::etcd
