@@ -14,20 +14,31 @@ using etcd::RangeRequest;
 using etcd::TxnRequest;
 
 // Reads that tell a refused write's reason: the meta record, and whether the key exists.
+// (Built with push_back rather than initializer lists, which would copy every string again.)
 std::vector<Op> Probes(const FencedWrite& write) {
   RangeRequest meta;
   meta.key = write.meta_key;
   RangeRequest key;
   key.key = write.key;
   key.count_only = true;
-  return {Op::Range(std::move(meta)), Op::Range(std::move(key))};
+  std::vector<Op> ops;
+  ops.reserve(2);
+  ops.push_back(Op::Range(std::move(meta)));
+  ops.push_back(Op::Range(std::move(key)));
+  return ops;
 }
 
 std::vector<Op> ApplyOps(const FencedWrite& write) {
+  std::vector<Op> ops;
+  ops.reserve(2);
   if (write.type == FencedWrite::Type::kPut) {
-    return {Op::Put(write.key, write.value), Op::Put(write.meta_key, EncodeZxid(write.zxid))};
+    ops.push_back(Op::Put(write.key, write.value));
+    ops.push_back(Op::Put(write.meta_key, EncodeZxid(write.zxid)));
+  } else {
+    ops.push_back(Op::Delete(write.key));
+    ops.push_back(Op::Delete(write.meta_key));
   }
-  return {Op::Delete(write.key), Op::Delete(write.meta_key)};
+  return ops;
 }
 
 // The reason a write was refused, from the two probe responses.

@@ -172,7 +172,8 @@ void IncrementalSync::OnWritten(const std::string& path, const FencedWrite& writ
       }
     }
     if (*result == WriteOutcome::kForeign) {
-      logger_.Info("foreign key left alone", {{"key", write.key}, {"trace_id", change.trace_id}});
+      // Counted in zk2etcd_etcd_op_total{status="foreign"}; per key only at debug level.
+      logger_.Debug("foreign key left alone", {{"key", write.key}, {"trace_id", change.trace_id}});
     }
   } else {
     change.error = result.error().message;
