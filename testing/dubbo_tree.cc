@@ -1,26 +1,7 @@
 #include "testing/dubbo_tree.h"
 
-#include <cstdio>
 
 namespace zk2etcd::testing {
-
-std::string UrlEncode(const std::string& text) {
-  std::string out;
-  out.reserve(text.size() * 3 / 2);
-  for (const char c : text) {
-    const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                            (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
-                            c == '~';
-    if (unreserved) {
-      out += c;
-    } else {
-      char buffer[4];
-      std::snprintf(buffer, sizeof(buffer), "%%%02X", static_cast<unsigned char>(c));
-      out += buffer;
-    }
-  }
-  return out;
-}
 
 namespace {
 

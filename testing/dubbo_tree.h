@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "common/strings.h"
+
 namespace zk2etcd::testing {
 
 struct DubboTreeShape {
@@ -29,7 +31,7 @@ struct ZNode {
 // works. Intermediate nodes have empty data.
 std::vector<ZNode> MakeDubboTree(const DubboTreeShape& shape);
 
-// Percent-encodes everything but RFC 3986 unreserved characters, as Dubbo does for node names.
-std::string UrlEncode(const std::string& text);
+// Node names are percent-encoded Dubbo URLs (zk2etcd::UrlEncode, common/strings.h).
+using ::zk2etcd::UrlEncode;
 
 }  // namespace zk2etcd::testing

@@ -33,10 +33,5 @@ TEST(DubboTreeTest, LeafNamesAreUrlEncodedDubboUrlsOfRealisticLength) {
   EXPECT_EQ(leaf.find('/'), std::string::npos);
 }
 
-TEST(UrlEncodeTest, KeepsUnreservedAndEncodesTheRest) {
-  EXPECT_EQ(UrlEncode("a-b_c.d~e"), "a-b_c.d~e");
-  EXPECT_EQ(UrlEncode("a b/c?d=e&f"), "a%20b%2Fc%3Fd%3De%26f");
-}
-
 }  // namespace
 }  // namespace zk2etcd::testing

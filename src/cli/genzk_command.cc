@@ -33,22 +33,6 @@ struct GenzkFlags {
   std::string zookeeper_digest;
 };
 
-std::string UrlEncode(const std::string& text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (std::isalnum(byte) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += c;
-    } else {
-      out += '%';
-      out += kHex[byte >> 4];
-      out += kHex[byte & 15];
-    }
-  }
-  return out;
-}
-
 // Sends creates with a bounded window and counts the outcomes. Callbacks come from the client's
 // delivery thread.
 class Creator {

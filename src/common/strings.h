@@ -25,4 +25,8 @@ Result<std::chrono::nanoseconds, std::string> ParseGoDuration(std::string_view t
 // Formats like Go's time.Duration.String(): "5m0s", "1.5s", "300ms", "0s".
 std::string FormatGoDuration(std::chrono::nanoseconds duration);
 
+// Percent-encodes everything but RFC 3986 unreserved characters (A-Z a-z 0-9 - _ . ~), as Dubbo
+// does for the URLs it registers as ZooKeeper node names.
+std::string UrlEncode(std::string_view text);
+
 }  // namespace zk2etcd

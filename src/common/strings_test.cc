@@ -56,5 +56,11 @@ TEST(FormatGoDurationTest, RoundTripsThroughParse) {
   }
 }
 
+TEST(UrlEncodeTest, KeepsUnreservedAndEncodesTheRest) {
+  EXPECT_EQ(UrlEncode("a-b_c.d~e"), "a-b_c.d~e");
+  EXPECT_EQ(UrlEncode("dubbo://h:1/s?a=b&c"), "dubbo%3A%2F%2Fh%3A1%2Fs%3Fa%3Db%26c");
+  EXPECT_EQ(UrlEncode(std::string_view("\xff ", 2)), "%FF%20");
+}
+
 }  // namespace
 }  // namespace zk2etcd

@@ -1,19 +1,8 @@
 #include "sync/key_layout.h"
 
-namespace zk2etcd::sync {
+#include "etcd/etcd_client.h"
 
-std::string PrefixRangeEnd(std::string_view prefix) {
-  std::string end(prefix);
-  while (!end.empty()) {
-    unsigned char& last = reinterpret_cast<unsigned char&>(end.back());
-    if (last < 0xff) {
-      ++last;
-      return end;
-    }
-    end.pop_back();
-  }
-  return std::string(1, '\0');  // etcd: "\0" as range_end means "to the end of the keyspace"
-}
+namespace zk2etcd::sync {
 
 Result<KeyLayout, std::string> KeyLayout::Create(std::string destination_prefix,
                                                  std::string meta_prefix, const Scope& scope) {
@@ -74,9 +63,9 @@ std::optional<std::string> KeyLayout::KeyForMetaKey(std::string_view meta_key) c
 std::vector<KeyRange> KeyLayout::RangesBelow(const std::string& key) {
   // The key itself, then everything below "<key>/". For the root "/" the second range starts at
   // "/" + "/"... which is not what we want: the root's key already ends with '/'.
-  if (!key.empty() && key.back() == '/') return {{key, PrefixRangeEnd(key)}};
+  if (!key.empty() && key.back() == '/') return {{key, etcd::PrefixEnd(key)}};
   const std::string below = key + "/";
-  return {{key, ""}, {below, PrefixRangeEnd(below)}};
+  return {{key, ""}, {below, etcd::PrefixEnd(below)}};
 }
 
 std::vector<KeyRange> KeyLayout::DataRangesFor(std::string_view prefix) const {

@@ -25,9 +25,6 @@ struct KeyRange {
   std::string range_end;
 };
 
-// The range_end that makes [prefix, end) cover every key starting with `prefix`.
-std::string PrefixRangeEnd(std::string_view prefix);
-
 class KeyLayout {
  public:
   static Result<KeyLayout, std::string> Create(std::string destination_prefix,

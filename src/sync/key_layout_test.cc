@@ -9,12 +9,6 @@ Scope MakeScope(std::vector<std::string> prefixes) {
   return Scope::Create(prefixes, {}).value();
 }
 
-TEST(PrefixRangeEndTest, IncrementsLastByteAndCarries) {
-  EXPECT_EQ(PrefixRangeEnd("/dubbo/"), "/dubbo0");
-  EXPECT_EQ(PrefixRangeEnd(std::string("a\xff", 2)), "b");
-  EXPECT_EQ(PrefixRangeEnd(std::string("\xff\xff", 2)), std::string(1, '\0'));
-}
-
 TEST(KeyLayoutTest, MapsPathsToKeysAndBack) {
   KeyLayout layout = KeyLayout::Create("", std::string(kDefaultMetaPrefix), MakeScope({"/dubbo"}))
                          .value();

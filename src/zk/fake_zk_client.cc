@@ -15,26 +15,7 @@ bool IsConnectionLevel(ZkErrorCode code) {
          code == ZkErrorCode::kAuthFailed;
 }
 
-std::string Describe(std::string_view op, std::string_view path) {
-  std::string what(op);
-  what.push_back(' ');
-  what.append(path);
-  return what;
-}
 
-std::string_view MultiOpName(MultiOp::Kind kind) {
-  switch (kind) {
-    case MultiOp::Kind::kCreate:
-      return "create";
-    case MultiOp::Kind::kDelete:
-      return "delete";
-    case MultiOp::Kind::kSetData:
-      return "set";
-    case MultiOp::Kind::kCheck:
-      return "check";
-  }
-  return "op";
-}
 
 }  // namespace
 

@@ -88,4 +88,27 @@ MultiOp MultiOp::Check(std::string path, int32_t version) {
   return op;
 }
 
+std::string_view MultiOpName(MultiOp::Kind kind) {
+  switch (kind) {
+    case MultiOp::Kind::kCreate:
+      return "create";
+    case MultiOp::Kind::kDelete:
+      return "delete";
+    case MultiOp::Kind::kSetData:
+      return "set";
+    case MultiOp::Kind::kCheck:
+      return "check";
+  }
+  return "op";
+}
+
+std::string Describe(std::string_view op, std::string_view path) {
+  std::string what;
+  what.reserve(op.size() + 1 + path.size());
+  what.append(op);
+  what.push_back(' ');
+  what.append(path);
+  return what;
+}
+
 }  // namespace zk2etcd::zk

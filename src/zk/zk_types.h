@@ -186,6 +186,11 @@ struct MultiOp {
   static MultiOp Check(std::string path, int32_t version);
 };
 
+// "create", "delete", "set", "check": an operation's name in error messages.
+std::string_view MultiOpName(MultiOp::Kind kind);
+// "<op> <path>", the prefix of error messages about an operation on a path.
+std::string Describe(std::string_view op, std::string_view path);
+
 struct MultiOpResult {
   ZkErrorCode error = ZkErrorCode::kOk;
   std::string path;  // kCreate: the created path
