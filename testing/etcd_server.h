@@ -63,6 +63,8 @@ class EtcdServer {
   void Pause();
   void Resume();
   bool running() const { return process_.running(); }
+  // The server process's id while running (for CPU accounting in benchmarks).
+  pid_t pid() const { return process_.pid(); }
   // GET /health on the plain-HTTP metrics listener reports healthy.
   bool IsHealthy() const;
 

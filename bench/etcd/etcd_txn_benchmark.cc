@@ -3,18 +3,27 @@
 // and 8 transactions in flight, alternating the two, on an etcd 3.4 that the benchmark starts
 // itself (testing/ fixtures). Prints keys/s and the ratio ours/raw.
 //
-// Shapes of a transaction (both write a key and its meta record per ZooKeeper node):
-//   flat    64 keys: 64 compares (mod_revision of the meta key) + 128 puts, the brief's batch;
-//   nested  124 keys: one nested transaction per key as the sync engine builds them (meta value
-//           older than the new mzxid -> put key and meta; else a nested "fresh" transaction with
-//           two version compares, put key and meta, else two probe reads).
-// Every run overwrites the same keys (a warm-up run creates them), and the history is compacted
-// after each run so that the runs see the same database.
+// Shapes of a transaction (all but `ingest` write a key and its meta record per ZooKeeper node):
+//   ingest         128 keys: 128 plain puts, no meta record, no compare (the sync benchmark's
+//                  "etcd ingest" limit);
+//   flat           64 keys: 64 compares (mod_revision of the meta key) + 128 puts;
+//   nested         124 keys: one nested transaction per key as the sync engine builds them for
+//                  events (meta value older than the new mzxid -> put key and meta; else a nested
+//                  "fresh" transaction with two version compares, put key and meta, else two
+//                  probe reads);
+//   create-flat    63 keys into an empty range: 2 compares per key (key and meta mod_revision
+//                  0, what the engine's repairs check for keys it saw absent) + 126 puts;
+//   create-nested  124 keys into an empty range in the nested shape (the "fresh" branch runs).
+// The overwrite shapes rewrite the same keys (a warm-up run creates them); the create shapes
+// start from an empty range each run. The history is compacted after each run so that the runs
+// see the same database. Besides keys/s, each run prints the CPU time the client process and the
+// etcd server spent per key: on a 2-core machine the server's CPU is what bounds the rate.
 //
 // Usage: etcd_txn_benchmark [--keys=200000] [--rounds=2] [--windows=1,2,4,8]
 //                           [--shapes=flat,nested] [--impls=ours,raw]
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -70,7 +79,14 @@ std::string Mzxid(int64_t zxid) {
 }
 constexpr int64_t kAlways = int64_t{1} << 62;  // a mod_revision bound every key is below
 
-int KeysPerTxn(const std::string& shape) { return shape == "flat" ? 64 : 124; }
+int KeysPerTxn(const std::string& shape) {
+  if (shape == "ingest") return 128;
+  if (shape == "flat") return 64;
+  if (shape == "create-flat") return 63;
+  return 124;  // nested, create-nested
+}
+bool IsNested(const std::string& shape) { return shape.find("nested") != std::string::npos; }
+bool IsCreate(const std::string& shape) { return shape.rfind("create-", 0) == 0; }
 
 // --- Our client's batches --------------------------------------------------------------------
 
@@ -78,19 +94,24 @@ int KeysPerTxn(const std::string& shape) { return shape == "flat" ? 64 : 124; }
 // lists (they copy their elements).
 TxnRequest OurBatch(const std::string& shape, int first, int count, int round) {
   TxnRequest txn;
-  if (shape == "flat") {
-    txn.compares.reserve(count);
-    txn.success.reserve(2 * count);
-  } else {
-    txn.success.reserve(count);
-  }
+  txn.compares.reserve(2 * count);
+  txn.success.reserve(2 * count);
   for (int i = first; i < first + count; ++i) {
     std::string key = KeyOf(i);
     std::string meta = MetaOf(key);
     std::string value = ValueOf(i, round);
     std::string zxid = Mzxid(int64_t{round} << 32 | i);
-    if (shape == "flat") {
-      txn.compares.push_back(Compare::ModRevision(meta, CompareOp::kLess, kAlways));
+    if (shape == "ingest") {
+      txn.success.push_back(Op::Put(std::move(key), std::move(value)));
+      continue;
+    }
+    if (shape == "flat" || shape == "create-flat") {
+      if (shape == "flat") {
+        txn.compares.push_back(Compare::ModRevision(meta, CompareOp::kLess, kAlways));
+      } else {
+        txn.compares.push_back(Compare::ModRevision(meta, CompareOp::kEqual, 0));
+        txn.compares.push_back(Compare::ModRevision(key, CompareOp::kEqual, 0));
+      }
       txn.success.push_back(Op::Put(std::move(key), std::move(value)));
       txn.success.push_back(Op::Put(std::move(meta), std::move(zxid)));
       continue;
@@ -136,12 +157,19 @@ void RawBatch(const std::string& shape, int first, int count, int round, pb::Txn
     const std::string meta = MetaOf(key);
     const std::string value = ValueOf(i, round);
     const std::string zxid = Mzxid(int64_t{round} << 32 | i);
-    if (shape == "flat") {
-      auto* compare = txn->add_compare();
-      compare->set_key(meta);
-      compare->set_target(pb::Compare::MOD);
-      compare->set_result(pb::Compare::LESS);
-      compare->set_mod_revision(kAlways);
+    if (shape == "ingest") {
+      SetPut(txn->add_success(), key, value);
+      continue;
+    }
+    if (shape == "flat" || shape == "create-flat") {
+      for (const std::string* compared : {&meta, &key}) {
+        if (shape == "flat" && compared == &key) break;
+        auto* compare = txn->add_compare();
+        compare->set_key(*compared);
+        compare->set_target(pb::Compare::MOD);
+        compare->set_result(shape == "flat" ? pb::Compare::LESS : pb::Compare::EQUAL);
+        compare->set_mod_revision(shape == "flat" ? kAlways : 0);
+      }
       SetPut(txn->add_success(), key, value);
       SetPut(txn->add_success(), meta, zxid);
       continue;
@@ -176,6 +204,39 @@ struct RunResult {
   double cpu_us_per_key = 0;  // CPU time of this process (client side), per key
   int failed = 0;             // errors or transactions whose compares did not hold
 };
+
+// User + system CPU time of process `pid` so far (from /proc), 0 if unreadable.
+double ServerCpuSeconds(pid_t pid) {
+  std::FILE* file = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (file == nullptr) return 0;
+  char buffer[4096];
+  const size_t size = std::fread(buffer, 1, sizeof(buffer) - 1, file);
+  std::fclose(file);
+  buffer[size] = '\0';
+  // Fields after the command name (which may hold spaces) start after the last ')'.
+  const char* rest = std::strrchr(buffer, ')');
+  if (rest == nullptr) return 0;
+  unsigned long long utime = 0;
+  unsigned long long stime = 0;
+  if (std::sscanf(rest + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                  &stime) != 2) {
+    return 0;
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// Removes the keys the create shapes write, so that each of their runs starts empty.
+void DeleteWrittenKeys(const std::string& endpoint) {
+  auto stub = pb::KV::NewStub(grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials()));
+  for (const std::string prefix : {"/dubbo/", "/zk2etcd/meta/"}) {
+    pb::DeleteRangeRequest request;
+    request.set_key(prefix);
+    request.set_range_end(PrefixEnd(prefix));
+    pb::DeleteRangeResponse ignored;
+    grpc::ClientContext context;
+    (void)stub->DeleteRange(&context, request, &ignored);
+  }
+}
 
 // User + system CPU time of this process so far.
 double ProcessCpuSeconds() {
@@ -224,9 +285,12 @@ RunResult RunRaw(const std::string& endpoint, const Config& config, const std::s
   while (in_flight > 0 && cq.Next(&tag, &ok)) {
     auto* call = static_cast<Call*>(tag);
     bool applied = call->status.ok() && call->response.succeeded();
-    if (applied && shape == "nested") {
+    if (applied && IsNested(shape)) {
       for (const auto& response : call->response.responses()) {
-        applied = applied && response.response_txn().succeeded();
+        const pb::TxnResponse& per_key = response.response_txn();
+        applied =
+            applied && (per_key.succeeded() || (per_key.responses_size() == 1 &&
+                                                per_key.responses(0).response_txn().succeeded()));
       }
     }
     if (!applied) ++result.failed;
@@ -276,9 +340,13 @@ RunResult RunOurs(const std::string& endpoint, const Config& config, const std::
     }
     (*client)->TxnAsync(std::move(txn), call, [&](EtcdResult<TxnResponse> result) {
       bool applied = result.ok() && result->succeeded;
-      if (applied && shape == "nested") {
+      if (applied && IsNested(shape)) {
         for (const auto& response : result->responses) {
-          applied = applied && response.txn != nullptr && response.txn->succeeded;
+          const TxnResponse* per_key = response.txn.get();
+          applied = applied && per_key != nullptr &&
+                    (per_key->succeeded ||
+                     (per_key->responses.size() == 1 && per_key->responses[0].txn != nullptr &&
+                      per_key->responses[0].txn->succeeded));
         }
       }
       if (!applied) ++failed;
@@ -357,9 +425,14 @@ int Main(int argc, char** argv) {
   int round_number = 1;
   for (const std::string& shape : config.shapes) {
     std::printf("\nshape %s: %d keys per transaction\n", shape.c_str(), KeysPerTxn(shape));
-    // Warm-up: creates the keys (the first time), so that every measured run overwrites them.
+    // Warm-up: creates the keys (the first time), so that every measured overwrite run
+    // overwrites them; the create shapes empty the range before each run instead.
     RunOurs(endpoint, config, shape, 4, round_number++);
-    Compact(endpoint);
+    auto reset = [&] {
+      if (IsCreate(shape)) DeleteWrittenKeys(endpoint);
+      Compact(endpoint);
+    };
+    reset();
     std::map<int, std::vector<double>> ours;
     std::map<int, std::vector<double>> raw;
     for (int round = 0; round < config.rounds; ++round) {
@@ -368,15 +441,21 @@ int Main(int argc, char** argv) {
         for (int turn = 0; turn < 2; ++turn) {
           const bool ours_turn = (turn == 0) == (round % 2 == 0);
           if (!(ours_turn ? config.run_ours : config.run_raw)) continue;
+          const double server_cpu_start = ServerCpuSeconds((*server)->pid());
           RunResult result = ours_turn ? RunOurs(endpoint, config, shape, window, round_number)
                                        : RunRaw(endpoint, config, shape, window, round_number);
+          const double server_cpu_us_per_key =
+              (ServerCpuSeconds((*server)->pid()) - server_cpu_start) * 1e6 / config.keys;
           ++round_number;
-          Compact(endpoint);
+          reset();
           failures += result.failed;
           (ours_turn ? ours : raw)[window].push_back(result.keys_per_second);
-          std::printf("  round %d window %d %-4s %8.0f keys/s  client CPU %.1f us/key%s\n",
-                      round + 1, window, ours_turn ? "ours" : "raw", result.keys_per_second,
-                      result.cpu_us_per_key, result.failed ? " (FAILED TRANSACTIONS)" : "");
+          std::printf(
+              "  round %d window %d %-4s %8.0f keys/s  CPU per key: client %.1f us, etcd %.1f "
+              "us%s\n",
+              round + 1, window, ours_turn ? "ours" : "raw", result.keys_per_second,
+              result.cpu_us_per_key, server_cpu_us_per_key,
+              result.failed ? " (FAILED TRANSACTIONS)" : "");
           std::fflush(stdout);
         }
       }

@@ -119,7 +119,7 @@ void BM_BuildFencedBatch(benchmark::State& state) {
   for (int i = 0; i < sync::MaxKeysPerTxn(); ++i) {
     const std::string key = kLeaf + std::to_string(i);
     writes.push_back({sync::FencedWrite::Type::kPut, key, "/zk2etcd/meta" + key, "", 1000 + i,
-                      std::nullopt});
+                      std::nullopt, std::nullopt});
   }
   for (auto _ : state) benchmark::DoNotOptimize(sync::BuildFencedTxn(writes, std::nullopt));
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(writes.size()));

@@ -61,8 +61,8 @@ struct Options {
   bool sustained = true;
   std::string json;
   std::vector<std::pair<std::string, std::string>> compare;  // name, command template
-  std::vector<std::string> zk2etcd_args;  // extra arguments for `zk2etcd sync`
-  std::string log_dir;                     // keep the tools' logs here
+  std::vector<std::string> zk2etcd_args;                     // extra arguments for `zk2etcd sync`
+  std::string log_dir;                                       // keep the tools' logs here
 };
 
 double Since(Clock::time_point start) {
@@ -72,8 +72,8 @@ double Since(Clock::time_point start) {
 double Percentile(std::vector<double> values, double p) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());
-  const size_t index = std::min(values.size() - 1,
-                                static_cast<size_t>(std::ceil(p * values.size())) - (p > 0 ? 1 : 0));
+  const size_t index = std::min(
+      values.size() - 1, static_cast<size_t>(std::ceil(p * values.size())) - (p > 0 ? 1 : 0));
   return values[index];
 }
 
@@ -183,10 +183,11 @@ double EtcdIngest(etcd::EtcdClient& etcd, size_t keys) {
   for (size_t first = 0; first < keys; first += 128) {
     etcd::TxnRequest txn;
     for (size_t i = first; i < std::min(keys, first + 128); ++i) {
-      txn.success.push_back(etcd::Op::Put("/ingest/org.example.service/providers/dubbo%3A%2F%2F10."
-                                          "0.0.1%3A20880%2Forg.example.DemoService%3Fpid%3D" +
-                                              std::to_string(i),
-                                          std::string(100, 'v')));
+      txn.success.push_back(
+          etcd::Op::Put("/ingest/org.example.service/providers/dubbo%3A%2F%2F10."
+                        "0.0.1%3A20880%2Forg.example.DemoService%3Fpid%3D" +
+                            std::to_string(i),
+                        std::string(100, 'v')));
     }
     {
       std::lock_guard lock(mutex);
@@ -203,6 +204,21 @@ double EtcdIngest(etcd::EtcdClient& etcd, size_t keys) {
   lock.unlock();
   (void)etcd.Delete("/ingest/", etcd::PrefixEnd("/ingest/"));
   return rate;
+}
+
+int64_t EtcdRevision(etcd::EtcdClient& etcd) {
+  etcd::RangeRequest probe = etcd::RangeRequest::Prefix("/");
+  probe.limit = 1;
+  auto response = etcd.Range(probe);
+  return response.ok() ? response->revision : 0;
+}
+
+// Deletes every key, then compacts and defragments, so that what the limits or an earlier tool
+// wrote costs the next one nothing.
+void EmptyEtcd(etcd::EtcdClient& etcd, const testing::EtcdServer& server) {
+  (void)etcd.Delete("/", std::string(1, '\0'));
+  (void)server.Etcdctl({"compact", std::to_string(EtcdRevision(etcd)), "--physical"});
+  (void)server.Etcdctl({"defrag"});
 }
 
 // Reads every key under `prefix` (paged); returns the seconds it took.
@@ -222,12 +238,14 @@ int64_t EtcdCount(etcd::EtcdClient& etcd, const std::string& prefix) {
 // A running sync process, with its resource use read from /proc.
 class Tool {
  public:
-  Tool(std::string name, std::vector<std::string> argv) : name_(std::move(name)), argv_(std::move(argv)) {}
+  Tool(std::string name, std::vector<std::string> argv)
+      : name_(std::move(name)), argv_(std::move(argv)) {}
   bool Start(const std::string& log) { return process_.Start(argv_, log).ok(); }
   void Sample() {
     std::ifstream status("/proc/" + std::to_string(process_.pid()) + "/status");
     for (std::string line; std::getline(status, line);) {
-      if (line.rfind("VmHWM:", 0) == 0) peak_rss_kib_ = std::max(peak_rss_kib_, std::stol(line.substr(6)));
+      if (line.rfind("VmHWM:", 0) == 0)
+        peak_rss_kib_ = std::max(peak_rss_kib_, std::stol(line.substr(6)));
     }
     std::ifstream stat("/proc/" + std::to_string(process_.pid()) + "/stat");
     std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
@@ -274,20 +292,19 @@ DelayResult MeasureDelay(const std::string& zk_address, etcd::EtcdClient& etcd,
   std::mutex mutex;
   std::vector<double> delays;
   const auto origin = Clock::now();
-  auto watch = etcd.Watch(etcd::WatchRequest::Prefix("/dubbo/", 0),
-                          [&](etcd::EtcdResult<etcd::WatchEvents> events) {
-                            if (!events.ok()) return;
-                            const double now = Since(origin);
-                            std::lock_guard lock(mutex);
-                            for (const auto& event : events->events) {
-                              const std::string& value = event.kv.value;
-                              if (event.type != etcd::WatchEvent::Type::kPut ||
-                                  value.rfind("bench:", 0) != 0) {
-                                continue;
-                              }
-                              delays.push_back((now - std::stod(value.substr(6))) * 1000);
-                            }
-                          });
+  auto watch = etcd.Watch(
+      etcd::WatchRequest::Prefix("/dubbo/", 0), [&](etcd::EtcdResult<etcd::WatchEvents> events) {
+        if (!events.ok()) return;
+        const double now = Since(origin);
+        std::lock_guard lock(mutex);
+        for (const auto& event : events->events) {
+          const std::string& value = event.kv.value;
+          if (event.type != etcd::WatchEvent::Type::kPut || value.rfind("bench:", 0) != 0) {
+            continue;
+          }
+          delays.push_back((now - std::stod(value.substr(6))) * 1000);
+        }
+      });
   std::this_thread::sleep_for(milliseconds(200));
   zk::ZkClientOptions options;
   options.connect_string = zk_address;
@@ -297,8 +314,8 @@ DelayResult MeasureDelay(const std::string& zk_address, etcd::EtcdClient& etcd,
   const auto start = Clock::now();
   const size_t total = static_cast<size_t>(rate) * static_cast<size_t>(duration_s);
   for (size_t i = 0; i < total; ++i) {
-    std::this_thread::sleep_until(start + std::chrono::nanoseconds(
-                                              static_cast<int64_t>(i * 1e9 / rate)));
+    std::this_thread::sleep_until(start +
+                                  std::chrono::nanoseconds(static_cast<int64_t>(i * 1e9 / rate)));
     char value[48];
     std::snprintf(value, sizeof(value), "bench:%.9f", Since(origin));
     (*client)->SetData(leaves[random() % leaves.size()], value, -1,
@@ -349,17 +366,44 @@ ToolResult RunTool(const std::string& name, std::vector<std::string> argv,
                    const std::string& log_dir) {
   ToolResult result;
   result.name = name;
-  (void)etcd.Delete("/", std::string(1, '\0'));  // empty etcd
+  EmptyEtcd(etcd, server);
+  // The initial sync is done when every key has been created under /dubbo: counted from a
+  // watch, which costs etcd far less than polling a count of up to a million keys (a count
+  // walks etcd's whole index: polling it every 20 ms slowed a 100,000-key sync by about half).
+  std::mutex mutex;
+  std::condition_variable created_all;
+  size_t created = 0;
+  const int64_t from_revision = EtcdRevision(etcd) + 1;
+  auto watch = etcd.Watch(etcd::WatchRequest::Prefix("/dubbo", from_revision),
+                          [&](etcd::EtcdResult<etcd::WatchEvents> events) {
+                            if (!events.ok()) return;
+                            std::lock_guard lock(mutex);
+                            for (const auto& event : events->events) {
+                              created += event.type == etcd::WatchEvent::Type::kPut &&
+                                         event.kv.create_revision == event.kv.mod_revision;
+                            }
+                            if (created >= expected_keys) created_all.notify_all();
+                          });
   Tool tool(name, std::move(argv));
   const auto start = Clock::now();
   if (!tool.Start(log_dir + "/" + name + ".log")) return result;
-  while (EtcdCount(etcd, "/dubbo") < static_cast<int64_t>(expected_keys) && Since(start) < 1800) {
-    tool.Sample();
-    std::this_thread::sleep_for(milliseconds(20));
+  {
+    std::unique_lock lock(mutex);
+    while (created < expected_keys && Since(start) < 1800) {
+      created_all.wait_for(lock, milliseconds(100));
+      lock.unlock();
+      tool.Sample();
+      lock.lock();
+    }
   }
   result.initial_sync_s = Since(start);
+  watch.reset();
+  if (EtcdCount(etcd, "/dubbo") < static_cast<int64_t>(expected_keys)) {
+    std::cerr << name << ": etcd does not hold every key after the initial sync\n";
+  }
   for (int rate : options.rates) {
-    result.delays.push_back(MeasureDelay(zookeeper.address(), etcd, leaves, rate, options.rate_seconds));
+    result.delays.push_back(
+        MeasureDelay(zookeeper.address(), etcd, leaves, rate, options.rate_seconds));
     tool.Sample();
   }
   if (options.sustained) {
@@ -481,9 +525,13 @@ int Main(int argc, char** argv) {
   std::vector<ToolResult> results;
   std::cerr << "zk2etcd: initial sync, delays, sustained rate...\n";
   const std::string log_dir = options.log_dir.empty() ? dir->path() : options.log_dir;
-  std::vector<std::string> sync_argv = {options.zk2etcd, "sync", "--zookeeper-servers=" + zk_address,
-                                        "--etcd-servers=" + etcd_endpoint, "--leader-elect=false",
-                                        "--fullsync-interval=0", "--http-addr=127.0.0.1:0",
+  std::vector<std::string> sync_argv = {options.zk2etcd,
+                                        "sync",
+                                        "--zookeeper-servers=" + zk_address,
+                                        "--etcd-servers=" + etcd_endpoint,
+                                        "--leader-elect=false",
+                                        "--fullsync-interval=0",
+                                        "--http-addr=127.0.0.1:0",
                                         "--log-level=warn"};
   sync_argv.insert(sync_argv.end(), options.zk2etcd_args.begin(), options.zk2etcd_args.end());
   results.push_back(RunTool("zk2etcd", sync_argv, **zookeeper, **server, *etcd, tree_nodes, leaves,
@@ -515,14 +563,15 @@ int Main(int argc, char** argv) {
               static_cast<double>(tree_nodes) / ours);
   std::printf("  ZooKeeper read, C client async   %10.0f nodes/s  (%.2f s)  ours/C = %.2f\n",
               c_client, static_cast<double>(tree_nodes) / c_client, ours / c_client);
-  std::printf("  etcd ingest, 128-put txns x4     %10.0f keys/s   (%.2f s)\n", ingest, etcd_ingest_s);
+  std::printf("  etcd ingest, 128-put txns x4     %10.0f keys/s   (%.2f s)\n", ingest,
+              etcd_ingest_s);
   const double slower_limit = std::max(zk_read_s, etcd_ingest_s);
   std::printf("\n%-14s %12s %9s %10s", "tool", "initial sync", "x limit", "diff");
   for (int rate : options.rates) std::printf("  delay@%-5d p50/p99/max ms", rate);
   std::printf(" %10s %9s %8s\n", "sustained/s", "peak MiB", "CPU s");
   for (const ToolResult& r : results) {
-    std::snprintf(line, sizeof(line), "%-14s %10.2f s %9.2f %10s", r.name.c_str(),
-                  r.initial_sync_s, r.initial_sync_s / slower_limit,
+    std::snprintf(line, sizeof(line), "%-14s %10.2f s %9.2f %10s", r.name.c_str(), r.initial_sync_s,
+                  r.initial_sync_s / slower_limit,
                   r.diff_s >= 0 ? (std::to_string(r.diff_s).substr(0, 5) + " s").c_str() : "-");
     std::printf("%s", line);
     for (const DelayResult& d : r.delays) {
@@ -542,13 +591,13 @@ int Main(int argc, char** argv) {
     std::ofstream json(options.json);
     json << "{\"nodes\":" << tree_nodes << ",\"limits\":{\"zk_read_ours_nodes_per_s\":" << ours
          << ",\"zk_read_c_client_nodes_per_s\":" << c_client
-         << ",\"etcd_ingest_keys_per_s\":" << ingest << "},\"raw_read_both_sides_s\":"
-         << raw_read_s << ",\"tools\":[";
+         << ",\"etcd_ingest_keys_per_s\":" << ingest << "},\"raw_read_both_sides_s\":" << raw_read_s
+         << ",\"tools\":[";
     for (size_t i = 0; i < results.size(); ++i) {
       const ToolResult& r = results[i];
-      json << (i ? "," : "") << "{\"name\":\"" << r.name << "\",\"initial_sync_s\":"
-           << r.initial_sync_s << ",\"diff_s\":" << r.diff_s << ",\"sustained_rate\":"
-           << r.sustained_rate << ",\"peak_rss_mib\":" << r.peak_rss_mib
+      json << (i ? "," : "") << "{\"name\":\"" << r.name
+           << "\",\"initial_sync_s\":" << r.initial_sync_s << ",\"diff_s\":" << r.diff_s
+           << ",\"sustained_rate\":" << r.sustained_rate << ",\"peak_rss_mib\":" << r.peak_rss_mib
            << ",\"cpu_seconds\":" << r.cpu_seconds << ",\"delays\":[";
       for (size_t j = 0; j < r.delays.size(); ++j) {
         const DelayResult& d = r.delays[j];

@@ -50,18 +50,24 @@ etcd::EtcdResult<std::optional<etcd::KeyValue>> RangeCursor::Next() {
 
 std::string_view DifferenceKindName(Difference::Kind kind) {
   switch (kind) {
-    case Difference::Kind::kMissing: return "missing";
-    case Difference::Kind::kChanged: return "changed";
-    case Difference::Kind::kExtra: return "extra";
-    case Difference::Kind::kForeign: return "foreign";
-    case Difference::Kind::kOrphanMeta: return "orphan_meta";
-    case Difference::Kind::kUnclaimed: return "unclaimed";
+    case Difference::Kind::kMissing:
+      return "missing";
+    case Difference::Kind::kChanged:
+      return "changed";
+    case Difference::Kind::kExtra:
+      return "extra";
+    case Difference::Kind::kForeign:
+      return "foreign";
+    case Difference::Kind::kOrphanMeta:
+      return "orphan_meta";
+    case Difference::Kind::kUnclaimed:
+      return "unclaimed";
   }
   return "unknown";
 }
 
 std::optional<Difference::Kind> Classify(const std::string* zk_data, const std::string* etcd_value,
-                                        bool has_meta) {
+                                         bool has_meta) {
   if (zk_data != nullptr && etcd_value == nullptr) return Difference::Kind::kMissing;
   if (zk_data != nullptr) {
     if (*zk_data == *etcd_value) {
@@ -69,7 +75,8 @@ std::optional<Difference::Kind> Classify(const std::string* zk_data, const std::
     }
     return has_meta ? Difference::Kind::kChanged : Difference::Kind::kForeign;
   }
-  if (etcd_value != nullptr) return has_meta ? Difference::Kind::kExtra : Difference::Kind::kForeign;
+  if (etcd_value != nullptr)
+    return has_meta ? Difference::Kind::kExtra : Difference::Kind::kForeign;
   if (has_meta) return Difference::Kind::kOrphanMeta;
   return std::nullopt;
 }
@@ -146,11 +153,17 @@ etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const Scope& scope,
         Difference difference;
         difference.key = key;
         difference.path = *path;
-        if (has_node) difference.node_index = nodes[next_node];
+        if (has_node) {
+          difference.node_index = nodes[next_node];
+          difference.zk_data_bytes = tree.nodes[nodes[next_node]].data.size();
+        }
         if (has_key) {
           difference.etcd_mod_revision = data.current()->mod_revision;
         }
-        if (has_meta) difference.meta_zxid = DecodeZxid(meta.current()->value).value_or(0);
+        if (has_meta) {
+          difference.meta_zxid = DecodeZxid(meta.current()->value).value_or(INT64_MAX);
+          difference.meta_mod_revision = meta.current()->mod_revision;
+        }
         if (has_node) ++report.zk_nodes;
         if (has_key) ++report.etcd_keys;
         const std::optional<Difference::Kind> kind =

@@ -62,9 +62,13 @@ struct Difference {
   std::string path;
   // The node as ZooKeeper had it (kMissing, kChanged, kForeign when the node exists).
   std::optional<size_t> node_index;
-  int64_t etcd_mod_revision = 0;       // when the key exists in etcd
+  size_t zk_data_bytes = 0;               // the node's data size, when it exists
+  int64_t etcd_mod_revision = 0;          // when the key exists in etcd
   std::optional<std::string> etcd_value;  // the key's value, when it exists in etcd
-  std::optional<int64_t> meta_zxid;    // when a meta record exists
+  // When a meta record exists: the zxid it holds (INT64_MAX when it holds none, i.e. treated as
+  // newer than anything) and its mod_revision.
+  std::optional<int64_t> meta_zxid;
+  int64_t meta_mod_revision = 0;
 };
 std::string_view DifferenceKindName(Difference::Kind kind);
 
@@ -72,14 +76,14 @@ std::string_view DifferenceKindName(Difference::Kind kind);
 // with or without a meta record; nullopt when they agree (kUnclaimed when they agree but the key
 // has no meta record).
 std::optional<Difference::Kind> Classify(const std::string* zk_data, const std::string* etcd_value,
-                                        bool has_meta);
+                                         bool has_meta);
 
 struct DiffReport {
   std::vector<Difference> differences;  // in key order
-  size_t zk_nodes = 0;      // in-scope znodes compared
-  size_t etcd_keys = 0;     // in-scope etcd keys compared
-  size_t in_sync = 0;       // keys equal on both sides (unclaimed ones included)
-  size_t unclaimed = 0;     // equal, but without a meta record
+  size_t zk_nodes = 0;                  // in-scope znodes compared
+  size_t etcd_keys = 0;                 // in-scope etcd keys compared
+  size_t in_sync = 0;                   // keys equal on both sides (unclaimed ones included)
+  size_t unclaimed = 0;                 // equal, but without a meta record
   int64_t etcd_revision = 0;
   size_t Count(Difference::Kind kind) const;
 };

@@ -2,6 +2,7 @@
 // etcd: the semantics of the brief, §2 and §3.
 #include <gtest/gtest.h>
 
+#include <future>
 #include <thread>
 
 #include "etcd/fake_etcd_client.h"
@@ -60,6 +61,70 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<FencedWriter> writer_;
   std::unique_ptr<zk::FakeZkClient> zk_;
 };
+
+// Submits a write and waits for its result.
+WriteResult Write(FencedWriter& writer, FencedWrite write) {
+  std::promise<WriteResult> done;
+  writer.Submit(std::move(write), [&done](const WriteResult& result) { done.set_value(result); });
+  return done.get_future().get();
+}
+
+TEST_F(EngineTest, AFlatRepairWhoseObservationIsOutdatedFallsBackAndLosesToTheNewerWrite) {
+  auto put = [](const std::string& key, const std::string& value, int64_t zxid) {
+    FencedWrite write;
+    write.key = key;
+    write.meta_key = "/zk2etcd/meta" + key;
+    write.value = value;
+    write.zxid = zxid;
+    return write;
+  };
+  // An incremental write (nested form) lands after the repair observed the key absent.
+  ASSERT_EQ(Write(*writer_, put("/dubbo/a", "incremental", 30)).value(), WriteOutcome::kApplied);
+  FencedWrite repair = put("/dubbo/a", "repair", 10);
+  repair.observed = FencedWrite::Observed{0, 0, 0};
+  ASSERT_TRUE(FlatEligible(repair));
+  EXPECT_EQ(Write(*writer_, repair).value(), WriteOutcome::kStale);
+  EXPECT_EQ(Etcd("/dubbo/a"), "incremental");
+  EXPECT_EQ(writer_->flat_fallbacks(), 1u);
+  // One that still holds applies flat.
+  FencedWrite fresh = put("/dubbo/b", "repair", 10);
+  fresh.observed = FencedWrite::Observed{0, 0, 0};
+  EXPECT_EQ(Write(*writer_, fresh).value(), WriteOutcome::kApplied);
+  EXPECT_EQ(Etcd("/dubbo/b"), "repair");
+  EXPECT_EQ(Etcd("/zk2etcd/meta/dubbo/b"), EncodeZxid(10));
+  EXPECT_EQ(writer_->flat_fallbacks(), 1u);
+}
+
+TEST_F(EngineTest, ReadNodesBatchedBySizeReadsEveryNodeInOrder) {
+  std::vector<std::string> paths;
+  std::vector<size_t> expected;
+  for (int i = 0; i < 200; ++i) {
+    const std::string path = "/dubbo/n" + std::to_string(i);
+    // Every seventh node is missing (read as absent with the reply's zxid); some are large.
+    if (i % 7 != 0)
+      Create(path, std::string(i % 5 == 0 ? 3000 : 10, static_cast<char>('a' + i % 26)));
+    paths.push_back(path);
+    expected.push_back(i % 5 == 0 ? 3000 : 10);
+  }
+  for (const size_t batch_bytes : {size_t{1}, size_t{4096}, size_t{1} << 20}) {
+    NodeReadOptions options;
+    options.window = 3;
+    options.expected_bytes = &expected;
+    options.batch_bytes = batch_bytes;
+    auto nodes = ReadNodes(*zk_, paths, options);
+    ASSERT_TRUE(nodes.ok()) << nodes.error().ToString();
+    ASSERT_EQ(nodes->size(), paths.size());
+    for (int i = 0; i < 200; ++i) {
+      const NodeState& node = (*nodes)[i];
+      EXPECT_EQ(node.exists, i % 7 != 0) << paths[i];
+      EXPECT_GT(node.zxid, 0) << paths[i];
+      if (node.exists) {
+        EXPECT_EQ(node.data.size(), expected[i]) << paths[i];
+        EXPECT_EQ(node.data[0], static_cast<char>('a' + i % 26)) << paths[i];
+      }
+    }
+  }
+}
 
 TEST_F(EngineTest, InitialSyncCopiesEveryNodeInScopeWithAncestorsAndExactBytes) {
   Create("/dubbo/svc/providers/p1", std::string("bin\0ary\xff", 8));
@@ -144,9 +209,10 @@ TEST_F(EngineTest, RedisOwnedKeysAreRepairedAndAdoptedAndOthersStayForeign) {
   etcd_.store().PutDirect("/dubbo/svc/providers/changed", "old");
   etcd_.store().PutDirect("/dubbo/svc/providers/same", "same");
   etcd_.store().PutDirect("/dubbo/svc/providers/gone", "deleted in zk");
-  ASSERT_TRUE(store.Record({{"/dubbo/svc/providers/changed", "old"},
-                            {"/dubbo/svc/providers/same", "same"},
-                            {"/dubbo/svc/providers/gone", "deleted in zk"}})
+  ASSERT_TRUE(store
+                  .Record({{"/dubbo/svc/providers/changed", "old"},
+                           {"/dubbo/svc/providers/same", "same"},
+                           {"/dubbo/svc/providers/gone", "deleted in zk"}})
                   .ok());
   etcd_.store().PutDirect("/dubbo/svc/providers/unknown", "not in redis");
 
@@ -405,9 +471,10 @@ TEST_F(EngineTest, OnlyTheElectedReplicaWritesAndTheStandbyTakesOver) {
   const etcd::LeaderKey old_leader{"/zk2etcd/election", "/zk2etcd/election/gone", 1, 0};
   writer_->SetLeader(old_leader);
   std::optional<WriteResult> outcome;
-  writer_->Submit({FencedWrite::Type::kPut, "/dubbo/svc/providers/p2",
-                   "/zk2etcd/meta/dubbo/svc/providers/p2", "stale leader", 1 << 30, std::nullopt},
-                  [&](const WriteResult& result) { outcome = result; });
+  writer_->Submit(
+      {FencedWrite::Type::kPut, "/dubbo/svc/providers/p2", "/zk2etcd/meta/dubbo/svc/providers/p2",
+       "stale leader", 1 << 30, std::nullopt, std::nullopt},
+      [&](const WriteResult& result) { outcome = result; });
   ASSERT_TRUE(writer_->Drain(seconds(5)));
   ASSERT_TRUE(outcome.has_value());
   ASSERT_FALSE(outcome->ok());

@@ -82,10 +82,14 @@ std::optional<int64_t> DecodeZxid(std::string_view value) {
 
 std::string_view WriteOutcomeName(WriteOutcome outcome) {
   switch (outcome) {
-    case WriteOutcome::kApplied: return "applied";
-    case WriteOutcome::kStale: return "stale";
-    case WriteOutcome::kForeign: return "foreign";
-    case WriteOutcome::kAlreadyAbsent: return "already_absent";
+    case WriteOutcome::kApplied:
+      return "applied";
+    case WriteOutcome::kStale:
+      return "stale";
+    case WriteOutcome::kForeign:
+      return "foreign";
+    case WriteOutcome::kAlreadyAbsent:
+      return "already_absent";
   }
   return "unknown";
 }
@@ -134,6 +138,42 @@ etcd::TxnRequest BuildFencedTxn(const std::vector<FencedWrite>& writes,
   }
   txn.success.reserve(writes.size());
   for (const FencedWrite& write : writes) txn.success.push_back(FencedOp(write));
+  return txn;
+}
+
+bool FlatEligible(const FencedWrite& write) {
+  if (!write.observed || write.claim_mod_revision) return false;
+  const FencedWrite::Observed& observed = *write.observed;
+  const bool has_meta = observed.meta_mod_revision != 0;
+  if (write.type == FencedWrite::Type::kPut) {
+    return has_meta ? observed.meta_zxid <= write.zxid : observed.key_mod_revision == 0;
+  }
+  return has_meta && observed.meta_zxid < write.zxid;
+}
+
+int FlatCompareCount(const FencedWrite& write) {
+  return write.observed && write.observed->meta_mod_revision != 0 ? 1 : 2;
+}
+
+etcd::TxnRequest BuildFlatTxn(const std::vector<FencedWrite>& writes,
+                              const std::optional<etcd::LeaderKey>& leader) {
+  TxnRequest txn;
+  txn.compares.reserve(2 * writes.size() + 1);
+  txn.success.reserve(2 * writes.size());
+  if (leader) {
+    txn.compares.push_back(
+        Compare::CreateRevision(leader->key, CompareOp::kEqual, leader->revision));
+  }
+  for (const FencedWrite& write : writes) {
+    const FencedWrite::Observed& observed = *write.observed;
+    txn.compares.push_back(
+        Compare::ModRevision(write.meta_key, CompareOp::kEqual, observed.meta_mod_revision));
+    if (observed.meta_mod_revision == 0) {
+      txn.compares.push_back(
+          Compare::ModRevision(write.key, CompareOp::kEqual, observed.key_mod_revision));
+    }
+    for (Op& op : ApplyOps(write)) txn.success.push_back(std::move(op));
+  }
   return txn;
 }
 

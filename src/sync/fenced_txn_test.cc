@@ -13,10 +13,16 @@ using etcd::FakeEtcdClient;
 class FencedTxnTest : public ::testing::Test {
  protected:
   FencedWrite Put(const std::string& key, const std::string& value, int64_t mzxid) {
-    return {FencedWrite::Type::kPut, key, "/meta" + key, value, mzxid, std::nullopt};
+    return {FencedWrite::Type::kPut, key, "/meta" + key, value, mzxid, std::nullopt, std::nullopt};
   }
   FencedWrite Delete(const std::string& key, int64_t absence_zxid) {
-    return {FencedWrite::Type::kDelete, key, "/meta" + key, "", absence_zxid, std::nullopt};
+    return {FencedWrite::Type::kDelete,
+            key,
+            "/meta" + key,
+            "",
+            absence_zxid,
+            std::nullopt,
+            std::nullopt};
   }
   WriteOutcome Apply(const FencedWrite& write) {
     auto response = etcd_.Txn(BuildFencedTxn({write}, std::nullopt));
@@ -117,6 +123,93 @@ TEST_F(FencedTxnTest, AFullBatchFitsEtcdsOperationLimitAndOneMoreDoesNot) {
   }
   writes.push_back(Put("/dubbo/one-more", "v", 5));
   EXPECT_FALSE(etcd::ValidateTxn(BuildFencedTxn(writes, std::nullopt)).ok());
+}
+
+// --- The flat form: a full sync's repairs, checked against what it observed ------------------
+
+FencedWrite Observing(FencedWrite write, int64_t key_mod_revision, int64_t meta_mod_revision,
+                      int64_t meta_zxid = 0) {
+  write.observed = FencedWrite::Observed{key_mod_revision, meta_mod_revision, meta_zxid};
+  return write;
+}
+
+TEST_F(FencedTxnTest, FlatOnlyWhereTheZxidRuleAppliesToTheObservedState) {
+  EXPECT_FALSE(FlatEligible(Put("/dubbo/a", "v", 10)));                       // nothing observed
+  EXPECT_TRUE(FlatEligible(Observing(Put("/dubbo/a", "v", 10), 0, 0)));       // new key
+  EXPECT_TRUE(FlatEligible(Observing(Put("/dubbo/a", "v", 10), 7, 8, 10)));   // same zxid
+  EXPECT_TRUE(FlatEligible(Observing(Put("/dubbo/a", "v", 10), 7, 8, 9)));    // older
+  EXPECT_FALSE(FlatEligible(Observing(Put("/dubbo/a", "v", 10), 7, 8, 11)));  // newer in etcd
+  EXPECT_FALSE(FlatEligible(Observing(Put("/dubbo/a", "v", 10), 7, 0)));      // foreign key
+  EXPECT_TRUE(FlatEligible(Observing(Delete("/dubbo/a", 10), 7, 8, 9)));
+  EXPECT_FALSE(FlatEligible(Observing(Delete("/dubbo/a", 10), 7, 8, 10)));  // not older
+  EXPECT_FALSE(FlatEligible(Observing(Delete("/dubbo/a", 10), 7, 0)));      // foreign key
+  EXPECT_FALSE(FlatEligible(Observing(Delete("/dubbo/a", 10), 0, 0)));      // nothing to do
+  FencedWrite claim = Observing(Put("/dubbo/a", "v", 10), 7, 0);
+  claim.claim_mod_revision = 7;
+  EXPECT_FALSE(FlatEligible(claim));  // claims keep their own compares
+  EXPECT_EQ(FlatCompareCount(Observing(Put("/dubbo/a", "v", 10), 0, 0)), 2);
+  EXPECT_EQ(FlatCompareCount(Observing(Put("/dubbo/a", "v", 10), 7, 8, 9)), 1);
+}
+
+TEST_F(FencedTxnTest, FlatBatchAppliesWhileTheObservationHolds) {
+  ASSERT_EQ(Apply(Put("/dubbo/old", "v1", 10)), WriteOutcome::kApplied);
+  ASSERT_EQ(Apply(Put("/dubbo/gone", "v1", 10)), WriteOutcome::kApplied);
+  const auto old_key = etcd_.store().Get("/dubbo/old").value();
+  const auto old_meta = etcd_.store().Get("/meta/dubbo/old").value();
+  const auto gone_meta = etcd_.store().Get("/meta/dubbo/gone").value();
+  std::vector<FencedWrite> writes = {
+      Observing(Put("/dubbo/new", "n", 20), 0, 0),
+      Observing(Put("/dubbo/old", "v2", 20), old_key.mod_revision, old_meta.mod_revision, 10),
+      Observing(Delete("/dubbo/gone", 20), 0, gone_meta.mod_revision, 10)};
+  auto response = etcd_.Txn(BuildFlatTxn(writes, std::nullopt));
+  ASSERT_TRUE(response.ok()) << response.error().ToString();
+  EXPECT_TRUE(response->succeeded);
+  EXPECT_EQ(Value("/dubbo/new"), "n");
+  EXPECT_EQ(Value("/meta/dubbo/new"), EncodeZxid(20));
+  EXPECT_EQ(Value("/dubbo/old"), "v2");
+  EXPECT_EQ(Value("/meta/dubbo/old"), EncodeZxid(20));
+  EXPECT_EQ(Value("/dubbo/gone"), std::nullopt);
+  EXPECT_EQ(Value("/meta/dubbo/gone"), std::nullopt);
+}
+
+TEST_F(FencedTxnTest, FlatBatchAppliesNothingWhenAnyObservedRecordChanged) {
+  // A repair observed /dubbo/a absent; an incremental write created it meanwhile (newer zxid).
+  std::vector<FencedWrite> writes = {Observing(Put("/dubbo/b", "repair", 10), 0, 0),
+                                     Observing(Put("/dubbo/a", "repair", 10), 0, 0)};
+  ASSERT_EQ(Apply(Put("/dubbo/a", "incremental", 30)), WriteOutcome::kApplied);
+  auto response = etcd_.Txn(BuildFlatTxn(writes, std::nullopt));
+  ASSERT_TRUE(response.ok());
+  EXPECT_FALSE(response->succeeded);
+  EXPECT_EQ(Value("/dubbo/a"), "incremental");
+  EXPECT_EQ(Value("/dubbo/b"), std::nullopt);
+  // A foreign key created where the repair saw nothing is not overwritten either.
+  etcd_.store().PutDirect("/dubbo/c", "theirs");
+  response = etcd_.Txn(BuildFlatTxn({Observing(Put("/dubbo/c", "ours", 10), 0, 0)}, std::nullopt));
+  ASSERT_TRUE(response.ok());
+  EXPECT_FALSE(response->succeeded);
+  EXPECT_EQ(Value("/dubbo/c"), "theirs");
+  // And a leadership that is not held stops it.
+  etcd::LeaderKey leader{"zk2etcd", "/election/zk2etcd/1", 12345, 0};
+  response = etcd_.Txn(BuildFlatTxn({Observing(Put("/dubbo/d", "v", 1), 0, 0)}, leader));
+  ASSERT_TRUE(response.ok());
+  EXPECT_FALSE(response->succeeded);
+  EXPECT_EQ(Value("/dubbo/d"), std::nullopt);
+}
+
+TEST_F(FencedTxnTest, FullFlatBatchesFitEtcdsLimits) {
+  etcd::LeaderKey leader{"n", "/l", 0, 0};
+  std::vector<FencedWrite> creates;  // two compares each
+  for (int i = 0; i < 63; ++i) {
+    creates.push_back(Observing(Put("/dubbo/k" + std::to_string(i), "v", 5), 0, 0));
+  }
+  EXPECT_TRUE(etcd::ValidateTxn(BuildFlatTxn(creates, leader)).ok());
+  creates.push_back(Observing(Put("/dubbo/one-more", "v", 5), 0, 0));
+  EXPECT_FALSE(etcd::ValidateTxn(BuildFlatTxn(creates, leader)).ok());
+  std::vector<FencedWrite> updates;  // one compare each
+  for (int i = 0; i < 64; ++i) {
+    updates.push_back(Observing(Put("/dubbo/k" + std::to_string(i), "v", 5), 1, 2, 3));
+  }
+  EXPECT_TRUE(etcd::ValidateTxn(BuildFlatTxn(updates, leader)).ok());
 }
 
 }  // namespace

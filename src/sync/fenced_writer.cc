@@ -13,8 +13,8 @@ size_t ApproximateBytes(const FencedWrite& write) {
 
 }  // namespace
 
-FencedWriter::FencedWriter(etcd::EtcdClient& etcd, FencedWriterOptions options,
-                           const Clock& clock, TxnObserver observer)
+FencedWriter::FencedWriter(etcd::EtcdClient& etcd, FencedWriterOptions options, const Clock& clock,
+                           TxnObserver observer)
     : etcd_(etcd),
       options_(options),
       clock_(clock),
@@ -53,6 +53,11 @@ bool FencedWriter::retrying() const {
   return backoff_.count() > 0;
 }
 
+uint64_t FencedWriter::flat_fallbacks() const {
+  std::lock_guard lock(mutex_);
+  return flat_fallbacks_;
+}
+
 bool FencedWriter::Drain(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
   const uint64_t target = submitted_;
@@ -75,19 +80,34 @@ void FencedWriter::Stop() {
   if (sender_.joinable()) sender_.join();
 }
 
-std::vector<FencedWriter::Entry> FencedWriter::TakeBatchLocked() {
+std::vector<FencedWriter::Entry> FencedWriter::TakeBatchLocked(bool& flat) {
   std::vector<Entry> batch;
   std::unordered_set<std::string_view> keys;  // views into `batch`, which never reallocates
+  std::unordered_set<std::string> passed;     // keys of writes left for a later transaction
   size_t bytes = 0;
-  const size_t max_keys = static_cast<size_t>(std::max(1, options_.max_keys_per_txn));
+  flat = !queue_.empty() && FlatEligible(queue_.front().write);
+  // Each write puts or deletes two records; a flat transaction also spends one or two compares
+  // per write, and one on the leadership.
+  constexpr int kMaxOps = etcd::kDefaultMaxTxnOps;
+  size_t max_keys = static_cast<size_t>(std::max(1, options_.max_keys_per_txn));
+  if (flat) max_keys = std::min<size_t>(max_keys, kMaxOps / 2);
+  int compares = leader_ ? 1 : 0;
   batch.reserve(max_keys);
   auto it = queue_.begin();
   while (it != queue_.end() && batch.size() < max_keys) {
     const size_t size = ApproximateBytes(it->write);
     if (!batch.empty() && bytes + size > options_.max_txn_bytes) break;
-    if (keys.count(it->write.key) > 0) {
-      ++it;  // the same key waits for the next transaction, keeping its order
+    // A write of the other form, and any later write of its key, waits for a later
+    // transaction, so that writes of one key keep their order.
+    if (keys.count(it->write.key) > 0 || passed.count(it->write.key) > 0 ||
+        FlatEligible(it->write) != flat) {
+      passed.insert(it->write.key);
+      ++it;
       continue;
+    }
+    if (flat) {
+      compares += FlatCompareCount(it->write);
+      if (compares > kMaxOps) break;
     }
     bytes += size;
     batch.push_back(std::move(*it));
@@ -114,7 +134,8 @@ void FencedWriter::SenderLoop() {
     const auto now = std::chrono::steady_clock::now();
     const bool window_open = in_flight_txns_ < options_.max_txns_in_flight;
     if (!stopping_ && !queue_.empty() && window_open && now >= retry_at_) {
-      std::vector<Entry> batch = TakeBatchLocked();
+      bool flat = false;
+      std::vector<Entry> batch = TakeBatchLocked(flat);
       ++in_flight_txns_;
       in_flight_writes_ += batch.size();
       std::vector<FencedWrite> writes;
@@ -125,10 +146,10 @@ void FencedWriter::SenderLoop() {
       etcd::CallOptions call;
       call.safe_to_retry = true;
       const auto started = clock_.Now();
-      etcd_.TxnAsync(BuildFencedTxn(writes, leader), call,
-                     [this, batch = std::move(batch), started](
-                         etcd::EtcdResult<etcd::TxnResponse> result) mutable {
-                       OnTxnDone(std::move(batch), std::move(result), started);
+      etcd_.TxnAsync(flat ? BuildFlatTxn(writes, leader) : BuildFencedTxn(writes, leader), call,
+                     [this, batch = std::move(batch), flat,
+                      started](etcd::EtcdResult<etcd::TxnResponse> result) mutable {
+                       OnTxnDone(std::move(batch), flat, std::move(result), started);
                      });
       lock.lock();
       continue;
@@ -155,11 +176,11 @@ bool FencedWriter::Retryable(const etcd::Error& error) {
   }
 }
 
-void FencedWriter::OnTxnDone(std::vector<Entry> batch, etcd::EtcdResult<etcd::TxnResponse> result,
+void FencedWriter::OnTxnDone(std::vector<Entry> batch, bool flat,
+                             etcd::EtcdResult<etcd::TxnResponse> result,
                              std::chrono::steady_clock::time_point started) {
   if (observer_) {
-    observer_(batch.size(),
-              result.ok() ? std::nullopt : std::optional<etcd::Error>(result.error()),
+    observer_(batch.size(), result.ok() ? std::nullopt : std::optional<etcd::Error>(result.error()),
               clock_.Now() - started);
   }
   std::lock_guard lock(mutex_);
@@ -171,15 +192,14 @@ void FencedWriter::OnTxnDone(std::vector<Entry> batch, etcd::EtcdResult<etcd::Tx
     if (Retryable(error) && !stopping_) {
       // Back to the front, in order, to be sent again after a backoff with jitter.
       for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
-      backoff_ = std::min(options_.max_backoff,
-                          std::max(options_.initial_backoff, backoff_ * 2));
+      backoff_ = std::min(options_.max_backoff, std::max(options_.initial_backoff, backoff_ * 2));
       std::uniform_int_distribution<int64_t> jitter(0, backoff_.count() / 2);
-      retry_at_ = std::chrono::steady_clock::now() + backoff_ +
-                  std::chrono::milliseconds(jitter(jitter_));
+      retry_at_ =
+          std::chrono::steady_clock::now() + backoff_ + std::chrono::milliseconds(jitter(jitter_));
       return;
     }
-    const WriteError::Code code = stopping_ && Retryable(error) ? WriteError::Code::kStopped
-                                                                : WriteError::Code::kEtcd;
+    const WriteError::Code code =
+        stopping_ && Retryable(error) ? WriteError::Code::kStopped : WriteError::Code::kEtcd;
     for (Entry& entry : batch) {
       completions_.push_back(
           {std::move(entry.done), Unexpected{WriteError{code, error, error.ToString()}}});
@@ -189,6 +209,30 @@ void FencedWriter::OnTxnDone(std::vector<Entry> batch, etcd::EtcdResult<etcd::Tx
   backoff_ = std::chrono::milliseconds(0);
   retry_at_ = {};
   const etcd::TxnResponse& response = *result;
+  if (flat) {
+    if (response.succeeded) {
+      for (Entry& entry : batch) {
+        completions_.push_back({std::move(entry.done), WriteOutcome::kApplied});
+      }
+      return;
+    }
+    // Something changed since the observation (or the leadership is gone): the nested form
+    // decides key by key. Back to the front, in order, without the observation.
+    ++flat_fallbacks_;
+    if (stopping_) {
+      for (Entry& entry : batch) {
+        completions_.push_back(
+            {std::move(entry.done),
+             Unexpected{WriteError{WriteError::Code::kStopped, std::nullopt, "writer stopped"}}});
+      }
+      return;
+    }
+    for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+      it->write.observed.reset();
+      queue_.push_front(std::move(*it));
+    }
+    return;
+  }
   for (size_t i = 0; i < batch.size(); ++i) {
     Entry& entry = batch[i];
     if (!response.succeeded) {

@@ -4,9 +4,12 @@
 // Submit() queues a write; a sender thread packs queued writes into transactions (at most
 // MaxKeysPerTxn keys and max_txn_bytes bytes each, never the same key twice in one) as soon as the
 // window has room, so a lone write goes out at once and a burst goes out in full batches (group
-// commit). A transaction that fails because etcd is unreachable or slow is sent again after a
-// backoff: fenced writes are safe to repeat. Errors that a repeat cannot fix (permission denied,
-// a value too large, ...) and lost leadership complete the writes with an error.
+// commit). Writes that carry an observed state the zxid rule applies to (FlatEligible, a full
+// sync's repairs) go together in flat transactions; if one fails, its writes go again, in
+// order, in the nested form, which decides key by key (fenced_txn.h). A transaction that fails
+// because etcd is unreachable or slow is sent again after a backoff: fenced writes are safe to
+// repeat. Errors that a repeat cannot fix (permission denied, a value too large, ...) and lost
+// leadership complete the writes with an error.
 //
 // Each write's callback runs exactly once, on the writer's sender thread, never under the
 // writer's lock. Thread-safe.
@@ -56,9 +59,8 @@ class FencedWriter {
   using Done = std::function<void(const WriteResult&)>;
   // Called once per transaction attempt, for metrics: how many writes it carried, whether etcd
   // answered (and its error), and how long it took.
-  using TxnObserver =
-      std::function<void(size_t writes, const std::optional<etcd::Error>& error,
-                         std::chrono::nanoseconds duration)>;
+  using TxnObserver = std::function<void(size_t writes, const std::optional<etcd::Error>& error,
+                                         std::chrono::nanoseconds duration)>;
 
   FencedWriter(etcd::EtcdClient& etcd, FencedWriterOptions options, const Clock& clock,
                TxnObserver observer = nullptr);
@@ -82,6 +84,8 @@ class FencedWriter {
   size_t pending() const;
   // Whether the last transaction attempt failed and writes are waiting to be retried.
   bool retrying() const;
+  // Flat transactions whose compares failed, so that their writes were sent again nested.
+  uint64_t flat_fallbacks() const;
 
  private:
   struct Entry {
@@ -94,9 +98,10 @@ class FencedWriter {
   };
 
   void SenderLoop();
-  // Takes the next batch off the queue. REQUIRES: mutex_ held.
-  std::vector<Entry> TakeBatchLocked();
-  void OnTxnDone(std::vector<Entry> batch, etcd::EtcdResult<etcd::TxnResponse> result,
+  // Takes the next batch off the queue: flat-eligible writes if the first queued one is,
+  // otherwise writes for the nested form. REQUIRES: mutex_ held.
+  std::vector<Entry> TakeBatchLocked(bool& flat);
+  void OnTxnDone(std::vector<Entry> batch, bool flat, etcd::EtcdResult<etcd::TxnResponse> result,
                  std::chrono::steady_clock::time_point started);
   static bool Retryable(const etcd::Error& error);
 
@@ -114,6 +119,7 @@ class FencedWriter {
   size_t in_flight_writes_ = 0;
   uint64_t submitted_ = 0;
   uint64_t finished_ = 0;
+  uint64_t flat_fallbacks_ = 0;
   std::optional<etcd::LeaderKey> leader_;
   std::chrono::milliseconds backoff_{0};
   std::chrono::steady_clock::time_point retry_at_{};

@@ -93,8 +93,8 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
   auto diff = ComputeDiff(*tree, scope_, layout_, etcd_, options.etcd_page_size,
                           /*list_unclaimed=*/ownership_ != nullptr);
   if (!diff.ok()) {
-    return Unexpected{ReconcileError{ReconcileError::Source::kEtcd,
-                                     "listing etcd: " + diff.error().ToString()}};
+    return Unexpected{
+        ReconcileError{ReconcileError::Source::kEtcd, "listing etcd: " + diff.error().ToString()}};
   }
   ReconcileReport report;
   report.walk_duration = walked - start;
@@ -118,10 +118,11 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
   for (size_t begin = 0; begin < candidates.size(); begin += kRecheckChunk) {
     const size_t end = std::min(candidates.size(), begin + kRecheckChunk);
     const auto recheck_start = clock_.Now();
-    auto confirmed = Recheck(
-        zk, std::vector<Difference>(candidates.begin() + static_cast<std::ptrdiff_t>(begin),
-                                    candidates.begin() + static_cast<std::ptrdiff_t>(end)),
-        options.zk_window, /*read_etcd=*/!fix);
+    auto confirmed =
+        Recheck(zk,
+                std::vector<Difference>(candidates.begin() + static_cast<std::ptrdiff_t>(begin),
+                                        candidates.begin() + static_cast<std::ptrdiff_t>(end)),
+                options.zk_window, /*read_etcd=*/!fix);
     report.recheck_duration += clock_.Now() - recheck_start;
     if (!confirmed.ok()) {
       if (fix) FinishRepair(repairs, report);  // what was submitted completes; then report
@@ -140,12 +141,19 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
 }
 
 Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
-    zk::ZkClient& zk, const std::vector<Difference>& candidates, size_t zk_window,
-    bool read_etcd) {
+    zk::ZkClient& zk, const std::vector<Difference>& candidates, size_t zk_window, bool read_etcd) {
   std::vector<std::string> paths;
+  std::vector<size_t> expected_bytes;
   paths.reserve(candidates.size());
-  for (const Difference& candidate : candidates) paths.push_back(candidate.path);
-  auto nodes = ReadNodes(zk, paths, zk_window);
+  expected_bytes.reserve(candidates.size());
+  for (const Difference& candidate : candidates) {
+    paths.push_back(candidate.path);
+    expected_bytes.push_back(candidate.zk_data_bytes);
+  }
+  NodeReadOptions read_options;
+  read_options.window = zk_window;
+  read_options.expected_bytes = &expected_bytes;
+  auto nodes = ReadNodes(zk, paths, read_options);
   if (!nodes.ok()) {
     return Unexpected{ReconcileError{ReconcileError::Source::kZooKeeper,
                                      "re-reading ZooKeeper: " + nodes.error().ToString()}};
@@ -155,6 +163,7 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
   struct EtcdState {
     std::optional<etcd::KeyValue> kv;
     std::optional<int64_t> meta_zxid;
+    int64_t meta_mod_revision = 0;
   };
   std::vector<EtcdState> states(candidates.size());
   std::optional<etcd::Error> etcd_error;
@@ -163,10 +172,11 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
     for (size_t i = 0; i < candidates.size(); ++i) {
       const Difference& candidate = candidates[i];
       if (candidate.etcd_value) {
-        states[i].kv = etcd::KeyValue{candidate.key, *candidate.etcd_value, 0,
-                                      candidate.etcd_mod_revision, 0, 0};
+        states[i].kv = etcd::KeyValue{
+            candidate.key, *candidate.etcd_value, 0, candidate.etcd_mod_revision, 0, 0};
       }
       states[i].meta_zxid = candidate.meta_zxid;
+      states[i].meta_mod_revision = candidate.meta_mod_revision;
     }
   }
   for (size_t begin = 0; read_etcd && begin < candidates.size(); begin += kRecheckPerTxn) {
@@ -183,28 +193,29 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
     pending.Add();
     etcd::CallOptions call;
     call.safe_to_retry = true;  // read-only
-    etcd_.TxnAsync(std::move(txn), call,
-                   [&, begin, end](etcd::EtcdResult<etcd::TxnResponse> result) {
-                     {
-                       std::lock_guard lock(pending.mutex());
-                       if (!result.ok()) {
-                         if (!etcd_error) etcd_error = result.error();
-                       } else if (result->responses.size() == 2 * (end - begin)) {
-                         for (size_t i = begin; i < end; ++i) {
-                           const auto& key = result->responses[2 * (i - begin)];
-                           const auto& meta = result->responses[2 * (i - begin) + 1];
-                           if (!key.kvs.empty()) states[i].kv = key.kvs[0];
-                           if (!meta.kvs.empty()) {
-                             states[i].meta_zxid = DecodeZxid(meta.kvs[0].value).value_or(0);
-                           }
-                         }
-                       } else if (!etcd_error) {
-                         etcd_error = etcd::Error{etcd::ErrorCode::kInternal,
-                                                  "unexpected recheck response shape", 0};
-                       }
-                     }
-                     pending.Done();
-                   });
+    etcd_.TxnAsync(
+        std::move(txn), call, [&, begin, end](etcd::EtcdResult<etcd::TxnResponse> result) {
+          {
+            std::lock_guard lock(pending.mutex());
+            if (!result.ok()) {
+              if (!etcd_error) etcd_error = result.error();
+            } else if (result->responses.size() == 2 * (end - begin)) {
+              for (size_t i = begin; i < end; ++i) {
+                const auto& key = result->responses[2 * (i - begin)];
+                const auto& meta = result->responses[2 * (i - begin) + 1];
+                if (!key.kvs.empty()) states[i].kv = key.kvs[0];
+                if (!meta.kvs.empty()) {
+                  states[i].meta_zxid = DecodeZxid(meta.kvs[0].value).value_or(INT64_MAX);
+                  states[i].meta_mod_revision = meta.kvs[0].mod_revision;
+                }
+              }
+            } else if (!etcd_error) {
+              etcd_error =
+                  etcd::Error{etcd::ErrorCode::kInternal, "unexpected recheck response shape", 0};
+            }
+          }
+          pending.Done();
+        });
   }
   pending.Wait();
   if (etcd_error) {
@@ -228,6 +239,7 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
     difference.etcd_exists = state.kv.has_value();
     difference.etcd_mod_revision = state.kv ? state.kv->mod_revision : 0;
     difference.meta_zxid = state.meta_zxid;
+    difference.meta_mod_revision = state.meta_mod_revision;
     confirmed.push_back(std::move(difference));
   }
 
@@ -253,8 +265,8 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
           ConfirmedDifference& difference = confirmed[foreign_index[j]];
           difference.owned_by_store = true;
           if (difference.kind == Difference::Kind::kForeign) {
-            difference.kind = difference.zk.exists ? Difference::Kind::kChanged
-                                                   : Difference::Kind::kExtra;
+            difference.kind =
+                difference.zk.exists ? Difference::Kind::kChanged : Difference::Kind::kExtra;
           }
         }
       }
@@ -306,34 +318,39 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report, size
       write.zxid = difference.zk.zxid;
     }
     if (difference.owned_by_store) write.claim_mod_revision = difference.etcd_mod_revision;
+    // What the second read (or, when fixing during a run, the diff's read) saw: lets the writer
+    // use the cheaper flat transaction while that state still holds.
+    write.observed = FencedWrite::Observed{
+        difference.etcd_exists ? difference.etcd_mod_revision : 0,
+        difference.meta_zxid ? difference.meta_mod_revision : 0, difference.meta_zxid.value_or(0)};
     pending.Add();
-    writer_->Submit(std::move(write), [&, key = difference.key,
-                                       value = ownership_ != nullptr ? difference.zk.data : "",
-                                       is_put = difference.zk.exists,
-                                       adoption](const WriteResult& result) {
-      {
-        std::lock_guard lock(pending.mutex());
-        if (!result.ok()) {
-          ++report.failed;
-          logger_.Warn("repair failed", {{"key", key}, {"error", result.error().message}});
-        } else if (*result == WriteOutcome::kApplied) {
-          if (adoption) {
-            ++report.adopted;
-          } else if (is_put) {
-            ++report.fixed_puts;
-            if (ownership_ != nullptr) state.recorded.emplace_back(key, value);
-          } else {
-            ++report.fixed_deletes;
-            if (ownership_ != nullptr) state.forgotten.push_back(key);
+    writer_->Submit(
+        std::move(write),
+        [&, key = difference.key, value = ownership_ != nullptr ? difference.zk.data : "",
+         is_put = difference.zk.exists, adoption](const WriteResult& result) {
+          {
+            std::lock_guard lock(pending.mutex());
+            if (!result.ok()) {
+              ++report.failed;
+              logger_.Warn("repair failed", {{"key", key}, {"error", result.error().message}});
+            } else if (*result == WriteOutcome::kApplied) {
+              if (adoption) {
+                ++report.adopted;
+              } else if (is_put) {
+                ++report.fixed_puts;
+                if (ownership_ != nullptr) state.recorded.emplace_back(key, value);
+              } else {
+                ++report.fixed_deletes;
+                if (ownership_ != nullptr) state.forgotten.push_back(key);
+              }
+            } else if (*result == WriteOutcome::kForeign) {
+              logger_.Info("key turned foreign before its repair; left alone", {{"key", key}});
+            } else {
+              ++report.stale;
+            }
           }
-        } else if (*result == WriteOutcome::kForeign) {
-          logger_.Info("key turned foreign before its repair; left alone", {{"key", key}});
-        } else {
-          ++report.stale;
-        }
-      }
-      pending.Done();
-    });
+          pending.Done();
+        });
   }
 }
 
@@ -343,9 +360,10 @@ void Reconciler::FinishRepair(RepairState& state, ReconcileReport& report) {
   if (ownership_ == nullptr) return;
   if (!state.recorded.empty()) {
     if (auto r = ownership_->Record(state.recorded); !r.ok()) {
-      logger_.Warn("could not record repaired keys in the ownership store; their etcd meta "
-                   "records still prove ownership",
-                   {{"keys", state.recorded.size()}, {"error", r.error().message}});
+      logger_.Warn(
+          "could not record repaired keys in the ownership store; their etcd meta "
+          "records still prove ownership",
+          {{"keys", state.recorded.size()}, {"error", r.error().message}});
     }
   }
   if (!state.forgotten.empty()) {

@@ -56,11 +56,12 @@ struct ConfirmedDifference {
   Difference::Kind kind = Difference::Kind::kMissing;
   std::string key;
   std::string path;
-  NodeState zk;                // as the second read saw the node
-  bool etcd_exists = false;    // as the second read saw the key
+  NodeState zk;              // as the second read saw the node
+  bool etcd_exists = false;  // as the second read saw the key
   int64_t etcd_mod_revision = 0;
-  std::optional<int64_t> meta_zxid;
-  bool owned_by_store = false;  // no meta record, but the ownership store vouches for it
+  std::optional<int64_t> meta_zxid;  // INT64_MAX when the meta record holds no zxid
+  int64_t meta_mod_revision = 0;     // when the meta record exists
+  bool owned_by_store = false;       // no meta record, but the ownership store vouches for it
 };
 
 struct ReconcileReport {

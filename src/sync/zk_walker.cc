@@ -207,12 +207,12 @@ class Walk {
 // Pipelined getData of a list of paths; same lifetime discipline as Walk.
 class NodeReads {
  public:
-  NodeReads(zk::ZkClient& client, const std::vector<std::string>& paths, size_t window,
-            size_t batch)
+  NodeReads(zk::ZkClient& client, const std::vector<std::string>& paths,
+            const NodeReadOptions& options)
       : client_(client),
         paths_(paths),
-        window_(std::max<size_t>(1, window)),
-        batch_(std::max<size_t>(1, batch)),
+        window_(std::max<size_t>(1, options.window)),
+        options_(options),
         states_(paths.size()) {}
 
   Result<std::vector<NodeState>, zk::ZkError> Run() {
@@ -232,11 +232,11 @@ class NodeReads {
         std::lock_guard lock(mutex_);
         if (error_ || next_ == paths_.size() || in_flight_ >= window_ + extra_slots) return;
         index = next_;
-        end = std::min(paths_.size(), next_ + batch_);
+        end = BatchEnd(index);
         next_ = end;
         ++in_flight_;
       }
-      if (batch_ > 1) {
+      if (options_.multi_read_batch > 1) {
         SendMultiRead(index, end);
         continue;
       }
@@ -261,6 +261,25 @@ class NodeReads {
         if (in_flight_ == 0 && (next_ == paths_.size() || error_)) done_.notify_all();
       });
     }
+  }
+
+  // Where the batch starting at `begin` ends.
+  size_t BatchEnd(size_t begin) const {
+    if (options_.multi_read_batch <= 1) return begin + 1;
+    if (options_.expected_bytes == nullptr) {
+      return std::min(paths_.size(), begin + options_.multi_read_batch);
+    }
+    const std::vector<size_t>& expected = *options_.expected_bytes;
+    size_t end = begin;
+    size_t bytes = 0;
+    while (end < paths_.size() &&
+           end - begin < std::max<size_t>(1, options_.max_multi_read_batch)) {
+      const size_t size = end < expected.size() ? expected[end] : options_.batch_bytes;
+      if (end > begin && bytes + size > options_.batch_bytes) break;
+      bytes += size;
+      ++end;
+    }
+    return end;
   }
 
   void SendMultiRead(size_t begin, size_t end) {
@@ -301,7 +320,7 @@ class NodeReads {
   zk::ZkClient& client_;
   const std::vector<std::string>& paths_;
   const size_t window_;
-  const size_t batch_;
+  const NodeReadOptions options_;
   std::mutex mutex_;
   std::condition_variable done_;
   size_t next_ = 0;
@@ -314,8 +333,8 @@ class NodeReads {
 
 Result<std::vector<NodeState>, zk::ZkError> ReadNodes(zk::ZkClient& client,
                                                       const std::vector<std::string>& paths,
-                                                      size_t window, size_t multi_read_batch) {
-  NodeReads reads(client, paths, window, multi_read_batch);
+                                                      const NodeReadOptions& options) {
+  NodeReads reads(client, paths, options);
   return reads.Run();
 }
 
