@@ -64,7 +64,7 @@ FixtureResult<void> ZooKeeperServer::Launch() {
     return Unexpected{written.error()};
   }
   auto started = process_.Start(
-      {"java", "-Xms64m", "-Xmx1g", "-XX:+UseSerialGC", "-Djava.net.preferIPv4Stack=true",
+      {"java", "-Xms64m", "-Xmx" + options_.max_heap, "-XX:+UseSerialGC", "-Djava.net.preferIPv4Stack=true",
        "-Dzookeeper.admin.enableServer=false", "-cp", dir_.path() + ":" + kZooKeeperJar,
        "org.apache.zookeeper.server.ZooKeeperServerMain", dir_.File("zoo.cfg")},
       log_path_);

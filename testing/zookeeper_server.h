@@ -20,6 +20,9 @@ struct ZooKeeperOptions {
   int tick_ms = 200;
   int min_session_timeout_ms = 1000;
   int max_session_timeout_ms = 60000;
+  // The JVM's heap limit (-Xmx): 1 GiB holds a few hundred thousand Dubbo nodes; a million
+  // needs about 4 GiB or the server spends its time collecting garbage.
+  std::string max_heap = "1g";
   std::chrono::milliseconds start_timeout = std::chrono::seconds(60);
 };
 

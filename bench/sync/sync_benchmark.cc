@@ -9,8 +9,14 @@
 //   zk2etcd    initial sync into an empty etcd; a diff with nothing to fix (next to the raw read
 //              of both sides); the delay from a ZooKeeper write to the etcd key at fixed rates
 //              (p50/p99/max); the highest change rate sustained without the lag growing; peak
-//              resident memory and CPU seconds of the zk2etcd process
-//   --zk2etcd-args="..."  extra arguments for zk2etcd sync; --log-dir=DIR keeps the tools' logs
+//              resident memory and CPU seconds of the zk2etcd process, against the memory goal
+//              (2 x the bytes of paths and data + 64 MiB)
+//   --zk2etcd-args="..."  extra arguments for zk2etcd sync; --log-dir=DIR keeps the tools' logs;
+//   --no-c-client skips the C client's read (minutes on a million nodes); --no-sustained skips
+//   the search for the highest sustained rate
+//   servers    with no tool running, at the same rates: ZooKeeper setData until a persistent
+//              recursive watch reports it, and an etcd put until a watch delivers it (the part
+//              of a change's delay that no sync tool can remove)
 //   --compare  any other tool, given as a command template with {zk} and {etcd}, through the same
 //              initial-sync and delay scenarios, with ratios to zk2etcd
 // Prints a table and writes JSON (--json). A benchmark, not a test: build it in Release.
@@ -27,6 +33,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -59,6 +66,7 @@ struct Options {
   std::vector<int> rates = {100, 1000};
   int rate_seconds = 10;
   bool sustained = true;
+  bool c_client = true;  // also time the official C client's read (slow on big trees)
   std::string json;
   std::vector<std::pair<std::string, std::string>> compare;  // name, command template
   std::vector<std::string> zk2etcd_args;                     // extra arguments for `zk2etcd sync`
@@ -148,11 +156,17 @@ double ReadWithCClient(const std::string& address, const std::string& root) {
 
 // zk2etcd's client through the engine's own walk (getData on every node, getChildren where the
 // Stat shows children), as a full sync reads. Returns nodes/s and the node count.
-std::pair<double, size_t> ReadWithOurClient(const std::string& address, const std::string& root) {
+struct TreeRead {
+  double nodes_per_s = 0;
+  size_t nodes = 0;
+  size_t path_and_data_bytes = 0;  // what the memory goal is measured against
+};
+
+TreeRead ReadWithOurClient(const std::string& address, const std::string& root) {
   zk::ZkClientOptions options;
   options.connect_string = address;
   auto client = zk::NewAsioZkClient(options, {});
-  if (!client.ok() || !zk::blocking::Exists(**client, "/").ok()) return {0, 0};
+  if (!client.ok() || !zk::blocking::Exists(**client, "/").ok()) return {};
   const sync::Scope scope = sync::Scope::Create({root}, {}).value();
   sync::WalkOptions walk;
   walk.window = 200;
@@ -160,8 +174,12 @@ std::pair<double, size_t> ReadWithOurClient(const std::string& address, const st
   auto tree = sync::WalkZkTree(**client, scope, walk);
   const double elapsed = Since(start);
   (*client)->Close();
-  if (!tree.ok()) return {0, 0};
-  return {static_cast<double>(tree->nodes.size()) / elapsed, tree->nodes.size()};
+  if (!tree.ok()) return {};
+  TreeRead read{static_cast<double>(tree->nodes.size()) / elapsed, tree->nodes.size(), 0};
+  for (const sync::ZkNode& node : tree->nodes) {
+    read.path_and_data_bytes += node.path.size() + node.data.size();
+  }
+  return read;
 }
 
 std::unique_ptr<etcd::EtcdClient> EtcdClientFor(const std::string& endpoint, const Clock::duration&,
@@ -283,6 +301,14 @@ struct DelayResult {
   double p50_ms = 0, p99_ms = 0, max_ms = 0;
 };
 
+// Fills in what `delays` (ms) show.
+void Summarize(const std::vector<double>& delays, DelayResult& result) {
+  result.observed = delays.size();
+  result.p50_ms = Percentile(delays, 0.50);
+  result.p99_ms = Percentile(delays, 0.99);
+  result.max_ms = delays.empty() ? 0 : *std::max_element(delays.begin(), delays.end());
+}
+
 // Writes `rate` setData per second for `duration` to random leaves, each value carrying its send
 // time, and watches etcd for them.
 DelayResult MeasureDelay(const std::string& zk_address, etcd::EtcdClient& etcd,
@@ -327,10 +353,96 @@ DelayResult MeasureDelay(const std::string& zk_address, etcd::EtcdClient& etcd,
   watch.reset();
   (*client)->Close();
   std::lock_guard lock(mutex);
-  result.observed = delays.size();
-  result.p50_ms = Percentile(delays, 0.50);
-  result.p99_ms = Percentile(delays, 0.99);
-  result.max_ms = delays.empty() ? 0 : *std::max_element(delays.begin(), delays.end());
+  Summarize(delays, result);
+  return result;
+}
+
+// The servers' own share of a change's delay, at `rate` changes/s for `duration_s` s, with no
+// sync tool running: a ZooKeeper setData on random leaves until a persistent recursive watch on
+// /dubbo reports it (one event per change, so each path's events answer its writes in order).
+DelayResult ZooKeeperEventDelay(const std::string& zk_address,
+                                const std::vector<std::string>& leaves, int rate, int duration_s) {
+  DelayResult result;
+  result.rate = rate;
+  std::mutex mutex;
+  std::map<std::string, std::deque<Clock::time_point>> sent;
+  std::vector<double> delays;
+  zk::ZkEventHandlers handlers;
+  handlers.on_watch = [&](const zk::WatchEvent& event) {
+    if (event.type != zk::WatchEventType::kNodeDataChanged) return;
+    const auto now = Clock::now();
+    std::lock_guard lock(mutex);
+    auto it = sent.find(event.path);
+    if (it == sent.end() || it->second.empty()) return;
+    delays.push_back(std::chrono::duration<double, std::milli>(now - it->second.front()).count());
+    it->second.pop_front();
+  };
+  zk::ZkClientOptions options;
+  options.connect_string = zk_address;
+  auto watcher = zk::NewAsioZkClient(options, handlers);
+  auto writer = zk::NewAsioZkClient(options, {});
+  if (!watcher.ok() || !writer.ok() ||
+      !zk::blocking::AddWatch(**watcher, "/dubbo", zk::AddWatchMode::kPersistentRecursive).ok()) {
+    return result;
+  }
+  std::mt19937_64 random(7);
+  const auto start = Clock::now();
+  const size_t total = static_cast<size_t>(rate) * static_cast<size_t>(duration_s);
+  for (size_t i = 0; i < total; ++i) {
+    std::this_thread::sleep_until(start +
+                                  std::chrono::nanoseconds(static_cast<int64_t>(i * 1e9 / rate)));
+    const std::string& path = leaves[random() % leaves.size()];
+    {
+      std::lock_guard lock(mutex);
+      sent[path].push_back(Clock::now());
+    }
+    (*writer)->SetData(path, "floor", -1, [](zk::ZkResult<zk::SetDataReply>) {});
+    ++result.written;
+  }
+  std::this_thread::sleep_for(seconds(2));
+  (*writer)->Close();
+  (*watcher)->Close();
+  std::lock_guard lock(mutex);
+  Summarize(delays, result);
+  return result;
+}
+
+// The same for etcd: single-put transactions at `rate`, each value carrying its send time,
+// until an etcd watch delivers them.
+DelayResult EtcdWatchDelay(etcd::EtcdClient& etcd, int rate, int duration_s) {
+  DelayResult result;
+  result.rate = rate;
+  std::mutex mutex;
+  std::vector<double> delays;
+  const auto origin = Clock::now();
+  auto watch = etcd.Watch(etcd::WatchRequest::Prefix("/bench-floor/", 0),
+                          [&](etcd::EtcdResult<etcd::WatchEvents> events) {
+                            if (!events.ok()) return;
+                            const double now = Since(origin);
+                            std::lock_guard lock(mutex);
+                            for (const auto& event : events->events) {
+                              if (event.type != etcd::WatchEvent::Type::kPut) continue;
+                              delays.push_back((now - std::stod(event.kv.value)) * 1000);
+                            }
+                          });
+  std::this_thread::sleep_for(milliseconds(200));
+  const auto start = Clock::now();
+  const size_t total = static_cast<size_t>(rate) * static_cast<size_t>(duration_s);
+  for (size_t i = 0; i < total; ++i) {
+    std::this_thread::sleep_until(start +
+                                  std::chrono::nanoseconds(static_cast<int64_t>(i * 1e9 / rate)));
+    char value[32];
+    std::snprintf(value, sizeof(value), "%.9f", Since(origin));
+    etcd::TxnRequest txn;
+    txn.success.push_back(etcd::Op::Put("/bench-floor/k" + std::to_string(i % 1000), value));
+    etcd.TxnAsync(std::move(txn), {}, [](etcd::EtcdResult<etcd::TxnResponse>) {});
+    ++result.written;
+  }
+  std::this_thread::sleep_for(seconds(2));
+  watch.reset();
+  (void)etcd.Delete("/bench-floor/", etcd::PrefixEnd("/bench-floor/"));
+  std::lock_guard lock(mutex);
+  Summarize(delays, result);
   return result;
 }
 
@@ -444,6 +556,8 @@ int Main(int argc, char** argv) {
       for (std::string& word : SplitWords(*v)) options.zk2etcd_args.push_back(std::move(word));
     } else if ((v = value("log-dir"))) {
       options.log_dir = *v;
+    } else if (arg == "--no-c-client") {
+      options.c_client = false;
     } else if (arg == "--no-sustained") {
       options.sustained = false;
     } else if ((v = value("json"))) {
@@ -466,7 +580,12 @@ int Main(int argc, char** argv) {
   }
   SystemClock clock;
   std::cerr << "starting ZooKeeper and etcd...\n";
-  auto zookeeper = testing::ZooKeeperServer::Start();
+  testing::ZooKeeperOptions zookeeper_options;
+  // About 4 KiB of heap per node, at least 1 GiB: below that, a million-node tree keeps the
+  // server collecting garbage and every figure measures that instead.
+  zookeeper_options.max_heap =
+      std::to_string(std::max<size_t>(1024, options.nodes * 4 / 1024)) + "m";
+  auto zookeeper = testing::ZooKeeperServer::Start(zookeeper_options);
   auto server = testing::EtcdServer::Start();
   if (!zookeeper.ok() || !server.ok()) {
     std::cerr << "cannot start the servers\n";
@@ -498,11 +617,13 @@ int Main(int argc, char** argv) {
   std::cerr << "measuring the limits...\n";
   double ours = 0, c_client = 0;
   size_t tree_nodes = 0;
+  size_t tree_bytes = 0;
   for (int round = 0; round < 2; ++round) {
-    auto [rate, nodes] = ReadWithOurClient(zk_address, "/dubbo");
-    ours = std::max(ours, rate);
-    tree_nodes = nodes;
-    c_client = std::max(c_client, ReadWithCClient(zk_address, "/dubbo"));
+    const TreeRead read = ReadWithOurClient(zk_address, "/dubbo");
+    ours = std::max(ours, read.nodes_per_s);
+    tree_nodes = read.nodes;
+    tree_bytes = read.path_and_data_bytes;
+    if (options.c_client) c_client = std::max(c_client, ReadWithCClient(zk_address, "/dubbo"));
   }
   const double ingest = std::max(EtcdIngest(*etcd, tree_nodes), EtcdIngest(*etcd, tree_nodes));
   const double zk_read_s = static_cast<double>(tree_nodes) / std::max(ours, c_client);
@@ -546,6 +667,12 @@ int Main(int argc, char** argv) {
   }
   const double raw_read_s = static_cast<double>(tree_nodes) / ours + EtcdReadAll(*etcd, "/dubbo") +
                             EtcdReadAll(*etcd, "/zk2etcd/meta/dubbo");
+  // The servers' share of the delay, with the synced tree in place and no tool running.
+  std::vector<std::pair<DelayResult, DelayResult>> floors;
+  for (int rate : options.rates) {
+    floors.emplace_back(ZooKeeperEventDelay(zk_address, leaves, rate, options.rate_seconds),
+                        EtcdWatchDelay(*etcd, rate, options.rate_seconds));
+  }
   for (const auto& [name, command] : options.compare) {
     std::cerr << name << ": initial sync, delays, sustained rate...\n";
     const std::string expanded =
@@ -561,8 +688,10 @@ int Main(int argc, char** argv) {
   std::printf("\nlimits\n");
   std::printf("  ZooKeeper read, zk2etcd client   %10.0f nodes/s  (%.2f s)\n", ours,
               static_cast<double>(tree_nodes) / ours);
-  std::printf("  ZooKeeper read, C client async   %10.0f nodes/s  (%.2f s)  ours/C = %.2f\n",
-              c_client, static_cast<double>(tree_nodes) / c_client, ours / c_client);
+  if (options.c_client) {
+    std::printf("  ZooKeeper read, C client async   %10.0f nodes/s  (%.2f s)  ours/C = %.2f\n",
+                c_client, static_cast<double>(tree_nodes) / c_client, ours / c_client);
+  }
   std::printf("  etcd ingest, 128-put txns x4     %10.0f keys/s   (%.2f s)\n", ingest,
               etcd_ingest_s);
   const double slower_limit = std::max(zk_read_s, etcd_ingest_s);
@@ -582,6 +711,22 @@ int Main(int argc, char** argv) {
   }
   std::printf("\ndiff with nothing to fix: %.2f s; raw read of both sides: %.2f s; ratio %.2f\n",
               results[0].diff_s, raw_read_s, results[0].diff_s / raw_read_s);
+  std::printf("\nthe servers' own delay (no tool running), p50 / p99 / max ms:\n");
+  for (const auto& [zookeeper_delay, etcd_delay] : floors) {
+    std::printf(
+        "  %5d/s  ZooKeeper setData -> watch event %6.1f / %6.1f / %6.1f (%zu/%zu)   "
+        "etcd put -> watch %6.1f / %6.1f / %6.1f (%zu/%zu)\n",
+        zookeeper_delay.rate, zookeeper_delay.p50_ms, zookeeper_delay.p99_ms,
+        zookeeper_delay.max_ms, zookeeper_delay.observed, zookeeper_delay.written,
+        etcd_delay.p50_ms, etcd_delay.p99_ms, etcd_delay.max_ms, etcd_delay.observed,
+        etcd_delay.written);
+  }
+  const double tree_mib = static_cast<double>(tree_bytes) / (1024 * 1024);
+  std::printf(
+      "memory: paths and data %.1f MiB; goal 2 x that + 64 MiB = %.1f MiB; zk2etcd peak "
+      "%.1f MiB (%.2f of the goal)\n",
+      tree_mib, 2 * tree_mib + 64, results[0].peak_rss_mib,
+      results[0].peak_rss_mib / (2 * tree_mib + 64));
   for (size_t i = 1; i < results.size(); ++i) {
     std::printf("%s / zk2etcd initial sync time: %.2f\n", results[i].name.c_str(),
                 results[i].initial_sync_s / results[0].initial_sync_s);
@@ -589,7 +734,8 @@ int Main(int argc, char** argv) {
 
   if (!options.json.empty()) {
     std::ofstream json(options.json);
-    json << "{\"nodes\":" << tree_nodes << ",\"limits\":{\"zk_read_ours_nodes_per_s\":" << ours
+    json << "{\"nodes\":" << tree_nodes << ",\"path_and_data_bytes\":" << tree_bytes
+         << ",\"limits\":{\"zk_read_ours_nodes_per_s\":" << ours
          << ",\"zk_read_c_client_nodes_per_s\":" << c_client
          << ",\"etcd_ingest_keys_per_s\":" << ingest << "},\"raw_read_both_sides_s\":" << raw_read_s
          << ",\"tools\":[";
@@ -606,6 +752,15 @@ int Main(int argc, char** argv) {
              << ",\"p99_ms\":" << d.p99_ms << ",\"max_ms\":" << d.max_ms << "}";
       }
       json << "]}";
+    }
+    json << "],\"server_delays\":[";
+    for (size_t i = 0; i < floors.size(); ++i) {
+      const auto& [zookeeper_delay, etcd_delay] = floors[i];
+      json << (i ? "," : "") << "{\"rate\":" << zookeeper_delay.rate
+           << ",\"zookeeper_p50_ms\":" << zookeeper_delay.p50_ms
+           << ",\"zookeeper_p99_ms\":" << zookeeper_delay.p99_ms
+           << ",\"etcd_p50_ms\":" << etcd_delay.p50_ms << ",\"etcd_p99_ms\":" << etcd_delay.p99_ms
+           << "}";
     }
     json << "]}\n";
   }

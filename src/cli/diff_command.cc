@@ -204,6 +204,7 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
     for (auto& difference : kept) difference = *latest[difference.key];
     const sync::ReconcileReport counts = std::move(*result);
     report->differences = std::move(kept);
+    report->RecountFromList();
     report->zk_nodes = counts.zk_nodes;
     report->etcd_keys = counts.etcd_keys;
     report->in_sync = counts.in_sync;

@@ -110,8 +110,20 @@ class Head {
 
 etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const Scope& scope,
                                          const KeyLayout& layout, etcd::EtcdClient& etcd,
-                                         int64_t page_size, bool list_unclaimed) {
+                                         const DiffOptions& options) {
+  const int64_t page_size = options.page_size;
+  const bool list_unclaimed = options.list_unclaimed;
   DiffReport report;
+  bool stopped = false;
+  // Lists a difference, handing a full chunk to the callback.
+  auto list = [&](Difference difference) {
+    report.differences.push_back(std::move(difference));
+    ++report.listed;
+    if (options.on_differences && report.differences.size() >= std::max<size_t>(1, options.chunk)) {
+      stopped = !options.on_differences(report.differences);
+      report.differences.clear();
+    }
+  };
   for (const std::string& prefix : scope.prefixes()) {
     // ZooKeeper side: the sorted nodes at or below this prefix.
     std::vector<size_t> nodes;
@@ -175,11 +187,11 @@ etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const Scope& scope,
           ++report.unclaimed;
           if (list_unclaimed) {
             difference.kind = *kind;
-            report.differences.push_back(std::move(difference));
+            list(std::move(difference));
           }
         } else if (kind) {
           difference.kind = *kind;
-          report.differences.push_back(std::move(difference));
+          list(std::move(difference));
         } else if (has_node) {
           ++report.in_sync;
         }
@@ -191,7 +203,12 @@ etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const Scope& scope,
       if (has_meta) {
         if (auto advanced = meta.Advance(); !advanced.ok()) return Unexpected{advanced.error()};
       }
+      if (stopped) return report;
     }
+  }
+  if (options.on_differences && !report.differences.empty()) {
+    options.on_differences(report.differences);
+    report.differences.clear();
   }
   return report;
 }

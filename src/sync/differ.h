@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -79,19 +80,31 @@ std::optional<Difference::Kind> Classify(const std::string* zk_data, const std::
                                          bool has_meta);
 
 struct DiffReport {
-  std::vector<Difference> differences;  // in key order
-  size_t zk_nodes = 0;                  // in-scope znodes compared
-  size_t etcd_keys = 0;                 // in-scope etcd keys compared
-  size_t in_sync = 0;                   // keys equal on both sides (unclaimed ones included)
-  size_t unclaimed = 0;                 // equal, but without a meta record
+  // In key order; without a chunk callback all of them, with one what is left after the last call.
+  std::vector<Difference> differences;
+  size_t listed = 0;     // differences found (passed to the callback or kept)
+  size_t zk_nodes = 0;   // in-scope znodes compared
+  size_t etcd_keys = 0;  // in-scope etcd keys compared
+  size_t in_sync = 0;    // keys equal on both sides (unclaimed ones included)
+  size_t unclaimed = 0;  // equal, but without a meta record
   int64_t etcd_revision = 0;
   size_t Count(Difference::Kind kind) const;
 };
 
-// With `list_unclaimed`, kUnclaimed keys are listed in `differences` (for adoption); otherwise
-// they are only counted.
+struct DiffOptions {
+  int64_t page_size = 1000;
+  // List kUnclaimed keys in `differences` (for adoption); otherwise they are only counted.
+  bool list_unclaimed = false;
+  // When set, called (on the caller's thread) with every `chunk` differences as the merge finds
+  // them, and once more with the rest; the list is emptied after each call, so memory holds one
+  // chunk rather than every difference. Returning false stops the merge (the report is then
+  // incomplete).
+  std::function<bool(std::vector<Difference>& chunk)> on_differences;
+  size_t chunk = 2048;
+};
+
 etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const Scope& scope,
                                          const KeyLayout& layout, etcd::EtcdClient& etcd,
-                                         int64_t page_size = 1000, bool list_unclaimed = false);
+                                         const DiffOptions& options = {});
 
 }  // namespace zk2etcd::sync

@@ -126,6 +126,25 @@ TEST_F(EngineTest, ReadNodesBatchedBySizeReadsEveryNodeInOrder) {
   }
 }
 
+TEST_F(EngineTest, ALargeSyncWithoutKeptDifferencesCountsAndRepairsThemAll) {
+  // More differences than several chunks and than the repairs allowed in flight.
+  for (int i = 0; i < 12000; ++i) Create("/dubbo/svc/providers/p" + std::to_string(i));
+  etcd_.store().PutDirect("/dubbo/svc/providers/foreign", "theirs");
+  Reconciler reconciler(scope_, layout_, etcd_, writer_.get(), nullptr, logger_, clock_);
+  ReconcileOptions options;
+  options.keep_differences = false;
+  auto report = reconciler.Run(*zk_, options);
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_TRUE(report->differences.empty());
+  EXPECT_EQ(report->Count(Difference::Kind::kMissing), 12003u);  // with /dubbo, svc, providers
+  EXPECT_EQ(report->Count(Difference::Kind::kForeign), 1u);
+  EXPECT_EQ(report->VisibleDifferences(), 12004u);
+  EXPECT_EQ(report->fixed_puts, 12003u);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/p11999"), "");
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/foreign"), "theirs");
+  EXPECT_EQ(Reconcile().VisibleDifferences(), 1u);  // only the foreign key
+}
+
 TEST_F(EngineTest, InitialSyncCopiesEveryNodeInScopeWithAncestorsAndExactBytes) {
   Create("/dubbo/svc/providers/p1", std::string("bin\0ary\xff", 8));
   Create("/dubbo/svc/consumers/c1");

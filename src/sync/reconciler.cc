@@ -13,6 +13,9 @@ namespace {
 constexpr size_t kRecheckPerTxn = etcd::kDefaultMaxTxnOps / 2;
 // Candidates re-read before their repairs are submitted.
 constexpr size_t kRecheckChunk = 2048;
+// Repairs submitted and not yet answered, at most: the merge waits for the writer beyond this,
+// so that memory holds a few chunks of writes rather than every difference of a full sync.
+constexpr size_t kMaxRepairsInFlight = 16 * kRecheckChunk;
 
 // Counts outstanding callbacks and lets one thread wait for all of them.
 class Pending {
@@ -23,11 +26,14 @@ class Pending {
   }
   void Done() {
     std::lock_guard lock(mutex_);
-    if (--count_ == 0) zero_.notify_all();
+    --count_;
+    zero_.notify_all();
   }
-  void Wait() {
+  void Wait() { WaitBelow(1); }
+  // Waits until fewer than `limit` are outstanding.
+  void WaitBelow(size_t limit) {
     std::unique_lock lock(mutex_);
-    zero_.wait(lock, [this] { return count_ == 0; });
+    zero_.wait(lock, [this, limit] { return count_ < limit; });
   }
   std::mutex& mutex() { return mutex_; }
 
@@ -51,17 +57,24 @@ struct Reconciler::RepairState {
 
 size_t ReconcileReport::VisibleDifferences() const {
   size_t count = 0;
-  for (const ConfirmedDifference& difference : differences) {
-    count += difference.kind != Difference::Kind::kUnclaimed &&
-             difference.kind != Difference::Kind::kOrphanMeta;
+  for (size_t kind = 0; kind < counts.size(); ++kind) {
+    const auto as_kind = static_cast<Difference::Kind>(kind);
+    if (as_kind != Difference::Kind::kUnclaimed && as_kind != Difference::Kind::kOrphanMeta) {
+      count += counts[kind];
+    }
   }
   return count;
 }
 
 size_t ReconcileReport::Count(Difference::Kind kind) const {
-  size_t count = 0;
-  for (const ConfirmedDifference& difference : differences) count += difference.kind == kind;
-  return count;
+  return counts[static_cast<size_t>(kind)];
+}
+
+void ReconcileReport::RecountFromList() {
+  counts.fill(0);
+  for (const ConfirmedDifference& difference : differences) {
+    ++counts[static_cast<size_t>(difference.kind)];
+  }
 }
 
 Reconciler::Reconciler(const Scope& scope, const KeyLayout& layout, etcd::EtcdClient& etcd,
@@ -90,52 +103,57 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
                                      "reading the ZooKeeper tree: " + tree.error().ToString()}};
   }
   const auto walked = clock_.Now();
-  auto diff = ComputeDiff(*tree, scope_, layout_, etcd_, options.etcd_page_size,
-                          /*list_unclaimed=*/ownership_ != nullptr);
+
+  // The merge hands over its differences chunk by chunk; each chunk is read a second time and
+  // its repairs are submitted at once, so the etcd writes of one chunk overlap the reads of the
+  // next, and memory holds a few chunks rather than every difference.
+  ReconcileReport report;
+  const bool fix = options.fix && writer_ != nullptr;
+  RepairState repairs;
+  std::optional<ReconcileError> failure;
+  std::chrono::nanoseconds waiting{0};
+  DiffOptions diff_options;
+  diff_options.page_size = options.etcd_page_size;
+  diff_options.list_unclaimed = ownership_ != nullptr;
+  diff_options.chunk = kRecheckChunk;
+  diff_options.on_differences = [&](std::vector<Difference>& candidates) {
+    const auto recheck_start = clock_.Now();
+    auto confirmed = Recheck(zk, candidates, options.zk_window, /*read_etcd=*/!fix);
+    report.recheck_duration += clock_.Now() - recheck_start;
+    if (!confirmed.ok()) {
+      failure = confirmed.error();
+      return false;
+    }
+    if (fix && !confirmed->empty()) {
+      if (!repairs.started) StartRepair(repairs);
+      const auto wait_start = clock_.Now();
+      repairs.pending.WaitBelow(kMaxRepairsInFlight);
+      waiting += clock_.Now() - wait_start;
+      SubmitRepairs(repairs, report, *confirmed);
+    }
+    for (ConfirmedDifference& difference : *confirmed) {
+      ++report.counts[static_cast<size_t>(difference.kind)];
+      if (options.keep_differences) report.differences.push_back(std::move(difference));
+    }
+    return !(options.cancel != nullptr && options.cancel->load());
+  };
+  auto diff = ComputeDiff(*tree, scope_, layout_, etcd_, diff_options);
+  const auto merged = clock_.Now();
+  if (repairs.started) FinishRepair(repairs, report);  // what was submitted completes
   if (!diff.ok()) {
     return Unexpected{
         ReconcileError{ReconcileError::Source::kEtcd, "listing etcd: " + diff.error().ToString()}};
   }
-  ReconcileReport report;
+  if (failure) return Unexpected{*failure};
   report.walk_duration = walked - start;
-  report.diff_duration = clock_.Now() - walked;
+  // The merge itself: without the second reads and the waits for the writer it triggered.
+  report.diff_duration = merged - walked - report.recheck_duration - waiting;
   report.zk_nodes = diff->zk_nodes;
   report.etcd_keys = diff->etcd_keys;
   report.in_sync = diff->in_sync;
   report.unclaimed = diff->unclaimed;
   report.etcd_revision = diff->etcd_revision;
-  report.first_pass_differences = diff->differences.size();
-  // The tree is no longer needed; the candidates carry their paths.
-  tree->nodes.clear();
-  tree->nodes.shrink_to_fit();
-
-  // The second read goes chunk by chunk, and each chunk's repairs are submitted at once, so the
-  // etcd writes of one chunk overlap the ZooKeeper reads of the next.
-  const bool fix = options.fix && writer_ != nullptr;
-  RepairState repairs;
-  if (fix && !diff->differences.empty()) StartRepair(repairs);
-  const std::vector<Difference>& candidates = diff->differences;
-  for (size_t begin = 0; begin < candidates.size(); begin += kRecheckChunk) {
-    const size_t end = std::min(candidates.size(), begin + kRecheckChunk);
-    const auto recheck_start = clock_.Now();
-    auto confirmed =
-        Recheck(zk,
-                std::vector<Difference>(candidates.begin() + static_cast<std::ptrdiff_t>(begin),
-                                        candidates.begin() + static_cast<std::ptrdiff_t>(end)),
-                options.zk_window, /*read_etcd=*/!fix);
-    report.recheck_duration += clock_.Now() - recheck_start;
-    if (!confirmed.ok()) {
-      if (fix) FinishRepair(repairs, report);  // what was submitted completes; then report
-      return Unexpected{confirmed.error()};
-    }
-    const size_t first = report.differences.size();
-    for (ConfirmedDifference& difference : *confirmed) {
-      report.differences.push_back(std::move(difference));
-    }
-    if (fix) SubmitRepairs(repairs, report, first, report.differences.size());
-    if (options.cancel != nullptr && options.cancel->load()) break;
-  }
-  if (fix && !diff->differences.empty()) FinishRepair(repairs, report);
+  report.first_pass_differences = diff->listed;
   report.duration = clock_.Now() - start;
   return report;
 }
@@ -278,7 +296,7 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
 void Reconciler::Repair(ReconcileReport& report) {
   RepairState state;
   StartRepair(state);
-  SubmitRepairs(state, report, 0, report.differences.size());
+  SubmitRepairs(state, report, report.differences);
   FinishRepair(state, report);
 }
 
@@ -292,12 +310,11 @@ void Reconciler::StartRepair(RepairState& state) {
   }
 }
 
-void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report, size_t begin,
-                               size_t end) {
+void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
+                               const std::vector<ConfirmedDifference>& differences) {
   if (!state.started) state.started = clock_.Now();
   Pending& pending = state.pending;
-  for (size_t i = begin; i < end; ++i) {
-    const ConfirmedDifference& difference = report.differences[i];
+  for (const ConfirmedDifference& difference : differences) {
     if (difference.kind == Difference::Kind::kForeign) continue;  // never touched
     if (difference.kind == Difference::Kind::kUnclaimed && !difference.owned_by_store) continue;
     const bool adoption = difference.kind == Difference::Kind::kUnclaimed;

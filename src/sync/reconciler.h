@@ -1,7 +1,8 @@
 // Reconciler: one full comparison of ZooKeeper and etcd, and optionally its repair.
 //
 //   1. walk the ZooKeeper tree (pipelined) and stream-merge it with etcd's keys and meta records
-//      read at one revision (differ.h);
+//      read at one revision (differ.h), which hands the differences over in chunks: steps 2 to 4
+//      run chunk by chunk while the merge goes on;
 //   2. for keys without a meta record that differ, ask the ownership store (Redis) whether
 //      zk2etcd or the Go tool wrote them: those count as ours, the rest stay foreign;
 //   3. read every candidate a second time and keep only what still differs (no pseudo-differences
@@ -11,12 +12,15 @@
 //      would only compete with the writes: measured, it made a 100,000-key initial sync 1.6 times
 //      slower);
 //   4. with fix: repair each one with a fenced write (fenced_txn.h), so a repair can never undo a
-//      newer incremental write; deletes wait while the ownership store is unreachable.
+//      newer incremental write; deletes wait while the ownership store is unreachable. The merge
+//      waits while more than 16 chunks of repairs are unanswered, so memory holds the tree and
+//      those chunks, not every difference (unless keep_differences asks for the list).
 //
 // Used by `sync` (at start, after reconnects, periodically) and by `diff` (fix or report only).
 // Blocking. Thread-safe: concurrent Runs are allowed but pointless; the caller serialises them.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -49,6 +53,9 @@ struct ReconcileOptions {
   bool set_watches = false;
   std::function<void(const std::string& path, const std::vector<std::string>& children)>
       on_children;
+  // Keep every confirmed difference in the report (diff lists them); without, the report only
+  // counts them, and memory holds one chunk of differences at a time (sync).
+  bool keep_differences = true;
 };
 
 // A difference confirmed by the second read.
@@ -72,8 +79,11 @@ struct ReconcileReport {
   size_t adopted = 0;    // unclaimed keys the ownership store vouched for, now with a meta record
   int64_t etcd_revision = 0;
   size_t first_pass_differences = 0;  // before the second read
-  // Confirmed differences (kUnclaimed ones only with an ownership store, for adoption).
+  // Confirmed differences (kUnclaimed ones only with an ownership store, for adoption); empty
+  // unless ReconcileOptions::keep_differences.
   std::vector<ConfirmedDifference> differences;
+  // Confirmed differences by kind (Difference::Kind as index), kept or not.
+  std::array<size_t, 6> counts{};
   size_t fixed_puts = 0;
   size_t fixed_deletes = 0;
   size_t stale = 0;             // a newer write got there first: nothing to do
@@ -88,6 +98,8 @@ struct ReconcileReport {
   size_t Count(Difference::Kind kind) const;
   // Differences a user should see: everything but kUnclaimed and kOrphanMeta.
   size_t VisibleDifferences() const;
+  // Sets `counts` from `differences` (after a caller edited the list).
+  void RecountFromList();
 };
 
 struct ReconcileError {
@@ -105,8 +117,8 @@ class Reconciler {
 
   Result<ReconcileReport, ReconcileError> Run(zk::ZkClient& zk, const ReconcileOptions& options);
 
-  // Step 4 on its own, for a report from a Run without fix (diff --fix after several rounds).
-  // REQUIRES: constructed with a writer.
+  // Step 4 on its own, for a report from a Run without fix that kept its differences (diff
+  // --fix after several rounds). REQUIRES: constructed with a writer.
   void Repair(ReconcileReport& report);
 
  private:
@@ -119,8 +131,9 @@ class Reconciler {
 
   struct RepairState;
   void StartRepair(RepairState& state);
-  // Submits the repairs of report.differences[begin, end).
-  void SubmitRepairs(RepairState& state, ReconcileReport& report, size_t begin, size_t end);
+  // Submits the repairs of `differences` (their results count in `report`).
+  void SubmitRepairs(RepairState& state, ReconcileReport& report,
+                     const std::vector<ConfirmedDifference>& differences);
   // Waits for every submitted repair, then updates the ownership store.
   void FinishRepair(RepairState& state, ReconcileReport& report);
 

@@ -226,6 +226,7 @@ void SyncService::Reconcile() {
   options.cancel = &cancel_;
   options.fix = true;
   options.zk_window = options_.concurrent;
+  options.keep_differences = false;  // counted, not listed: memory stays one chunk
   options.etcd_page_size = options_.etcd_page_size;
   options.on_progress = [this](size_t nodes) {
     logger_.Info("reconciliation progress", {{"nodes_read", nodes}});
