@@ -72,6 +72,9 @@ struct Difference {
   int64_t meta_mod_revision = 0;
 };
 std::string_view DifferenceKindName(Difference::Kind kind);
+// How many kinds there are (kUnclaimed is the last), for tallies indexed by kind.
+inline constexpr size_t kDifferenceKindCount =
+    static_cast<size_t>(Difference::Kind::kUnclaimed) + 1;
 
 // The difference between a znode's data (null: absent) and an etcd key's value (null: absent)
 // with or without a meta record; nullopt when they agree (kUnclaimed when they agree but the key

@@ -83,7 +83,7 @@ struct ReconcileReport {
   // unless ReconcileOptions::keep_differences.
   std::vector<ConfirmedDifference> differences;
   // Confirmed differences by kind (Difference::Kind as index), kept or not.
-  std::array<size_t, 6> counts{};
+  std::array<size_t, kDifferenceKindCount> counts{};
   size_t fixed_puts = 0;
   size_t fixed_deletes = 0;
   size_t stale = 0;             // a newer write got there first: nothing to do
