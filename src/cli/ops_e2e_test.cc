@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "cli/e2e_support.h"
+#include "testing/loopback.h"
 #include "testing/server_support.h"
 #include "testing/zookeeper_c_client.h"
 
@@ -207,6 +208,38 @@ TEST_F(OpsE2eTest, SigtermDuringAHeavySyncExitsZeroInTimeAndEtcdStaysConsistent)
                        "--etcd-servers=" + etcd_->endpoint()});
   EXPECT_EQ(diff.RunToCompletion(seconds(60)), 0) << diff.Log();
   EXPECT_EQ(again.Terminate(seconds(20)), 0);
+}
+
+TEST_F(OpsE2eTest, SigtermWhileZooKeeperDoesNotAnswerExitsWithinSeconds) {
+  // No ZooKeeper at all: the start is blocked on registering the watch.
+  auto port = testing::PickFreePort();
+  ASSERT_TRUE(port.ok());
+  Zk2etcdProcess unreachable({"sync", "--zookeeper-servers=127.0.0.1:" + std::to_string(*port),
+                              "--etcd-servers=" + etcd_->endpoint(), "--log-format=text",
+                              "--http-addr=127.0.0.1:0", "--leader-elect=false"});
+  ASSERT_FIXTURE_OK(unreachable.Start());
+  ASSERT_TRUE(unreachable.WaitForLog("zookeeper connection attempt failed", 2, seconds(30)))
+      << unreachable.Log();
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(unreachable.Terminate(seconds(40)), 0) << unreachable.Log();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(5))
+      << "waited for the session timeout instead of stopping";
+
+  // A ZooKeeper that stops answering in the middle of the first walk.
+  testing::DubboTreeShape shape;
+  shape.interfaces = 1500;
+  shape.providers_per_interface = 6;
+  ASSERT_FIXTURE_OK(CreateNodes(zookeeper_->address(), testing::MakeDubboTree(shape)));
+  Zk2etcdProcess sync(SyncArgs({"--zookeeper-session-timeout=30s"}));
+  ASSERT_FIXTURE_OK(sync.Start());
+  EtcdView view(etcd_->endpoint());
+  ASSERT_TRUE(Eventually([&] { return view.List("/dubbo").size() > 100; }, seconds(60)));
+  zookeeper_->Pause();
+  start = std::chrono::steady_clock::now();
+  EXPECT_EQ(sync.Terminate(seconds(40)), 0) << sync.Log();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(5))
+      << "waited for the session timeout instead of stopping";
+  zookeeper_->Resume();
 }
 
 }  // namespace

@@ -157,6 +157,11 @@ int64_t FakeEtcdStore::compact_revision() const {
   return compact_revision_;
 }
 
+int64_t FakeEtcdStore::keys_walked() const {
+  std::lock_guard lock(mutex_);
+  return keys_walked_;
+}
+
 void FakeEtcdStore::Compact(int64_t revision) {
   std::lock_guard lock(mutex_);
   revision = std::min(revision, revision_);
@@ -270,6 +275,7 @@ EtcdResult<RangeResponse> FakeEtcdStore::RangeLocked(const RangeRequest& request
     auto kv = GetLocked(it->first, at);
     if (!kv) continue;
     ++response.count;
+    ++keys_walked_;
     if (request.count_only) continue;
     if (request.limit > 0 && static_cast<int64_t>(response.kvs.size()) >= request.limit) {
       response.more = true;

@@ -59,6 +59,9 @@ class FakeEtcdStore {
   // The current revision (1 for an empty store, as etcd).
   int64_t revision() const;
   int64_t compact_revision() const;
+  // Keys that reads have walked: every key of each requested range, limit or not, as etcd 3.4
+  // walks its index before it applies a limit (the cost of a read on that server).
+  int64_t keys_walked() const;
   // Drops history before `revision`. REQUIRES: revision <= revision().
   void Compact(int64_t revision);
   // Expires the leases whose TTL ran out on the clock (leases kept alive by a reachable client
@@ -126,6 +129,7 @@ class FakeEtcdStore {
   mutable std::mutex mutex_;
   int64_t revision_ = 1;
   int64_t compact_revision_ = 0;
+  mutable int64_t keys_walked_ = 0;
   std::map<std::string, std::vector<Version>> history_;
   std::deque<LoggedEvent> events_;  // events after compact_revision_, for watch replay
   std::map<int64_t, Lease> leases_;

@@ -564,8 +564,34 @@ class StreamBase : public Operation {
     if (context_ != nullptr) context_->TryCancel();
     if (alarm_pending_) alarm_.Cancel();
   }
+  // Opens (or reopens) the stream.
+  virtual void Connect() = 0;
 
  protected:
+  // Ends the operation with `error` as its last callback (through End).
+  virtual void Fail(Error error) = 0;
+  // After a stream ended: when the server refused its token, and this stream has not yet
+  // renewed it since its last healthy response, renews the token and then reconnects (or fails
+  // if the renewal fails). True when it took over what happens next.
+  bool RenewTokenAndReconnect(bool token_refused) {
+    if (!token_refused || !client_->has_credentials() || reauthenticated_) return false;
+    reauthenticated_ = true;
+    client_->RenewToken(token_generation_, [this](EtcdResult<void> renewed) {
+      if (renewed.ok()) {
+        Connect();
+      } else {
+        Fail(renewed.error());
+      }
+    });
+    return true;
+  }
+  // Counts a retryable failure, tells the client when the endpoint is at fault, and returns how
+  // long to wait before the next attempt.
+  milliseconds NoteFailure(const Error& error) {
+    ++failures_;
+    if (IsEndpointFailure(error.code)) client_->OnEndpointFailure(endpoint_, error);
+    return client_->Backoff(failures_);
+  }
   bool aborted() {
     std::lock_guard lock(mutex_);
     return aborted_;
@@ -668,14 +694,14 @@ class WatchStream final : public StreamBase {
         callback_(std::move(callback)),
         next_revision_(request_.start_revision) {}
 
-  void Connect();
+  void Connect() override;
   void OnEvent(Event event, bool ok);
 
  private:
   bool HandleResponse();
   void RequestFinish();
   void AfterStream();
-  void Fail(Error error) {
+  void Fail(Error error) override {
     End([&] { callback_(Unexpected{std::move(error)}); });
   }
 
@@ -847,26 +873,13 @@ void WatchStream::AfterStream() {
                                : client_->StatusError(status_);
   retry_error_.reset();
   client_->Report(kOpWatch, ErrorLabel(error.code), duration);
-  if ((reauth_needed_ || IsInvalidTokenStatus(status_)) && client_->has_credentials() &&
-      !reauthenticated_) {
-    reauthenticated_ = true;
-    client_->RenewToken(token_generation_, [this](EtcdResult<void> renewed) {
-      if (renewed.ok()) {
-        Connect();
-      } else {
-        Fail(renewed.error());
-      }
-    });
-    return;
-  }
+  if (RenewTokenAndReconnect(reauth_needed_ || IsInvalidTokenStatus(status_))) return;
   if (error.code == ErrorCode::kPermissionDenied || error.code == ErrorCode::kAuthFailed ||
       error.code == ErrorCode::kInvalidArgument) {
     Fail(std::move(error));
     return;
   }
-  ++failures_;
-  if (IsEndpointFailure(error.code)) client_->OnEndpointFailure(endpoint_, error);
-  const milliseconds delay = client_->Backoff(failures_);
+  const milliseconds delay = NoteFailure(error);
   client_->Log(ops::LogLevel::kWarn, "etcd watch interrupted; resuming",
                {{"key", request_.key},
                 {"endpoint", client_->endpoint(endpoint_).name},
@@ -895,7 +908,7 @@ class KeepAliveStream final : public StreamBase {
         on_lost_(std::move(on_lost)),
         last_renewed_(client->clock().Now()) {}
 
-  void Connect();
+  void Connect() override;
   void OnEvent(Event event, bool ok);
 
  private:
@@ -921,7 +934,7 @@ class KeepAliveStream final : public StreamBase {
   void AfterStream();
   void ContinueAfterStream();
   void Lost(Error error);
-  void Fail(Error error) {
+  void Fail(Error error) override {
     End([&] { on_lost_(error); });
   }
   void Arm(milliseconds delay) { alarm_set_ = SetAlarm(delay, &alarm_tag_); }
@@ -1104,17 +1117,7 @@ void KeepAliveStream::ContinueAfterStream() {
   Error error = status_.ok() ? Error{ErrorCode::kUnavailable, "keep-alive stream closed", 0}
                              : client_->StatusError(status_);
   client_->Report(kOpLeaseKeepAlive, ErrorLabel(error.code), nanoseconds(0));
-  if (IsInvalidTokenStatus(status_) && client_->has_credentials() && !reauthenticated_) {
-    reauthenticated_ = true;
-    client_->RenewToken(token_generation_, [this](EtcdResult<void> renewed) {
-      if (renewed.ok()) {
-        Connect();
-      } else {
-        Fail(renewed.error());
-      }
-    });
-    return;
-  }
+  if (RenewTokenAndReconnect(IsInvalidTokenStatus(status_))) return;
   if (error.code == ErrorCode::kNotFound || error.code == ErrorCode::kPermissionDenied ||
       error.code == ErrorCode::kAuthFailed) {
     Fail(std::move(error));
@@ -1124,9 +1127,7 @@ void KeepAliveStream::ContinueAfterStream() {
     Fail(Expired());
     return;
   }
-  ++failures_;
-  if (IsEndpointFailure(error.code)) client_->OnEndpointFailure(endpoint_, error);
-  const milliseconds delay = client_->Backoff(failures_);
+  const milliseconds delay = NoteFailure(error);
   client_->Log(ops::LogLevel::kWarn, "etcd lease keep-alive interrupted; reconnecting",
                {{"lease", id_},
                 {"error", error.message},
@@ -1149,12 +1150,12 @@ class ObserveStream final : public StreamBase {
     request_.set_name(std::move(name));
   }
 
-  void Connect();
+  void Connect() override;
   void OnEvent(Event event, bool ok);
 
  private:
   void AfterStream();
-  void Fail(Error error) {
+  void Fail(Error error) override {
     End([&] { callback_(Unexpected{std::move(error)}); });
   }
 
@@ -1228,26 +1229,14 @@ void ObserveStream::AfterStream() {
   Error error = status_.ok() ? Error{ErrorCode::kUnavailable, "observe stream closed", 0}
                              : client_->StatusError(status_);
   client_->Report(kOpObserve, ErrorLabel(error.code), client_->clock().Now() - stream_start_);
-  if (IsInvalidTokenStatus(status_) && client_->has_credentials() && !reauthenticated_) {
-    reauthenticated_ = true;
-    client_->RenewToken(token_generation_, [this](EtcdResult<void> renewed) {
-      if (renewed.ok()) {
-        Connect();
-      } else {
-        Fail(renewed.error());
-      }
-    });
-    return;
-  }
+  if (RenewTokenAndReconnect(IsInvalidTokenStatus(status_))) return;
   if (error.code == ErrorCode::kPermissionDenied || error.code == ErrorCode::kAuthFailed ||
       error.code == ErrorCode::kInvalidArgument) {
     Fail(std::move(error));
     return;
   }
-  ++failures_;
   reauthenticated_ = false;
-  if (IsEndpointFailure(error.code)) client_->OnEndpointFailure(endpoint_, error);
-  if (!SetAlarm(client_->Backoff(failures_), &alarm_tag_)) Fail(CancelledError());
+  if (!SetAlarm(NoteFailure(error), &alarm_tag_)) Fail(CancelledError());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,12 +1,18 @@
 #include "sync/differ.h"
 
+#include <algorithm>
+
 #include "sync/fenced_txn.h"
 
 namespace zk2etcd::sync {
 
 RangeCursor::RangeCursor(etcd::EtcdClient& etcd, std::vector<KeyRange> ranges, int64_t revision,
-                         int64_t page_size)
-    : etcd_(etcd), ranges_(std::move(ranges)), revision_(revision), page_size_(page_size) {
+                         int64_t page_size, std::vector<std::string> splits)
+    : etcd_(etcd),
+      ranges_(std::move(ranges)),
+      revision_(revision),
+      page_size_(page_size),
+      splits_(std::move(splits)) {
   if (!ranges_.empty()) next_key_ = ranges_[0].key;
 }
 
@@ -25,15 +31,28 @@ etcd::EtcdResult<void> RangeCursor::FetchPage() {
     request.key = next_key_;
     request.range_end = range.range_end;
     request.revision = revision_;
-    if (!range.range_end.empty()) request.limit = page_size_;
+    const bool single_key = range.range_end.empty();
+    bool ends_at_split = false;
+    if (!single_key) {
+      request.limit = page_size_;
+      const auto split = std::upper_bound(splits_.begin(), splits_.end(), next_key_);
+      const bool to_the_end = range.range_end == std::string(1, '\0');
+      if (split != splits_.end() && (to_the_end || *split < range.range_end)) {
+        request.range_end = *split;
+        ends_at_split = true;
+      }
+    }
+    ++requests_;
     auto response = etcd_.Range(request);
     if (!response.ok()) return Unexpected{response.error()};
     if (revision_ == 0) revision_ = response->revision;
     page_ = std::move(response->kvs);
-    if (range.range_end.empty() || !response->more || page_.empty()) {
-      range_done_ = true;
-    } else {
+    if (!single_key && response->more && !page_.empty()) {
       next_key_ = page_.back().key + std::string(1, '\0');
+    } else if (ends_at_split) {
+      next_key_ = request.range_end;
+    } else {
+      range_done_ = true;
     }
   }
   return {};
@@ -130,11 +149,22 @@ etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const Scope& scope,
     for (size_t i = 0; i < tree.nodes.size(); ++i) {
       if (IsSameOrBelow(tree.nodes[i].path, prefix)) nodes.push_back(i);
     }
-    RangeCursor data_cursor(etcd, layout.DataRangesFor(prefix), report.etcd_revision, page_size);
+    // Requests end at every page_size-th ZooKeeper key: about a page each when etcd holds
+    // what ZooKeeper does (see RangeCursor).
+    std::vector<std::string> data_splits;
+    std::vector<std::string> meta_splits;
+    for (size_t i = static_cast<size_t>(std::max<int64_t>(1, page_size)); i < nodes.size();
+         i += static_cast<size_t>(std::max<int64_t>(1, page_size))) {
+      data_splits.push_back(layout.KeyFor(tree.nodes[nodes[i]].path));
+      meta_splits.push_back(layout.MetaKeyFor(data_splits.back()));
+    }
+    RangeCursor data_cursor(etcd, layout.DataRangesFor(prefix), report.etcd_revision, page_size,
+                            std::move(data_splits));
     Head data(data_cursor);
     if (auto first = data.Advance(); !first.ok()) return Unexpected{first.error()};
     if (report.etcd_revision == 0) report.etcd_revision = data_cursor.revision();
-    RangeCursor meta_cursor(etcd, layout.MetaRangesFor(prefix), report.etcd_revision, page_size);
+    RangeCursor meta_cursor(etcd, layout.MetaRangesFor(prefix), report.etcd_revision, page_size,
+                            std::move(meta_splits));
     Head meta(meta_cursor);
     if (auto first = meta.Advance(); !first.ok()) return Unexpected{first.error()};
 

@@ -21,16 +21,24 @@
 namespace zk2etcd::sync {
 
 // Reads the keys of some ranges in key order, a page at a time, all at one revision.
+//
+// etcd 3.4 walks the whole index of a request's range before it applies the limit, so paging
+// [key, end) with a limit costs the keys from `key` to `end` per page: quadratic in the size of
+// the range (a million keys in pages of 1,000 kept etcd busy for minutes). Each request
+// therefore ends at the next of the sorted `splits` (keys expected to be about a page apart,
+// such as every page_size-th ZooKeeper key), and a page costs what lies before that split.
 class RangeCursor {
  public:
   // `revision` 0 reads the first page at the newest revision and the rest at that one.
+  // `splits`: strictly increasing keys where requests may end (none: each range is paged whole).
   RangeCursor(etcd::EtcdClient& etcd, std::vector<KeyRange> ranges, int64_t revision,
-              int64_t page_size);
+              int64_t page_size, std::vector<std::string> splits = {});
   // The next key-value, or nullopt after the last one.
   etcd::EtcdResult<std::optional<etcd::KeyValue>> Next();
   // The revision read at (0 until the first page).
   int64_t revision() const { return revision_; }
   size_t keys_read() const { return keys_read_; }
+  size_t requests() const { return requests_; }
 
  private:
   etcd::EtcdResult<void> FetchPage();
@@ -42,6 +50,8 @@ class RangeCursor {
   bool range_done_ = false;
   int64_t revision_;
   const int64_t page_size_;
+  const std::vector<std::string> splits_;
+  size_t requests_ = 0;
   std::vector<etcd::KeyValue> page_;
   size_t page_position_ = 0;
   size_t keys_read_ = 0;

@@ -62,6 +62,15 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<zk::FakeZkClient> zk_;
 };
 
+// Polls `condition` every 10 ms for up to 5 s.
+bool WaitFor(const std::function<bool()>& condition) {
+  for (int i = 0; i < 500; ++i) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return false;
+}
+
 // Submits a write and waits for its result.
 WriteResult Write(FencedWriter& writer, FencedWrite write) {
   std::promise<WriteResult> done;
@@ -93,6 +102,44 @@ TEST_F(EngineTest, AFlatRepairWhoseObservationIsOutdatedFallsBackAndLosesToTheNe
   EXPECT_EQ(Etcd("/dubbo/b"), "repair");
   EXPECT_EQ(Etcd("/zk2etcd/meta/dubbo/b"), EncodeZxid(10));
   EXPECT_EQ(writer_->flat_fallbacks(), 1u);
+}
+
+TEST_F(EngineTest, AFlatBatchThatFailsWhileTheWriterStopsEndsStoppedAndChangesNothing) {
+  FencedWrite incremental;
+  incremental.key = "/dubbo/a";
+  incremental.meta_key = "/zk2etcd/meta/dubbo/a";
+  incremental.value = "incremental";
+  incremental.zxid = 30;
+  ASSERT_EQ(Write(*writer_, incremental).value(), WriteOutcome::kApplied);
+  // A repair that observed the key absent, held in flight at etcd.
+  FencedWrite repair = incremental;
+  repair.value = "repair";
+  repair.zxid = 10;
+  repair.observed = FencedWrite::Observed{0, 0, 0};
+  ASSERT_TRUE(FlatEligible(repair));
+  etcd_.HoldTxns(true);
+  std::promise<WriteResult> repaired;
+  writer_->Submit(repair, [&](const WriteResult& result) { repaired.set_value(result); });
+  ASSERT_TRUE(WaitFor([&] { return etcd_.TxnsInFlight() == 1; }));
+  std::thread stopper([&] { writer_->Stop(); });
+  // Stopping has begun once a new write completes at once with kStopped.
+  ASSERT_TRUE(WaitFor([&] {
+    bool stopped = false;
+    FencedWrite probe = incremental;
+    probe.key = probe.meta_key = "/dubbo/probe";
+    writer_->Submit(probe, [&](const WriteResult& result) {
+      stopped = !result.ok() && result.error().code == WriteError::Code::kStopped;
+    });
+    return stopped;
+  }));
+  etcd_.HoldTxns(false);
+  stopper.join();
+  const WriteResult result = repaired.get_future().get();
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().code, WriteError::Code::kStopped);
+  EXPECT_EQ(writer_->flat_fallbacks(), 1u) << "the flat batch reached etcd and failed there";
+  EXPECT_EQ(Etcd("/dubbo/a"), "incremental");
+  EXPECT_EQ(Etcd("/zk2etcd/meta/dubbo/a"), EncodeZxid(30));
 }
 
 TEST_F(EngineTest, ReadNodesBatchedBySizeReadsEveryNodeInOrder) {
@@ -143,6 +190,61 @@ TEST_F(EngineTest, ALargeSyncWithoutKeptDifferencesCountsAndRepairsThemAll) {
   EXPECT_EQ(Etcd("/dubbo/svc/providers/p11999"), "");
   EXPECT_EQ(Etcd("/dubbo/svc/providers/foreign"), "theirs");
   EXPECT_EQ(Reconcile().VisibleDifferences(), 1u);  // only the foreign key
+}
+
+TEST_F(EngineTest, AFirstSyncIntoAnEmptyEtcdWritesEveryNodeOnceAndCountsThem) {
+  for (int i = 0; i < 12000; ++i) Create("/dubbo/svc/providers/p" + std::to_string(i), "d");
+  Create("/dubbo/config/excluded", "x");
+  Reconciler reconciler(scope_, layout_, etcd_, writer_.get(), nullptr, logger_, clock_);
+  ReconcileOptions options;
+  options.keep_differences = false;
+  size_t progress_calls = 0;
+  options.on_progress = [&](size_t) { ++progress_calls; };
+  auto report = reconciler.Run(*zk_, options);
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_EQ(report->zk_nodes, 12003u);  // with /dubbo, svc, providers; not the excluded subtree
+  EXPECT_EQ(report->etcd_keys, 0u);
+  EXPECT_EQ(report->Count(Difference::Kind::kMissing), 12003u);
+  EXPECT_EQ(report->fixed_puts, 12003u);
+  EXPECT_EQ(progress_calls, 1u);  // at 10,000 nodes
+  EXPECT_EQ(etcd_.store().List("/dubbo").size(), 12003u);
+  EXPECT_EQ(etcd_.store().List("/zk2etcd/meta/").size(), 12003u);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/p11999"), "d");
+  EXPECT_FALSE(Etcd("/dubbo/config/excluded"));
+  // etcd is no longer empty: the next run merges, and finds nothing to do.
+  const ReconcileReport again = Reconcile();
+  EXPECT_EQ(again.in_sync, 12003u);
+  EXPECT_EQ(again.VisibleDifferences(), 0u);
+}
+
+TEST_F(EngineTest, AFirstSyncWhoseWalkFailsHalfwayLeavesConsistentKeysAndTheNextRunEndsTheJob) {
+  for (int i = 0; i < 6000; ++i) Create("/dubbo/a/providers/p" + std::to_string(i));
+  for (int i = 0; i < 6000; ++i) Create("/dubbo/z/providers/p" + std::to_string(i));
+  zk_server_->InjectError(zk::op_names::kMultiRead, zk::ZkErrorCode::kConnectionLoss, 1,
+                          "/dubbo/z/providers/p5");
+  Reconciler reconciler(scope_, layout_, etcd_, writer_.get(), nullptr, logger_, clock_);
+  auto failed = reconciler.Run(*zk_, ReconcileOptions{});
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error().source, ReconcileError::Source::kZooKeeper);
+  // Whatever was written carries its meta record.
+  const auto keys = etcd_.store().List("/dubbo");
+  EXPECT_EQ(keys.size(), etcd_.store().List("/zk2etcd/meta/").size());
+  EXPECT_LT(keys.size(), 12005u);  // 12,000 providers, /dubbo, a, z and two providers
+  const ReconcileReport next = Reconcile();
+  EXPECT_EQ(next.fixed_puts + keys.size(), 12005u);
+  EXPECT_EQ(etcd_.store().List("/dubbo").size(), 12005u);
+  EXPECT_EQ(Reconcile().VisibleDifferences(), 0u);
+}
+
+TEST_F(EngineTest, AFirstSyncStopsWhenCancelled) {
+  for (int i = 0; i < 12000; ++i) Create("/dubbo/svc/providers/p" + std::to_string(i));
+  Reconciler reconciler(scope_, layout_, etcd_, writer_.get(), nullptr, logger_, clock_);
+  std::atomic<bool> cancel{true};
+  ReconcileOptions options;
+  options.cancel = &cancel;
+  auto report = reconciler.Run(*zk_, options);
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(etcd_.store().List("/dubbo").size(), etcd_.store().List("/zk2etcd/meta/").size());
 }
 
 TEST_F(EngineTest, InitialSyncCopiesEveryNodeInScopeWithAncestorsAndExactBytes) {
@@ -374,14 +476,6 @@ class ServiceTest : public EngineTest {
     if (service_) service_->Stop();
     if (thread_.joinable()) thread_.join();
   }
-  bool WaitFor(const std::function<bool()>& condition) {
-    for (int i = 0; i < 500; ++i) {
-      if (condition()) return true;
-      std::this_thread::sleep_for(milliseconds(10));
-    }
-    return false;
-  }
-
   std::unique_ptr<zk::ZkClientFactory> factory_;
   std::unique_ptr<SyncService> service_;
   std::thread thread_;

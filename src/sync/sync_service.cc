@@ -75,9 +75,33 @@ SyncService::~SyncService() {
 
 void SyncService::Stop() {
   cancel_.store(true);
-  std::lock_guard lock(mutex_);
-  stop_ = true;
-  wake_.notify_all();
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+    wake_.notify_all();
+  }
+  CloseClient();
+}
+
+void SyncService::AdoptClient(std::unique_ptr<zk::ZkClient> client) {
+  std::lock_guard lock(client_mutex_);
+  client_ = std::move(client);
+  live_client_ = client_.get();
+  if (cancel_.load()) client_->Close();
+}
+
+void SyncService::DropClient() {
+  {
+    std::lock_guard lock(client_mutex_);
+    live_client_ = nullptr;
+  }
+  if (client_ != nullptr) client_->Close();
+  client_.reset();
+}
+
+void SyncService::CloseClient() {
+  std::lock_guard lock(client_mutex_);
+  if (live_client_ != nullptr) live_client_->Close();
 }
 
 void SyncService::RequestReconcile() {
@@ -126,7 +150,7 @@ bool SyncService::OpenSession() {
     logger_.Warn("cannot create a ZooKeeper client", {{"error", client.error().ToString()}});
     return false;
   }
-  client_ = std::move(client).value();
+  AdoptClient(std::move(client).value());
   // Watches first, then the walk: nothing can change unseen in between. In classic mode the
   // walk itself sets the watches, each in the read that sees the node.
   bool classic = options_.watch_mode == WatchMode::kClassic;
@@ -144,10 +168,11 @@ bool SyncService::OpenSession() {
       fatal_ = "the ZooKeeper server does not support persistent recursive watches (3.6+); "
                "use --zookeeper-watch-mode=classic or auto";
     }
-    logger_.Warn("cannot register the persistent recursive watch; retrying",
-                 {{"prefix", prefix}, {"error", added.error().ToString()}});
-    client_->Close();
-    client_.reset();
+    if (!cancel_.load()) {
+      logger_.Warn("cannot register the persistent recursive watch; retrying",
+                   {{"prefix", prefix}, {"error", added.error().ToString()}});
+    }
+    DropClient();
     return false;
   }
   classic_mode_.store(classic);
@@ -205,11 +230,13 @@ std::optional<std::string> SyncService::HandleSessionEvent(const zk::SessionEven
     case zk::SessionEventType::kExpired:
     case zk::SessionEventType::kClosed:
       if (!current) break;
-      logger_.Warn("zookeeper session ended; opening a new one and reconciling everything",
-                   {{"session_id", event.session_id}, {"reason", event.reason}});
+      if (!cancel_.load()) {
+        logger_.Warn("zookeeper session ended; opening a new one and reconciling everything",
+                     {{"session_id", event.session_id}, {"reason", event.reason}});
+      }
       incremental_.SetClient(nullptr);
       classic_.SetClient(nullptr);
-      client_.reset();
+      DropClient();
       watches_registered_ = false;
       {
         std::lock_guard lock(mutex_);
@@ -275,6 +302,8 @@ void SyncService::Reconcile() {
     status_.first_sync_done = true;
     ++status_.reconciliations;
     status_.last_reconcile_success = clock_.WallNow();
+  } else if (cancel_.load()) {
+    logger_.Info("reconciliation stopped", {{"reason", result.error().message}});
   } else {
     const auto delay = NextBackoff(reconcile_backoff_);
     logger_.Warn("reconciliation failed; retrying",
@@ -474,10 +503,7 @@ Result<void, std::string> SyncService::Run() {
   incremental_.SetClient(nullptr);
   classic_.SetClient(nullptr);
   if (options_.election) Resign();
-  if (client_) {
-    client_->Close();
-    client_.reset();
-  }
+  DropClient();
   if (fatal_) fatal = fatal_;
   if (fatal) return Unexpected{*fatal};
   return {};

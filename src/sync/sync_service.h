@@ -134,8 +134,20 @@ class SyncService {
   Reconciler reconciler_;
   std::atomic<bool> classic_mode_{false};  // events go to classic_ (set before any event)
 
+  // Sets client_ / ends and drops it (Run thread), keeping live_client_ in step.
+  void AdoptClient(std::unique_ptr<zk::ZkClient> client);
+  void DropClient();
+  // Stop closes the client at once: whatever waits on it (a blocking call, a read of the walk,
+  // on a server that no longer answers) then fails now instead of after the session timeout.
+  // Nothing is lost that a stop would not drop anyway: queued events are dropped by
+  // IncrementalSync::Stop, and the writes already built drain through the writer (etcd only).
+  void CloseClient();
+
   // Owned by the Run thread.
   std::unique_ptr<zk::ZkClient> client_;
+  // client_ for Stop's thread: set and cleared under client_mutex_.
+  std::mutex client_mutex_;
+  zk::ZkClient* live_client_ = nullptr;
   bool watches_registered_ = false;
   bool reconcile_needed_ = false;
   std::chrono::steady_clock::time_point next_reconcile_at_{};

@@ -1,0 +1,127 @@
+// The etcd side of the diff: RangeCursor's pages and what they cost the server, and ComputeDiff's
+// listing of a large prefix.
+#include "sync/differ.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "etcd/fake_etcd_client.h"
+#include "sync/fenced_txn.h"
+
+namespace zk2etcd::sync {
+namespace {
+
+std::string NumberedKey(const std::string& prefix, int i) {
+  char suffix[16];
+  std::snprintf(suffix, sizeof(suffix), "%06d", i);
+  return prefix + suffix;
+}
+
+class DifferTest : public ::testing::Test {
+ protected:
+  // Reads everything the cursor yields.
+  std::vector<std::string> ReadAll(RangeCursor& cursor) {
+    std::vector<std::string> keys;
+    while (true) {
+      auto next = cursor.Next();
+      EXPECT_TRUE(next.ok());
+      if (!next.ok() || !next->has_value()) return keys;
+      keys.push_back((*next)->key);
+    }
+  }
+
+  SystemClock clock_;
+  etcd::FakeEtcdClient etcd_{clock_};
+};
+
+TEST_F(DifferTest, PagesEndAtTheSplitsSoThatAListingCostsItsKeysNotTheirSquare) {
+  constexpr int kKeys = 10000;
+  constexpr int kPage = 100;
+  std::vector<std::string> expected;
+  std::vector<std::string> splits;
+  for (int i = 0; i < kKeys; ++i) {
+    expected.push_back(NumberedKey("/dubbo/k", i));
+    etcd_.store().PutDirect(expected.back(), "v");
+    if (i > 0 && i % kPage == 0) splits.push_back(expected.back());
+  }
+  etcd_.store().PutDirect("/dubbox", "outside");
+  const std::vector<KeyRange> ranges = {{"/dubbo", ""}, {"/dubbo/", "/dubbo0"}};
+
+  const int64_t before = etcd_.store().keys_walked();
+  RangeCursor split_cursor(etcd_, ranges, 0, kPage, splits);
+  EXPECT_EQ(ReadAll(split_cursor), expected);
+  const int64_t walked_with_splits = etcd_.store().keys_walked() - before;
+  EXPECT_LE(walked_with_splits, 2 * kKeys);
+  EXPECT_LE(split_cursor.requests(), static_cast<size_t>(kKeys / kPage + 3));
+
+  // The same listing paged over the whole range walks about keys^2 / (2 * page).
+  RangeCursor whole_cursor(etcd_, ranges, 0, kPage);
+  EXPECT_EQ(ReadAll(whole_cursor), expected);
+  const int64_t walked_whole = etcd_.store().keys_walked() - before - walked_with_splits;
+  EXPECT_GT(walked_whole, 20 * kKeys);
+}
+
+TEST_F(DifferTest, KeysBetweenTwoSplitsAreReadWholeEvenWhenTheyFillManyPages) {
+  // Splits every 100 keys, but 1,000 unexpected keys between the first two, and keys before
+  // the first split and after the last.
+  std::vector<std::string> expected;
+  for (int i = 0; i < 1300; ++i) {
+    expected.push_back(NumberedKey("/dubbo/", i));
+    etcd_.store().PutDirect(expected.back(), "v");
+  }
+  const std::vector<std::string> splits = {
+      NumberedKey("/dubbo/", 100), NumberedKey("/dubbo/", 1100), NumberedKey("/dubbo/", 1200)};
+  RangeCursor cursor(etcd_, {{"/dubbo/", "/dubbo0"}}, 0, 100, splits);
+  EXPECT_EQ(ReadAll(cursor), expected);
+}
+
+TEST_F(DifferTest, SplitsOutsideARangeAndOpenEndedRangesAreHandled) {
+  for (int i = 0; i < 50; ++i) etcd_.store().PutDirect(NumberedKey("/a/", i), "v");
+  for (int i = 0; i < 50; ++i) etcd_.store().PutDirect(NumberedKey("/b/", i), "v");
+  // Splits in /a/ only; the second range runs to the end of the key space ("\0").
+  std::vector<std::string> splits = {NumberedKey("/a/", 10), NumberedKey("/a/", 20)};
+  RangeCursor cursor(etcd_, {{"/a/", "/a0"}, {"/b/", std::string(1, '\0')}}, 0, 7, splits);
+  const std::vector<std::string> keys = ReadAll(cursor);
+  ASSERT_EQ(keys.size(), 100u);
+  EXPECT_EQ(keys.front(), NumberedKey("/a/", 0));
+  EXPECT_EQ(keys.back(), NumberedKey("/b/", 49));
+  EXPECT_TRUE(std::is_sorted(keys.begin(), keys.end()));
+}
+
+TEST_F(DifferTest, TheListingIsOneRevisionEvenWhenKeysChangeBetweenPages) {
+  for (int i = 0; i < 300; ++i) etcd_.store().PutDirect(NumberedKey("/dubbo/", i), "v");
+  RangeCursor cursor(etcd_, {{"/dubbo/", "/dubbo0"}}, 0, 100, {NumberedKey("/dubbo/", 150)});
+  auto first = cursor.Next();
+  ASSERT_TRUE(first.ok() && first->has_value());
+  etcd_.store().PutDirect(NumberedKey("/dubbo/", 299) + "-late", "v");  // after the first page
+  etcd_.store().DeleteDirect(NumberedKey("/dubbo/", 200));
+  std::vector<std::string> keys = {(*first)->key};
+  for (const std::string& key : ReadAll(cursor)) keys.push_back(key);
+  EXPECT_EQ(keys.size(), 300u);
+  EXPECT_EQ(keys.back(), NumberedKey("/dubbo/", 299));
+}
+
+TEST_F(DifferTest, ADiffOfALargePrefixInSyncWalksEachKeyAboutOnce) {
+  const Scope scope = Scope::Create({"/dubbo"}, {}).value();
+  const KeyLayout layout = KeyLayout::Create("", "/zk2etcd/meta", scope).value();
+  ZkTree tree;
+  tree.nodes.push_back({"/dubbo", "", 1});
+  for (int i = 0; i < 20000; ++i) tree.nodes.push_back({NumberedKey("/dubbo/n", i), "d", 1});
+  for (const ZkNode& node : tree.nodes) {
+    etcd_.store().PutDirect(layout.KeyFor(node.path), node.data);
+    etcd_.store().PutDirect(layout.MetaKeyFor(layout.KeyFor(node.path)), EncodeZxid(1));
+  }
+  DiffOptions options;
+  options.page_size = 500;
+  const int64_t before = etcd_.store().keys_walked();
+  auto report = ComputeDiff(tree, scope, layout, etcd_, options);
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->in_sync, tree.nodes.size());
+  EXPECT_EQ(report->listed, 0u);
+  // Data and meta records: each walked about once (twice at most), not once per page.
+  EXPECT_LE(etcd_.store().keys_walked() - before, static_cast<int64_t>(4 * tree.nodes.size()));
+}
+
+}  // namespace
+}  // namespace zk2etcd::sync
