@@ -151,10 +151,10 @@ etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const Scope& scope,
     }
     // Requests end at every page_size-th ZooKeeper key: about a page each when etcd holds
     // what ZooKeeper does (see RangeCursor).
+    const size_t split_every = static_cast<size_t>(std::max<int64_t>(1, page_size));
     std::vector<std::string> data_splits;
     std::vector<std::string> meta_splits;
-    for (size_t i = static_cast<size_t>(std::max<int64_t>(1, page_size)); i < nodes.size();
-         i += static_cast<size_t>(std::max<int64_t>(1, page_size))) {
+    for (size_t i = split_every; i < nodes.size(); i += split_every) {
       data_splits.push_back(layout.KeyFor(tree.nodes[nodes[i]].path));
       meta_splits.push_back(layout.MetaKeyFor(data_splits.back()));
     }
