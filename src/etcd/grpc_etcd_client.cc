@@ -585,6 +585,17 @@ class StreamBase : public Operation {
     });
     return true;
   }
+  // Starts an attempt at the stream: a fresh context (with the leader requirement), the endpoint
+  // to use and the attempt's start time. False, after Fail, when the stream was aborted.
+  bool BeginAttempt() {
+    if (!NewContext(/*require_leader=*/true)) {
+      Fail(CancelledError());
+      return false;
+    }
+    endpoint_ = client_->PickEndpoint();
+    stream_start_ = client_->clock().Now();
+    return true;
+  }
   // Counts a retryable failure, tells the client when the endpoint is at fault, and returns how
   // long to wait before the next attempt.
   milliseconds NoteFailure(const Error& error) {
@@ -653,6 +664,7 @@ class StreamBase : public Operation {
   int endpoint_ = 0;
   int failures_ = 0;
   bool reauthenticated_ = false;
+  SteadyTime stream_start_{};  // when the current attempt began
   grpc::ClientContext* context() { return context_.get(); }
 
  private:
@@ -726,17 +738,11 @@ class WatchStream final : public StreamBase {
   bool reauth_needed_ = false;
   std::optional<Error> retry_error_;  // etcd cancelled the watch for a passing reason
   std::optional<Error> terminal_;
-  SteadyTime stream_start_{};
 };
 
 void WatchStream::Connect() {
   stream_.reset();
-  if (!NewContext(/*require_leader=*/true)) {
-    Fail(CancelledError());
-    return;
-  }
-  endpoint_ = client_->PickEndpoint();
-  stream_start_ = client_->clock().Now();
+  if (!BeginAttempt()) return;
   pending_ = 1;
   write_pending_ = false;
   finish_wanted_ = false;
@@ -971,11 +977,7 @@ class KeepAliveStream final : public StreamBase {
 
 void KeepAliveStream::Connect() {
   stream_.reset();
-  if (!NewContext(/*require_leader=*/true)) {
-    Fail(CancelledError());
-    return;
-  }
-  endpoint_ = client_->PickEndpoint();
+  if (!BeginAttempt()) return;
   pending_ = 1;
   have_stream_ = true;
   active_ = false;
@@ -1170,17 +1172,11 @@ class ObserveStream final : public StreamBase {
   grpc::Status status_;
   std::string last_key_;
   int64_t last_mod_revision_ = 0;
-  SteadyTime stream_start_{};
 };
 
 void ObserveStream::Connect() {
   reader_.reset();
-  if (!NewContext(/*require_leader=*/true)) {
-    Fail(CancelledError());
-    return;
-  }
-  endpoint_ = client_->PickEndpoint();
-  stream_start_ = client_->clock().Now();
+  if (!BeginAttempt()) return;
   status_ = grpc::Status();
   reader_ = client_->endpoint(endpoint_).election->PrepareAsyncObserve(context(), request_,
                                                                        client_->cq());
