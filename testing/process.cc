@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <future>
@@ -203,12 +204,45 @@ void ChildProcess::Terminate(std::chrono::milliseconds grace) {
   Kill9();
 }
 
+namespace {
+
+// Whether every thread of `pid` is stopped (`stopped`) or none is, from /proc/PID/task/*/stat:
+// the third field is the state, 'T' for a thread stopped by a signal. A signal to a process
+// stops its threads one by one, so kill() returning says nothing about the state reached.
+bool AllThreadsInState(pid_t pid, bool stopped) {
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  std::error_code error;
+  for (const auto& task : std::filesystem::directory_iterator(tasks, error)) {
+    std::ifstream stat(task.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;  // the thread has just exited
+    const size_t name_end = line.rfind(')');  // the name may hold spaces and parentheses
+    if (name_end == std::string::npos || name_end + 2 >= line.size()) continue;
+    const char state = line[name_end + 2];
+    if ((state == 'T') != stopped) return false;
+  }
+  return !error;
+}
+
+void WaitForThreadsState(pid_t pid, bool stopped) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!AllThreadsInState(pid, stopped) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+}  // namespace
+
 void ChildProcess::Pause() {
-  if (pid_ > 0) kill(pid_, SIGSTOP);
+  if (pid_ <= 0) return;
+  kill(pid_, SIGSTOP);
+  WaitForThreadsState(pid_, /*stopped=*/true);
 }
 
 void ChildProcess::Resume() {
-  if (pid_ > 0) kill(pid_, SIGCONT);
+  if (pid_ <= 0) return;
+  kill(pid_, SIGCONT);
+  WaitForThreadsState(pid_, /*stopped=*/false);
 }
 
 FixtureResult<std::string> RunCommand(const std::vector<std::string>& argv,

@@ -54,8 +54,10 @@ class ChildProcess {
 
   void Kill9();              // SIGKILL and reap; no-op when not running
   void Terminate(std::chrono::milliseconds grace);  // SIGTERM, then SIGKILL after `grace`
-  void Pause();              // SIGSTOP
-  void Resume();             // SIGCONT
+  // SIGSTOP / SIGCONT; each returns once every thread of the process is stopped / running
+  // again (read from /proc), or after 10 s.
+  void Pause();
+  void Resume();
 
  private:
   void Reap();

@@ -86,6 +86,10 @@ void AddCommonFlags(FlagSet& flags, CommonFlags* v) {
                 "log one line per etcd mutation (operation, result, key, zxid, trace id)");
   flags.AddUint("concurrent", &v->concurrent, 50,
                 "the concurrency of syncing workers: requests in flight on each side");
+  flags.AddString("adopt", &v->adopt, "matching",
+                  "keys in scope without any ownership record: matching adopts those equal to "
+                  "their znode (others are reported as conflicts), all takes every one (updates "
+                  "and deletes them like its own), none leaves them all alone");
 }
 
 Result<void, std::string> ApplyConfigFile(FlagSet& flags, const std::string& path) {
@@ -115,8 +119,9 @@ Result<Config, std::string> ValidateCommonFlags(const CommonFlags& f) {
   }
   const std::vector<std::string> zk_list = SplitCommaList(zk_servers);
   if (zk_list.empty()) {
-    return Unexpected{std::string(
-        "--zookeeper-servers is empty: give host:port[,host:port...] (or ZK2ETCD_ZOOKEEPER_SERVERS)")};
+    return Unexpected{
+        std::string("--zookeeper-servers is empty: give host:port[,host:port...] (or "
+                    "ZK2ETCD_ZOOKEEPER_SERVERS)")};
   }
   if (auto ok = CheckHostPorts("--zookeeper-servers", zk_list, false); !ok.ok()) {
     return Unexpected{ok.error()};
@@ -163,6 +168,8 @@ Result<Config, std::string> ValidateCommonFlags(const CommonFlags& f) {
     return Unexpected{std::string("--etcd-password needs --etcd-user")};
   }
 
+  auto adopt = sync::ParseAdoptPolicy(f.adopt);
+  if (!adopt.ok()) return Unexpected{"--adopt: " + adopt.error()};
   if (f.log_file_max_backups > 1000) {
     return Unexpected{std::string("--log-file-max-backups must be at most 1000")};
   }
@@ -178,6 +185,7 @@ Result<Config, std::string> ValidateCommonFlags(const CommonFlags& f) {
                 f.log_file,
                 f.log_file_max_size_mb * 1024 * 1024,
                 static_cast<int>(f.log_file_max_backups)};
+  config.adopt = *adopt;
   config.zookeeper.connect_string = std::string(TrimWhitespace(f.zookeeper_servers));
   config.zookeeper.session_timeout =
       std::chrono::duration_cast<milliseconds>(f.zookeeper_session_timeout);

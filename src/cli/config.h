@@ -17,6 +17,7 @@
 #include "ops/log.h"
 #include "ownership/redis_ownership_store.h"
 #include "sync/key_layout.h"
+#include "sync/reconciler.h"
 #include "sync/scope.h"
 #include "zk/asio_zk_client.h"
 
@@ -49,6 +50,7 @@ struct CommonFlags {
   uint64_t log_file_max_backups = 0;
   bool enable_event_log = false;
   uint64_t concurrent = 0;
+  std::string adopt;
   std::string config;
 };
 
@@ -68,6 +70,7 @@ struct Config {
   std::string log_file;
   uint64_t log_file_max_bytes = 0;
   int log_file_max_backups = 0;
+  sync::AdoptPolicy adopt = sync::AdoptPolicy::kMatching;
 };
 
 // Reads --config (if given) into the flags that the command line and environment left unset.

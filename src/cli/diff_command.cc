@@ -1,6 +1,7 @@
 // `zk2etcd diff`: compares ZooKeeper with etcd and reports (or, with --fix, repairs) the
 // differences. Exit status: 0 in sync, 1 differences remain, 2 usage error or servers unreachable.
-// Foreign keys (another writer's) are listed but do not count as differences.
+// Foreign keys (another writer's, with no znode) are listed but do not count as differences;
+// conflicts (another writer's value where a znode exists) do.
 #include <unistd.h>
 
 #include <atomic>
@@ -33,10 +34,9 @@ struct DiffFlags {
   std::chrono::nanoseconds connect_timeout{};
 };
 
-constexpr Difference::Kind kReportedKinds[] = {Difference::Kind::kMissing,
-                                               Difference::Kind::kExtra,
-                                               Difference::Kind::kChanged,
-                                               Difference::Kind::kForeign};
+constexpr Difference::Kind kReportedKinds[] = {
+    Difference::Kind::kMissing, Difference::Kind::kExtra, Difference::Kind::kChanged,
+    Difference::Kind::kConflict, Difference::Kind::kForeign};
 
 bool Reported(Difference::Kind kind) {
   return kind != Difference::Kind::kUnclaimed && kind != Difference::Kind::kOrphanMeta;
@@ -55,6 +55,10 @@ void PrintText(const sync::ReconcileReport& report, bool fixed, std::ostream& ou
   for (Difference::Kind kind : kReportedKinds) {
     const std::string name(sync::DifferenceKindName(kind));
     out << name << ":" << std::string(17 - name.size() - 1, ' ') << report.Count(kind) << "\n";
+  }
+  if (!fixed) {
+    out << "would adopt:     matching=" << report.WouldAdopt(sync::AdoptPolicy::kMatching)
+        << " all=" << report.WouldAdopt(sync::AdoptPolicy::kAll) << "\n";
   }
   if (fixed) {
     out << "fixed:           put=" << report.fixed_puts << " delete=" << report.fixed_deletes;
@@ -88,6 +92,10 @@ void PrintJson(const sync::ReconcileReport& report, bool fixed, bool in_sync, st
       first = false;
     }
     out << "]";
+  }
+  if (!fixed) {
+    out << ",\"would_adopt\":{\"matching\":" << report.WouldAdopt(sync::AdoptPolicy::kMatching)
+        << ",\"all\":" << report.WouldAdopt(sync::AdoptPolicy::kAll) << "}";
   }
   if (fixed) {
     out << ",\"fixed\":{\"put\":" << report.fixed_puts << ",\"delete\":" << report.fixed_deletes
@@ -162,6 +170,7 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
   sync::ReconcileOptions options;
   options.fix = false;
   options.zk_window = config.concurrent;
+  options.adopt = config.adopt;
   if (progress) {
     options.on_progress = [&](size_t nodes) {
       const double seconds =

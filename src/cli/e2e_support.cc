@@ -88,6 +88,19 @@ EtcdView::~EtcdView() = default;
 
 std::map<std::string, std::string> EtcdView::List(const std::string& prefix) {
   std::map<std::string, std::string> result;
+  for (auto& [key, kv] : ListKeyValues(prefix)) result[key] = std::move(kv.value);
+  return result;
+}
+
+std::map<std::string, int64_t> EtcdView::ModRevisions(const std::string& prefix) {
+  std::map<std::string, int64_t> result;
+  for (const auto& [key, kv] : ListKeyValues(prefix)) result[key] = kv.mod_revision;
+  return result;
+}
+
+std::map<std::string, EtcdView::ValueAndRevision> EtcdView::ListKeyValues(
+    const std::string& prefix) {
+  std::map<std::string, ValueAndRevision> result;
   std::string start = prefix;
   std::string end = prefix;
   end.back() = static_cast<char>(end.back() + 1);
@@ -100,14 +113,16 @@ std::map<std::string, std::string> EtcdView::List(const std::string& prefix) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     if (!stub_->kv->Range(&context, request, &response).ok()) return result;
-    for (const auto& kv : response.kvs()) result[kv.key()] = kv.value();
+    for (const auto& kv : response.kvs()) {
+      result[kv.key()] = ValueAndRevision{kv.value(), kv.mod_revision()};
+    }
     if (!response.more() || response.kvs_size() == 0) break;
     start = response.kvs(response.kvs_size() - 1).key() + std::string(1, '\0');
   }
   return result;
 }
 
-std::optional<std::string> EtcdView::Get(const std::string& key) {
+std::optional<EtcdView::ValueAndRevision> EtcdView::GetKeyValue(const std::string& key) {
   etcdserverpb::RangeRequest request;
   request.set_key(key);
   etcdserverpb::RangeResponse response;
@@ -116,7 +131,18 @@ std::optional<std::string> EtcdView::Get(const std::string& key) {
   if (!stub_->kv->Range(&context, request, &response).ok() || response.kvs_size() == 0) {
     return std::nullopt;
   }
-  return response.kvs(0).value();
+  return ValueAndRevision{response.kvs(0).value(), response.kvs(0).mod_revision()};
+}
+
+std::optional<std::string> EtcdView::Get(const std::string& key) {
+  auto kv = GetKeyValue(key);
+  if (!kv) return std::nullopt;
+  return std::move(kv->value);
+}
+
+int64_t EtcdView::ModRevision(const std::string& key) {
+  auto kv = GetKeyValue(key);
+  return kv ? kv->mod_revision : 0;
 }
 
 void EtcdView::Put(const std::string& key, const std::string& value) {
@@ -140,7 +166,9 @@ void EtcdView::Delete(const std::string& key) {
 
 int64_t EtcdView::Revision() {
   etcdserverpb::RangeRequest request;
-  request.set_key("\0");
+  // Any key will do (the header carries the store's revision), but not the empty one, which etcd
+  // refuses: "\0" as a C string was empty, so this returned 0 whatever the revision.
+  request.set_key(std::string(1, '\0'));
   request.set_count_only(true);
   etcdserverpb::RangeResponse response;
   grpc::ClientContext context;
@@ -210,6 +238,26 @@ bool Eventually(const std::function<bool()>& condition, std::chrono::millisecond
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return condition();
+}
+
+std::map<std::string, std::string> ReadZkTree(testing::ZooKeeperCClient& zk,
+                                              const std::string& root, const std::string& exclude) {
+  std::map<std::string, std::string> tree;
+  std::vector<std::string> stack = {root};
+  while (!stack.empty()) {
+    const std::string path = stack.back();
+    stack.pop_back();
+    if (path == exclude) continue;
+    auto data = zk.Get(path);
+    if (!data.ok() || !data->has_value()) continue;
+    tree[path] = **data;
+    auto children = zk.Children(path);
+    if (!children.ok()) continue;
+    for (const std::string& child : *children) {
+      stack.push_back(path == "/" ? "/" + child : path + "/" + child);
+    }
+  }
+  return tree;
 }
 
 std::map<std::string, std::string> Expected(const std::vector<testing::ZNode>& nodes,

@@ -15,6 +15,7 @@
 #include "testing/etcd_server.h"
 #include "testing/process.h"
 #include "testing/temp_dir.h"
+#include "testing/zookeeper_c_client.h"
 #include "testing/zookeeper_server.h"
 
 namespace zk2etcd::e2e {
@@ -57,13 +58,24 @@ class EtcdView {
   ~EtcdView();
   // Every key-value with `prefix`, sorted.
   std::map<std::string, std::string> List(const std::string& prefix);
+  // Every key with `prefix` and its mod_revision.
+  std::map<std::string, int64_t> ModRevisions(const std::string& prefix);
   std::optional<std::string> Get(const std::string& key);
+  // The key's mod_revision (0 when absent or when etcd does not answer).
+  int64_t ModRevision(const std::string& key);
   void Put(const std::string& key, const std::string& value);
   void Delete(const std::string& key);
   // The store's current revision (0 if etcd does not answer).
   int64_t Revision();
 
  private:
+  struct ValueAndRevision {
+    std::string value;
+    int64_t mod_revision = 0;
+  };
+  std::optional<ValueAndRevision> GetKeyValue(const std::string& key);
+  std::map<std::string, ValueAndRevision> ListKeyValues(const std::string& prefix);
+
   struct Stub;
   std::unique_ptr<Stub> stub_;
 };
@@ -75,6 +87,11 @@ testing::FixtureResult<void> CreateNodes(const std::string& zk_address,
 
 // Polls `condition` every 50 ms until it holds or `timeout` passes.
 bool Eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+
+// Every node under `root` (itself included) with its data, read through `zk`, minus the subtree
+// `exclude` (empty: none): what etcd must hold once zk2etcd has caught up.
+std::map<std::string, std::string> ReadZkTree(testing::ZooKeeperCClient& zk,
+                                              const std::string& root, const std::string& exclude);
 
 // The etcd keys (and values) zk2etcd should produce for `nodes` under `prefix`, minus `exclude`.
 std::map<std::string, std::string> Expected(const std::vector<testing::ZNode>& nodes,

@@ -53,7 +53,8 @@ void SyncOperations::OnReconcile(const Result<sync::ReconcileReport, sync::Recon
   metrics_.reconcile_last_success_timestamp_seconds->Get().Set(
       std::chrono::duration<double>(now.time_since_epoch()).count());
   for (auto kind : {sync::Difference::Kind::kMissing, sync::Difference::Kind::kChanged,
-                    sync::Difference::Kind::kExtra, sync::Difference::Kind::kForeign}) {
+                    sync::Difference::Kind::kExtra, sync::Difference::Kind::kForeign,
+                    sync::Difference::Kind::kConflict}) {
     metrics_.differences->WithLabels({sync::DifferenceKindName(kind)})
         .Set(static_cast<double>(report.Count(kind)));
   }

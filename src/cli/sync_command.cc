@@ -192,6 +192,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
                 {"ownership", config.redis ? "etcd meta records + redis" : "etcd meta records"},
                 {"fullsync_interval", FormatGoDuration(flags.fullsync_interval)},
                 {"leader_elect", flags.leader_elect},
+                {"adopt", sync::AdoptPolicyName(config.adopt)},
                 {"concurrent", config.concurrent}});
   logger->Info("http server listening",
                {{"address", flags.http_addr}, {"port", (*operations)->port()}});
@@ -224,7 +225,9 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   options.fullsync_interval = flags.fullsync_interval;
   options.watch_mode = *watch_mode;
   options.concurrent = config.concurrent;
-  options.drain_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(flags.shutdown_timeout);
+  options.adopt = config.adopt;
+  options.drain_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(flags.shutdown_timeout);
   if (flags.leader_elect) {
     options.election = sync::ElectionOptions{
         flags.election_name, Identity(),

@@ -77,6 +77,8 @@ std::string_view DifferenceKindName(Difference::Kind kind) {
       return "extra";
     case Difference::Kind::kForeign:
       return "foreign";
+    case Difference::Kind::kConflict:
+      return "conflict";
     case Difference::Kind::kOrphanMeta:
       return "orphan_meta";
     case Difference::Kind::kUnclaimed:

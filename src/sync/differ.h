@@ -63,6 +63,9 @@ struct Difference {
     kChanged,     // in both, values differ, the key is ours
     kExtra,       // in etcd (ours), not in ZooKeeper
     kForeign,     // in etcd without a meta record, differs from or is absent in ZooKeeper
+    kConflict,    // in both, values differ, and the key has no ownership record: another
+                  // writer's value (reported instead of kForeign when an adoption policy is
+                  // set, see AdoptPolicy; the first pass never classifies it)
     kOrphanMeta,  // a meta record whose key is absent from both sides: zk2etcd's own leftover
     kUnclaimed,   // equal on both sides, but the key has no meta record (e.g. written by the Go
                   // tool): not a difference; with an ownership store that vouches for it, zk2etcd

@@ -41,10 +41,12 @@ class EngineTest : public ::testing::Test {
     return kv->value;
   }
 
-  ReconcileReport Reconcile(ownership::OwnershipStore* ownership = nullptr, bool fix = true) {
+  ReconcileReport Reconcile(ownership::OwnershipStore* ownership = nullptr, bool fix = true,
+                            AdoptPolicy adopt = AdoptPolicy::kNone) {
     Reconciler reconciler(scope_, layout_, etcd_, writer_.get(), ownership, logger_, clock_);
     ReconcileOptions options;
     options.fix = fix;
+    options.adopt = adopt;
     auto report = reconciler.Run(*zk_, options);
     EXPECT_TRUE(report.ok()) << report.error().message;
     return report.ok() ? std::move(report).value() : ReconcileReport{};
@@ -346,6 +348,97 @@ TEST_F(EngineTest, RedisOwnedKeysAreRepairedAndAdoptedAndOthersStayForeign) {
   EXPECT_EQ(report.Count(Difference::Kind::kForeign), 1u);
   EXPECT_EQ(store.records().count("/dubbo/svc/providers/gone"), 0u);
   EXPECT_EQ(store.records().at("/dubbo/svc/providers/changed"), "new");
+}
+
+// What another tool left: the tree copied by plain puts (no meta record, no Redis record), one
+// key with another writer's value where a znode exists, one key with no znode.
+class AdoptionTest : public EngineTest {
+ protected:
+  void SetUp() override {
+    EngineTest::SetUp();
+    Create("/dubbo/svc/providers/equal", "e");
+    Create("/dubbo/svc/providers/differs", "zk");
+    for (const char* key : {"/dubbo", "/dubbo/svc", "/dubbo/svc/providers"}) {
+      etcd_.store().PutDirect(key, "");
+    }
+    etcd_.store().PutDirect("/dubbo/svc/providers/equal", "e");
+    etcd_.store().PutDirect("/dubbo/svc/providers/differs", "theirs");
+    etcd_.store().PutDirect("/dubbo/svc/providers/no-znode", "r");
+    equal_revision_ = etcd_.store().Get("/dubbo/svc/providers/equal")->mod_revision;
+  }
+
+  int64_t equal_revision_ = 0;
+};
+
+TEST_F(AdoptionTest, MatchingAdoptsEqualKeysByTheirMetaRecordAloneAndReportsConflicts) {
+  const ReconcileReport report = Reconcile(nullptr, true, AdoptPolicy::kMatching);
+  EXPECT_EQ(report.adopted, 4u);  // /dubbo, svc, providers, equal
+  EXPECT_EQ(report.fixed_puts + report.fixed_deletes, 0u);
+  EXPECT_EQ(report.Count(Difference::Kind::kConflict), 1u);
+  EXPECT_EQ(report.Count(Difference::Kind::kForeign), 1u);
+  EXPECT_EQ(report.conflict_samples, std::vector<std::string>{"/dubbo/svc/providers/differs"});
+  EXPECT_EQ(report.foreign_samples, std::vector<std::string>{"/dubbo/svc/providers/no-znode"});
+  EXPECT_EQ(Etcd("/zk2etcd/meta/dubbo/svc/providers/equal"),
+            EncodeZxid(zk_server_->GetNode("/dubbo/svc/providers/equal")->stat.mzxid));
+  // Adoption writes the meta record only: the key itself is not written again.
+  EXPECT_EQ(etcd_.store().Get("/dubbo/svc/providers/equal")->mod_revision, equal_revision_);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/differs"), "theirs");
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/no-znode"), "r");
+  EXPECT_EQ(Etcd("/zk2etcd/meta/dubbo/svc/providers/differs"), std::nullopt);
+
+  // From then on the adopted key is ours: changes and deletes reach it.
+  ASSERT_TRUE(zk_server_->SetNodeData("/dubbo/svc/providers/equal", "e2").ok());
+  Reconcile(nullptr, true, AdoptPolicy::kMatching);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/equal"), "e2");
+  ASSERT_TRUE(zk_server_->DeleteNode("/dubbo/svc/providers/equal").ok());
+  Reconcile(nullptr, true, AdoptPolicy::kNone);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/equal"), std::nullopt);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/differs"), "theirs");
+}
+
+TEST_F(AdoptionTest, AllTakesEveryUnownedKey) {
+  const ReconcileReport report = Reconcile(nullptr, true, AdoptPolicy::kAll);
+  EXPECT_EQ(report.adopted, 4u);
+  EXPECT_EQ(report.fixed_puts, 1u);
+  EXPECT_EQ(report.fixed_deletes, 1u);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/differs"), "zk");
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/no-znode"), std::nullopt);
+  EXPECT_TRUE(Etcd("/zk2etcd/meta/dubbo/svc/providers/differs").has_value());
+  EXPECT_EQ(Reconcile(nullptr, false, AdoptPolicy::kNone).VisibleDifferences(), 0u);
+}
+
+TEST_F(AdoptionTest, NoneChangesNothingAndReportingOnlyTellsWhatEachPolicyWouldAdopt) {
+  const int64_t revision = etcd_.store().revision();
+  const ReconcileReport none = Reconcile(nullptr, true, AdoptPolicy::kNone);
+  EXPECT_EQ(none.adopted, 0u);
+  EXPECT_EQ(none.Count(Difference::Kind::kForeign), 2u);
+  EXPECT_EQ(none.Count(Difference::Kind::kConflict), 0u);
+  EXPECT_EQ(etcd_.store().revision(), revision);
+  const ReconcileReport report = Reconcile(nullptr, false, AdoptPolicy::kMatching);
+  EXPECT_EQ(report.WouldAdopt(AdoptPolicy::kNone), 0u);
+  EXPECT_EQ(report.WouldAdopt(AdoptPolicy::kMatching), 4u);
+  EXPECT_EQ(report.WouldAdopt(AdoptPolicy::kAll), 6u);
+  EXPECT_EQ(none.WouldAdopt(AdoptPolicy::kAll), 6u);
+  EXPECT_EQ(etcd_.store().revision(), revision);
+}
+
+TEST_F(AdoptionTest, AnAdoptionLosesToAConcurrentWriteByAnotherWriter) {
+  FencedWrite adopt;
+  adopt.type = FencedWrite::Type::kAdopt;
+  adopt.key = "/dubbo/svc/providers/equal";
+  adopt.meta_key = "/zk2etcd/meta/dubbo/svc/providers/equal";
+  adopt.zxid = 7;
+  adopt.claim_mod_revision = equal_revision_;
+  // Another writer changes the key after the reconciliation read it.
+  etcd_.store().PutDirect("/dubbo/svc/providers/equal", "other-writer");
+  EXPECT_EQ(Write(*writer_, adopt).value(), WriteOutcome::kForeign);
+  EXPECT_EQ(Etcd("/zk2etcd/meta/dubbo/svc/providers/equal"), std::nullopt);
+  EXPECT_EQ(Etcd("/dubbo/svc/providers/equal"), "other-writer");
+  // Deleted meanwhile: not ours either.
+  adopt.claim_mod_revision = etcd_.store().Get("/dubbo/svc/providers/equal")->mod_revision;
+  etcd_.store().DeleteDirect("/dubbo/svc/providers/equal");
+  EXPECT_EQ(Write(*writer_, adopt).value(), WriteOutcome::kForeign);
+  EXPECT_EQ(Etcd("/zk2etcd/meta/dubbo/svc/providers/equal"), std::nullopt);
 }
 
 TEST_F(EngineTest, NothingIsDeletedWhileTheOwnershipStoreIsDown) {

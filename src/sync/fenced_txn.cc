@@ -48,7 +48,7 @@ std::optional<WriteOutcome> FromProbes(const std::vector<OpResponse>& probes,
   const bool has_meta = !probes[0].kvs.empty();
   const bool has_key = probes[1].count > 0;
   if (has_meta) return WriteOutcome::kStale;
-  if (has_key) return WriteOutcome::kForeign;
+  if (has_key || write.type == FencedWrite::Type::kAdopt) return WriteOutcome::kForeign;
   // Put: a fresh key is always created, so no probe answer reaches here; delete: nothing to do.
   return write.type == FencedWrite::Type::kDelete ? WriteOutcome::kAlreadyAbsent
                                                   : WriteOutcome::kStale;
@@ -96,6 +96,14 @@ std::string_view WriteOutcomeName(WriteOutcome outcome) {
 
 etcd::Op FencedOp(const FencedWrite& write) {
   TxnRequest txn;
+  if (write.type == FencedWrite::Type::kAdopt) {
+    txn.compares = {
+        Compare::Version(write.meta_key, CompareOp::kEqual, 0),
+        Compare::ModRevision(write.key, CompareOp::kEqual, write.claim_mod_revision.value_or(0))};
+    txn.success.push_back(Op::Put(write.meta_key, EncodeZxid(write.zxid)));
+    txn.failure = Probes(write);
+    return Op::Txn(std::move(txn));
+  }
   if (write.claim_mod_revision) {
     // Owned according to the external store: apply only to the version that was vouched for,
     // and only while nobody has given it a meta record meanwhile.

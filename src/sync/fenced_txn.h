@@ -43,7 +43,10 @@ std::string EncodeZxid(int64_t zxid);
 std::optional<int64_t> DecodeZxid(std::string_view value);
 
 struct FencedWrite {
-  enum class Type { kPut, kDelete };
+  // kAdopt: the key exists without a meta record and equals the znode; only the meta record is
+  // written (zxid: the znode's mzxid), and only while the key is exactly at
+  // claim_mod_revision and still has no meta record. REQUIRES claim_mod_revision.
+  enum class Type { kPut, kDelete, kAdopt };
   Type type = Type::kPut;
   std::string key;       // the data key
   std::string meta_key;  // its meta record

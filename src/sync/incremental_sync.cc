@@ -172,6 +172,13 @@ void IncrementalSync::OnWritten(const std::string& path, const FencedWrite& writ
       }
     }
     if (*result == WriteOutcome::kForeign) {
+      {
+        // Enough for any burst that can race one reconciliation; beyond it the next periodic
+        // reconciliation still repairs what an adoption raced.
+        constexpr size_t kMaxForeignPaths = 100000;
+        std::lock_guard lock(mutex_);
+        if (foreign_paths_.size() < kMaxForeignPaths) foreign_paths_.insert(path);
+      }
       // Counted in zk2etcd_etcd_op_total{status="foreign"}; per key only at debug level.
       logger_.Debug("foreign key left alone", {{"key", write.key}, {"trace_id", change.trace_id}});
     }
@@ -201,6 +208,20 @@ void IncrementalSync::Retire(const std::string& path) {
     paths_.erase(it);
   }
   if (paths_.empty()) idle_.notify_all();
+}
+
+void IncrementalSync::RetryForeign() {
+  std::unordered_set<std::string> paths;
+  {
+    std::lock_guard lock(mutex_);
+    paths.swap(foreign_paths_);
+  }
+  for (const std::string& path : paths) MarkDirty(path);
+}
+
+void IncrementalSync::ForgetForeign() {
+  std::lock_guard lock(mutex_);
+  foreign_paths_.clear();
 }
 
 size_t IncrementalSync::queue_depth() const {

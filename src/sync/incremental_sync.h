@@ -23,6 +23,7 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "common/clock.h"
 #include "ops/log.h"
@@ -76,6 +77,13 @@ class IncrementalSync {
   // Classic watch mode: each read re-arms the node's one-shot data watch.
   void SetReadWithWatch(bool read_with_watch) { read_with_watch_.store(read_with_watch); }
 
+  // Writes refused because the key had no ownership record (kForeign) leave their path in a
+  // bounded set: a reconciliation that adopts keys (AdoptPolicy) calls RetryForeign, which marks
+  // them dirty again, so that a change that raced the adoption is not lost; one that adopts
+  // nothing calls ForgetForeign.
+  void RetryForeign();
+  void ForgetForeign();
+
   // Paths waiting to be read, being read, or being written.
   size_t queue_depth() const;
   // Waits until nothing is queued or in flight, or `timeout` passes.
@@ -117,6 +125,7 @@ class IncrementalSync {
   std::unordered_map<std::string, PathState> paths_;
   std::deque<std::string> ready_;
   size_t reads_in_flight_ = 0;
+  std::unordered_set<std::string> foreign_paths_;  // see RetryForeign
   bool stopped_ = false;
   std::atomic<bool> read_with_watch_{false};
   std::mt19937_64 trace_random_;

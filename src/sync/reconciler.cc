@@ -43,6 +43,44 @@ class Pending {
   size_t count_ = 0;
 };
 
+// Applies the adoption policy to the confirmed differences of keys without any ownership record
+// (the ownership store has had its say). `candidates` are the first pass's view, in the same key
+// order as `confirmed` (a subsequence of them).
+void ApplyAdoptPolicy(AdoptPolicy adopt, const std::vector<Difference>& candidates,
+                      std::vector<ConfirmedDifference>& confirmed) {
+  size_t next_candidate = 0;
+  for (ConfirmedDifference& difference : confirmed) {
+    while (next_candidate + 1 < candidates.size() &&
+           candidates[next_candidate].key != difference.key) {
+      ++next_candidate;
+    }
+    const Difference& first_pass = candidates[next_candidate];
+    if (difference.meta_zxid || difference.owned_by_store || !difference.etcd_exists) continue;
+    const bool was_equal = first_pass.kind == Difference::Kind::kUnclaimed &&
+                           first_pass.etcd_mod_revision == difference.etcd_mod_revision;
+    switch (difference.kind) {
+      case Difference::Kind::kUnclaimed:
+        difference.claimed_by_policy = true;  // equal: adopted under either policy
+        break;
+      case Difference::Kind::kForeign:
+        // The key is still the copy that equalled the znode when the tree was walked (same
+        // mod_revision), and ZooKeeper changed or deleted the node since: a faithful copy that
+        // is behind, not another writer's value. Adopted and brought up to date. Otherwise
+        // only kAll takes it; kMatching names a differing value a conflict.
+        if (was_equal || adopt == AdoptPolicy::kAll) {
+          difference.claimed_by_policy = true;
+          difference.kind =
+              difference.zk.exists ? Difference::Kind::kChanged : Difference::Kind::kExtra;
+        } else if (difference.zk.exists) {
+          difference.kind = Difference::Kind::kConflict;
+        }
+        break;
+      default:
+        break;
+    }
+  }
+}
+
 }  // namespace
 
 // The repairs of one run: submitted chunk by chunk while later chunks are still re-read, then
@@ -54,6 +92,38 @@ struct Reconciler::RepairState {
   std::vector<std::string> forgotten;                         // applied deletes, for the store
   std::optional<std::chrono::steady_clock::time_point> started;
 };
+
+Result<AdoptPolicy, std::string> ParseAdoptPolicy(std::string_view name) {
+  if (name == "matching") return AdoptPolicy::kMatching;
+  if (name == "none") return AdoptPolicy::kNone;
+  if (name == "all") return AdoptPolicy::kAll;
+  return Unexpected{"unknown adoption policy \"" + std::string(name) +
+                    "\" (use matching, none or all)"};
+}
+
+std::string_view AdoptPolicyName(AdoptPolicy policy) {
+  switch (policy) {
+    case AdoptPolicy::kNone:
+      return "none";
+    case AdoptPolicy::kMatching:
+      return "matching";
+    case AdoptPolicy::kAll:
+      return "all";
+  }
+  return "unknown";
+}
+
+size_t ReconcileReport::WouldAdopt(AdoptPolicy policy) const {
+  switch (policy) {
+    case AdoptPolicy::kNone:
+      return 0;
+    case AdoptPolicy::kMatching:
+      return unclaimed;
+    case AdoptPolicy::kAll:
+      return unclaimed + Count(Difference::Kind::kForeign) + Count(Difference::Kind::kConflict);
+  }
+  return 0;
+}
 
 size_t ReconcileReport::VisibleDifferences() const {
   size_t count = 0;
@@ -114,11 +184,11 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
   std::chrono::nanoseconds waiting{0};
   DiffOptions diff_options;
   diff_options.page_size = options.etcd_page_size;
-  diff_options.list_unclaimed = ownership_ != nullptr;
+  diff_options.list_unclaimed = ownership_ != nullptr || options.adopt != AdoptPolicy::kNone;
   diff_options.chunk = kRecheckChunk;
   diff_options.on_differences = [&](std::vector<Difference>& candidates) {
     const auto recheck_start = clock_.Now();
-    auto confirmed = Recheck(zk, candidates, options.zk_window, /*read_etcd=*/!fix);
+    auto confirmed = Recheck(zk, candidates, options.zk_window, /*read_etcd=*/!fix, options.adopt);
     report.recheck_duration += clock_.Now() - recheck_start;
     if (!confirmed.ok()) {
       failure = confirmed.error();
@@ -133,6 +203,13 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
     }
     for (ConfirmedDifference& difference : *confirmed) {
       ++report.counts[static_cast<size_t>(difference.kind)];
+      std::vector<std::string>* samples =
+          difference.kind == Difference::Kind::kConflict  ? &report.conflict_samples
+          : difference.kind == Difference::Kind::kForeign ? &report.foreign_samples
+                                                          : nullptr;
+      if (samples != nullptr && samples->size() < ReconcileReport::kSampleKeys) {
+        samples->push_back(difference.key);
+      }
       if (options.keep_differences) report.differences.push_back(std::move(difference));
     }
     return !(options.cancel != nullptr && options.cancel->load());
@@ -159,7 +236,8 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
 }
 
 Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
-    zk::ZkClient& zk, const std::vector<Difference>& candidates, size_t zk_window, bool read_etcd) {
+    zk::ZkClient& zk, const std::vector<Difference>& candidates, size_t zk_window, bool read_etcd,
+    AdoptPolicy adopt) {
   std::vector<std::string> paths;
   std::vector<size_t> expected_bytes;
   paths.reserve(candidates.size());
@@ -290,6 +368,7 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
       }
     }
   }
+  if (adopt != AdoptPolicy::kNone) ApplyAdoptPolicy(adopt, candidates, confirmed);
   return confirmed;
 }
 
@@ -315,13 +394,21 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
   if (!state.started) state.started = clock_.Now();
   Pending& pending = state.pending;
   for (const ConfirmedDifference& difference : differences) {
-    if (difference.kind == Difference::Kind::kForeign) continue;  // never touched
-    if (difference.kind == Difference::Kind::kUnclaimed && !difference.owned_by_store) continue;
+    if (difference.kind == Difference::Kind::kForeign ||
+        difference.kind == Difference::Kind::kConflict) {
+      continue;  // never touched
+    }
+    const bool claimed = difference.owned_by_store || difference.claimed_by_policy;
+    if (difference.kind == Difference::Kind::kUnclaimed && !claimed) continue;
     const bool adoption = difference.kind == Difference::Kind::kUnclaimed;
     FencedWrite write;
     write.key = difference.key;
     write.meta_key = layout_.MetaKeyFor(difference.key);
-    if (difference.zk.exists) {
+    if (adoption) {
+      // Equal already: only the meta record is written, so etcd's watchers see no change.
+      write.type = FencedWrite::Type::kAdopt;
+      write.zxid = difference.zk.mzxid;
+    } else if (difference.zk.exists) {
       write.type = FencedWrite::Type::kPut;
       write.value = difference.zk.data;
       write.zxid = difference.zk.mzxid;
@@ -334,7 +421,7 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
       write.type = FencedWrite::Type::kDelete;
       write.zxid = difference.zk.zxid;
     }
-    if (difference.owned_by_store) write.claim_mod_revision = difference.etcd_mod_revision;
+    if (claimed) write.claim_mod_revision = difference.etcd_mod_revision;
     // What the second read (or, when fixing during a run, the diff's read) saw: lets the writer
     // use the cheaper flat transaction while that state still holds.
     write.observed = FencedWrite::Observed{

@@ -3,8 +3,9 @@
 //   1. walk the ZooKeeper tree (pipelined) and stream-merge it with etcd's keys and meta records
 //      read at one revision (differ.h), which hands the differences over in chunks: steps 2 to 4
 //      run chunk by chunk while the merge goes on;
-//   2. for keys without a meta record that differ, ask the ownership store (Redis) whether
-//      zk2etcd or the Go tool wrote them: those count as ours, the rest stay foreign;
+//   2. for keys without a meta record, ask the ownership store (Redis) whether zk2etcd or the
+//      Go tool wrote them: those count as ours; the rest are judged by the AdoptPolicy (adopted
+//      when equal to their znode, claimed, or left foreign / in conflict);
 //   3. read every candidate a second time and keep only what still differs (no pseudo-differences
 //      from changes made during the walk): ZooKeeper with a read; etcd with a read when only
 //      reporting, and when repairing through the repair transaction's own compares, which check
@@ -41,6 +42,24 @@
 
 namespace zk2etcd::sync {
 
+// What a reconciliation does with keys in scope that have no ownership record at all (neither a
+// meta record nor, with --redis-server, a Redis record): keys another tool (the Go zk2etcd
+// without Redis, etcdctl make-mirror, a restored snapshot) left behind.
+enum class AdoptPolicy {
+  // Left alone and reported as foreign: the behaviour before adoption existed.
+  kNone,
+  // A key whose value equals its znode's data byte for byte is adopted: its meta record is
+  // written in a transaction that compares the key's mod_revision as read (a concurrent write by
+  // another writer wins), and from then on it is zk2etcd's. A key whose value differs from its
+  // znode is reported as kConflict and left alone; one without a znode stays kForeign.
+  kMatching,
+  // Every unowned key in scope is zk2etcd's: adopted, updated to its znode's data, or deleted
+  // when ZooKeeper has no such node (each write compares the key's mod_revision as read).
+  kAll,
+};
+Result<AdoptPolicy, std::string> ParseAdoptPolicy(std::string_view name);
+std::string_view AdoptPolicyName(AdoptPolicy policy);
+
 struct ReconcileOptions {
   bool fix = true;
   size_t zk_window = 50;
@@ -56,6 +75,7 @@ struct ReconcileOptions {
   // Keep every confirmed difference in the report (diff lists them); without, the report only
   // counts them, and memory holds one chunk of differences at a time (sync).
   bool keep_differences = true;
+  AdoptPolicy adopt = AdoptPolicy::kNone;
 };
 
 // A difference confirmed by the second read.
@@ -69,6 +89,7 @@ struct ConfirmedDifference {
   std::optional<int64_t> meta_zxid;  // INT64_MAX when the meta record holds no zxid
   int64_t meta_mod_revision = 0;     // when the meta record exists
   bool owned_by_store = false;       // no meta record, but the ownership store vouches for it
+  bool claimed_by_policy = false;    // no ownership record, but the AdoptPolicy makes it ours
 };
 
 struct ReconcileReport {
@@ -89,6 +110,11 @@ struct ReconcileReport {
   size_t stale = 0;             // a newer write got there first: nothing to do
   size_t failed = 0;            // repairs that etcd refused
   size_t deferred_deletes = 0;  // not attempted: the ownership store was unreachable
+  // The first few kConflict and kForeign keys (kept even without keep_differences), for a
+  // warning that names them.
+  static constexpr size_t kSampleKeys = 5;
+  std::vector<std::string> conflict_samples;
+  std::vector<std::string> foreign_samples;
   std::chrono::nanoseconds duration{0};
   // Where the time went: walking ZooKeeper, merging with etcd, the second read, the repair.
   std::chrono::nanoseconds walk_duration{0};
@@ -100,6 +126,9 @@ struct ReconcileReport {
   size_t VisibleDifferences() const;
   // Sets `counts` from `differences` (after a caller edited the list).
   void RecountFromList();
+  // Keys that the first pass saw without any ownership record, that `policy` would make
+  // zk2etcd's: equal ones for kMatching; with kAll also those that differ or have no znode.
+  size_t WouldAdopt(AdoptPolicy policy) const;
 };
 
 struct ReconcileError {
@@ -126,8 +155,8 @@ class Reconciler {
   // With `read_etcd` false, the etcd side keeps the first pass's view and the fenced write
   // re-checks it.
   Result<std::vector<ConfirmedDifference>, ReconcileError> Recheck(
-      zk::ZkClient& zk, const std::vector<Difference>& candidates, size_t zk_window,
-      bool read_etcd);
+      zk::ZkClient& zk, const std::vector<Difference>& candidates, size_t zk_window, bool read_etcd,
+      AdoptPolicy adopt);
 
   struct RepairState;
   void StartRepair(RepairState& state);

@@ -8,11 +8,18 @@ namespace {
 
 std::string KindCounts(const ReconcileReport& report) {
   std::string text;
-  for (auto kind : {Difference::Kind::kMissing, Difference::Kind::kChanged,
-                    Difference::Kind::kExtra, Difference::Kind::kForeign}) {
+  for (auto kind :
+       {Difference::Kind::kMissing, Difference::Kind::kChanged, Difference::Kind::kExtra,
+        Difference::Kind::kForeign, Difference::Kind::kConflict}) {
     if (!text.empty()) text += " ";
     text += std::string(DifferenceKindName(kind)) + "=" + std::to_string(report.Count(kind));
   }
+  return text;
+}
+
+std::string JoinKeys(const std::vector<std::string>& keys) {
+  std::string text;
+  for (const std::string& key : keys) text += (text.empty() ? "" : ",") + key;
   return text;
 }
 
@@ -255,6 +262,7 @@ void SyncService::Reconcile() {
   options.zk_window = options_.concurrent;
   options.keep_differences = false;  // counted, not listed: memory stays one chunk
   options.etcd_page_size = options_.etcd_page_size;
+  options.adopt = options_.adopt;
   options.on_progress = [this](size_t nodes) {
     logger_.Info("reconciliation progress", {{"nodes_read", nodes}});
   };
@@ -285,10 +293,24 @@ void SyncService::Reconcile() {
                   {"diff_s", std::chrono::duration<double>(report.diff_duration).count()},
                   {"recheck_s", std::chrono::duration<double>(report.recheck_duration).count()},
                   {"repair_s", std::chrono::duration<double>(report.repair_duration).count()}});
-    if (report.unclaimed > 0 && ownership_ == nullptr) {
-      logger_.Warn("keys equal to ZooKeeper but without an ownership record are left alone and "
-                   "will not be updated",
-                   {{"keys", report.unclaimed}});
+    if (report.unclaimed > 0 && ownership_ == nullptr && options_.adopt == AdoptPolicy::kNone) {
+      logger_.Warn(
+          "keys equal to ZooKeeper but without an ownership record are left alone and "
+          "will not be updated (--adopt=matching adopts them)",
+          {{"keys", report.unclaimed}});
+    }
+    if (const size_t conflicts = report.Count(Difference::Kind::kConflict); conflicts > 0) {
+      logger_.Warn(
+          "keys without an ownership record hold a value that differs from ZooKeeper: "
+          "left alone (--adopt=all would overwrite them)",
+          {{"keys", conflicts}, {"first", JoinKeys(report.conflict_samples)}});
+    }
+    if (report.adopted > 0) {
+      // Changes that reached these keys while they were not yet ours were refused as foreign;
+      // now that they are ours, they are read and written again.
+      incremental_.RetryForeign();
+    } else {
+      incremental_.ForgetForeign();
     }
     reconcile_backoff_ = std::chrono::milliseconds(0);
     // Failed repairs or deferred deletes are retried soon rather than at the next period.

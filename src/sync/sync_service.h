@@ -63,6 +63,8 @@ struct SyncServiceOptions {
   // Requests in flight on each side (--concurrent).
   size_t concurrent = 50;
   int64_t etcd_page_size = 1000;
+  // What each reconciliation does with keys that have no ownership record (reconciler.h).
+  AdoptPolicy adopt = AdoptPolicy::kNone;
   std::chrono::milliseconds retry_initial{500};
   std::chrono::milliseconds retry_max{30000};
   // How long Stop() lets queued writes finish.
