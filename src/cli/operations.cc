@@ -80,6 +80,12 @@ void SyncOperations::Attach(const sync::SyncService* service, const sync::Fenced
   metrics_.queue_depth->SetCallback({"pending_writes"}, [writer] {
     return static_cast<double>(writer->pending());
   });
+  metrics_.queue_depth->SetCallback({"deferred_deletes"}, [service] {
+    return static_cast<double>(service->Status().deferred_deletes);
+  });
+  metrics_.queue_depth->SetCallback({"ownership_updates"}, [service] {
+    return static_cast<double>(service->Status().ownership_updates);
+  });
 }
 
 void SyncOperations::SetConfigDump(std::vector<std::string> lines) {
@@ -147,6 +153,8 @@ void SyncOperations::Stop() {
     metrics_.watches->ClearCallback({});
     metrics_.queue_depth->ClearCallback({"dirty_paths"});
     metrics_.queue_depth->ClearCallback({"pending_writes"});
+    metrics_.queue_depth->ClearCallback({"deferred_deletes"});
+    metrics_.queue_depth->ClearCallback({"ownership_updates"});
     service_ = nullptr;
   }
 }

@@ -11,13 +11,25 @@ IncrementalSync::IncrementalSync(const Scope& scope, const KeyLayout& layout,
     : scope_(scope),
       layout_(layout),
       writer_(writer),
-      ownership_(ownership),
       logger_(logger),
       clock_(clock),
       options_(std::move(options)),
-      trace_random_(options_.trace_seed) {}
+      trace_random_(options_.trace_seed) {
+  if (ownership == nullptr) return;
+  ownership::OwnershipRecorderOptions recorder = options_.recorder;
+  recorder.on_reachable = [this] { OnOwnershipStoreBack(); };
+  recorder.on_unreachable = [this](const ownership::OwnershipError& error) {
+    logger_.Warn("ownership store unreachable: its updates wait and deletes are deferred until "
+                 "it answers",
+                 {{"error", error.message}});
+  };
+  recorder_ = std::make_unique<ownership::OwnershipRecorder>(*ownership, clock_, recorder);
+}
 
-IncrementalSync::~IncrementalSync() { Stop(); }
+IncrementalSync::~IncrementalSync() {
+  Stop();
+  StopOwnershipUpdates();
+}
 
 std::string IncrementalSync::NewTraceId() {
   char buffer[17];
@@ -121,30 +133,61 @@ void IncrementalSync::OnRead(const std::string& path, zk::ZkResult<zk::GetDataRe
                   {{"path", path}, {"error", reply.error().ToString()}});
     return;
   }
-  if (write.type == FencedWrite::Type::kDelete && ownership_ != nullptr) {
-    if (auto ping = ownership_->Ping(); !ping.ok()) {
-      // Nothing is deleted while ownership cannot be checked; the next reconciliation after the
-      // store is back does it.
-      logger_.Warn("ownership store unreachable: delete deferred",
-                   {{"key", write.key}, {"error", ping.error().message}});
-      {
-        std::lock_guard lock(mutex_);
-        --reads_in_flight_;
-      }
-      Retire(path);
-      Pump();
-      return;
-    }
-  }
   {
     std::lock_guard lock(mutex_);
     --reads_in_flight_;
     paths_[path].read_done = clock_.Now();
+    // The node exists (again): nothing is left to delete.
+    if (write.type == FencedWrite::Type::kPut) deferred_deletes_.erase(path);
   }
   Pump();
-  writer_.Submit(write, [this, path, write](const WriteResult& result) {
-    OnWritten(path, write, result);
+  if (write.type == FencedWrite::Type::kDelete && recorder_ != nullptr) {
+    // Nothing is deleted unless the store answers; the recorder asks it on its own thread.
+    recorder_->ConfirmReachable([this, path, write = std::move(write)](bool reachable) mutable {
+      if (reachable) {
+        Submit(path, std::move(write));
+      } else {
+        DeferDelete(path, write.key);
+      }
+    });
+    return;
+  }
+  Submit(path, std::move(write));
+}
+
+void IncrementalSync::Submit(const std::string& path, FencedWrite write) {
+  FencedWrite copy = write;
+  writer_.Submit(std::move(write), [this, path, copy = std::move(copy)](const WriteResult& result) {
+    OnWritten(path, copy, result);
   });
+}
+
+void IncrementalSync::DeferDelete(const std::string& path, const std::string& key) {
+  bool first = false;
+  bool stopped = false;
+  {
+    std::lock_guard lock(mutex_);
+    stopped = stopped_;
+    if (!stopped) first = deferred_deletes_.insert(path).second;
+  }
+  if (first) {
+    logger_.Warn("ownership store unreachable: delete deferred until it answers", {{"key", key}});
+  }
+  Retire(path);
+  Pump();
+}
+
+void IncrementalSync::OnOwnershipStoreBack() {
+  std::set<std::string> deferred;
+  {
+    std::lock_guard lock(mutex_);
+    deferred.swap(deferred_deletes_);
+  }
+  logger_.Info("ownership store answers again; retrying deferred deletes",
+               {{"deferred_deletes", deferred.size()},
+                {"queued_updates", recorder_ ? recorder_->queued() : 0}});
+  for (const std::string& path : deferred) MarkDirty(path);
+  if (options_.on_ownership_store_back) options_.on_ownership_store_back();
 }
 
 void IncrementalSync::OnWritten(const std::string& path, const FencedWrite& write,
@@ -162,13 +205,12 @@ void IncrementalSync::OnWritten(const std::string& path, const FencedWrite& writ
   }
   if (result.ok()) {
     change.outcome = *result;
-    if (ownership_ != nullptr && *result == WriteOutcome::kApplied) {
-      auto recorded = write.type == FencedWrite::Type::kPut
-                          ? ownership_->Record({{write.key, write.value}})
-                          : ownership_->Forget({write.key});
-      if (!recorded.ok()) {
-        logger_.Warn("ownership store not updated; the etcd meta record still proves ownership",
-                     {{"key", write.key}, {"error", recorded.error().message}});
+    if (recorder_ != nullptr && *result == WriteOutcome::kApplied) {
+      // Only queued: the recorder's thread talks to the store.
+      if (write.type == FencedWrite::Type::kPut) {
+        recorder_->Record(write.key, write.value);
+      } else {
+        recorder_->Forget(write.key);
       }
     }
     if (*result == WriteOutcome::kForeign) {
@@ -227,6 +269,24 @@ void IncrementalSync::ForgetForeign() {
 size_t IncrementalSync::queue_depth() const {
   std::lock_guard lock(mutex_);
   return paths_.size();
+}
+
+size_t IncrementalSync::deferred_deletes() const {
+  std::lock_guard lock(mutex_);
+  return deferred_deletes_.size();
+}
+
+size_t IncrementalSync::ownership_updates_queued() const {
+  return recorder_ != nullptr ? recorder_->queued() : 0;
+}
+
+void IncrementalSync::ReportOwnershipStoreUnreachable(const ownership::OwnershipError& error) {
+  if (recorder_ != nullptr) recorder_->ReportUnreachable(error);
+}
+
+size_t IncrementalSync::StopOwnershipUpdates() {
+  if (recorder_ == nullptr) return 0;
+  return recorder_->Stop();
 }
 
 bool IncrementalSync::WaitIdle(std::chrono::milliseconds timeout) {

@@ -9,8 +9,19 @@
 // distinct dirty paths (at most the tree), not with the number of events.
 //
 // Reads that fail with a connection loss stay queued and are retried by Resume() after the
-// reconnect. Thread-safe: OnWatchEvent is called from the ZooKeeper client's delivery thread;
-// completions arrive from the writer's thread; everything else from the owner's thread.
+// reconnect.
+//
+// With an ownership store (--redis-server), all of its traffic goes through an OwnershipRecorder
+// (ownership/ownership_recorder.h) and its own thread, so a store that does not answer never holds
+// up a read or a write: applied writes queue a Record or Forget; a delete is sent only after the
+// store answered a ping sent after the read (design §2: nothing is deleted while the store is
+// unreachable). A delete refused for that reason is deferred: its path is kept (and logged once),
+// and when the store answers again every deferred path is read again and, if still absent,
+// deleted through the usual fenced write (a node created again meanwhile is written instead).
+//
+// Thread-safe: OnWatchEvent is called from the ZooKeeper client's delivery thread;
+// completions arrive from the writer's thread and the recorder's thread; everything else from
+// the owner's thread.
 #pragma once
 
 #include <atomic>
@@ -19,14 +30,17 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "common/clock.h"
 #include "ops/log.h"
+#include "ownership/ownership_recorder.h"
 #include "ownership/ownership_store.h"
 #include "sync/fenced_writer.h"
 #include "sync/key_layout.h"
@@ -55,6 +69,11 @@ struct IncrementalSyncOptions {
   // Called for every completed write (on the writer's thread); must be quick.
   std::function<void(const AppliedChange&)> on_change;
   uint64_t trace_seed = 0x7ace;
+  // The recorder's batching and backoff; its callbacks are IncrementalSync's own.
+  ownership::OwnershipRecorderOptions recorder;
+  // Called (on the recorder's thread) when the ownership store answers again after a failure,
+  // after the deferred deletes were queued again; must be quick.
+  std::function<void()> on_ownership_store_back;
 };
 
 class IncrementalSync {
@@ -86,10 +105,20 @@ class IncrementalSync {
 
   // Paths waiting to be read, being read, or being written.
   size_t queue_depth() const;
+  // Deletes waiting for the ownership store to answer again.
+  size_t deferred_deletes() const;
+  // Ownership store updates not yet acknowledged by the store (0 without a store).
+  size_t ownership_updates_queued() const;
+  // The ownership store failed elsewhere (the reconciler): deletes wait until it answers again.
+  void ReportOwnershipStoreUnreachable(const ownership::OwnershipError& error);
   // Waits until nothing is queued or in flight, or `timeout` passes.
   bool WaitIdle(std::chrono::milliseconds timeout);
   // Stops reading; writes already handed to the writer complete as the writer decides.
   void Stop();
+  // Sends the ownership updates still queued, once, if the store answers, and stops the
+  // recorder; waits for at most one store call that does not answer (the store's timeout).
+  // Call after the writer drained. Returns how many updates were dropped. Idempotent.
+  size_t StopOwnershipUpdates();
 
  private:
   struct PathState {
@@ -103,14 +132,18 @@ class IncrementalSync {
 
   void Pump();
   void OnRead(const std::string& path, zk::ZkResult<zk::GetDataReply> reply);
+  void Submit(const std::string& path, FencedWrite write);
   void OnWritten(const std::string& path, const FencedWrite& write, const WriteResult& result);
+  // The store did not confirm it answers: keep the delete for when it does.
+  void DeferDelete(const std::string& path, const std::string& key);
+  // On the recorder's thread.
+  void OnOwnershipStoreBack();
   void Retire(const std::string& path);
   std::string NewTraceId();  // REQUIRES: mutex_ held
 
   const Scope& scope_;
   const KeyLayout& layout_;
   FencedWriter& writer_;
-  ownership::OwnershipStore* ownership_;
   ops::Logger& logger_;
   const Clock& clock_;
   const IncrementalSyncOptions options_;
@@ -129,6 +162,10 @@ class IncrementalSync {
   bool stopped_ = false;
   std::atomic<bool> read_with_watch_{false};
   std::mt19937_64 trace_random_;
+  std::set<std::string> deferred_deletes_;  // guarded by mutex_
+
+  // Last: stopped and destroyed first, since its callbacks use everything above.
+  std::unique_ptr<ownership::OwnershipRecorder> recorder_;
 };
 
 }  // namespace zk2etcd::sync

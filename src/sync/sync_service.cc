@@ -58,7 +58,8 @@ SyncService::SyncService(const Scope& scope, const KeyLayout& layout,
                                             }
                                             if (options_.on_change) options_.on_change(change);
                                           },
-                                          0x7ace}),
+                                          0x7ace, ownership::OwnershipRecorderOptions{},
+                                          [this] { OnOwnershipStoreBack(); }}),
       classic_(scope, incremental_, logger),
       reconciler_(scope, layout, etcd, &writer, ownership, logger, clock) {
   status_.leader = !options_.election.has_value();
@@ -78,6 +79,8 @@ void SyncService::SetFullSyncInterval(std::chrono::nanoseconds interval) {
 SyncService::~SyncService() {
   Stop();
   incremental_.SetClient(nullptr);
+  // Its thread calls back into this object; stop it before any member goes.
+  incremental_.StopOwnershipUpdates();
 }
 
 void SyncService::Stop() {
@@ -111,6 +114,11 @@ void SyncService::CloseClient() {
   if (live_client_ != nullptr) live_client_->Close();
 }
 
+void SyncService::OnOwnershipStoreBack() {
+  // A reconciliation that deferred deletes goes again now rather than after its backoff.
+  if (reconcile_deferred_deletes_.exchange(false)) RequestReconcile();
+}
+
 void SyncService::RequestReconcile() {
   std::lock_guard lock(mutex_);
   reconcile_requested_ = true;
@@ -128,6 +136,8 @@ SyncStatus SyncService::Status() const {
     status.watches = status.classic_watches ? classic_.watched_parents() : scope_.prefixes().size();
   }
   status.pending_writes = writer_.pending();
+  status.deferred_deletes = incremental_.deferred_deletes();
+  status.ownership_updates = incremental_.ownership_updates_queued();
   return status;
 }
 
@@ -312,7 +322,14 @@ void SyncService::Reconcile() {
     } else {
       incremental_.ForgetForeign();
     }
-    reconcile_backoff_ = std::chrono::milliseconds(0);
+    // Deletes deferred because the ownership store did not answer: the retries back off (each
+    // is a full walk) and the store's return brings the next one forward.
+    if (report.deferred_deletes == 0) reconcile_backoff_ = std::chrono::milliseconds(0);
+    if (report.deferred_deletes > 0) {
+      reconcile_deferred_deletes_.store(true);
+      incremental_.ReportOwnershipStoreUnreachable(
+          {ownership::OwnershipErrorCode::kUnavailable, "the reconciliation deferred deletes"});
+    }
     // Failed repairs or deferred deletes are retried soon rather than at the next period.
     if (report.failed > 0 || report.deferred_deletes > 0) {
       reconcile_needed_ = true;
@@ -521,6 +538,11 @@ Result<void, std::string> SyncService::Run() {
   if (!writer_.Drain(options_.drain_timeout)) {
     logger_.Warn("writes still pending at the drain deadline; the next start reconciles them",
                  {{"pending_writes", writer_.pending()}});
+  }
+  if (const size_t dropped = incremental_.StopOwnershipUpdates(); dropped > 0) {
+    logger_.Warn("ownership store updates dropped at stop; the etcd meta records still prove "
+                 "ownership and the next start reconciles",
+                 {{"updates", dropped}});
   }
   incremental_.SetClient(nullptr);
   classic_.SetClient(nullptr);

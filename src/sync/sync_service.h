@@ -86,6 +86,8 @@ struct SyncStatus {
   size_t reconciliations = 0;
   size_t queue_depth = 0;  // dirty paths waiting or in flight
   size_t pending_writes = 0;
+  size_t deferred_deletes = 0;   // waiting for the ownership store to answer again
+  size_t ownership_updates = 0;  // ownership store updates not yet acknowledged
   std::chrono::system_clock::time_point last_reconcile_success{};
 };
 
@@ -112,6 +114,8 @@ class SyncService {
   // Returns a fatal error, if the event is one.
   std::optional<std::string> HandleSessionEvent(const zk::SessionEvent& event);
   void Reconcile();
+  // On the ownership recorder's thread.
+  void OnOwnershipStoreBack();
   // Election steps, on the Run thread.
   void StartCampaign();
   void HandleElectionEvents();
@@ -182,6 +186,7 @@ class SyncService {
   bool stop_ = false;
   std::atomic<bool> cancel_{false};  // set by Stop(): ends a reconciliation early
   bool reconcile_requested_ = false;
+  std::atomic<bool> reconcile_deferred_deletes_{false};  // the last one did
   SyncStatus status_;
 };
 
