@@ -73,8 +73,8 @@ TEST(CliTest, UnknownFlagIsOneLineAndExitTwo) {
 }
 
 TEST(CliTest, ElectionIdentityIsTheFlagElseTheHostnameAndNeverEmpty) {
-  EXPECT_EQ(ElectionIdentity("", "pod-7f9c"), "pod-7f9c");
-  EXPECT_EQ(ElectionIdentity("  replica-a ", "pod-7f9c"), "replica-a");
+  EXPECT_EQ(ElectionIdentity("", "pod-7f9c").value(), "pod-7f9c");
+  EXPECT_EQ(ElectionIdentity("  replica-a ", "pod-7f9c").value(), "replica-a");
   EXPECT_FALSE(ElectionIdentity(" ", "").ok());
 }
 
