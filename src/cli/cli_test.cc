@@ -4,6 +4,8 @@
 
 #include <sstream>
 
+#include "cli/config.h"
+
 namespace zk2etcd::cli {
 namespace {
 
@@ -68,6 +70,23 @@ TEST(CliTest, UnknownFlagIsOneLineAndExitTwo) {
   const Outcome before = RunCli({"--bogus"});
   EXPECT_EQ(before.status, kExitUsage);
   EXPECT_EQ(CountLines(before.err), 1);
+}
+
+TEST(CliTest, ElectionIdentityIsTheFlagElseTheHostnameAndNeverEmpty) {
+  EXPECT_EQ(ElectionIdentity("", "pod-7f9c").value(), "pod-7f9c");
+  EXPECT_EQ(ElectionIdentity("  replica-a ", "pod-7f9c").value(), "replica-a");
+  EXPECT_FALSE(ElectionIdentity(" ", "").ok());
+}
+
+TEST(CliTest, SyncHelpShowsTheIdentityFlagItsVariableAndTheFiveSecondLease) {
+  const Outcome outcome = RunCli({"sync", "--help"});
+  EXPECT_EQ(outcome.status, 0);
+  EXPECT_NE(outcome.out.find("--leader-elect-identity"), std::string::npos) << outcome.out;
+  EXPECT_NE(outcome.out.find("ZK2ETCD_LEADER_ELECT_IDENTITY"), std::string::npos) << outcome.out;
+  const size_t lease = outcome.out.find("--leader-elect-lease-duration");
+  ASSERT_NE(lease, std::string::npos);
+  const std::string line = outcome.out.substr(lease, outcome.out.find('\n', lease) - lease);
+  EXPECT_NE(line.find("(default 5s)"), std::string::npos) << line;
 }
 
 }  // namespace

@@ -109,6 +109,17 @@ Result<void, std::string> RequireDuration(std::string_view flag, std::chrono::na
   return {};
 }
 
+Result<std::string, std::string> ElectionIdentity(std::string_view configured,
+                                                  std::string_view hostname) {
+  std::string identity(TrimWhitespace(configured));
+  if (identity.empty()) identity = std::string(TrimWhitespace(hostname));
+  if (identity.empty()) {
+    return Unexpected{std::string(
+        "--leader-elect-identity is empty and the hostname is unknown; set a stable identity")};
+  }
+  return identity;
+}
+
 Result<Config, std::string> ValidateCommonFlags(const CommonFlags& f) {
   // ZooKeeper servers: host:port list, the chroot (if any) after the last one.
   std::string zk_servers(TrimWhitespace(f.zookeeper_servers));

@@ -84,4 +84,11 @@ Result<Config, std::string> ValidateCommonFlags(const CommonFlags& flags);
 Result<void, std::string> RequireDuration(std::string_view flag, std::chrono::nanoseconds value,
                                           bool allow_zero);
 
+// The election identity of `sync`: --leader-elect-identity when given (surrounding whitespace
+// trimmed), else `hostname` (a Kubernetes pod's name). Stable across restarts of one replica, so
+// that a restarted process takes over the election key its killed predecessor left. Errors when
+// both are empty.
+Result<std::string, std::string> ElectionIdentity(std::string_view configured,
+                                                  std::string_view hostname);
+
 }  // namespace zk2etcd::cli

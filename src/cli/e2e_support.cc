@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -28,7 +29,10 @@ testing::FixtureResult<void> Zk2etcdProcess::Start() {
     dir_ = std::make_unique<testing::TempDir>(std::move(dir).value());
     log_path_ = dir_->File("zk2etcd.log");
   }
-  std::vector<std::string> argv = {ZK2ETCD_BINARY};
+  // ZK2ETCD_E2E_BINARY runs the tests against another build (e.g. an older one, to show that a
+  // test fails there).
+  const char* binary = std::getenv("ZK2ETCD_E2E_BINARY");
+  std::vector<std::string> argv = {binary != nullptr && *binary != '\0' ? binary : ZK2ETCD_BINARY};
   argv.insert(argv.end(), args_.begin(), args_.end());
   return process_.Start(argv, log_path_);
 }

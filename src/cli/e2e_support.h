@@ -20,7 +20,8 @@
 
 namespace zk2etcd::e2e {
 
-// The zk2etcd binary under test, started with arguments; its output goes to a log file.
+// The zk2etcd binary under test (the build's, or $ZK2ETCD_E2E_BINARY when set), started with
+// arguments; its output goes to a log file.
 class Zk2etcdProcess {
  public:
   explicit Zk2etcdProcess(std::vector<std::string> args);

@@ -26,15 +26,16 @@ struct SyncFlags {
   bool leader_elect = true;
   std::chrono::nanoseconds lease_duration{};
   std::string election_name;
+  std::string election_identity;
   std::string watch_mode;
   std::string http_addr;
   std::chrono::nanoseconds shutdown_timeout{};
 };
 
-std::string Identity() {
+std::string Hostname() {
   char host[256] = {};
-  gethostname(host, sizeof(host) - 1);
-  return std::string(host) + "/" + std::to_string(getpid());
+  if (gethostname(host, sizeof(host) - 1) != 0) return "";
+  return host;
 }
 
 // Blocks SIGINT, SIGTERM and SIGHUP in every thread started from now on, and lets one thread
@@ -104,6 +105,11 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   }
   if (auto name = sync::ValidateZkPath(flags.election_name, "--leader-elect-name"); !name.ok()) {
     err << "zk2etcd sync: " << name.error() << "\n";
+    return kExitUsage;
+  }
+  auto identity = ElectionIdentity(flags.election_identity, Hostname());
+  if (flags.leader_elect && !identity.ok()) {
+    err << "zk2etcd sync: " << identity.error() << "\n";
     return kExitUsage;
   }
   auto watch_mode = sync::ParseWatchMode(flags.watch_mode);
@@ -193,6 +199,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
                 {"fullsync_interval", FormatGoDuration(flags.fullsync_interval)},
                 {"leader_elect", flags.leader_elect},
                 {"adopt", sync::AdoptPolicyName(config.adopt)},
+                {"leader_elect_identity", identity.ok() ? *identity : ""},
                 {"concurrent", config.concurrent}});
   logger->Info("http server listening",
                {{"address", flags.http_addr}, {"port", (*operations)->port()}});
@@ -230,7 +237,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
       std::chrono::duration_cast<std::chrono::milliseconds>(flags.shutdown_timeout);
   if (flags.leader_elect) {
     options.election = sync::ElectionOptions{
-        flags.election_name, Identity(),
+        flags.election_name, *identity,
         std::chrono::duration_cast<std::chrono::seconds>(flags.lease_duration)};
   }
   const bool event_log = config.event_log;
@@ -284,11 +291,15 @@ Subcommand SyncCommand() {
             flags.AddBool("leader-elect", &values->leader_elect, true,
                           "elect a leader among replicas through etcd; only the leader writes");
             flags.AddDuration("leader-elect-lease-duration", &values->lease_duration,
-                              std::chrono::seconds(15),
+                              std::chrono::seconds(5),
                               "leadership lease: a standby takes over within it after the "
                               "leader dies");
             flags.AddString("leader-elect-name", &values->election_name, "/zk2etcd/election",
                             "the election's key prefix in etcd (outside the synced keys)");
+            flags.AddString("leader-elect-identity", &values->election_identity, "",
+                            "this replica in the election, stable across its restarts; a "
+                            "restart takes over its own stale leadership at once (default: the "
+                            "hostname, a Kubernetes pod's name)");
             flags.AddString("http-addr", &values->http_addr, ":80",
                             "listen address of /metrics, /healthz, /readyz and /log");
             flags.AddDuration("shutdown-timeout", &values->shutdown_timeout,

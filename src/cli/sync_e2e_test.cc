@@ -319,10 +319,13 @@ TEST_F(SyncE2eTest, ClassicWatchModeFollowsCreatesChangesAndDeletes) {
 // a leader paused past its lease writes nothing when it resumes.
 TEST_F(SyncE2eTest, LeaderElectionFailsOverAndFencesADeposedLeader) {
   ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p1", "v1"));
-  const std::vector<std::string> election = {"--leader-elect-lease-duration=3s",
-                                             "--fullsync-interval=0"};
-  auto first = StartSync(election);
-  Zk2etcdProcess second(Args("sync", election));
+  // Replicas on one host need their own identities (the default, the hostname, is shared).
+  auto election = [](const std::string& identity) {
+    return std::vector<std::string>{"--leader-elect-lease-duration=3s", "--fullsync-interval=0",
+                                    "--leader-elect-identity=" + identity};
+  };
+  auto first = StartSync(election("replica-1"));
+  Zk2etcdProcess second(Args("sync", election("replica-2")));
   ASSERT_FIXTURE_OK(second.Start());
   ASSERT_TRUE(second.WaitForLog("campaigning for leadership", 1, seconds(30))) << second.Log();
   std::this_thread::sleep_for(seconds(1));
@@ -338,7 +341,7 @@ TEST_F(SyncE2eTest, LeaderElectionFailsOverAndFencesADeposedLeader) {
 
   // The new leader is paused past its lease; the old one comes back and leads; the paused one,
   // resumed, must not write (its fence refers to a leadership that is gone).
-  auto third = std::make_unique<Zk2etcdProcess>(Args("sync", election));  // a standby
+  auto third = std::make_unique<Zk2etcdProcess>(Args("sync", election("replica-3")));  // a standby
   ASSERT_FIXTURE_OK(third->Start());
   ASSERT_TRUE(third->WaitForLog("campaigning for leadership", 1, seconds(30))) << third->Log();
   second.Pause();

@@ -690,5 +690,132 @@ TEST_F(EngineTest, OnlyTheElectedReplicaWritesAndTheStandbyTakesOver) {
   thread_b.join();
 }
 
+TEST(DecideTakeoverTest, OnlyAStaleKeyOfThisReplicaIsTakenOverAndOnlyOnce) {
+  const etcd::KeyValue mine{"/e/1", "replica-a", 10, 10, 1, 111};
+  const etcd::KeyValue other{"/e/2", "replica-b", 11, 11, 1, 222};
+  // Nobody leads, or someone else does: wait.
+  EXPECT_EQ(DecideTakeover(std::nullopt, "replica-a", 0, true), TakeoverAction::kNone);
+  EXPECT_EQ(DecideTakeover(other, "replica-a", 0, true), TakeoverAction::kNone);
+  EXPECT_EQ(DecideTakeover(other, "replica-a", 333, false), TakeoverAction::kNone);
+  // A restarted process finds its predecessor's key.
+  EXPECT_EQ(DecideTakeover(mine, "replica-a", 0, true), TakeoverAction::kTakeOver);
+  // Later campaigns never take over a key of the same identity: another live process holds it.
+  EXPECT_EQ(DecideTakeover(mine, "replica-a", 0, false), TakeoverAction::kWarnDuplicate);
+  EXPECT_EQ(DecideTakeover(mine, "replica-a", 333, false), TakeoverAction::kWarnDuplicate);
+  // The key is bound to the lease this process lost: its own, whatever the identity says.
+  EXPECT_EQ(DecideTakeover(mine, "replica-a", 111, false), TakeoverAction::kRevokeOwnLease);
+  EXPECT_EQ(DecideTakeover(other, "replica-a", 222, false), TakeoverAction::kRevokeOwnLease);
+  // No identity, or a key without a lease, is never taken over.
+  EXPECT_EQ(DecideTakeover(mine, "", 0, true), TakeoverAction::kNone);
+  etcd::KeyValue leaseless = mine;
+  leaseless.lease = 0;
+  EXPECT_EQ(DecideTakeover(leaseless, "replica-a", 0, true), TakeoverAction::kNone);
+}
+
+class TakeoverTest : public EngineTest {
+ protected:
+  std::unique_ptr<SyncService> Make(const std::string& identity, etcd::EtcdClient& etcd,
+                                    FencedWriter& writer, zk::ZkClientFactory& factory) {
+    SyncServiceOptions options;
+    options.fullsync_interval = seconds(0);
+    options.retry_initial = milliseconds(10);
+    options.retry_max = milliseconds(100);
+    options.election = ElectionOptions{"/zk2etcd/election", identity, seconds(60)};
+    return std::make_unique<SyncService>(scope_, layout_, factory, etcd, writer, nullptr, logger_,
+                                         clock_, options);
+  }
+  size_t LogLines(const std::string& text) {
+    const auto lines = log_sink_->Lines();
+    return std::count_if(lines.begin(), lines.end(), [&](const std::string& line) {
+      return line.find(text) != std::string::npos;
+    });
+  }
+};
+
+// A process killed with -9 leaves its leader key behind, alive for the lease (60 s here). Its
+// restart (the same identity) takes it over at once and syncs.
+TEST_F(TakeoverTest, ARestartedReplicaTakesOverTheKeyItsKilledPredecessorLeft) {
+  {
+    etcd::FakeEtcdClient dead(etcd_.store(), clock_);
+    auto lease = dead.LeaseGrant(seconds(60));
+    ASSERT_TRUE(lease.ok());
+    ASSERT_TRUE(dead.CampaignAndWait("/zk2etcd/election", lease->id, "replica-a").ok());
+  }
+  ASSERT_TRUE(etcd_.Leader("/zk2etcd/election").ok());
+  Create("/dubbo/svc/providers/p1", "a");
+  auto factory = zk_server_->NewFactory();
+  auto restarted = Make("replica-a", etcd_, *writer_, *factory);
+  std::thread thread([&] { (void)restarted->Run(); });
+  EXPECT_TRUE(WaitFor([&] { return Etcd("/dubbo/svc/providers/p1") == "a"; }));
+  EXPECT_TRUE(restarted->Status().leader);
+  EXPECT_EQ(LogLines("took over the election from a previous process with the same identity"), 1u);
+  restarted->Stop();
+  thread.join();
+}
+
+// A standby of another identity that was already waiting wins when the stale key goes; the
+// restarted replica then stands by.
+TEST_F(TakeoverTest, AWaitingStandbyOfAnotherIdentityWinsTheTakeoverRace) {
+  etcd::FakeEtcdClient dead(etcd_.store(), clock_);
+  auto lease = dead.LeaseGrant(seconds(60));
+  ASSERT_TRUE(lease.ok());
+  ASSERT_TRUE(dead.CampaignAndWait("/zk2etcd/election", lease->id, "replica-a").ok());
+  etcd::FakeEtcdClient etcd_b(etcd_.store(), clock_);
+  FencedWriter writer_b(etcd_b, writer_options_, clock_);
+  auto factory_b = zk_server_->NewFactory();
+  auto standby = Make("replica-b", etcd_b, writer_b, *factory_b);
+  std::thread thread_b([&] { (void)standby->Run(); });
+  ASSERT_TRUE(WaitFor([&] { return standby->Status().campaigning; }));
+
+  auto factory_a = zk_server_->NewFactory();
+  auto restarted = Make("replica-a", etcd_, *writer_, *factory_a);
+  std::thread thread_a([&] { (void)restarted->Run(); });
+  EXPECT_TRUE(WaitFor([&] { return standby->Status().leader; }));
+  EXPECT_TRUE(WaitFor([&] { return restarted->Status().campaigning; }));
+  EXPECT_FALSE(restarted->Status().leader);
+  restarted->Stop();
+  thread_a.join();
+  standby->Stop();
+  thread_b.join();
+}
+
+// Two live processes misconfigured with one identity: the second takes over once; then one of
+// them leads and the other stands by (warning when it sees its identity lead); neither takes
+// the election from the other again.
+TEST_F(TakeoverTest, TwoLiveProcessesWithOneIdentityDoNotFlap) {
+  Create("/dubbo/svc/providers/p1", "a");
+  auto factory_a = zk_server_->NewFactory();
+  auto first = Make("same", etcd_, *writer_, *factory_a);
+  std::thread thread_a([&] { (void)first->Run(); });
+  ASSERT_TRUE(WaitFor([&] { return first->Status().leader && first->Status().first_sync_done; }));
+
+  etcd::FakeEtcdClient etcd_b(etcd_.store(), clock_);
+  FencedWriter writer_b(etcd_b, writer_options_, clock_);
+  auto factory_b = zk_server_->NewFactory();
+  auto second = Make("same", etcd_b, writer_b, *factory_b);
+  std::thread thread_b([&] { (void)second->Run(); });
+  EXPECT_TRUE(WaitFor([&] { return LogLines("took over the election") == 1; }));
+  auto settled = [&] {
+    const SyncStatus a = first->Status(), b = second->Status();
+    return a.leader != b.leader && (a.campaigning || b.campaigning);
+  };
+  ASSERT_TRUE(WaitFor(settled));
+  const bool second_leads = second->Status().leader;
+  if (second_leads) {
+    EXPECT_TRUE(WaitFor([&] { return LogLines("another live process leads") >= 1; }));
+  }
+  // Stable: a while later the same process leads and nobody took over again.
+  std::this_thread::sleep_for(milliseconds(500));
+  EXPECT_TRUE(settled());
+  EXPECT_EQ(second->Status().leader, second_leads);
+  EXPECT_EQ(LogLines("took over the election"), 1u);
+  Create("/dubbo/svc/providers/p2", "b");
+  EXPECT_TRUE(WaitFor([&] { return Etcd("/dubbo/svc/providers/p2") == "b"; }));
+  first->Stop();
+  thread_a.join();
+  second->Stop();
+  thread_b.join();
+}
+
 }  // namespace
 }  // namespace zk2etcd::sync

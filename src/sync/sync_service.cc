@@ -33,6 +33,17 @@ Result<WatchMode, std::string> ParseWatchMode(std::string_view name) {
                     "\" (use auto, persistent or classic)"};
 }
 
+TakeoverAction DecideTakeover(const std::optional<etcd::KeyValue>& leader,
+                              const std::string& identity, int64_t own_previous_lease,
+                              bool first_campaign) {
+  if (!leader || leader->lease == 0) return TakeoverAction::kNone;
+  if (own_previous_lease != 0 && leader->lease == own_previous_lease) {
+    return TakeoverAction::kRevokeOwnLease;
+  }
+  if (identity.empty() || leader->value != identity) return TakeoverAction::kNone;
+  return first_campaign ? TakeoverAction::kTakeOver : TakeoverAction::kWarnDuplicate;
+}
+
 SyncService::SyncService(const Scope& scope, const KeyLayout& layout,
                          zk::ZkClientFactory& zk_factory, etcd::EtcdClient& etcd,
                          FencedWriter& writer, ownership::OwnershipStore* ownership,
@@ -353,8 +364,48 @@ void SyncService::Reconcile() {
   if (options_.on_reconcile) options_.on_reconcile(result);
 }
 
+void SyncService::ClearStaleLeadership() {
+  const ElectionOptions& election = *options_.election;
+  auto current = etcd_.Leader(election.name);
+  std::optional<etcd::KeyValue> leader;
+  if (current.ok()) {
+    leader = std::move(current).value();
+  } else if (current.error().code != etcd::ErrorCode::kNotFound) {
+    // The campaign's own calls fail the same way and back off.
+    logger_.Debug("cannot read the election's leader", {{"error", current.error().ToString()}});
+    return;
+  }
+  const bool first_campaign = !leader_checked_;
+  leader_checked_ = true;
+  const TakeoverAction action =
+      DecideTakeover(leader, election.identity, previous_lease_id_, first_campaign);
+  if (action == TakeoverAction::kNone) return;
+  if (action == TakeoverAction::kWarnDuplicate) {
+    logger_.Warn(
+        "another live process leads with this replica's election identity; standing "
+        "by. Give every replica its own --leader-elect-identity",
+        {{"identity", election.identity}, {"leader_key", leader->key}});
+    return;
+  }
+  auto revoked = etcd_.LeaseRevoke(leader->lease);
+  if (!revoked.ok() && revoked.error().code != etcd::ErrorCode::kNotFound) {
+    logger_.Warn("cannot revoke the stale election lease; waiting for it to expire",
+                 {{"leader_key", leader->key}, {"error", revoked.error().ToString()}});
+    return;
+  }
+  if (action == TakeoverAction::kTakeOver) {
+    logger_.Info(
+        "took over the election from a previous process with the same identity",
+        {{"identity", election.identity}, {"leader_key", leader->key}, {"lease", leader->lease}});
+  } else {
+    logger_.Info("revoked this process's own stale election lease",
+                 {{"leader_key", leader->key}, {"lease", leader->lease}});
+  }
+}
+
 void SyncService::StartCampaign() {
   const ElectionOptions& election = *options_.election;
+  ClearStaleLeadership();
   auto lease = etcd_.LeaseGrant(election.lease_ttl);
   if (!lease.ok()) {
     const auto delay = NextBackoff(election_backoff_);
@@ -364,6 +415,7 @@ void SyncService::StartCampaign() {
     return;
   }
   lease_id_ = lease->id;
+  previous_lease_id_ = lease_id_;
   const int64_t id = lease_id_;
   keepalive_ = etcd_.LeaseKeepAlive(id, [this, id](const etcd::Error& error) {
     std::lock_guard lock(mutex_);
@@ -423,7 +475,11 @@ void SyncService::StepDown(const std::string& reason) {
     lease_id_ = 0;
   }
   campaigning_ = false;
-  next_campaign_at_ = clock_.Now() + NextBackoff(election_backoff_);
+  // Campaign again at once the first time (losing a lease to an outage is no reason to wait
+  // once etcd answers); repeated failures back off.
+  const std::chrono::milliseconds delay = election_backoff_;
+  NextBackoff(election_backoff_);
+  next_campaign_at_ = clock_.Now() + delay;
   std::lock_guard lock(mutex_);
   status_.leader = false;
   status_.campaigning = false;

@@ -48,9 +48,29 @@ Result<WatchMode, std::string> ParseWatchMode(std::string_view name);
 // Leader election among replicas through etcd's Election service.
 struct ElectionOptions {
   std::string name = "/zk2etcd/election";  // the election's key prefix in etcd
-  std::string identity;                     // this replica, as the leader key's value
-  std::chrono::seconds lease_ttl{15};
+  // This replica, as the leader key's value. Stable across restarts of the same replica (the
+  // hostname: a Kubernetes pod's name), so that a restarted process recognises the election key
+  // its killed predecessor left behind and takes it over at once (see DecideTakeover).
+  std::string identity;
+  // A standby takes over within this long after the leader dies; keep-alives every third of it.
+  std::chrono::seconds lease_ttl{5};
 };
+
+// What a campaign does about the election's current leader before joining (pure function).
+enum class TakeoverAction {
+  kNone,            // nobody leads, or another replica does: campaign and wait
+  kRevokeOwnLease,  // the leader key is bound to a lease this process held and lost (an etcd
+                    // outage): revoke it, the key is stale
+  kTakeOver,        // the leader has this identity and this process never campaigned before: a
+                    // killed predecessor of this replica; revoke its lease. Were it alive, its
+                    // writes would fail on the leadership compare.
+  kWarnDuplicate,   // the leader has this identity but this process campaigned before: another
+                    // live process uses the same identity (misconfigured); campaign, wait, warn.
+                    // It never takes over twice, so two such processes do not flap.
+};
+TakeoverAction DecideTakeover(const std::optional<etcd::KeyValue>& leader,
+                              const std::string& identity, int64_t own_previous_lease,
+                              bool first_campaign);
 
 struct SyncServiceOptions {
   WatchMode watch_mode = WatchMode::kAuto;
@@ -118,6 +138,9 @@ class SyncService {
   void OnOwnershipStoreBack();
   // Election steps, on the Run thread.
   void StartCampaign();
+  // Before a campaign: reads the current leader and revokes its lease when DecideTakeover says
+  // the key is stale (this replica's own).
+  void ClearStaleLeadership();
   void HandleElectionEvents();
   void BecomeLeader(etcd::LeaderKey key);
   void StepDown(const std::string& reason);
@@ -166,6 +189,8 @@ class SyncService {
   // Election state (Run thread).
   std::optional<etcd::LeaderKey> leader_key_;
   int64_t lease_id_ = 0;
+  int64_t previous_lease_id_ = 0;  // the last lease this process campaigned with
+  bool leader_checked_ = false;    // a campaign has read the current leader once
   bool campaigning_ = false;
   std::unique_ptr<etcd::CallHandle> campaign_;
   std::unique_ptr<etcd::CallHandle> keepalive_;
