@@ -38,6 +38,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -763,6 +764,8 @@ int Main(int argc, char** argv) {
   auto dir = testing::TempDir::Create("bench");
   const std::string zk_address = (*zookeeper)->address();
   const std::string etcd_endpoint = (*server)->endpoint();
+  std::error_code ignored;
+  if (!options.log_dir.empty()) std::filesystem::create_directories(options.log_dir, ignored);
 
   if (options.weak_network) {
     auto etcd = EtcdClientFor(etcd_endpoint, {}, clock);
