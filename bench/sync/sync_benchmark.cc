@@ -17,6 +17,10 @@
 //   servers    with no tool running, at the same rates: ZooKeeper setData until a persistent
 //              recursive watch reports it, and an etcd put until a watch delivers it (the part
 //              of a change's delay that no sync tool can remove)
+//   --weak-network  instead of all the above: the same full sync of a ~2,000-provider tree on
+//              loopback and through a delaying proxy in front of each server (15 ms each way,
+//              0.5% of chunks held 200 ms longer; --weak-delay-ms, --weak-hold-fraction,
+//              --weak-hold-ms, --weak-leaves, --weak-runs), alternating, with the ratio
 //   --compare  any other tool, given as a command template with {zk} and {etcd}, through the same
 //              initial-sync and delay scenarios, with ratios to zk2etcd
 // Prints a table and writes JSON (--json). A benchmark, not a test: build it in Release.
@@ -34,6 +38,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -47,6 +52,7 @@
 #include "etcd/grpc_etcd_client.h"
 #include "sync/scope.h"
 #include "sync/zk_walker.h"
+#include "testing/delaying_proxy.h"
 #include "testing/etcd_server.h"
 #include "testing/process.h"
 #include "testing/zookeeper_c_client.h"
@@ -71,6 +77,13 @@ struct Options {
   std::vector<std::pair<std::string, std::string>> compare;  // name, command template
   std::vector<std::string> zk2etcd_args;                     // extra arguments for `zk2etcd sync`
   std::string log_dir;                                       // keep the tools' logs here
+  // --weak-network: only the weak-network scenario (see WeakNetworkScenario).
+  bool weak_network = false;
+  int weak_delay_ms = 15;
+  double weak_hold_fraction = 0.005;
+  int weak_hold_ms = 200;
+  size_t weak_leaves = 2000;
+  int weak_runs = 5;
 };
 
 double Since(Clock::time_point start) {
@@ -477,18 +490,13 @@ struct ToolResult {
   double cpu_seconds = 0;
 };
 
-// Runs one tool through the scenarios against a fresh etcd prefix.
-ToolResult RunTool(const std::string& name, std::vector<std::string> argv,
-                   const testing::ZooKeeperServer& zookeeper, const testing::EtcdServer& server,
-                   etcd::EtcdClient& etcd, size_t expected_keys,
-                   const std::vector<std::string>& leaves, const Options& options,
-                   const std::string& log_dir) {
-  ToolResult result;
-  result.name = name;
-  EmptyEtcd(etcd, server);
-  // The initial sync is done when every key has been created under /dubbo: counted from a
-  // watch, which costs etcd far less than polling a count of up to a million keys (a count
-  // walks etcd's whole index: polling it every 20 ms slowed a 100,000-key sync by about half).
+// Starts `tool` and returns the seconds until etcd holds `expected_keys` keys created under
+// /dubbo since the call, or -1 if the tool does not start, exits, or takes over 30 minutes. The
+// keys are counted from a watch, which costs etcd far less than polling a count of up to a
+// million keys (a count walks etcd's whole index: polling it every 20 ms slowed a 100,000-key
+// sync by about half).
+double StartAndTimeInitialSync(Tool& tool, etcd::EtcdClient& etcd, size_t expected_keys,
+                               const std::string& log_path) {
   std::mutex mutex;
   std::condition_variable created_all;
   size_t created = 0;
@@ -503,27 +511,44 @@ ToolResult RunTool(const std::string& name, std::vector<std::string> argv,
                             }
                             if (created >= expected_keys) created_all.notify_all();
                           });
-  Tool tool(name, std::move(argv));
   const auto start = Clock::now();
-  if (!tool.Start(log_dir + "/" + name + ".log")) return result;
-  {
-    std::unique_lock lock(mutex);
-    bool running = true;
-    while (created < expected_keys && Since(start) < 1800 && running) {
-      created_all.wait_for(lock, milliseconds(100));
-      lock.unlock();
-      tool.Sample();
-      running = tool.Running();
-      lock.lock();
-    }
-    if (!running) {
-      std::cerr << name << ": exited during the initial sync (see " << log_dir << "/" << name
-                << ".log)\n";
-      return result;
-    }
+  if (!tool.Start(log_path)) return -1;
+  std::unique_lock lock(mutex);
+  bool running = true;
+  while (created < expected_keys && Since(start) < 1800 && running) {
+    created_all.wait_for(lock, milliseconds(100));
+    lock.unlock();
+    tool.Sample();
+    running = tool.Running();
+    lock.lock();
   }
-  result.initial_sync_s = Since(start);
+  if (!running) {
+    std::cerr << tool.name() << ": exited during the initial sync (see " << log_path << ")\n";
+    return -1;
+  }
+  if (created < expected_keys) return -1;
+  const double seconds = Since(start);
+  lock.unlock();
   watch.reset();
+  return seconds;
+}
+
+// Runs one tool through the scenarios against a fresh etcd prefix.
+ToolResult RunTool(const std::string& name, std::vector<std::string> argv,
+                   const testing::ZooKeeperServer& zookeeper, const testing::EtcdServer& server,
+                   etcd::EtcdClient& etcd, size_t expected_keys,
+                   const std::vector<std::string>& leaves, const Options& options,
+                   const std::string& log_dir) {
+  ToolResult result;
+  result.name = name;
+  EmptyEtcd(etcd, server);
+  Tool tool(name, std::move(argv));
+  result.initial_sync_s =
+      StartAndTimeInitialSync(tool, etcd, expected_keys, log_dir + "/" + name + ".log");
+  if (result.initial_sync_s < 0) {
+    result.initial_sync_s = 0;
+    return result;
+  }
   std::cerr << name << ": initial sync " << result.initial_sync_s << " s, peak "
             << tool.peak_rss_mib() << " MiB so far\n";
   if (EtcdCount(etcd, "/dubbo") < static_cast<int64_t>(expected_keys)) {
@@ -550,6 +575,123 @@ ToolResult RunTool(const std::string& name, std::vector<std::string> argv,
   return result;
 }
 
+// --- The weak-network scenario --------------------------------------------------------------
+
+// The phases of the first reconciliation, from the "reconciliation done" line of a JSON log.
+struct ReconcilePhases {
+  double walk_s = -1, diff_s = -1, recheck_s = -1, repair_s = -1, seconds = -1;
+};
+
+ReconcilePhases ReadPhases(const std::string& log_path) {
+  ReconcilePhases phases;
+  std::ifstream log(log_path);
+  for (std::string line; std::getline(log, line);) {
+    if (line.find("reconciliation done") == std::string::npos) continue;
+    auto field = [&](const std::string& name) {
+      const size_t at = line.find("\"" + name + "\":");
+      return at == std::string::npos ? -1.0 : std::stod(line.substr(at + name.size() + 3));
+    };
+    phases = {field("walk_s"), field("diff_s"), field("recheck_s"), field("repair_s"),
+              field("seconds")};
+    break;
+  }
+  return phases;
+}
+
+double Median(std::vector<double> values) { return Percentile(std::move(values), 0.5); }
+
+// The same full sync (`zk2etcd sync` into an empty etcd, until etcd holds every node) of a
+// Dubbo-shaped tree of about --weak-leaves providers, alternately on loopback and through a
+// DelayingTcpProxy in front of each server (--weak-delay-ms each way, --weak-hold-fraction of
+// chunks held --weak-hold-ms longer), --weak-runs times each. Prints every run with the phases of
+// its reconciliation, the medians and their ratio.
+int WeakNetworkScenario(const Options& options, const testing::ZooKeeperServer& zookeeper,
+                        const testing::EtcdServer& server, etcd::EtcdClient& etcd,
+                        const std::string& log_dir) {
+  const size_t children = 40;
+  const size_t parents = std::max<size_t>(1, options.weak_leaves / children);
+  std::cerr << "building a Dubbo tree of " << parents << " interfaces x " << children
+            << " providers...\n";
+  auto built = testing::RunCommand(
+      {options.zk2etcd, "genzk", "--zookeeper-servers=" + zookeeper.address(), "--path=/dubbo",
+       "--parent-count=" + std::to_string(parents), "--children-count=" + std::to_string(children),
+       "--data-every=10", "--data-bytes=100", "--concurrent=1000"},
+      std::chrono::minutes(10));
+  if (!built.ok()) {
+    std::cerr << built.error().message << "\n";
+    return 1;
+  }
+  const size_t tree_nodes = ReadWithOurClient(zookeeper.address(), "/dubbo").nodes;
+  if (tree_nodes == 0) return 1;
+  testing::DelayingProxyOptions proxy_options;
+  proxy_options.one_way_delay = std::chrono::milliseconds(options.weak_delay_ms);
+  proxy_options.hold_fraction = options.weak_hold_fraction;
+  proxy_options.hold = std::chrono::milliseconds(options.weak_hold_ms);
+  const int zk_port = std::stoi(zookeeper.address().substr(zookeeper.address().rfind(':') + 1));
+  const int etcd_port = std::stoi(server.endpoint().substr(server.endpoint().rfind(':') + 1));
+
+  std::printf(
+      "\nweak network: %zu nodes (%zu providers); %d ms each way, %.3f of chunks held %d ms "
+      "longer; %d alternating runs\n",
+      tree_nodes, parents * children, options.weak_delay_ms, options.weak_hold_fraction,
+      options.weak_hold_ms, options.weak_runs);
+  std::printf("%-4s %-9s %9s %8s %8s %9s %9s %12s\n", "run", "network", "sync s", "walk_s",
+              "diff_s", "recheck_s", "repair_s", "held/chunks");
+  std::vector<double> loopback_times, weak_times;
+  for (int run = 0; run < options.weak_runs; ++run) {
+    for (const bool weak : {false, true}) {
+      std::unique_ptr<testing::DelayingTcpProxy> zk_proxy, etcd_proxy;
+      std::string zk_address = zookeeper.address(), etcd_endpoint = server.endpoint();
+      if (weak) {
+        proxy_options.seed = 2 * static_cast<uint64_t>(run) + 1;
+        auto a = testing::DelayingTcpProxy::Start(zk_port, proxy_options);
+        proxy_options.seed += 1000;
+        auto b = testing::DelayingTcpProxy::Start(etcd_port, proxy_options);
+        if (!a.ok() || !b.ok()) {
+          std::cerr << "cannot start the delaying proxies\n";
+          return 1;
+        }
+        zk_proxy = std::move(a).value();
+        etcd_proxy = std::move(b).value();
+        zk_address = zk_proxy->address();
+        etcd_endpoint = etcd_proxy->address();
+      }
+      EmptyEtcd(etcd, server);
+      std::vector<std::string> argv = {options.zk2etcd,
+                                       "sync",
+                                       "--zookeeper-servers=" + zk_address,
+                                       "--etcd-servers=" + etcd_endpoint,
+                                       "--leader-elect=false",
+                                       "--fullsync-interval=0",
+                                       "--http-addr=127.0.0.1:0",
+                                       "--log-level=info"};
+      argv.insert(argv.end(), options.zk2etcd_args.begin(), options.zk2etcd_args.end());
+      const std::string name = std::string(weak ? "weak" : "loopback") + "-" + std::to_string(run);
+      const std::string log_path = log_dir + "/" + name + ".log";
+      Tool tool(name, argv);
+      const double seconds = StartAndTimeInitialSync(tool, etcd, tree_nodes, log_path);
+      tool.Stop();
+      if (seconds < 0) return 1;
+      (weak ? weak_times : loopback_times).push_back(seconds);
+      const ReconcilePhases phases = ReadPhases(log_path);
+      std::string held = "-";
+      if (weak) {
+        const auto zs = zk_proxy->stats(), es = etcd_proxy->stats();
+        held = std::to_string(zs.held_chunks + es.held_chunks) + "/" +
+               std::to_string(zs.chunks + es.chunks);
+      }
+      std::printf("%-4d %-9s %9.3f %8.3f %8.3f %9.3f %9.3f %12s\n", run, weak ? "weak" : "loopback",
+                  seconds, phases.walk_s, phases.diff_s, phases.recheck_s, phases.repair_s,
+                  held.c_str());
+      std::fflush(stdout);
+    }
+  }
+  const double loopback = Median(loopback_times), weak = Median(weak_times);
+  std::printf("median full sync: loopback %.3f s, weak network %.3f s; ratio %.2f\n", loopback,
+              weak, weak / loopback);
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   Options options;
   for (int i = 1; i < argc; ++i) {
@@ -574,6 +716,18 @@ int Main(int argc, char** argv) {
       options.log_dir = *v;
     } else if (arg == "--no-c-client") {
       options.c_client = false;
+    } else if (arg == "--weak-network") {
+      options.weak_network = true;
+    } else if ((v = value("weak-delay-ms"))) {
+      options.weak_delay_ms = std::stoi(*v);
+    } else if ((v = value("weak-hold-fraction"))) {
+      options.weak_hold_fraction = std::stod(*v);
+    } else if ((v = value("weak-hold-ms"))) {
+      options.weak_hold_ms = std::stoi(*v);
+    } else if ((v = value("weak-leaves"))) {
+      options.weak_leaves = std::stoul(*v);
+    } else if ((v = value("weak-runs"))) {
+      options.weak_runs = std::stoi(*v);
     } else if (arg == "--no-sustained") {
       options.sustained = false;
     } else if ((v = value("json"))) {
@@ -610,6 +764,15 @@ int Main(int argc, char** argv) {
   auto dir = testing::TempDir::Create("bench");
   const std::string zk_address = (*zookeeper)->address();
   const std::string etcd_endpoint = (*server)->endpoint();
+  std::error_code ignored;
+  if (!options.log_dir.empty()) std::filesystem::create_directories(options.log_dir, ignored);
+
+  if (options.weak_network) {
+    auto etcd = EtcdClientFor(etcd_endpoint, {}, clock);
+    if (!etcd) return 1;
+    return WeakNetworkScenario(options, **zookeeper, **server, *etcd,
+                               options.log_dir.empty() ? dir->path() : options.log_dir);
+  }
 
   // The tree: parents x (1 + 4 categories + children) nodes.
   const size_t children = 45;

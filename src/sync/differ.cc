@@ -7,53 +7,77 @@
 namespace zk2etcd::sync {
 
 RangeCursor::RangeCursor(etcd::EtcdClient& etcd, std::vector<KeyRange> ranges, int64_t revision,
-                         int64_t page_size, std::vector<std::string> splits)
-    : etcd_(etcd),
-      ranges_(std::move(ranges)),
-      revision_(revision),
-      page_size_(page_size),
-      splits_(std::move(splits)) {
-  if (!ranges_.empty()) next_key_ = ranges_[0].key;
+                         int64_t page_size, std::vector<std::string> splits, size_t prefetch)
+    : etcd_(etcd), revision_(revision), page_size_(page_size), prefetch_(prefetch) {
+  for (const KeyRange& range : ranges) {
+    etcd::RangeRequest request;
+    request.key = range.key;
+    request.range_end = range.range_end;
+    if (range.range_end.empty()) {  // a single key: no limit, no splits
+      segments_.push_back(std::move(request));
+      continue;
+    }
+    request.limit = page_size_;
+    const bool to_the_end = range.range_end == std::string(1, '\0');
+    for (auto split = std::upper_bound(splits.begin(), splits.end(), range.key);
+         split != splits.end() && (to_the_end || *split < range.range_end); ++split) {
+      request.range_end = *split;
+      segments_.push_back(request);
+      request.key = *split;
+    }
+    request.range_end = range.range_end;
+    segments_.push_back(std::move(request));
+  }
+}
+
+RangeCursor::~RangeCursor() {
+  for (auto& future : in_flight_) future.wait();
+}
+
+void RangeCursor::TopUp() {
+  while (next_segment_ < segments_.size() && in_flight_.size() < 1 + prefetch_) {
+    etcd::RangeRequest request = segments_[next_segment_++];
+    request.revision = revision_;
+    ++requests_;
+    in_flight_requests_.push_back(request);
+    in_flight_.push_back(
+        std::async(std::launch::async, [this, request] { return etcd_.Range(request); }));
+  }
 }
 
 etcd::EtcdResult<void> RangeCursor::FetchPage() {
   page_.clear();
   page_position_ = 0;
-  while (page_.empty() && range_index_ < ranges_.size()) {
-    if (range_done_) {
-      ++range_index_;
-      range_done_ = false;
-      if (range_index_ < ranges_.size()) next_key_ = ranges_[range_index_].key;
-      continue;
-    }
-    const KeyRange& range = ranges_[range_index_];
+  while (page_.empty()) {
     etcd::RangeRequest request;
-    request.key = next_key_;
-    request.range_end = range.range_end;
-    request.revision = revision_;
-    const bool single_key = range.range_end.empty();
-    bool ends_at_split = false;
-    if (!single_key) {
-      request.limit = page_size_;
-      const auto split = std::upper_bound(splits_.begin(), splits_.end(), next_key_);
-      const bool to_the_end = range.range_end == std::string(1, '\0');
-      if (split != splits_.end() && (to_the_end || *split < range.range_end)) {
-        request.range_end = *split;
-        ends_at_split = true;
-      }
+    etcd::EtcdResult<etcd::RangeResponse> response = Unexpected{etcd::Error{}};
+    if (continuation_) {
+      request = *std::move(continuation_);
+      continuation_.reset();
+      request.revision = revision_;
+      ++requests_;
+      response = etcd_.Range(request);
+    } else if (revision_ == 0 && next_segment_ < segments_.size()) {
+      // The first request fixes the revision every other one reads at.
+      request = segments_[next_segment_++];
+      ++requests_;
+      response = etcd_.Range(request);
+    } else {
+      TopUp();
+      if (in_flight_.empty()) return {};  // every segment read
+      request = std::move(in_flight_requests_.front());
+      in_flight_requests_.pop_front();
+      response = in_flight_.front().get();
+      in_flight_.pop_front();
     }
-    ++requests_;
-    auto response = etcd_.Range(request);
     if (!response.ok()) return Unexpected{response.error()};
     if (revision_ == 0) revision_ = response->revision;
     page_ = std::move(response->kvs);
-    if (!single_key && response->more && !page_.empty()) {
-      next_key_ = page_.back().key + std::string(1, '\0');
-    } else if (ends_at_split) {
-      next_key_ = request.range_end;
-    } else {
-      range_done_ = true;
+    if (request.limit > 0 && response->more && !page_.empty()) {
+      request.key = page_.back().key + std::string(1, '\0');
+      continuation_ = std::move(request);
     }
+    TopUp();  // the next segments travel while this page is merged
   }
   return {};
 }
@@ -161,12 +185,12 @@ etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const Scope& scope,
       meta_splits.push_back(layout.MetaKeyFor(data_splits.back()));
     }
     RangeCursor data_cursor(etcd, layout.DataRangesFor(prefix), report.etcd_revision, page_size,
-                            std::move(data_splits));
+                            std::move(data_splits), options.prefetch);
     Head data(data_cursor);
     if (auto first = data.Advance(); !first.ok()) return Unexpected{first.error()};
     if (report.etcd_revision == 0) report.etcd_revision = data_cursor.revision();
     RangeCursor meta_cursor(etcd, layout.MetaRangesFor(prefix), report.etcd_revision, page_size,
-                            std::move(meta_splits));
+                            std::move(meta_splits), options.prefetch);
     Head meta(meta_cursor);
     if (auto first = meta.Advance(); !first.ok()) return Unexpected{first.error()};
 

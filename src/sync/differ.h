@@ -1,6 +1,7 @@
 // ComputeDiff: compares the ZooKeeper tree with what etcd holds, key by key, in one streaming
 // merge: ZooKeeper's nodes (read whole, sorted) against etcd's data keys and meta records, read
-// page by page, all at one etcd revision. Memory is the ZooKeeper tree plus one page per cursor.
+// page by page, all at one etcd revision. Memory is the ZooKeeper tree plus a few pages per
+// cursor (DiffOptions::prefetch).
 //
 // Only keys whose path is in scope are compared: etcd keys under an excluded path (or written by
 // someone else outside the mapped paths) are never reported, so never touched. Blocking;
@@ -8,7 +9,9 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <future>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,12 +30,23 @@ namespace zk2etcd::sync {
 // the range (a million keys in pages of 1,000 kept etcd busy for minutes). Each request
 // therefore ends at the next of the sorted `splits` (keys expected to be about a page apart,
 // such as every page_size-th ZooKeeper key), and a page costs what lies before that split.
+//
+// The split ranges do not depend on each other, so the first page of each of the next
+// `prefetch` of them is requested at once (each on its own short-lived thread, the client's
+// Range being blocking and thread-safe): over a network with a round trip of R, listing S
+// split ranges takes about S x R / prefetch instead of S x R. Only a split range with more
+// than a page (etcd holds more than ZooKeeper there) is paged on sequentially. Memory: up to
+// 1 + prefetch pages. Destroying a cursor waits for the requests it has in flight.
 class RangeCursor {
  public:
   // `revision` 0 reads the first page at the newest revision and the rest at that one.
   // `splits`: strictly increasing keys where requests may end (none: each range is paged whole).
+  // `prefetch`: split ranges requested ahead of the one being read (0: one request at a time).
   RangeCursor(etcd::EtcdClient& etcd, std::vector<KeyRange> ranges, int64_t revision,
-              int64_t page_size, std::vector<std::string> splits = {});
+              int64_t page_size, std::vector<std::string> splits = {}, size_t prefetch = 0);
+  ~RangeCursor();
+  RangeCursor(const RangeCursor&) = delete;
+  RangeCursor& operator=(const RangeCursor&) = delete;
   // The next key-value, or nullopt after the last one.
   etcd::EtcdResult<std::optional<etcd::KeyValue>> Next();
   // The revision read at (0 until the first page).
@@ -42,15 +56,20 @@ class RangeCursor {
 
  private:
   etcd::EtcdResult<void> FetchPage();
+  // Starts requests for the next segments while fewer than 1 + prefetch are in flight.
+  void TopUp();
 
   etcd::EtcdClient& etcd_;
-  std::vector<KeyRange> ranges_;
-  size_t range_index_ = 0;
-  std::string next_key_;  // where the next page of the current range starts
-  bool range_done_ = false;
+  // Every request's first page, in key order: a range cut at the splits inside it.
+  std::vector<etcd::RangeRequest> segments_;
+  size_t next_segment_ = 0;  // the first not yet requested
+  std::deque<std::future<etcd::EtcdResult<etcd::RangeResponse>>> in_flight_;
+  std::deque<etcd::RangeRequest> in_flight_requests_;  // beside in_flight_
+  // The rest of a segment that had more than a page, read before the segments after it.
+  std::optional<etcd::RangeRequest> continuation_;
   int64_t revision_;
   const int64_t page_size_;
-  const std::vector<std::string> splits_;
+  const size_t prefetch_;
   size_t requests_ = 0;
   std::vector<etcd::KeyValue> page_;
   size_t page_position_ = 0;
@@ -109,6 +128,8 @@ struct DiffReport {
 
 struct DiffOptions {
   int64_t page_size = 1000;
+  // Split ranges listed ahead of the merge, per cursor (see RangeCursor).
+  size_t prefetch = 8;
   // List kUnclaimed keys in `differences` (for adoption); otherwise they are only counted.
   bool list_unclaimed = false;
   // When set, called (on the caller's thread) with every `chunk` differences as the merge finds

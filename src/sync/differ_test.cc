@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 
 #include "etcd/fake_etcd_client.h"
 #include "sync/fenced_txn.h"
@@ -121,6 +124,76 @@ TEST_F(DifferTest, ADiffOfALargePrefixInSyncWalksEachKeyAboutOnce) {
   EXPECT_EQ(report->listed, 0u);
   // Data and meta records: each walked about once (twice at most), not once per page.
   EXPECT_LE(etcd_.store().keys_walked() - before, static_cast<int64_t>(4 * tree.nodes.size()));
+}
+
+// Holds each etcd call (reported through the observer, on the caller's thread) until `wanted`
+// calls are held at once or a second passes, and records the most held at once: calls made one
+// after the other never reach two.
+class ConcurrencyGate : public OpObserver {
+ public:
+  explicit ConcurrencyGate(int wanted) : wanted_(wanted) {}
+  void OnOp(std::string_view op, std::string_view, std::chrono::nanoseconds) override {
+    if (op != "range") return;
+    std::unique_lock lock(mutex_);
+    ++held_;
+    max_held_ = std::max(max_held_, held_);
+    changed_.notify_all();
+    changed_.wait_for(lock, std::chrono::seconds(1), [this] { return max_held_ >= wanted_; });
+    --held_;
+  }
+  int max_held() {
+    std::lock_guard lock(mutex_);
+    return max_held_;
+  }
+
+ private:
+  const int wanted_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  int held_ = 0;
+  int max_held_ = 0;
+};
+
+TEST(RangeCursorPrefetchTest, SplitRangesAreRequestedTogetherAndReadInKeyOrder) {
+  SystemClock clock;
+  ConcurrencyGate gate(4);
+  etcd::FakeEtcdClient etcd(clock, {.observer = &gate});
+  std::vector<std::string> expected;
+  std::vector<std::string> splits;
+  for (int i = 0; i < 1000; ++i) {
+    expected.push_back(NumberedKey("/dubbo/", i));
+    etcd.store().PutDirect(expected.back(), "v");
+    // Every 50th key, but 300 keys (three pages) between the last two splits.
+    if (i > 0 && i % 50 == 0 && (i < 600 || i >= 900)) splits.push_back(expected.back());
+  }
+  const int64_t revision = etcd.store().revision();
+  RangeCursor cursor(etcd, {{"/dubbo/", "/dubbo0"}}, revision, 100, splits, /*prefetch=*/4);
+  std::vector<std::string> keys;
+  while (true) {
+    auto next = cursor.Next();
+    ASSERT_TRUE(next.ok()) << next.error().ToString();
+    if (!next->has_value()) break;
+    keys.push_back((*next)->key);
+  }
+  EXPECT_EQ(keys, expected);
+  EXPECT_GE(gate.max_held(), 4);  // 1 + prefetch requests at once
+  EXPECT_EQ(cursor.revision(), revision);
+}
+
+TEST(RangeCursorPrefetchTest, AnErrorIsReturnedAndTheCursorCanBeDestroyedWithRequestsInFlight) {
+  SystemClock clock;
+  etcd::FakeEtcdClient etcd(clock);
+  std::vector<std::string> splits;
+  for (int i = 0; i < 500; ++i) {
+    etcd.store().PutDirect(NumberedKey("/dubbo/", i), "v");
+    if (i > 0 && i % 10 == 0) splits.push_back(NumberedKey("/dubbo/", i));
+  }
+  const int64_t revision = etcd.store().revision();
+  etcd.InjectFault("range", etcd::ErrorCode::kUnavailable, -1);
+  RangeCursor cursor(etcd, {{"/dubbo/", "/dubbo0"}}, revision, 100, splits, /*prefetch=*/8);
+  auto first = cursor.Next();
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.error().code, etcd::ErrorCode::kUnavailable);
 }
 
 }  // namespace
