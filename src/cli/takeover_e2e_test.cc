@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cli/e2e_support.h"
+#include "testing/shared_servers.h"
 #include "testing/server_support.h"
 #include "testing/zookeeper_c_client.h"
 
@@ -25,41 +26,23 @@ using testing::ZooKeeperServer;
 
 constexpr auto kConverge = seconds(60);
 
+// How much longer the same work may take in this build: the test suite runs under
+// AddressSanitizer, whose instrumentation makes this code two to three times slower.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr double kSanitizerSlowdown = 3.0;
+#else
+constexpr double kSanitizerSlowdown = 1.0;
+#endif
+
 double SecondsSince(steady_clock::time_point start) {
   return std::chrono::duration<double>(steady_clock::now() - start).count();
 }
 
 class TakeoverE2eTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    auto zookeeper = ZooKeeperServer::Start();
-    if (!zookeeper.ok()) {
-      start_error_ = new testing::FixtureError(zookeeper.error());
-      return;
-    }
-    auto etcd = EtcdServer::Start();
-    if (!etcd.ok()) {
-      start_error_ = new testing::FixtureError(etcd.error());
-      return;
-    }
-    zookeeper_ = std::move(zookeeper).value().release();
-    etcd_ = std::move(etcd).value().release();
-  }
-  static void TearDownTestSuite() {
-    delete etcd_;
-    delete zookeeper_;
-    delete start_error_;
-    etcd_ = nullptr;
-    zookeeper_ = nullptr;
-    start_error_ = nullptr;
-  }
-
   void SetUp() override {
-    if (start_error_ != nullptr) {
-      if (start_error_->missing_program && !testing::InCi()) GTEST_SKIP() << start_error_->message;
-      FAIL() << start_error_->message;
-    }
-    ASSERT_NE(zookeeper_, nullptr);
+    ASSERT_FIXTURE_OK_AND_ASSIGN(zookeeper_, testing::SharedZooKeeper());
+    ASSERT_FIXTURE_OK_AND_ASSIGN(etcd_, testing::SharedEtcd());
     ASSERT_FIXTURE_OK_AND_ASSIGN(zk_,
                                  ZooKeeperCClient::Connect(zookeeper_->address(), seconds(20)));
     view_ = std::make_unique<EtcdView>(etcd_->endpoint());
@@ -105,16 +88,12 @@ class TakeoverE2eTest : public ::testing::Test {
     return when;
   }
 
-  static ZooKeeperServer* zookeeper_;
-  static EtcdServer* etcd_;
-  static testing::FixtureError* start_error_;
+  ZooKeeperServer* zookeeper_ = nullptr;  // shared by the binary's tests (shared_servers.h)
+  EtcdServer* etcd_ = nullptr;
   std::unique_ptr<ZooKeeperCClient> zk_;
   std::unique_ptr<EtcdView> view_;
 };
 
-ZooKeeperServer* TakeoverE2eTest::zookeeper_ = nullptr;
-EtcdServer* TakeoverE2eTest::etcd_ = nullptr;
-testing::FixtureError* TakeoverE2eTest::start_error_ = nullptr;
 
 // The only replica is killed with -9 and restarted with the same identity (the hostname, by
 // default): it takes over its own election at once instead of waiting for the dead process's
@@ -172,12 +151,17 @@ TEST_F(TakeoverE2eTest, ARestartedReplicaIsInSyncWithin2sOfItsStart) {
   Zk2etcdProcess restarted(SyncArgs(root));
   const auto started = steady_clock::now();
   ASSERT_FIXTURE_OK(restarted.Start());
-  const auto in_sync = WhenSynced(root, expected, kConverge);
-  ASSERT_TRUE(in_sync) << restarted.Log();
-  const double took = std::chrono::duration<double>(*in_sync - started).count();
+  // The end of the first reconciliation: every repair it made has been applied by then (the
+  // reconciler waits for them). Watching the log rather than listing 10,000 keys every 50 ms
+  // keeps the measurement from loading etcd and the machine.
+  ASSERT_TRUE(restarted.WaitForLog("reconciliation done", 1, kConverge)) << restarted.Log();
+  const double took = SecondsSince(started);
+  EXPECT_EQ(Synced(root), expected);
   std::cout << "[measure] restart (kill -9, default flags, " << expected.size()
             << " keys): in sync " << took << " s after the process started\n";
-  EXPECT_LT(took, 2.0) << restarted.Log();
+  // 2 s is the goal for the shipped (release) binary; an AddressSanitizer build runs the same
+  // code two to three times slower, so it gets three times the time.
+  EXPECT_LT(took, 2.0 * kSanitizerSlowdown) << restarted.Log();
   EXPECT_EQ(restarted.CountLines("took over the election from a previous process with the same "
                                  "identity"),
             1u)
@@ -248,6 +232,33 @@ TEST_F(TakeoverE2eTest, AfterAnEtcdPauseTheFirstWriteLandsWithin1s) {
                           {root + "/svc/providers/during-pause", "w"}},
                          kConverge))
       << sync.Log();
+  EXPECT_EQ(sync.Terminate(seconds(20)), 0);
+}
+
+TEST_F(TakeoverE2eTest, AfterEtcdIsKilledAndRestartedTheFirstWriteLandsWithin1s) {
+  const std::string root = "/takeover-etcd-restart";
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive(root + "/svc/providers/p1", "v1"));
+  Zk2etcdProcess sync(SyncArgs(root));
+  ASSERT_FIXTURE_OK(sync.Start());
+  ASSERT_TRUE(sync.WaitForLog("reconciliation done", 1, kConverge)) << sync.Log();
+  ASSERT_TRUE(
+      Eventually([&] { return view_->Get(root + "/svc/providers/p1") == "v1"; }, kConverge));
+
+  // Connections refused for 10 s: every retry fails at once, so backoffs grow to their cap.
+  etcd_->Kill9();
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive(root + "/svc/providers/while-etcd-down", "w"));
+  ASSERT_FIXTURE_OK(zk_->Set(root + "/svc/providers/p1", "v2"));
+  std::this_thread::sleep_for(seconds(10));
+  ASSERT_FIXTURE_OK(etcd_->Restart());  // returns once etcd answers
+  const auto answered = steady_clock::now();
+  ASSERT_TRUE(Eventually(
+      [&] { return view_->Get(root + "/svc/providers/while-etcd-down") == "w"; }, kConverge))
+      << sync.Log();
+  const double took = SecondsSince(answered);
+  std::cout << "[measure] etcd down 10 s: the first change written " << took
+            << " s after etcd answered again\n";
+  EXPECT_LT(took, 1.0) << sync.Log();
+  EXPECT_TRUE(Eventually([&] { return view_->Get(root + "/svc/providers/p1") == "v2"; }, kConverge));
   EXPECT_EQ(sync.Terminate(seconds(20)), 0);
 }
 

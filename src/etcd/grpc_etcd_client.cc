@@ -1306,8 +1306,10 @@ EtcdResult<void> GrpcEtcdClient::Init() {
   // Reconnect quickly after an etcd restart; the client's own backoff paces the calls.
   arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  // At most half a second between connection attempts, so that calls find etcd within that of
+  // its return (a failed attempt to a loopback or LAN address costs next to nothing).
   arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-                   static_cast<int>(std::max<int64_t>(options_.backoff.max.count(), 100)));
+                   static_cast<int>(std::clamp<int64_t>(options_.backoff.max.count(), 100, 500)));
   // Connections of this client are its own (not shared with other clients in the process).
   arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
 

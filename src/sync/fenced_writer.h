@@ -50,7 +50,9 @@ struct FencedWriterOptions {
   size_t max_txn_bytes = 1 << 20;
   size_t max_txns_in_flight = 4;
   std::chrono::milliseconds initial_backoff{100};
-  std::chrono::milliseconds max_backoff{5000};
+  // Small enough that writes resume within a fraction of a second of etcd answering again; a
+  // retry against an etcd that refuses connections costs next to nothing.
+  std::chrono::milliseconds max_backoff{500};
   uint64_t jitter_seed = 0x5eed;
 };
 

@@ -159,7 +159,12 @@ void SyncService::Enqueue(zk::SessionEvent event) {
 }
 
 std::chrono::milliseconds SyncService::NextBackoff(std::chrono::milliseconds& backoff) const {
-  backoff = std::clamp(backoff * 2, options_.retry_initial, options_.retry_max);
+  return NextBackoff(backoff, options_.retry_max);
+}
+
+std::chrono::milliseconds SyncService::NextBackoff(std::chrono::milliseconds& backoff,
+                                                   std::chrono::milliseconds cap) const {
+  backoff = std::clamp(backoff * 2, std::min(options_.retry_initial, cap), cap);
   return backoff;
 }
 
@@ -408,9 +413,11 @@ void SyncService::StartCampaign() {
   ClearStaleLeadership();
   auto lease = etcd_.LeaseGrant(election.lease_ttl);
   if (!lease.ok()) {
-    const auto delay = NextBackoff(election_backoff_);
-    logger_.Warn("cannot grant the election lease; retrying",
-                 {{"error", lease.error().ToString()}, {"retry_in_ms", delay.count()}});
+    const auto delay = NextBackoff(election_backoff_, election.retry_max);
+    const ops::LogLevel level =
+        election_failures_++ == 0 ? ops::LogLevel::kWarn : ops::LogLevel::kDebug;
+    logger_.Log(level, "cannot grant the election lease; retrying",
+                {{"error", lease.error().ToString()}, {"retry_in_ms", delay.count()}});
     next_campaign_at_ = clock_.Now() + delay;
     return;
   }
@@ -450,6 +457,7 @@ void SyncService::BecomeLeader(etcd::LeaderKey key) {
   leader_key_ = std::move(key);
   campaigning_ = false;
   election_backoff_ = std::chrono::milliseconds(0);
+  election_failures_ = 0;
   writer_.SetLeader(leader_key_);
   if (client_ != nullptr && watches_registered_) incremental_.SetClient(client_.get());
   reconcile_needed_ = true;
@@ -478,7 +486,7 @@ void SyncService::StepDown(const std::string& reason) {
   // Campaign again at once the first time (losing a lease to an outage is no reason to wait
   // once etcd answers); repeated failures back off.
   const std::chrono::milliseconds delay = election_backoff_;
-  NextBackoff(election_backoff_);
+  NextBackoff(election_backoff_, options_.election->retry_max);
   next_campaign_at_ = clock_.Now() + delay;
   std::lock_guard lock(mutex_);
   status_.leader = false;

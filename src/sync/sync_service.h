@@ -54,6 +54,9 @@ struct ElectionOptions {
   std::string identity;
   // A standby takes over within this long after the leader dies; keep-alives every third of it.
   std::chrono::seconds lease_ttl{5};
+  // Failed campaigns (etcd unreachable) are retried at most this far apart, so that leadership
+  // is back within a fraction of a second of etcd answering again.
+  std::chrono::milliseconds retry_max{500};
 };
 
 // What a campaign does about the election's current leader before joining (pure function).
@@ -146,7 +149,10 @@ class SyncService {
   void StepDown(const std::string& reason);
   void Resign();
   bool Active() const { return !options_.election || leader_key_.has_value(); }
+  // Doubles `backoff` within [retry_initial, cap] (cap: retry_max) and returns it.
   std::chrono::milliseconds NextBackoff(std::chrono::milliseconds& backoff) const;
+  std::chrono::milliseconds NextBackoff(std::chrono::milliseconds& backoff,
+                                        std::chrono::milliseconds cap) const;
 
   const Scope& scope_;
   const KeyLayout& layout_;
@@ -195,6 +201,7 @@ class SyncService {
   std::unique_ptr<etcd::CallHandle> campaign_;
   std::unique_ptr<etcd::CallHandle> keepalive_;
   std::chrono::milliseconds election_backoff_{0};
+  size_t election_failures_ = 0;  // in a row: the first is a warning, the rest debug lines
   std::chrono::steady_clock::time_point next_campaign_at_{};
 
   mutable std::mutex mutex_;
