@@ -227,8 +227,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   options.fullsync_interval = flags.fullsync_interval;
   options.watch_mode = *watch_mode;
   options.concurrent = config.concurrent;
-  options.drain_timeout =
-      std::chrono::duration_cast<std::chrono::milliseconds>(flags.shutdown_timeout);
+  options.drain_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(flags.shutdown_timeout);
   if (flags.leader_elect) {
     options.election = sync::ElectionOptions{
         flags.election_name, Identity(),
@@ -245,7 +244,8 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
                {"zxid", change.zxid},
                {"trace_id", change.trace_id},
                {"delay_ms", std::chrono::duration<double, std::milli>(change.delay).count()},
-               {"read_ms", std::chrono::duration<double, std::milli>(change.read_delay).count()}});
+               {"read_ms",
+                std::chrono::duration<double, std::milli>(change.read_delay).count()}});
   };
   options.on_reconcile = [ops, &clock](const auto& result) {
     ops->OnReconcile(result, clock.WallNow());
@@ -270,32 +270,35 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
 }  // namespace
 
 Subcommand SyncCommand() {
-  return {
-      "sync", "sync data from zookeeper to etcd: a full sync, then real-time incremental sync",
-      [](FlagSet& flags) -> CommandRunner {
-        auto values = std::make_shared<SyncFlags>();
-        AddCommonFlags(flags, &values->common);
-        flags.AddDuration("fullsync-interval", &values->fullsync_interval, std::chrono::minutes(5),
-                          "the interval of full sync, set to 0s to disable it");
-        flags.AddString("zookeeper-watch-mode", &values->watch_mode, "auto",
-                        "auto: persistent recursive watches (ZooKeeper 3.6+), else one-shot "
-                        "watches on every node; persistent; classic");
-        flags.AddBool("leader-elect", &values->leader_elect, true,
-                      "elect a leader among replicas through etcd; only the leader writes");
-        flags.AddDuration("leader-elect-lease-duration", &values->lease_duration,
-                          std::chrono::seconds(15),
-                          "leadership lease: a standby takes over within it after the "
-                          "leader dies");
-        flags.AddString("leader-elect-name", &values->election_name, "/zk2etcd/election",
-                        "the election's key prefix in etcd (outside the synced keys)");
-        flags.AddString("http-addr", &values->http_addr, ":80",
-                        "listen address of /metrics, /healthz, /readyz and /log");
-        flags.AddDuration("shutdown-timeout", &values->shutdown_timeout, std::chrono::seconds(10),
-                          "on SIGTERM, how long queued writes may take to finish");
-        FlagSet* set = &flags;
-        return
-            [values, set](std::ostream&, std::ostream& err) { return RunSync(*values, *set, err); };
-      }};
+  return {"sync",
+          "sync data from zookeeper to etcd: a full sync, then real-time incremental sync",
+          [](FlagSet& flags) -> CommandRunner {
+            auto values = std::make_shared<SyncFlags>();
+            AddCommonFlags(flags, &values->common);
+            flags.AddDuration("fullsync-interval", &values->fullsync_interval,
+                              std::chrono::minutes(5),
+                              "the interval of full sync, set to 0s to disable it");
+            flags.AddString("zookeeper-watch-mode", &values->watch_mode, "auto",
+                            "auto: persistent recursive watches (ZooKeeper 3.6+), else one-shot "
+                            "watches on every node; persistent; classic");
+            flags.AddBool("leader-elect", &values->leader_elect, true,
+                          "elect a leader among replicas through etcd; only the leader writes");
+            flags.AddDuration("leader-elect-lease-duration", &values->lease_duration,
+                              std::chrono::seconds(15),
+                              "leadership lease: a standby takes over within it after the "
+                              "leader dies");
+            flags.AddString("leader-elect-name", &values->election_name, "/zk2etcd/election",
+                            "the election's key prefix in etcd (outside the synced keys)");
+            flags.AddString("http-addr", &values->http_addr, ":80",
+                            "listen address of /metrics, /healthz, /readyz and /log");
+            flags.AddDuration("shutdown-timeout", &values->shutdown_timeout,
+                              std::chrono::seconds(10),
+                              "on SIGTERM, how long queued writes may take to finish");
+            FlagSet* set = &flags;
+            return [values, set](std::ostream&, std::ostream& err) {
+              return RunSync(*values, *set, err);
+            };
+          }};
 }
 
 }  // namespace zk2etcd::cli

@@ -4,9 +4,10 @@
 
 namespace zk2etcd::sync {
 
-IncrementalSync::IncrementalSync(const Scope& scope, const KeyLayout& layout, FencedWriter& writer,
-                                 ownership::OwnershipStore* ownership, ops::Logger& logger,
-                                 const Clock& clock, IncrementalSyncOptions options)
+IncrementalSync::IncrementalSync(const Scope& scope, const KeyLayout& layout,
+                                 FencedWriter& writer, ownership::OwnershipStore* ownership,
+                                 ops::Logger& logger, const Clock& clock,
+                                 IncrementalSyncOptions options)
     : scope_(scope),
       layout_(layout),
       writer_(writer),
@@ -85,9 +86,10 @@ void IncrementalSync::Pump() {
       state.busy = true;
       ++reads_in_flight_;
     }
-    client_->GetData(
-        path, read_with_watch_.load(),
-        [this, path](zk::ZkResult<zk::GetDataReply> reply) { OnRead(path, std::move(reply)); });
+    client_->GetData(path, read_with_watch_.load(),
+                     [this, path](zk::ZkResult<zk::GetDataReply> reply) {
+      OnRead(path, std::move(reply));
+    });
   }
 }
 
@@ -140,8 +142,9 @@ void IncrementalSync::OnRead(const std::string& path, zk::ZkResult<zk::GetDataRe
     paths_[path].read_done = clock_.Now();
   }
   Pump();
-  writer_.Submit(
-      write, [this, path, write](const WriteResult& result) { OnWritten(path, write, result); });
+  writer_.Submit(write, [this, path, write](const WriteResult& result) {
+    OnWritten(path, write, result);
+  });
 }
 
 void IncrementalSync::OnWritten(const std::string& path, const FencedWrite& write,
@@ -177,9 +180,10 @@ void IncrementalSync::OnWritten(const std::string& path, const FencedWrite& writ
     change.not_leader = result.error().code == WriteError::Code::kNotLeader;
     // etcd refusing the write (kEtcd) needs an operator; a lost leadership or a stop does not.
     const bool refused = result.error().code == WriteError::Code::kEtcd;
-    logger_.Log(
-        refused ? ops::LogLevel::kError : ops::LogLevel::kWarn, "write failed",
-        {{"key", write.key}, {"trace_id", change.trace_id}, {"error", result.error().message}});
+    logger_.Log(refused ? ops::LogLevel::kError : ops::LogLevel::kWarn, "write failed",
+                {{"key", write.key},
+                 {"trace_id", change.trace_id},
+                 {"error", result.error().message}});
   }
   if (options_.on_change) options_.on_change(change);
   Retire(path);
