@@ -18,8 +18,8 @@ EtcdServer::EtcdServer(EtcdOptions options, TempDir dir)
 EtcdServer::~EtcdServer() { Stop(); }
 
 std::string EtcdServer::client_url() const {
-  return std::string(options_.tls ? "https" : "http") +
-         "://127.0.0.1:" + std::to_string(client_port_);
+  return std::string(options_.tls ? "https" : "http") + "://127.0.0.1:" +
+         std::to_string(client_port_);
 }
 
 FixtureResult<std::unique_ptr<EtcdServer>> EtcdServer::Start(EtcdOptions options) {
@@ -82,9 +82,8 @@ FixtureResult<void> EtcdServer::Launch() {
   if (auto started = process_.Start(argv, log_path_); !started.ok()) {
     return Unexpected{started.error()};
   }
-  return WaitUntilReady(
-      process_, "etcd on port " + std::to_string(client_port_), log_path_,
-      [this] { return IsHealthy(); }, options_.start_timeout);
+  return WaitUntilReady(process_, "etcd on port " + std::to_string(client_port_), log_path_,
+                        [this] { return IsHealthy(); }, options_.start_timeout);
 }
 
 bool EtcdServer::IsHealthy() const {
@@ -103,8 +102,8 @@ FixtureResult<void> EtcdServer::GenerateCertificates() {
   const std::vector<std::string> new_key = {"-newkey", "ec", "-pkeyopt",
                                             "ec_paramgen_curve:prime256v1", "-nodes"};
   auto make_ca = [&](const std::string& name) -> FixtureResult<void> {
-    std::vector<std::string> argv = {
-        "openssl", "req", "-x509", "-days", "3", "-subj", "/CN=zk2etcd test " + name};
+    std::vector<std::string> argv = {"openssl", "req", "-x509", "-days", "3", "-subj",
+                                     "/CN=zk2etcd test " + name};
     argv.insert(argv.end(), new_key.begin(), new_key.end());
     argv.insert(argv.end(), {"-keyout", d + "/" + name + ".key", "-out", d + "/" + name + ".crt"});
     if (auto r = run(argv); !r.ok()) return Unexpected{r.error()};
@@ -138,8 +137,8 @@ FixtureResult<void> EtcdServer::GenerateCertificates() {
 }
 
 FixtureResult<std::string> EtcdServer::Etcdctl(const std::vector<std::string>& args) const {
-  std::vector<std::string> argv = {"etcdctl", "--endpoints=" + client_url(), "--dial-timeout=5s",
-                                   "--command-timeout=20s"};
+  std::vector<std::string> argv = {"etcdctl", "--endpoints=" + client_url(),
+                                   "--dial-timeout=5s", "--command-timeout=20s"};
   if (options_.tls) {
     argv.push_back("--cacert=" + tls_.ca_file);
     argv.push_back("--cert=" + tls_.client_cert_file);
