@@ -137,7 +137,12 @@ void FencedWriter::SenderLoop() {
       std::deque<Completion> ready;
       ready.swap(completions_);
       lock.unlock();
-      for (Completion& completion : ready) completion.done(completion.result);
+      for (Completion& completion : ready) {
+        if (completion.refused && on_refused_) {
+          on_refused_(*completion.refused, *completion.result.error().etcd_error);
+        }
+        completion.done(completion.result);
+      }
       lock.lock();
       finished_ += ready.size();
       completed_.notify_all();
@@ -202,19 +207,12 @@ void FencedWriter::OnTxnDone(std::vector<Entry> batch, bool flat,
     observer_(batch.size(), result.ok() ? std::nullopt : std::optional<etcd::Error>(result.error()),
               clock_.Now() - started);
   }
-  std::vector<FencedWrite> refused;  // reported to on_refused_ after the lock is released
-  {
-    std::lock_guard lock(mutex_);
-    HandleTxnDoneLocked(batch, flat, result, refused);
-  }
-  if (on_refused_ && !refused.empty()) {
-    for (const FencedWrite& write : refused) on_refused_(write, result.error());
-  }
+  std::lock_guard lock(mutex_);
+  HandleTxnDoneLocked(batch, flat, result);
 }
 
 void FencedWriter::HandleTxnDoneLocked(std::vector<Entry>& batch, bool flat,
-                                       const etcd::EtcdResult<etcd::TxnResponse>& result,
-                                       std::vector<FencedWrite>& refused) {
+                                       const etcd::EtcdResult<etcd::TxnResponse>& result) {
   --in_flight_txns_;
   in_flight_writes_ -= batch.size();
   wake_.notify_all();
@@ -244,13 +242,15 @@ void FencedWriter::HandleTxnDoneLocked(std::vector<Entry>& batch, bool flat,
         stopping_ && Retryable(error) ? WriteError::Code::kStopped : WriteError::Code::kEtcd;
     for (Entry& entry : batch) {
       std::string message = error.ToString();
+      std::optional<FencedWrite> refused;
       if (code == WriteError::Code::kEtcd) {
         message = "etcd refused the write of " + entry.write.key + ": " + message;
         ++refused_writes_;
-        if (on_refused_) refused.push_back(entry.write);
+        if (on_refused_) refused = std::move(entry.write);
       }
-      completions_.push_back(
-          {std::move(entry.done), Unexpected{WriteError{code, error, std::move(message)}}});
+      completions_.push_back({std::move(entry.done),
+                              Unexpected{WriteError{code, error, std::move(message)}},
+                              std::move(refused)});
     }
     return;
   }

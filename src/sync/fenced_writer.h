@@ -62,8 +62,8 @@ class FencedWriter {
   // answered (and its error), and how long it took.
   using TxnObserver = std::function<void(size_t writes, const std::optional<etcd::Error>& error,
                                          std::chrono::nanoseconds duration)>;
-  // Called once per write that etcd refused on its own (the write then completes with kEtcd),
-  // for metrics; runs on the etcd client's callback thread, never under the writer's lock.
+  // Called once per write that etcd refused on its own, for metrics, just before that write's
+  // callback (which gets kEtcd); runs on the sender thread, never under the writer's lock.
   using RefusalObserver = std::function<void(const FencedWrite& write, const etcd::Error& error)>;
 
   FencedWriter(etcd::EtcdClient& etcd, FencedWriterOptions options, const Clock& clock,
@@ -105,8 +105,12 @@ class FencedWriter {
     size_t max_batch = SIZE_MAX;
   };
   struct Completion {
+    Completion(Done done_in, WriteResult result_in,
+               std::optional<FencedWrite> refused_in = std::nullopt)
+        : done(std::move(done_in)), result(std::move(result_in)), refused(std::move(refused_in)) {}
     Done done;
     WriteResult result;
+    std::optional<FencedWrite> refused;  // for on_refused_: the write etcd refused
   };
 
   void SenderLoop();
@@ -115,11 +119,9 @@ class FencedWriter {
   std::vector<Entry> TakeBatchLocked(bool& flat);
   void OnTxnDone(std::vector<Entry> batch, bool flat, etcd::EtcdResult<etcd::TxnResponse> result,
                  std::chrono::steady_clock::time_point started);
-  // Completes, requeues or splits the writes of a finished transaction; the writes etcd refused
-  // on their own go to `refused`. REQUIRES: mutex_ held.
+  // Completes, requeues or splits the writes of a finished transaction. REQUIRES: mutex_ held.
   void HandleTxnDoneLocked(std::vector<Entry>& batch, bool flat,
-                           const etcd::EtcdResult<etcd::TxnResponse>& result,
-                           std::vector<FencedWrite>& refused);
+                           const etcd::EtcdResult<etcd::TxnResponse>& result);
   static bool Retryable(const etcd::Error& error);
 
   etcd::EtcdClient& etcd_;
