@@ -73,6 +73,15 @@ class FencedWriterTest : public ::testing::Test {
     return results;
   }
 
+  // Waits (at most 10 s) until a transaction is held at etcd, then lets transactions through.
+  void ReleaseOnceOneIsHeld() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (etcd_.TxnsInFlight() == 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
+    etcd_.HoldTxns(false);
+  }
+
   std::optional<std::string> Etcd(const std::string& key) {
     auto kv = etcd_.store().Get(key);
     if (!kv) return std::nullopt;
@@ -126,10 +135,7 @@ TEST_F(FencedWriterTest, BatchesAreSizedByWhatTheirFormsCarry) {
     writes.push_back(Put("/dubbo/l" + std::to_string(i),
                          RandomBytes(300 * 1024, static_cast<uint64_t>(100 + i)), 5));
   }
-  std::thread release([this] {
-    while (etcd_.TxnsInFlight() == 0) std::this_thread::yield();
-    etcd_.HoldTxns(false);
-  });
+  std::thread release([this] { ReleaseOnceOneIsHeld(); });
   auto results = WriteAll(writes);
   release.join();
   for (size_t i = 0; i < results.size(); ++i) {
@@ -164,10 +170,7 @@ TEST_F(SmallRequestLimitTest, AWriteEtcdRefusesFailsAloneNamingItsKeyAndTheOther
     repair.observed = FencedWrite::Observed{0, 0, 0};
     writes.push_back(repair);
   }
-  std::thread release([this] {
-    while (etcd_.TxnsInFlight() == 0) std::this_thread::yield();
-    etcd_.HoldTxns(false);
-  });
+  std::thread release([this] { ReleaseOnceOneIsHeld(); });
   auto results = WriteAll(writes);
   release.join();
   for (size_t i = 0; i < results.size(); ++i) {
@@ -218,10 +221,7 @@ TEST_F(FencedWriterTest, AdoptionsBatchWithOtherWritesAndKeepTheirOutcomes) {
     return write;
   };
   etcd_.HoldTxns(true);
-  std::thread release([this] {
-    while (etcd_.TxnsInFlight() == 0) std::this_thread::yield();
-    etcd_.HoldTxns(false);
-  });
+  std::thread release([this] { ReleaseOnceOneIsHeld(); });
   auto results = WriteAll({Put("/dubbo/first", "v", 3), adopt("/dubbo/adopt", adopted),
                            Put("/dubbo/new", "n", 3), adopt("/dubbo/changed", changed),
                            adopt("/dubbo/owned", owned)});
