@@ -78,6 +78,7 @@ FixtureResult<void> EtcdServer::Launch() {
     argv.push_back("--trusted-ca-file=" + tls_.ca_file);
     argv.push_back("--client-cert-auth=true");
   }
+  argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
   if (auto started = process_.Start(argv, log_path_); !started.ok()) {
     return Unexpected{started.error()};
   }

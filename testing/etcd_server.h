@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "testing/process.h"
 #include "testing/temp_dir.h"
@@ -29,6 +30,8 @@ struct EtcdAuthOptions {
 struct EtcdOptions {
   bool tls = false;
   std::optional<EtcdAuthOptions> auth;
+  // More etcd flags, e.g. "--max-request-bytes=262144".
+  std::vector<std::string> extra_args;
   std::chrono::milliseconds start_timeout = std::chrono::seconds(60);
 };
 

@@ -41,6 +41,10 @@ void SyncOperations::OnTxn(size_t /*writes*/, const std::optional<etcd::Error>& 
   metrics_.etcd_op_total->WithLabels({"txn", status}).Inc();
 }
 
+void SyncOperations::OnRefusedWrite(const etcd::Error& error) {
+  metrics_.etcd_refused_writes_total->WithLabels({etcd::ErrorLabel(error.code)}).Inc();
+}
+
 void SyncOperations::OnReconcile(const Result<sync::ReconcileReport, sync::ReconcileError>& result,
                                  std::chrono::system_clock::time_point now) {
   if (!result.ok()) {

@@ -46,6 +46,8 @@ class SyncOperations {
   // OnReconcile; this records the transaction itself.
   void OnTxn(size_t writes, const std::optional<etcd::Error>& error,
              std::chrono::nanoseconds duration);
+  // Per write that etcd refused on its own: zk2etcd_etcd_refused_writes_total{status}.
+  void OnRefusedWrite(const etcd::Error& error);
 
   // Lets the endpoints and gauges read the engine. REQUIRES: outlives Stop().
   void Attach(const sync::SyncService* service, const sync::FencedWriter* writer);

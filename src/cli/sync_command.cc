@@ -229,7 +229,10 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   sync::FencedWriter writer(
       **etcd, writer_options, clock,
       [ops](size_t writes, const std::optional<etcd::Error>& error,
-            std::chrono::nanoseconds duration) { ops->OnTxn(writes, error, duration); });
+            std::chrono::nanoseconds duration) { ops->OnTxn(writes, error, duration); },
+      [ops](const sync::FencedWrite& /*write*/, const etcd::Error& error) {
+        ops->OnRefusedWrite(error);
+      });
 
   sync::SyncServiceOptions options;
   options.fullsync_interval = flags.fullsync_interval;

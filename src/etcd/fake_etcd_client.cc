@@ -6,6 +6,8 @@
 #include <future>
 #include <limits>
 
+#include "etcd/grpc_convert.h"
+
 namespace zk2etcd::etcd {
 
 namespace fake_internal {
@@ -895,6 +897,16 @@ void FakeEtcdClient::TxnAsync(TxnRequest request, const CallOptions& /*options*/
   if (auto valid = ValidateTxn(request, options_.max_txn_ops); !valid.ok()) {
     Report("txn", ErrorLabel(valid.error().code), now);
     Post([done = std::move(done), error = valid.error()] { done(Unexpected{error}); });
+    return;
+  }
+  if (options_.max_request_bytes > 0 && EncodedBytes(request) > options_.max_request_bytes) {
+    const Error error{ErrorCode::kInvalidArgument, "etcdserver: request is too large", 0};
+    {
+      std::lock_guard lock(mutex_);
+      ++calls_["txn"];
+    }
+    Report("txn", ErrorLabel(error.code), now);
+    Post([done = std::move(done), error] { done(Unexpected{error}); });
     return;
   }
   std::lock_guard lock(mutex_);

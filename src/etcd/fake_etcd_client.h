@@ -11,7 +11,8 @@
 // FakeEtcdClient behaves like the gRPC client towards its caller: synchronous calls run on the
 // caller's thread; callbacks (transactions, watch events, campaigns, observers, lost leases) run
 // on the client's own callback thread, in order; transactions are bounded by the same window and
-// refused by the same ValidateTxn (plus etcd's duplicate-key check). Faults: InjectFault makes
+// refused by the same ValidateTxn (plus etcd's duplicate-key check, and optionally its request
+// size limit). Faults: InjectFault makes
 // the next calls of one operation fail before or after being applied (the latter is a write whose
 // outcome the caller cannot know); SetUnavailable fails every call and holds stream deliveries
 // until the client is reachable again (as the real client's reconnects do), and stops renewing its
@@ -140,6 +141,9 @@ class FakeEtcdStore {
 struct FakeEtcdOptions {
   int max_txns_in_flight = 4;
   int max_txn_ops = kDefaultMaxTxnOps;
+  // Like etcd's --max-request-bytes: a transaction whose encoding is larger fails with
+  // kInvalidArgument "etcdserver: request is too large" and changes nothing. 0: no limit.
+  size_t max_request_bytes = 0;
   OpObserver* observer = nullptr;  // optional, not owned
 };
 

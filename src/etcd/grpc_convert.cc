@@ -198,6 +198,13 @@ void ToProto(const RangeRequest& request, pb::RangeRequest* proto) {
 
 void ToProto(TxnRequest&& request, pb::TxnRequest* proto) { FillTxn<true>(request, proto); }
 
+size_t EncodedBytes(const TxnRequest& request) {
+  pb::TxnRequest proto;
+  TxnRequest copy = request;
+  FillTxn<true>(copy, &proto);
+  return proto.ByteSizeLong();
+}
+
 void ToProto(const WatchRequest& request, int64_t start_revision, pb::WatchCreateRequest* proto) {
   proto->set_key(request.key);
   if (!request.range_end.empty()) proto->set_range_end(request.range_end);
@@ -305,6 +312,9 @@ Error ErrorFromStatus(const grpc::Status& status, bool tls) {
     case grpc::StatusCode::FAILED_PRECONDITION:
       return make(ErrorCode::kFailedPrecondition);
     case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      // gRPC's message size limit (etcd's is --max-request-bytes plus 512 KiB): the same
+      // request will be refused again, unlike a full quota or too many requests.
+      if (Contains(text, "message larger than max")) return make(ErrorCode::kInvalidArgument);
       return make(ErrorCode::kResourceExhausted);
     case grpc::StatusCode::UNKNOWN:
       // The election service returns its errors without a code.

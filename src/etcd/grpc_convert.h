@@ -16,6 +16,9 @@ namespace zk2etcd::etcd {
 void ToProto(const RangeRequest& request, etcdserverpb::RangeRequest* proto);
 // Moves the strings of `request` into `proto`.
 void ToProto(TxnRequest&& request, etcdserverpb::TxnRequest* proto);
+// The size of the protobuf encoding of `request` (what etcd compares with --max-request-bytes,
+// less a few bytes of its own envelope). Copies the request: for tests and fakes.
+size_t EncodedBytes(const TxnRequest& request);
 void ToProto(const WatchRequest& request, int64_t start_revision,
              etcdserverpb::WatchCreateRequest* proto);
 void ToProto(const LeaderKey& leader, v3electionpb::LeaderKey* proto);

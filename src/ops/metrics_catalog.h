@@ -8,6 +8,7 @@
 //   op, status   the clients' operation names and error labels (zk/zk_client.h, ZkErrorLabel;
 //                etcd/etcd_client.h, ErrorLabel); status "success" on success
 //   type         "put" or "delete"
+//   status       of zk2etcd_etcd_refused_writes_total: an etcd error label (ErrorLabel)
 //   result       "success" or "failure"
 //   kind         DifferenceKindName() in sync/differ.h: missing, changed, extra, foreign,
 //                orphan_meta (unclaimed is not a difference)
@@ -48,6 +49,8 @@ std::vector<double> FullSyncDurationBuckets();
             DefaultDurationBuckets(), "Duration of etcd requests, by operation and status.")     \
   COUNTER(fixed_total, "zk2etcd_fixed_total", "type",                                             \
           "Differences repaired in etcd by full syncs, by type (put or delete).")                \
+  COUNTER(etcd_refused_writes_total, "zk2etcd_etcd_refused_writes_total", "status",             \
+          "Writes etcd refused on their own (e.g. a request too large), by error class.")        \
   HISTOGRAM(sync_delay_seconds, "zk2etcd_sync_delay_seconds", "", SyncDelayBuckets(),             \
             "Time from receiving a ZooKeeper change to its write being committed in etcd.")      \
   HISTOGRAM(reconcile_duration_seconds, "zk2etcd_reconcile_duration_seconds", "",                 \

@@ -31,27 +31,89 @@ std::vector<Op> Probes(const FencedWrite& write) {
 std::vector<Op> ApplyOps(const FencedWrite& write) {
   std::vector<Op> ops;
   ops.reserve(2);
-  if (write.type == FencedWrite::Type::kPut) {
-    ops.push_back(Op::Put(write.key, write.value));
-    ops.push_back(Op::Put(write.meta_key, EncodeZxid(write.zxid)));
-  } else {
-    ops.push_back(Op::Delete(write.key));
-    ops.push_back(Op::Delete(write.meta_key));
+  switch (write.type) {
+    case FencedWrite::Type::kPut:
+      ops.push_back(Op::Put(write.key, write.value));
+      ops.push_back(Op::Put(write.meta_key, EncodeZxid(write.zxid)));
+      break;
+    case FencedWrite::Type::kDelete:
+      ops.push_back(Op::Delete(write.key));
+      ops.push_back(Op::Delete(write.meta_key));
+      break;
+    case FencedWrite::Type::kAdopt:
+      ops.push_back(Op::Put(write.meta_key, EncodeZxid(write.zxid)));
+      break;
   }
   return ops;
 }
 
-// The reason a write was refused, from the two probe responses.
-std::optional<WriteOutcome> FromProbes(const std::vector<OpResponse>& probes,
-                                       const FencedWrite& write) {
+// Whether the form of a put matters: a put without a claim.
+bool HasPutForm(const FencedWrite& write) {
+  return write.type == FencedWrite::Type::kPut && !write.claim_mod_revision;
+}
+
+// The reason a write was refused, from the two probe responses, sent in `form`.
+std::optional<FencedReply> FromProbes(const std::vector<OpResponse>& probes,
+                                      const FencedWrite& write, PutForm form) {
   if (probes.size() != 2) return std::nullopt;
   const bool has_meta = !probes[0].kvs.empty();
   const bool has_key = probes[1].count > 0;
-  if (has_meta) return WriteOutcome::kStale;
-  if (has_key || write.type == FencedWrite::Type::kAdopt) return WriteOutcome::kForeign;
-  // Put: a fresh key is always created, so no probe answer reaches here; delete: nothing to do.
-  return write.type == FencedWrite::Type::kDelete ? WriteOutcome::kAlreadyAbsent
-                                                  : WriteOutcome::kStale;
+  FencedReply reply;
+  if (write.type == FencedWrite::Type::kAdopt) {
+    // A meta record appeared (someone wrote the key through the fence), or the key is not the
+    // version that was observed: either way not ours to adopt now.
+    reply.outcome = has_meta ? WriteOutcome::kStale : WriteOutcome::kForeign;
+    return reply;
+  }
+  if (HasPutForm(write) && form == PutForm::kFresh && has_meta) {
+    // A meta record appeared since the kZxid attempt: its zxid decides.
+    reply.resend_as = PutForm::kZxid;
+    return reply;
+  }
+  if (has_meta) {
+    reply.outcome = WriteOutcome::kStale;
+  } else if (has_key) {
+    reply.outcome = WriteOutcome::kForeign;
+  } else if (write.type == FencedWrite::Type::kDelete) {
+    reply.outcome = WriteOutcome::kAlreadyAbsent;
+  } else if (HasPutForm(write) && form != PutForm::kNested) {
+    // Neither exists: a new key, which the fresh compares create.
+    reply.resend_as = PutForm::kFresh;
+  } else {
+    // A claimed put whose key vanished; a nested put never gets here (it creates a fresh key).
+    reply.outcome = WriteOutcome::kStale;
+  }
+  return reply;
+}
+
+// Upper bounds of protobuf encoding overheads (tag, length varint of up to 5 bytes, revisions).
+constexpr size_t kStringFieldBytes = 8;           // one key or value field: its bytes + this
+constexpr size_t kOpBytes = 2 * 6 + 12;           // RequestOp + request_* wrappers, flags, lease
+constexpr size_t kCompareBytes = 6 + 2 + 2 + 11;  // Compare wrapper, result, target, a revision
+constexpr size_t kTxnBytes = 2 * 6;               // RequestOp + request_txn wrappers
+constexpr size_t kZxidBytes = 16;
+
+size_t CompareBytes(size_t key, size_t value = 0) {
+  return kCompareBytes + key + kStringFieldBytes + (value > 0 ? value + kStringFieldBytes : 0);
+}
+size_t OpBytes(size_t key, size_t value = 0) {
+  return kOpBytes + key + kStringFieldBytes + value + kStringFieldBytes;
+}
+// The success branch of a write (ApplyOps).
+size_t ApplyBytes(const FencedWrite& write) {
+  switch (write.type) {
+    case FencedWrite::Type::kPut:
+      return OpBytes(write.key.size(), write.value.size()) +
+             OpBytes(write.meta_key.size(), kZxidBytes);
+    case FencedWrite::Type::kDelete:
+      return OpBytes(write.key.size()) + OpBytes(write.meta_key.size());
+    case FencedWrite::Type::kAdopt:
+      return OpBytes(write.meta_key.size(), kZxidBytes);
+  }
+  return 0;
+}
+size_t ProbeBytes(const FencedWrite& write) {
+  return OpBytes(write.meta_key.size()) + OpBytes(write.key.size());
 }
 
 }  // namespace
@@ -94,29 +156,41 @@ std::string_view WriteOutcomeName(WriteOutcome outcome) {
   return "unknown";
 }
 
-etcd::Op FencedOp(const FencedWrite& write) {
+PutForm DefaultPutForm(const FencedWrite& write) {
+  return write.value.size() > kNestedPutMaxValueBytes ? PutForm::kZxid : PutForm::kNested;
+}
+
+etcd::Op FencedOp(const FencedWrite& write) { return FencedOp(write, DefaultPutForm(write)); }
+
+etcd::Op FencedOp(const FencedWrite& write, PutForm form) {
   TxnRequest txn;
-  if (write.type == FencedWrite::Type::kAdopt) {
+  if (write.claim_mod_revision || write.type == FencedWrite::Type::kAdopt) {
+    // Owned according to the external store (or, for an adoption, equal to the znode): apply
+    // only to the version that was vouched for, and only while nobody has given it a meta
+    // record meanwhile. (An adoption without its required claim compares with revision -1,
+    // which no key has: it never applies.)
     txn.compares = {
         Compare::Version(write.meta_key, CompareOp::kEqual, 0),
-        Compare::ModRevision(write.key, CompareOp::kEqual, write.claim_mod_revision.value_or(0))};
-    txn.success.push_back(Op::Put(write.meta_key, EncodeZxid(write.zxid)));
-    txn.failure = Probes(write);
-    return Op::Txn(std::move(txn));
-  }
-  if (write.claim_mod_revision) {
-    // Owned according to the external store: apply only to the version that was vouched for,
-    // and only while nobody has given it a meta record meanwhile.
-    txn.compares = {Compare::Version(write.meta_key, CompareOp::kEqual, 0),
-                    Compare::ModRevision(write.key, CompareOp::kEqual, *write.claim_mod_revision)};
+        Compare::ModRevision(write.key, CompareOp::kEqual, write.claim_mod_revision.value_or(-1))};
     txn.success = ApplyOps(write);
     txn.failure = Probes(write);
     return Op::Txn(std::move(txn));
   }
   if (write.type == FencedWrite::Type::kPut) {
+    if (form == PutForm::kFresh) {
+      txn.compares = {Compare::Version(write.meta_key, CompareOp::kEqual, 0),
+                      Compare::Version(write.key, CompareOp::kEqual, 0)};
+      txn.success = ApplyOps(write);
+      txn.failure = Probes(write);
+      return Op::Txn(std::move(txn));
+    }
     // Stored mzxid <= Z, i.e. < Z + 1.
     txn.compares = {Compare::Value(write.meta_key, CompareOp::kLess, EncodeZxid(write.zxid + 1))};
     txn.success = ApplyOps(write);
+    if (form == PutForm::kZxid) {
+      txn.failure = Probes(write);
+      return Op::Txn(std::move(txn));
+    }
     TxnRequest fresh;
     fresh.compares = {Compare::Version(write.meta_key, CompareOp::kEqual, 0),
                       Compare::Version(write.key, CompareOp::kEqual, 0)};
@@ -125,10 +199,33 @@ etcd::Op FencedOp(const FencedWrite& write) {
     txn.failure = {Op::Txn(std::move(fresh))};
     return Op::Txn(std::move(txn));
   }
+  // kDelete.
   txn.compares = {Compare::Value(write.meta_key, CompareOp::kLess, EncodeZxid(write.zxid))};
   txn.success = ApplyOps(write);
   txn.failure = Probes(write);
   return Op::Txn(std::move(txn));
+}
+
+size_t FencedBytes(const FencedWrite& write, PutForm form) {
+  const size_t key = write.key.size();
+  const size_t meta = write.meta_key.size();
+  if (write.claim_mod_revision || write.type == FencedWrite::Type::kAdopt) {
+    return kTxnBytes + CompareBytes(meta) + CompareBytes(key) + ApplyBytes(write) +
+           ProbeBytes(write);
+  }
+  if (write.type == FencedWrite::Type::kPut && form == PutForm::kFresh) {
+    return kTxnBytes + CompareBytes(meta) + CompareBytes(key) + ApplyBytes(write) +
+           ProbeBytes(write);
+  }
+  const size_t zxid_branch = kTxnBytes + CompareBytes(meta, kZxidBytes) + ApplyBytes(write);
+  if (write.type == FencedWrite::Type::kPut && form == PutForm::kNested) {
+    return zxid_branch + FencedBytes(write, PutForm::kFresh);
+  }
+  return zxid_branch + ProbeBytes(write);
+}
+
+size_t FlatBytes(const FencedWrite& write) {
+  return CompareBytes(write.meta_key.size()) + CompareBytes(write.key.size()) + ApplyBytes(write);
 }
 
 int MaxKeysPerTxn(int max_txn_ops) {
@@ -139,18 +236,29 @@ int MaxKeysPerTxn(int max_txn_ops) {
 
 etcd::TxnRequest BuildFencedTxn(const std::vector<FencedWrite>& writes,
                                 const std::optional<etcd::LeaderKey>& leader) {
+  std::vector<PutForm> forms;
+  forms.reserve(writes.size());
+  for (const FencedWrite& write : writes) forms.push_back(DefaultPutForm(write));
+  return BuildFencedTxn(writes, forms, leader);
+}
+
+etcd::TxnRequest BuildFencedTxn(const std::vector<FencedWrite>& writes,
+                                const std::vector<PutForm>& forms,
+                                const std::optional<etcd::LeaderKey>& leader) {
   TxnRequest txn;
   if (leader) {
     txn.compares.push_back(
         Compare::CreateRevision(leader->key, CompareOp::kEqual, leader->revision));
   }
   txn.success.reserve(writes.size());
-  for (const FencedWrite& write : writes) txn.success.push_back(FencedOp(write));
+  for (size_t i = 0; i < writes.size(); ++i) txn.success.push_back(FencedOp(writes[i], forms[i]));
   return txn;
 }
 
 bool FlatEligible(const FencedWrite& write) {
-  if (!write.observed || write.claim_mod_revision) return false;
+  if (!write.observed || write.claim_mod_revision || write.type == FencedWrite::Type::kAdopt) {
+    return false;
+  }
   const FencedWrite::Observed& observed = *write.observed;
   const bool has_meta = observed.meta_mod_revision != 0;
   if (write.type == FencedWrite::Type::kPut) {
@@ -185,20 +293,27 @@ etcd::TxnRequest BuildFlatTxn(const std::vector<FencedWrite>& writes,
   return txn;
 }
 
-std::optional<WriteOutcome> OutcomeOf(const etcd::TxnResponse& response, size_t index,
-                                      const FencedWrite& write) {
+std::optional<FencedReply> ReplyOf(const etcd::TxnResponse& response, size_t index,
+                                   const FencedWrite& write, PutForm form) {
   if (!response.succeeded || index >= response.responses.size()) return std::nullopt;
   const OpResponse& op = response.responses[index];
   if (!op.txn) return std::nullopt;
   const etcd::TxnResponse& per_key = *op.txn;
-  if (per_key.succeeded) return WriteOutcome::kApplied;
-  if (write.type == FencedWrite::Type::kPut && !write.claim_mod_revision) {
+  if (per_key.succeeded) return FencedReply{WriteOutcome::kApplied, std::nullopt};
+  if (HasPutForm(write) && form == PutForm::kNested) {
     if (per_key.responses.size() != 1 || !per_key.responses[0].txn) return std::nullopt;
     const etcd::TxnResponse& fresh = *per_key.responses[0].txn;
-    if (fresh.succeeded) return WriteOutcome::kApplied;
-    return FromProbes(fresh.responses, write);
+    if (fresh.succeeded) return FencedReply{WriteOutcome::kApplied, std::nullopt};
+    return FromProbes(fresh.responses, write, form);
   }
-  return FromProbes(per_key.responses, write);
+  return FromProbes(per_key.responses, write, form);
+}
+
+std::optional<WriteOutcome> OutcomeOf(const etcd::TxnResponse& response, size_t index,
+                                      const FencedWrite& write) {
+  const std::optional<FencedReply> reply = ReplyOf(response, index, write, DefaultPutForm(write));
+  if (!reply) return std::nullopt;
+  return reply->outcome;
 }
 
 }  // namespace zk2etcd::sync

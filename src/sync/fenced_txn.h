@@ -17,6 +17,24 @@
 // Per key this is one nested transaction, so one etcd transaction carries a whole batch
 // (up to MaxKeysPerTxn keys), optionally guarded by a leadership compare.
 //
+// etcd fails a Value compare on a missing key, so "stored mzxid <= Z, or neither exists" needs
+// two branches, and each branch carries the put. A put goes in one of three forms (PutForm):
+// kNested tries the zxid compare, then the "fresh" compares (version(meta) == 0 and version(key)
+// == 0), in one round trip but with the value twice; kZxid has the zxid compare only and kFresh
+// the fresh compares only, each with the value once. Small values go nested, so a create takes
+// one round trip; a value over kNestedPutMaxValueBytes goes kZxid first, and when its probes show
+// that neither the key nor its meta record exists, the reply asks for the write again as kFresh
+// (and a kFresh reply that finds a meta record asks for kZxid again). The semantics are the same:
+// each form applies the put exactly when the zxid rule allows it at that moment. So every value
+// ZooKeeper accepts (jute.maxbuffer, 1 MiB by default) fits etcd's --max-request-bytes (1.5 MiB by
+// default): a form carries the value once plus a small constant (FencedBytes).
+//
+// Adoption (Type::kAdopt): a key that exists without a meta record and equals the znode becomes
+// ours by writing only its meta record, in a transaction that compares version(meta) == 0 and
+// the key's mod_revision with the one observed (claim_mod_revision), so that any concurrent write
+// wins: kApplied (the meta record is written), kStale (a meta record exists now), kForeign (the
+// key changed or was deleted meanwhile). Nested form only.
+//
 // A full sync knows more: it read the key and its meta record at one revision before deciding
 // on the write. When that observed state lets the write apply, the write can go in a flat
 // transaction that compares the two mod_revisions with what was observed (unchanged since the
@@ -27,6 +45,7 @@
 // form, which decides key by key. Pure functions; thread-safe.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -43,15 +62,14 @@ std::string EncodeZxid(int64_t zxid);
 std::optional<int64_t> DecodeZxid(std::string_view value);
 
 struct FencedWrite {
-  // kAdopt: the key exists without a meta record and equals the znode; only the meta record is
-  // written (zxid: the znode's mzxid), and only while the key is exactly at
-  // claim_mod_revision and still has no meta record. REQUIRES claim_mod_revision.
+  // kAdopt: write only the meta record (EncodeZxid(zxid), zxid = the znode's mzxid) of a key that
+  // exists without one. REQUIRES claim_mod_revision (the key's mod_revision as observed).
   enum class Type { kPut, kDelete, kAdopt };
   Type type = Type::kPut;
   std::string key;       // the data key
   std::string meta_key;  // its meta record
   std::string value;     // kPut
-  // kPut: the znode's mzxid. kDelete: the zxid at which the znode was observed absent.
+  // kPut, kAdopt: the znode's mzxid. kDelete: the zxid at which the znode was observed absent.
   int64_t zxid = 0;
   // The key's mod_revision when an external ownership store vouched for it while it had no meta
   // record; the write then applies only to that exact version of the key.
@@ -74,8 +92,28 @@ enum class WriteOutcome {
 };
 std::string_view WriteOutcomeName(WriteOutcome outcome);
 
-// The nested transaction of one write (an Op of type kTxn for an outer transaction).
+// How a put without a claim goes to etcd (see the top of this file). Ignored for other writes.
+enum class PutForm {
+  kNested,  // zxid compare, else a nested "fresh" transaction: one round trip, the value twice
+  kZxid,    // zxid compare only; a reply may ask for kFresh
+  kFresh,   // version(meta) == 0 and version(key) == 0 only; a reply may ask for kZxid
+};
+// Puts with values larger than this start in the kZxid form.
+inline constexpr size_t kNestedPutMaxValueBytes = 64 * 1024;
+// kNested for a value of at most kNestedPutMaxValueBytes, kZxid above.
+PutForm DefaultPutForm(const FencedWrite& write);
+
+// The nested transaction of one write (an Op of type kTxn for an outer transaction), in `form`
+// (a put's DefaultPutForm when not given).
 etcd::Op FencedOp(const FencedWrite& write);
+etcd::Op FencedOp(const FencedWrite& write, PutForm form);
+
+// Upper bounds of the bytes `write` adds to the protobuf encoding of a transaction, in the nested
+// form FencedOp(write, form) builds, and in a flat transaction (BuildFlatTxn). Each is the sizes
+// of the value, keys and meta keys as many times as the form carries them, plus a constant for
+// field tags, lengths and revisions (under 1 KiB); the value counts twice only in kNested.
+size_t FencedBytes(const FencedWrite& write, PutForm form);
+size_t FlatBytes(const FencedWrite& write);
 
 // How many fenced writes fit in one transaction under etcd's operation limit, given that each
 // nests two levels deep (etcd lowers the limit for nested transactions by the size of the
@@ -83,14 +121,18 @@ etcd::Op FencedOp(const FencedWrite& write);
 int MaxKeysPerTxn(int max_txn_ops = etcd::kDefaultMaxTxnOps);
 
 // One transaction for a batch of writes with distinct keys. With `leader`, the batch applies only
-// while that leadership is held (compare on the election key's create revision).
-// REQUIRES: writes.size() <= MaxKeysPerTxn(); keys distinct.
+// while that leadership is held (compare on the election key's create revision). `forms`: the
+// form of each write (DefaultPutForm when not given).
+// REQUIRES: writes.size() <= MaxKeysPerTxn(); keys distinct; forms.size() == writes.size().
 etcd::TxnRequest BuildFencedTxn(const std::vector<FencedWrite>& writes,
+                                const std::optional<etcd::LeaderKey>& leader);
+etcd::TxnRequest BuildFencedTxn(const std::vector<FencedWrite>& writes,
+                                const std::vector<PutForm>& forms,
                                 const std::optional<etcd::LeaderKey>& leader);
 
 // Whether `write` may go in a flat transaction: it has an observed state, no claim, and the
 // zxid rule applies it to that state (a put over an older or absent meta record with the key
-// absent too; a delete of a meta record older than the absence).
+// absent too; a delete of a meta record older than the absence). Never an adoption.
 bool FlatEligible(const FencedWrite& write);
 // The compares a flat transaction spends on `write`: the meta record's mod_revision, and the
 // key's when the meta record was absent. REQUIRES: FlatEligible(write).
@@ -102,8 +144,17 @@ int FlatCompareCount(const FencedWrite& write);
 etcd::TxnRequest BuildFlatTxn(const std::vector<FencedWrite>& writes,
                               const std::optional<etcd::LeaderKey>& leader);
 
-// Reads the outcome of writes[i] from the response of BuildFencedTxn's transaction.
+// What the response of BuildFencedTxn's transaction says about writes[i], sent in `form`: its
+// outcome, or (kZxid and kFresh puts only) that it must be sent again in another form.
+struct FencedReply {
+  std::optional<WriteOutcome> outcome;  // set unless resend_as is
+  std::optional<PutForm> resend_as;
+};
 // Returns nullopt when the response does not have the expected shape.
+std::optional<FencedReply> ReplyOf(const etcd::TxnResponse& response, size_t index,
+                                   const FencedWrite& write, PutForm form);
+// The outcome of writes[i] sent in its DefaultPutForm. Returns nullopt when the response does
+// not have the expected shape, or asks for the write again in another form.
 std::optional<WriteOutcome> OutcomeOf(const etcd::TxnResponse& response, size_t index,
                                       const FencedWrite& write);
 

@@ -7,18 +7,18 @@ namespace zk2etcd::sync {
 
 namespace {
 
-size_t ApproximateBytes(const FencedWrite& write) {
-  return write.key.size() * 3 + write.meta_key.size() * 3 + write.value.size() + 96;
-}
+// The bytes of a transaction besides its writes: the leadership compare and the envelope.
+constexpr size_t kTxnOverheadBytes = 1024;
 
 }  // namespace
 
 FencedWriter::FencedWriter(etcd::EtcdClient& etcd, FencedWriterOptions options, const Clock& clock,
-                           TxnObserver observer)
+                           TxnObserver observer, RefusalObserver on_refused)
     : etcd_(etcd),
       options_(options),
       clock_(clock),
       observer_(std::move(observer)),
+      on_refused_(std::move(on_refused)),
       jitter_(options.jitter_seed) {
   sender_ = std::thread([this] { SenderLoop(); });
 }
@@ -29,7 +29,8 @@ void FencedWriter::Submit(FencedWrite write, Done done) {
   {
     std::lock_guard lock(mutex_);
     if (!stopping_) {
-      queue_.push_back({std::move(write), std::move(done)});
+      const PutForm form = DefaultPutForm(write);
+      queue_.push_back({std::move(write), std::move(done), form, SIZE_MAX});
       ++submitted_;
       wake_.notify_all();
       return;
@@ -58,6 +59,16 @@ uint64_t FencedWriter::flat_fallbacks() const {
   return flat_fallbacks_;
 }
 
+uint64_t FencedWriter::refused_writes() const {
+  std::lock_guard lock(mutex_);
+  return refused_writes_;
+}
+
+uint64_t FencedWriter::form_resends() const {
+  std::lock_guard lock(mutex_);
+  return form_resends_;
+}
+
 bool FencedWriter::Drain(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
   const uint64_t target = submitted_;
@@ -84,7 +95,7 @@ std::vector<FencedWriter::Entry> FencedWriter::TakeBatchLocked(bool& flat) {
   std::vector<Entry> batch;
   std::unordered_set<std::string_view> keys;  // views into `batch`, which never reallocates
   std::unordered_set<std::string> passed;     // keys of writes left for a later transaction
-  size_t bytes = 0;
+  size_t bytes = kTxnOverheadBytes;
   flat = !queue_.empty() && FlatEligible(queue_.front().write);
   // Each write puts or deletes two records; a flat transaction also spends one or two compares
   // per write, and one on the leadership.
@@ -95,12 +106,13 @@ std::vector<FencedWriter::Entry> FencedWriter::TakeBatchLocked(bool& flat) {
   batch.reserve(max_keys);
   auto it = queue_.begin();
   while (it != queue_.end() && batch.size() < max_keys) {
-    const size_t size = ApproximateBytes(it->write);
+    const size_t size = flat ? FlatBytes(it->write) : FencedBytes(it->write, it->form);
     if (!batch.empty() && bytes + size > options_.max_txn_bytes) break;
-    // A write of the other form, and any later write of its key, waits for a later
-    // transaction, so that writes of one key keep their order.
+    // A write of the other form, one that may not go in a transaction this large (split after
+    // a refusal), and any later write of its key, wait for a later transaction, so that writes
+    // of one key keep their order.
     if (keys.count(it->write.key) > 0 || passed.count(it->write.key) > 0 ||
-        FlatEligible(it->write) != flat) {
+        FlatEligible(it->write) != flat || it->max_batch < batch.size() + 1) {
       passed.insert(it->write.key);
       ++it;
       continue;
@@ -110,6 +122,7 @@ std::vector<FencedWriter::Entry> FencedWriter::TakeBatchLocked(bool& flat) {
       if (compares > kMaxOps) break;
     }
     bytes += size;
+    max_keys = std::min(max_keys, it->max_batch);
     batch.push_back(std::move(*it));
     keys.insert(batch.back().write.key);
     it = queue_.erase(it);
@@ -124,7 +137,12 @@ void FencedWriter::SenderLoop() {
       std::deque<Completion> ready;
       ready.swap(completions_);
       lock.unlock();
-      for (Completion& completion : ready) completion.done(completion.result);
+      for (Completion& completion : ready) {
+        if (completion.refused && on_refused_) {
+          on_refused_(*completion.refused, *completion.result.error().etcd_error);
+        }
+        completion.done(completion.result);
+      }
       lock.lock();
       finished_ += ready.size();
       completed_.notify_all();
@@ -139,14 +157,20 @@ void FencedWriter::SenderLoop() {
       ++in_flight_txns_;
       in_flight_writes_ += batch.size();
       std::vector<FencedWrite> writes;
+      std::vector<PutForm> forms;
       writes.reserve(batch.size());
-      for (const Entry& entry : batch) writes.push_back(entry.write);
+      forms.reserve(batch.size());
+      for (const Entry& entry : batch) {
+        writes.push_back(entry.write);
+        forms.push_back(entry.form);
+      }
       const std::optional<etcd::LeaderKey> leader = leader_;
       lock.unlock();
       etcd::CallOptions call;
       call.safe_to_retry = true;
       const auto started = clock_.Now();
-      etcd_.TxnAsync(flat ? BuildFlatTxn(writes, leader) : BuildFencedTxn(writes, leader), call,
+      etcd_.TxnAsync(flat ? BuildFlatTxn(writes, leader) : BuildFencedTxn(writes, forms, leader),
+                     call,
                      [this, batch = std::move(batch), flat,
                       started](etcd::EtcdResult<etcd::TxnResponse> result) mutable {
                        OnTxnDone(std::move(batch), flat, std::move(result), started);
@@ -184,6 +208,11 @@ void FencedWriter::OnTxnDone(std::vector<Entry> batch, bool flat,
               clock_.Now() - started);
   }
   std::lock_guard lock(mutex_);
+  HandleTxnDoneLocked(batch, flat, result);
+}
+
+void FencedWriter::HandleTxnDoneLocked(std::vector<Entry>& batch, bool flat,
+                                       const etcd::EtcdResult<etcd::TxnResponse>& result) {
   --in_flight_txns_;
   in_flight_writes_ -= batch.size();
   wake_.notify_all();
@@ -198,11 +227,30 @@ void FencedWriter::OnTxnDone(std::vector<Entry> batch, bool flat,
           std::chrono::steady_clock::now() + backoff_ + std::chrono::milliseconds(jitter(jitter_));
       return;
     }
+    if (!stopping_ && batch.size() > 1 && error.code != etcd::ErrorCode::kCancelled) {
+      // Refused for a reason a repeat cannot fix, perhaps by one write only (a value too large,
+      // a key outside the user's role): the halves go again at once, each in a transaction of
+      // at most its own size, until the writes etcd refuses go alone.
+      const size_t first_half = batch.size() / 2;
+      for (size_t i = batch.size(); i-- > 0;) {
+        batch[i].max_batch = i < first_half ? first_half : batch.size() - first_half;
+        queue_.push_front(std::move(batch[i]));
+      }
+      return;
+    }
     const WriteError::Code code =
         stopping_ && Retryable(error) ? WriteError::Code::kStopped : WriteError::Code::kEtcd;
     for (Entry& entry : batch) {
-      completions_.push_back(
-          {std::move(entry.done), Unexpected{WriteError{code, error, error.ToString()}}});
+      std::string message = error.ToString();
+      std::optional<FencedWrite> refused;
+      if (code == WriteError::Code::kEtcd) {
+        message = "etcd refused the write of " + entry.write.key + ": " + message;
+        ++refused_writes_;
+        if (on_refused_) refused = std::move(entry.write);
+      }
+      completions_.push_back({std::move(entry.done),
+                              Unexpected{WriteError{code, error, std::move(message)}},
+                              std::move(refused)});
     }
     return;
   }
@@ -233,6 +281,7 @@ void FencedWriter::OnTxnDone(std::vector<Entry> batch, bool flat,
     }
     return;
   }
+  std::vector<Entry> resend;  // writes whose reply asks for another put form, in order
   for (size_t i = 0; i < batch.size(); ++i) {
     Entry& entry = batch[i];
     if (!response.succeeded) {
@@ -242,16 +291,29 @@ void FencedWriter::OnTxnDone(std::vector<Entry> batch, bool flat,
                                  "the leadership fence failed: another process leads"}}});
       continue;
     }
-    const std::optional<WriteOutcome> outcome = OutcomeOf(response, i, entry.write);
-    if (!outcome) {
+    const std::optional<FencedReply> reply = ReplyOf(response, i, entry.write, entry.form);
+    if (!reply || (!reply->outcome && !reply->resend_as)) {
       completions_.push_back(
           {std::move(entry.done),
            Unexpected{WriteError{WriteError::Code::kEtcd, std::nullopt,
                                  "unexpected transaction response shape for " + entry.write.key}}});
       continue;
     }
-    completions_.push_back({std::move(entry.done), *outcome});
+    if (reply->resend_as) {
+      if (stopping_) {
+        completions_.push_back(
+            {std::move(entry.done),
+             Unexpected{WriteError{WriteError::Code::kStopped, std::nullopt, "writer stopped"}}});
+        continue;
+      }
+      entry.form = *reply->resend_as;
+      ++form_resends_;
+      resend.push_back(std::move(entry));
+      continue;
+    }
+    completions_.push_back({std::move(entry.done), *reply->outcome});
   }
+  for (auto it = resend.rbegin(); it != resend.rend(); ++it) queue_.push_front(std::move(*it));
 }
 
 }  // namespace zk2etcd::sync

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -63,9 +64,12 @@ class FencedWriter {
   // answered (and its error), and how long it took.
   using TxnObserver = std::function<void(size_t writes, const std::optional<etcd::Error>& error,
                                          std::chrono::nanoseconds duration)>;
+  // Called once per write that etcd refused on its own, for metrics, just before that write's
+  // callback (which gets kEtcd); runs on the sender thread, never under the writer's lock.
+  using RefusalObserver = std::function<void(const FencedWrite& write, const etcd::Error& error)>;
 
   FencedWriter(etcd::EtcdClient& etcd, FencedWriterOptions options, const Clock& clock,
-               TxnObserver observer = nullptr);
+               TxnObserver observer = nullptr, RefusalObserver on_refused = nullptr);
   // Stop()s.
   ~FencedWriter();
   FencedWriter(const FencedWriter&) = delete;
@@ -88,15 +92,27 @@ class FencedWriter {
   bool retrying() const;
   // Flat transactions whose compares failed, so that their writes were sent again nested.
   uint64_t flat_fallbacks() const;
+  // Writes that etcd refused on their own (completed with kEtcd).
+  uint64_t refused_writes() const;
+  // Writes sent again in another put form because a reply asked for it (large creates).
+  uint64_t form_resends() const;
 
  private:
   struct Entry {
     FencedWrite write;
     Done done;
+    PutForm form = PutForm::kNested;  // the form the write goes in (nested transactions)
+    // The largest transaction the write may go in: halved each time etcd refuses one that
+    // carries it, until it goes alone.
+    size_t max_batch = SIZE_MAX;
   };
   struct Completion {
+    Completion(Done done_in, WriteResult result_in,
+               std::optional<FencedWrite> refused_in = std::nullopt)
+        : done(std::move(done_in)), result(std::move(result_in)), refused(std::move(refused_in)) {}
     Done done;
     WriteResult result;
+    std::optional<FencedWrite> refused;  // for on_refused_: the write etcd refused
   };
 
   void SenderLoop();
@@ -105,12 +121,16 @@ class FencedWriter {
   std::vector<Entry> TakeBatchLocked(bool& flat);
   void OnTxnDone(std::vector<Entry> batch, bool flat, etcd::EtcdResult<etcd::TxnResponse> result,
                  std::chrono::steady_clock::time_point started);
+  // Completes, requeues or splits the writes of a finished transaction. REQUIRES: mutex_ held.
+  void HandleTxnDoneLocked(std::vector<Entry>& batch, bool flat,
+                           const etcd::EtcdResult<etcd::TxnResponse>& result);
   static bool Retryable(const etcd::Error& error);
 
   etcd::EtcdClient& etcd_;
   const FencedWriterOptions options_;
   const Clock& clock_;
   const TxnObserver observer_;
+  const RefusalObserver on_refused_;
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;       // sender: queue, window or stop changed
@@ -122,6 +142,8 @@ class FencedWriter {
   uint64_t submitted_ = 0;
   uint64_t finished_ = 0;
   uint64_t flat_fallbacks_ = 0;
+  uint64_t refused_writes_ = 0;
+  uint64_t form_resends_ = 0;
   std::optional<etcd::LeaderKey> leader_;
   std::chrono::milliseconds backoff_{0};
   std::chrono::steady_clock::time_point retry_at_{};

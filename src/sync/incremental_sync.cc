@@ -227,9 +227,12 @@ void IncrementalSync::OnWritten(const std::string& path, const FencedWrite& writ
   } else {
     change.error = result.error().message;
     change.not_leader = result.error().code == WriteError::Code::kNotLeader;
-    logger_.Warn("write failed", {{"key", write.key},
-                                  {"trace_id", change.trace_id},
-                                  {"error", result.error().message}});
+    // etcd refusing the write (kEtcd) needs an operator; a lost leadership or a stop does not.
+    const bool refused = result.error().code == WriteError::Code::kEtcd;
+    logger_.Log(refused ? ops::LogLevel::kError : ops::LogLevel::kWarn, "write failed",
+                {{"key", write.key},
+                 {"trace_id", change.trace_id},
+                 {"error", result.error().message}});
   }
   if (options_.on_change) options_.on_change(change);
   Retire(path);

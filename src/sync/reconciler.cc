@@ -436,7 +436,9 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
             std::lock_guard lock(pending.mutex());
             if (!result.ok()) {
               ++report.failed;
-              logger_.Warn("repair failed", {{"key", key}, {"error", result.error().message}});
+              logger_.Log(result.error().code == WriteError::Code::kEtcd ? ops::LogLevel::kError
+                                                                         : ops::LogLevel::kWarn,
+                          "repair failed", {{"key", key}, {"error", result.error().message}});
             } else if (*result == WriteOutcome::kApplied) {
               if (adoption) {
                 ++report.adopted;
