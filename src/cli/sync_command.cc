@@ -221,9 +221,9 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   std::unique_ptr<zk::ZkClientFactory> zk_factory = zk::NewAsioZkClientFactory(zk_options);
 
   sync::FencedWriterOptions writer_options;
-  // As many transactions in flight as the etcd client sends at once (--concurrent, at most 64):
-  // a window of 8 left a distant etcd idle most of each round trip (docs/BENCHMARKS.md, weak
-  // network).
+  // At most as many transactions in flight as the etcd client sends at once (--concurrent, at
+  // most 64); within that the writer sizes its window by bandwidth-delay: 8 near etcd, more
+  // when it is far (docs/BENCHMARKS.md, weak network).
   writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 64);
   SyncOperations* ops = operations->get();
   sync::FencedWriter writer(

@@ -19,6 +19,8 @@ FencedWriter::FencedWriter(etcd::EtcdClient& etcd, FencedWriterOptions options, 
       clock_(clock),
       observer_(std::move(observer)),
       on_refused_(std::move(on_refused)),
+      window_(WindowSizerOptions{std::min<size_t>(8, std::max<size_t>(1, options.max_txns_in_flight)),
+                                 std::max<size_t>(1, options.max_txns_in_flight)}),
       jitter_(options.jitter_seed) {
   sender_ = std::thread([this] { SenderLoop(); });
 }
@@ -150,7 +152,7 @@ void FencedWriter::SenderLoop() {
     }
     if (stopping_ && in_flight_txns_ == 0 && queue_.empty()) break;
     const auto now = std::chrono::steady_clock::now();
-    const bool window_open = in_flight_txns_ < options_.max_txns_in_flight;
+    const bool window_open = in_flight_txns_ < window_.window();
     if (!stopping_ && !queue_.empty() && window_open && now >= retry_at_) {
       bool flat = false;
       std::vector<Entry> batch = TakeBatchLocked(flat);
@@ -165,15 +167,16 @@ void FencedWriter::SenderLoop() {
         forms.push_back(entry.form);
       }
       const std::optional<etcd::LeaderKey> leader = leader_;
+      const auto started = clock_.Now();
+      const WindowSizer::Ticket ticket = window_.OnTxnStarted(started);
       lock.unlock();
       etcd::CallOptions call;
       call.safe_to_retry = true;
-      const auto started = clock_.Now();
       etcd_.TxnAsync(flat ? BuildFlatTxn(writes, leader) : BuildFencedTxn(writes, forms, leader),
                      call,
-                     [this, batch = std::move(batch), flat,
+                     [this, batch = std::move(batch), flat, ticket,
                       started](etcd::EtcdResult<etcd::TxnResponse> result) mutable {
-                       OnTxnDone(std::move(batch), flat, std::move(result), started);
+                       OnTxnDone(std::move(batch), flat, ticket, std::move(result), started);
                      });
       lock.lock();
       continue;
@@ -200,14 +203,16 @@ bool FencedWriter::Retryable(const etcd::Error& error) {
   }
 }
 
-void FencedWriter::OnTxnDone(std::vector<Entry> batch, bool flat,
+void FencedWriter::OnTxnDone(std::vector<Entry> batch, bool flat, WindowSizer::Ticket ticket,
                              etcd::EtcdResult<etcd::TxnResponse> result,
                              std::chrono::steady_clock::time_point started) {
+  const auto now = clock_.Now();
   if (observer_) {
     observer_(batch.size(), result.ok() ? std::nullopt : std::optional<etcd::Error>(result.error()),
-              clock_.Now() - started);
+              now - started);
   }
   std::lock_guard lock(mutex_);
+  window_.OnTxnDone(ticket, now, batch.size());
   HandleTxnDoneLocked(batch, flat, result);
 }
 

@@ -29,6 +29,7 @@
 #include "common/result.h"
 #include "etcd/etcd_client.h"
 #include "sync/fenced_txn.h"
+#include "sync/window_sizer.h"
 
 namespace zk2etcd::sync {
 
@@ -49,6 +50,9 @@ struct FencedWriterOptions {
   int max_keys_per_txn = MaxKeysPerTxn();
   // etcd refuses requests over --max-request-bytes (1.5 MiB by default).
   size_t max_txn_bytes = 1 << 20;
+  // The most transactions in flight. The window itself is sized by bandwidth-delay between
+  // min(8, this) and this (window_sizer.h): a near etcd keeps the small window, a distant one
+  // gets as many as one round trip needs.
   size_t max_txns_in_flight = 4;
   std::chrono::milliseconds initial_backoff{100};
   // Small enough that writes resume within a fraction of a second of etcd answering again; a
@@ -119,7 +123,8 @@ class FencedWriter {
   // Takes the next batch off the queue: flat-eligible writes if the first queued one is,
   // otherwise writes for the nested form. REQUIRES: mutex_ held.
   std::vector<Entry> TakeBatchLocked(bool& flat);
-  void OnTxnDone(std::vector<Entry> batch, bool flat, etcd::EtcdResult<etcd::TxnResponse> result,
+  void OnTxnDone(std::vector<Entry> batch, bool flat, WindowSizer::Ticket ticket,
+                 etcd::EtcdResult<etcd::TxnResponse> result,
                  std::chrono::steady_clock::time_point started);
   // Completes, requeues or splits the writes of a finished transaction. REQUIRES: mutex_ held.
   void HandleTxnDoneLocked(std::vector<Entry>& batch, bool flat,
@@ -138,6 +143,7 @@ class FencedWriter {
   std::deque<Entry> queue_;
   std::deque<Completion> completions_;
   size_t in_flight_txns_ = 0;
+  WindowSizer window_;  // how many transactions may be in flight
   size_t in_flight_writes_ = 0;
   uint64_t submitted_ = 0;
   uint64_t finished_ = 0;
