@@ -8,7 +8,6 @@
 
 #include "cli/e2e_support.h"
 #include "testing/server_support.h"
-#include "testing/shared_servers.h"
 #include "testing/zookeeper_c_client.h"
 
 namespace zk2etcd::e2e {
@@ -16,22 +15,12 @@ namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-using testing::EtcdServer;
 using testing::ZooKeeperCClient;
-using testing::ZooKeeperServer;
 
 constexpr auto kConverge = seconds(30);
 
-class AdoptE2eTest : public ::testing::Test {
+class AdoptE2eTest : public SharedServersTest {
  protected:
-  void SetUp() override {
-    ASSERT_FIXTURE_OK_AND_ASSIGN(zookeeper_, testing::SharedZooKeeper());
-    ASSERT_FIXTURE_OK_AND_ASSIGN(etcd_, testing::SharedEtcd());
-    ASSERT_FIXTURE_OK_AND_ASSIGN(zk_,
-                                 ZooKeeperCClient::Connect(zookeeper_->address(), seconds(20)));
-    view_ = std::make_unique<EtcdView>(etcd_->endpoint());
-  }
-
   // A Dubbo-shaped tree under `root` in ZooKeeper, and the same keys put into etcd by another
   // tool: plain puts, no ownership record. Returns the tree as etcd holds it.
   std::map<std::string, std::string> TreeCopiedByAnotherTool(const std::string& root,
@@ -100,10 +89,6 @@ class AdoptE2eTest : public ::testing::Test {
     return "";
   }
 
-  ZooKeeperServer* zookeeper_ = nullptr;  // shared by the binary's tests (shared_servers.h)
-  EtcdServer* etcd_ = nullptr;
-  std::unique_ptr<ZooKeeperCClient> zk_;
-  std::unique_ptr<EtcdView> view_;
 };
 
 TEST_F(AdoptE2eTest, MatchingAdoptsAnotherToolsCopyAndFollowsEveryChangeThroughFaults) {

@@ -14,6 +14,8 @@
 #include <thread>
 
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "testing/server_support.h"
+#include "testing/shared_servers.h"
 #include "testing/zookeeper_c_client.h"
 
 namespace zk2etcd::e2e {
@@ -277,6 +279,14 @@ std::map<std::string, std::string> Expected(const std::vector<testing::ZNode>& n
     expected[node.path] = node.data;
   }
   return expected;
+}
+
+void SharedServersTest::SetUp() {
+  ASSERT_FIXTURE_OK_AND_ASSIGN(zookeeper_, testing::SharedZooKeeper());
+  ASSERT_FIXTURE_OK_AND_ASSIGN(etcd_, testing::SharedEtcd());
+  ASSERT_FIXTURE_OK_AND_ASSIGN(
+      zk_, testing::ZooKeeperCClient::Connect(zookeeper_->address(), std::chrono::seconds(20)));
+  view_ = std::make_unique<EtcdView>(etcd_->endpoint());
 }
 
 }  // namespace zk2etcd::e2e

@@ -3,6 +3,8 @@
 // official C client) and etcd (raw gRPC stubs). Not thread-safe; one test thread.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <functional>
 #include <map>
@@ -97,5 +99,18 @@ std::map<std::string, std::string> ReadZkTree(testing::ZooKeeperCClient& zk,
 // The etcd keys (and values) zk2etcd should produce for `nodes` under `prefix`, minus `exclude`.
 std::map<std::string, std::string> Expected(const std::vector<testing::ZNode>& nodes,
                                             const std::string& prefix, const std::string& exclude);
+
+// A test on the ZooKeeper and etcd servers that every test of the binary shares
+// (testing/shared_servers.h: started once, on first use), with a ZooKeeper client and an etcd
+// view on them. Each test works under paths of its own.
+class SharedServersTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+
+  testing::ZooKeeperServer* zookeeper_ = nullptr;
+  testing::EtcdServer* etcd_ = nullptr;
+  std::unique_ptr<testing::ZooKeeperCClient> zk_;
+  std::unique_ptr<EtcdView> view_;
+};
 
 }  // namespace zk2etcd::e2e

@@ -10,7 +10,6 @@
 #include <thread>
 
 #include "cli/e2e_support.h"
-#include "testing/shared_servers.h"
 #include "testing/server_support.h"
 #include "testing/zookeeper_c_client.h"
 
@@ -20,9 +19,6 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using std::chrono::steady_clock;
-using testing::EtcdServer;
-using testing::ZooKeeperCClient;
-using testing::ZooKeeperServer;
 
 constexpr auto kConverge = seconds(60);
 
@@ -38,16 +34,8 @@ double SecondsSince(steady_clock::time_point start) {
   return std::chrono::duration<double>(steady_clock::now() - start).count();
 }
 
-class TakeoverE2eTest : public ::testing::Test {
+class TakeoverE2eTest : public SharedServersTest {
  protected:
-  void SetUp() override {
-    ASSERT_FIXTURE_OK_AND_ASSIGN(zookeeper_, testing::SharedZooKeeper());
-    ASSERT_FIXTURE_OK_AND_ASSIGN(etcd_, testing::SharedEtcd());
-    ASSERT_FIXTURE_OK_AND_ASSIGN(zk_,
-                                 ZooKeeperCClient::Connect(zookeeper_->address(), seconds(20)));
-    view_ = std::make_unique<EtcdView>(etcd_->endpoint());
-  }
-
   // `zk2etcd sync` on `root` (its config subtree excluded) with the default election flags but
   // an election name of the test's own.
   std::vector<std::string> SyncArgs(const std::string& root, std::vector<std::string> extra = {}) {
@@ -88,10 +76,6 @@ class TakeoverE2eTest : public ::testing::Test {
     return when;
   }
 
-  ZooKeeperServer* zookeeper_ = nullptr;  // shared by the binary's tests (shared_servers.h)
-  EtcdServer* etcd_ = nullptr;
-  std::unique_ptr<ZooKeeperCClient> zk_;
-  std::unique_ptr<EtcdView> view_;
 };
 
 

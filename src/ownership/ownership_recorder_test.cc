@@ -6,6 +6,7 @@
 #include <future>
 #include <thread>
 
+#include "common/wait_for_testing.h"
 #include "ownership/fake_ownership_store.h"
 
 namespace zk2etcd::ownership {
@@ -13,16 +14,6 @@ namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-// Polls `condition` every 5 ms for up to 5 s.
-bool WaitFor(const std::function<bool()>& condition) {
-  const auto deadline = std::chrono::steady_clock::now() + seconds(5);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(milliseconds(5));
-  }
-  return condition();
-}
 
 class OwnershipRecorderTest : public ::testing::Test {
  protected:
