@@ -63,7 +63,7 @@ struct GrpcEtcdClientOptions {
   // Connections per endpoint that transactions are spread over, round-robin (every other call
   // uses the first). etcd's HTTP/2 receive window is per connection and grows slowly, so through
   // one connection a burst of transactions trickles at about 64 KiB per round trip: with 30 ms
-  // round trips, 2,251 repairs took 0.35 s on 1 connection, 0.22 s on 4, 0.18 s on 8, 0.17 s
+  // round trips, 2,251 repairs took 0.35 s on 1 connection, 0.22 s on 4, 0.18 s on 8 and
   // on 16 (docs/BENCHMARKS.md, "A weak network"). The extra connections of the endpoint the
   // factory dials start connecting at once; others connect on their first transaction. At least 1.
   int txn_connections = 8;
