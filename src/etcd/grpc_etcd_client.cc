@@ -125,6 +125,10 @@ struct Endpoint {
   std::unique_ptr<pb::Maintenance::Stub> maintenance;
   std::unique_ptr<pb::Auth::Stub> auth;
   std::unique_ptr<epb::Election::Stub> election;
+  // Transactions go round-robin over `channel` and these extra connections to the same endpoint
+  // (GrpcEtcdClientOptions::txn_connections).
+  std::vector<std::shared_ptr<grpc::Channel>> txn_channels;
+  std::vector<std::unique_ptr<pb::KV::Stub>> txn_kv;
 };
 
 enum class RetryClass {
@@ -257,6 +261,7 @@ class GrpcEtcdClient final : public EtcdClient {
     if (!options_.random) options_.random = DefaultRandomSource();
     options_.max_attempts = std::max(options_.max_attempts, 1);
     options_.max_txns_in_flight = std::max(options_.max_txns_in_flight, 1);
+    options_.txn_connections = std::max(options_.txn_connections, 1);
   }
 
   ~GrpcEtcdClient() override {
@@ -382,6 +387,7 @@ class GrpcEtcdClient final : public EtcdClient {
   std::unordered_set<Operation*> live_;
 
   mutable std::mutex txn_mutex_;
+  std::atomic<size_t> next_txn_connection_{0};  // round-robin over Endpoint::txn_kv
   int txns_in_flight_ = 0;
   std::deque<QueuedTxn> txn_queue_;
 
@@ -1323,6 +1329,13 @@ EtcdResult<void> GrpcEtcdClient::Init() {
     endpoint.maintenance = pb::Maintenance::NewStub(endpoint.channel);
     endpoint.auth = pb::Auth::NewStub(endpoint.channel);
     endpoint.election = epb::Election::NewStub(endpoint.channel);
+    endpoint.txn_kv.push_back(pb::KV::NewStub(endpoint.channel));
+    for (int extra = 1; extra < options_.txn_connections; ++extra) {
+      // A local subchannel pool (above) gives every channel a connection of its own.
+      endpoint.txn_channels.push_back(
+          grpc::CreateCustomChannel(targets[i], credentials, arguments));
+      endpoint.txn_kv.push_back(pb::KV::NewStub(endpoint.txn_channels.back()));
+    }
     endpoints_.push_back(std::move(endpoint));
   }
   thread_ = std::thread([this] { Run(); });
@@ -1344,6 +1357,8 @@ EtcdResult<void> GrpcEtcdClient::Dial() {
       for (size_t i = 0; i < endpoints_.size(); ++i) {
         if (endpoints_[i].channel->GetState(true) == GRPC_CHANNEL_READY) {
           preferred_.store(static_cast<int>(i));
+          // The transaction connections connect in the background meanwhile.
+          for (const auto& channel : endpoints_[i].txn_channels) channel->GetState(true);
           connected = true;
           break;
         }
@@ -1539,8 +1554,10 @@ void GrpcEtcdClient::SendTxn(QueuedTxn txn) {
       Spec(kOpTxn, txn.options.safe_to_retry ? RetryClass::kIdempotent : RetryClass::kUnsafe,
            txn.options.timeout),
       std::move(txn.request),
-      [](Endpoint& e, grpc::ClientContext* c, const ArenaTxnRequest& r, grpc::CompletionQueue* cq) {
-        return e.kv->PrepareAsyncTxn(c, *r.message, cq);
+      [this](Endpoint& e, grpc::ClientContext* c, const ArenaTxnRequest& r,
+             grpc::CompletionQueue* cq) {
+        const size_t turn = next_txn_connection_.fetch_add(1, std::memory_order_relaxed);
+        return e.txn_kv[turn % e.txn_kv.size()]->PrepareAsyncTxn(c, *r.message, cq);
       },
       [this, done = std::move(txn.done)](EtcdResult<pb::TxnResponse*> result, int) {
         ReleaseTxnSlot();

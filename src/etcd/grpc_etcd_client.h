@@ -1,12 +1,13 @@
 // The production EtcdClient: etcd's v3 gRPC API through Debian's gRPC C++.
 //
-// One channel per endpoint; calls go to a preferred endpoint and move to the next one when it
-// fails (so a DNS name per member works, as in --etcd-servers). Every call runs asynchronously on
-// one completion queue served by one client thread, which also runs the callbacks; synchronous
-// methods wait for their asynchronous call. Transactions in flight are bounded by a window.
-// Failed calls are retried with exponential backoff and jitter when a repeat is safe (see
-// CallOptions); an expired or rejected auth token is renewed once per call. Watches, lease
-// keep-alives and election observers are streams that reconnect on their own.
+// One channel per endpoint (plus txn_connections - 1 for transactions); calls go to a preferred
+// endpoint and move to the next one when it fails (so a DNS name per member works, as in
+// --etcd-servers). Every call runs asynchronously on one completion queue served by one client
+// thread, which also runs the callbacks; synchronous methods wait for their asynchronous call.
+// Transactions in flight are bounded by a window. Failed calls are retried with exponential backoff
+// and jitter when a repeat is safe (see CallOptions); an expired or rejected auth token is renewed
+// once per call. Watches, lease keep-alives and election observers are streams that reconnect on
+// their own.
 //
 // Deadlines and timers use the real time (gRPC requires it); the injected Clock measures the
 // durations reported to the OpObserver and the lease renewal age. Thread-safe; destroying the
@@ -59,6 +60,13 @@ struct GrpcEtcdClientOptions {
   // The window: transactions sent and not yet answered.
   int max_txns_in_flight = 4;
   int max_txn_ops = kDefaultMaxTxnOps;
+  // Connections per endpoint that transactions are spread over, round-robin (every other call
+  // uses the first). etcd's HTTP/2 receive window is per connection and grows slowly, so through
+  // one connection a burst of transactions trickles at about 64 KiB per round trip: with 30 ms
+  // round trips, 2,251 repairs took 0.35 s on 1 connection, 0.22 s on 4, 0.18 s on 8 and
+  // on 16 (docs/BENCHMARKS.md, "A weak network"). The extra connections of the endpoint the
+  // factory dials start connecting at once; others connect on their first transaction. At least 1.
+  int txn_connections = 8;
   // HTTP/2 keep-alive pings, which detect a dead server under an idle watch. etcd refuses pings
   // more frequent than every 5 s.
   std::chrono::milliseconds keepalive_time{10000};

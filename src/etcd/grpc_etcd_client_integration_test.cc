@@ -14,6 +14,7 @@
 #include "etcd/grpc_etcd_client.h"
 #include "etcd/recording_observer.h"
 #include "ops/log.h"
+#include "testing/delaying_proxy.h"
 #include "testing/loopback.h"
 #include "testing/process.h"
 #include "testing/server_support.h"
@@ -380,6 +381,41 @@ TEST(GrpcEtcdClientIntegrationTest, PagedReadsAndManyTransactionsInFlight) {
   EXPECT_EQ(now->kvs.size(), static_cast<size_t>(kKeys));  // one added, one deleted
   EXPECT_TRUE(now->kvs.front().value.empty());
   EXPECT_EQ(*CountRange(*client, RangeRequest::Prefix(prefix + "/")), kKeys);
+}
+
+// Transactions are spread over txn_connections connections to the endpoint (a proxy in
+// front of etcd counts them); every other call uses the first.
+TEST(GrpcEtcdClientIntegrationTest, TransactionsAreSpreadOverTheConfiguredConnections) {
+  EtcdServer* server = nullptr;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(server, SharedEtcd());
+  for (const int connections : {1, 3}) {
+    SCOPED_TRACE(connections);
+    testing::DelayingProxyOptions no_delay;
+    no_delay.one_way_delay = std::chrono::microseconds(0);
+    no_delay.hold_fraction = 0;
+    std::unique_ptr<testing::DelayingTcpProxy> proxy;
+    ASSERT_FIXTURE_OK_AND_ASSIGN(proxy,
+                                 testing::DelayingTcpProxy::Start(server->client_port(), no_delay));
+    GrpcEtcdClientOptions options = OptionsFor({proxy->address()}, nullptr);
+    options.txn_connections = connections;
+    options.max_txns_in_flight = 6;
+    auto client = Connect(options);
+    ASSERT_NE(client, nullptr);
+    const std::string prefix = UniquePath("spread");
+    constexpr int kTxns = 12;
+    std::atomic<int> done{0};
+    std::atomic<int> failed{0};
+    for (int txn = 0; txn < kTxns; ++txn) {
+      client->TxnAsync(Puts(prefix, txn * 10, 10), {}, [&](EtcdResult<TxnResponse> result) {
+        if (!result.ok() || !result->succeeded) ++failed;
+        ++done;
+      });
+    }
+    ASSERT_TRUE(WaitFor([&] { return done.load() == kTxns; }, seconds(30)));
+    EXPECT_EQ(failed.load(), 0);
+    EXPECT_EQ(*CountRange(*client, RangeRequest::Prefix(prefix + "/")), kTxns * 10);
+    EXPECT_EQ(proxy->stats().connections, static_cast<uint64_t>(connections));
+  }
 }
 
 TEST(GrpcEtcdClientIntegrationTest, CompactedRevisionsAreReportedWithTheCompactRevision) {

@@ -45,6 +45,10 @@ void RangeCursor::TopUp() {
   }
 }
 
+void RangeCursor::Start() {
+  if (revision_ != 0 && requests_ == 0) TopUp();
+}
+
 etcd::EtcdResult<void> RangeCursor::FetchPage() {
   page_.clear();
   page_position_ = 0;
@@ -159,6 +163,7 @@ etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const Scope& scope,
   const int64_t page_size = options.page_size;
   const bool list_unclaimed = options.list_unclaimed;
   DiffReport report;
+  report.etcd_revision = options.revision;
   bool stopped = false;
   // Lists a difference, handing a full chunk to the callback.
   auto list = [&](Difference difference) {
@@ -187,11 +192,20 @@ etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const Scope& scope,
     RangeCursor data_cursor(etcd, layout.DataRangesFor(prefix), report.etcd_revision, page_size,
                             std::move(data_splits), options.prefetch);
     Head data(data_cursor);
+    std::optional<RangeCursor> meta_cursor;
+    if (report.etcd_revision != 0) {  // both listings start at once
+      meta_cursor.emplace(etcd, layout.MetaRangesFor(prefix), report.etcd_revision, page_size,
+                          std::move(meta_splits), options.prefetch);
+      data_cursor.Start();
+      meta_cursor->Start();
+    }
     if (auto first = data.Advance(); !first.ok()) return Unexpected{first.error()};
     if (report.etcd_revision == 0) report.etcd_revision = data_cursor.revision();
-    RangeCursor meta_cursor(etcd, layout.MetaRangesFor(prefix), report.etcd_revision, page_size,
-                            std::move(meta_splits), options.prefetch);
-    Head meta(meta_cursor);
+    if (!meta_cursor) {
+      meta_cursor.emplace(etcd, layout.MetaRangesFor(prefix), report.etcd_revision, page_size,
+                          std::move(meta_splits), options.prefetch);
+    }
+    Head meta(*meta_cursor);
     if (auto first = meta.Advance(); !first.ok()) return Unexpected{first.error()};
 
     size_t next_node = 0;

@@ -47,6 +47,10 @@ class RangeCursor {
   ~RangeCursor();
   RangeCursor(const RangeCursor&) = delete;
   RangeCursor& operator=(const RangeCursor&) = delete;
+  // With a revision given: sends the first 1 + prefetch requests now, so that they travel
+  // while the caller does something else (such as starting another cursor). Otherwise, and
+  // when called again, does nothing: Next() sends what it needs.
+  void Start();
   // The next key-value, or nullopt after the last one.
   etcd::EtcdResult<std::optional<etcd::KeyValue>> Next();
   // The revision read at (0 until the first page).
@@ -138,6 +142,11 @@ struct DiffOptions {
   // incomplete).
   std::function<bool(std::vector<Difference>& chunk)> on_differences;
   size_t chunk = 2048;
+  // The revision to list at; 0: the newest when the listing starts. A revision read before the
+  // walk lets the data keys and the meta records be listed at once (one round trip less); it
+  // is only older, which the second read and the fenced repairs already allow for (a repair
+  // compares what the listing saw), and kCompacted if etcd compacted it meanwhile.
+  int64_t revision = 0;
 };
 
 etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const Scope& scope,

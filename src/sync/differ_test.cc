@@ -138,12 +138,20 @@ class ConcurrencyGate : public OpObserver {
     ++held_;
     max_held_ = std::max(max_held_, held_);
     changed_.notify_all();
-    changed_.wait_for(lock, std::chrono::seconds(1), [this] { return max_held_ >= wanted_; });
+    if (!changed_.wait_for(lock, std::chrono::seconds(1),
+                           [this] { return max_held_ >= wanted_; })) {
+      ++timeouts_;
+    }
     --held_;
   }
   int max_held() {
     std::lock_guard lock(mutex_);
     return max_held_;
+  }
+  // Calls released by the timeout rather than by enough calls held with them.
+  int timeouts() {
+    std::lock_guard lock(mutex_);
+    return timeouts_;
   }
 
  private:
@@ -152,6 +160,7 @@ class ConcurrencyGate : public OpObserver {
   std::condition_variable changed_;
   int held_ = 0;
   int max_held_ = 0;
+  int timeouts_ = 0;
 };
 
 TEST(RangeCursorPrefetchTest, SplitRangesAreRequestedTogetherAndReadInKeyOrder) {
@@ -178,6 +187,47 @@ TEST(RangeCursorPrefetchTest, SplitRangesAreRequestedTogetherAndReadInKeyOrder) 
   EXPECT_EQ(keys, expected);
   EXPECT_GE(gate.max_held(), 4);  // 1 + prefetch requests at once
   EXPECT_EQ(cursor.revision(), revision);
+}
+
+// With a revision given, the data keys and the meta records are listed at once (the first two
+// requests travel together even without prefetch), at that revision: later changes are not
+// seen.
+TEST(RangeCursorPrefetchTest, AGivenRevisionListsDataAndMetaRecordsAtOnceAtThatRevision) {
+  SystemClock clock;
+  ConcurrencyGate gate(2);
+  etcd::FakeEtcdClient etcd(clock, {.observer = &gate});
+  const Scope scope = Scope::Create({"/dubbo"}, {}).value();
+  const KeyLayout layout = KeyLayout::Create("", "/zk2etcd/meta", scope).value();
+  ZkTree tree;
+  tree.nodes.push_back({"/dubbo", "", 1});
+  for (int i = 0; i < 10; ++i) tree.nodes.push_back({NumberedKey("/dubbo/n", i), "d", 1});
+  for (const ZkNode& node : tree.nodes) {
+    etcd.store().PutDirect(layout.KeyFor(node.path), node.data);
+    etcd.store().PutDirect(layout.MetaKeyFor(layout.KeyFor(node.path)), EncodeZxid(1));
+  }
+  const int64_t revision = etcd.store().revision();
+  etcd.store().DeleteDirect(layout.KeyFor(NumberedKey("/dubbo/n", 3)));  // after the revision
+  DiffOptions options;
+  options.prefetch = 0;
+  options.revision = revision;
+  auto report = ComputeDiff(tree, scope, layout, etcd, options);
+  ASSERT_TRUE(report.ok()) << report.error().ToString();
+  EXPECT_EQ(report->etcd_revision, revision);
+  EXPECT_EQ(report->in_sync, tree.nodes.size());  // the deletion came after the revision
+  EXPECT_EQ(gate.timeouts(), 0);                  // the first request waited for no other
+
+  // Without one, the newest revision.
+  etcd::FakeEtcdClient sequential(clock);
+  for (const ZkNode& node : tree.nodes) {
+    sequential.store().PutDirect(layout.KeyFor(node.path), node.data);
+    sequential.store().PutDirect(layout.MetaKeyFor(layout.KeyFor(node.path)), EncodeZxid(1));
+  }
+  sequential.store().DeleteDirect(layout.KeyFor(NumberedKey("/dubbo/n", 3)));
+  options.revision = 0;
+  auto newest = ComputeDiff(tree, scope, layout, sequential, options);
+  ASSERT_TRUE(newest.ok()) << newest.error().ToString();
+  EXPECT_EQ(newest->etcd_revision, sequential.store().revision());
+  EXPECT_EQ(newest->in_sync, tree.nodes.size() - 1);
 }
 
 TEST(RangeCursorPrefetchTest, AnErrorIsReturnedAndTheCursorCanBeDestroyedWithRequestsInFlight) {

@@ -1,6 +1,7 @@
 #include "sync/reconciler.h"
 
 #include <condition_variable>
+#include <future>
 #include <mutex>
 
 #include "sync/fenced_txn.h"
@@ -13,6 +14,9 @@ namespace {
 constexpr size_t kRecheckPerTxn = etcd::kDefaultMaxTxnOps / 2;
 // Candidates re-read before their repairs are submitted.
 constexpr size_t kRecheckChunk = 2048;
+// A revision read before the walk is listed at only if the walk was this short: the older the
+// revision, the likelier etcd compacted it, and a long walk hides a round trip anyway.
+constexpr auto kMaxEarlyRevisionAge = std::chrono::seconds(10);
 // Repairs submitted and not yet answered, at most: the merge waits for the writer beyond this,
 // so that memory holds a few chunks of writes rather than every difference of a full sync.
 constexpr size_t kMaxRepairsInFlight = 16 * kRecheckChunk;
@@ -161,6 +165,16 @@ Reconciler::Reconciler(const Scope& scope, const KeyLayout& layout, etcd::EtcdCl
 Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
                                                         const ReconcileOptions& options) {
   const auto start = clock_.Now();
+  // The revision to list etcd at is read while the walk runs (one key: cheap), so that the
+  // listing starts with every request at once (DiffOptions::revision).
+  std::future<etcd::EtcdResult<etcd::RangeResponse>> early_revision;
+  if (!scope_.prefixes().empty()) {
+    etcd::RangeRequest one_key;
+    one_key.key = layout_.KeyFor(scope_.prefixes().front());
+    one_key.keys_only = true;
+    early_revision = std::async(
+        std::launch::async, [this, one_key = std::move(one_key)] { return etcd_.Range(one_key); });
+  }
   WalkOptions walk_options;
   walk_options.window = options.zk_window;
   walk_options.on_progress = options.on_progress;
@@ -186,6 +200,10 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
   diff_options.page_size = options.etcd_page_size;
   diff_options.list_unclaimed = ownership_ != nullptr || options.adopt != AdoptPolicy::kNone;
   diff_options.chunk = kRecheckChunk;
+  if (early_revision.valid() && walked - start < kMaxEarlyRevisionAge) {
+    auto response = early_revision.get();
+    if (response.ok()) diff_options.revision = response->revision;  // else listed as before
+  }
   diff_options.on_differences = [&](std::vector<Difference>& candidates) {
     const auto recheck_start = clock_.Now();
     auto confirmed = Recheck(zk, candidates, options.zk_window, /*read_etcd=*/!fix, options.adopt);

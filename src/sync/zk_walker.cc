@@ -38,6 +38,10 @@ class Walk {
 
   bool UseMultiRead() const { return options_.multi_read_batch > 1 && !options_.set_watches; }
 
+  size_t Window() const {
+    return UseMultiRead() ? std::max(options_.window, kMinMultiReadWindow) : options_.window;
+  }
+
   // Sends queued requests while the window has room. Never holds the lock while calling the
   // client (a callback may run on another thread at once). A callback's own request still counts
   // as in flight (see Finish), so it may use one slot more.
@@ -47,7 +51,7 @@ class Walk {
       std::vector<std::string> batch;
       {
         std::lock_guard lock(mutex_);
-        if (error_ || todo_.empty() || in_flight_ >= options_.window + extra_slots) return;
+        if (error_ || todo_.empty() || in_flight_ >= Window() + extra_slots) return;
         if (options_.cancel != nullptr && options_.cancel->load()) {
           error_ = zk::MakeZkError(zk::ZkErrorCode::kClosed, "walk cancelled");
           return;
@@ -211,7 +215,8 @@ class NodeReads {
             const NodeReadOptions& options)
       : client_(client),
         paths_(paths),
-        window_(std::max<size_t>(1, options.window)),
+        window_(options.multi_read_batch > 1 ? std::max(options.window, kMinMultiReadWindow)
+                                             : std::max<size_t>(1, options.window)),
         options_(options),
         states_(paths.size()) {}
 

@@ -36,7 +36,16 @@ struct ZkTree {
   size_t requests = 0;
 };
 
+// Requests in flight when reads are batched with multiRead: at least this many, whatever
+// `window` says. A long round trip needs a window as wide as a level of the tree to read that
+// level in one round trip (a 2,000-leaf level is 134 requests of 15), and a multiRead costs the
+// server one queue entry whatever it carries; the ZooKeeper client bounds what it sends anyway
+// (AsioZkClientOptions::max_in_flight). Through a 30 ms round trip a 2,251-node walk took 0.205 s
+// with 50 and 0.15 s with 200 (docs/BENCHMARKS.md, "A weak network").
+inline constexpr size_t kMinMultiReadWindow = 256;
+
 struct WalkOptions {
+  // Requests in flight (with multiRead, at least kMinMultiReadWindow).
   size_t window = 50;
   // Nodes per multiRead request; the default keeps a reply under 16 MiB even if every node held
   // ZooKeeper's largest data (1 MiB by default). 0 or 1: no multiRead.
@@ -67,7 +76,7 @@ struct NodeState {
 
 // How ReadNodes batches its getData requests.
 struct NodeReadOptions {
-  size_t window = 50;  // requests in flight
+  size_t window = 50;  // requests in flight (with multiRead, at least kMinMultiReadWindow)
   // Nodes per multiRead request (0 or 1: one pipelined getData per node), ...
   size_t multi_read_batch = 15;
   // ... unless `expected_bytes` (one entry per path: the data size seen earlier) is given: then a
