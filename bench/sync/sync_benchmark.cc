@@ -206,6 +206,19 @@ std::unique_ptr<etcd::EtcdClient> EtcdClientFor(const std::string& endpoint, con
 
 // etcd ingest: `keys` keys of ~150 bytes with ~100-byte values in 128-put transactions, 4 in
 // flight. Returns keys/s.
+// A Dubbo-shaped tree under /dubbo built by `zk2etcd genzk`: `parents` interfaces of `children`
+// providers, every 10th with 100 bytes of data.
+testing::FixtureResult<std::string> BuildDubboTree(const std::string& zk2etcd,
+                                                   const std::string& zk_address, size_t parents,
+                                                   size_t children,
+                                                   std::chrono::milliseconds timeout) {
+  return testing::RunCommand(
+      {zk2etcd, "genzk", "--zookeeper-servers=" + zk_address, "--path=/dubbo",
+       "--parent-count=" + std::to_string(parents), "--children-count=" + std::to_string(children),
+       "--data-every=10", "--data-bytes=100", "--concurrent=1000"},
+      timeout);
+}
+
 double EtcdIngest(etcd::EtcdClient& etcd, size_t keys) {
   std::mutex mutex;
   std::condition_variable done;
@@ -612,11 +625,8 @@ int WeakNetworkScenario(const Options& options, const testing::ZooKeeperServer& 
   const size_t parents = std::max<size_t>(1, options.weak_leaves / children);
   std::cerr << "building a Dubbo tree of " << parents << " interfaces x " << children
             << " providers...\n";
-  auto built = testing::RunCommand(
-      {options.zk2etcd, "genzk", "--zookeeper-servers=" + zookeeper.address(), "--path=/dubbo",
-       "--parent-count=" + std::to_string(parents), "--children-count=" + std::to_string(children),
-       "--data-every=10", "--data-bytes=100", "--concurrent=1000"},
-      std::chrono::minutes(10));
+  auto built = BuildDubboTree(options.zk2etcd, zookeeper.address(), parents, children,
+                              std::chrono::minutes(10));
   if (!built.ok()) {
     std::cerr << built.error().message << "\n";
     return 1;
@@ -779,11 +789,8 @@ int Main(int argc, char** argv) {
   const size_t parents = std::max<size_t>(1, options.nodes / (children + 5));
   std::cerr << "building a Dubbo tree of about " << parents * (children + 5) << " nodes...\n";
   const auto build_start = Clock::now();
-  auto built = testing::RunCommand(
-      {options.zk2etcd, "genzk", "--zookeeper-servers=" + zk_address, "--path=/dubbo",
-       "--parent-count=" + std::to_string(parents), "--children-count=" + std::to_string(children),
-       "--data-every=10", "--data-bytes=100", "--concurrent=1000"},
-      std::chrono::minutes(60));
+  auto built = BuildDubboTree(options.zk2etcd, zk_address, parents, children,
+                              std::chrono::minutes(60));
   if (!built.ok()) {
     std::cerr << built.error().message << "\n";
     return 1;

@@ -72,6 +72,20 @@ TEST(CliTest, UnknownFlagIsOneLineAndExitTwo) {
   EXPECT_EQ(CountLines(before.err), 1);
 }
 
+TEST(CliTest, AnUnknownAdoptionPolicyIsOneLineAndExitTwoBeforeAnyConnection) {
+  for (const char* command : {"sync", "diff"}) {
+    // Servers that do not exist: the value must be refused before they are tried.
+    const Outcome outcome = RunCli({command, "--zookeeper-servers=127.0.0.1:1",
+                                    "--etcd-servers=127.0.0.1:1", "--adopt=everything"});
+    EXPECT_EQ(outcome.status, kExitUsage) << command;
+    EXPECT_EQ(CountLines(outcome.err), 1) << outcome.err;
+    EXPECT_NE(outcome.err.find("--adopt: unknown adoption policy \"everything\" (use matching, "
+                               "none or all)"),
+              std::string::npos)
+        << outcome.err;
+  }
+}
+
 TEST(CliTest, ElectionIdentityIsTheFlagElseTheHostnameAndNeverEmpty) {
   EXPECT_EQ(ElectionIdentity("", "pod-7f9c").value(), "pod-7f9c");
   EXPECT_EQ(ElectionIdentity("  replica-a ", "pod-7f9c").value(), "replica-a");

@@ -212,7 +212,7 @@ void FencedWriter::OnTxnDone(std::vector<Entry> batch, bool flat, WindowSizer::T
               now - started);
   }
   std::lock_guard lock(mutex_);
-  window_.OnTxnDone(ticket, now, batch.size());
+  window_.OnTxnDone(ticket, now);
   HandleTxnDoneLocked(batch, flat, result);
 }
 

@@ -325,6 +325,11 @@ void SyncService::Reconcile() {
           "will not be updated (--adopt=matching adopts them)",
           {{"keys", report.unclaimed}});
     }
+    if (const size_t foreign = report.Count(Difference::Kind::kForeign); foreign > 0) {
+      logger_.Info("keys without an ownership record and without a znode are another writer's: "
+                   "left alone",
+                   {{"keys", foreign}, {"first", JoinKeys(report.foreign_samples)}});
+    }
     if (const size_t conflicts = report.Count(Difference::Kind::kConflict); conflicts > 0) {
       logger_.Warn(
           "keys without an ownership record hold a value that differs from ZooKeeper: "

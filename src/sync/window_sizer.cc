@@ -12,12 +12,10 @@ WindowSizer::WindowSizer(WindowSizerOptions options)
 
 WindowSizer::Ticket WindowSizer::OnTxnStarted(TimePoint now) const { return {now, completed_}; }
 
-size_t WindowSizer::OnTxnDone(const Ticket& ticket, TimePoint now, size_t keys) {
+size_t WindowSizer::OnTxnDone(const Ticket& ticket, TimePoint now) {
   ++completed_;
   const double latency = std::max(1e-6, std::chrono::duration<double>(now - ticket.sent).count());
   const double rate = static_cast<double>(completed_ - ticket.completed_before) / latency;
-  keys_per_txn_ = completed_ == 1 ? static_cast<double>(keys)
-                                  : 0.9 * keys_per_txn_ + 0.1 * static_cast<double>(keys);
   min_latency_s_ = completed_ == 1 ? latency : std::min(min_latency_s_, latency);
   // Windowed maximum of the rate: a monotonic queue whose front is the highest of the period.
   while (!rates_.empty() && rates_.back().value <= rate) rates_.pop_back();

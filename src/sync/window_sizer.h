@@ -50,14 +50,13 @@ class WindowSizer {
   explicit WindowSizer(WindowSizerOptions options = {});
 
   Ticket OnTxnStarted(TimePoint now) const;
-  // Records a completed transaction (`keys` writes; 0 is allowed) and returns the new window.
-  size_t OnTxnDone(const Ticket& ticket, TimePoint now, size_t keys);
+  // Records a completed transaction (successful or not) and returns the new window.
+  size_t OnTxnDone(const Ticket& ticket, TimePoint now);
   // Transactions to keep in flight at most.
   size_t window() const { return window_; }
   // The measurements behind it (0 until the first completion).
   std::chrono::steady_clock::duration min_latency() const;
   double txns_per_second() const;  // the highest delivery rate in the rate period
-  double keys_per_txn() const { return keys_per_txn_; }
 
  private:
   struct Sample {
@@ -68,7 +67,6 @@ class WindowSizer {
   uint64_t completed_ = 0;
   double min_latency_s_ = 0;  // 0 until the first completion
   std::deque<Sample> rates_;  // txns/s; decreasing in value from front to back
-  double keys_per_txn_ = 0;   // moving average, for reports
   size_t window_;
 };
 

@@ -34,7 +34,7 @@ size_t Simulate(WindowSizer& sizer, TimePoint& now, std::chrono::nanoseconds rou
       ++sent;
     }
     now = in_flight.front().done;  // completions are in order: one queue
-    sizer.OnTxnDone(in_flight.front().ticket, now, 64);
+    sizer.OnTxnDone(in_flight.front().ticket, now);
     in_flight.pop_front();
   }
   return sizer.window();
