@@ -7,7 +7,7 @@
 #include "sync/differ.h"
 #include "sync/fenced_txn.h"
 #include "sync/key_layout.h"
-#include "sync/scope.h"
+#include "core/scope.h"
 #include "zk/jute.h"
 #include "zk/protocol.h"
 
@@ -93,8 +93,8 @@ void BM_JuteEncodeGetDataRequest(benchmark::State& state) {
 BENCHMARK(BM_JuteEncodeGetDataRequest);
 
 void BM_ScopeContains(benchmark::State& state) {
-  const sync::Scope scope =
-      sync::Scope::Create({"/dubbo", "/roc", "/app/registry"}, {"/dubbo/config", "/roc/test"})
+  const core::Scope scope =
+      core::Scope::Create({"/dubbo", "/roc", "/app/registry"}, {"/dubbo/config", "/roc/test"})
           .value();
   for (auto _ : state) benchmark::DoNotOptimize(scope.Contains(kLeaf));
   state.SetItemsProcessed(state.iterations());
@@ -102,7 +102,7 @@ void BM_ScopeContains(benchmark::State& state) {
 BENCHMARK(BM_ScopeContains);
 
 void BM_KeyMapping(benchmark::State& state) {
-  const sync::Scope scope = sync::Scope::Create({"/dubbo"}, {"/dubbo/config"}).value();
+  const core::Scope scope = core::Scope::Create({"/dubbo"}, {"/dubbo/config"}).value();
   const sync::KeyLayout layout = sync::KeyLayout::Create("/registry", "/zk2etcd/meta", scope).value();
   for (auto _ : state) {
     std::string key = layout.KeyFor(kLeaf);
@@ -133,7 +133,7 @@ void BM_DiffInSyncTree(benchmark::State& state) {
   SystemClock clock;
   etcd::FakeEtcdClient etcd(clock);
   sync::ZkTree tree;
-  const sync::Scope scope = sync::Scope::Create({"/dubbo"}, {}).value();
+  const core::Scope scope = core::Scope::Create({"/dubbo"}, {}).value();
   const sync::KeyLayout layout = sync::KeyLayout::Create("", "/zk2etcd/meta", scope).value();
   for (size_t i = 0; i < nodes; ++i) {
     const std::string path = "/dubbo/svc" + std::to_string(i / 100) + "/providers/p" +

@@ -50,7 +50,7 @@
 #include "common/clock.h"
 #include "common/strings.h"
 #include "etcd/grpc_etcd_client.h"
-#include "sync/scope.h"
+#include "core/scope.h"
 #include "sync/zk_walker.h"
 #include "testing/delaying_proxy.h"
 #include "testing/etcd_server.h"
@@ -180,7 +180,7 @@ TreeRead ReadWithOurClient(const std::string& address, const std::string& root) 
   options.connect_string = address;
   auto client = zk::NewAsioZkClient(options, {});
   if (!client.ok() || !zk::blocking::Exists(**client, "/").ok()) return {};
-  const sync::Scope scope = sync::Scope::Create({root}, {}).value();
+  const core::Scope scope = core::Scope::Create({root}, {}).value();
   sync::WalkOptions walk;
   walk.window = 200;
   const auto start = Clock::now();

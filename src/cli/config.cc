@@ -138,7 +138,7 @@ Result<Config, std::string> ValidateCommonFlags(const CommonFlags& f) {
     return Unexpected{ok.error()};
   }
   if (!chroot.empty()) {
-    if (auto ok = sync::ValidateZkPath(chroot, "--zookeeper-servers chroot"); !ok.ok()) {
+    if (auto ok = core::ValidateZkPath(chroot, "--zookeeper-servers chroot"); !ok.ok()) {
       return Unexpected{ok.error()};
     }
   }
@@ -150,7 +150,7 @@ Result<Config, std::string> ValidateCommonFlags(const CommonFlags& f) {
   if (auto ok = CheckHostPorts("--etcd-servers", etcd_list, true); !ok.ok()) {
     return Unexpected{ok.error()};
   }
-  auto scope = sync::Scope::Create(SplitCommaList(f.zookeeper_prefix),
+  auto scope = core::Scope::Create(SplitCommaList(f.zookeeper_prefix),
                                    SplitCommaList(f.zookeeper_exclude_prefix));
   if (!scope.ok()) return Unexpected{scope.error()};
   auto layout = sync::KeyLayout::Create(f.etcd_key_prefix, f.etcd_meta_prefix, *scope);

@@ -18,7 +18,7 @@
 #include "ownership/redis_ownership_store.h"
 #include "sync/key_layout.h"
 #include "sync/reconciler.h"
-#include "sync/scope.h"
+#include "core/scope.h"
 #include "zk/asio_zk_client.h"
 
 namespace zk2etcd::cli {
@@ -58,7 +58,7 @@ struct CommonFlags {
 void AddCommonFlags(FlagSet& flags, CommonFlags* values);
 
 struct Config {
-  sync::Scope scope;
+  core::Scope scope;
   sync::KeyLayout layout;
   zk::ZkClientOptions zookeeper;
   etcd::GrpcEtcdClientOptions etcd;

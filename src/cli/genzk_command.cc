@@ -14,7 +14,7 @@
 #include "cli/cli.h"
 #include "cli/subcommand.h"
 #include "common/strings.h"
-#include "sync/scope.h"
+#include "core/scope.h"
 #include "zk/asio_zk_client.h"
 
 namespace zk2etcd::cli {
@@ -94,7 +94,7 @@ int RunGenzk(const GenzkFlags& flags, std::ostream& out, std::ostream& err) {
     err << "zk2etcd genzk: --zookeeper-servers is empty\n";
     return kExitUsage;
   }
-  if (auto valid = sync::ValidateZkPath(flags.path, "--path"); !valid.ok()) {
+  if (auto valid = core::ValidateZkPath(flags.path, "--path"); !valid.ok()) {
     err << "zk2etcd genzk: " << valid.error() << "\n";
     return kExitUsage;
   }

@@ -103,7 +103,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
         << FormatGoDuration(flags.lease_duration) << "\n";
     return kExitUsage;
   }
-  if (auto name = sync::ValidateZkPath(flags.election_name, "--leader-elect-name"); !name.ok()) {
+  if (auto name = core::ValidateZkPath(flags.election_name, "--leader-elect-name"); !name.ok()) {
     err << "zk2etcd sync: " << name.error() << "\n";
     return kExitUsage;
   }
@@ -120,8 +120,8 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   Config config = std::move(validated).value();
   for (const std::string& prefix : config.scope.prefixes()) {
     const std::string synced = config.layout.KeyFor(prefix);
-    if (flags.leader_elect && (sync::IsSameOrBelow(flags.election_name, synced) ||
-                               sync::IsSameOrBelow(synced, flags.election_name))) {
+    if (flags.leader_elect && (core::IsSameOrBelow(flags.election_name, synced) ||
+                               core::IsSameOrBelow(synced, flags.election_name))) {
       err << "zk2etcd sync: --leader-elect-name \"" << flags.election_name
           << "\" overlaps the synced etcd keys under \"" << synced << "\"\n";
       return kExitUsage;

@@ -10,7 +10,7 @@ std::string ChildPath(const std::string& parent, const std::string& name) {
 
 }  // namespace
 
-ClassicWatcher::ClassicWatcher(const Scope& scope, IncrementalSync& incremental,
+ClassicWatcher::ClassicWatcher(const core::Scope& scope, IncrementalSync& incremental,
                                ops::Logger& logger)
     : scope_(scope), incremental_(incremental), logger_(logger) {}
 

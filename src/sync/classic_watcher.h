@@ -19,14 +19,14 @@
 
 #include "ops/log.h"
 #include "sync/incremental_sync.h"
-#include "sync/scope.h"
+#include "core/scope.h"
 #include "zk/zk_client.h"
 
 namespace zk2etcd::sync {
 
 class ClassicWatcher {
  public:
-  ClassicWatcher(const Scope& scope, IncrementalSync& incremental, ops::Logger& logger);
+  ClassicWatcher(const core::Scope& scope, IncrementalSync& incremental, ops::Logger& logger);
 
   // Same discipline as IncrementalSync::SetClient.
   void SetClient(zk::ZkClient* client);
@@ -40,7 +40,7 @@ class ClassicWatcher {
   void Relist(const std::string& path);
   void OnChildren(const std::string& path, zk::ZkResult<zk::ChildrenReply> reply);
 
-  const Scope& scope_;
+  const core::Scope& scope_;
   IncrementalSync& incremental_;
   ops::Logger& logger_;
   std::mutex client_mutex_;

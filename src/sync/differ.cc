@@ -157,7 +157,7 @@ class Head {
 
 }  // namespace
 
-etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const Scope& scope,
+etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const core::Scope& scope,
                                          const KeyLayout& layout, etcd::EtcdClient& etcd,
                                          const DiffOptions& options) {
   const int64_t page_size = options.page_size;
@@ -178,7 +178,7 @@ etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const Scope& scope,
     // ZooKeeper side: the sorted nodes at or below this prefix.
     std::vector<size_t> nodes;
     for (size_t i = 0; i < tree.nodes.size(); ++i) {
-      if (IsSameOrBelow(tree.nodes[i].path, prefix)) nodes.push_back(i);
+      if (core::IsSameOrBelow(tree.nodes[i].path, prefix)) nodes.push_back(i);
     }
     // Requests end at every page_size-th ZooKeeper key: about a page each when etcd holds
     // what ZooKeeper does (see RangeCursor).

@@ -106,7 +106,7 @@ TEST_F(DifferTest, TheListingIsOneRevisionEvenWhenKeysChangeBetweenPages) {
 }
 
 TEST_F(DifferTest, ADiffOfALargePrefixInSyncWalksEachKeyAboutOnce) {
-  const Scope scope = Scope::Create({"/dubbo"}, {}).value();
+  const core::Scope scope = core::Scope::Create({"/dubbo"}, {}).value();
   const KeyLayout layout = KeyLayout::Create("", "/zk2etcd/meta", scope).value();
   ZkTree tree;
   tree.nodes.push_back({"/dubbo", "", 1});
@@ -196,7 +196,7 @@ TEST(RangeCursorPrefetchTest, AGivenRevisionListsDataAndMetaRecordsAtOnceAtThatR
   SystemClock clock;
   ConcurrencyGate gate(2);
   etcd::FakeEtcdClient etcd(clock, {.observer = &gate});
-  const Scope scope = Scope::Create({"/dubbo"}, {}).value();
+  const core::Scope scope = core::Scope::Create({"/dubbo"}, {}).value();
   const KeyLayout layout = KeyLayout::Create("", "/zk2etcd/meta", scope).value();
   ZkTree tree;
   tree.nodes.push_back({"/dubbo", "", 1});

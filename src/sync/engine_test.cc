@@ -57,7 +57,7 @@ class EngineTest : public ::testing::Test {
   etcd::FakeEtcdClient etcd_{clock_};
   std::shared_ptr<ops::MemoryLogSink> log_sink_ = std::make_shared<ops::MemoryLogSink>();
   ops::Logger logger_{log_sink_, ops::LogFormat::kJson, ops::LogLevel::kDebug, clock_};
-  Scope scope_ = Scope::Create({"/dubbo"}, {"/dubbo/config"}).value();
+  core::Scope scope_ = core::Scope::Create({"/dubbo"}, {"/dubbo/config"}).value();
   KeyLayout layout_ = KeyLayout::Create("", "/zk2etcd/meta", scope_).value();
   FencedWriterOptions writer_options_;
   std::unique_ptr<FencedWriter> writer_;

@@ -4,7 +4,7 @@
 
 namespace zk2etcd::sync {
 
-IncrementalSync::IncrementalSync(const Scope& scope, const KeyLayout& layout,
+IncrementalSync::IncrementalSync(const core::Scope& scope, const KeyLayout& layout,
                                  FencedWriter& writer, ownership::OwnershipStore* ownership,
                                  ops::Logger& logger, const Clock& clock,
                                  IncrementalSyncOptions options)

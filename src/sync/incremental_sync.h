@@ -44,7 +44,7 @@
 #include "ownership/ownership_store.h"
 #include "sync/fenced_writer.h"
 #include "sync/key_layout.h"
-#include "sync/scope.h"
+#include "core/scope.h"
 #include "zk/zk_client.h"
 
 namespace zk2etcd::sync {
@@ -78,7 +78,7 @@ struct IncrementalSyncOptions {
 
 class IncrementalSync {
  public:
-  IncrementalSync(const Scope& scope, const KeyLayout& layout, FencedWriter& writer,
+  IncrementalSync(const core::Scope& scope, const KeyLayout& layout, FencedWriter& writer,
                   ownership::OwnershipStore* ownership, ops::Logger& logger, const Clock& clock,
                   IncrementalSyncOptions options);
   ~IncrementalSync();
@@ -141,7 +141,7 @@ class IncrementalSync {
   void Retire(const std::string& path);
   std::string NewTraceId();  // REQUIRES: mutex_ held
 
-  const Scope& scope_;
+  const core::Scope& scope_;
   const KeyLayout& layout_;
   FencedWriter& writer_;
   ops::Logger& logger_;

@@ -77,7 +77,7 @@ class IncrementalOwnershipTest : public ::testing::Test {
   ownership::FakeOwnershipStore store_;
   std::shared_ptr<ops::MemoryLogSink> log_sink_ = std::make_shared<ops::MemoryLogSink>();
   ops::Logger logger_{log_sink_, ops::LogFormat::kJson, ops::LogLevel::kDebug, clock_};
-  Scope scope_ = Scope::Create({"/dubbo"}, {}).value();
+  core::Scope scope_ = core::Scope::Create({"/dubbo"}, {}).value();
   KeyLayout layout_ = KeyLayout::Create("", "/zk2etcd/meta", scope_).value();
   std::unique_ptr<FencedWriter> writer_;
   std::unique_ptr<zk::FakeZkClient> watcher_;

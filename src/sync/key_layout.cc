@@ -5,7 +5,7 @@
 namespace zk2etcd::sync {
 
 Result<KeyLayout, std::string> KeyLayout::Create(std::string destination_prefix,
-                                                 std::string meta_prefix, const Scope& scope) {
+                                                 std::string meta_prefix, const core::Scope& scope) {
   if (!destination_prefix.empty() && destination_prefix.back() == '/') {
     return Unexpected{"--etcd-key-prefix \"" + destination_prefix +
                       "\" must not end with '/' (ZooKeeper paths start with one)"};
@@ -19,8 +19,8 @@ Result<KeyLayout, std::string> KeyLayout::Create(std::string destination_prefix,
     const std::string meta_root = layout.MetaKeyFor(layout.KeyFor(prefix));
     for (const std::string& other : scope.prefixes()) {
       const std::string synced = layout.KeyFor(other);
-      if (IsSameOrBelow(meta_root, synced) || IsSameOrBelow(synced, meta_root) ||
-          IsSameOrBelow(synced, layout.meta_prefix_)) {
+      if (core::IsSameOrBelow(meta_root, synced) || core::IsSameOrBelow(synced, meta_root) ||
+          core::IsSameOrBelow(synced, layout.meta_prefix_)) {
         return Unexpected{"--etcd-meta-prefix \"" + layout.meta_prefix_ +
                           "\" overlaps the synced etcd keys under \"" + synced +
                           "\"; choose a meta prefix outside them, or set --etcd-key-prefix"};

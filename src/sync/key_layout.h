@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "sync/scope.h"
+#include "core/scope.h"
 
 namespace zk2etcd::sync {
 
@@ -28,7 +28,7 @@ struct KeyRange {
 class KeyLayout {
  public:
   static Result<KeyLayout, std::string> Create(std::string destination_prefix,
-                                               std::string meta_prefix, const Scope& scope);
+                                               std::string meta_prefix, const core::Scope& scope);
 
   std::string KeyFor(std::string_view path) const;
   // The ZooKeeper path of a data key, or nullopt if the key is not under the destination prefix.

@@ -5,8 +5,8 @@
 namespace zk2etcd::sync {
 namespace {
 
-Scope MakeScope(std::vector<std::string> prefixes) {
-  return Scope::Create(prefixes, {}).value();
+core::Scope MakeScope(std::vector<std::string> prefixes) {
+  return core::Scope::Create(prefixes, {}).value();
 }
 
 TEST(KeyLayoutTest, MapsPathsToKeysAndBack) {

@@ -151,7 +151,7 @@ void ReconcileReport::RecountFromList() {
   }
 }
 
-Reconciler::Reconciler(const Scope& scope, const KeyLayout& layout, etcd::EtcdClient& etcd,
+Reconciler::Reconciler(const core::Scope& scope, const KeyLayout& layout, etcd::EtcdClient& etcd,
                        FencedWriter* writer, ownership::OwnershipStore* ownership,
                        ops::Logger& logger, const Clock& clock)
     : scope_(scope),

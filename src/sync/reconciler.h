@@ -37,7 +37,7 @@
 #include "sync/differ.h"
 #include "sync/fenced_writer.h"
 #include "sync/key_layout.h"
-#include "sync/scope.h"
+#include "core/scope.h"
 #include "zk/zk_client.h"
 
 namespace zk2etcd::sync {
@@ -140,7 +140,7 @@ struct ReconcileError {
 class Reconciler {
  public:
   // `writer` may be null when only reporting; `ownership` is null without --redis-server.
-  Reconciler(const Scope& scope, const KeyLayout& layout, etcd::EtcdClient& etcd,
+  Reconciler(const core::Scope& scope, const KeyLayout& layout, etcd::EtcdClient& etcd,
              FencedWriter* writer, ownership::OwnershipStore* ownership, ops::Logger& logger,
              const Clock& clock);
 
@@ -166,7 +166,7 @@ class Reconciler {
   // Waits for every submitted repair, then updates the ownership store.
   void FinishRepair(RepairState& state, ReconcileReport& report);
 
-  const Scope& scope_;
+  const core::Scope& scope_;
   const KeyLayout& layout_;
   etcd::EtcdClient& etcd_;
   FencedWriter* writer_;

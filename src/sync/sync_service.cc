@@ -44,7 +44,7 @@ TakeoverAction DecideTakeover(const std::optional<etcd::KeyValue>& leader,
   return first_campaign ? TakeoverAction::kTakeOver : TakeoverAction::kWarnDuplicate;
 }
 
-SyncService::SyncService(const Scope& scope, const KeyLayout& layout,
+SyncService::SyncService(const core::Scope& scope, const KeyLayout& layout,
                          zk::ZkClientFactory& zk_factory, etcd::EtcdClient& etcd,
                          FencedWriter& writer, ownership::OwnershipStore* ownership,
                          ops::Logger& logger, const Clock& clock, SyncServiceOptions options)

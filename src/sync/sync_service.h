@@ -33,7 +33,7 @@
 #include "sync/incremental_sync.h"
 #include "sync/key_layout.h"
 #include "sync/reconciler.h"
-#include "sync/scope.h"
+#include "core/scope.h"
 #include "zk/zk_client.h"
 
 namespace zk2etcd::sync {
@@ -116,7 +116,7 @@ struct SyncStatus {
 
 class SyncService {
  public:
-  SyncService(const Scope& scope, const KeyLayout& layout, zk::ZkClientFactory& zk_factory,
+  SyncService(const core::Scope& scope, const KeyLayout& layout, zk::ZkClientFactory& zk_factory,
               etcd::EtcdClient& etcd, FencedWriter& writer, ownership::OwnershipStore* ownership,
               ops::Logger& logger, const Clock& clock, SyncServiceOptions options);
   ~SyncService();
@@ -154,7 +154,7 @@ class SyncService {
   std::chrono::milliseconds NextBackoff(std::chrono::milliseconds& backoff,
                                         std::chrono::milliseconds cap) const;
 
-  const Scope& scope_;
+  const core::Scope& scope_;
   const KeyLayout& layout_;
   zk::ZkClientFactory& zk_factory_;
   etcd::EtcdClient& etcd_;

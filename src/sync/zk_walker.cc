@@ -13,7 +13,7 @@ namespace {
 // The walk's shared state. Callbacks arrive on the client's delivery thread; the caller waits.
 class Walk {
  public:
-  Walk(zk::ZkClient& client, const Scope& scope, const WalkOptions& options)
+  Walk(zk::ZkClient& client, const core::Scope& scope, const WalkOptions& options)
       : client_(client), scope_(scope), options_(options) {}
 
   Result<ZkTree, zk::ZkError> Run() {
@@ -198,7 +198,7 @@ class Walk {
   }
 
   zk::ZkClient& client_;
-  const Scope& scope_;
+  const core::Scope& scope_;
   const WalkOptions& options_;
   std::mutex mutex_;
   std::condition_variable done_;
@@ -343,7 +343,7 @@ Result<std::vector<NodeState>, zk::ZkError> ReadNodes(zk::ZkClient& client,
   return reads.Run();
 }
 
-Result<ZkTree, zk::ZkError> WalkZkTree(zk::ZkClient& client, const Scope& scope,
+Result<ZkTree, zk::ZkError> WalkZkTree(zk::ZkClient& client, const core::Scope& scope,
                                        const WalkOptions& options) {
   Walk walk(client, scope, options);
   return walk.Run();

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "sync/scope.h"
+#include "core/scope.h"
 #include "zk/zk_client.h"
 
 namespace zk2etcd::sync {
@@ -62,7 +62,7 @@ struct WalkOptions {
       on_children;
 };
 
-Result<ZkTree, zk::ZkError> WalkZkTree(zk::ZkClient& client, const Scope& scope,
+Result<ZkTree, zk::ZkError> WalkZkTree(zk::ZkClient& client, const core::Scope& scope,
                                        const WalkOptions& options);
 
 // A znode as one read saw it.

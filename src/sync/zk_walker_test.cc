@@ -103,7 +103,7 @@ void Answer(HoldingZkClient::Held& held, int leaves) {
 TEST(ZkWalkerTest, AWideLevelIsRequestedInOneGoWithMultiRead) {
   constexpr int kLeaves = 3000;
   HoldingZkClient client;
-  const Scope scope = Scope::Create({"/dubbo"}, {}).value();
+  const core::Scope scope = core::Scope::Create({"/dubbo"}, {}).value();
   WalkOptions options;
   options.window = 50;
   auto walk = std::async(std::launch::async, [&] { return WalkZkTree(client, scope, options); });

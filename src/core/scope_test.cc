@@ -1,8 +1,8 @@
-#include "sync/scope.h"
+#include "core/scope.h"
 
 #include <gtest/gtest.h>
 
-namespace zk2etcd::sync {
+namespace zk2etcd::core {
 namespace {
 
 Scope MakeScope(std::vector<std::string> prefixes, std::vector<std::string> excludes) {
@@ -94,4 +94,4 @@ TEST(ScopeTest, RejectsBadInputWithOneClearLine) {
 }
 
 }  // namespace
-}  // namespace zk2etcd::sync
+}  // namespace zk2etcd::core

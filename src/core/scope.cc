@@ -1,8 +1,8 @@
-#include "sync/scope.h"
+#include "core/scope.h"
 
 #include <algorithm>
 
-namespace zk2etcd::sync {
+namespace zk2etcd::core {
 
 namespace {
 
@@ -108,4 +108,4 @@ bool Scope::ShouldDescend(std::string_view path) const {
   });
 }
 
-}  // namespace zk2etcd::sync
+}  // namespace zk2etcd::core

@@ -14,7 +14,7 @@
 
 #include "common/result.h"
 
-namespace zk2etcd::sync {
+namespace zk2etcd::core {
 
 // True when `path` equals `ancestor` or lies below it ("/" is the ancestor of every path).
 bool IsSameOrBelow(std::string_view path, std::string_view ancestor);
@@ -49,4 +49,4 @@ class Scope {
   std::vector<std::string> excludes_;
 };
 
-}  // namespace zk2etcd::sync
+}  // namespace zk2etcd::core

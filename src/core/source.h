@@ -1,0 +1,115 @@
+// Source: where a job reads from (ZooKeeper for zk2etcd and zk2zk, etcd for etcd2etcd).
+//
+// A source gives the engine three things over one scope (chosen when the source is built):
+//   - a change stream: after Open() returns, every change of an in-scope key is announced to the
+//     listener by key (no value: the engine reads the key afterwards, so it sees that change or a
+//     newer one). The stream starts before any snapshot is read, so that no change can fall
+//     between a snapshot and the stream (ZooKeeper: watches registered before the walk; etcd: a
+//     watch from the snapshot's revision + 1);
+//   - a snapshot: every in-scope entry, sorted, at one point;
+//   - reads: of given keys at once (Reread, for a reconciliation's second look) or of one key
+//     asynchronously (ReadAsync, for the change stream).
+// Connection state changes come to the listener as SourceEvents; the engine decides what to do
+// (reconcile after kReconnected, Close and Open again after kLost).
+//
+// Thread-safety: every method is thread-safe. The listener is called on the source's own threads
+// and must only record or enqueue; ReadAsync's callback runs on the source's thread, never inline.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "core/entry.h"
+
+namespace zk2etcd::core {
+
+struct SourceError {
+  enum class Code {
+    kUnavailable,  // not connected, or the connection was lost: try again later
+    kClosed,       // Close() was called, or the operation was cancelled
+    kAuthFailed,   // credentials refused: retrying cannot help
+    kUnsupported,  // the server lacks something the source needs: retrying cannot help
+    kOther,        // any other failure of one operation
+  };
+  Code code = Code::kOther;
+  std::string message;  // names the source ("ZooKeeper", "etcd") and what failed
+  const std::string& ToString() const { return message; }
+  bool Fatal() const { return code == Code::kAuthFailed || code == Code::kUnsupported; }
+};
+template <typename T>
+using SourceResult = Result<T, SourceError>;
+
+struct SnapshotOptions {
+  size_t window = 50;  // requests in flight
+  // Called now and then with the number of entries read so far (from the source's threads).
+  std::function<void(size_t entries_read)> on_progress;
+  // When set and true, the read stops early with kClosed.
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+struct RereadOptions {
+  size_t window = 50;  // requests in flight
+  // One entry per key, when known: the value size a snapshot saw, so that reads can be batched
+  // by size.
+  const std::vector<size_t>* expected_bytes = nullptr;
+};
+
+enum class SourceEventType {
+  kConnected,     // Open() connected (informational)
+  kDisconnected,  // reads fail with kUnavailable until kReconnected or kLost
+  kReconnected,   // the stream is back, but changes made meanwhile may not have been announced
+  kLost,          // the stream ended for good (a ZooKeeper session expired): Close, Open again
+  kFatal,         // retrying cannot help (credentials refused)
+};
+struct SourceEvent {
+  SourceEventType type = SourceEventType::kConnected;
+  std::string reason;
+};
+
+class SourceListener {
+ public:
+  virtual ~SourceListener() = default;
+  // An in-scope key was created, changed or deleted.
+  virtual void OnChange(const std::string& key) = 0;
+  virtual void OnSourceEvent(const SourceEvent& event) = 0;
+};
+
+struct SourceStatus {
+  bool connected = false;
+  size_t watches = 0;      // watches registered (ZooKeeper: persistent, or classic child watches)
+  int64_t session_id = 0;  // the source's session, when it has one
+  // The change stream works from one-shot per-entry watches (a ZooKeeper 3.4/3.5 server).
+  bool classic_watches = false;
+};
+
+class Source {
+ public:
+  virtual ~Source() = default;
+
+  // Connects and starts the change stream: every change after Open() returns reaches
+  // `listener`, which must outlive the source or the next Close(). Blocking. Fails with
+  // kUnavailable (try again later) or a Fatal() error. REQUIRES: not open.
+  virtual SourceResult<void> Open(SourceListener& listener) = 0;
+  // Ends the change stream and the connection; blocking calls in progress fail at once with
+  // kClosed, and ReadAsync callbacks still owed come back with kUnavailable. Idempotent.
+  virtual void Close() = 0;
+
+  // Every in-scope entry, sorted by key, at one point. Blocking. REQUIRES: open.
+  virtual SourceResult<Snapshot> ReadSnapshot(const SnapshotOptions& options) = 0;
+  // The given keys as they are now, in the order given (absent keys with exists false).
+  // Blocking.
+  virtual SourceResult<std::vector<EntryState>> Reread(const std::vector<std::string>& keys,
+                                                       const RereadOptions& options) = 0;
+  // One key; `done` runs once, on the source's thread. kUnavailable when not connected.
+  virtual void ReadAsync(const std::string& key,
+                         std::function<void(SourceResult<EntryState>)> done) = 0;
+
+  virtual SourceStatus Status() const = 0;
+};
+
+}  // namespace zk2etcd::core
