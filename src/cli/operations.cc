@@ -1,6 +1,7 @@
 #include "cli/operations.h"
 
 #include "common/build_values.h"
+#include "etcd/etcd_client.h"
 #include "sync/differ.h"
 
 namespace zk2etcd::cli {
@@ -21,12 +22,12 @@ Result<std::unique_ptr<SyncOperations>, std::string> SyncOperations::Create(ops:
 SyncOperations::~SyncOperations() { Stop(); }
 
 void SyncOperations::OnChange(const sync::AppliedChange& change) {
-  const std::string_view op = change.type == sync::FencedWrite::Type::kPut ? "put" : "delete";
+  const std::string_view op = change.type == core::SinkWrite::Type::kPut ? "put" : "delete";
   std::string_view status = "failure";
   if (change.outcome) {
-    status = *change.outcome == sync::WriteOutcome::kApplied
+    status = *change.outcome == core::WriteOutcome::kApplied
                  ? std::string_view("success")
-                 : sync::WriteOutcomeName(*change.outcome);
+                 : core::WriteOutcomeName(*change.outcome);
   } else if (change.not_leader) {
     status = "not_leader";
   }
@@ -34,15 +35,15 @@ void SyncOperations::OnChange(const sync::AppliedChange& change) {
   if (change.outcome) metrics_.sync_delay_seconds->Get().ObserveDuration(change.delay);
 }
 
-void SyncOperations::OnTxn(size_t /*writes*/, const std::optional<etcd::Error>& error,
+void SyncOperations::OnTxn(size_t /*writes*/, const std::optional<core::SinkError>& error,
                            std::chrono::nanoseconds duration) {
-  const std::string_view status = error ? etcd::ErrorLabel(error->code) : etcd::kSuccessLabel;
+  const std::string_view status = error ? std::string_view(error->label) : etcd::kSuccessLabel;
   metrics_.etcd_op_duration_seconds->WithLabels({"txn", status}).ObserveDuration(duration);
   metrics_.etcd_op_total->WithLabels({"txn", status}).Inc();
 }
 
-void SyncOperations::OnRefusedWrite(const etcd::Error& error) {
-  metrics_.etcd_refused_writes_total->WithLabels({etcd::ErrorLabel(error.code)}).Inc();
+void SyncOperations::OnRefusedWrite(const core::SinkError& error) {
+  metrics_.etcd_refused_writes_total->WithLabels({error.label}).Inc();
 }
 
 void SyncOperations::OnReconcile(const Result<sync::ReconcileReport, sync::ReconcileError>& result,
@@ -73,7 +74,7 @@ void SyncOperations::Attach(const sync::SyncService* service, const sync::Fenced
   service_ = service;
   writer_ = writer;
   metrics_.zk_session_connected->SetCallback(
-      {}, [service] { return service->Status().zk_connected ? 1.0 : 0.0; });
+      {}, [service] { return service->Status().source_connected ? 1.0 : 0.0; });
   metrics_.leader->SetCallback({}, [service] { return service->Status().leader ? 1.0 : 0.0; });
   metrics_.watches->SetCallback({}, [service] {
     return static_cast<double>(service->Status().watches);
@@ -100,7 +101,7 @@ ops::HttpResponse SyncOperations::Ready() const {
   if (service_ == nullptr) return ops::HttpResponse::Text(503, "starting\n");
   const sync::SyncStatus status = service_->Status();
   std::vector<std::string> missing;
-  if (!status.zk_connected) missing.push_back("zookeeper not connected");
+  if (!status.source_connected) missing.push_back("zookeeper not connected");
   if (writer_ != nullptr && writer_->retrying()) missing.push_back("etcd not answering");
   if (status.leader && !status.first_sync_done) missing.push_back("first full sync not done");
   if (!status.leader && !status.campaigning) missing.push_back("neither leading nor campaigning");

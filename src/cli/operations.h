@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/op_observer.h"
+#include "core/sink.h"
 #include "ops/http_server.h"
 #include "ops/log.h"
 #include "ops/metrics.h"
@@ -44,10 +45,10 @@ class SyncOperations {
                    std::chrono::system_clock::time_point now);
   // Per transaction of the writer: etcd ops are counted per key put/delete by OnChange and
   // OnReconcile; this records the transaction itself.
-  void OnTxn(size_t writes, const std::optional<etcd::Error>& error,
+  void OnTxn(size_t writes, const std::optional<core::SinkError>& error,
              std::chrono::nanoseconds duration);
   // Per write that etcd refused on its own: zk2etcd_etcd_refused_writes_total{status}.
-  void OnRefusedWrite(const etcd::Error& error);
+  void OnRefusedWrite(const core::SinkError& error);
 
   // Lets the endpoints and gauges read the engine. REQUIRES: outlives Stop().
   void Attach(const sync::SyncService* service, const sync::FencedWriter* writer);

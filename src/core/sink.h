@@ -169,6 +169,8 @@ class Sink {
   virtual SinkResult<std::vector<SinkEntry>> Read(const std::vector<std::string>& keys) = 0;
   // The sink's name for a source key.
   virtual std::string SinkKeyFor(std::string_view key) const = 0;
+  // What the sink is, for messages: "etcd", "ZooKeeper".
+  virtual std::string_view Name() const = 0;
 
   virtual int DefaultVariant(const SinkWrite& write) const = 0;
   // Writes of different batch classes never share a batch.

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -110,6 +111,8 @@ class Source {
                          std::function<void(SourceResult<EntryState>)> done) = 0;
 
   virtual SourceStatus Status() const = 0;
+  // What the source is, for messages: "ZooKeeper", "etcd".
+  virtual std::string_view Name() const = 0;
 };
 
 }  // namespace zk2etcd::core

@@ -5,16 +5,9 @@
 
 namespace zk2etcd::sync {
 
-namespace {
-
-// The bytes of a transaction besides its writes: the leadership compare and the envelope.
-constexpr size_t kTxnOverheadBytes = 1024;
-
-}  // namespace
-
-FencedWriter::FencedWriter(etcd::EtcdClient& etcd, FencedWriterOptions options, const Clock& clock,
+FencedWriter::FencedWriter(core::Sink& sink, FencedWriterOptions options, const Clock& clock,
                            TxnObserver observer, RefusalObserver on_refused)
-    : etcd_(etcd),
+    : sink_(sink),
       options_(options),
       clock_(clock),
       observer_(std::move(observer)),
@@ -27,12 +20,12 @@ FencedWriter::FencedWriter(etcd::EtcdClient& etcd, FencedWriterOptions options, 
 
 FencedWriter::~FencedWriter() { Stop(); }
 
-void FencedWriter::Submit(FencedWrite write, Done done) {
+void FencedWriter::Submit(core::SinkWrite write, Done done) {
   {
     std::lock_guard lock(mutex_);
     if (!stopping_) {
-      const PutForm form = DefaultPutForm(write);
-      queue_.push_back({std::move(write), std::move(done), form, SIZE_MAX});
+      const int variant = sink_.DefaultVariant(write);
+      queue_.push_back({std::move(write), std::move(done), variant, SIZE_MAX});
       ++submitted_;
       wake_.notify_all();
       return;
@@ -41,7 +34,7 @@ void FencedWriter::Submit(FencedWrite write, Done done) {
   done(Unexpected{WriteError{WriteError::Code::kStopped, std::nullopt, "writer stopped"}});
 }
 
-void FencedWriter::SetLeader(std::optional<etcd::LeaderKey> leader) {
+void FencedWriter::SetLeader(std::optional<core::Fence> leader) {
   std::lock_guard lock(mutex_);
   leader_ = std::move(leader);
 }
@@ -56,19 +49,14 @@ bool FencedWriter::retrying() const {
   return backoff_.count() > 0;
 }
 
-uint64_t FencedWriter::flat_fallbacks() const {
-  std::lock_guard lock(mutex_);
-  return flat_fallbacks_;
-}
-
 uint64_t FencedWriter::refused_writes() const {
   std::lock_guard lock(mutex_);
   return refused_writes_;
 }
 
-uint64_t FencedWriter::form_resends() const {
+uint64_t FencedWriter::resends() const {
   std::lock_guard lock(mutex_);
-  return form_resends_;
+  return resends_;
 }
 
 bool FencedWriter::Drain(std::chrono::milliseconds timeout) {
@@ -93,38 +81,40 @@ void FencedWriter::Stop() {
   if (sender_.joinable()) sender_.join();
 }
 
-std::vector<FencedWriter::Entry> FencedWriter::TakeBatchLocked(bool& flat) {
+std::vector<FencedWriter::Entry> FencedWriter::TakeBatchLocked() {
   std::vector<Entry> batch;
   std::unordered_set<std::string_view> keys;  // views into `batch`, which never reallocates
-  std::unordered_set<std::string> passed;     // keys of writes left for a later transaction
-  size_t bytes = kTxnOverheadBytes;
-  flat = !queue_.empty() && FlatEligible(queue_.front().write);
-  // Each write puts or deletes two records; a flat transaction also spends one or two compares
-  // per write, and one on the leadership.
-  constexpr int kMaxOps = etcd::kDefaultMaxTxnOps;
-  size_t max_keys = static_cast<size_t>(std::max(1, options_.max_keys_per_txn));
-  if (flat) max_keys = std::min<size_t>(max_keys, kMaxOps / 2);
-  int compares = leader_ ? 1 : 0;
-  batch.reserve(max_keys);
+  std::unordered_set<std::string> passed;     // keys of writes left for a later batch
+  if (queue_.empty()) return batch;
+  const int batch_class = sink_.BatchClass(queue_.front().variant);
+  const core::BatchLimits limits = sink_.Limits(batch_class);
+  size_t max_writes = std::max<size_t>(1, limits.max_writes);
+  if (options_.max_writes_per_batch > 0) {
+    max_writes = std::min(max_writes, options_.max_writes_per_batch);
+  }
+  const size_t max_bytes = options_.max_batch_bytes > 0
+                               ? std::min(limits.max_bytes, options_.max_batch_bytes)
+                               : limits.max_bytes;
+  size_t bytes = limits.overhead_bytes;
+  int ops = leader_ ? limits.fence_ops : 0;
+  batch.reserve(max_writes);
   auto it = queue_.begin();
-  while (it != queue_.end() && batch.size() < max_keys) {
-    const size_t size = flat ? FlatBytes(it->write) : FencedBytes(it->write, it->form);
-    if (!batch.empty() && bytes + size > options_.max_txn_bytes) break;
-    // A write of the other form, one that may not go in a transaction this large (split after
-    // a refusal), and any later write of its key, wait for a later transaction, so that writes
-    // of one key keep their order.
+  while (it != queue_.end() && batch.size() < max_writes) {
+    // A write of another batch class, one that may not go in a batch this large (split after
+    // a refusal), and any later write of its key, wait for a later batch, so that writes of
+    // one key keep their order.
     if (keys.count(it->write.key) > 0 || passed.count(it->write.key) > 0 ||
-        FlatEligible(it->write) != flat || it->max_batch < batch.size() + 1) {
+        sink_.BatchClass(it->variant) != batch_class || it->max_batch < batch.size() + 1) {
       passed.insert(it->write.key);
       ++it;
       continue;
     }
-    if (flat) {
-      compares += FlatCompareCount(it->write);
-      if (compares > kMaxOps) break;
-    }
-    bytes += size;
-    max_keys = std::min(max_keys, it->max_batch);
+    const core::WriteCost cost = sink_.Cost(it->write, it->variant);
+    if (!batch.empty() && bytes + cost.bytes > max_bytes) break;
+    if (limits.max_ops > 0 && ops + cost.ops > limits.max_ops) break;
+    bytes += cost.bytes;
+    ops += cost.ops;
+    max_writes = std::min(max_writes, it->max_batch);
     batch.push_back(std::move(*it));
     keys.insert(batch.back().write.key);
     it = queue_.erase(it);
@@ -141,7 +131,7 @@ void FencedWriter::SenderLoop() {
       lock.unlock();
       for (Completion& completion : ready) {
         if (completion.refused && on_refused_) {
-          on_refused_(*completion.refused, *completion.result.error().etcd_error);
+          on_refused_(*completion.refused, *completion.result.error().sink_error);
         }
         completion.done(completion.result);
       }
@@ -154,30 +144,26 @@ void FencedWriter::SenderLoop() {
     const auto now = std::chrono::steady_clock::now();
     const bool window_open = in_flight_txns_ < window_.window();
     if (!stopping_ && !queue_.empty() && window_open && now >= retry_at_) {
-      bool flat = false;
-      std::vector<Entry> batch = TakeBatchLocked(flat);
+      std::vector<Entry> batch = TakeBatchLocked();
       ++in_flight_txns_;
       in_flight_writes_ += batch.size();
-      std::vector<FencedWrite> writes;
-      std::vector<PutForm> forms;
+      std::vector<core::SinkWrite> writes;
+      std::vector<int> variants;
       writes.reserve(batch.size());
-      forms.reserve(batch.size());
+      variants.reserve(batch.size());
       for (const Entry& entry : batch) {
         writes.push_back(entry.write);
-        forms.push_back(entry.form);
+        variants.push_back(entry.variant);
       }
-      const std::optional<etcd::LeaderKey> leader = leader_;
+      const std::optional<core::Fence> leader = leader_;
       const auto started = clock_.Now();
       const WindowSizer::Ticket ticket = window_.OnTxnStarted(started);
       lock.unlock();
-      etcd::CallOptions call;
-      call.safe_to_retry = true;
-      etcd_.TxnAsync(flat ? BuildFlatTxn(writes, leader) : BuildFencedTxn(writes, forms, leader),
-                     call,
-                     [this, batch = std::move(batch), flat, ticket,
-                      started](etcd::EtcdResult<etcd::TxnResponse> result) mutable {
-                       OnTxnDone(std::move(batch), flat, ticket, std::move(result), started);
-                     });
+      sink_.ApplyAsync(std::move(writes), std::move(variants), leader,
+                       [this, batch = std::move(batch), ticket,
+                        started](core::BatchResult result) mutable {
+                         OnBatchDone(std::move(batch), ticket, std::move(result), started);
+                       });
       lock.lock();
       continue;
     }
@@ -189,41 +175,31 @@ void FencedWriter::SenderLoop() {
   }
 }
 
-bool FencedWriter::Retryable(const etcd::Error& error) {
-  switch (error.code) {
-    case etcd::ErrorCode::kUnavailable:
-    case etcd::ErrorCode::kDeadlineExceeded:
-    case etcd::ErrorCode::kResourceExhausted:
-    case etcd::ErrorCode::kAuthFailed:  // a token refresh may fix it; the client re-authenticates
-    case etcd::ErrorCode::kTlsFailed:
-    case etcd::ErrorCode::kInternal:
-      return true;
-    default:
-      return false;
-  }
-}
-
-void FencedWriter::OnTxnDone(std::vector<Entry> batch, bool flat, WindowSizer::Ticket ticket,
-                             etcd::EtcdResult<etcd::TxnResponse> result,
-                             std::chrono::steady_clock::time_point started) {
+void FencedWriter::OnBatchDone(std::vector<Entry> batch, WindowSizer::Ticket ticket,
+                               core::BatchResult result,
+                               std::chrono::steady_clock::time_point started) {
   const auto now = clock_.Now();
   if (observer_) {
-    observer_(batch.size(), result.ok() ? std::nullopt : std::optional<etcd::Error>(result.error()),
+    observer_(batch.size(),
+              result.ok() ? std::nullopt : std::optional<core::SinkError>(result.error()),
               now - started);
   }
   std::lock_guard lock(mutex_);
   window_.OnTxnDone(ticket, now);
-  HandleTxnDoneLocked(batch, flat, result);
+  HandleBatchDoneLocked(batch, result);
 }
 
-void FencedWriter::HandleTxnDoneLocked(std::vector<Entry>& batch, bool flat,
-                                       const etcd::EtcdResult<etcd::TxnResponse>& result) {
+void FencedWriter::HandleBatchDoneLocked(std::vector<Entry>& batch,
+                                         const core::BatchResult& result) {
   --in_flight_txns_;
   in_flight_writes_ -= batch.size();
   wake_.notify_all();
+  const auto stopped = [] {
+    return Unexpected{WriteError{WriteError::Code::kStopped, std::nullopt, "writer stopped"}};
+  };
   if (!result.ok()) {
-    const etcd::Error& error = result.error();
-    if (Retryable(error) && !stopping_) {
+    const core::SinkError& error = result.error();
+    if (error.Retryable() && !stopping_) {
       // Back to the front, in order, to be sent again after a backoff with jitter.
       for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
       backoff_ = std::min(options_.max_backoff, std::max(options_.initial_backoff, backoff_ * 2));
@@ -232,10 +208,18 @@ void FencedWriter::HandleTxnDoneLocked(std::vector<Entry>& batch, bool flat,
           std::chrono::steady_clock::now() + backoff_ + std::chrono::milliseconds(jitter(jitter_));
       return;
     }
-    if (!stopping_ && batch.size() > 1 && error.code != etcd::ErrorCode::kCancelled) {
+    if (error.code == core::SinkError::Code::kNotLeader) {
+      for (Entry& entry : batch) {
+        completions_.push_back({std::move(entry.done),
+                                Unexpected{WriteError{WriteError::Code::kNotLeader, error,
+                                                      error.message}}});
+      }
+      return;
+    }
+    if (!stopping_ && batch.size() > 1 && error.code != core::SinkError::Code::kCancelled) {
       // Refused for a reason a repeat cannot fix, perhaps by one write only (a value too large,
-      // a key outside the user's role): the halves go again at once, each in a transaction of
-      // at most its own size, until the writes etcd refuses go alone.
+      // a key outside the user's role): the halves go again at once, each in a batch of at most
+      // its own size, until the writes the sink refuses go alone.
       const size_t first_half = batch.size() / 2;
       for (size_t i = batch.size(); i-- > 0;) {
         batch[i].max_batch = i < first_half ? first_half : batch.size() - first_half;
@@ -244,12 +228,13 @@ void FencedWriter::HandleTxnDoneLocked(std::vector<Entry>& batch, bool flat,
       return;
     }
     const WriteError::Code code =
-        stopping_ && Retryable(error) ? WriteError::Code::kStopped : WriteError::Code::kEtcd;
+        stopping_ && error.Retryable() ? WriteError::Code::kStopped : WriteError::Code::kRefused;
     for (Entry& entry : batch) {
-      std::string message = error.ToString();
-      std::optional<FencedWrite> refused;
-      if (code == WriteError::Code::kEtcd) {
-        message = "etcd refused the write of " + entry.write.key + ": " + message;
+      std::string message = error.message;
+      std::optional<core::SinkWrite> refused;
+      if (code == WriteError::Code::kRefused) {
+        message = std::string(sink_.Name()) + " refused the write of " +
+                  sink_.SinkKeyFor(entry.write.key) + ": " + message;
         ++refused_writes_;
         if (on_refused_) refused = std::move(entry.write);
       }
@@ -261,62 +246,31 @@ void FencedWriter::HandleTxnDoneLocked(std::vector<Entry>& batch, bool flat,
   }
   backoff_ = std::chrono::milliseconds(0);
   retry_at_ = {};
-  const etcd::TxnResponse& response = *result;
-  if (flat) {
-    if (response.succeeded) {
-      for (Entry& entry : batch) {
-        completions_.push_back({std::move(entry.done), WriteOutcome::kApplied});
-      }
-      return;
-    }
-    // Something changed since the observation (or the leadership is gone): the nested form
-    // decides key by key. Back to the front, in order, without the observation.
-    ++flat_fallbacks_;
-    if (stopping_) {
-      for (Entry& entry : batch) {
-        completions_.push_back(
-            {std::move(entry.done),
-             Unexpected{WriteError{WriteError::Code::kStopped, std::nullopt, "writer stopped"}}});
-      }
-      return;
-    }
-    for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
-      it->write.observed.reset();
-      queue_.push_front(std::move(*it));
-    }
-    return;
-  }
-  std::vector<Entry> resend;  // writes whose reply asks for another put form, in order
+  const std::vector<core::WriteAnswer>& answers = *result;
+  std::vector<Entry> resend;  // writes whose answer asks for another variant, in order
   for (size_t i = 0; i < batch.size(); ++i) {
     Entry& entry = batch[i];
-    if (!response.succeeded) {
+    const core::WriteAnswer* answer = i < answers.size() ? &answers[i] : nullptr;
+    if (answer == nullptr || (!answer->outcome && !answer->resend_variant)) {
       completions_.push_back(
           {std::move(entry.done),
-           Unexpected{WriteError{WriteError::Code::kNotLeader, std::nullopt,
-                                 "the leadership fence failed: another process leads"}}});
+           Unexpected{WriteError{WriteError::Code::kRefused, std::nullopt,
+                                 answer != nullptr && !answer->error.empty()
+                                     ? answer->error
+                                     : "no answer for " + sink_.SinkKeyFor(entry.write.key)}}});
       continue;
     }
-    const std::optional<FencedReply> reply = ReplyOf(response, i, entry.write, entry.form);
-    if (!reply || (!reply->outcome && !reply->resend_as)) {
-      completions_.push_back(
-          {std::move(entry.done),
-           Unexpected{WriteError{WriteError::Code::kEtcd, std::nullopt,
-                                 "unexpected transaction response shape for " + entry.write.key}}});
-      continue;
-    }
-    if (reply->resend_as) {
+    if (answer->resend_variant) {
       if (stopping_) {
-        completions_.push_back(
-            {std::move(entry.done),
-             Unexpected{WriteError{WriteError::Code::kStopped, std::nullopt, "writer stopped"}}});
+        completions_.push_back({std::move(entry.done), stopped()});
         continue;
       }
-      entry.form = *reply->resend_as;
-      ++form_resends_;
+      entry.variant = *answer->resend_variant;
+      ++resends_;
       resend.push_back(std::move(entry));
       continue;
     }
-    completions_.push_back({std::move(entry.done), *reply->outcome});
+    completions_.push_back({std::move(entry.done), *answer->outcome});
   }
   for (auto it = resend.rbegin(); it != resend.rend(); ++it) queue_.push_front(std::move(*it));
 }

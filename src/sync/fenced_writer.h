@@ -1,15 +1,14 @@
-// FencedWriter: turns a stream of fenced writes (see fenced_txn.h) into batched etcd
-// transactions, with a bounded number in flight, retried until etcd takes them.
+// FencedWriter: turns a stream of fenced writes (core/sink.h) into batches applied by a sink, with
+// a bounded number in flight, retried until the sink takes them.
 //
-// Submit() queues a write; a sender thread packs queued writes into transactions (at most
-// MaxKeysPerTxn keys and max_txn_bytes bytes each, never the same key twice in one) as soon as the
-// window has room, so a lone write goes out at once and a burst goes out in full batches (group
-// commit). Writes that carry an observed state the zxid rule applies to (FlatEligible, a full
-// sync's repairs) go together in flat transactions; if one fails, its writes go again, in
-// order, in the nested form, which decides key by key (fenced_txn.h). A transaction that fails
-// because etcd is unreachable or slow is sent again after a backoff: fenced writes are safe to
-// repeat. Errors that a repeat cannot fix (permission denied, a value too large, ...) and lost
-// leadership complete the writes with an error.
+// Submit() queues a write; a sender thread packs queued writes into batches (within the sink's
+// BatchLimits for the write's batch class, never the same key twice in one, never two batch
+// classes in one) as soon as the window has room, so a lone write goes out at once and a burst
+// goes out in full batches (group commit). A batch that fails with a retryable error is sent
+// again after a backoff: fenced writes are safe to repeat. A batch refused for a reason a repeat
+// cannot fix is halved until only the refused writes fail; lost leadership completes the writes
+// with an error. When the sink's answer asks for a write again in another variant (a cheaper form
+// whose guard no longer held, or a form for large values), it goes again, in order.
 //
 // Each write's callback runs exactly once, on the writer's sender thread, never under the
 // writer's lock. Thread-safe.
@@ -27,36 +26,35 @@
 
 #include "common/clock.h"
 #include "common/result.h"
-#include "etcd/etcd_client.h"
-#include "sync/fenced_txn.h"
+#include "core/sink.h"
 #include "sync/window_sizer.h"
 
 namespace zk2etcd::sync {
 
 struct WriteError {
   enum class Code {
-    kNotLeader,  // the leadership compare failed: this process no longer leads
-    kEtcd,       // etcd refused the transaction for a reason a repeat cannot fix
+    kNotLeader,  // the leadership fence failed: this process no longer leads
+    kRefused,    // the sink refused the write for a reason a repeat cannot fix
     kStopped,    // the writer stopped before the write was applied
   };
-  Code code = Code::kEtcd;
-  std::optional<etcd::Error> etcd_error;
+  Code code = Code::kRefused;
+  std::optional<core::SinkError> sink_error;
   std::string message;
 };
 
-using WriteResult = Result<WriteOutcome, WriteError>;
+using WriteResult = Result<core::WriteOutcome, WriteError>;
 
 struct FencedWriterOptions {
-  int max_keys_per_txn = MaxKeysPerTxn();
-  // etcd refuses requests over --max-request-bytes (1.5 MiB by default).
-  size_t max_txn_bytes = 1 << 20;
-  // The most transactions in flight. The window itself is sized by bandwidth-delay between
-  // min(8, this) and this (window_sizer.h): a near etcd keeps the small window, a distant one
+  // Caps on the sink's BatchLimits (0: the sink's own).
+  size_t max_writes_per_batch = 0;
+  size_t max_batch_bytes = 0;
+  // The most batches in flight. The window itself is sized by bandwidth-delay between
+  // min(8, this) and this (window_sizer.h): a near sink keeps the small window, a distant one
   // gets as many as one round trip needs.
   size_t max_txns_in_flight = 4;
   std::chrono::milliseconds initial_backoff{100};
-  // Small enough that writes resume within a fraction of a second of etcd answering again; a
-  // retry against an etcd that refuses connections costs next to nothing.
+  // Small enough that writes resume within a fraction of a second of the sink answering again;
+  // a retry against a server that refuses connections costs next to nothing.
   std::chrono::milliseconds max_backoff{500};
   uint64_t jitter_seed = 0x5eed;
 };
@@ -64,24 +62,25 @@ struct FencedWriterOptions {
 class FencedWriter {
  public:
   using Done = std::function<void(const WriteResult&)>;
-  // Called once per transaction attempt, for metrics: how many writes it carried, whether etcd
+  // Called once per batch attempt, for metrics: how many writes it carried, whether the sink
   // answered (and its error), and how long it took.
-  using TxnObserver = std::function<void(size_t writes, const std::optional<etcd::Error>& error,
-                                         std::chrono::nanoseconds duration)>;
-  // Called once per write that etcd refused on its own, for metrics, just before that write's
-  // callback (which gets kEtcd); runs on the sender thread, never under the writer's lock.
-  using RefusalObserver = std::function<void(const FencedWrite& write, const etcd::Error& error)>;
+  using TxnObserver = std::function<void(
+      size_t writes, const std::optional<core::SinkError>& error, std::chrono::nanoseconds duration)>;
+  // Called once per write that the sink refused on its own, for metrics, just before that
+  // write's callback (which gets kRefused); runs on the sender thread, never under the lock.
+  using RefusalObserver =
+      std::function<void(const core::SinkWrite& write, const core::SinkError& error)>;
 
-  FencedWriter(etcd::EtcdClient& etcd, FencedWriterOptions options, const Clock& clock,
+  FencedWriter(core::Sink& sink, FencedWriterOptions options, const Clock& clock,
                TxnObserver observer = nullptr, RefusalObserver on_refused = nullptr);
   // Stop()s.
   ~FencedWriter();
   FencedWriter(const FencedWriter&) = delete;
   FencedWriter& operator=(const FencedWriter&) = delete;
 
-  void Submit(FencedWrite write, Done done);
-  // Writes are fenced by this leadership from the next transaction on (nullopt: no fence).
-  void SetLeader(std::optional<etcd::LeaderKey> leader);
+  void Submit(core::SinkWrite write, Done done);
+  // Writes are fenced by this leadership from the next batch on (nullopt: no fence).
+  void SetLeader(std::optional<core::Fence> leader);
 
   // Waits until every write submitted before the call has completed, or `timeout` passes.
   // Returns whether everything completed.
@@ -92,46 +91,41 @@ class FencedWriter {
 
   // Writes queued or in flight.
   size_t pending() const;
-  // Whether the last transaction attempt failed and writes are waiting to be retried.
+  // Whether the last batch attempt failed and writes are waiting to be retried.
   bool retrying() const;
-  // Flat transactions whose compares failed, so that their writes were sent again nested.
-  uint64_t flat_fallbacks() const;
-  // Writes that etcd refused on their own (completed with kEtcd).
+  // Writes that the sink refused on their own (completed with kRefused).
   uint64_t refused_writes() const;
-  // Writes sent again in another put form because a reply asked for it (large creates).
-  uint64_t form_resends() const;
+  // Writes sent again in another variant because the sink's answer asked for it.
+  uint64_t resends() const;
 
  private:
   struct Entry {
-    FencedWrite write;
+    core::SinkWrite write;
     Done done;
-    PutForm form = PutForm::kNested;  // the form the write goes in (nested transactions)
-    // The largest transaction the write may go in: halved each time etcd refuses one that
+    int variant = 0;  // the sink's form for the write
+    // The largest batch the write may go in: halved each time the sink refuses one that
     // carries it, until it goes alone.
     size_t max_batch = SIZE_MAX;
   };
   struct Completion {
     Completion(Done done_in, WriteResult result_in,
-               std::optional<FencedWrite> refused_in = std::nullopt)
+               std::optional<core::SinkWrite> refused_in = std::nullopt)
         : done(std::move(done_in)), result(std::move(result_in)), refused(std::move(refused_in)) {}
     Done done;
     WriteResult result;
-    std::optional<FencedWrite> refused;  // for on_refused_: the write etcd refused
+    std::optional<core::SinkWrite> refused;  // for on_refused_: the write the sink refused
   };
 
   void SenderLoop();
-  // Takes the next batch off the queue: flat-eligible writes if the first queued one is,
-  // otherwise writes for the nested form. REQUIRES: mutex_ held.
-  std::vector<Entry> TakeBatchLocked(bool& flat);
-  void OnTxnDone(std::vector<Entry> batch, bool flat, WindowSizer::Ticket ticket,
-                 etcd::EtcdResult<etcd::TxnResponse> result,
-                 std::chrono::steady_clock::time_point started);
-  // Completes, requeues or splits the writes of a finished transaction. REQUIRES: mutex_ held.
-  void HandleTxnDoneLocked(std::vector<Entry>& batch, bool flat,
-                           const etcd::EtcdResult<etcd::TxnResponse>& result);
-  static bool Retryable(const etcd::Error& error);
+  // Takes the next batch off the queue: writes of the first queued one's batch class.
+  // REQUIRES: mutex_ held.
+  std::vector<Entry> TakeBatchLocked();
+  void OnBatchDone(std::vector<Entry> batch, WindowSizer::Ticket ticket, core::BatchResult result,
+                   std::chrono::steady_clock::time_point started);
+  // Completes, requeues or splits the writes of a finished batch. REQUIRES: mutex_ held.
+  void HandleBatchDoneLocked(std::vector<Entry>& batch, const core::BatchResult& result);
 
-  etcd::EtcdClient& etcd_;
+  core::Sink& sink_;
   const FencedWriterOptions options_;
   const Clock& clock_;
   const TxnObserver observer_;
@@ -147,10 +141,9 @@ class FencedWriter {
   size_t in_flight_writes_ = 0;
   uint64_t submitted_ = 0;
   uint64_t finished_ = 0;
-  uint64_t flat_fallbacks_ = 0;
   uint64_t refused_writes_ = 0;
-  uint64_t form_resends_ = 0;
-  std::optional<etcd::LeaderKey> leader_;
+  uint64_t resends_ = 0;
+  std::optional<core::Fence> leader_;
   std::chrono::milliseconds backoff_{0};
   std::chrono::steady_clock::time_point retry_at_{};
   bool stopping_ = false;

@@ -4,12 +4,12 @@
 
 namespace zk2etcd::sync {
 
-IncrementalSync::IncrementalSync(const core::Scope& scope, const KeyLayout& layout,
+IncrementalSync::IncrementalSync(const core::Scope& scope, core::Sink& sink,
                                  FencedWriter& writer, ownership::OwnershipStore* ownership,
                                  ops::Logger& logger, const Clock& clock,
                                  IncrementalSyncOptions options)
     : scope_(scope),
-      layout_(layout),
+      sink_(sink),
       writer_(writer),
       logger_(logger),
       clock_(clock),
@@ -38,24 +38,12 @@ std::string IncrementalSync::NewTraceId() {
   return buffer;
 }
 
-void IncrementalSync::SetClient(zk::ZkClient* client) {
+void IncrementalSync::SetSource(core::Source* source) {
   {
-    std::lock_guard client_lock(client_mutex_);
-    client_ = client;
+    std::lock_guard source_lock(source_mutex_);
+    source_ = source;
   }
   Pump();
-}
-
-void IncrementalSync::OnWatchEvent(const zk::WatchEvent& event) {
-  switch (event.type) {
-    case zk::WatchEventType::kNodeCreated:
-    case zk::WatchEventType::kNodeDeleted:
-    case zk::WatchEventType::kNodeDataChanged:
-      break;
-    default:
-      return;  // child lists are not needed: the recursive watch reports every node
-  }
-  MarkDirty(event.path);
 }
 
 void IncrementalSync::MarkDirty(const std::string& path) {
@@ -75,7 +63,7 @@ void IncrementalSync::MarkDirty(const std::string& path) {
       ready_.push_back(path);
     }
     if (logger_.Enabled(ops::LogLevel::kDebug)) {
-      logger_.Debug("zookeeper event", {{"path", path}, {"trace_id", state.trace_id}});
+      logger_.Debug("source change", {{"path", path}, {"trace_id", state.trace_id}});
     }
   }
   Pump();
@@ -85,8 +73,8 @@ void IncrementalSync::Resume() { Pump(); }
 
 void IncrementalSync::Pump() {
   while (true) {
-    std::lock_guard client_lock(client_mutex_);
-    if (client_ == nullptr) return;
+    std::lock_guard source_lock(source_mutex_);
+    if (source_ == nullptr) return;
     std::string path;
     {
       std::lock_guard lock(mutex_);
@@ -98,24 +86,23 @@ void IncrementalSync::Pump() {
       state.busy = true;
       ++reads_in_flight_;
     }
-    client_->GetData(path, read_with_watch_.load(),
-                     [this, path](zk::ZkResult<zk::GetDataReply> reply) {
-      OnRead(path, std::move(reply));
+    source_->ReadAsync(path, [this, path](core::SourceResult<core::EntryState> entry) {
+      OnRead(path, std::move(entry));
     });
   }
 }
 
-void IncrementalSync::OnRead(const std::string& path, zk::ZkResult<zk::GetDataReply> reply) {
-  FencedWrite write;
-  write.key = layout_.KeyFor(path);
-  write.meta_key = layout_.MetaKeyFor(write.key);
-  if (reply.ok()) {
-    write.type = FencedWrite::Type::kPut;
-    write.value = std::move(reply->data);
-    write.zxid = reply->stat.mzxid;
-  } else if (reply.error().code == zk::ZkErrorCode::kNoNode) {
-    write.type = FencedWrite::Type::kDelete;
-    write.zxid = reply.error().zxid;
+void IncrementalSync::OnRead(const std::string& path,
+                             core::SourceResult<core::EntryState> entry) {
+  core::SinkWrite write;
+  write.key = path;
+  if (entry.ok() && entry->exists) {
+    write.type = core::SinkWrite::Type::kPut;
+    write.value = std::move(entry->value);
+    write.version = entry->version;
+  } else if (entry.ok()) {
+    write.type = core::SinkWrite::Type::kDelete;
+    write.version = entry->observed_at;
   } else {
     // Connection trouble or a closed client: keep the path queued for Resume().
     {
@@ -130,7 +117,7 @@ void IncrementalSync::OnRead(const std::string& path, zk::ZkResult<zk::GetDataRe
       }
     }
     logger_.Debug("read failed; retried after reconnect",
-                  {{"path", path}, {"error", reply.error().ToString()}});
+                  {{"path", path}, {"error", entry.error().message}});
     return;
   }
   {
@@ -138,16 +125,16 @@ void IncrementalSync::OnRead(const std::string& path, zk::ZkResult<zk::GetDataRe
     --reads_in_flight_;
     paths_[path].read_done = clock_.Now();
     // The node exists (again): nothing is left to delete.
-    if (write.type == FencedWrite::Type::kPut) deferred_deletes_.erase(path);
+    if (write.type == core::SinkWrite::Type::kPut) deferred_deletes_.erase(path);
   }
   Pump();
-  if (write.type == FencedWrite::Type::kDelete && recorder_ != nullptr) {
+  if (write.type == core::SinkWrite::Type::kDelete && recorder_ != nullptr) {
     // Nothing is deleted unless the store answers; the recorder asks it on its own thread.
     recorder_->ConfirmReachable([this, path, write = std::move(write)](bool reachable) mutable {
       if (reachable) {
         Submit(path, std::move(write));
       } else {
-        DeferDelete(path, write.key);
+        DeferDelete(path, sink_.SinkKeyFor(path));
       }
     });
     return;
@@ -155,8 +142,8 @@ void IncrementalSync::OnRead(const std::string& path, zk::ZkResult<zk::GetDataRe
   Submit(path, std::move(write));
 }
 
-void IncrementalSync::Submit(const std::string& path, FencedWrite write) {
-  FencedWrite copy = write;
+void IncrementalSync::Submit(const std::string& path, core::SinkWrite write) {
+  core::SinkWrite copy = write;
   writer_.Submit(std::move(write), [this, path, copy = std::move(copy)](const WriteResult& result) {
     OnWritten(path, copy, result);
   });
@@ -190,12 +177,12 @@ void IncrementalSync::OnOwnershipStoreBack() {
   if (options_.on_ownership_store_back) options_.on_ownership_store_back();
 }
 
-void IncrementalSync::OnWritten(const std::string& path, const FencedWrite& write,
+void IncrementalSync::OnWritten(const std::string& path, const core::SinkWrite& write,
                                 const WriteResult& result) {
   AppliedChange change;
-  change.key = write.key;
+  change.key = sink_.SinkKeyFor(path);
   change.type = write.type;
-  change.zxid = write.zxid;
+  change.version = write.version;
   {
     std::lock_guard lock(mutex_);
     const PathState& state = paths_[path];
@@ -205,15 +192,15 @@ void IncrementalSync::OnWritten(const std::string& path, const FencedWrite& writ
   }
   if (result.ok()) {
     change.outcome = *result;
-    if (recorder_ != nullptr && *result == WriteOutcome::kApplied) {
+    if (recorder_ != nullptr && *result == core::WriteOutcome::kApplied) {
       // Only queued: the recorder's thread talks to the store.
-      if (write.type == FencedWrite::Type::kPut) {
-        recorder_->Record(write.key, write.value);
+      if (write.type == core::SinkWrite::Type::kPut) {
+        recorder_->Record(change.key, write.value);
       } else {
-        recorder_->Forget(write.key);
+        recorder_->Forget(change.key);
       }
     }
-    if (*result == WriteOutcome::kForeign) {
+    if (*result == core::WriteOutcome::kForeign) {
       {
         // Enough for any burst that can race one reconciliation; beyond it the next periodic
         // reconciliation still repairs what an adoption raced.
@@ -222,15 +209,15 @@ void IncrementalSync::OnWritten(const std::string& path, const FencedWrite& writ
         if (foreign_paths_.size() < kMaxForeignPaths) foreign_paths_.insert(path);
       }
       // Counted in zk2etcd_etcd_op_total{status="foreign"}; per key only at debug level.
-      logger_.Debug("foreign key left alone", {{"key", write.key}, {"trace_id", change.trace_id}});
+      logger_.Debug("foreign key left alone", {{"key", change.key}, {"trace_id", change.trace_id}});
     }
   } else {
     change.error = result.error().message;
     change.not_leader = result.error().code == WriteError::Code::kNotLeader;
-    // etcd refusing the write (kEtcd) needs an operator; a lost leadership or a stop does not.
-    const bool refused = result.error().code == WriteError::Code::kEtcd;
+    // The sink refusing the write needs an operator; a lost leadership or a stop does not.
+    const bool refused = result.error().code == WriteError::Code::kRefused;
     logger_.Log(refused ? ops::LogLevel::kError : ops::LogLevel::kWarn, "write failed",
-                {{"key", write.key},
+                {{"key", change.key},
                  {"trace_id", change.trace_id},
                  {"error", result.error().message}});
   }
@@ -298,11 +285,11 @@ bool IncrementalSync::WaitIdle(std::chrono::milliseconds timeout) {
 }
 
 void IncrementalSync::Stop() {
-  std::lock_guard client_lock(client_mutex_);
+  std::lock_guard source_lock(source_mutex_);
   std::lock_guard lock(mutex_);
   stopped_ = true;
   ready_.clear();
-  client_ = nullptr;
+  source_ = nullptr;
 }
 
 }  // namespace zk2etcd::sync

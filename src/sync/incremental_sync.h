@@ -1,14 +1,14 @@
-// IncrementalSync: applies ZooKeeper watch events to etcd as they happen.
+// IncrementalSync: applies a source's changes to the sink as they happen.
 //
-// An event (NodeCreated, NodeDataChanged, NodeDeleted under a persistent recursive watch) only
-// marks its path dirty; the path is then read (getData: data and mzxid, or NoNode with the zxid
-// of the absence) and written with a fenced put or delete. Because the read comes after the
-// event, it sees that change or a newer one; because writes are fenced by zxid, reads and writes
-// may complete in any order without ever moving etcd backwards. Events for a path that is being
+// A change announced by the source's stream only marks its key dirty; the key is then read
+// (ReadAsync: the value and its version, or the absence with the point it was seen at) and
+// written with a fenced put or delete. Because the read comes after the announcement, it sees
+// that change or a newer one; because writes are fenced by source version, reads and writes may
+// complete in any order without ever moving the sink backwards. Changes of a key that is being
 // read or written are folded into one more read afterwards, so memory grows with the number of
-// distinct dirty paths (at most the tree), not with the number of events.
+// distinct dirty keys (at most the scope), not with the number of changes.
 //
-// Reads that fail with a connection loss stay queued and are retried by Resume() after the
+// Reads that fail (a connection loss) stay queued and are retried by Resume() after the
 // reconnect.
 //
 // With an ownership store (--redis-server), all of its traffic goes through an OwnershipRecorder
@@ -19,9 +19,8 @@
 // and when the store answers again every deferred path is read again and, if still absent,
 // deleted through the usual fenced write (a node created again meanwhile is written instead).
 //
-// Thread-safe: OnWatchEvent is called from the ZooKeeper client's delivery thread;
-// completions arrive from the writer's thread and the recorder's thread; everything else from
-// the owner's thread.
+// Thread-safe: MarkDirty is called from the source's delivery thread; completions arrive from
+// the source's, the writer's and the recorder's threads; everything else from the owner's thread.
 #pragma once
 
 #include <atomic>
@@ -39,27 +38,27 @@
 #include <unordered_set>
 
 #include "common/clock.h"
+#include "core/scope.h"
+#include "core/sink.h"
+#include "core/source.h"
 #include "ops/log.h"
 #include "ownership/ownership_recorder.h"
 #include "ownership/ownership_store.h"
 #include "sync/fenced_writer.h"
-#include "sync/key_layout.h"
-#include "core/scope.h"
-#include "zk/zk_client.h"
 
 namespace zk2etcd::sync {
 
 // What happened to one change, for metrics and the event log.
 struct AppliedChange {
   std::string trace_id;
-  std::string key;
-  FencedWrite::Type type = FencedWrite::Type::kPut;
-  int64_t zxid = 0;
-  std::optional<WriteOutcome> outcome;  // nullopt: failed
+  std::string key;  // the sink's name
+  core::SinkWrite::Type type = core::SinkWrite::Type::kPut;
+  int64_t version = 0;  // the write's source version (a delete: the point of the absence)
+  std::optional<core::WriteOutcome> outcome;  // nullopt: failed
   std::string error;
   bool not_leader = false;  // failed because this process no longer leads
-  // From the first event that made the path dirty to the write's completion, and to the end of
-  // the ZooKeeper read (the rest is the etcd write).
+  // From the first change that made the key dirty to the write's completion, and to the end of
+  // the source read (the rest is the sink write).
   std::chrono::nanoseconds delay{0};
   std::chrono::nanoseconds read_delay{0};
 };
@@ -78,23 +77,19 @@ struct IncrementalSyncOptions {
 
 class IncrementalSync {
  public:
-  IncrementalSync(const core::Scope& scope, const KeyLayout& layout, FencedWriter& writer,
+  IncrementalSync(const core::Scope& scope, core::Sink& sink, FencedWriter& writer,
                   ownership::OwnershipStore* ownership, ops::Logger& logger, const Clock& clock,
                   IncrementalSyncOptions options);
   ~IncrementalSync();
 
-  // The client reads go to; null pauses reading (events still queue). Once SetClient returns,
-  // no read is being issued to the previous client, which may then be destroyed (it still owes
-  // callbacks for reads it had taken; they come back as connection losses and are re-queued).
-  void SetClient(zk::ZkClient* client);
-  // From the ZooKeeper client's watch handler.
-  void OnWatchEvent(const zk::WatchEvent& event);
-  // Marks a path dirty as if an event had come (used for classic watches and tests).
-  void MarkDirty(const std::string& path);
-  // Sends the reads that wait (after a reconnect or SetClient).
+  // The source reads go to; null pauses reading (changes still queue). Once SetSource returns,
+  // no read is being issued through this object to the previous source (reads it had taken
+  // still call back; failures are re-queued).
+  void SetSource(core::Source* source);
+  // A change of `key` (from the source's listener): marks it dirty.
+  void MarkDirty(const std::string& key);
+  // Sends the reads that wait (after a reconnect or SetSource).
   void Resume();
-  // Classic watch mode: each read re-arms the node's one-shot data watch.
-  void SetReadWithWatch(bool read_with_watch) { read_with_watch_.store(read_with_watch); }
 
   // Writes refused because the key had no ownership record (kForeign) leave their path in a
   // bounded set: a reconciliation that adopts keys (AdoptPolicy) calls RetryForeign, which marks
@@ -131,9 +126,10 @@ class IncrementalSync {
   };
 
   void Pump();
-  void OnRead(const std::string& path, zk::ZkResult<zk::GetDataReply> reply);
-  void Submit(const std::string& path, FencedWrite write);
-  void OnWritten(const std::string& path, const FencedWrite& write, const WriteResult& result);
+  void OnRead(const std::string& path, core::SourceResult<core::EntryState> entry);
+  void Submit(const std::string& path, core::SinkWrite write);
+  void OnWritten(const std::string& path, const core::SinkWrite& write,
+                 const WriteResult& result);
   // The store did not confirm it answers: keep the delete for when it does.
   void DeferDelete(const std::string& path, const std::string& key);
   // On the recorder's thread.
@@ -142,16 +138,16 @@ class IncrementalSync {
   std::string NewTraceId();  // REQUIRES: mutex_ held
 
   const core::Scope& scope_;
-  const KeyLayout& layout_;
+  core::Sink& sink_;
   FencedWriter& writer_;
   ops::Logger& logger_;
   const Clock& clock_;
   const IncrementalSyncOptions options_;
 
-  // Held while a read is handed to the client, so that SetClient can swap clients safely. Taken
-  // before mutex_ when both are needed. The client never calls back inline.
-  std::mutex client_mutex_;
-  zk::ZkClient* client_ = nullptr;  // guarded by client_mutex_
+  // Held while a read is handed to the source, so that SetSource can swap sources safely. Taken
+  // before mutex_ when both are needed. The source never calls back inline.
+  std::mutex source_mutex_;
+  core::Source* source_ = nullptr;  // guarded by source_mutex_
 
   mutable std::mutex mutex_;
   std::condition_variable idle_;
@@ -160,7 +156,6 @@ class IncrementalSync {
   size_t reads_in_flight_ = 0;
   std::unordered_set<std::string> foreign_paths_;  // see RetryForeign
   bool stopped_ = false;
-  std::atomic<bool> read_with_watch_{false};
   std::mt19937_64 trace_random_;
   std::set<std::string> deferred_deletes_;  // guarded by mutex_
 

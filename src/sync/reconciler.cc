@@ -4,19 +4,16 @@
 #include <future>
 #include <mutex>
 
-#include "sync/fenced_txn.h"
-
 namespace zk2etcd::sync {
 
 namespace {
 
-// Candidates per read-only recheck transaction: two range operations each.
-constexpr size_t kRecheckPerTxn = etcd::kDefaultMaxTxnOps / 2;
 // Candidates re-read before their repairs are submitted.
 constexpr size_t kRecheckChunk = 2048;
-// A revision read before the walk is listed at only if the walk was this short: the older the
-// revision, the likelier etcd compacted it, and a long walk hides a round trip anyway.
-constexpr auto kMaxEarlyRevisionAge = std::chrono::seconds(10);
+// A sink point read before the snapshot is listed at only if the snapshot took this little: the
+// older the point, the likelier the sink compacted it, and a long snapshot hides a round trip
+// anyway.
+constexpr auto kMaxEarlyPointAge = std::chrono::seconds(10);
 // Repairs submitted and not yet answered, at most: the merge waits for the writer beyond this,
 // so that memory holds a few chunks of writes rather than every difference of a full sync.
 constexpr size_t kMaxRepairsInFlight = 16 * kRecheckChunk;
@@ -59,23 +56,23 @@ void ApplyAdoptPolicy(AdoptPolicy adopt, const std::vector<Difference>& candidat
       ++next_candidate;
     }
     const Difference& first_pass = candidates[next_candidate];
-    if (difference.meta_zxid || difference.owned_by_store || !difference.etcd_exists) continue;
+    if (difference.owner_version || difference.owned_by_store || !difference.sink_exists) continue;
     const bool was_equal = first_pass.kind == Difference::Kind::kUnclaimed &&
-                           first_pass.etcd_mod_revision == difference.etcd_mod_revision;
+                           first_pass.sink_version == difference.sink_version;
     switch (difference.kind) {
       case Difference::Kind::kUnclaimed:
         difference.claimed_by_policy = true;  // equal: adopted under either policy
         break;
       case Difference::Kind::kForeign:
-        // The key is still the copy that equalled the znode when the tree was walked (same
-        // mod_revision), and ZooKeeper changed or deleted the node since: a faithful copy that
-        // is behind, not another writer's value. Adopted and brought up to date. Otherwise
-        // only kAll takes it; kMatching names a differing value a conflict.
+        // The key is still the copy that equalled the source when the snapshot was read (same
+        // sink version), and the source changed or deleted it since: a faithful copy that is
+        // behind, not another writer's value. Adopted and brought up to date. Otherwise only
+        // kAll takes it; kMatching names a differing value a conflict.
         if (was_equal || adopt == AdoptPolicy::kAll) {
           difference.claimed_by_policy = true;
           difference.kind =
-              difference.zk.exists ? Difference::Kind::kChanged : Difference::Kind::kExtra;
-        } else if (difference.zk.exists) {
+              difference.source.exists ? Difference::Kind::kChanged : Difference::Kind::kExtra;
+        } else if (difference.source.exists) {
           difference.kind = Difference::Kind::kConflict;
         }
         break;
@@ -151,45 +148,39 @@ void ReconcileReport::RecountFromList() {
   }
 }
 
-Reconciler::Reconciler(const core::Scope& scope, const KeyLayout& layout, etcd::EtcdClient& etcd,
-                       FencedWriter* writer, ownership::OwnershipStore* ownership,
-                       ops::Logger& logger, const Clock& clock)
+Reconciler::Reconciler(const core::Scope& scope, core::Sink& sink, FencedWriter* writer,
+                       ownership::OwnershipStore* ownership, ops::Logger& logger,
+                       const Clock& clock)
     : scope_(scope),
-      layout_(layout),
-      etcd_(etcd),
+      sink_(sink),
       writer_(writer),
       ownership_(ownership),
       logger_(logger),
       clock_(clock) {}
 
-Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
+Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
                                                         const ReconcileOptions& options) {
   const auto start = clock_.Now();
-  // The revision to list etcd at is read while the walk runs (one key: cheap), so that the
-  // listing starts with every request at once (DiffOptions::revision).
-  std::future<etcd::EtcdResult<etcd::RangeResponse>> early_revision;
+  // The sink point to list at is read while the snapshot is read (cheap), so that the listing
+  // starts with every request at once (DiffOptions::point).
+  std::future<core::SinkResult<int64_t>> early_point;
   if (!scope_.prefixes().empty()) {
-    etcd::RangeRequest one_key;
-    one_key.key = layout_.KeyFor(scope_.prefixes().front());
-    one_key.keys_only = true;
-    early_revision = std::async(
-        std::launch::async, [this, one_key = std::move(one_key)] { return etcd_.Range(one_key); });
+    early_point = std::async(std::launch::async, [this] { return sink_.CurrentPoint(); });
   }
-  WalkOptions walk_options;
-  walk_options.window = options.zk_window;
-  walk_options.on_progress = options.on_progress;
-  walk_options.cancel = options.cancel;
-  walk_options.set_watches = options.set_watches;
-  walk_options.on_children = options.on_children;
-  auto tree = WalkZkTree(zk, scope_, walk_options);
-  if (!tree.ok()) {
-    return Unexpected{ReconcileError{ReconcileError::Source::kZooKeeper,
-                                     "reading the ZooKeeper tree: " + tree.error().ToString()}};
+  core::SnapshotOptions snapshot_options;
+  snapshot_options.window = options.source_window;
+  snapshot_options.on_progress = options.on_progress;
+  snapshot_options.cancel = options.cancel;
+  auto snapshot = source.ReadSnapshot(snapshot_options);
+  if (!snapshot.ok()) {
+    return Unexpected{
+        ReconcileError{ReconcileError::Side::kSource, "reading the " + std::string(source.Name()) +
+                                                          " tree: " + snapshot.error().message}};
   }
   const auto walked = clock_.Now();
 
   // The merge hands over its differences chunk by chunk; each chunk is read a second time and
-  // its repairs are submitted at once, so the etcd writes of one chunk overlap the reads of the
+  // its repairs are submitted at once, so the sink writes of one chunk overlap the reads of the
   // next, and memory holds a few chunks rather than every difference.
   ReconcileReport report;
   const bool fix = options.fix && writer_ != nullptr;
@@ -197,16 +188,17 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
   std::optional<ReconcileError> failure;
   std::chrono::nanoseconds waiting{0};
   DiffOptions diff_options;
-  diff_options.page_size = options.etcd_page_size;
+  diff_options.page_size = options.sink_page_size;
   diff_options.list_unclaimed = ownership_ != nullptr || options.adopt != AdoptPolicy::kNone;
   diff_options.chunk = kRecheckChunk;
-  if (early_revision.valid() && walked - start < kMaxEarlyRevisionAge) {
-    auto response = early_revision.get();
-    if (response.ok()) diff_options.revision = response->revision;  // else listed as before
+  if (early_point.valid() && walked - start < kMaxEarlyPointAge) {
+    auto point = early_point.get();
+    if (point.ok()) diff_options.point = *point;  // else listed as before
   }
   diff_options.on_differences = [&](std::vector<Difference>& candidates) {
     const auto recheck_start = clock_.Now();
-    auto confirmed = Recheck(zk, candidates, options.zk_window, /*read_etcd=*/!fix, options.adopt);
+    auto confirmed = Recheck(source, candidates, options.source_window, /*read_sink=*/!fix,
+                             options.adopt);
     report.recheck_duration += clock_.Now() - recheck_start;
     if (!confirmed.ok()) {
       failure = confirmed.error();
@@ -232,132 +224,95 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
     }
     return !(options.cancel != nullptr && options.cancel->load());
   };
-  auto diff = ComputeDiff(*tree, scope_, layout_, etcd_, diff_options);
+  auto diff = ComputeDiff(*snapshot, scope_, sink_, diff_options);
   const auto merged = clock_.Now();
   if (repairs.started) FinishRepair(repairs, report);  // what was submitted completes
   if (!diff.ok()) {
-    return Unexpected{
-        ReconcileError{ReconcileError::Source::kEtcd, "listing etcd: " + diff.error().ToString()}};
+    return Unexpected{ReconcileError{ReconcileError::Side::kSink,
+                                     "listing " + std::string(sink_.Name()) + ": " +
+                                         diff.error().message}};
   }
   if (failure) return Unexpected{*failure};
   report.walk_duration = walked - start;
   // The merge itself: without the second reads and the waits for the writer it triggered.
   report.diff_duration = merged - walked - report.recheck_duration - waiting;
-  report.zk_nodes = diff->zk_nodes;
-  report.etcd_keys = diff->etcd_keys;
+  report.source_entries = diff->source_entries;
+  report.sink_entries = diff->sink_entries;
   report.in_sync = diff->in_sync;
   report.unclaimed = diff->unclaimed;
-  report.etcd_revision = diff->etcd_revision;
+  report.sink_point = diff->sink_point;
   report.first_pass_differences = diff->listed;
   report.duration = clock_.Now() - start;
   return report;
 }
 
 Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
-    zk::ZkClient& zk, const std::vector<Difference>& candidates, size_t zk_window, bool read_etcd,
-    AdoptPolicy adopt) {
-  std::vector<std::string> paths;
+    core::Source& source, const std::vector<Difference>& candidates, size_t source_window,
+    bool read_sink, AdoptPolicy adopt) {
+  std::vector<std::string> keys;
   std::vector<size_t> expected_bytes;
-  paths.reserve(candidates.size());
+  keys.reserve(candidates.size());
   expected_bytes.reserve(candidates.size());
   for (const Difference& candidate : candidates) {
-    paths.push_back(candidate.path);
-    expected_bytes.push_back(candidate.zk_data_bytes);
+    keys.push_back(candidate.path);
+    expected_bytes.push_back(candidate.source_bytes);
   }
-  NodeReadOptions read_options;
-  read_options.window = zk_window;
+  core::RereadOptions read_options;
+  read_options.window = source_window;
   read_options.expected_bytes = &expected_bytes;
-  auto nodes = ReadNodes(zk, paths, read_options);
-  if (!nodes.ok()) {
-    return Unexpected{ReconcileError{ReconcileError::Source::kZooKeeper,
-                                     "re-reading ZooKeeper: " + nodes.error().ToString()}};
+  auto entries = source.Reread(keys, read_options);
+  if (!entries.ok()) {
+    return Unexpected{ReconcileError{ReconcileError::Side::kSource,
+                                     "re-reading " + std::string(source.Name()) + ": " +
+                                         entries.error().message}};
   }
 
-  // etcd: the key and its meta record, for many candidates per read-only transaction.
-  struct EtcdState {
-    std::optional<etcd::KeyValue> kv;
-    std::optional<int64_t> meta_zxid;
-    int64_t meta_mod_revision = 0;
-  };
-  std::vector<EtcdState> states(candidates.size());
-  std::optional<etcd::Error> etcd_error;
-  Pending pending;
-  if (!read_etcd) {
+  // The sink: the entry and its ownership record, read now, or as the first pass saw them.
+  std::vector<core::SinkEntry> states;
+  if (read_sink) {
+    auto read = sink_.Read(keys);
+    if (!read.ok()) {
+      return Unexpected{ReconcileError{ReconcileError::Side::kSink,
+                                       "re-reading " + std::string(sink_.Name()) + ": " +
+                                           read.error().message}};
+    }
+    states = std::move(*read);
+  } else {
+    states.resize(candidates.size());
     for (size_t i = 0; i < candidates.size(); ++i) {
       const Difference& candidate = candidates[i];
-      if (candidate.etcd_value) {
-        states[i].kv = etcd::KeyValue{
-            candidate.key, *candidate.etcd_value, 0, candidate.etcd_mod_revision, 0, 0};
+      core::SinkEntry& state = states[i];
+      state.value = candidate.sink_value;
+      state.version = candidate.sink_version;
+      if (candidate.owner_version) {
+        state.owner = core::OwnerRecord{*candidate.owner_version, candidate.record_version};
       }
-      states[i].meta_zxid = candidate.meta_zxid;
-      states[i].meta_mod_revision = candidate.meta_mod_revision;
     }
-  }
-  for (size_t begin = 0; read_etcd && begin < candidates.size(); begin += kRecheckPerTxn) {
-    const size_t end = std::min(candidates.size(), begin + kRecheckPerTxn);
-    etcd::TxnRequest txn;
-    for (size_t i = begin; i < end; ++i) {
-      etcd::RangeRequest key;
-      key.key = candidates[i].key;
-      etcd::RangeRequest meta;
-      meta.key = layout_.MetaKeyFor(candidates[i].key);
-      txn.success.push_back(etcd::Op::Range(std::move(key)));
-      txn.success.push_back(etcd::Op::Range(std::move(meta)));
-    }
-    pending.Add();
-    etcd::CallOptions call;
-    call.safe_to_retry = true;  // read-only
-    etcd_.TxnAsync(
-        std::move(txn), call, [&, begin, end](etcd::EtcdResult<etcd::TxnResponse> result) {
-          {
-            std::lock_guard lock(pending.mutex());
-            if (!result.ok()) {
-              if (!etcd_error) etcd_error = result.error();
-            } else if (result->responses.size() == 2 * (end - begin)) {
-              for (size_t i = begin; i < end; ++i) {
-                const auto& key = result->responses[2 * (i - begin)];
-                const auto& meta = result->responses[2 * (i - begin) + 1];
-                if (!key.kvs.empty()) states[i].kv = key.kvs[0];
-                if (!meta.kvs.empty()) {
-                  states[i].meta_zxid = DecodeZxid(meta.kvs[0].value).value_or(INT64_MAX);
-                  states[i].meta_mod_revision = meta.kvs[0].mod_revision;
-                }
-              }
-            } else if (!etcd_error) {
-              etcd_error =
-                  etcd::Error{etcd::ErrorCode::kInternal, "unexpected recheck response shape", 0};
-            }
-          }
-          pending.Done();
-        });
-  }
-  pending.Wait();
-  if (etcd_error) {
-    return Unexpected{ReconcileError{ReconcileError::Source::kEtcd,
-                                     "re-reading etcd: " + etcd_error->ToString()}};
   }
 
   std::vector<ConfirmedDifference> confirmed;
   for (size_t i = 0; i < candidates.size(); ++i) {
-    NodeState& node = (*nodes)[i];
-    const EtcdState& state = states[i];
+    core::EntryState& entry = (*entries)[i];
+    const core::SinkEntry& state = states[i];
     const std::optional<Difference::Kind> kind =
-        Classify(node.exists ? &node.data : nullptr, state.kv ? &state.kv->value : nullptr,
-                 state.meta_zxid.has_value());
+        Classify(entry.exists ? &entry.value : nullptr, state.value ? &*state.value : nullptr,
+                 state.owner.has_value());
     if (!kind) continue;
     ConfirmedDifference difference;
     difference.kind = *kind;
     difference.key = candidates[i].key;
     difference.path = candidates[i].path;
-    difference.zk = std::move(node);
-    difference.etcd_exists = state.kv.has_value();
-    difference.etcd_mod_revision = state.kv ? state.kv->mod_revision : 0;
-    difference.meta_zxid = state.meta_zxid;
-    difference.meta_mod_revision = state.meta_mod_revision;
+    difference.source = std::move(entry);
+    difference.sink_exists = state.value.has_value();
+    difference.sink_version = state.value ? state.version : 0;
+    if (state.owner) {
+      difference.owner_version = state.owner->source_version;
+      difference.record_version = state.owner->record_version;
+    }
     confirmed.push_back(std::move(difference));
   }
 
-  // Keys without a meta record: does the ownership store vouch for them?
+  // Keys without an ownership record: does the ownership store vouch for them?
   if (ownership_ != nullptr) {
     std::vector<std::string> foreign_keys;
     std::vector<size_t> foreign_index;
@@ -371,7 +326,7 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
     if (!foreign_keys.empty()) {
       auto owned = ownership_->Lookup(foreign_keys);
       if (!owned.ok()) {
-        logger_.Warn("ownership store unreachable: keys without a meta record stay foreign",
+        logger_.Warn("ownership store unreachable: keys without an ownership record stay foreign",
                      {{"keys", foreign_keys.size()}, {"error", owned.error().message}});
       } else {
         for (size_t j = 0; j < foreign_index.size(); ++j) {
@@ -380,7 +335,7 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
           difference.owned_by_store = true;
           if (difference.kind == Difference::Kind::kForeign) {
             difference.kind =
-                difference.zk.exists ? Difference::Kind::kChanged : Difference::Kind::kExtra;
+                difference.source.exists ? Difference::Kind::kChanged : Difference::Kind::kExtra;
           }
         }
       }
@@ -419,45 +374,46 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
     const bool claimed = difference.owned_by_store || difference.claimed_by_policy;
     if (difference.kind == Difference::Kind::kUnclaimed && !claimed) continue;
     const bool adoption = difference.kind == Difference::Kind::kUnclaimed;
-    FencedWrite write;
-    write.key = difference.key;
-    write.meta_key = layout_.MetaKeyFor(difference.key);
+    core::SinkWrite write;
+    write.key = difference.path;
     if (adoption) {
-      // Equal already: only the meta record is written, so etcd's watchers see no change.
-      write.type = FencedWrite::Type::kAdopt;
-      write.zxid = difference.zk.mzxid;
-    } else if (difference.zk.exists) {
-      write.type = FencedWrite::Type::kPut;
-      write.value = difference.zk.data;
-      write.zxid = difference.zk.mzxid;
+      // Equal already: only the ownership record is written, so the sink's watchers see no
+      // change.
+      write.type = core::SinkWrite::Type::kAdopt;
+      write.version = difference.source.version;
+    } else if (difference.source.exists) {
+      write.type = core::SinkWrite::Type::kPut;
+      write.value = difference.source.value;
+      write.version = difference.source.version;
     } else {
       if (!state.deletes_allowed) {
         std::lock_guard lock(pending.mutex());
         ++report.deferred_deletes;
         continue;
       }
-      write.type = FencedWrite::Type::kDelete;
-      write.zxid = difference.zk.zxid;
+      write.type = core::SinkWrite::Type::kDelete;
+      write.version = difference.source.observed_at;
     }
-    if (claimed) write.claim_mod_revision = difference.etcd_mod_revision;
-    // What the second read (or, when fixing during a run, the diff's read) saw: lets the writer
-    // use the cheaper flat transaction while that state still holds.
-    write.observed = FencedWrite::Observed{
-        difference.etcd_exists ? difference.etcd_mod_revision : 0,
-        difference.meta_zxid ? difference.meta_mod_revision : 0, difference.meta_zxid.value_or(0)};
+    if (claimed) write.claim = difference.sink_version;
+    // What the second read (or, when fixing during a run, the diff's read) saw: lets the sink
+    // use a cheaper form while that state still holds.
+    write.observed = core::SinkWrite::Observed{
+        difference.sink_exists ? difference.sink_version : 0,
+        difference.owner_version ? difference.record_version : 0,
+        difference.owner_version.value_or(0)};
     pending.Add();
     writer_->Submit(
         std::move(write),
-        [&, key = difference.key, value = ownership_ != nullptr ? difference.zk.data : "",
-         is_put = difference.zk.exists, adoption](const WriteResult& result) {
+        [&, key = difference.key, value = ownership_ != nullptr ? difference.source.value : "",
+         is_put = difference.source.exists, adoption](const WriteResult& result) {
           {
             std::lock_guard lock(pending.mutex());
             if (!result.ok()) {
               ++report.failed;
-              logger_.Log(result.error().code == WriteError::Code::kEtcd ? ops::LogLevel::kError
+              logger_.Log(result.error().code == WriteError::Code::kRefused ? ops::LogLevel::kError
                                                                          : ops::LogLevel::kWarn,
                           "repair failed", {{"key", key}, {"error", result.error().message}});
-            } else if (*result == WriteOutcome::kApplied) {
+            } else if (*result == core::WriteOutcome::kApplied) {
               if (adoption) {
                 ++report.adopted;
               } else if (is_put) {
@@ -467,7 +423,7 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
                 ++report.fixed_deletes;
                 if (ownership_ != nullptr) state.forgotten.push_back(key);
               }
-            } else if (*result == WriteOutcome::kForeign) {
+            } else if (*result == core::WriteOutcome::kForeign) {
               logger_.Info("key turned foreign before its repair; left alone", {{"key", key}});
             } else {
               ++report.stale;
@@ -485,8 +441,8 @@ void Reconciler::FinishRepair(RepairState& state, ReconcileReport& report) {
   if (!state.recorded.empty()) {
     if (auto r = ownership_->Record(state.recorded); !r.ok()) {
       logger_.Warn(
-          "could not record repaired keys in the ownership store; their etcd meta "
-          "records still prove ownership",
+          "could not record repaired keys in the ownership store; their ownership records in "
+          "the sink still prove ownership",
           {{"keys", state.recorded.size()}, {"error", r.error().message}});
     }
   }

@@ -1,17 +1,21 @@
-// SyncService: `zk2etcd sync`'s engine. Keeps etcd identical to the ZooKeeper scope, for as long
-// as it runs:
+// SyncService: the engine of a `sync` job. Keeps a sink identical to a source's scope, for as
+// long as it runs:
 //
-//   1. open a ZooKeeper session and register one persistent recursive watch per prefix, before
-//      reading anything, so that no change can fall between the walk and the watch;
-//   2. reconcile (reconciler.h): walk, compare, re-check, repair with fenced writes;
-//   3. apply every watch event as it comes (incremental_sync.h);
-//   4. reconcile again every `fullsync_interval`, after every reconnect (persistent watches do
-//      not replay what changed meanwhile), after a session expiry (with a new session and new
-//      watches), and after etcd comes back from an outage.
+//   1. open the source, which starts its change stream before anything is read (core/source.h),
+//      so that no change can fall between the snapshot and the stream;
+//   2. reconcile (reconciler.h): snapshot, compare, re-check, repair with fenced writes;
+//   3. apply every announced change as it comes (incremental_sync.h);
+//   4. reconcile again every `fullsync_interval`, after every reconnect of the source (its stream
+//      may not replay what changed meanwhile), after the source lost its stream (with the source
+//      opened again), and after the sink comes back from an outage.
 //
-// Run() blocks until Stop() (or a fatal error: credentials refused, watches unsupported). All
-// state changes happen on the thread that calls Run(); the clients' callbacks only enqueue.
-// Status() and Stop() are thread-safe.
+// With a LeaderElection, only the leader reads changes and writes; a standby keeps the source
+// open, so that it can take over within the election's lease. Every write of the leader is fenced
+// by its leadership. A failed campaign is retried at most ElectionRetry apart.
+//
+// Run() blocks until Stop() (or a fatal error: credentials refused, a source feature missing).
+// All state changes happen on the thread that calls Run(); the source's, sink's and election's
+// callbacks only enqueue. Status() and Stop() are thread-safe.
 #pragma once
 
 #include <atomic>
@@ -25,67 +29,27 @@
 #include <string>
 
 #include "common/clock.h"
-#include "etcd/etcd_client.h"
+#include "core/leader_election.h"
+#include "core/scope.h"
+#include "core/sink.h"
+#include "core/source.h"
 #include "ops/log.h"
 #include "ownership/ownership_store.h"
-#include "sync/classic_watcher.h"
 #include "sync/fenced_writer.h"
 #include "sync/incremental_sync.h"
-#include "sync/key_layout.h"
 #include "sync/reconciler.h"
-#include "core/scope.h"
-#include "zk/zk_client.h"
 
 namespace zk2etcd::sync {
 
-enum class WatchMode {
-  kAuto,        // persistent recursive watches; classic ones if the server lacks them
-  kPersistent,  // persistent recursive watches only (a server without them is an error)
-  kClassic,     // one-shot data and child watches on every node (ZooKeeper 3.4/3.5)
-};
-Result<WatchMode, std::string> ParseWatchMode(std::string_view name);
-
-// Leader election among replicas through etcd's Election service.
-struct ElectionOptions {
-  std::string name = "/zk2etcd/election";  // the election's key prefix in etcd
-  // This replica, as the leader key's value. Stable across restarts of the same replica (the
-  // hostname: a Kubernetes pod's name), so that a restarted process recognises the election key
-  // its killed predecessor left behind and takes it over at once (see DecideTakeover).
-  std::string identity;
-  // A standby takes over within this long after the leader dies; keep-alives every third of it.
-  std::chrono::seconds lease_ttl{5};
-  // Failed campaigns (etcd unreachable) are retried at most this far apart, so that leadership
-  // is back within a fraction of a second of etcd answering again.
-  std::chrono::milliseconds retry_max{500};
-};
-
-// What a campaign does about the election's current leader before joining (pure function).
-enum class TakeoverAction {
-  kNone,            // nobody leads, or another replica does: campaign and wait
-  kRevokeOwnLease,  // the leader key is bound to a lease this process held and lost (an etcd
-                    // outage): revoke it, the key is stale
-  kTakeOver,        // the leader has this identity and this process never campaigned before: a
-                    // killed predecessor of this replica; revoke its lease. Were it alive, its
-                    // writes would fail on the leadership compare.
-  kWarnDuplicate,   // the leader has this identity but this process campaigned before: another
-                    // live process uses the same identity (misconfigured); campaign, wait, warn.
-                    // It never takes over twice, so two such processes do not flap.
-};
-TakeoverAction DecideTakeover(const std::optional<etcd::KeyValue>& leader,
-                              const std::string& identity, int64_t own_previous_lease,
-                              bool first_campaign);
-
 struct SyncServiceOptions {
-  WatchMode watch_mode = WatchMode::kAuto;
-  // With an election, only the leader reads changes and writes etcd; a standby keeps its
-  // ZooKeeper session and watches open, so that it can take over within the lease TTL. Every
-  // write of the leader is fenced by its leadership.
-  std::optional<ElectionOptions> election;
+  // Failed campaigns (the election's server unreachable) are retried at most this far apart, so
+  // that leadership is back within a fraction of a second of the server answering again.
+  std::chrono::milliseconds election_retry_max{500};
   // 0 disables the periodic reconciliation.
   std::chrono::nanoseconds fullsync_interval = std::chrono::minutes(5);
   // Requests in flight on each side (--concurrent).
   size_t concurrent = 50;
-  int64_t etcd_page_size = 1000;
+  int64_t sink_page_size = 1000;
   // What each reconciliation does with keys that have no ownership record (reconciler.h).
   AdoptPolicy adopt = AdoptPolicy::kNone;
   std::chrono::milliseconds retry_initial{500};
@@ -99,11 +63,11 @@ struct SyncServiceOptions {
 };
 
 struct SyncStatus {
-  bool zk_connected = false;
-  bool classic_watches = false;
-  bool leader = false;  // always true without an election
+  bool source_connected = false;
+  bool classic_watches = false;  // see core::SourceStatus
+  bool leader = false;           // always true without an election
   bool campaigning = false;
-  size_t watches = 0;  // persistent watches, or child watches in classic mode
+  size_t watches = 0;  // the source's watches (core::SourceStatus)
   bool first_sync_done = false;
   int64_t session_id = 0;
   size_t reconciliations = 0;
@@ -116,9 +80,11 @@ struct SyncStatus {
 
 class SyncService {
  public:
-  SyncService(const core::Scope& scope, const KeyLayout& layout, zk::ZkClientFactory& zk_factory,
-              etcd::EtcdClient& etcd, FencedWriter& writer, ownership::OwnershipStore* ownership,
-              ops::Logger& logger, const Clock& clock, SyncServiceOptions options);
+  // `ownership` is null without an external ownership store; `election` null without election.
+  SyncService(const core::Scope& scope, core::Source& source, core::Sink& sink,
+              FencedWriter& writer, ownership::OwnershipStore* ownership,
+              core::LeaderElection* election, ops::Logger& logger, const Clock& clock,
+              SyncServiceOptions options);
   ~SyncService();
 
   // Runs until Stop(). Returns an error only for conditions that retrying cannot fix.
@@ -131,59 +97,64 @@ class SyncService {
   SyncStatus Status() const;
 
  private:
-  void Enqueue(zk::SessionEvent event);
-  // Opens a session and registers the watches; false (after logging) when it should be retried.
-  bool OpenSession();
+  // The source's listener: changes go to the incremental pipeline, events to the Run thread.
+  class Listener : public core::SourceListener {
+   public:
+    explicit Listener(SyncService& service) : service_(service) {}
+    void OnChange(const std::string& key) override;
+    void OnSourceEvent(const core::SourceEvent& event) override;
+
+   private:
+    SyncService& service_;
+  };
+  struct SourceEvent {
+    core::SourceEvent event;
+    uint64_t generation = 0;  // of the Open it belongs to
+  };
+  struct ElectionEvent {
+    enum class Type { kElected, kEnded, kNotLeader };
+    Type type = Type::kElected;
+    uint64_t campaign = 0;
+    core::Fence fence;
+    std::string reason;
+  };
+
+  // Opens the source; false (after logging) when it should be retried.
+  bool OpenSource();
+  void CloseSource();
   // Returns a fatal error, if the event is one.
-  std::optional<std::string> HandleSessionEvent(const zk::SessionEvent& event);
+  std::optional<std::string> HandleSourceEvent(const core::SourceEvent& event);
   void Reconcile();
   // On the ownership recorder's thread.
   void OnOwnershipStoreBack();
   // Election steps, on the Run thread.
   void StartCampaign();
-  // Before a campaign: reads the current leader and revokes its lease when DecideTakeover says
-  // the key is stale (this replica's own).
-  void ClearStaleLeadership();
   void HandleElectionEvents();
-  void BecomeLeader(etcd::LeaderKey key);
+  void BecomeLeader(core::Fence fence);
   void StepDown(const std::string& reason);
-  void Resign();
-  bool Active() const { return !options_.election || leader_key_.has_value(); }
+  bool Active() const { return election_ == nullptr || leader_.has_value(); }
   // Doubles `backoff` within [retry_initial, cap] (cap: retry_max) and returns it.
   std::chrono::milliseconds NextBackoff(std::chrono::milliseconds& backoff) const;
   std::chrono::milliseconds NextBackoff(std::chrono::milliseconds& backoff,
                                         std::chrono::milliseconds cap) const;
 
   const core::Scope& scope_;
-  const KeyLayout& layout_;
-  zk::ZkClientFactory& zk_factory_;
-  etcd::EtcdClient& etcd_;
+  core::Source& source_;
+  core::Sink& sink_;
   FencedWriter& writer_;
   ownership::OwnershipStore* ownership_;
+  core::LeaderElection* election_;
   ops::Logger& logger_;
   const Clock& clock_;
   const SyncServiceOptions options_;
   std::chrono::nanoseconds fullsync_interval_;  // guarded by mutex_; starts from options_
   IncrementalSync incremental_;
-  ClassicWatcher classic_;
   Reconciler reconciler_;
-  std::atomic<bool> classic_mode_{false};  // events go to classic_ (set before any event)
-
-  // Sets client_ / ends and drops it (Run thread), keeping live_client_ in step.
-  void AdoptClient(std::unique_ptr<zk::ZkClient> client);
-  void DropClient();
-  // Stop closes the client at once: whatever waits on it (a blocking call, a read of the walk,
-  // on a server that no longer answers) then fails now instead of after the session timeout.
-  // Nothing is lost that a stop would not drop anyway: queued events are dropped by
-  // IncrementalSync::Stop, and the writes already built drain through the writer (etcd only).
-  void CloseClient();
+  Listener listener_{*this};
 
   // Owned by the Run thread.
-  std::unique_ptr<zk::ZkClient> client_;
-  // client_ for Stop's thread: set and cleared under client_mutex_.
-  std::mutex client_mutex_;
-  zk::ZkClient* live_client_ = nullptr;
-  bool watches_registered_ = false;
+  bool source_open_ = false;
+  std::atomic<uint64_t> source_generation_{0};
   bool reconcile_needed_ = false;
   std::chrono::steady_clock::time_point next_reconcile_at_{};
   std::chrono::steady_clock::time_point next_full_sync_{};
@@ -191,29 +162,18 @@ class SyncService {
   std::chrono::milliseconds session_backoff_{0};
   std::chrono::steady_clock::time_point next_session_at_{};
   bool writer_was_retrying_ = false;
-  std::optional<std::string> fatal_;  // set by OpenSession when retrying cannot help
+  std::optional<std::string> fatal_;  // set by OpenSource when retrying cannot help
   // Election state (Run thread).
-  std::optional<etcd::LeaderKey> leader_key_;
-  int64_t lease_id_ = 0;
-  int64_t previous_lease_id_ = 0;  // the last lease this process campaigned with
-  bool leader_checked_ = false;    // a campaign has read the current leader once
+  std::optional<core::Fence> leader_;
   bool campaigning_ = false;
-  std::unique_ptr<etcd::CallHandle> campaign_;
-  std::unique_ptr<etcd::CallHandle> keepalive_;
+  uint64_t campaign_ = 0;  // the number of the campaign in progress
   std::chrono::milliseconds election_backoff_{0};
   size_t election_failures_ = 0;  // in a row: the first is a warning, the rest debug lines
   std::chrono::steady_clock::time_point next_campaign_at_{};
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<zk::SessionEvent> session_events_;
-  struct ElectionEvent {
-    enum class Type { kElected, kCampaignFailed, kLeaseLost, kNotLeader };
-    Type type;
-    std::optional<etcd::LeaderKey> key;
-    std::string reason;
-    int64_t lease = 0;
-  };
+  std::deque<SourceEvent> source_events_;
   std::deque<ElectionEvent> election_events_;
   bool stop_ = false;
   std::atomic<bool> cancel_{false};  // set by Stop(): ends a reconciliation early
