@@ -157,7 +157,7 @@ class Head {
 
 }  // namespace
 
-etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const core::Scope& scope,
+etcd::EtcdResult<DiffReport> ComputeDiff(const core::Snapshot& tree, const core::Scope& scope,
                                          const KeyLayout& layout, etcd::EtcdClient& etcd,
                                          const DiffOptions& options) {
   const int64_t page_size = options.page_size;
@@ -177,8 +177,8 @@ etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const core::Scope& 
   for (const std::string& prefix : scope.prefixes()) {
     // ZooKeeper side: the sorted nodes at or below this prefix.
     std::vector<size_t> nodes;
-    for (size_t i = 0; i < tree.nodes.size(); ++i) {
-      if (core::IsSameOrBelow(tree.nodes[i].path, prefix)) nodes.push_back(i);
+    for (size_t i = 0; i < tree.entries.size(); ++i) {
+      if (core::IsSameOrBelow(tree.entries[i].key, prefix)) nodes.push_back(i);
     }
     // Requests end at every page_size-th ZooKeeper key: about a page each when etcd holds
     // what ZooKeeper does (see RangeCursor).
@@ -186,7 +186,7 @@ etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const core::Scope& 
     std::vector<std::string> data_splits;
     std::vector<std::string> meta_splits;
     for (size_t i = split_every; i < nodes.size(); i += split_every) {
-      data_splits.push_back(layout.KeyFor(tree.nodes[nodes[i]].path));
+      data_splits.push_back(layout.KeyFor(tree.entries[nodes[i]].key));
       meta_splits.push_back(layout.MetaKeyFor(data_splits.back()));
     }
     RangeCursor data_cursor(etcd, layout.DataRangesFor(prefix), report.etcd_revision, page_size,
@@ -213,7 +213,7 @@ etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const core::Scope& 
       const std::string* zk_key_ptr = nullptr;
       std::string zk_key;
       if (next_node < nodes.size()) {
-        zk_key = layout.KeyFor(tree.nodes[nodes[next_node]].path);
+        zk_key = layout.KeyFor(tree.entries[nodes[next_node]].key);
         zk_key_ptr = &zk_key;
       }
       std::optional<std::string> meta_data_key;
@@ -237,7 +237,7 @@ etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const core::Scope& 
         difference.path = *path;
         if (has_node) {
           difference.node_index = nodes[next_node];
-          difference.zk_data_bytes = tree.nodes[nodes[next_node]].data.size();
+          difference.zk_data_bytes = tree.entries[nodes[next_node]].value.size();
         }
         if (has_key) {
           difference.etcd_mod_revision = data.current()->mod_revision;
@@ -249,7 +249,7 @@ etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const core::Scope& 
         if (has_node) ++report.zk_nodes;
         if (has_key) ++report.etcd_keys;
         const std::optional<Difference::Kind> kind =
-            Classify(has_node ? &tree.nodes[nodes[next_node]].data : nullptr,
+            Classify(has_node ? &tree.entries[nodes[next_node]].value : nullptr,
                      has_key ? &data.current()->value : nullptr, has_meta);
         if (kind && has_key) difference.etcd_value = data.current()->value;
         if (kind == Difference::Kind::kUnclaimed) {

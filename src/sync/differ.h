@@ -19,7 +19,7 @@
 #include "etcd/etcd_client.h"
 #include "sync/key_layout.h"
 #include "core/scope.h"
-#include "sync/zk_walker.h"
+#include "connectors/zookeeper/zk_walker.h"
 
 namespace zk2etcd::sync {
 
@@ -149,7 +149,7 @@ struct DiffOptions {
   int64_t revision = 0;
 };
 
-etcd::EtcdResult<DiffReport> ComputeDiff(const ZkTree& tree, const core::Scope& scope,
+etcd::EtcdResult<DiffReport> ComputeDiff(const core::Snapshot& tree, const core::Scope& scope,
                                          const KeyLayout& layout, etcd::EtcdClient& etcd,
                                          const DiffOptions& options = {});
 

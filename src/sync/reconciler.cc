@@ -175,13 +175,13 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(zk::ZkClient& zk,
     early_revision = std::async(
         std::launch::async, [this, one_key = std::move(one_key)] { return etcd_.Range(one_key); });
   }
-  WalkOptions walk_options;
+  connectors::WalkOptions walk_options;
   walk_options.window = options.zk_window;
   walk_options.on_progress = options.on_progress;
   walk_options.cancel = options.cancel;
   walk_options.set_watches = options.set_watches;
   walk_options.on_children = options.on_children;
-  auto tree = WalkZkTree(zk, scope_, walk_options);
+  auto tree = connectors::WalkZkTree(zk, scope_, walk_options);
   if (!tree.ok()) {
     return Unexpected{ReconcileError{ReconcileError::Source::kZooKeeper,
                                      "reading the ZooKeeper tree: " + tree.error().ToString()}};
@@ -264,10 +264,10 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
     paths.push_back(candidate.path);
     expected_bytes.push_back(candidate.zk_data_bytes);
   }
-  NodeReadOptions read_options;
+  connectors::NodeReadOptions read_options;
   read_options.window = zk_window;
   read_options.expected_bytes = &expected_bytes;
-  auto nodes = ReadNodes(zk, paths, read_options);
+  auto nodes = connectors::ReadNodes(zk, paths, read_options);
   if (!nodes.ok()) {
     return Unexpected{ReconcileError{ReconcileError::Source::kZooKeeper,
                                      "re-reading ZooKeeper: " + nodes.error().ToString()}};
@@ -339,10 +339,10 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
 
   std::vector<ConfirmedDifference> confirmed;
   for (size_t i = 0; i < candidates.size(); ++i) {
-    NodeState& node = (*nodes)[i];
+    core::EntryState& node = (*nodes)[i];
     const EtcdState& state = states[i];
     const std::optional<Difference::Kind> kind =
-        Classify(node.exists ? &node.data : nullptr, state.kv ? &state.kv->value : nullptr,
+        Classify(node.exists ? &node.value : nullptr, state.kv ? &state.kv->value : nullptr,
                  state.meta_zxid.has_value());
     if (!kind) continue;
     ConfirmedDifference difference;
@@ -425,11 +425,11 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
     if (adoption) {
       // Equal already: only the meta record is written, so etcd's watchers see no change.
       write.type = FencedWrite::Type::kAdopt;
-      write.zxid = difference.zk.mzxid;
+      write.zxid = difference.zk.version;
     } else if (difference.zk.exists) {
       write.type = FencedWrite::Type::kPut;
-      write.value = difference.zk.data;
-      write.zxid = difference.zk.mzxid;
+      write.value = difference.zk.value;
+      write.zxid = difference.zk.version;
     } else {
       if (!state.deletes_allowed) {
         std::lock_guard lock(pending.mutex());
@@ -437,7 +437,7 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
         continue;
       }
       write.type = FencedWrite::Type::kDelete;
-      write.zxid = difference.zk.zxid;
+      write.zxid = difference.zk.observed_at;
     }
     if (claimed) write.claim_mod_revision = difference.etcd_mod_revision;
     // What the second read (or, when fixing during a run, the diff's read) saw: lets the writer
@@ -448,7 +448,7 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
     pending.Add();
     writer_->Submit(
         std::move(write),
-        [&, key = difference.key, value = ownership_ != nullptr ? difference.zk.data : "",
+        [&, key = difference.key, value = ownership_ != nullptr ? difference.zk.value : "",
          is_put = difference.zk.exists, adoption](const WriteResult& result) {
           {
             std::lock_guard lock(pending.mutex());

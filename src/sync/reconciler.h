@@ -83,7 +83,7 @@ struct ConfirmedDifference {
   Difference::Kind kind = Difference::Kind::kMissing;
   std::string key;
   std::string path;
-  NodeState zk;              // as the second read saw the node
+  core::EntryState zk;       // as the second read saw the node
   bool etcd_exists = false;  // as the second read saw the key
   int64_t etcd_mod_revision = 0;
   std::optional<int64_t> meta_zxid;  // INT64_MAX when the meta record holds no zxid

@@ -71,7 +71,7 @@ SyncService::SyncService(const core::Scope& scope, const KeyLayout& layout,
                                           },
                                           0x7ace, ownership::OwnershipRecorderOptions{},
                                           [this] { OnOwnershipStoreBack(); }}),
-      classic_(scope, incremental_, logger),
+      classic_(scope, [this](const std::string& path) { incremental_.MarkDirty(path); }, logger),
       reconciler_(scope, layout, etcd, &writer, ownership, logger, clock) {
   status_.leader = !options_.election.has_value();
   fullsync_interval_ = options_.fullsync_interval;
@@ -171,11 +171,8 @@ std::chrono::milliseconds SyncService::NextBackoff(std::chrono::milliseconds& ba
 bool SyncService::OpenSession() {
   zk::ZkEventHandlers handlers;
   handlers.on_watch = [this](const zk::WatchEvent& event) {
-    if (classic_mode_.load()) {
-      classic_.OnWatchEvent(event);
-    } else {
-      incremental_.OnWatchEvent(event);
-    }
+    if (classic_mode_.load()) classic_.OnWatchEvent(event);
+    incremental_.OnWatchEvent(event);
   };
   handlers.on_session = [this](const zk::SessionEvent& event) { Enqueue(event); };
   auto client = zk_factory_.NewClient(std::move(handlers));

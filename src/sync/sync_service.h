@@ -25,10 +25,10 @@
 #include <string>
 
 #include "common/clock.h"
+#include "connectors/zookeeper/classic_watcher.h"
 #include "etcd/etcd_client.h"
 #include "ops/log.h"
 #include "ownership/ownership_store.h"
-#include "sync/classic_watcher.h"
 #include "sync/fenced_writer.h"
 #include "sync/incremental_sync.h"
 #include "sync/key_layout.h"
@@ -165,7 +165,7 @@ class SyncService {
   const SyncServiceOptions options_;
   std::chrono::nanoseconds fullsync_interval_;  // guarded by mutex_; starts from options_
   IncrementalSync incremental_;
-  ClassicWatcher classic_;
+  connectors::ClassicWatcher classic_;
   Reconciler reconciler_;
   std::atomic<bool> classic_mode_{false};  // events go to classic_ (set before any event)
 
