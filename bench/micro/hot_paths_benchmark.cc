@@ -132,19 +132,19 @@ void BM_DiffInSyncTree(benchmark::State& state) {
   const size_t nodes = static_cast<size_t>(state.range(0));
   SystemClock clock;
   etcd::FakeEtcdClient etcd(clock);
-  sync::ZkTree tree;
+  core::Snapshot tree;
   const core::Scope scope = core::Scope::Create({"/dubbo"}, {}).value();
   const sync::KeyLayout layout = sync::KeyLayout::Create("", "/zk2etcd/meta", scope).value();
   for (size_t i = 0; i < nodes; ++i) {
     const std::string path = "/dubbo/svc" + std::to_string(i / 100) + "/providers/p" +
                              std::to_string(i % 100);
-    tree.nodes.push_back({path, "", static_cast<int64_t>(i + 1)});
+    tree.entries.push_back({path, "", static_cast<int64_t>(i + 1)});
     etcd.store().PutDirect(layout.KeyFor(path), "");
     etcd.store().PutDirect(layout.MetaKeyFor(layout.KeyFor(path)),
                            sync::EncodeZxid(static_cast<int64_t>(i + 1)));
   }
-  std::sort(tree.nodes.begin(), tree.nodes.end(),
-            [](const sync::ZkNode& a, const sync::ZkNode& b) { return a.path < b.path; });
+  std::sort(tree.entries.begin(), tree.entries.end(),
+            [](const core::SourceEntry& a, const core::SourceEntry& b) { return a.key < b.key; });
   for (auto _ : state) {
     auto report = sync::ComputeDiff(tree, scope, layout, etcd);
     benchmark::DoNotOptimize(report);

@@ -51,7 +51,7 @@
 #include "common/strings.h"
 #include "etcd/grpc_etcd_client.h"
 #include "core/scope.h"
-#include "sync/zk_walker.h"
+#include "connectors/zookeeper/zk_walker.h"
 #include "testing/delaying_proxy.h"
 #include "testing/etcd_server.h"
 #include "testing/process.h"
@@ -181,16 +181,16 @@ TreeRead ReadWithOurClient(const std::string& address, const std::string& root) 
   auto client = zk::NewAsioZkClient(options, {});
   if (!client.ok() || !zk::blocking::Exists(**client, "/").ok()) return {};
   const core::Scope scope = core::Scope::Create({root}, {}).value();
-  sync::WalkOptions walk;
+  connectors::WalkOptions walk;
   walk.window = 200;
   const auto start = Clock::now();
-  auto tree = sync::WalkZkTree(**client, scope, walk);
+  auto tree = connectors::WalkZkTree(**client, scope, walk);
   const double elapsed = Since(start);
   (*client)->Close();
   if (!tree.ok()) return {};
-  TreeRead read{static_cast<double>(tree->nodes.size()) / elapsed, tree->nodes.size(), 0};
-  for (const sync::ZkNode& node : tree->nodes) {
-    read.path_and_data_bytes += node.path.size() + node.data.size();
+  TreeRead read{static_cast<double>(tree->entries.size()) / elapsed, tree->entries.size(), 0};
+  for (const core::SourceEntry& node : tree->entries) {
+    read.path_and_data_bytes += node.key.size() + node.value.size();
   }
   return read;
 }

@@ -108,22 +108,22 @@ TEST_F(DifferTest, TheListingIsOneRevisionEvenWhenKeysChangeBetweenPages) {
 TEST_F(DifferTest, ADiffOfALargePrefixInSyncWalksEachKeyAboutOnce) {
   const core::Scope scope = core::Scope::Create({"/dubbo"}, {}).value();
   const KeyLayout layout = KeyLayout::Create("", "/zk2etcd/meta", scope).value();
-  ZkTree tree;
-  tree.nodes.push_back({"/dubbo", "", 1});
-  for (int i = 0; i < 20000; ++i) tree.nodes.push_back({NumberedKey("/dubbo/n", i), "d", 1});
-  for (const ZkNode& node : tree.nodes) {
-    etcd_.store().PutDirect(layout.KeyFor(node.path), node.data);
-    etcd_.store().PutDirect(layout.MetaKeyFor(layout.KeyFor(node.path)), EncodeZxid(1));
+  core::Snapshot tree;
+  tree.entries.push_back({"/dubbo", "", 1});
+  for (int i = 0; i < 20000; ++i) tree.entries.push_back({NumberedKey("/dubbo/n", i), "d", 1});
+  for (const core::SourceEntry& node : tree.entries) {
+    etcd_.store().PutDirect(layout.KeyFor(node.key), node.value);
+    etcd_.store().PutDirect(layout.MetaKeyFor(layout.KeyFor(node.key)), EncodeZxid(1));
   }
   DiffOptions options;
   options.page_size = 500;
   const int64_t before = etcd_.store().keys_walked();
   auto report = ComputeDiff(tree, scope, layout, etcd_, options);
   ASSERT_TRUE(report.ok());
-  EXPECT_EQ(report->in_sync, tree.nodes.size());
+  EXPECT_EQ(report->in_sync, tree.entries.size());
   EXPECT_EQ(report->listed, 0u);
   // Data and meta records: each walked about once (twice at most), not once per page.
-  EXPECT_LE(etcd_.store().keys_walked() - before, static_cast<int64_t>(4 * tree.nodes.size()));
+  EXPECT_LE(etcd_.store().keys_walked() - before, static_cast<int64_t>(4 * tree.entries.size()));
 }
 
 // Holds each etcd call (reported through the observer, on the caller's thread) until `wanted`
@@ -198,12 +198,12 @@ TEST(RangeCursorPrefetchTest, AGivenRevisionListsDataAndMetaRecordsAtOnceAtThatR
   etcd::FakeEtcdClient etcd(clock, {.observer = &gate});
   const core::Scope scope = core::Scope::Create({"/dubbo"}, {}).value();
   const KeyLayout layout = KeyLayout::Create("", "/zk2etcd/meta", scope).value();
-  ZkTree tree;
-  tree.nodes.push_back({"/dubbo", "", 1});
-  for (int i = 0; i < 10; ++i) tree.nodes.push_back({NumberedKey("/dubbo/n", i), "d", 1});
-  for (const ZkNode& node : tree.nodes) {
-    etcd.store().PutDirect(layout.KeyFor(node.path), node.data);
-    etcd.store().PutDirect(layout.MetaKeyFor(layout.KeyFor(node.path)), EncodeZxid(1));
+  core::Snapshot tree;
+  tree.entries.push_back({"/dubbo", "", 1});
+  for (int i = 0; i < 10; ++i) tree.entries.push_back({NumberedKey("/dubbo/n", i), "d", 1});
+  for (const core::SourceEntry& node : tree.entries) {
+    etcd.store().PutDirect(layout.KeyFor(node.key), node.value);
+    etcd.store().PutDirect(layout.MetaKeyFor(layout.KeyFor(node.key)), EncodeZxid(1));
   }
   const int64_t revision = etcd.store().revision();
   etcd.store().DeleteDirect(layout.KeyFor(NumberedKey("/dubbo/n", 3)));  // after the revision
@@ -213,21 +213,21 @@ TEST(RangeCursorPrefetchTest, AGivenRevisionListsDataAndMetaRecordsAtOnceAtThatR
   auto report = ComputeDiff(tree, scope, layout, etcd, options);
   ASSERT_TRUE(report.ok()) << report.error().ToString();
   EXPECT_EQ(report->etcd_revision, revision);
-  EXPECT_EQ(report->in_sync, tree.nodes.size());  // the deletion came after the revision
+  EXPECT_EQ(report->in_sync, tree.entries.size());  // the deletion came after the revision
   EXPECT_EQ(gate.timeouts(), 0);                  // the first request waited for no other
 
   // Without one, the newest revision.
   etcd::FakeEtcdClient sequential(clock);
-  for (const ZkNode& node : tree.nodes) {
-    sequential.store().PutDirect(layout.KeyFor(node.path), node.data);
-    sequential.store().PutDirect(layout.MetaKeyFor(layout.KeyFor(node.path)), EncodeZxid(1));
+  for (const core::SourceEntry& node : tree.entries) {
+    sequential.store().PutDirect(layout.KeyFor(node.key), node.value);
+    sequential.store().PutDirect(layout.MetaKeyFor(layout.KeyFor(node.key)), EncodeZxid(1));
   }
   sequential.store().DeleteDirect(layout.KeyFor(NumberedKey("/dubbo/n", 3)));
   options.revision = 0;
   auto newest = ComputeDiff(tree, scope, layout, sequential, options);
   ASSERT_TRUE(newest.ok()) << newest.error().ToString();
   EXPECT_EQ(newest->etcd_revision, sequential.store().revision());
-  EXPECT_EQ(newest->in_sync, tree.nodes.size() - 1);
+  EXPECT_EQ(newest->in_sync, tree.entries.size() - 1);
 }
 
 TEST(RangeCursorPrefetchTest, AnErrorIsReturnedAndTheCursorCanBeDestroyedWithRequestsInFlight) {

@@ -156,20 +156,20 @@ TEST_F(EngineTest, ReadNodesBatchedBySizeReadsEveryNodeInOrder) {
     expected.push_back(i % 5 == 0 ? 3000 : 10);
   }
   for (const size_t batch_bytes : {size_t{1}, size_t{4096}, size_t{1} << 20}) {
-    NodeReadOptions options;
+    connectors::NodeReadOptions options;
     options.window = 3;
     options.expected_bytes = &expected;
     options.batch_bytes = batch_bytes;
-    auto nodes = ReadNodes(*zk_, paths, options);
+    auto nodes = connectors::ReadNodes(*zk_, paths, options);
     ASSERT_TRUE(nodes.ok()) << nodes.error().ToString();
     ASSERT_EQ(nodes->size(), paths.size());
     for (int i = 0; i < 200; ++i) {
-      const NodeState& node = (*nodes)[i];
+      const core::EntryState& node = (*nodes)[i];
       EXPECT_EQ(node.exists, i % 7 != 0) << paths[i];
-      EXPECT_GT(node.zxid, 0) << paths[i];
+      EXPECT_GT(node.observed_at, 0) << paths[i];
       if (node.exists) {
-        EXPECT_EQ(node.data.size(), expected[i]) << paths[i];
-        EXPECT_EQ(node.data[0], static_cast<char>('a' + i % 26)) << paths[i];
+        EXPECT_EQ(node.value.size(), expected[i]) << paths[i];
+        EXPECT_EQ(node.value[0], static_cast<char>('a' + i % 26)) << paths[i];
       }
     }
   }

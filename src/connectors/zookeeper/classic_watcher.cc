@@ -1,6 +1,6 @@
-#include "sync/classic_watcher.h"
+#include "connectors/zookeeper/classic_watcher.h"
 
-namespace zk2etcd::sync {
+namespace zk2etcd::connectors {
 
 namespace {
 
@@ -10,9 +10,10 @@ std::string ChildPath(const std::string& parent, const std::string& name) {
 
 }  // namespace
 
-ClassicWatcher::ClassicWatcher(const core::Scope& scope, IncrementalSync& incremental,
+ClassicWatcher::ClassicWatcher(const core::Scope& scope,
+                               std::function<void(const std::string& path)> on_change,
                                ops::Logger& logger)
-    : scope_(scope), incremental_(incremental), logger_(logger) {}
+    : scope_(scope), on_change_(std::move(on_change)), logger_(logger) {}
 
 void ClassicWatcher::SetClient(zk::ZkClient* client) {
   std::lock_guard lock(client_mutex_);
@@ -22,6 +23,11 @@ void ClassicWatcher::SetClient(zk::ZkClient* client) {
 size_t ClassicWatcher::watched_parents() const {
   std::lock_guard lock(mutex_);
   return children_.size();
+}
+
+void ClassicWatcher::Clear() {
+  std::lock_guard lock(mutex_);
+  children_.clear();
 }
 
 void ClassicWatcher::NoteChildren(const std::string& path,
@@ -38,12 +44,11 @@ void ClassicWatcher::OnWatchEvent(const zk::WatchEvent& event) {
     case zk::WatchEventType::kNodeDeleted: {
       std::lock_guard lock(mutex_);
       children_.erase(event.path);
-      break;
+      return;
     }
     default:
-      break;
+      return;
   }
-  incremental_.OnWatchEvent(event);
 }
 
 void ClassicWatcher::Relist(const std::string& path) {
@@ -81,10 +86,10 @@ void ClassicWatcher::OnChildren(const std::string& path, zk::ZkResult<zk::Childr
   }
   for (const std::string& name : added) {
     const std::string child = ChildPath(path, name);
-    incremental_.MarkDirty(child);  // its read sets the data watch
-    Relist(child);                  // its child watch, and descendants created with it
+    on_change_(child);  // its read sets the data watch
+    Relist(child);      // its child watch, and descendants created with it
   }
-  for (const std::string& name : removed) incremental_.MarkDirty(ChildPath(path, name));
+  for (const std::string& name : removed) on_change_(ChildPath(path, name));
 }
 
-}  // namespace zk2etcd::sync
+}  // namespace zk2etcd::connectors

@@ -1,5 +1,7 @@
-// WalkZkTree: reads every in-scope znode (path, data, mzxid) under the scope's prefixes, as fast
-// as the server answers.
+// WalkZkTree: reads every in-scope znode under the scope's prefixes into a core::Snapshot (key:
+// path, value: data, version: mzxid; point: the highest reply zxid), as fast as the server
+// answers. ReadNodes: reads given znodes into core::EntryStates (the second look of a
+// reconciliation).
 //
 // Reads are batched with multiRead (ZooKeeper 3.6+; one request carries getData + getChildren of
 // up to `multi_read_batch` nodes, which measured 14 to 42 times faster than one request per read
@@ -18,23 +20,11 @@
 #include <vector>
 
 #include "common/result.h"
+#include "core/entry.h"
 #include "core/scope.h"
 #include "zk/zk_client.h"
 
-namespace zk2etcd::sync {
-
-struct ZkNode {
-  std::string path;
-  std::string data;
-  int64_t mzxid = 0;
-};
-
-struct ZkTree {
-  std::vector<ZkNode> nodes;  // sorted by path (byte order)
-  // The highest reply zxid seen: every change up to it that the walk could see is in `nodes`.
-  int64_t max_zxid = 0;
-  size_t requests = 0;
-};
+namespace zk2etcd::connectors {
 
 // Requests in flight when reads are batched with multiRead: at least this many, whatever
 // `window` says. A long round trip needs a window as wide as a level of the tree to read that
@@ -62,17 +52,14 @@ struct WalkOptions {
       on_children;
 };
 
-Result<ZkTree, zk::ZkError> WalkZkTree(zk::ZkClient& client, const core::Scope& scope,
-                                       const WalkOptions& options);
+// The snapshot's entries are sorted by path (byte order); its point is the highest reply zxid
+// seen: every change up to it that the walk could see is in the entries.
+Result<core::Snapshot, zk::ZkError> WalkZkTree(zk::ZkClient& client, const core::Scope& scope,
+                                               const WalkOptions& options);
 
-// A znode as one read saw it.
-struct NodeState {
-  bool exists = false;
-  std::string data;
-  int64_t mzxid = 0;
-  // The reply's zxid: for an absent node, the zxid at which the absence was observed.
-  int64_t zxid = 0;
-};
+// A node as one getData reply shows it: the data and mzxid, observed at the reply's zxid; NoNode
+// is an absent node observed at the zxid of the error reply; any other error stays an error.
+Result<core::EntryState, zk::ZkError> EntryStateOf(zk::ZkResult<zk::GetDataReply> reply);
 
 // How ReadNodes batches its getData requests.
 struct NodeReadOptions {
@@ -91,10 +78,11 @@ struct NodeReadOptions {
   size_t batch_bytes = 1 << 20;
 };
 
-// Reads the given nodes, in the order given, batched as `options` says. Fails on the first error
-// other than NoNode.
-Result<std::vector<NodeState>, zk::ZkError> ReadNodes(zk::ZkClient& client,
-                                                      const std::vector<std::string>& paths,
-                                                      const NodeReadOptions& options);
+// Reads the given nodes, in the order given, batched as `options` says (an absent node: exists
+// false, observed_at the zxid at which the absence was seen). Fails on the first error other than
+// NoNode.
+Result<std::vector<core::EntryState>, zk::ZkError> ReadNodes(zk::ZkClient& client,
+                                                             const std::vector<std::string>& paths,
+                                                             const NodeReadOptions& options);
 
-}  // namespace zk2etcd::sync
+}  // namespace zk2etcd::connectors

@@ -1,4 +1,4 @@
-#include "sync/zk_walker.h"
+#include "connectors/zookeeper/zk_walker.h"
 
 #include <algorithm>
 #include <condition_variable>
@@ -6,7 +6,7 @@
 #include <mutex>
 #include <optional>
 
-namespace zk2etcd::sync {
+namespace zk2etcd::connectors {
 
 namespace {
 
@@ -16,7 +16,7 @@ class Walk {
   Walk(zk::ZkClient& client, const core::Scope& scope, const WalkOptions& options)
       : client_(client), scope_(scope), options_(options) {}
 
-  Result<ZkTree, zk::ZkError> Run() {
+  Result<core::Snapshot, zk::ZkError> Run() {
     {
       std::lock_guard lock(mutex_);
       for (const std::string& prefix : scope_.prefixes()) todo_.push_back({prefix, false});
@@ -25,8 +25,8 @@ class Walk {
     std::unique_lock lock(mutex_);
     done_.wait(lock, [this] { return in_flight_ == 0 && (todo_.empty() || error_); });
     if (error_) return Unexpected{*error_};
-    std::sort(tree_.nodes.begin(), tree_.nodes.end(),
-              [](const ZkNode& a, const ZkNode& b) { return a.path < b.path; });
+    std::sort(tree_.entries.begin(), tree_.entries.end(),
+              [](const core::SourceEntry& a, const core::SourceEntry& b) { return a.key < b.key; });
     return std::move(tree_);
   }
 
@@ -92,7 +92,7 @@ class Walk {
       if (reply.ok()) {
         NoteZxid(reply->zxid);
         if (scope_.Contains(path)) {
-          tree_.nodes.push_back({path, std::move(reply->data), reply->stat.mzxid});
+          tree_.entries.push_back({path, std::move(reply->data), reply->stat.mzxid});
           MaybeReportProgress();
         }
         if ((reply->stat.num_children > 0 || options_.set_watches) && scope_.ShouldDescend(path)) {
@@ -169,7 +169,7 @@ class Walk {
                 }
               }
             } else if (scope_.Contains(path)) {
-              tree_.nodes.push_back({path, std::move(result.data), result.stat.mzxid});
+              tree_.entries.push_back({path, std::move(result.data), result.stat.mzxid});
               MaybeReportProgress();
             }
           }
@@ -179,11 +179,11 @@ class Walk {
     });
   }
 
-  void NoteZxid(int64_t zxid) { tree_.max_zxid = std::max(tree_.max_zxid, zxid); }
+  void NoteZxid(int64_t zxid) { tree_.point = std::max(tree_.point, zxid); }
 
   void MaybeReportProgress() {
-    if (options_.on_progress && tree_.nodes.size() % 10000 == 0) {
-      options_.on_progress(tree_.nodes.size());
+    if (options_.on_progress && tree_.entries.size() % 10000 == 0) {
+      options_.on_progress(tree_.entries.size());
     }
   }
 
@@ -205,7 +205,7 @@ class Walk {
   std::deque<Request> todo_;
   size_t in_flight_ = 0;
   std::optional<zk::ZkError> error_;
-  ZkTree tree_;
+  core::Snapshot tree_;
 };
 
 // Pipelined getData of a list of paths; same lifetime discipline as Walk.
@@ -220,7 +220,7 @@ class NodeReads {
         options_(options),
         states_(paths.size()) {}
 
-  Result<std::vector<NodeState>, zk::ZkError> Run() {
+  Result<std::vector<core::EntryState>, zk::ZkError> Run() {
     Pump(0);
     std::unique_lock lock(mutex_);
     done_.wait(lock, [this] { return in_flight_ == 0 && (next_ == paths_.size() || error_); });
@@ -247,17 +247,12 @@ class NodeReads {
       }
       client_.GetData(paths_[index], false, [this, index](zk::ZkResult<zk::GetDataReply> reply) {
         {
+          auto state = EntryStateOf(std::move(reply));
           std::lock_guard lock(mutex_);
-          NodeState& state = states_[index];
-          if (reply.ok()) {
-            state.exists = true;
-            state.data = std::move(reply->data);
-            state.mzxid = reply->stat.mzxid;
-            state.zxid = reply->zxid;
-          } else if (reply.error().code == zk::ZkErrorCode::kNoNode) {
-            state.zxid = reply.error().zxid;
+          if (state.ok()) {
+            states_[index] = std::move(state).value();
           } else if (!error_) {
-            error_ = reply.error();
+            error_ = state.error();
           }
         }
         Pump(1);
@@ -302,13 +297,13 @@ class NodeReads {
         } else {
           for (size_t i = begin; i < end; ++i) {
             zk::ReadResult& result = reply->results[i - begin];
-            NodeState& state = states_[i];
+            core::EntryState& state = states_[i];
             // The zxid at which this read was answered (with multiRead, the whole request's).
-            state.zxid = result.zxid > 0 ? result.zxid : reply->zxid;
+            state.observed_at = result.zxid > 0 ? result.zxid : reply->zxid;
             if (result.error == zk::ZkErrorCode::kOk) {
               state.exists = true;
-              state.data = std::move(result.data);
-              state.mzxid = result.stat.mzxid;
+              state.value = std::move(result.data);
+              state.version = result.stat.mzxid;
             } else if (result.error != zk::ZkErrorCode::kNoNode && !error_) {
               error_ = zk::MakeZkError(result.error, "multiRead " + paths_[i]);
             }
@@ -331,22 +326,37 @@ class NodeReads {
   size_t next_ = 0;
   size_t in_flight_ = 0;
   std::optional<zk::ZkError> error_;
-  std::vector<NodeState> states_;
+  std::vector<core::EntryState> states_;
 };
 
 }  // namespace
 
-Result<std::vector<NodeState>, zk::ZkError> ReadNodes(zk::ZkClient& client,
-                                                      const std::vector<std::string>& paths,
-                                                      const NodeReadOptions& options) {
+Result<core::EntryState, zk::ZkError> EntryStateOf(zk::ZkResult<zk::GetDataReply> reply) {
+  core::EntryState state;
+  if (reply.ok()) {
+    state.exists = true;
+    state.value = std::move(reply->data);
+    state.version = reply->stat.mzxid;
+    state.observed_at = reply->zxid;
+  } else if (reply.error().code == zk::ZkErrorCode::kNoNode) {
+    state.observed_at = reply.error().zxid;
+  } else {
+    return Unexpected{reply.error()};
+  }
+  return state;
+}
+
+Result<std::vector<core::EntryState>, zk::ZkError> ReadNodes(zk::ZkClient& client,
+                                                             const std::vector<std::string>& paths,
+                                                             const NodeReadOptions& options) {
   NodeReads reads(client, paths, options);
   return reads.Run();
 }
 
-Result<ZkTree, zk::ZkError> WalkZkTree(zk::ZkClient& client, const core::Scope& scope,
-                                       const WalkOptions& options) {
+Result<core::Snapshot, zk::ZkError> WalkZkTree(zk::ZkClient& client, const core::Scope& scope,
+                                               const WalkOptions& options) {
   Walk walk(client, scope, options);
   return walk.Run();
 }
 
-}  // namespace zk2etcd::sync
+}  // namespace zk2etcd::connectors

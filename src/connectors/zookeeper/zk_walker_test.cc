@@ -1,6 +1,6 @@
 // WalkZkTree and ReadNodes against a client that holds every multiRead until the test answers
 // it, so that what the walk has in flight at once can be counted.
-#include "sync/zk_walker.h"
+#include "connectors/zookeeper/zk_walker.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 #include <future>
 #include <mutex>
 
-namespace zk2etcd::sync {
+namespace zk2etcd::connectors {
 namespace {
 
 // Holds multiRead requests; every other call fails at once (the walks under test use none).
@@ -119,7 +119,7 @@ TEST(ZkWalkerTest, AWideLevelIsRequestedInOneGoWithMultiRead) {
   ASSERT_EQ(walk.wait_for(std::chrono::seconds(10)), std::future_status::ready);
   auto tree = walk.get();
   ASSERT_TRUE(tree.ok()) << tree.error().ToString();
-  EXPECT_EQ(tree->nodes.size(), static_cast<size_t>(kLeaves + 1));
+  EXPECT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
 }
 
 // The same for the second read: 2,000 nodes at up to 64 per request, all at once.
@@ -139,8 +139,8 @@ TEST(ZkWalkerTest, ReadNodesWithMultiReadSendsEveryBatchAtOnce) {
   ASSERT_TRUE(nodes.ok()) << nodes.error().ToString();
   ASSERT_EQ(nodes->size(), paths.size());
   EXPECT_TRUE(nodes->back().exists);
-  EXPECT_EQ(nodes->back().data, "d" + paths.back());
+  EXPECT_EQ(nodes->back().value, "d" + paths.back());
 }
 
 }  // namespace
-}  // namespace zk2etcd::sync
+}  // namespace zk2etcd::connectors

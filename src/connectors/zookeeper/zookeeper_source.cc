@@ -1,0 +1,390 @@
+#include "connectors/zookeeper/zookeeper_source.h"
+
+#include <condition_variable>
+#include <deque>
+#include <thread>
+#include <utility>
+
+#include "connectors/zookeeper/zk_walker.h"
+
+namespace zk2etcd::connectors {
+
+namespace {
+
+using core::SourceError;
+
+// The source whose ReadAsync is handing a read to the client on this thread: a callback that
+// finds itself here was called inline.
+thread_local const void* issuing_read = nullptr;
+
+// The events the change stream announces (child lists are the classic watcher's business).
+bool IsNodeChange(zk::WatchEventType type) {
+  return type == zk::WatchEventType::kNodeCreated || type == zk::WatchEventType::kNodeDeleted ||
+         type == zk::WatchEventType::kNodeDataChanged;
+}
+
+SourceError SourceErrorOf(const zk::ZkError& error) {
+  SourceError::Code code = SourceError::Code::kOther;
+  switch (error.code) {
+    case zk::ZkErrorCode::kConnectionLoss:
+    case zk::ZkErrorCode::kSessionExpired:
+    case zk::ZkErrorCode::kSessionMoved:
+    case zk::ZkErrorCode::kTimeout:
+    case zk::ZkErrorCode::kThrottled:
+      code = SourceError::Code::kUnavailable;
+      break;
+    case zk::ZkErrorCode::kClosed:
+      code = SourceError::Code::kClosed;
+      break;
+    case zk::ZkErrorCode::kAuthFailed:
+      code = SourceError::Code::kAuthFailed;
+      break;
+    default:
+      break;
+  }
+  return SourceError{code, error.ToString()};
+}
+
+SourceError Closed() { return SourceError{SourceError::Code::kClosed, "ZooKeeper source closed"}; }
+
+}  // namespace
+
+Result<WatchMode, std::string> ParseWatchMode(std::string_view name) {
+  if (name == "auto") return WatchMode::kAuto;
+  if (name == "persistent") return WatchMode::kPersistent;
+  if (name == "classic") return WatchMode::kClassic;
+  return Unexpected{"unknown watch mode \"" + std::string(name) +
+                    "\" (use auto, persistent or classic)"};
+}
+
+// One thread, started on first use, that runs posted functions in order; the destructor runs
+// what is left, then joins.
+class ZooKeeperSource::CallbackThread {
+ public:
+  ~CallbackThread() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void Post(std::function<void()> fn) {
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(std::move(fn));
+      if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
+    }
+    wake_.notify_all();
+  }
+
+ private:
+  void Loop() {
+    while (true) {
+      std::function<void()> fn;
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        fn = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      fn();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::function<void()>> queue_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+ZooKeeperSource::ZooKeeperSource(zk::ZkClientFactory& factory, const core::Scope& scope,
+                                 ops::Logger& logger, ZooKeeperSourceOptions options)
+    : factory_(factory),
+      scope_(scope),
+      logger_(logger),
+      options_(options),
+      classic_(
+          scope, [this](const std::string& path) { Announce(path); }, logger),
+      callbacks_(std::make_unique<CallbackThread>()) {}
+
+ZooKeeperSource::~ZooKeeperSource() {
+  Close();
+  callbacks_.reset();  // runs the callbacks still owed
+}
+
+core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
+  uint64_t epoch;
+  {
+    std::lock_guard lock(mutex_);
+    epoch = epoch_;
+    listener_ = &listener;
+    open_ = false;
+    connected_ = false;
+  }
+  classic_mode_.store(false);
+  classic_.Clear();  // a new session holds none of the old one's watches
+  zk::ZkEventHandlers handlers;
+  handlers.on_watch = [this](const zk::WatchEvent& event) { OnWatch(event); };
+  handlers.on_session = [this, epoch](const zk::SessionEvent& event) { OnSession(event, epoch); };
+  auto created = factory_.NewClient(std::move(handlers));
+  if (!created.ok()) {
+    logger_.Warn("cannot create a ZooKeeper client", {{"error", created.error().ToString()}});
+    Close();
+    return Unexpected{SourceError{SourceError::Code::kUnavailable, created.error().ToString()}};
+  }
+  std::shared_ptr<zk::ZkClient> client = std::move(created).value();
+  {
+    std::lock_guard lock(mutex_);
+    if (epoch_ == epoch) client_ = client;
+  }
+  if (ClosedSince(epoch)) {
+    client->Close();
+    return Unexpected{Closed()};
+  }
+  // Watches first, then the walk: nothing can change unseen in between. In classic mode the
+  // walk itself sets the watches, each in the read that sees the node.
+  bool classic = options_.watch_mode == WatchMode::kClassic;
+  for (size_t i = 0; !classic && i < scope_.prefixes().size(); ++i) {
+    const std::string& prefix = scope_.prefixes()[i];
+    auto added = zk::blocking::AddWatch(*client, prefix, zk::AddWatchMode::kPersistentRecursive);
+    if (added.ok()) continue;
+    SourceError error = ErrorOf(added.error(), epoch);
+    if (added.error().code == zk::ZkErrorCode::kUnimplemented) {
+      if (options_.watch_mode == WatchMode::kAuto) {
+        logger_.Warn(
+            "the ZooKeeper server has no persistent watches (older than 3.6): using "
+            "one-shot watches on every node");
+        classic = true;
+        break;
+      }
+      error = SourceError{SourceError::Code::kUnsupported,
+                          "the ZooKeeper server does not support persistent recursive watches "
+                          "(3.6+); use --zookeeper-watch-mode=classic or auto"};
+    } else {
+      if (error.code == SourceError::Code::kOther) error.code = SourceError::Code::kUnavailable;
+      if (error.code != SourceError::Code::kClosed && !error.Fatal()) {
+        logger_.Warn("cannot register the persistent recursive watch; retrying",
+                     {{"prefix", prefix}, {"error", added.error().ToString()}});
+      }
+    }
+    Close();
+    return Unexpected{std::move(error)};
+  }
+  classic_mode_.store(classic);
+  if (classic) classic_.SetClient(client.get());
+  const zk::SessionInfo session = client->session();
+  {
+    std::lock_guard lock(mutex_);
+    if (epoch_ == epoch) {
+      open_ = true;
+      session_id_ = session.session_id;
+    }
+  }
+  if (ClosedSince(epoch)) {
+    // A Close() came meanwhile, perhaps before the watcher had the client: `client` is still
+    // alive here, and the watcher lets go of it now.
+    classic_.SetClient(nullptr);
+    return Unexpected{Closed()};
+  }
+  logger_.Info("zookeeper session open, watches registered",
+               {{"session_id", session.session_id},
+                {"server", session.server},
+                {"prefixes", scope_.prefixes().size()}});
+  return {};
+}
+
+void ZooKeeperSource::Close() {
+  std::shared_ptr<zk::ZkClient> client;
+  {
+    std::lock_guard lock(mutex_);
+    ++epoch_;
+    client = std::move(client_);
+    listener_ = nullptr;
+    open_ = false;
+    connected_ = false;
+  }
+  classic_.SetClient(nullptr);
+  // Fails what is pending (blocking reads, owed callbacks) and waits until nothing more is
+  // delivered. Not under mutex_: the delivery thread may be waiting for it.
+  if (client != nullptr) client->Close();
+}
+
+std::shared_ptr<zk::ZkClient> ZooKeeperSource::CurrentClient(uint64_t* epoch) const {
+  std::lock_guard lock(mutex_);
+  *epoch = epoch_;
+  return client_;
+}
+
+bool ZooKeeperSource::ClosedSince(uint64_t epoch) const {
+  std::lock_guard lock(mutex_);
+  return epoch_ != epoch;
+}
+
+SourceError ZooKeeperSource::ErrorOf(const zk::ZkError& error, uint64_t epoch) const {
+  SourceError result = SourceErrorOf(error);
+  if (ClosedSince(epoch)) result.code = SourceError::Code::kClosed;
+  return result;
+}
+
+void ZooKeeperSource::OnWatch(const zk::WatchEvent& event) {
+  if (classic_mode_.load()) classic_.OnWatchEvent(event);
+  if (IsNodeChange(event.type)) Announce(event.path);
+}
+
+void ZooKeeperSource::Announce(const std::string& path) {
+  if (!scope_.Contains(path)) return;
+  core::SourceListener* listener;
+  {
+    std::lock_guard lock(mutex_);
+    listener = listener_;
+  }
+  if (listener != nullptr) listener->OnChange(path);
+}
+
+void ZooKeeperSource::OnSession(const zk::SessionEvent& event, uint64_t epoch) {
+  core::SourceEvent out;
+  bool connected = false;
+  switch (event.type) {
+    case zk::SessionEventType::kConnected:
+      out = {core::SourceEventType::kConnected, "connected to ZooKeeper at " + event.server};
+      connected = true;
+      break;
+    case zk::SessionEventType::kDisconnected:
+      out = {core::SourceEventType::kDisconnected, "ZooKeeper connection lost: " + event.reason};
+      break;
+    case zk::SessionEventType::kReconnected:
+      out = {core::SourceEventType::kReconnected,
+             "reconnected to ZooKeeper at " + event.server +
+                 " with the same session; changes made meanwhile were not announced"};
+      connected = true;
+      break;
+    case zk::SessionEventType::kAuthFailed:
+      out = {core::SourceEventType::kFatal,
+             "ZooKeeper refused the credentials (--zookeeper-digest): " + event.reason};
+      break;
+    case zk::SessionEventType::kExpired:
+    case zk::SessionEventType::kClosed:
+      out = {core::SourceEventType::kLost, "ZooKeeper session ended: " + event.reason};
+      break;
+  }
+  core::SourceListener* listener;
+  {
+    std::lock_guard lock(mutex_);
+    if (epoch != epoch_) return;  // an old session's, or one that Close() is ending
+    connected_ = connected;
+    listener = listener_;
+  }
+  switch (event.type) {
+    case zk::SessionEventType::kDisconnected:
+      logger_.Warn("zookeeper connection lost; reconnecting",
+                   {{"server", event.server}, {"reason", event.reason}});
+      break;
+    case zk::SessionEventType::kReconnected:
+      logger_.Info(
+          "zookeeper reconnected with the same session; reconciling what the watches "
+          "could not see",
+          {{"server", event.server}});
+      break;
+    case zk::SessionEventType::kExpired:
+    case zk::SessionEventType::kClosed:
+      logger_.Warn("zookeeper session ended; opening a new one and reconciling everything",
+                   {{"session_id", event.session_id}, {"reason", event.reason}});
+      break;
+    default:
+      break;
+  }
+  if (listener != nullptr) listener->OnSourceEvent(out);
+}
+
+core::SourceResult<core::Snapshot> ZooKeeperSource::ReadSnapshot(
+    const core::SnapshotOptions& options) {
+  uint64_t epoch;
+  const std::shared_ptr<zk::ZkClient> client = CurrentClient(&epoch);
+  if (client == nullptr) return Unexpected{Closed()};
+  WalkOptions walk;
+  walk.window = options.window;
+  walk.multi_read_batch = options_.multi_read_batch;
+  walk.on_progress = options.on_progress;
+  walk.cancel = options.cancel;
+  if (classic_mode_.load()) {
+    walk.set_watches = true;
+    walk.on_children = [this](const std::string& path, const std::vector<std::string>& names) {
+      classic_.NoteChildren(path, names);
+    };
+  }
+  auto snapshot = WalkZkTree(*client, scope_, walk);
+  if (!snapshot.ok()) return Unexpected{ErrorOf(snapshot.error(), epoch)};
+  return std::move(snapshot).value();
+}
+
+core::SourceResult<std::vector<core::EntryState>> ZooKeeperSource::Reread(
+    const std::vector<std::string>& keys, const core::RereadOptions& options) {
+  uint64_t epoch;
+  const std::shared_ptr<zk::ZkClient> client = CurrentClient(&epoch);
+  if (client == nullptr) return Unexpected{Closed()};
+  NodeReadOptions reads;
+  reads.window = options.window;
+  reads.multi_read_batch = options_.multi_read_batch;
+  reads.expected_bytes = options.expected_bytes;
+  auto states = ReadNodes(*client, keys, reads);
+  if (!states.ok()) return Unexpected{ErrorOf(states.error(), epoch)};
+  return std::move(states).value();
+}
+
+void ZooKeeperSource::ReadAsync(const std::string& key,
+                                std::function<void(core::SourceResult<core::EntryState>)> done) {
+  using Callback = std::function<void(core::SourceResult<core::EntryState>)>;
+  std::unique_lock lock(mutex_);
+  if (client_ == nullptr) {
+    lock.unlock();
+    callbacks_->Post([done = std::move(done)] {
+      done(Unexpected{SourceError{SourceError::Code::kUnavailable, "not connected to ZooKeeper"}});
+    });
+    return;
+  }
+  // Under mutex_, so that once Close() took the client no read is issued to it.
+  issuing_read = this;
+  client_->GetData(
+      key, classic_mode_.load(),
+      [this, done = std::move(done)](zk::ZkResult<zk::GetDataReply> reply) mutable {
+        auto state = EntryStateOf(std::move(reply));
+        core::SourceResult<core::EntryState> result = core::EntryState{};
+        if (state.ok()) {
+          result = std::move(state).value();
+        } else {
+          // A closed client's callbacks are reads still owed: kUnavailable, as without a client.
+          SourceError error = SourceErrorOf(state.error());
+          if (error.code == SourceError::Code::kClosed) {
+            error.code = SourceError::Code::kUnavailable;
+          }
+          result = Unexpected{std::move(error)};
+        }
+        if (issuing_read == this) {  // called inline: run it on the source's own thread
+          callbacks_->Post([done = Callback(std::move(done)),
+                            result = std::move(result)]() mutable { done(std::move(result)); });
+          return;
+        }
+        done(std::move(result));
+      });
+  issuing_read = nullptr;
+}
+
+core::SourceStatus ZooKeeperSource::Status() const {
+  core::SourceStatus status;
+  {
+    std::lock_guard lock(mutex_);
+    status.connected = open_ && connected_;
+    status.session_id = session_id_;
+    status.classic_watches = open_ && classic_mode_.load();
+  }
+  if (status.connected) {
+    status.watches = status.classic_watches ? classic_.watched_parents() : scope_.prefixes().size();
+  }
+  return status;
+}
+
+}  // namespace zk2etcd::connectors

@@ -1,0 +1,118 @@
+// ZooKeeperSource: ZooKeeper as a core::Source, for jobs that read a ZooKeeper scope (zk2etcd,
+// zk2zk).
+//
+// Open() creates a client (one session) through the factory and, before returning, registers one
+// persistent recursive watch per scope prefix, so that the change stream runs before any snapshot
+// is read. NodeCreated, NodeDeleted and NodeDataChanged events of in-scope paths are announced to
+// the listener by path. On a server without persistent watches (ZooKeeper 3.4/3.5) the stream
+// works from one-shot watches instead (classic mode, classic_watcher.h): the snapshot's walk and
+// every ReadAsync set them, each in the read that sees the node. Session events become
+// SourceEvents: kConnected, kDisconnected, kReconnected (persistent watches do not replay what
+// changed meanwhile), kFatal (credentials refused), kLost (the session expired or ended: Close,
+// then Open a new one).
+//
+// ReadSnapshot is the multiRead walk (zk_walker.h), Reread the batched second read, ReadAsync one
+// getData. Errors: connection trouble is kUnavailable, a closed source or a cancelled walk
+// kClosed, refused credentials kAuthFailed, anything else kOther; messages are the bare ZooKeeper
+// error text (the engine says what it was doing).
+//
+// Thread-safety: every method is thread-safe. Close() may run while another thread blocks in
+// Open, ReadSnapshot or Reread: those then fail at once with kClosed. The blocking calls must not
+// be made from the listener or a ReadAsync callback (they run on the client's delivery thread).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "connectors/zookeeper/classic_watcher.h"
+#include "core/scope.h"
+#include "core/source.h"
+#include "ops/log.h"
+#include "zk/zk_client.h"
+
+namespace zk2etcd::connectors {
+
+enum class WatchMode {
+  kAuto,        // persistent recursive watches; classic ones if the server lacks them
+  kPersistent,  // persistent recursive watches only (a server without them is an error)
+  kClassic,     // one-shot data and child watches on every node (ZooKeeper 3.4/3.5)
+};
+Result<WatchMode, std::string> ParseWatchMode(std::string_view name);
+
+struct ZooKeeperSourceOptions {
+  WatchMode watch_mode = WatchMode::kAuto;
+  // Nodes per multiRead request of ReadSnapshot and Reread (WalkOptions::multi_read_batch;
+  // 0 or 1: no multiRead).
+  size_t multi_read_batch = 15;
+};
+
+class ZooKeeperSource final : public core::Source {
+ public:
+  // `factory`, `scope` and `logger` must outlive the source.
+  ZooKeeperSource(zk::ZkClientFactory& factory, const core::Scope& scope, ops::Logger& logger,
+                  ZooKeeperSourceOptions options = {});
+  // Closes.
+  ~ZooKeeperSource() override;
+  ZooKeeperSource(const ZooKeeperSource&) = delete;
+  ZooKeeperSource& operator=(const ZooKeeperSource&) = delete;
+
+  // Fails with kUnavailable (no client, or a watch could not be registered), kUnsupported
+  // (WatchMode::kPersistent on a server without persistent watches), kAuthFailed, or kClosed
+  // (Close() was called meanwhile).
+  core::SourceResult<void> Open(core::SourceListener& listener) override;
+  void Close() override;
+  core::SourceResult<core::Snapshot> ReadSnapshot(const core::SnapshotOptions& options) override;
+  core::SourceResult<std::vector<core::EntryState>> Reread(
+      const std::vector<std::string>& keys, const core::RereadOptions& options) override;
+  // An absent key: exists false, observed_at the zxid at which the absence was seen. In classic
+  // mode the read re-arms the node's data watch.
+  void ReadAsync(const std::string& key,
+                 std::function<void(core::SourceResult<core::EntryState>)> done) override;
+  // session_id: the last session Open() opened (kept after Close, until the next Open).
+  core::SourceStatus Status() const override;
+  std::string_view Name() const override { return "ZooKeeper"; }
+
+ private:
+  class CallbackThread;
+
+  void OnWatch(const zk::WatchEvent& event);
+  void OnSession(const zk::SessionEvent& event, uint64_t epoch);
+  // Hands an in-scope path to the listener, if one is set.
+  void Announce(const std::string& path);
+  // The current client, or null when closed; `epoch` receives the current epoch.
+  std::shared_ptr<zk::ZkClient> CurrentClient(uint64_t* epoch) const;
+  bool ClosedSince(uint64_t epoch) const;
+  // kClosed when Close() came after `epoch`, else the error's own code.
+  core::SourceError ErrorOf(const zk::ZkError& error, uint64_t epoch) const;
+
+  zk::ZkClientFactory& factory_;
+  const core::Scope& scope_;
+  ops::Logger& logger_;
+  const ZooKeeperSourceOptions options_;
+  ClassicWatcher classic_;
+  std::atomic<bool> classic_mode_{false};  // set by Open before any read sets a watch
+
+  mutable std::mutex mutex_;
+  // Set by Open, taken by Close; shared with blocking reads in progress, so that Close can end
+  // them at once without destroying the client under them. Reads are issued under mutex_.
+  std::shared_ptr<zk::ZkClient> client_;
+  core::SourceListener* listener_ = nullptr;  // from Open to Close
+  uint64_t epoch_ = 0;                        // Close() calls so far
+  bool open_ = false;                         // Open succeeded and no Close since
+  bool connected_ = false;                    // as the current session's last event said
+  int64_t session_id_ = 0;
+
+  // Runs the ReadAsync callbacks that no client thread can run (no client, or one that would
+  // call back inline).
+  std::unique_ptr<CallbackThread> callbacks_;
+};
+
+}  // namespace zk2etcd::connectors

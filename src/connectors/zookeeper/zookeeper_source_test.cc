@@ -1,0 +1,436 @@
+// ZooKeeperSource against the in-memory ZooKeeper: the change stream (persistent and classic
+// watches), session events, snapshot and reads, and Close.
+#include "connectors/zookeeper/zookeeper_source.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include "common/wait_for_testing.h"
+#include "zk/fake_zk_client.h"
+
+namespace zk2etcd::connectors {
+namespace {
+
+using core::SourceError;
+using core::SourceEventType;
+using std::chrono::milliseconds;
+
+// Records what the source announces.
+class RecordingListener final : public core::SourceListener {
+ public:
+  void OnChange(const std::string& key) override {
+    std::lock_guard lock(mutex_);
+    changes_.push_back(key);
+  }
+  void OnSourceEvent(const core::SourceEvent& event) override {
+    std::lock_guard lock(mutex_);
+    events_.push_back(event);
+  }
+  std::vector<std::string> changes() const {
+    std::lock_guard lock(mutex_);
+    return changes_;
+  }
+  size_t Count(const std::string& key) const {
+    std::lock_guard lock(mutex_);
+    return std::count(changes_.begin(), changes_.end(), key);
+  }
+  bool Saw(SourceEventType type) const {
+    std::lock_guard lock(mutex_);
+    return std::any_of(events_.begin(), events_.end(),
+                       [type](const core::SourceEvent& event) { return event.type == type; });
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::string> changes_;
+  std::vector<core::SourceEvent> events_;
+};
+
+// Sessions on the fake server, keeping the last one within reach of the test.
+class TestFactory final : public zk::ZkClientFactory {
+ public:
+  explicit TestFactory(std::shared_ptr<zk::FakeZkServer> server) : server_(std::move(server)) {}
+  zk::ZkResult<std::unique_ptr<zk::ZkClient>> NewClient(zk::ZkEventHandlers handlers) override {
+    auto client = server_->NewClient(std::move(handlers));
+    last_ = client.get();
+    return std::unique_ptr<zk::ZkClient>(std::move(client));
+  }
+  zk::FakeZkClient* last() const { return last_; }
+
+ private:
+  std::shared_ptr<zk::FakeZkServer> server_;
+  std::atomic<zk::FakeZkClient*> last_{nullptr};
+};
+
+// Sessions whose multiReads are never answered: held until Close() fails them with kClosed, as a
+// server that stopped answering leaves them to the client's Close.
+class StallingFactory final : public zk::ZkClientFactory {
+ public:
+  explicit StallingFactory(std::shared_ptr<zk::FakeZkServer> server) : server_(std::move(server)) {}
+  zk::ZkResult<std::unique_ptr<zk::ZkClient>> NewClient(zk::ZkEventHandlers handlers) override {
+    return std::unique_ptr<zk::ZkClient>(
+        std::make_unique<Client>(server_->NewClient(std::move(handlers)), held_));
+  }
+  size_t held() const { return held_.load(); }
+
+ private:
+  class Client final : public zk::ZkClient {
+   public:
+    Client(std::unique_ptr<zk::FakeZkClient> inner, std::atomic<size_t>& held)
+        : inner_(std::move(inner)), held_(held) {}
+    void MultiRead(std::vector<zk::ReadOp>, zk::ZkCallback<zk::MultiReadReply> done) override {
+      std::lock_guard lock(mutex_);
+      waiting_.push_back(std::move(done));
+      ++held_;
+    }
+    void Close() override {
+      std::vector<zk::ZkCallback<zk::MultiReadReply>> waiting;
+      {
+        std::lock_guard lock(mutex_);
+        waiting.swap(waiting_);
+      }
+      for (auto& done : waiting) {
+        done(Unexpected{zk::MakeZkError(zk::ZkErrorCode::kClosed, "multiRead")});
+      }
+      inner_->Close();
+    }
+    void GetData(std::string_view path, bool watch,
+                 zk::ZkCallback<zk::GetDataReply> done) override {
+      inner_->GetData(path, watch, std::move(done));
+    }
+    void GetChildren(std::string_view path, bool watch,
+                     zk::ZkCallback<zk::ChildrenReply> done) override {
+      inner_->GetChildren(path, watch, std::move(done));
+    }
+    void Exists(std::string_view path, bool watch, zk::ZkCallback<zk::ExistsReply> done) override {
+      inner_->Exists(path, watch, std::move(done));
+    }
+    void Create(std::string_view path, std::string_view data, zk::CreateMode mode,
+                const std::vector<zk::Acl>& acl, zk::ZkCallback<zk::CreateReply> done) override {
+      inner_->Create(path, data, mode, acl, std::move(done));
+    }
+    void Delete(std::string_view path, int32_t version, zk::ZkCallback<zk::Ack> done) override {
+      inner_->Delete(path, version, std::move(done));
+    }
+    void SetData(std::string_view path, std::string_view data, int32_t version,
+                 zk::ZkCallback<zk::SetDataReply> done) override {
+      inner_->SetData(path, data, version, std::move(done));
+    }
+    void Multi(std::vector<zk::MultiOp> ops, zk::ZkCallback<zk::MultiReply> done) override {
+      inner_->Multi(std::move(ops), std::move(done));
+    }
+    void Sync(std::string_view path, zk::ZkCallback<zk::SyncReply> done) override {
+      inner_->Sync(path, std::move(done));
+    }
+    void AddWatch(std::string_view path, zk::AddWatchMode mode,
+                  zk::ZkCallback<zk::Ack> done) override {
+      inner_->AddWatch(path, mode, std::move(done));
+    }
+    void RemoveWatches(std::string_view path, zk::WatcherType type,
+                       zk::ZkCallback<zk::Ack> done) override {
+      inner_->RemoveWatches(path, type, std::move(done));
+    }
+    void AddAuth(std::string_view scheme, std::string_view credential,
+                 zk::ZkCallback<zk::Ack> done) override {
+      inner_->AddAuth(scheme, credential, std::move(done));
+    }
+    zk::SessionInfo session() const override { return inner_->session(); }
+
+   private:
+    std::unique_ptr<zk::FakeZkClient> inner_;
+    std::atomic<size_t>& held_;
+    std::mutex mutex_;
+    std::vector<zk::ZkCallback<zk::MultiReadReply>> waiting_;
+  };
+
+  std::shared_ptr<zk::FakeZkServer> server_;
+  std::atomic<size_t> held_{0};
+};
+
+// The result of ReadAsync, and whether its callback ran on the calling thread.
+struct AsyncRead {
+  core::SourceResult<core::EntryState> result;
+  bool inline_call = false;
+};
+
+AsyncRead ReadAsyncAndWait(core::Source& source, const std::string& key) {
+  std::promise<AsyncRead> promise;
+  const std::thread::id caller = std::this_thread::get_id();
+  source.ReadAsync(key, [&](core::SourceResult<core::EntryState> result) {
+    promise.set_value({std::move(result), std::this_thread::get_id() == caller});
+  });
+  auto future = promise.get_future();
+  EXPECT_EQ(future.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  return future.get();
+}
+
+class ZooKeeperSourceTest : public ::testing::Test {
+ protected:
+  void Create(const std::string& path, const std::string& data = "") {
+    ASSERT_TRUE(server_->CreateNodeAll(path, data).ok()) << path;
+  }
+
+  std::unique_ptr<ZooKeeperSource> NewSource(WatchMode mode = WatchMode::kAuto) {
+    return std::make_unique<ZooKeeperSource>(factory_, scope_, logger_,
+                                             ZooKeeperSourceOptions{mode, 15});
+  }
+
+  // Opens, and reads a snapshot as the engine does (in classic mode, that sets the watches).
+  void OpenAndRead(ZooKeeperSource& source) {
+    auto opened = source.Open(listener_);
+    ASSERT_TRUE(opened.ok()) << opened.error().message;
+    auto snapshot = source.ReadSnapshot({});
+    ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
+  }
+
+  // Waits until `key` was announced at least `times` times.
+  bool Announced(const std::string& key, size_t times = 1) {
+    return WaitFor([&] { return listener_.Count(key) >= times; });
+  }
+
+  bool Logged(const std::string& text) const {
+    for (const std::string& line : log_sink_->Lines()) {
+      if (line.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+
+  SystemClock clock_;
+  std::shared_ptr<zk::FakeZkServer> server_ = zk::FakeZkServer::Create(&clock_);
+  TestFactory factory_{server_};
+  std::shared_ptr<ops::MemoryLogSink> log_sink_ = std::make_shared<ops::MemoryLogSink>();
+  ops::Logger logger_{log_sink_, ops::LogFormat::kJson, ops::LogLevel::kDebug, clock_};
+  core::Scope scope_ = core::Scope::Create({"/dubbo"}, {"/dubbo/config"}).value();
+  RecordingListener listener_;
+};
+
+TEST_F(ZooKeeperSourceTest, OpenRegistersWatchesAndAnnouncesInScopeChanges) {
+  Create("/dubbo");
+  auto source = NewSource();
+  ASSERT_TRUE(source->Open(listener_).ok());
+  const core::SourceStatus status = source->Status();
+  EXPECT_TRUE(status.connected);
+  EXPECT_FALSE(status.classic_watches);
+  EXPECT_EQ(status.watches, 1u);
+  EXPECT_NE(status.session_id, 0);
+  EXPECT_EQ(server_->WatchCount(status.session_id), 1u);
+  EXPECT_TRUE(WaitFor([&] { return listener_.Saw(SourceEventType::kConnected); }));
+  EXPECT_TRUE(Logged("zookeeper session open, watches registered"));
+
+  Create("/dubbo/a", "1");
+  ASSERT_TRUE(server_->SetNodeData("/dubbo/a", "2").ok());
+  Create("/dubbo/config/x", "excluded");
+  Create("/other/x", "out of scope");
+  Create("/dubbo/deep/b/c/d", "leaf");
+  ASSERT_TRUE(server_->DeleteNode("/dubbo/a").ok());
+  Create("/dubbo/last");
+  ASSERT_TRUE(Announced("/dubbo/last"));
+  EXPECT_EQ(listener_.Count("/dubbo/a"), 3u);  // created, changed, deleted
+  EXPECT_EQ(listener_.Count("/dubbo/deep/b/c/d"), 1u);
+  EXPECT_EQ(listener_.Count("/dubbo/deep"), 1u);
+  for (const std::string& key : listener_.changes()) {
+    EXPECT_TRUE(scope_.Contains(key)) << key;
+  }
+}
+
+TEST_F(ZooKeeperSourceTest, SessionExpiryIsLostAndANewOpenStartsAgain) {
+  Create("/dubbo");
+  auto source = NewSource();
+  ASSERT_TRUE(source->Open(listener_).ok());
+  const int64_t first = source->Status().session_id;
+  server_->ExpireSession(first);
+  ASSERT_TRUE(WaitFor([&] { return listener_.Saw(SourceEventType::kLost); }));
+  EXPECT_FALSE(source->Status().connected);
+  EXPECT_TRUE(Logged("zookeeper session ended; opening a new one and reconciling everything"));
+
+  source->Close();
+  ASSERT_TRUE(source->Open(listener_).ok());
+  EXPECT_NE(source->Status().session_id, first);
+  EXPECT_TRUE(source->Status().connected);
+  Create("/dubbo/after", "x");
+  EXPECT_TRUE(Announced("/dubbo/after"));
+}
+
+TEST_F(ZooKeeperSourceTest, AConnectionLossIsDisconnectedThenReconnected) {
+  Create("/dubbo");
+  auto source = NewSource();
+  ASSERT_TRUE(source->Open(listener_).ok());
+  factory_.last()->Disconnect();
+  ASSERT_TRUE(WaitFor([&] { return listener_.Saw(SourceEventType::kDisconnected); }));
+  EXPECT_FALSE(source->Status().connected);
+  const AsyncRead read = ReadAsyncAndWait(*source, "/dubbo");
+  ASSERT_FALSE(read.result.ok());
+  EXPECT_EQ(read.result.error().code, SourceError::Code::kUnavailable);
+  factory_.last()->Reconnect();
+  ASSERT_TRUE(WaitFor([&] { return listener_.Saw(SourceEventType::kReconnected); }));
+  EXPECT_TRUE(source->Status().connected);
+  EXPECT_FALSE(listener_.Saw(SourceEventType::kLost));
+  Create("/dubbo/after", "x");
+  EXPECT_TRUE(Announced("/dubbo/after"));
+}
+
+// ZooKeeper 3.4/3.5 have no addWatch: one-shot watches, set by the snapshot and every ReadAsync.
+TEST_F(ZooKeeperSourceTest, ServersWithoutPersistentWatchesGetClassicWatches) {
+  server_->SetAddWatchSupported(false);
+  Create("/dubbo/svc/providers/p1", "a");
+  auto source = NewSource();
+  OpenAndRead(*source);
+  EXPECT_TRUE(Logged("the ZooKeeper server has no persistent watches (older than 3.6)"));
+  const core::SourceStatus status = source->Status();
+  EXPECT_TRUE(status.classic_watches);
+  EXPECT_EQ(status.watches, 4u);  // child watches of /dubbo, svc, providers and p1
+
+  ASSERT_TRUE(server_->SetNodeData("/dubbo/svc/providers/p1", "b").ok());
+  ASSERT_TRUE(Announced("/dubbo/svc/providers/p1"));
+  // The engine reads what was announced; the read re-arms the data watch.
+  const AsyncRead read = ReadAsyncAndWait(*source, "/dubbo/svc/providers/p1");
+  ASSERT_TRUE(read.result.ok());
+  EXPECT_EQ(read.result->value, "b");
+  ASSERT_TRUE(server_->SetNodeData("/dubbo/svc/providers/p1", "c").ok());
+  EXPECT_TRUE(Announced("/dubbo/svc/providers/p1", 2));
+
+  Create("/dubbo/new/a/b/c", "deep");  // a subtree at once, under a node without children
+  for (const char* path : {"/dubbo/new", "/dubbo/new/a", "/dubbo/new/a/b", "/dubbo/new/a/b/c"}) {
+    EXPECT_TRUE(Announced(path)) << path;
+  }
+  Create("/dubbo/svc/providers/p1/child", "under a former leaf");
+  EXPECT_TRUE(Announced("/dubbo/svc/providers/p1/child"));
+  ASSERT_TRUE(server_->DeleteNode("/dubbo/svc/providers/p1/child").ok());
+  EXPECT_TRUE(Announced("/dubbo/svc/providers/p1/child", 2));
+  Create("/dubbo/config/x", "excluded");
+  Create("/dubbo/last");
+  ASSERT_TRUE(Announced("/dubbo/last"));
+  EXPECT_EQ(listener_.Count("/dubbo/config/x"), 0u);
+}
+
+TEST_F(ZooKeeperSourceTest, PersistentModeOnAnOldServerIsFatal) {
+  server_->SetAddWatchSupported(false);
+  Create("/dubbo");
+  auto source = NewSource(WatchMode::kPersistent);
+  auto opened = source->Open(listener_);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_TRUE(opened.error().Fatal());
+  EXPECT_EQ(opened.error().code, SourceError::Code::kUnsupported);
+  EXPECT_NE(opened.error().message.find("persistent recursive watches"), std::string::npos);
+  EXPECT_FALSE(source->Status().connected);
+}
+
+TEST_F(ZooKeeperSourceTest, ParseWatchModeKnowsTheThreeModes) {
+  EXPECT_EQ(ParseWatchMode("auto").value(), WatchMode::kAuto);
+  EXPECT_EQ(ParseWatchMode("persistent").value(), WatchMode::kPersistent);
+  EXPECT_EQ(ParseWatchMode("classic").value(), WatchMode::kClassic);
+  EXPECT_FALSE(ParseWatchMode("sometimes").ok());
+}
+
+TEST_F(ZooKeeperSourceTest, ReadSnapshotIsSortedWithExactBytes) {
+  const std::string binary("a\0b\xff", 4);
+  const std::string large(200000, 'x');
+  Create("/dubbo/b", binary);
+  Create("/dubbo/a/z", large);
+  Create("/dubbo/a/y");
+  Create("/dubbo/config/hidden", "excluded");
+  Create("/dubbox/near", "outside the prefix");
+  auto source = NewSource();
+  ASSERT_TRUE(source->Open(listener_).ok());
+  auto snapshot = source->ReadSnapshot({});
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
+  std::vector<std::string> keys;
+  for (const core::SourceEntry& entry : snapshot->entries) {
+    keys.push_back(entry.key);
+    EXPECT_EQ(entry.value, server_->GetNode(entry.key)->data) << entry.key;
+    EXPECT_EQ(entry.version, server_->GetNode(entry.key)->stat.mzxid) << entry.key;
+    EXPECT_LE(entry.version, snapshot->point) << entry.key;
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{"/dubbo", "/dubbo/a", "/dubbo/a/y", "/dubbo/a/z",
+                                            "/dubbo/b"}));
+  EXPECT_EQ(snapshot->entries[4].value, binary);
+  EXPECT_EQ(snapshot->entries[3].value, large);
+  EXPECT_GT(snapshot->requests, 0u);
+}
+
+TEST_F(ZooKeeperSourceTest, RereadKeepsTheOrderAndReportsAbsentKeys) {
+  Create("/dubbo/a", "A");
+  Create("/dubbo/b", "B");
+  auto source = NewSource();
+  ASSERT_TRUE(source->Open(listener_).ok());
+  const std::vector<std::string> keys{"/dubbo/b", "/dubbo/missing", "/dubbo/a"};
+  const std::vector<size_t> expected_bytes{1, 0, 1};
+  for (const std::vector<size_t>* expected :
+       {static_cast<const std::vector<size_t>*>(nullptr), &expected_bytes}) {
+    core::RereadOptions options;
+    options.expected_bytes = expected;
+    auto states = source->Reread(keys, options);
+    ASSERT_TRUE(states.ok()) << states.error().message;
+    ASSERT_EQ(states->size(), 3u);
+    EXPECT_TRUE((*states)[0].exists);
+    EXPECT_EQ((*states)[0].value, "B");
+    EXPECT_EQ((*states)[0].version, server_->GetNode("/dubbo/b")->stat.mzxid);
+    EXPECT_FALSE((*states)[1].exists);
+    EXPECT_GT((*states)[1].observed_at, 0);
+    EXPECT_EQ((*states)[2].value, "A");
+  }
+}
+
+TEST_F(ZooKeeperSourceTest, ReadAsyncReadsOneKeyOffTheCallersThread) {
+  Create("/dubbo/a", "A");
+  auto source = NewSource();
+  ASSERT_TRUE(source->Open(listener_).ok());
+  const AsyncRead present = ReadAsyncAndWait(*source, "/dubbo/a");
+  ASSERT_TRUE(present.result.ok()) << present.result.error().message;
+  EXPECT_FALSE(present.inline_call);
+  EXPECT_TRUE(present.result->exists);
+  EXPECT_EQ(present.result->value, "A");
+  EXPECT_EQ(present.result->version, server_->GetNode("/dubbo/a")->stat.mzxid);
+  ASSERT_TRUE(server_->DeleteNode("/dubbo/a").ok());
+  const int64_t deleted_at = server_->zxid();
+  const AsyncRead absent = ReadAsyncAndWait(*source, "/dubbo/a");
+  ASSERT_TRUE(absent.result.ok()) << absent.result.error().message;
+  EXPECT_FALSE(absent.result->exists);
+  EXPECT_GE(absent.result->observed_at, deleted_at);
+}
+
+TEST_F(ZooKeeperSourceTest, CloseEndsReadsAndIsIdempotent) {
+  Create("/dubbo/a", "A");
+  auto source = NewSource();
+  ASSERT_TRUE(source->Open(listener_).ok());
+  source->Close();
+  source->Close();
+  EXPECT_FALSE(source->Status().connected);
+  const AsyncRead read = ReadAsyncAndWait(*source, "/dubbo/a");
+  ASSERT_FALSE(read.result.ok());
+  EXPECT_EQ(read.result.error().code, SourceError::Code::kUnavailable);
+  EXPECT_FALSE(read.inline_call);
+  auto snapshot = source->ReadSnapshot({});
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_EQ(snapshot.error().code, SourceError::Code::kClosed);
+  auto states = source->Reread({"/dubbo/a"}, {});
+  ASSERT_FALSE(states.ok());
+  EXPECT_EQ(states.error().code, SourceError::Code::kClosed);
+  // Nothing reaches the listener after Close, not even the session's end.
+  Create("/dubbo/b");
+  std::this_thread::sleep_for(milliseconds(50));
+  EXPECT_EQ(listener_.Count("/dubbo/b"), 0u);
+  EXPECT_FALSE(listener_.Saw(SourceEventType::kLost));
+}
+
+// A walk against a server that never answers ends at once when another thread closes the source.
+TEST_F(ZooKeeperSourceTest, CloseEndsASnapshotInProgress) {
+  Create("/dubbo/a", "A");
+  StallingFactory factory(server_);
+  ZooKeeperSource source(factory, scope_, logger_);
+  ASSERT_TRUE(source.Open(listener_).ok());
+  auto walk = std::async(std::launch::async, [&] { return source.ReadSnapshot({}); });
+  ASSERT_TRUE(WaitFor([&] { return factory.held() > 0; }));
+  source.Close();
+  ASSERT_EQ(walk.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  auto snapshot = walk.get();
+  ASSERT_FALSE(snapshot.ok());
+  EXPECT_EQ(snapshot.error().code, SourceError::Code::kClosed) << snapshot.error().message;
+}
+
+}  // namespace
+}  // namespace zk2etcd::connectors
