@@ -21,12 +21,12 @@ Result<std::unique_ptr<SyncOperations>, std::string> SyncOperations::Create(ops:
 SyncOperations::~SyncOperations() { Stop(); }
 
 void SyncOperations::OnChange(const sync::AppliedChange& change) {
-  const std::string_view op = change.type == sync::FencedWrite::Type::kPut ? "put" : "delete";
+  const std::string_view op = change.type == connectors::FencedWrite::Type::kPut ? "put" : "delete";
   std::string_view status = "failure";
   if (change.outcome) {
-    status = *change.outcome == sync::WriteOutcome::kApplied
+    status = *change.outcome == connectors::WriteOutcome::kApplied
                  ? std::string_view("success")
-                 : sync::WriteOutcomeName(*change.outcome);
+                 : connectors::WriteOutcomeName(*change.outcome);
   } else if (change.not_leader) {
     status = "not_leader";
   }

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "sync/fenced_txn.h"
+#include "connectors/etcd/fenced_txn.h"
 
 namespace zk2etcd::sync {
 

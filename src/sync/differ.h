@@ -17,11 +17,18 @@
 #include <vector>
 
 #include "etcd/etcd_client.h"
-#include "sync/key_layout.h"
+#include "connectors/etcd/fenced_txn.h"
+#include "connectors/etcd/key_layout.h"
 #include "core/scope.h"
 #include "sync/zk_walker.h"
 
 namespace zk2etcd::sync {
+
+// Moved to connectors/etcd (issue 12); transitional.
+using connectors::DecodeZxid;
+using connectors::EncodeZxid;
+using connectors::KeyLayout;
+using connectors::KeyRange;
 
 // Reads the keys of some ranges in key order, a page at a time, all at one revision.
 //

@@ -28,10 +28,29 @@
 #include "common/clock.h"
 #include "common/result.h"
 #include "etcd/etcd_client.h"
-#include "sync/fenced_txn.h"
+#include "connectors/etcd/fenced_txn.h"
 #include "sync/window_sizer.h"
 
 namespace zk2etcd::sync {
+
+// Moved to connectors/etcd (issue 12); transitional.
+using connectors::BuildFencedTxn;
+using connectors::BuildFlatTxn;
+using connectors::DecodeZxid;
+using connectors::DefaultPutForm;
+using connectors::EncodeZxid;
+using connectors::FencedBytes;
+using connectors::FencedReply;
+using connectors::FencedWrite;
+using connectors::FlatBytes;
+using connectors::FlatCompareCount;
+using connectors::FlatEligible;
+using connectors::kNestedPutMaxValueBytes;
+using connectors::MaxKeysPerTxn;
+using connectors::PutForm;
+using connectors::ReplyOf;
+using connectors::WriteOutcome;
+using connectors::WriteOutcomeName;
 
 struct WriteError {
   enum class Code {

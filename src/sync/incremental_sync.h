@@ -43,11 +43,14 @@
 #include "ownership/ownership_recorder.h"
 #include "ownership/ownership_store.h"
 #include "sync/fenced_writer.h"
-#include "sync/key_layout.h"
+#include "connectors/etcd/key_layout.h"
 #include "core/scope.h"
 #include "zk/zk_client.h"
 
 namespace zk2etcd::sync {
+
+// Moved to connectors/etcd (issue 12); transitional.
+using connectors::KeyLayout;
 
 // What happened to one change, for metrics and the event log.
 struct AppliedChange {

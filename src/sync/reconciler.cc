@@ -4,7 +4,7 @@
 #include <future>
 #include <mutex>
 
-#include "sync/fenced_txn.h"
+#include "connectors/etcd/fenced_txn.h"
 
 namespace zk2etcd::sync {
 

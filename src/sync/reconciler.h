@@ -36,11 +36,14 @@
 #include "ownership/ownership_store.h"
 #include "sync/differ.h"
 #include "sync/fenced_writer.h"
-#include "sync/key_layout.h"
+#include "connectors/etcd/key_layout.h"
 #include "core/scope.h"
 #include "zk/zk_client.h"
 
 namespace zk2etcd::sync {
+
+// Moved to connectors/etcd (issue 12); transitional.
+using connectors::KeyLayout;
 
 // What a reconciliation does with keys in scope that have no ownership record at all (neither a
 // meta record nor, with --redis-server, a Redis record): keys another tool (the Go zk2etcd

@@ -31,12 +31,15 @@
 #include "sync/classic_watcher.h"
 #include "sync/fenced_writer.h"
 #include "sync/incremental_sync.h"
-#include "sync/key_layout.h"
+#include "connectors/etcd/key_layout.h"
 #include "sync/reconciler.h"
 #include "core/scope.h"
 #include "zk/zk_client.h"
 
 namespace zk2etcd::sync {
+
+// Moved to connectors/etcd (issue 12); transitional.
+using connectors::KeyLayout;
 
 enum class WatchMode {
   kAuto,        // persistent recursive watches; classic ones if the server lacks them
