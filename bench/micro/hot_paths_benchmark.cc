@@ -5,8 +5,8 @@
 
 #include "etcd/fake_etcd_client.h"
 #include "sync/differ.h"
-#include "sync/fenced_txn.h"
-#include "sync/key_layout.h"
+#include "connectors/etcd/fenced_txn.h"
+#include "connectors/etcd/key_layout.h"
 #include "core/scope.h"
 #include "zk/jute.h"
 #include "zk/protocol.h"
@@ -103,7 +103,8 @@ BENCHMARK(BM_ScopeContains);
 
 void BM_KeyMapping(benchmark::State& state) {
   const core::Scope scope = core::Scope::Create({"/dubbo"}, {"/dubbo/config"}).value();
-  const sync::KeyLayout layout = sync::KeyLayout::Create("/registry", "/zk2etcd/meta", scope).value();
+  const connectors::KeyLayout layout =
+      connectors::KeyLayout::Create("/registry", "/zk2etcd/meta", scope).value();
   for (auto _ : state) {
     std::string key = layout.KeyFor(kLeaf);
     std::string meta = layout.MetaKeyFor(key);
@@ -115,13 +116,13 @@ void BM_KeyMapping(benchmark::State& state) {
 BENCHMARK(BM_KeyMapping);
 
 void BM_BuildFencedBatch(benchmark::State& state) {
-  std::vector<sync::FencedWrite> writes;
-  for (int i = 0; i < sync::MaxKeysPerTxn(); ++i) {
+  std::vector<connectors::FencedWrite> writes;
+  for (int i = 0; i < connectors::MaxKeysPerTxn(); ++i) {
     const std::string key = kLeaf + std::to_string(i);
-    writes.push_back({sync::FencedWrite::Type::kPut, key, "/zk2etcd/meta" + key, "", 1000 + i,
+    writes.push_back({connectors::FencedWrite::Type::kPut, key, "/zk2etcd/meta" + key, "", 1000 + i,
                       std::nullopt, std::nullopt});
   }
-  for (auto _ : state) benchmark::DoNotOptimize(sync::BuildFencedTxn(writes, std::nullopt));
+  for (auto _ : state) benchmark::DoNotOptimize(connectors::BuildFencedTxn(writes, std::nullopt));
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(writes.size()));
 }
 BENCHMARK(BM_BuildFencedBatch);
@@ -134,14 +135,15 @@ void BM_DiffInSyncTree(benchmark::State& state) {
   etcd::FakeEtcdClient etcd(clock);
   core::Snapshot tree;
   const core::Scope scope = core::Scope::Create({"/dubbo"}, {}).value();
-  const sync::KeyLayout layout = sync::KeyLayout::Create("", "/zk2etcd/meta", scope).value();
+  const connectors::KeyLayout layout =
+      connectors::KeyLayout::Create("", "/zk2etcd/meta", scope).value();
   for (size_t i = 0; i < nodes; ++i) {
     const std::string path = "/dubbo/svc" + std::to_string(i / 100) + "/providers/p" +
                              std::to_string(i % 100);
     tree.entries.push_back({path, "", static_cast<int64_t>(i + 1)});
     etcd.store().PutDirect(layout.KeyFor(path), "");
     etcd.store().PutDirect(layout.MetaKeyFor(layout.KeyFor(path)),
-                           sync::EncodeZxid(static_cast<int64_t>(i + 1)));
+                           connectors::EncodeZxid(static_cast<int64_t>(i + 1)));
   }
   std::sort(tree.entries.begin(), tree.entries.end(),
             [](const core::SourceEntry& a, const core::SourceEntry& b) { return a.key < b.key; });

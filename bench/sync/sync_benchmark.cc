@@ -266,7 +266,7 @@ void EmptyEtcd(etcd::EtcdClient& etcd, const testing::EtcdServer& server) {
 }
 
 // Reads every key under `prefix` in one request, the cheapest read for etcd (paging a prefix
-// costs etcd 3.4 quadratic time, see sync::RangeCursor); returns the seconds it took.
+// costs etcd 3.4 quadratic time, see connectors::RangeCursor); returns the seconds it took.
 double EtcdReadAll(etcd::EtcdClient& etcd, const std::string& prefix) {
   const auto start = Clock::now();
   (void)etcd.Range(etcd::RangeRequest::Prefix(prefix));

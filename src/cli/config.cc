@@ -58,7 +58,7 @@ void AddCommonFlags(FlagSet& flags, CommonFlags* v) {
   flags.AddString("etcd-key-prefix", &v->etcd_key_prefix, "",
                   "prefix put before every zookeeper path to make its etcd key");
   flags.AddString("etcd-meta-prefix", &v->etcd_meta_prefix,
-                  std::string(sync::kDefaultMetaPrefix),
+                  std::string(connectors::kDefaultMetaPrefix),
                   "where zk2etcd keeps its ownership and ordering records in etcd");
   flags.AddDuration("etcd-dial-timeout", &v->etcd_dial_timeout, seconds(5),
                     "how long one attempt to reach etcd may take");
@@ -153,7 +153,7 @@ Result<Config, std::string> ValidateCommonFlags(const CommonFlags& f) {
   auto scope = core::Scope::Create(SplitCommaList(f.zookeeper_prefix),
                                    SplitCommaList(f.zookeeper_exclude_prefix));
   if (!scope.ok()) return Unexpected{scope.error()};
-  auto layout = sync::KeyLayout::Create(f.etcd_key_prefix, f.etcd_meta_prefix, *scope);
+  auto layout = connectors::KeyLayout::Create(f.etcd_key_prefix, f.etcd_meta_prefix, *scope);
   if (!layout.ok()) return Unexpected{layout.error()};
   auto level = ops::ParseLogLevel(f.log_level);
   if (!level.ok()) return Unexpected{"--log-level: " + level.error()};

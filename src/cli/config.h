@@ -16,7 +16,7 @@
 #include "etcd/grpc_etcd_client.h"
 #include "ops/log.h"
 #include "ownership/redis_ownership_store.h"
-#include "sync/key_layout.h"
+#include "connectors/etcd/key_layout.h"
 #include "sync/reconciler.h"
 #include "core/scope.h"
 #include "zk/asio_zk_client.h"
@@ -59,7 +59,7 @@ void AddCommonFlags(FlagSet& flags, CommonFlags* values);
 
 struct Config {
   core::Scope scope;
-  sync::KeyLayout layout;
+  connectors::KeyLayout layout;
   zk::ZkClientOptions zookeeper;
   etcd::GrpcEtcdClientOptions etcd;
   std::optional<ownership::RedisOptions> redis;

@@ -230,7 +230,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
       **etcd, writer_options, clock,
       [ops](size_t writes, const std::optional<etcd::Error>& error,
             std::chrono::nanoseconds duration) { ops->OnTxn(writes, error, duration); },
-      [ops](const sync::FencedWrite& /*write*/, const etcd::Error& error) {
+      [ops](const connectors::FencedWrite& /*write*/, const etcd::Error& error) {
         ops->OnRefusedWrite(error);
       });
 
@@ -251,8 +251,9 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
     ops->OnChange(change);
     if (!event_log) return;
     log->Info("etcd mutation",
-              {{"op", change.type == sync::FencedWrite::Type::kPut ? "put" : "delete"},
-               {"result", change.outcome ? sync::WriteOutcomeName(*change.outcome) : "failed"},
+              {{"op", change.type == connectors::FencedWrite::Type::kPut ? "put" : "delete"},
+               {"result",
+                change.outcome ? connectors::WriteOutcomeName(*change.outcome) : "failed"},
                {"key", change.key},
                {"zxid", change.zxid},
                {"trace_id", change.trace_id},

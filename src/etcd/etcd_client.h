@@ -367,7 +367,7 @@ class EtcdClient {
 // stops early. Returns the revision read at. keys_only is honoured; limit and count_only are not.
 // A compaction of that revision while paging ends with kCompacted.
 // Cost: etcd 3.4 walks the rest of the range for every page, so a range of N keys costs the
-// server about N^2 / (2 * page_size) index steps; for large ranges see sync::RangeCursor.
+// server about N^2 / (2 * page_size) index steps; for large ranges see connectors::RangeCursor.
 EtcdResult<int64_t> ForEachPage(EtcdClient& client, const RangeRequest& request, int64_t page_size,
                                 const std::function<bool(RangeResponse&)>& on_page);
 

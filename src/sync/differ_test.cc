@@ -10,7 +10,7 @@
 #include <mutex>
 
 #include "etcd/fake_etcd_client.h"
-#include "sync/fenced_txn.h"
+#include "connectors/etcd/fenced_txn.h"
 
 namespace zk2etcd::sync {
 namespace {

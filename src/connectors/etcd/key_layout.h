@@ -15,7 +15,7 @@
 #include "common/result.h"
 #include "core/scope.h"
 
-namespace zk2etcd::sync {
+namespace zk2etcd::connectors {
 
 inline constexpr std::string_view kDefaultMetaPrefix = "/zk2etcd/meta";
 
@@ -55,4 +55,4 @@ class KeyLayout {
   std::string meta_prefix_;
 };
 
-}  // namespace zk2etcd::sync
+}  // namespace zk2etcd::connectors

@@ -52,9 +52,10 @@
 #include <string_view>
 #include <vector>
 
+#include "core/sink.h"
 #include "etcd/etcd_client.h"
 
-namespace zk2etcd::sync {
+namespace zk2etcd::connectors {
 
 // 16 lower-case hex digits: sorts byte-wise like the number. REQUIRES: zxid >= 0.
 std::string EncodeZxid(int64_t zxid);
@@ -84,13 +85,9 @@ struct FencedWrite {
   std::optional<Observed> observed;
 };
 
-enum class WriteOutcome {
-  kApplied,        // the key (and meta record) now reflect the write
-  kStale,          // etcd already holds a newer (put) or the same-or-newer (delete) version
-  kForeign,        // the key exists without a meta record: not ours, left alone
-  kAlreadyAbsent,  // delete: neither the key nor its meta record exists
-};
-std::string_view WriteOutcomeName(WriteOutcome outcome);
+// A write's outcome: the sink's (core/sink.h), of which this is the etcd encoding.
+using core::WriteOutcome;
+using core::WriteOutcomeName;
 
 // How a put without a claim goes to etcd (see the top of this file). Ignored for other writes.
 enum class PutForm {
@@ -158,4 +155,4 @@ std::optional<FencedReply> ReplyOf(const etcd::TxnResponse& response, size_t ind
 std::optional<WriteOutcome> OutcomeOf(const etcd::TxnResponse& response, size_t index,
                                       const FencedWrite& write);
 
-}  // namespace zk2etcd::sync
+}  // namespace zk2etcd::connectors

@@ -1,8 +1,8 @@
-#include "sync/key_layout.h"
+#include "connectors/etcd/key_layout.h"
 
 #include <gtest/gtest.h>
 
-namespace zk2etcd::sync {
+namespace zk2etcd::connectors {
 namespace {
 
 core::Scope MakeScope(std::vector<std::string> prefixes) {
@@ -10,8 +10,8 @@ core::Scope MakeScope(std::vector<std::string> prefixes) {
 }
 
 TEST(KeyLayoutTest, MapsPathsToKeysAndBack) {
-  KeyLayout layout = KeyLayout::Create("", std::string(kDefaultMetaPrefix), MakeScope({"/dubbo"}))
-                         .value();
+  KeyLayout layout =
+      KeyLayout::Create("", std::string(kDefaultMetaPrefix), MakeScope({"/dubbo"})).value();
   EXPECT_EQ(layout.KeyFor("/dubbo/a"), "/dubbo/a");
   EXPECT_EQ(layout.PathFor("/dubbo/a"), "/dubbo/a");
   EXPECT_EQ(layout.MetaKeyFor("/dubbo/a"), "/zk2etcd/meta/dubbo/a");
@@ -20,8 +20,7 @@ TEST(KeyLayoutTest, MapsPathsToKeysAndBack) {
 }
 
 TEST(KeyLayoutTest, DestinationPrefixIsPrepended) {
-  KeyLayout layout =
-      KeyLayout::Create("/registry", "/zk2etcd/meta", MakeScope({"/dubbo"})).value();
+  KeyLayout layout = KeyLayout::Create("/registry", "/zk2etcd/meta", MakeScope({"/dubbo"})).value();
   EXPECT_EQ(layout.KeyFor("/dubbo/a"), "/registry/dubbo/a");
   EXPECT_EQ(layout.PathFor("/registry/dubbo/a"), "/dubbo/a");
   EXPECT_EQ(layout.PathFor("/registryx/dubbo/a"), std::nullopt);
@@ -67,4 +66,4 @@ TEST(KeyLayoutTest, MetaPrefixMustStayOutsideSyncedKeys) {
 }
 
 }  // namespace
-}  // namespace zk2etcd::sync
+}  // namespace zk2etcd::connectors

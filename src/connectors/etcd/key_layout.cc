@@ -1,11 +1,12 @@
-#include "sync/key_layout.h"
+#include "connectors/etcd/key_layout.h"
 
 #include "etcd/etcd_client.h"
 
-namespace zk2etcd::sync {
+namespace zk2etcd::connectors {
 
 Result<KeyLayout, std::string> KeyLayout::Create(std::string destination_prefix,
-                                                 std::string meta_prefix, const core::Scope& scope) {
+                                                 std::string meta_prefix,
+                                                 const core::Scope& scope) {
   if (!destination_prefix.empty() && destination_prefix.back() == '/') {
     return Unexpected{"--etcd-key-prefix \"" + destination_prefix +
                       "\" must not end with '/' (ZooKeeper paths start with one)"};
@@ -76,4 +77,4 @@ std::vector<KeyRange> KeyLayout::MetaRangesFor(std::string_view prefix) const {
   return RangesBelow(MetaKeyFor(KeyFor(prefix)));
 }
 
-}  // namespace zk2etcd::sync
+}  // namespace zk2etcd::connectors

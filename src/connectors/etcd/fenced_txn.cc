@@ -1,8 +1,8 @@
-#include "sync/fenced_txn.h"
+#include "connectors/etcd/fenced_txn.h"
 
 #include <cstdio>
 
-namespace zk2etcd::sync {
+namespace zk2etcd::connectors {
 
 namespace {
 
@@ -140,20 +140,6 @@ std::optional<int64_t> DecodeZxid(std::string_view value) {
   }
   if (zxid > static_cast<uint64_t>(INT64_MAX)) return std::nullopt;
   return static_cast<int64_t>(zxid);
-}
-
-std::string_view WriteOutcomeName(WriteOutcome outcome) {
-  switch (outcome) {
-    case WriteOutcome::kApplied:
-      return "applied";
-    case WriteOutcome::kStale:
-      return "stale";
-    case WriteOutcome::kForeign:
-      return "foreign";
-    case WriteOutcome::kAlreadyAbsent:
-      return "already_absent";
-  }
-  return "unknown";
 }
 
 PutForm DefaultPutForm(const FencedWrite& write) {
@@ -316,4 +302,4 @@ std::optional<WriteOutcome> OutcomeOf(const etcd::TxnResponse& response, size_t 
   return reply->outcome;
 }
 
-}  // namespace zk2etcd::sync
+}  // namespace zk2etcd::connectors

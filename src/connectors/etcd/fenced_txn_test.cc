@@ -1,12 +1,12 @@
 // Fenced writes against the in-memory etcd: the ordering guarantees of the brief, §2.
-#include "sync/fenced_txn.h"
+#include "connectors/etcd/fenced_txn.h"
 
 #include <gtest/gtest.h>
 
 #include "etcd/fake_etcd_client.h"
 #include "etcd/grpc_convert.h"
 
-namespace zk2etcd::sync {
+namespace zk2etcd::connectors {
 namespace {
 
 using etcd::FakeEtcdClient;
@@ -381,4 +381,4 @@ TEST_F(FencedTxnTest, AdoptionsBatchWithOtherWrites) {
 }
 
 }  // namespace
-}  // namespace zk2etcd::sync
+}  // namespace zk2etcd::connectors

@@ -1,0 +1,95 @@
+// EtcdSink: etcd as a job's sink (core::Sink). Each source key lands at KeyLayout::KeyFor(key)
+// and its ownership record is the key's meta record (KeyLayout::MetaKeyFor), holding the source
+// version as EncodeZxid; writes are the fenced transactions of fenced_txn.h.
+//
+//   - List: the data keys and the meta records of a prefix, each with a RangeCursor, at one
+//     revision, joined in key order;
+//   - Read: read-only transactions of a key and its meta record (64 keys each), sent at once;
+//   - writes: a write goes nested (one nested transaction per write, 124 per transaction) in one
+//     of three put forms, or, when it carries an observation that lets it apply, flat (up to 64
+//     writes that apply together or not at all). A failed flat batch asks for every write again
+//     in its nested form; a kZxid or kFresh put whose probes call for the other form asks for it.
+//
+// Thread-safety: every method is thread-safe. ApplyAsync's callback runs on the etcd client's
+// callback thread. REQUIRES: the client and the layout outlive the sink, and the sink outlives
+// every ApplyAsync callback it still owes (the client's destruction completes them).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "connectors/etcd/fenced_txn.h"
+#include "connectors/etcd/key_layout.h"
+#include "core/sink.h"
+#include "etcd/etcd_client.h"
+
+namespace zk2etcd::connectors {
+
+// The forms an etcd write goes in (core::Sink's variants). The nested family has PutForm's
+// numbers; kFlat is a write of a flat transaction (BuildFlatTxn).
+enum class EtcdVariant : int { kNested = 0, kZxid = 1, kFresh = 2, kFlat = 3 };
+// The batch classes: nested writes, and flat ones.
+enum class EtcdBatchClass : int { kNested = 0, kFlat = 1 };
+
+struct EtcdSinkOptions {
+  // The most bytes of one transaction (etcd's --max-request-bytes is 1.5 MiB by default).
+  size_t max_txn_bytes = 1 << 20;
+  int max_keys_per_txn = MaxKeysPerTxn();
+};
+
+// The sink's error for an etcd error: kUnavailable for what a repeat may fix (unreachable, a
+// deadline, too many requests, an auth token to renew, TLS, internal), kCompacted, kCancelled,
+// kRefused otherwise. The message is `what` + ": " + the etcd error (the etcd error alone when
+// `what` is empty); the label is etcd::ErrorLabel of its code.
+core::SinkError SinkErrorOf(const etcd::Error& error, std::string_view what = {});
+
+class EtcdSink final : public core::Sink {
+ public:
+  EtcdSink(etcd::EtcdClient& etcd, const KeyLayout& layout, EtcdSinkOptions options = {});
+
+  std::unique_ptr<core::SinkCursor> List(const std::string& source_prefix,
+                                         const core::ListOptions& options) override;
+  core::SinkResult<int64_t> CurrentPoint() override;
+  // REQUIRES: not on the etcd client's callback thread.
+  core::SinkResult<std::vector<core::SinkEntry>> Read(
+      const std::vector<std::string>& keys) override;
+  std::string SinkKeyFor(std::string_view key) const override;
+  std::string_view Name() const override { return "etcd"; }
+
+  int DefaultVariant(const core::SinkWrite& write) const override;
+  int BatchClass(int variant) const override;
+  core::BatchLimits Limits(int batch_class) const override;
+  core::WriteCost Cost(const core::SinkWrite& write, int variant) const override;
+  void ApplyAsync(std::vector<core::SinkWrite> writes, std::vector<int> variants,
+                  const std::optional<core::Fence>& fence,
+                  std::function<void(core::BatchResult)> done) override;
+
+  // The fenced write a sink write becomes.
+  FencedWrite ToFencedWrite(const core::SinkWrite& write) const;
+  FencedWrite ToFencedWrite(core::SinkWrite&& write) const;
+
+  // Flat batches that failed and were answered with a resend in the nested form.
+  uint64_t flat_fallbacks() const { return flat_fallbacks_.load(); }
+  // kZxid and kFresh puts answered with a resend in the other form.
+  uint64_t form_resends() const { return form_resends_.load(); }
+
+ private:
+  core::BatchResult AnswerOf(const std::vector<FencedWrite>& writes,
+                             const std::vector<PutForm>& forms, bool flat,
+                             const etcd::EtcdResult<etcd::TxnResponse>& result);
+
+  etcd::EtcdClient& etcd_;
+  const KeyLayout& layout_;
+  const EtcdSinkOptions options_;
+  std::atomic<uint64_t> flat_fallbacks_{0};
+  std::atomic<uint64_t> form_resends_{0};
+};
+
+}  // namespace zk2etcd::connectors
