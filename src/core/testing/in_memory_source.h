@@ -1,0 +1,104 @@
+// InMemorySource: a core::Source over a sorted map, for the engine's unit tests (no ZooKeeper).
+//
+// Each key holds a value and a version; one point counter, advanced by every change (in scope or
+// not, like ZooKeeper's zxid), gives both: a changed key's version is the new point. Only keys in
+// the source's Scope appear in snapshots and are announced. A change is announced (OnChange) only
+// while the source is open and connected, like a real watch; changes made while it is closed,
+// disconnected or lost are not. Events, announcements and ReadAsync answers come in order on the
+// source's own worker thread, never inline; Close() returns after the ones owed have been dealt
+// with (ReadAsync callbacks owed then answer kUnavailable), so no listener call follows it.
+//
+// Test controls: Put/Delete change the data; FailOpen/FailNextReads inject errors; Disconnect,
+// Reconnect and Lose drive the connection (kDisconnected, kReconnected, kLost). After Lose the
+// source counts as closed: Open (with or without a Close first) starts again.
+// Breaking a REQUIRES of core::Source (Open while open) aborts with a message.
+//
+// Thread-safety: every method is thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/entry.h"
+#include "core/scope.h"
+#include "core/source.h"
+#include "core/testing/worker.h"
+
+namespace zk2etcd::core::memory {
+
+class InMemorySource : public Source {
+ public:
+  explicit InMemorySource(Scope scope);
+  ~InMemorySource() override;  // Close()
+
+  // core::Source.
+  SourceResult<void> Open(SourceListener& listener) override;
+  void Close() override;
+  SourceResult<Snapshot> ReadSnapshot(const SnapshotOptions& options) override;
+  SourceResult<std::vector<EntryState>> Reread(const std::vector<std::string>& keys,
+                                               const RereadOptions& options) override;
+  void ReadAsync(const std::string& key,
+                 std::function<void(SourceResult<EntryState>)> done) override;
+  SourceStatus Status() const override;
+
+  // Creates or changes `key`; returns its new version (the new point).
+  int64_t Put(const std::string& key, const std::string& value);
+  // Deletes `key`; false (and no new point) if it does not exist.
+  bool Delete(const std::string& key);
+  std::optional<SourceEntry> Get(const std::string& key) const;
+  int64_t point() const;
+
+  // The next `n` Open() calls fail with `code`.
+  void FailOpen(int n, SourceError::Code code = SourceError::Code::kUnavailable);
+  // The next `n` reads (ReadSnapshot, Reread or ReadAsync, each counts one) fail with `code`.
+  void FailNextReads(int n, SourceError::Code code = SourceError::Code::kUnavailable);
+  // Sends kDisconnected; reads fail with kUnavailable and nothing is announced until Reconnect.
+  void Disconnect();
+  // Sends kReconnected (changes made while disconnected stay unannounced).
+  void Reconnect();
+  // Sends kLost and ends the stream: the source is closed.
+  void Lose();
+
+  // Waits until every announcement, event and ReadAsync answer owed so far has been delivered.
+  void Drain();
+
+  size_t snapshots_read() const;  // successful ReadSnapshot calls
+  size_t reads() const;           // keys answered by Reread and ReadAsync (successfully)
+
+ private:
+  struct Stored {
+    std::string value;
+    int64_t version = 0;
+  };
+  // Calls `call` with the listener on the worker, unless the stream it belongs to has ended.
+  void DeliverLocked(std::function<void(SourceListener&)> call);
+  // Why reads cannot be answered now (consuming an injected failure), or nullopt; `closed` is
+  // the code when the source is closed.
+  std::optional<SourceError> ReadErrorLocked(SourceError::Code closed);
+  EntryState StateLocked(const std::string& key) const;
+
+  const Scope scope_;
+  mutable std::mutex mu_;
+  std::map<std::string, Stored> data_;
+  int64_t point_ = 0;
+  SourceListener* listener_ = nullptr;  // from Open until Close
+  uint64_t stream_ = 0;                 // advanced by Open and Close: stale deliveries drop
+  bool open_ = false;                   // opened, and neither closed nor lost since
+  bool connected_ = false;
+  int64_t session_ = 0;
+  int fail_opens_ = 0;
+  SourceError::Code fail_open_code_ = SourceError::Code::kUnavailable;
+  int fail_reads_ = 0;
+  SourceError::Code fail_read_code_ = SourceError::Code::kUnavailable;
+  size_t snapshots_read_ = 0;
+  size_t reads_ = 0;
+  Worker worker_;  // last: joined first
+};
+
+}  // namespace zk2etcd::core::memory
