@@ -24,6 +24,7 @@
 #include <optional>
 #include <string>
 
+#include "common/backoff.h"
 #include "common/clock.h"
 #include "etcd/etcd_client.h"
 #include "ops/log.h"
@@ -149,10 +150,11 @@ class SyncService {
   void StepDown(const std::string& reason);
   void Resign();
   bool Active() const { return !options_.election || leader_key_.has_value(); }
-  // Doubles `backoff` within [retry_initial, cap] (cap: retry_max) and returns it.
-  std::chrono::milliseconds NextBackoff(std::chrono::milliseconds& backoff) const;
-  std::chrono::milliseconds NextBackoff(std::chrono::milliseconds& backoff,
-                                        std::chrono::milliseconds cap) const;
+  // Retries of the session, reconciliation and campaign: retry_initial doubling up to `cap`
+  // (retry_max, or the election's), without jitter.
+  BackoffOptions RetryBackoff(std::chrono::milliseconds cap) const {
+    return {.initial = options_.retry_initial, .max = cap, .multiplier = 2.0};
+  }
 
   const Scope& scope_;
   const KeyLayout& layout_;
@@ -187,8 +189,8 @@ class SyncService {
   bool reconcile_needed_ = false;
   std::chrono::steady_clock::time_point next_reconcile_at_{};
   std::chrono::steady_clock::time_point next_full_sync_{};
-  std::chrono::milliseconds reconcile_backoff_{0};
-  std::chrono::milliseconds session_backoff_{0};
+  Backoff reconcile_backoff_{RetryBackoff(options_.retry_max)};
+  Backoff session_backoff_{RetryBackoff(options_.retry_max)};
   std::chrono::steady_clock::time_point next_session_at_{};
   bool writer_was_retrying_ = false;
   std::optional<std::string> fatal_;  // set by OpenSession when retrying cannot help
@@ -200,7 +202,8 @@ class SyncService {
   bool campaigning_ = false;
   std::unique_ptr<etcd::CallHandle> campaign_;
   std::unique_ptr<etcd::CallHandle> keepalive_;
-  std::chrono::milliseconds election_backoff_{0};
+  Backoff election_backoff_{
+      RetryBackoff(options_.election ? options_.election->retry_max : options_.retry_max)};
   size_t election_failures_ = 0;  // in a row: the first is a warning, the rest debug lines
   std::chrono::steady_clock::time_point next_campaign_at_{};
 
