@@ -3,20 +3,26 @@
 #include <algorithm>
 #include <thread>
 
+#include "common/backoff.h"
+
 namespace zk2etcd::cli {
 
 namespace {
 
+// Connection attempts: 500 ms doubling up to 10 s, without jitter.
+constexpr BackoffOptions kConnectBackoff{.initial = std::chrono::milliseconds(500),
+                                         .max = std::chrono::milliseconds(10000),
+                                         .multiplier = 2.0};
+
 // Sleeps up to `delay`, waking early when `stop` is set; false when the deadline would pass.
-bool Backoff(std::chrono::milliseconds& delay,
-             std::optional<std::chrono::steady_clock::time_point> deadline,
-             const std::atomic<bool>& stop) {
+bool WaitToRetry(std::chrono::milliseconds delay,
+                 std::optional<std::chrono::steady_clock::time_point> deadline,
+                 const std::atomic<bool>& stop) {
   const auto wake = std::chrono::steady_clock::now() + delay;
   if (deadline && wake > *deadline) return false;
   while (std::chrono::steady_clock::now() < wake && !stop.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  delay = std::min(delay * 2, std::chrono::milliseconds(10000));
   return !stop.load();
 }
 
@@ -39,7 +45,7 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
     const Config& config, ops::Logger& logger, const Clock& clock,
     std::optional<std::chrono::steady_clock::time_point> deadline,
     const std::atomic<bool>& stop) {
-  std::chrono::milliseconds delay(500);
+  Backoff backoff(kConnectBackoff);
   for (int attempt = 1;; ++attempt) {
     etcd::GrpcEtcdClientOptions options = config.etcd;
     options.logger = &logger;
@@ -59,9 +65,12 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
         error.code == etcd::ErrorCode::kAuthFailed) {
       return Unexpected{"etcd: " + error.ToString()};  // retrying cannot fix these
     }
+    const std::chrono::milliseconds delay = backoff.Next();
     logger.Warn("etcd unreachable; retrying",
                 {{"attempt", attempt}, {"error", error.ToString()}, {"retry_in_ms", delay.count()}});
-    if (!Backoff(delay, deadline, stop)) return Unexpected{"etcd unreachable: " + error.ToString()};
+    if (!WaitToRetry(delay, deadline, stop)) {
+      return Unexpected{"etcd unreachable: " + error.ToString()};
+    }
   }
 }
 
@@ -69,7 +78,7 @@ Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
     const Config& config, ops::Logger& logger, const Clock& clock,
     std::optional<std::chrono::steady_clock::time_point> deadline,
     const std::atomic<bool>& stop) {
-  std::chrono::milliseconds delay(500);
+  Backoff backoff(kConnectBackoff);
   for (int attempt = 1;; ++attempt) {
     zk::ZkClientOptions options = config.zookeeper;
     options.clock = &clock;
@@ -102,9 +111,10 @@ Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
         return Unexpected{"zookeeper: " + error};
       }
     }
+    const std::chrono::milliseconds delay = backoff.Next();
     logger.Warn("zookeeper unreachable; retrying",
                 {{"attempt", attempt}, {"error", error}, {"retry_in_ms", delay.count()}});
-    if (!Backoff(delay, deadline, stop)) return Unexpected{"zookeeper unreachable: " + error};
+    if (!WaitToRetry(delay, deadline, stop)) return Unexpected{"zookeeper unreachable: " + error};
   }
 }
 

@@ -8,7 +8,7 @@
 #include <future>
 #include <set>
 
-#include "etcd/backoff.h"
+#include "common/backoff.h"
 #include "etcd/grpc_convert.h"
 #include "etcd/grpc_etcd_client.h"
 
@@ -100,7 +100,7 @@ TEST(ValidateTxnTest, RefusesEmptyKeys) {
 }
 
 TEST(BackoffTest, GrowsExponentiallyUpToTheCapWithJitterFromTheSource) {
-  BackoffPolicy policy{milliseconds(50), milliseconds(1000), 2.0, 0.5};
+  BackoffOptions policy{milliseconds(50), milliseconds(1000), 2.0, 0.5};
   EXPECT_EQ(BackoffDelay(policy, 1, 0.0), milliseconds(50));
   EXPECT_EQ(BackoffDelay(policy, 2, 0.0), milliseconds(100));
   EXPECT_EQ(BackoffDelay(policy, 3, 0.0), milliseconds(200));
@@ -313,7 +313,7 @@ TEST(GrpcEtcdClientTest, DialFailsClearlyWhenNothingListens) {
   GrpcEtcdClientOptions options;
   options.endpoints = {"127.0.0.1:1"};
   options.dial_timeout = milliseconds(300);
-  options.backoff = BackoffPolicy{milliseconds(1), milliseconds(5), 2.0, 0.0};
+  options.backoff = BackoffOptions{milliseconds(1), milliseconds(5), 2.0, 0.0};
   auto client = NewGrpcEtcdClient(options, clock);
   ASSERT_FALSE(client.ok());
   EXPECT_EQ(client.error().code, ErrorCode::kUnavailable) << client.error().ToString();

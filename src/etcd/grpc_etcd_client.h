@@ -21,10 +21,10 @@
 #include <string>
 #include <vector>
 
+#include "common/backoff.h"
 #include "common/clock.h"
 #include "common/op_observer.h"
 #include "common/result.h"
-#include "etcd/backoff.h"
 #include "etcd/etcd_client.h"
 
 namespace zk2etcd::ops {
@@ -56,7 +56,13 @@ struct GrpcEtcdClientOptions {
   std::chrono::milliseconds call_timeout{10000};
   // Attempts per call, across endpoints, when retrying is allowed.
   int max_attempts = 4;
-  BackoffPolicy backoff;
+  // Between attempts of a call and watch reconnects: 50 ms doubling up to 2 s, each delay less a
+  // random part of up to half (jitter from `random`).
+  BackoffOptions backoff{.initial = std::chrono::milliseconds(50),
+                         .max = std::chrono::milliseconds(2000),
+                         .multiplier = 2.0,
+                         .jitter = 0.5,
+                         .jitter_direction = JitterDirection::kDown};
   // The window: transactions sent and not yet answered.
   int max_txns_in_flight = 4;
   int max_txn_ops = kDefaultMaxTxnOps;

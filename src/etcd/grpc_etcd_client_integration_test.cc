@@ -629,7 +629,7 @@ TEST(GrpcEtcdClientIntegrationTest, FailsOverFromADeadFirstEndpoint) {
   GrpcEtcdClientOptions all_dead =
       OptionsFor({dead, "127.0.0.1:" + std::to_string(DeadPort())}, nullptr);
   all_dead.dial_timeout = milliseconds(0);
-  all_dead.backoff = BackoffPolicy{milliseconds(10), milliseconds(50), 2.0, 0.5};
+  all_dead.backoff = BackoffOptions{milliseconds(10), milliseconds(50), 2.0, 0.5};
   auto doomed = Connect(all_dead);
   ASSERT_NE(doomed, nullptr);
   auto failed = doomed->Range(RangeRequest::Prefix("/"));

@@ -13,8 +13,7 @@ FencedWriter::FencedWriter(core::Sink& sink, FencedWriterOptions options, const 
       observer_(std::move(observer)),
       on_refused_(std::move(on_refused)),
       window_(WindowSizerOptions{std::min<size_t>(8, std::max<size_t>(1, options.max_txns_in_flight)),
-                                 std::max<size_t>(1, options.max_txns_in_flight)}),
-      jitter_(options.jitter_seed) {
+                                 std::max<size_t>(1, options.max_txns_in_flight)}) {
   sender_ = std::thread([this] { SenderLoop(); });
 }
 
@@ -46,7 +45,7 @@ size_t FencedWriter::pending() const {
 
 bool FencedWriter::retrying() const {
   std::lock_guard lock(mutex_);
-  return backoff_.count() > 0;
+  return backoff_.current().count() > 0;
 }
 
 uint64_t FencedWriter::refused_writes() const {
@@ -202,10 +201,7 @@ void FencedWriter::HandleBatchDoneLocked(std::vector<Entry>& batch,
     if (error.Retryable() && !stopping_) {
       // Back to the front, in order, to be sent again after a backoff with jitter.
       for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
-      backoff_ = std::min(options_.max_backoff, std::max(options_.initial_backoff, backoff_ * 2));
-      std::uniform_int_distribution<int64_t> jitter(0, backoff_.count() / 2);
-      retry_at_ =
-          std::chrono::steady_clock::now() + backoff_ + std::chrono::milliseconds(jitter(jitter_));
+      retry_at_ = std::chrono::steady_clock::now() + backoff_.Next();
       return;
     }
     if (error.code == core::SinkError::Code::kNotLeader) {
@@ -244,7 +240,7 @@ void FencedWriter::HandleBatchDoneLocked(std::vector<Entry>& batch,
     }
     return;
   }
-  backoff_ = std::chrono::milliseconds(0);
+  backoff_.Reset();
   retry_at_ = {};
   const std::vector<core::WriteAnswer>& answers = *result;
   std::vector<Entry> resend;  // writes whose answer asks for another variant, in order

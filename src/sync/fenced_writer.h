@@ -21,9 +21,9 @@
 #include <functional>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <thread>
 
+#include "common/backoff.h"
 #include "common/clock.h"
 #include "common/result.h"
 #include "core/sink.h"
@@ -144,10 +144,16 @@ class FencedWriter {
   uint64_t refused_writes_ = 0;
   uint64_t resends_ = 0;
   std::optional<core::Fence> leader_;
-  std::chrono::milliseconds backoff_{0};
+  // Retries while the sink fails: initial_backoff doubling up to max_backoff, each delay plus a
+  // random part of up to half of it.
+  Backoff backoff_{{.initial = options_.initial_backoff,
+                    .max = options_.max_backoff,
+                    .multiplier = 2.0,
+                    .jitter = 0.5,
+                    .jitter_direction = JitterDirection::kUp,
+                    .seed = options_.jitter_seed}};
   std::chrono::steady_clock::time_point retry_at_{};
   bool stopping_ = false;
-  std::mt19937_64 jitter_;
   std::thread sender_;
 };
 

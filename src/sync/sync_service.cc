@@ -123,16 +123,6 @@ SyncStatus SyncService::Status() const {
   return status;
 }
 
-std::chrono::milliseconds SyncService::NextBackoff(std::chrono::milliseconds& backoff) const {
-  return NextBackoff(backoff, options_.retry_max);
-}
-
-std::chrono::milliseconds SyncService::NextBackoff(std::chrono::milliseconds& backoff,
-                                                   std::chrono::milliseconds cap) const {
-  backoff = std::clamp(backoff * 2, std::min(options_.retry_initial, cap), cap);
-  return backoff;
-}
-
 bool SyncService::OpenSource() {
   // A new generation first: events still queued from the previous opening are ignored.
   source_generation_.fetch_add(1);
@@ -159,9 +149,9 @@ bool SyncService::OpenSource() {
   }
   incremental_.SetSource(Active() ? &source_ : nullptr);
   reconcile_needed_ = true;
-  reconcile_backoff_ = std::chrono::milliseconds(0);
+  reconcile_backoff_.Reset();
   next_reconcile_at_ = {};
-  session_backoff_ = std::chrono::milliseconds(0);
+  session_backoff_.Reset();
   return true;
 }
 
@@ -268,7 +258,7 @@ void SyncService::Reconcile() {
     }
     // Deletes deferred because the ownership store did not answer: the retries back off (each
     // is a full walk) and the store's return brings the next one forward.
-    if (report.deferred_deletes == 0) reconcile_backoff_ = std::chrono::milliseconds(0);
+    if (report.deferred_deletes == 0) reconcile_backoff_.Reset();
     if (report.deferred_deletes > 0) {
       reconcile_deferred_deletes_.store(true);
       incremental_.ReportOwnershipStoreUnreachable(
@@ -277,7 +267,7 @@ void SyncService::Reconcile() {
     // Failed repairs or deferred deletes are retried soon rather than at the next period.
     if (report.failed > 0 || report.deferred_deletes > 0) {
       reconcile_needed_ = true;
-      next_reconcile_at_ = clock_.Now() + NextBackoff(reconcile_backoff_);
+      next_reconcile_at_ = clock_.Now() + reconcile_backoff_.Next();
     }
     std::lock_guard lock(mutex_);
     // A fixed period, start to start; a late run is not followed by a catch-up run.
@@ -288,7 +278,7 @@ void SyncService::Reconcile() {
   } else if (cancel_.load()) {
     logger_.Info("reconciliation stopped", {{"reason", result.error().message}});
   } else {
-    const auto delay = NextBackoff(reconcile_backoff_);
+    const auto delay = reconcile_backoff_.Next();
     logger_.Warn("reconciliation failed; retrying",
                  {{"error", result.error().message}, {"retry_in_ms", delay.count()}});
     reconcile_needed_ = true;
@@ -307,7 +297,7 @@ void SyncService::StartCampaign() {
     wake_.notify_all();
   });
   if (!campaign.ok()) {
-    const auto delay = NextBackoff(election_backoff_, options_.election_retry_max);
+    const auto delay = election_backoff_.Next();
     const ops::LogLevel level =
         election_failures_++ == 0 ? ops::LogLevel::kWarn : ops::LogLevel::kDebug;
     logger_.Log(level, "cannot start a campaign for leadership; retrying",
@@ -327,7 +317,7 @@ void SyncService::BecomeLeader(core::Fence fence) {
   logger_.Info("elected leader: syncing", {{"key", fence.key}, {"revision", fence.revision}});
   leader_ = std::move(fence);
   campaigning_ = false;
-  election_backoff_ = std::chrono::milliseconds(0);
+  election_backoff_.Reset();
   election_failures_ = 0;
   writer_.SetLeader(leader_);
   if (source_open_) incremental_.SetSource(&source_);
@@ -351,8 +341,8 @@ void SyncService::StepDown(const std::string& reason) {
   campaigning_ = false;
   // Campaign again at once the first time (losing a lease to an outage is no reason to wait
   // once the server answers); repeated failures back off.
-  const std::chrono::milliseconds delay = election_backoff_;
-  NextBackoff(election_backoff_, options_.election_retry_max);
+  const std::chrono::milliseconds delay = election_backoff_.current();
+  election_backoff_.Next();
   next_campaign_at_ = clock_.Now() + delay;
   std::lock_guard lock(mutex_);
   status_.leader = false;
@@ -408,7 +398,7 @@ Result<void, std::string> SyncService::Run() {
     if (!source_open_ && now >= next_session_at_) {
       if (!OpenSource()) {
         if (fatal_) break;
-        next_session_at_ = clock_.Now() + NextBackoff(session_backoff_);
+        next_session_at_ = clock_.Now() + session_backoff_.Next();
       }
       continue;
     }

@@ -28,6 +28,7 @@
 #include <optional>
 #include <string>
 
+#include "common/backoff.h"
 #include "common/clock.h"
 #include "core/leader_election.h"
 #include "core/scope.h"
@@ -133,10 +134,11 @@ class SyncService {
   void BecomeLeader(core::Fence fence);
   void StepDown(const std::string& reason);
   bool Active() const { return election_ == nullptr || leader_.has_value(); }
-  // Doubles `backoff` within [retry_initial, cap] (cap: retry_max) and returns it.
-  std::chrono::milliseconds NextBackoff(std::chrono::milliseconds& backoff) const;
-  std::chrono::milliseconds NextBackoff(std::chrono::milliseconds& backoff,
-                                        std::chrono::milliseconds cap) const;
+  // Retries of the source, reconciliation and campaign: retry_initial doubling up to `cap`
+  // (retry_max, or the election's), without jitter.
+  BackoffOptions RetryBackoff(std::chrono::milliseconds cap) const {
+    return {.initial = options_.retry_initial, .max = cap, .multiplier = 2.0};
+  }
 
   const core::Scope& scope_;
   core::Source& source_;
@@ -158,8 +160,8 @@ class SyncService {
   bool reconcile_needed_ = false;
   std::chrono::steady_clock::time_point next_reconcile_at_{};
   std::chrono::steady_clock::time_point next_full_sync_{};
-  std::chrono::milliseconds reconcile_backoff_{0};
-  std::chrono::milliseconds session_backoff_{0};
+  Backoff reconcile_backoff_{RetryBackoff(options_.retry_max)};
+  Backoff session_backoff_{RetryBackoff(options_.retry_max)};
   std::chrono::steady_clock::time_point next_session_at_{};
   bool writer_was_retrying_ = false;
   std::optional<std::string> fatal_;  // set by OpenSource when retrying cannot help
@@ -167,7 +169,7 @@ class SyncService {
   std::optional<core::Fence> leader_;
   bool campaigning_ = false;
   uint64_t campaign_ = 0;  // the number of the campaign in progress
-  std::chrono::milliseconds election_backoff_{0};
+  Backoff election_backoff_{RetryBackoff(options_.election_retry_max)};
   size_t election_failures_ = 0;  // in a row: the first is a warning, the rest debug lines
   std::chrono::steady_clock::time_point next_campaign_at_{};
 

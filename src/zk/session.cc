@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "common/backoff.h"
+
 namespace zk2etcd::zk {
 
 std::string FormatSessionId(int64_t session_id) {
@@ -37,13 +39,15 @@ std::chrono::milliseconds SessionMachine::timeout() const {
 
 SessionMachine::Duration SessionMachine::connect_timeout() const {
   if (config_.connect_timeout.count() > 0) return config_.connect_timeout;
-  const Duration cap =
-      std::min<Duration>(timeout() / static_cast<int64_t>(config_.server_count), read_timeout());
-  const Duration first = std::min<Duration>(std::chrono::seconds(2), timeout() / 3);
-  const Duration longest = std::max(cap, first);
-  Duration attempt = first;
-  for (int i = 0; i < timed_out_attempts_ && attempt < longest; ++i) attempt *= 2;
-  return std::min(attempt, longest);
+  // Whole milliseconds, as the timeout is.
+  const std::chrono::milliseconds cap =
+      std::min(timeout() / static_cast<int64_t>(config_.server_count),
+               std::chrono::duration_cast<std::chrono::milliseconds>(read_timeout()));
+  const std::chrono::milliseconds first =
+      std::min<std::chrono::milliseconds>(std::chrono::seconds(2), timeout() / 3);
+  // Doubles after each attempt that timed out, without jitter.
+  const BackoffOptions backoff{.initial = first, .max = std::max(cap, first), .multiplier = 2.0};
+  return BackoffDelay(backoff, timed_out_attempts_ + 1, 0.0);
 }
 
 proto::ConnectRequest SessionMachine::BeginAttempt(TimePoint now) {
