@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "etcd/backoff.h"
+#include "common/backoff.h"
 #include "etcd/etcd_client.h"
 #include "etcd/grpc_convert.h"
 #include "etcd/grpc_etcd_client.h"

@@ -60,6 +60,7 @@ class InMemorySink : public Sink {
   SinkResult<int64_t> CurrentPoint() override;
   SinkResult<std::vector<SinkEntry>> Read(const std::vector<std::string>& keys) override;
   std::string SinkKeyFor(std::string_view key) const override;
+  std::string_view Name() const override { return "memory sink"; }
   int DefaultVariant(const SinkWrite& write) const override;
   int BatchClass(int variant) const override;
   BatchLimits Limits(int batch_class) const override;

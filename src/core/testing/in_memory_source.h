@@ -46,6 +46,7 @@ class InMemorySource : public Source {
   void ReadAsync(const std::string& key,
                  std::function<void(SourceResult<EntryState>)> done) override;
   SourceStatus Status() const override;
+  std::string_view Name() const override { return "memory source"; }
 
   // Creates or changes `key`; returns its new version (the new point).
   int64_t Put(const std::string& key, const std::string& value);
