@@ -3,11 +3,12 @@
 //   build/release/bench/micro/zk2etcd_micro_benchmark
 #include <benchmark/benchmark.h>
 
-#include "etcd/fake_etcd_client.h"
-#include "sync/differ.h"
+#include "connectors/etcd/etcd_sink.h"
 #include "connectors/etcd/fenced_txn.h"
 #include "connectors/etcd/key_layout.h"
 #include "core/scope.h"
+#include "etcd/fake_etcd_client.h"
+#include "sync/differ.h"
 #include "zk/jute.h"
 #include "zk/protocol.h"
 
@@ -25,9 +26,9 @@ std::string GetDataReplyFrame(size_t data_bytes) {
   std::string frame;
   zk::JuteWriter writer(frame);
   const size_t start = writer.BeginFrame();
-  writer.WriteInt32(7);                      // xid
-  writer.WriteInt64(0x100000000 + 42);       // zxid
-  writer.WriteInt32(0);                      // err
+  writer.WriteInt32(7);                 // xid
+  writer.WriteInt64(0x100000000 + 42);  // zxid
+  writer.WriteInt32(0);                 // err
   writer.WriteBuffer(std::string(data_bytes, 'x'));
   for (int64_t field : {1, 2, 3, 4}) writer.WriteInt64(field);  // czxid mzxid ctime mtime
   for (int32_t field : {1, 0, 0}) writer.WriteInt32(field);     // version cversion aversion
@@ -46,7 +47,8 @@ void BM_JuteDecodeGetDataReply(benchmark::State& state) {
     zk::proto::ReplyHeader header;
     std::string data;
     zk::Stat stat;
-    const bool ok = zk::proto::ReadReplyHeader(reader, &header) && zk::proto::ReadGetDataResponse(reader, &data, &stat);
+    const bool ok = zk::proto::ReadReplyHeader(reader, &header) &&
+                    zk::proto::ReadGetDataResponse(reader, &data, &stat);
     benchmark::DoNotOptimize(ok);
     benchmark::DoNotOptimize(data);
   }
@@ -138,8 +140,8 @@ void BM_DiffInSyncTree(benchmark::State& state) {
   const connectors::KeyLayout layout =
       connectors::KeyLayout::Create("", "/zk2etcd/meta", scope).value();
   for (size_t i = 0; i < nodes; ++i) {
-    const std::string path = "/dubbo/svc" + std::to_string(i / 100) + "/providers/p" +
-                             std::to_string(i % 100);
+    const std::string path =
+        "/dubbo/svc" + std::to_string(i / 100) + "/providers/p" + std::to_string(i % 100);
     tree.entries.push_back({path, "", static_cast<int64_t>(i + 1)});
     etcd.store().PutDirect(layout.KeyFor(path), "");
     etcd.store().PutDirect(layout.MetaKeyFor(layout.KeyFor(path)),
@@ -147,8 +149,9 @@ void BM_DiffInSyncTree(benchmark::State& state) {
   }
   std::sort(tree.entries.begin(), tree.entries.end(),
             [](const core::SourceEntry& a, const core::SourceEntry& b) { return a.key < b.key; });
+  connectors::EtcdSink sink(etcd, layout);
   for (auto _ : state) {
-    auto report = sync::ComputeDiff(tree, scope, layout, etcd);
+    auto report = sync::ComputeDiff(tree, scope, sink);
     benchmark::DoNotOptimize(report);
   }
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(nodes));

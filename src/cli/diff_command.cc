@@ -15,6 +15,7 @@
 #include "cli/config.h"
 #include "cli/runtime.h"
 #include "cli/subcommand.h"
+#include "cli/zk2etcd_job.h"
 #include "common/strings.h"
 #include "ownership/redis_ownership_store.h"
 #include "sync/reconciler.h"
@@ -24,6 +25,13 @@ namespace zk2etcd::cli {
 namespace {
 
 using sync::Difference;
+
+// diff follows no change: its source is opened without a change stream.
+class NoChanges : public core::SourceListener {
+ public:
+  void OnChange(const std::string& /*key*/) override {}
+  void OnSourceEvent(const core::SourceEvent& /*event*/) override {}
+};
 
 struct DiffFlags {
   CommonFlags common;
@@ -49,8 +57,8 @@ std::string JsonString(std::string_view text) {
 }
 
 void PrintText(const sync::ReconcileReport& report, bool fixed, std::ostream& out) {
-  out << "zookeeper nodes: " << report.zk_nodes << "\n"
-      << "etcd keys:       " << report.etcd_keys << "\n"
+  out << "zookeeper nodes: " << report.source_entries << "\n"
+      << "etcd keys:       " << report.sink_entries << "\n"
       << "in sync:         " << report.in_sync << "\n";
   for (Difference::Kind kind : kReportedKinds) {
     const std::string name(sync::DifferenceKindName(kind));
@@ -81,8 +89,8 @@ void PrintText(const sync::ReconcileReport& report, bool fixed, std::ostream& ou
 }
 
 void PrintJson(const sync::ReconcileReport& report, bool fixed, bool in_sync, std::ostream& out) {
-  out << "{\"zk_nodes\":" << report.zk_nodes << ",\"etcd_keys\":" << report.etcd_keys
-      << ",\"in_sync\":" << report.in_sync << ",\"etcd_revision\":" << report.etcd_revision;
+  out << "{\"zk_nodes\":" << report.source_entries << ",\"etcd_keys\":" << report.sink_entries
+      << ",\"in_sync\":" << report.in_sync << ",\"etcd_revision\":" << report.sink_point;
   for (Difference::Kind kind : kReportedKinds) {
     out << ",\"" << sync::DifferenceKindName(kind) << "\":[";
     bool first = true;
@@ -99,8 +107,8 @@ void PrintJson(const sync::ReconcileReport& report, bool fixed, bool in_sync, st
   }
   if (fixed) {
     out << ",\"fixed\":{\"put\":" << report.fixed_puts << ",\"delete\":" << report.fixed_deletes
-        << ",\"adopted\":" << report.adopted << ",\"deferred_deletes\":"
-        << report.deferred_deletes << ",\"failed\":" << report.failed << "}";
+        << ",\"adopted\":" << report.adopted << ",\"deferred_deletes\":" << report.deferred_deletes
+        << ",\"failed\":" << report.failed << "}";
   }
   out << ",\"consistent\":" << (in_sync ? "true" : "false") << "}\n";
 }
@@ -140,9 +148,9 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
   }
   std::unique_ptr<ops::Logger> logger = std::move(made_logger).value();
   const std::atomic<bool> never_stop{false};
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                            flags.connect_timeout);
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(flags.connect_timeout);
   auto etcd = ConnectEtcd(config, *logger, clock, deadline, never_stop);
   if (!etcd.ok()) {
     err << "zk2etcd diff: " << etcd.error() << "\n";
@@ -155,21 +163,29 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
   }
   std::unique_ptr<ownership::RedisOwnershipStore> redis;
   if (config.redis) redis = ownership::RedisOwnershipStore::Create(*config.redis).value();
+  Zk2EtcdJobOptions job_options;
+  job_options.change_stream = false;  // one comparison: nothing to follow
+  Zk2EtcdJob job =
+      MakeZk2EtcdJob(config, **etcd, std::move(zookeeper).value(), *logger, job_options);
+  NoChanges no_changes;
+  if (auto opened = job.source->Open(no_changes); !opened.ok()) {
+    err << "zk2etcd diff: zookeeper: " << opened.error().message << "\n";
+    return kExitUsage;
+  }
   std::unique_ptr<sync::FencedWriter> writer;
   if (flags.fix) {
     sync::FencedWriterOptions writer_options;
     writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 8);
-    writer = std::make_unique<sync::FencedWriter>(**etcd, writer_options, clock);
+    writer = std::make_unique<sync::FencedWriter>(*job.sink, writer_options, clock);
   }
-  sync::Reconciler reconciler(config.scope, config.layout, **etcd, writer.get(), redis.get(),
-                              *logger, clock);
+  sync::Reconciler reconciler(config.scope, *job.sink, writer.get(), redis.get(), *logger, clock);
 
   // A progress line on a terminal only.
   const bool progress = isatty(STDERR_FILENO) != 0;
   const auto started = std::chrono::steady_clock::now();
   sync::ReconcileOptions options;
   options.fix = false;
-  options.zk_window = config.concurrent;
+  options.source_window = config.concurrent;
   options.adopt = config.adopt;
   if (progress) {
     options.on_progress = [&](size_t nodes) {
@@ -187,22 +203,23 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
     if (round > 1) {
       std::this_thread::sleep_for(flags.round_interval);
     }
-    auto result = reconciler.Run(**zookeeper, options);
+    auto result = reconciler.Run(*job.source, options);
     if (progress) std::fputs("\r\033[K", stderr);
     if (!result.ok()) {
       err << "zk2etcd diff: " << result.error().message << "\n";
       return kExitUsage;
     }
-    logger->Info("diff round done", {{"round", round},
-                                      {"differences", result->VisibleDifferences()},
-                                      {"seconds", std::chrono::duration<double>(
-                                                      result->duration).count()}});
+    logger->Info("diff round done",
+                 {{"round", round},
+                  {"differences", result->VisibleDifferences()},
+                  {"seconds", std::chrono::duration<double>(result->duration).count()}});
     if (!report) {
       report = std::move(*result);
       continue;
     }
     std::set<std::pair<std::string, Difference::Kind>> seen;
-    for (const auto& difference : result->differences) seen.insert({difference.key, difference.kind});
+    for (const auto& difference : result->differences)
+      seen.insert({difference.key, difference.kind});
     std::vector<sync::ConfirmedDifference> kept;
     for (auto& difference : report->differences) {
       if (seen.count({difference.key, difference.kind}) > 0) kept.push_back(std::move(difference));
@@ -214,10 +231,10 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
     const sync::ReconcileReport counts = std::move(*result);
     report->differences = std::move(kept);
     report->RecountFromList();
-    report->zk_nodes = counts.zk_nodes;
-    report->etcd_keys = counts.etcd_keys;
+    report->source_entries = counts.source_entries;
+    report->sink_entries = counts.sink_entries;
     report->in_sync = counts.in_sync;
-    report->etcd_revision = counts.etcd_revision;
+    report->sink_point = counts.sink_point;
   }
   if (flags.fix) reconciler.Repair(*report);
 
@@ -236,7 +253,7 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
     PrintText(*report, flags.fix, out);
   }
   if (writer) writer->Stop();
-  (*zookeeper)->Close();
+  job.source->Close();
   return in_sync ? kExitOk : kExitFailure;
 }
 
@@ -251,11 +268,10 @@ Subcommand DiffCommand() {
                           "set to true will fix the data diff between zk and etcd");
             flags.AddUint("max-round", &values->max_round, 1,
                           "max diff round, must >= 1: a difference counts if every round sees it");
-            flags.AddDuration("round-interval", &values->round_interval,
-                              std::chrono::seconds(3), "the interval of every diff round");
+            flags.AddDuration("round-interval", &values->round_interval, std::chrono::seconds(3),
+                              "the interval of every diff round");
             flags.AddString("output", &values->output, "text", "report format: text or json");
-            flags.AddDuration("connect-timeout", &values->connect_timeout,
-                              std::chrono::seconds(30),
+            flags.AddDuration("connect-timeout", &values->connect_timeout, std::chrono::seconds(30),
                               "give up (exit 2) when the servers cannot be reached for this long");
             FlagSet* set = &flags;
             return [values, set](std::ostream& out, std::ostream& err) {

@@ -65,7 +65,8 @@ void SyncOperations::OnReconcile(const Result<sync::ReconcileReport, sync::Recon
   }
   metrics_.fixed_total->WithLabels({"put"}).Inc(static_cast<double>(report.fixed_puts));
   metrics_.fixed_total->WithLabels({"delete"}).Inc(static_cast<double>(report.fixed_deletes));
-  metrics_.etcd_op_total->WithLabels({"put", "success"}).Inc(static_cast<double>(report.fixed_puts));
+  metrics_.etcd_op_total->WithLabels({"put", "success"})
+      .Inc(static_cast<double>(report.fixed_puts));
   metrics_.etcd_op_total->WithLabels({"delete", "success"})
       .Inc(static_cast<double>(report.fixed_deletes));
 }
@@ -76,15 +77,12 @@ void SyncOperations::Attach(const sync::SyncService* service, const sync::Fenced
   metrics_.zk_session_connected->SetCallback(
       {}, [service] { return service->Status().source_connected ? 1.0 : 0.0; });
   metrics_.leader->SetCallback({}, [service] { return service->Status().leader ? 1.0 : 0.0; });
-  metrics_.watches->SetCallback({}, [service] {
-    return static_cast<double>(service->Status().watches);
-  });
-  metrics_.queue_depth->SetCallback({"dirty_paths"}, [service] {
-    return static_cast<double>(service->Status().queue_depth);
-  });
-  metrics_.queue_depth->SetCallback({"pending_writes"}, [writer] {
-    return static_cast<double>(writer->pending());
-  });
+  metrics_.watches->SetCallback(
+      {}, [service] { return static_cast<double>(service->Status().watches); });
+  metrics_.queue_depth->SetCallback(
+      {"dirty_paths"}, [service] { return static_cast<double>(service->Status().queue_depth); });
+  metrics_.queue_depth->SetCallback({"pending_writes"},
+                                    [writer] { return static_cast<double>(writer->pending()); });
   metrics_.queue_depth->SetCallback({"deferred_deletes"}, [service] {
     return static_cast<double>(service->Status().deferred_deletes);
   });

@@ -12,6 +12,7 @@
 #include "cli/operations.h"
 #include "cli/runtime.h"
 #include "cli/subcommand.h"
+#include "cli/zk2etcd_job.h"
 #include "common/strings.h"
 #include "ownership/redis_ownership_store.h"
 #include "sync/sync_service.h"
@@ -112,7 +113,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
     err << "zk2etcd sync: " << identity.error() << "\n";
     return kExitUsage;
   }
-  auto watch_mode = sync::ParseWatchMode(flags.watch_mode);
+  auto watch_mode = connectors::ParseWatchMode(flags.watch_mode);
   if (!watch_mode.ok()) {
     err << "zk2etcd sync: --zookeeper-watch-mode: " << watch_mode.error() << "\n";
     return kExitUsage;
@@ -214,11 +215,15 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   std::unique_ptr<ownership::RedisOwnershipStore> redis;
   if (config.redis) redis = ownership::RedisOwnershipStore::Create(*config.redis).value();
 
-  zk::ZkClientOptions zk_options = config.zookeeper;
-  zk_options.clock = &clock;
-  zk_options.logger = logger.get();
-  zk_options.observer = (*operations)->zk_observer();
-  std::unique_ptr<zk::ZkClientFactory> zk_factory = zk::NewAsioZkClientFactory(zk_options);
+  Zk2EtcdJobOptions job_options;
+  job_options.watch_mode = *watch_mode;
+  job_options.zk_observer = (*operations)->zk_observer();
+  if (flags.leader_elect) {
+    job_options.election = connectors::EtcdElectionOptions{
+        flags.election_name, *identity,
+        std::chrono::duration_cast<std::chrono::seconds>(flags.lease_duration)};
+  }
+  Zk2EtcdJob job = MakeZk2EtcdJob(config, **etcd, *logger, clock, job_options);
 
   sync::FencedWriterOptions writer_options;
   // At most as many transactions in flight as the etcd client sends at once (--concurrent, at
@@ -227,45 +232,37 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 64);
   SyncOperations* ops = operations->get();
   sync::FencedWriter writer(
-      **etcd, writer_options, clock,
-      [ops](size_t writes, const std::optional<etcd::Error>& error,
+      *job.sink, writer_options, clock,
+      [ops](size_t writes, const std::optional<core::SinkError>& error,
             std::chrono::nanoseconds duration) { ops->OnTxn(writes, error, duration); },
-      [ops](const connectors::FencedWrite& /*write*/, const etcd::Error& error) {
+      [ops](const core::SinkWrite& /*write*/, const core::SinkError& error) {
         ops->OnRefusedWrite(error);
       });
 
   sync::SyncServiceOptions options;
   options.fullsync_interval = flags.fullsync_interval;
-  options.watch_mode = *watch_mode;
   options.concurrent = config.concurrent;
   options.adopt = config.adopt;
   options.drain_timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(flags.shutdown_timeout);
-  if (flags.leader_elect) {
-    options.election = sync::ElectionOptions{
-        flags.election_name, *identity,
-        std::chrono::duration_cast<std::chrono::seconds>(flags.lease_duration)};
-  }
   const bool event_log = config.event_log;
   options.on_change = [ops, log, event_log](const sync::AppliedChange& change) {
     ops->OnChange(change);
     if (!event_log) return;
     log->Info("etcd mutation",
-              {{"op", change.type == connectors::FencedWrite::Type::kPut ? "put" : "delete"},
-               {"result",
-                change.outcome ? connectors::WriteOutcomeName(*change.outcome) : "failed"},
+              {{"op", change.type == core::SinkWrite::Type::kPut ? "put" : "delete"},
+               {"result", change.outcome ? core::WriteOutcomeName(*change.outcome) : "failed"},
                {"key", change.key},
-               {"zxid", change.zxid},
+               {"zxid", change.version},
                {"trace_id", change.trace_id},
                {"delay_ms", std::chrono::duration<double, std::milli>(change.delay).count()},
-               {"read_ms",
-                std::chrono::duration<double, std::milli>(change.read_delay).count()}});
+               {"read_ms", std::chrono::duration<double, std::milli>(change.read_delay).count()}});
   };
   options.on_reconcile = [ops, &clock](const auto& result) {
     ops->OnReconcile(result, clock.WallNow());
   };
-  sync::SyncService service(config.scope, config.layout, *zk_factory, **etcd, writer, redis.get(),
-                            *logger, clock, options);
+  sync::SyncService service(config.scope, *job.source, *job.sink, writer, redis.get(),
+                            job.election.get(), *logger, clock, options);
   ops->Attach(&service, &writer);
   service_ptr.store(&service);
   if (stop.load()) service.Stop();
@@ -284,39 +281,36 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
 }  // namespace
 
 Subcommand SyncCommand() {
-  return {"sync",
-          "sync data from zookeeper to etcd: a full sync, then real-time incremental sync",
-          [](FlagSet& flags) -> CommandRunner {
-            auto values = std::make_shared<SyncFlags>();
-            AddCommonFlags(flags, &values->common);
-            flags.AddDuration("fullsync-interval", &values->fullsync_interval,
-                              std::chrono::minutes(5),
-                              "the interval of full sync, set to 0s to disable it");
-            flags.AddString("zookeeper-watch-mode", &values->watch_mode, "auto",
-                            "auto: persistent recursive watches (ZooKeeper 3.6+), else one-shot "
-                            "watches on every node; persistent; classic");
-            flags.AddBool("leader-elect", &values->leader_elect, true,
-                          "elect a leader among replicas through etcd; only the leader writes");
-            flags.AddDuration("leader-elect-lease-duration", &values->lease_duration,
-                              std::chrono::seconds(5),
-                              "leadership lease: a standby takes over within it after the "
-                              "leader dies");
-            flags.AddString("leader-elect-name", &values->election_name, "/zk2etcd/election",
-                            "the election's key prefix in etcd (outside the synced keys)");
-            flags.AddString("leader-elect-identity", &values->election_identity, "",
-                            "this replica in the election, stable across its restarts; a "
-                            "restart takes over its own stale leadership at once (default: the "
-                            "hostname, a Kubernetes pod's name)");
-            flags.AddString("http-addr", &values->http_addr, ":80",
-                            "listen address of /metrics, /healthz, /readyz and /log");
-            flags.AddDuration("shutdown-timeout", &values->shutdown_timeout,
-                              std::chrono::seconds(10),
-                              "on SIGTERM, how long queued writes may take to finish");
-            FlagSet* set = &flags;
-            return [values, set](std::ostream&, std::ostream& err) {
-              return RunSync(*values, *set, err);
-            };
-          }};
+  return {
+      "sync", "sync data from zookeeper to etcd: a full sync, then real-time incremental sync",
+      [](FlagSet& flags) -> CommandRunner {
+        auto values = std::make_shared<SyncFlags>();
+        AddCommonFlags(flags, &values->common);
+        flags.AddDuration("fullsync-interval", &values->fullsync_interval, std::chrono::minutes(5),
+                          "the interval of full sync, set to 0s to disable it");
+        flags.AddString("zookeeper-watch-mode", &values->watch_mode, "auto",
+                        "auto: persistent recursive watches (ZooKeeper 3.6+), else one-shot "
+                        "watches on every node; persistent; classic");
+        flags.AddBool("leader-elect", &values->leader_elect, true,
+                      "elect a leader among replicas through etcd; only the leader writes");
+        flags.AddDuration("leader-elect-lease-duration", &values->lease_duration,
+                          std::chrono::seconds(5),
+                          "leadership lease: a standby takes over within it after the "
+                          "leader dies");
+        flags.AddString("leader-elect-name", &values->election_name, "/zk2etcd/election",
+                        "the election's key prefix in etcd (outside the synced keys)");
+        flags.AddString("leader-elect-identity", &values->election_identity, "",
+                        "this replica in the election, stable across its restarts; a "
+                        "restart takes over its own stale leadership at once (default: the "
+                        "hostname, a Kubernetes pod's name)");
+        flags.AddString("http-addr", &values->http_addr, ":80",
+                        "listen address of /metrics, /healthz, /readyz and /log");
+        flags.AddDuration("shutdown-timeout", &values->shutdown_timeout, std::chrono::seconds(10),
+                          "on SIGTERM, how long queued writes may take to finish");
+        FlagSet* set = &flags;
+        return
+            [values, set](std::ostream&, std::ostream& err) { return RunSync(*values, *set, err); };
+      }};
 }
 
 }  // namespace zk2etcd::cli

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-
 namespace zk2etcd::sync {
 
 std::string_view DifferenceKindName(Difference::Kind kind) {
@@ -112,9 +111,8 @@ core::SinkResult<DiffReport> ComputeDiff(const core::Snapshot& snapshot, const c
           difference.owner_version = held->owner->source_version;
           difference.record_version = held->owner->record_version;
         }
-        const std::optional<Difference::Kind> kind =
-            Classify(has_entry ? &entry->value : nullptr, has_value ? &*held->value : nullptr,
-                     has_owner);
+        const std::optional<Difference::Kind> kind = Classify(
+            has_entry ? &entry->value : nullptr, has_value ? &*held->value : nullptr, has_owner);
         if (kind && has_value) difference.sink_value = *held->value;
         if (kind == Difference::Kind::kUnclaimed) {
           ++report.in_sync;

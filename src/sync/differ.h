@@ -64,7 +64,7 @@ std::optional<Difference::Kind> Classify(const std::string* source_value,
 struct DiffReport {
   // In key order; without a chunk callback all of them, with one what is left after the last call.
   std::vector<Difference> differences;
-  size_t listed = 0;     // differences found (passed to the callback or kept)
+  size_t listed = 0;          // differences found (passed to the callback or kept)
   size_t source_entries = 0;  // in-scope source entries compared
   size_t sink_entries = 0;    // in-scope sink entries compared
   size_t in_sync = 0;         // keys equal on both sides (unclaimed ones included)

@@ -9,8 +9,8 @@
 #include <cstdio>
 #include <mutex>
 
-#include "etcd/fake_etcd_client.h"
 #include "connectors/etcd/fenced_txn.h"
+#include "etcd/fake_etcd_client.h"
 
 namespace zk2etcd::sync {
 namespace {
@@ -214,7 +214,7 @@ TEST(RangeCursorPrefetchTest, AGivenRevisionListsDataAndMetaRecordsAtOnceAtThatR
   ASSERT_TRUE(report.ok()) << report.error().ToString();
   EXPECT_EQ(report->etcd_revision, revision);
   EXPECT_EQ(report->in_sync, tree.entries.size());  // the deletion came after the revision
-  EXPECT_EQ(gate.timeouts(), 0);                  // the first request waited for no other
+  EXPECT_EQ(gate.timeouts(), 0);                    // the first request waited for no other
 
   // Without one, the newest revision.
   etcd::FakeEtcdClient sequential(clock);

@@ -12,8 +12,9 @@ FencedWriter::FencedWriter(core::Sink& sink, FencedWriterOptions options, const 
       clock_(clock),
       observer_(std::move(observer)),
       on_refused_(std::move(on_refused)),
-      window_(WindowSizerOptions{std::min<size_t>(8, std::max<size_t>(1, options.max_txns_in_flight)),
-                                 std::max<size_t>(1, options.max_txns_in_flight)}) {
+      window_(
+          WindowSizerOptions{std::min<size_t>(8, std::max<size_t>(1, options.max_txns_in_flight)),
+                             std::max<size_t>(1, options.max_txns_in_flight)}) {
   sender_ = std::thread([this] { SenderLoop(); });
 }
 
@@ -158,11 +159,11 @@ void FencedWriter::SenderLoop() {
       const auto started = clock_.Now();
       const WindowSizer::Ticket ticket = window_.OnTxnStarted(started);
       lock.unlock();
-      sink_.ApplyAsync(std::move(writes), std::move(variants), leader,
-                       [this, batch = std::move(batch), ticket,
-                        started](core::BatchResult result) mutable {
-                         OnBatchDone(std::move(batch), ticket, std::move(result), started);
-                       });
+      sink_.ApplyAsync(
+          std::move(writes), std::move(variants), leader,
+          [this, batch = std::move(batch), ticket, started](core::BatchResult result) mutable {
+            OnBatchDone(std::move(batch), ticket, std::move(result), started);
+          });
       lock.lock();
       continue;
     }
@@ -206,9 +207,9 @@ void FencedWriter::HandleBatchDoneLocked(std::vector<Entry>& batch,
     }
     if (error.code == core::SinkError::Code::kNotLeader) {
       for (Entry& entry : batch) {
-        completions_.push_back({std::move(entry.done),
-                                Unexpected{WriteError{WriteError::Code::kNotLeader, error,
-                                                      error.message}}});
+        completions_.push_back(
+            {std::move(entry.done),
+             Unexpected{WriteError{WriteError::Code::kNotLeader, error, error.message}}});
       }
       return;
     }

@@ -64,8 +64,8 @@ class FencedWriter {
   using Done = std::function<void(const WriteResult&)>;
   // Called once per batch attempt, for metrics: how many writes it carried, whether the sink
   // answered (and its error), and how long it took.
-  using TxnObserver = std::function<void(
-      size_t writes, const std::optional<core::SinkError>& error, std::chrono::nanoseconds duration)>;
+  using TxnObserver = std::function<void(size_t writes, const std::optional<core::SinkError>& error,
+                                         std::chrono::nanoseconds duration)>;
   // Called once per write that the sink refused on its own, for metrics, just before that
   // write's callback (which gets kRefused); runs on the sender thread, never under the lock.
   using RefusalObserver =

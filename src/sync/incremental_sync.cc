@@ -4,10 +4,9 @@
 
 namespace zk2etcd::sync {
 
-IncrementalSync::IncrementalSync(const core::Scope& scope, core::Sink& sink,
-                                 FencedWriter& writer, ownership::OwnershipStore* ownership,
-                                 ops::Logger& logger, const Clock& clock,
-                                 IncrementalSyncOptions options)
+IncrementalSync::IncrementalSync(const core::Scope& scope, core::Sink& sink, FencedWriter& writer,
+                                 ownership::OwnershipStore* ownership, ops::Logger& logger,
+                                 const Clock& clock, IncrementalSyncOptions options)
     : scope_(scope),
       sink_(sink),
       writer_(writer),
@@ -19,9 +18,10 @@ IncrementalSync::IncrementalSync(const core::Scope& scope, core::Sink& sink,
   ownership::OwnershipRecorderOptions recorder = options_.recorder;
   recorder.on_reachable = [this] { OnOwnershipStoreBack(); };
   recorder.on_unreachable = [this](const ownership::OwnershipError& error) {
-    logger_.Warn("ownership store unreachable: its updates wait and deletes are deferred until "
-                 "it answers",
-                 {{"error", error.message}});
+    logger_.Warn(
+        "ownership store unreachable: its updates wait and deletes are deferred until "
+        "it answers",
+        {{"error", error.message}});
   };
   recorder_ = std::make_unique<ownership::OwnershipRecorder>(*ownership, clock_, recorder);
 }
@@ -92,8 +92,7 @@ void IncrementalSync::Pump() {
   }
 }
 
-void IncrementalSync::OnRead(const std::string& path,
-                             core::SourceResult<core::EntryState> entry) {
+void IncrementalSync::OnRead(const std::string& path, core::SourceResult<core::EntryState> entry) {
   core::SinkWrite write;
   write.key = path;
   if (entry.ok() && entry->exists) {
@@ -216,10 +215,9 @@ void IncrementalSync::OnWritten(const std::string& path, const core::SinkWrite& 
     change.not_leader = result.error().code == WriteError::Code::kNotLeader;
     // The sink refusing the write needs an operator; a lost leadership or a stop does not.
     const bool refused = result.error().code == WriteError::Code::kRefused;
-    logger_.Log(refused ? ops::LogLevel::kError : ops::LogLevel::kWarn, "write failed",
-                {{"key", change.key},
-                 {"trace_id", change.trace_id},
-                 {"error", result.error().message}});
+    logger_.Log(
+        refused ? ops::LogLevel::kError : ops::LogLevel::kWarn, "write failed",
+        {{"key", change.key}, {"trace_id", change.trace_id}, {"error", result.error().message}});
   }
   if (options_.on_change) options_.on_change(change);
   Retire(path);

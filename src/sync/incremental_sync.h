@@ -128,8 +128,7 @@ class IncrementalSync {
   void Pump();
   void OnRead(const std::string& path, core::SourceResult<core::EntryState> entry);
   void Submit(const std::string& path, core::SinkWrite write);
-  void OnWritten(const std::string& path, const core::SinkWrite& write,
-                 const WriteResult& result);
+  void OnWritten(const std::string& path, const core::SinkWrite& write, const WriteResult& result);
   // The store did not confirm it answers: keep the delete for when it does.
   void DeferDelete(const std::string& path, const std::string& key);
   // On the recorder's thread.

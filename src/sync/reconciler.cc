@@ -173,9 +173,9 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
   snapshot_options.cancel = options.cancel;
   auto snapshot = source.ReadSnapshot(snapshot_options);
   if (!snapshot.ok()) {
-    return Unexpected{
-        ReconcileError{ReconcileError::Side::kSource, "reading the " + std::string(source.Name()) +
-                                                          " tree: " + snapshot.error().message}};
+    return Unexpected{ReconcileError{
+        ReconcileError::Side::kSource,
+        "reading the " + std::string(source.Name()) + " tree: " + snapshot.error().message}};
   }
   const auto walked = clock_.Now();
 
@@ -197,8 +197,8 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
   }
   diff_options.on_differences = [&](std::vector<Difference>& candidates) {
     const auto recheck_start = clock_.Now();
-    auto confirmed = Recheck(source, candidates, options.source_window, /*read_sink=*/!fix,
-                             options.adopt);
+    auto confirmed =
+        Recheck(source, candidates, options.source_window, /*read_sink=*/!fix, options.adopt);
     report.recheck_duration += clock_.Now() - recheck_start;
     if (!confirmed.ok()) {
       failure = confirmed.error();
@@ -228,9 +228,9 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
   const auto merged = clock_.Now();
   if (repairs.started) FinishRepair(repairs, report);  // what was submitted completes
   if (!diff.ok()) {
-    return Unexpected{ReconcileError{ReconcileError::Side::kSink,
-                                     "listing " + std::string(sink_.Name()) + ": " +
-                                         diff.error().message}};
+    return Unexpected{
+        ReconcileError{ReconcileError::Side::kSink,
+                       "listing " + std::string(sink_.Name()) + ": " + diff.error().message}};
   }
   if (failure) return Unexpected{*failure};
   report.walk_duration = walked - start;
@@ -262,9 +262,9 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
   read_options.expected_bytes = &expected_bytes;
   auto entries = source.Reread(keys, read_options);
   if (!entries.ok()) {
-    return Unexpected{ReconcileError{ReconcileError::Side::kSource,
-                                     "re-reading " + std::string(source.Name()) + ": " +
-                                         entries.error().message}};
+    return Unexpected{ReconcileError{
+        ReconcileError::Side::kSource,
+        "re-reading " + std::string(source.Name()) + ": " + entries.error().message}};
   }
 
   // The sink: the entry and its ownership record, read now, or as the first pass saw them.
@@ -272,9 +272,9 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
   if (read_sink) {
     auto read = sink_.Read(keys);
     if (!read.ok()) {
-      return Unexpected{ReconcileError{ReconcileError::Side::kSink,
-                                       "re-reading " + std::string(sink_.Name()) + ": " +
-                                           read.error().message}};
+      return Unexpected{
+          ReconcileError{ReconcileError::Side::kSink,
+                         "re-reading " + std::string(sink_.Name()) + ": " + read.error().message}};
     }
     states = std::move(*read);
   } else {
@@ -397,10 +397,10 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
     if (claimed) write.claim = difference.sink_version;
     // What the second read (or, when fixing during a run, the diff's read) saw: lets the sink
     // use a cheaper form while that state still holds.
-    write.observed = core::SinkWrite::Observed{
-        difference.sink_exists ? difference.sink_version : 0,
-        difference.owner_version ? difference.record_version : 0,
-        difference.owner_version.value_or(0)};
+    write.observed =
+        core::SinkWrite::Observed{difference.sink_exists ? difference.sink_version : 0,
+                                  difference.owner_version ? difference.record_version : 0,
+                                  difference.owner_version.value_or(0)};
     pending.Add();
     writer_->Submit(
         std::move(write),
@@ -411,7 +411,7 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
             if (!result.ok()) {
               ++report.failed;
               logger_.Log(result.error().code == WriteError::Code::kRefused ? ops::LogLevel::kError
-                                                                         : ops::LogLevel::kWarn,
+                                                                            : ops::LogLevel::kWarn,
                           "repair failed", {{"key", key}, {"error", result.error().message}});
             } else if (*result == core::WriteOutcome::kApplied) {
               if (adoption) {

@@ -38,20 +38,20 @@ SyncService::SyncService(const core::Scope& scope, core::Source& source, core::S
       logger_(logger),
       clock_(clock),
       options_(std::move(options)),
-      incremental_(scope, sink, writer, ownership, logger, clock,
-                   IncrementalSyncOptions{options_.concurrent,
-                                          [this](const AppliedChange& change) {
-                                            if (change.not_leader) {
-                                              std::lock_guard lock(mutex_);
-                                              election_events_.push_back(
-                                                  {ElectionEvent::Type::kNotLeader, 0, {},
-                                                   change.error});
-                                              wake_.notify_all();
-                                            }
-                                            if (options_.on_change) options_.on_change(change);
-                                          },
-                                          0x7ace, ownership::OwnershipRecorderOptions{},
-                                          [this] { OnOwnershipStoreBack(); }}),
+      incremental_(
+          scope, sink, writer, ownership, logger, clock,
+          IncrementalSyncOptions{options_.concurrent,
+                                 [this](const AppliedChange& change) {
+                                   if (change.not_leader) {
+                                     std::lock_guard lock(mutex_);
+                                     election_events_.push_back(
+                                         {ElectionEvent::Type::kNotLeader, 0, {}, change.error});
+                                     wake_.notify_all();
+                                   }
+                                   if (options_.on_change) options_.on_change(change);
+                                 },
+                                 0x7ace, ownership::OwnershipRecorderOptions{},
+                                 [this] { OnOwnershipStoreBack(); }}),
       reconciler_(scope, sink, &writer, ownership, logger, clock) {
   status_.leader = election_ == nullptr;
   fullsync_interval_ = options_.fullsync_interval;
@@ -239,9 +239,10 @@ void SyncService::Reconcile() {
           {{"keys", report.unclaimed}});
     }
     if (const size_t foreign = report.Count(Difference::Kind::kForeign); foreign > 0) {
-      logger_.Info("keys without an ownership record and absent from the source are another "
-                   "writer's: left alone",
-                   {{"keys", foreign}, {"first", JoinKeys(report.foreign_samples)}});
+      logger_.Info(
+          "keys without an ownership record and absent from the source are another "
+          "writer's: left alone",
+          {{"keys", foreign}, {"first", JoinKeys(report.foreign_samples)}});
     }
     if (const size_t conflicts = report.Count(Difference::Kind::kConflict); conflicts > 0) {
       logger_.Warn(
@@ -430,21 +431,21 @@ Result<void, std::string> SyncService::Run() {
     }
     std::unique_lock lock(mutex_);
     wake_.wait_for(lock, wake_at - now, [this] {
-      return stop_ || !source_events_.empty() || reconcile_requested_ ||
-             !election_events_.empty();
+      return stop_ || !source_events_.empty() || reconcile_requested_ || !election_events_.empty();
     });
   }
-  logger_.Info("stopping: draining queued writes",
-               {{"pending_writes", writer_.pending()}, {"queued_paths", incremental_.queue_depth()}});
+  logger_.Info("stopping: draining queued writes", {{"pending_writes", writer_.pending()},
+                                                    {"queued_paths", incremental_.queue_depth()}});
   incremental_.Stop();
   if (!writer_.Drain(options_.drain_timeout)) {
     logger_.Warn("writes still pending at the drain deadline; the next start reconciles them",
                  {{"pending_writes", writer_.pending()}});
   }
   if (const size_t dropped = incremental_.StopOwnershipUpdates(); dropped > 0) {
-    logger_.Warn("ownership store updates dropped at stop; the sink's ownership records still "
-                 "prove ownership and the next start reconciles",
-                 {{"updates", dropped}});
+    logger_.Warn(
+        "ownership store updates dropped at stop; the sink's ownership records still "
+        "prove ownership and the next start reconciles",
+        {{"updates", dropped}});
   }
   incremental_.SetSource(nullptr);
   if (election_ != nullptr) election_->Resign();

@@ -147,8 +147,8 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
   }
   // Watches first, then the walk: nothing can change unseen in between. In classic mode the
   // walk itself sets the watches, each in the read that sees the node.
-  bool classic = options_.watch_mode == WatchMode::kClassic;
-  for (size_t i = 0; !classic && i < scope_.prefixes().size(); ++i) {
+  bool classic = options_.change_stream && options_.watch_mode == WatchMode::kClassic;
+  for (size_t i = 0; options_.change_stream && !classic && i < scope_.prefixes().size(); ++i) {
     const std::string& prefix = scope_.prefixes()[i];
     auto added = zk::blocking::AddWatch(*client, prefix, zk::AddWatchMode::kPersistentRecursive);
     if (added.ok()) continue;

@@ -52,6 +52,9 @@ struct ZooKeeperSourceOptions {
   // Nodes per multiRead request of ReadSnapshot and Reread (WalkOptions::multi_read_batch;
   // 0 or 1: no multiRead).
   size_t multi_read_batch = 15;
+  // False: Open() registers no watch and the source announces no change (a snapshot-only source,
+  // for `diff`).
+  bool change_stream = true;
 };
 
 class ZooKeeperSource final : public core::Source {
