@@ -97,7 +97,10 @@ class Source {
   // kUnavailable (try again later) or a Fatal() error. REQUIRES: not open.
   virtual SourceResult<void> Open(SourceListener& listener) = 0;
   // Ends the change stream and the connection; blocking calls in progress fail at once with
-  // kClosed, and ReadAsync callbacks still owed come back with kUnavailable. Idempotent.
+  // kClosed, and ReadAsync callbacks still owed come back with kUnavailable. Returns only when
+  // nothing more will be delivered to the listener or a callback, also when another thread's
+  // Close is in progress (it waits for that one), so the source may then be destroyed.
+  // Idempotent. Must not be called from the listener or a callback.
   virtual void Close() = 0;
 
   // Every in-scope entry, sorted by key, at one point. Blocking. REQUIRES: open.

@@ -63,7 +63,7 @@ void IncrementalSync::MarkDirty(const std::string& path) {
       ready_.push_back(path);
     }
     if (logger_.Enabled(ops::LogLevel::kDebug)) {
-      logger_.Debug("source change", {{"path", path}, {"trace_id", state.trace_id}});
+      logger_.Debug(options_.change_log_message, {{"path", path}, {"trace_id", state.trace_id}});
     }
   }
   Pump();

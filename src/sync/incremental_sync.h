@@ -70,6 +70,8 @@ struct IncrementalSyncOptions {
   uint64_t trace_seed = 0x7ace;
   // The recorder's batching and backoff; its callbacks are IncrementalSync's own.
   ownership::OwnershipRecorderOptions recorder;
+  // The debug line logged for each announced change (e.g. "zookeeper event").
+  std::string change_log_message = "source change";
   // Called (on the recorder's thread) when the ownership store answers again after a failure,
   // after the deferred deletes were queued again; must be quick.
   std::function<void()> on_ownership_store_back;

@@ -1,6 +1,7 @@
 #include "sync/sync_service.h"
 
 #include <algorithm>
+#include <cctype>
 
 namespace zk2etcd::sync {
 
@@ -25,6 +26,25 @@ std::string JoinKeys(const std::vector<std::string>& keys) {
 
 }  // namespace
 
+IncrementalSyncOptions SyncService::IncrementalOptions() {
+  IncrementalSyncOptions options;
+  options.read_window = options_.concurrent;
+  options.on_change = [this](const AppliedChange& change) {
+    if (change.not_leader) {
+      std::lock_guard lock(mutex_);
+      election_events_.push_back({ElectionEvent::Type::kNotLeader, 0, {}, change.error});
+      wake_.notify_all();
+    }
+    if (options_.on_change) options_.on_change(change);
+  };
+  std::string name(source_.Name());
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  options.change_log_message = name + " event";
+  options.on_ownership_store_back = [this] { OnOwnershipStoreBack(); };
+  return options;
+}
+
 SyncService::SyncService(const core::Scope& scope, core::Source& source, core::Sink& sink,
                          FencedWriter& writer, ownership::OwnershipStore* ownership,
                          core::LeaderElection* election, ops::Logger& logger, const Clock& clock,
@@ -38,20 +58,7 @@ SyncService::SyncService(const core::Scope& scope, core::Source& source, core::S
       logger_(logger),
       clock_(clock),
       options_(std::move(options)),
-      incremental_(
-          scope, sink, writer, ownership, logger, clock,
-          IncrementalSyncOptions{options_.concurrent,
-                                 [this](const AppliedChange& change) {
-                                   if (change.not_leader) {
-                                     std::lock_guard lock(mutex_);
-                                     election_events_.push_back(
-                                         {ElectionEvent::Type::kNotLeader, 0, {}, change.error});
-                                     wake_.notify_all();
-                                   }
-                                   if (options_.on_change) options_.on_change(change);
-                                 },
-                                 0x7ace, ownership::OwnershipRecorderOptions{},
-                                 [this] { OnOwnershipStoreBack(); }}),
+      incremental_(scope, sink, writer, ownership, logger, clock, IncrementalOptions()),
       reconciler_(scope, sink, &writer, ownership, logger, clock) {
   status_.leader = election_ == nullptr;
   fullsync_interval_ = options_.fullsync_interval;
@@ -164,24 +171,20 @@ void SyncService::CloseSource() {
 }
 
 std::optional<std::string> SyncService::HandleSourceEvent(const core::SourceEvent& event) {
-  const std::string name(source_.Name());
+  // The source logs its own connection changes; here is only what the engine does about them.
   switch (event.type) {
     case core::SourceEventType::kConnected:
       break;
-    case core::SourceEventType::kDisconnected:
-      logger_.Warn(name + " connection lost; reconnecting", {{"reason", event.reason}});
-      {
-        std::lock_guard lock(mutex_);
-        status_.source_connected = false;
-      }
+    case core::SourceEventType::kDisconnected: {
+      std::lock_guard lock(mutex_);
+      status_.source_connected = false;
       break;
-    case core::SourceEventType::kReconnected:
-      logger_.Info(name + " reconnected; reconciling what its change stream could not see",
-                   {{"reason", event.reason}});
-      {
-        std::lock_guard lock(mutex_);
-        status_.source_connected = true;
-      }
+    }
+    case core::SourceEventType::kReconnected: {
+      std::lock_guard lock(mutex_);
+      status_.source_connected = true;
+    }
+      // Changes made while disconnected may not have been announced.
       incremental_.Resume();
       reconcile_needed_ = true;
       next_reconcile_at_ = {};
@@ -189,10 +192,7 @@ std::optional<std::string> SyncService::HandleSourceEvent(const core::SourceEven
     case core::SourceEventType::kFatal:
       return event.reason;
     case core::SourceEventType::kLost:
-      if (!cancel_.load()) {
-        logger_.Warn(name + " session ended; opening a new one and reconciling everything",
-                     {{"session_id", status_.session_id}, {"reason", event.reason}});
-      }
+      // A new opening reconciles everything.
       CloseSource();
       break;
   }
@@ -233,22 +233,21 @@ void SyncService::Reconcile() {
                   {"recheck_s", std::chrono::duration<double>(report.recheck_duration).count()},
                   {"repair_s", std::chrono::duration<double>(report.repair_duration).count()}});
     if (report.unclaimed > 0 && ownership_ == nullptr && options_.adopt == AdoptPolicy::kNone) {
-      logger_.Warn(
-          "keys equal to the source but without an ownership record are left alone and "
-          "will not be updated (--adopt=matching adopts them)",
-          {{"keys", report.unclaimed}});
+      logger_.Warn("keys equal to " + std::string(source_.Name()) +
+                       " but without an ownership record are left alone and will not be updated "
+                       "(--adopt=matching adopts them)",
+                   {{"keys", report.unclaimed}});
     }
     if (const size_t foreign = report.Count(Difference::Kind::kForeign); foreign > 0) {
-      logger_.Info(
-          "keys without an ownership record and absent from the source are another "
-          "writer's: left alone",
-          {{"keys", foreign}, {"first", JoinKeys(report.foreign_samples)}});
+      logger_.Info("keys without an ownership record and absent from " +
+                       std::string(source_.Name()) + " are another writer's: left alone",
+                   {{"keys", foreign}, {"first", JoinKeys(report.foreign_samples)}});
     }
     if (const size_t conflicts = report.Count(Difference::Kind::kConflict); conflicts > 0) {
-      logger_.Warn(
-          "keys without an ownership record hold a value that differs from the source: "
-          "left alone (--adopt=all would overwrite them)",
-          {{"keys", conflicts}, {"first", JoinKeys(report.conflict_samples)}});
+      logger_.Warn("keys without an ownership record hold a value that differs from " +
+                       std::string(source_.Name()) +
+                       ": left alone (--adopt=all would overwrite them)",
+                   {{"keys", conflicts}, {"first", JoinKeys(report.conflict_samples)}});
     }
     if (report.adopted > 0) {
       // Changes that reached these keys while they were not yet ours were refused as foreign;

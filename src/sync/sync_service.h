@@ -120,6 +120,9 @@ class SyncService {
     std::string reason;
   };
 
+  // The incremental pipeline's options (its callbacks come back here). Called while
+  // constructing: uses only options_, source_ and members declared before incremental_.
+  IncrementalSyncOptions IncrementalOptions();
   // Opens the source; false (after logging) when it should be retried.
   bool OpenSource();
   void CloseSource();

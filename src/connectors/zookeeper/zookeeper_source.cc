@@ -198,6 +198,10 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
 }
 
 void ZooKeeperSource::Close() {
+  // One Close at a time, each returning only when its client delivers nothing more: a Close that
+  // finds the client taken (Stop's, on another thread) waits for that one to finish, so that the
+  // source may be destroyed as soon as any Close returns.
+  std::lock_guard close_lock(close_mutex_);
   std::shared_ptr<zk::ZkClient> client;
   {
     std::lock_guard lock(mutex_);

@@ -107,6 +107,7 @@ class ZooKeeperSource final : public core::Source {
   // Set by Open, taken by Close; shared with blocking reads in progress, so that Close can end
   // them at once without destroying the client under them. Reads are issued under mutex_.
   std::shared_ptr<zk::ZkClient> client_;
+  std::mutex close_mutex_;                    // held through a whole Close()
   core::SourceListener* listener_ = nullptr;  // from Open to Close
   uint64_t epoch_ = 0;                        // Close() calls so far
   bool open_ = false;                         // Open succeeded and no Close since
