@@ -1,249 +1,295 @@
-// The etcd side of the diff: RangeCursor's pages and what they cost the server, and ComputeDiff's
-// listing of a large prefix.
+// ComputeDiff and Classify against an in-memory sink (core/testing): no ZooKeeper, no etcd.
 #include "sync/differ.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <chrono>
-#include <condition_variable>
-#include <cstdio>
-#include <mutex>
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
 
-#include "connectors/etcd/fenced_txn.h"
-#include "etcd/fake_etcd_client.h"
+#include "core/testing/in_memory_sink.h"
 
 namespace zk2etcd::sync {
 namespace {
 
-std::string NumberedKey(const std::string& prefix, int i) {
-  char suffix[16];
-  std::snprintf(suffix, sizeof(suffix), "%06d", i);
-  return prefix + suffix;
+using Kind = Difference::Kind;
+using ::testing::ElementsAre;
+
+core::Scope TestScope() { return core::Scope::Create({"/dubbo"}, {"/dubbo/config"}).value(); }
+
+// A snapshot of the given (key, value) pairs, sorted, each at version 10 + its index.
+core::Snapshot MakeSnapshot(std::vector<std::pair<std::string, std::string>> entries) {
+  std::sort(entries.begin(), entries.end());
+  core::Snapshot snapshot;
+  int64_t version = 10;
+  for (auto& [key, value] : entries) snapshot.entries.push_back({key, value, version++});
+  snapshot.point = version;
+  return snapshot;
+}
+
+std::vector<std::pair<std::string, Kind>> KeysAndKinds(const std::vector<Difference>& list) {
+  std::vector<std::pair<std::string, Kind>> result;
+  for (const Difference& difference : list) result.emplace_back(difference.path, difference.kind);
+  return result;
+}
+
+TEST(ClassifyTest, Table) {
+  const std::string a = "a";
+  const std::string a2 = "a";
+  const std::string b = "b";
+  // Both present.
+  EXPECT_EQ(Classify(&a, &a2, true), std::nullopt);
+  EXPECT_EQ(Classify(&a, &a2, false), Kind::kUnclaimed);
+  EXPECT_EQ(Classify(&a, &b, true), Kind::kChanged);
+  EXPECT_EQ(Classify(&a, &b, false), Kind::kForeign);
+  // Source only.
+  EXPECT_EQ(Classify(&a, nullptr, true), Kind::kMissing);
+  EXPECT_EQ(Classify(&a, nullptr, false), Kind::kMissing);
+  // Sink only.
+  EXPECT_EQ(Classify(nullptr, &b, true), Kind::kExtra);
+  EXPECT_EQ(Classify(nullptr, &b, false), Kind::kForeign);
+  // Neither: a leftover record, or nothing at all.
+  EXPECT_EQ(Classify(nullptr, nullptr, true), Kind::kOrphanMeta);
+  EXPECT_EQ(Classify(nullptr, nullptr, false), std::nullopt);
+  // Empty values are values.
+  const std::string empty;
+  EXPECT_EQ(Classify(&empty, &a, true), Kind::kChanged);
+  EXPECT_EQ(Classify(&empty, nullptr, true), Kind::kMissing);
+}
+
+TEST(DifferenceKindNameTest, NamesEveryKind) {
+  EXPECT_EQ(DifferenceKindName(Kind::kMissing), "missing");
+  EXPECT_EQ(DifferenceKindName(Kind::kChanged), "changed");
+  EXPECT_EQ(DifferenceKindName(Kind::kExtra), "extra");
+  EXPECT_EQ(DifferenceKindName(Kind::kForeign), "foreign");
+  EXPECT_EQ(DifferenceKindName(Kind::kConflict), "conflict");
+  EXPECT_EQ(DifferenceKindName(Kind::kOrphanMeta), "orphan_meta");
+  EXPECT_EQ(DifferenceKindName(Kind::kUnclaimed), "unclaimed");
+  EXPECT_EQ(kDifferenceKindCount, 7u);
 }
 
 class DifferTest : public ::testing::Test {
  protected:
-  // Reads everything the cursor yields.
-  std::vector<std::string> ReadAll(RangeCursor& cursor) {
-    std::vector<std::string> keys;
-    while (true) {
-      auto next = cursor.Next();
-      EXPECT_TRUE(next.ok());
-      if (!next.ok() || !next->has_value()) return keys;
-      keys.push_back((*next)->key);
-    }
-  }
-
-  SystemClock clock_;
-  etcd::FakeEtcdClient etcd_{clock_};
+  core::Scope scope_ = TestScope();
+  core::memory::InMemorySink sink_;
 };
 
-TEST_F(DifferTest, PagesEndAtTheSplitsSoThatAListingCostsItsKeysNotTheirSquare) {
-  constexpr int kKeys = 10000;
-  constexpr int kPage = 100;
-  std::vector<std::string> expected;
-  std::vector<std::string> splits;
-  for (int i = 0; i < kKeys; ++i) {
-    expected.push_back(NumberedKey("/dubbo/k", i));
-    etcd_.store().PutDirect(expected.back(), "v");
-    if (i > 0 && i % kPage == 0) splits.push_back(expected.back());
-  }
-  etcd_.store().PutDirect("/dubbox", "outside");
-  const std::vector<KeyRange> ranges = {{"/dubbo", ""}, {"/dubbo/", "/dubbo0"}};
+TEST_F(DifferTest, ReportsEveryKindInKeyOrder) {
+  const core::Snapshot snapshot = MakeSnapshot({{"/dubbo/a", "1"},
+                                                {"/dubbo/b", "2"},
+                                                {"/dubbo/d", "4"},
+                                                {"/dubbo/e", "5"},
+                                                {"/dubbo/h", "8"}});
+  // /dubbo/a: missing.
+  sink_.PutOwned("/dubbo/b", "old", 3);    // changed
+  sink_.PutOwned("/dubbo/c", "gone", 4);   // extra
+  sink_.PutForeign("/dubbo/d", "theirs");  // foreign, differs
+  sink_.PutForeign("/dubbo/e", "5");       // unclaimed: equal, no record
+  sink_.PutForeign("/dubbo/f", "theirs");  // foreign, absent from the source
+  sink_.PutRecord("/dubbo/g", 7);          // orphan record
+  sink_.PutOwned("/dubbo/h", "8", 14);     // in sync
 
-  const int64_t before = etcd_.store().keys_walked();
-  RangeCursor split_cursor(etcd_, ranges, 0, kPage, splits);
-  EXPECT_EQ(ReadAll(split_cursor), expected);
-  const int64_t walked_with_splits = etcd_.store().keys_walked() - before;
-  EXPECT_LE(walked_with_splits, 2 * kKeys);
-  EXPECT_LE(split_cursor.requests(), static_cast<size_t>(kKeys / kPage + 3));
+  auto report = ComputeDiff(snapshot, scope_, sink_);
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_THAT(
+      KeysAndKinds(report->differences),
+      ElementsAre(std::pair{"/dubbo/a", Kind::kMissing}, std::pair{"/dubbo/b", Kind::kChanged},
+                  std::pair{"/dubbo/c", Kind::kExtra}, std::pair{"/dubbo/d", Kind::kForeign},
+                  std::pair{"/dubbo/f", Kind::kForeign}, std::pair{"/dubbo/g", Kind::kOrphanMeta}));
+  EXPECT_EQ(report->listed, 6u);
+  EXPECT_EQ(report->source_entries, 5u);
+  EXPECT_EQ(report->sink_entries, 6u);  // b, c, d, e, f, h hold values
+  EXPECT_EQ(report->in_sync, 2u);       // e (unclaimed) and h
+  EXPECT_EQ(report->unclaimed, 1u);
+  EXPECT_EQ(report->Count(Kind::kForeign), 2u);
 
-  // The same listing paged over the whole range walks about keys^2 / (2 * page).
-  RangeCursor whole_cursor(etcd_, ranges, 0, kPage);
-  EXPECT_EQ(ReadAll(whole_cursor), expected);
-  const int64_t walked_whole = etcd_.store().keys_walked() - before - walked_with_splits;
-  EXPECT_GT(walked_whole, 20 * kKeys);
+  const Difference& missing = report->differences[0];
+  EXPECT_EQ(missing.key, "/sink/dubbo/a");
+  ASSERT_TRUE(missing.entry_index.has_value());
+  EXPECT_EQ(snapshot.entries[*missing.entry_index].key, "/dubbo/a");
+  EXPECT_EQ(missing.source_bytes, 1u);
+  EXPECT_FALSE(missing.sink_value.has_value());
+  EXPECT_FALSE(missing.owner_version.has_value());
+
+  const Difference& changed = report->differences[1];
+  EXPECT_EQ(changed.key, "/sink/dubbo/b");
+  EXPECT_EQ(changed.sink_value, "old");
+  EXPECT_EQ(changed.sink_version, sink_.Get("/dubbo/b")->version);
+  EXPECT_EQ(changed.owner_version, 3);
+  EXPECT_EQ(changed.record_version, sink_.Get("/dubbo/b")->owner->record_version);
+
+  const Difference& extra = report->differences[2];
+  EXPECT_FALSE(extra.entry_index.has_value());
+  EXPECT_EQ(extra.sink_value, "gone");
+  EXPECT_EQ(extra.owner_version, 4);
+
+  const Difference& foreign = report->differences[3];
+  EXPECT_TRUE(foreign.entry_index.has_value());
+  EXPECT_EQ(foreign.sink_value, "theirs");
+  EXPECT_FALSE(foreign.owner_version.has_value());
+
+  const Difference& orphan = report->differences[5];
+  EXPECT_FALSE(orphan.sink_value.has_value());
+  EXPECT_EQ(orphan.owner_version, 7);
 }
 
-TEST_F(DifferTest, KeysBetweenTwoSplitsAreReadWholeEvenWhenTheyFillManyPages) {
-  // Splits every 100 keys, but 1,000 unexpected keys between the first two, and keys before
-  // the first split and after the last.
-  std::vector<std::string> expected;
-  for (int i = 0; i < 1300; ++i) {
-    expected.push_back(NumberedKey("/dubbo/", i));
-    etcd_.store().PutDirect(expected.back(), "v");
-  }
-  const std::vector<std::string> splits = {
-      NumberedKey("/dubbo/", 100), NumberedKey("/dubbo/", 1100), NumberedKey("/dubbo/", 1200)};
-  RangeCursor cursor(etcd_, {{"/dubbo/", "/dubbo0"}}, 0, 100, splits);
-  EXPECT_EQ(ReadAll(cursor), expected);
-}
+TEST_F(DifferTest, UnclaimedKeysAreListedOnlyWhenAskedFor) {
+  const core::Snapshot snapshot = MakeSnapshot({{"/dubbo/e", "5"}, {"/dubbo/h", "8"}});
+  sink_.PutForeign("/dubbo/e", "5");
+  sink_.PutOwned("/dubbo/h", "8", 11);
 
-TEST_F(DifferTest, SplitsOutsideARangeAndOpenEndedRangesAreHandled) {
-  for (int i = 0; i < 50; ++i) etcd_.store().PutDirect(NumberedKey("/a/", i), "v");
-  for (int i = 0; i < 50; ++i) etcd_.store().PutDirect(NumberedKey("/b/", i), "v");
-  // Splits in /a/ only; the second range runs to the end of the key space ("\0").
-  std::vector<std::string> splits = {NumberedKey("/a/", 10), NumberedKey("/a/", 20)};
-  RangeCursor cursor(etcd_, {{"/a/", "/a0"}, {"/b/", std::string(1, '\0')}}, 0, 7, splits);
-  const std::vector<std::string> keys = ReadAll(cursor);
-  ASSERT_EQ(keys.size(), 100u);
-  EXPECT_EQ(keys.front(), NumberedKey("/a/", 0));
-  EXPECT_EQ(keys.back(), NumberedKey("/b/", 49));
-  EXPECT_TRUE(std::is_sorted(keys.begin(), keys.end()));
-}
+  auto counted = ComputeDiff(snapshot, scope_, sink_);
+  ASSERT_TRUE(counted.ok());
+  EXPECT_TRUE(counted->differences.empty());
+  EXPECT_EQ(counted->unclaimed, 1u);
+  EXPECT_EQ(counted->in_sync, 2u);
 
-TEST_F(DifferTest, TheListingIsOneRevisionEvenWhenKeysChangeBetweenPages) {
-  for (int i = 0; i < 300; ++i) etcd_.store().PutDirect(NumberedKey("/dubbo/", i), "v");
-  RangeCursor cursor(etcd_, {{"/dubbo/", "/dubbo0"}}, 0, 100, {NumberedKey("/dubbo/", 150)});
-  auto first = cursor.Next();
-  ASSERT_TRUE(first.ok() && first->has_value());
-  etcd_.store().PutDirect(NumberedKey("/dubbo/", 299) + "-late", "v");  // after the first page
-  etcd_.store().DeleteDirect(NumberedKey("/dubbo/", 200));
-  std::vector<std::string> keys = {(*first)->key};
-  for (const std::string& key : ReadAll(cursor)) keys.push_back(key);
-  EXPECT_EQ(keys.size(), 300u);
-  EXPECT_EQ(keys.back(), NumberedKey("/dubbo/", 299));
-}
-
-TEST_F(DifferTest, ADiffOfALargePrefixInSyncWalksEachKeyAboutOnce) {
-  const core::Scope scope = core::Scope::Create({"/dubbo"}, {}).value();
-  const KeyLayout layout = KeyLayout::Create("", "/zk2etcd/meta", scope).value();
-  core::Snapshot tree;
-  tree.entries.push_back({"/dubbo", "", 1});
-  for (int i = 0; i < 20000; ++i) tree.entries.push_back({NumberedKey("/dubbo/n", i), "d", 1});
-  for (const core::SourceEntry& node : tree.entries) {
-    etcd_.store().PutDirect(layout.KeyFor(node.key), node.value);
-    etcd_.store().PutDirect(layout.MetaKeyFor(layout.KeyFor(node.key)), EncodeZxid(1));
-  }
   DiffOptions options;
-  options.page_size = 500;
-  const int64_t before = etcd_.store().keys_walked();
-  auto report = ComputeDiff(tree, scope, layout, etcd_, options);
+  options.list_unclaimed = true;
+  auto listed = ComputeDiff(snapshot, scope_, sink_, options);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_THAT(KeysAndKinds(listed->differences),
+              ElementsAre(std::pair{"/dubbo/e", Kind::kUnclaimed}));
+  EXPECT_EQ(listed->differences[0].sink_value, "5");
+  EXPECT_EQ(listed->unclaimed, 1u);
+  EXPECT_EQ(listed->in_sync, 2u);
+}
+
+TEST_F(DifferTest, ExcludedAndOutOfScopeKeysAreNeverReported) {
+  const core::Snapshot snapshot = MakeSnapshot({{"/dubbo/a", "1"}});
+  sink_.PutOwned("/dubbo/a", "1", 10);
+  sink_.PutOwned("/dubbo/config/x", "owned below an exclude", 3);
+  sink_.PutForeign("/dubbo/config/y", "foreign below an exclude");
+  sink_.PutRecord("/dubbo/config/z", 5);
+  sink_.PutOwned("/dubbo/config", "the exclude itself", 3);
+  sink_.PutOwned("/dubbox/a", "next to the prefix", 3);
+  sink_.PutOwned("/other/a", "outside", 3);
+
+  DiffOptions options;
+  options.list_unclaimed = true;
+  auto report = ComputeDiff(snapshot, scope_, sink_, options);
   ASSERT_TRUE(report.ok());
-  EXPECT_EQ(report->in_sync, tree.entries.size());
+  EXPECT_TRUE(report->differences.empty());
   EXPECT_EQ(report->listed, 0u);
-  // Data and meta records: each walked about once (twice at most), not once per page.
-  EXPECT_LE(etcd_.store().keys_walked() - before, static_cast<int64_t>(4 * tree.entries.size()));
+  EXPECT_EQ(report->sink_entries, 1u);
+  EXPECT_EQ(report->source_entries, 1u);
+  EXPECT_EQ(report->in_sync, 1u);
 }
 
-// Holds each etcd call (reported through the observer, on the caller's thread) until `wanted`
-// calls are held at once or a second passes, and records the most held at once: calls made one
-// after the other never reach two.
-class ConcurrencyGate : public OpObserver {
- public:
-  explicit ConcurrencyGate(int wanted) : wanted_(wanted) {}
-  void OnOp(std::string_view op, std::string_view, std::chrono::nanoseconds) override {
-    if (op != "range") return;
-    std::unique_lock lock(mutex_);
-    ++held_;
-    max_held_ = std::max(max_held_, held_);
-    changed_.notify_all();
-    if (!changed_.wait_for(lock, std::chrono::seconds(1),
-                           [this] { return max_held_ >= wanted_; })) {
-      ++timeouts_;
-    }
-    --held_;
-  }
-  int max_held() {
-    std::lock_guard lock(mutex_);
-    return max_held_;
-  }
-  // Calls released by the timeout rather than by enough calls held with them.
-  int timeouts() {
-    std::lock_guard lock(mutex_);
-    return timeouts_;
-  }
-
- private:
-  const int wanted_;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  int held_ = 0;
-  int max_held_ = 0;
-  int timeouts_ = 0;
-};
-
-TEST(RangeCursorPrefetchTest, SplitRangesAreRequestedTogetherAndReadInKeyOrder) {
-  SystemClock clock;
-  ConcurrencyGate gate(4);
-  etcd::FakeEtcdClient etcd(clock, {.observer = &gate});
-  std::vector<std::string> expected;
-  std::vector<std::string> splits;
-  for (int i = 0; i < 1000; ++i) {
-    expected.push_back(NumberedKey("/dubbo/", i));
-    etcd.store().PutDirect(expected.back(), "v");
-    // Every 50th key, but 300 keys (three pages) between the last two splits.
-    if (i > 0 && i % 50 == 0 && (i < 600 || i >= 900)) splits.push_back(expected.back());
-  }
-  const int64_t revision = etcd.store().revision();
-  RangeCursor cursor(etcd, {{"/dubbo/", "/dubbo0"}}, revision, 100, splits, /*prefetch=*/4);
-  std::vector<std::string> keys;
-  while (true) {
-    auto next = cursor.Next();
-    ASSERT_TRUE(next.ok()) << next.error().ToString();
-    if (!next->has_value()) break;
-    keys.push_back((*next)->key);
-  }
-  EXPECT_EQ(keys, expected);
-  EXPECT_GE(gate.max_held(), 4);  // 1 + prefetch requests at once
-  EXPECT_EQ(cursor.revision(), revision);
+TEST_F(DifferTest, EveryPrefixIsCompared) {
+  const core::Scope scope = core::Scope::Create({"/b", "/a"}, {}).value();
+  const core::Snapshot snapshot = MakeSnapshot({{"/a/1", "x"}, {"/b/1", "y"}});
+  sink_.PutOwned("/b/2", "z", 1);
+  auto report = ComputeDiff(snapshot, scope, sink_);
+  ASSERT_TRUE(report.ok());
+  EXPECT_THAT(KeysAndKinds(report->differences),
+              ElementsAre(std::pair{"/a/1", Kind::kMissing}, std::pair{"/b/1", Kind::kMissing},
+                          std::pair{"/b/2", Kind::kExtra}));
 }
 
-// With a revision given, the data keys and the meta records are listed at once (the first two
-// requests travel together even without prefetch), at that revision: later changes are not
-// seen.
-TEST(RangeCursorPrefetchTest, AGivenRevisionListsDataAndMetaRecordsAtOnceAtThatRevision) {
-  SystemClock clock;
-  ConcurrencyGate gate(2);
-  etcd::FakeEtcdClient etcd(clock, {.observer = &gate});
-  const core::Scope scope = core::Scope::Create({"/dubbo"}, {}).value();
-  const KeyLayout layout = KeyLayout::Create("", "/zk2etcd/meta", scope).value();
-  core::Snapshot tree;
-  tree.entries.push_back({"/dubbo", "", 1});
-  for (int i = 0; i < 10; ++i) tree.entries.push_back({NumberedKey("/dubbo/n", i), "d", 1});
-  for (const core::SourceEntry& node : tree.entries) {
-    etcd.store().PutDirect(layout.KeyFor(node.key), node.value);
-    etcd.store().PutDirect(layout.MetaKeyFor(layout.KeyFor(node.key)), EncodeZxid(1));
+TEST_F(DifferTest, SmallPagesGiveTheSameResult) {
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (int i = 0; i < 50; ++i) {
+    const std::string key = "/dubbo/k" + std::to_string(100 + i);
+    entries.emplace_back(key, "v");
+    if (i % 2 == 0) sink_.PutOwned(key, "v", 1);
+    if (i % 5 == 0) sink_.PutOwned(key + "x", "extra", 1);
   }
-  const int64_t revision = etcd.store().revision();
-  etcd.store().DeleteDirect(layout.KeyFor(NumberedKey("/dubbo/n", 3)));  // after the revision
   DiffOptions options;
-  options.prefetch = 0;
-  options.revision = revision;
-  auto report = ComputeDiff(tree, scope, layout, etcd, options);
-  ASSERT_TRUE(report.ok()) << report.error().ToString();
-  EXPECT_EQ(report->etcd_revision, revision);
-  EXPECT_EQ(report->in_sync, tree.entries.size());  // the deletion came after the revision
-  EXPECT_EQ(gate.timeouts(), 0);                    // the first request waited for no other
-
-  // Without one, the newest revision.
-  etcd::FakeEtcdClient sequential(clock);
-  for (const core::SourceEntry& node : tree.entries) {
-    sequential.store().PutDirect(layout.KeyFor(node.key), node.value);
-    sequential.store().PutDirect(layout.MetaKeyFor(layout.KeyFor(node.key)), EncodeZxid(1));
-  }
-  sequential.store().DeleteDirect(layout.KeyFor(NumberedKey("/dubbo/n", 3)));
-  options.revision = 0;
-  auto newest = ComputeDiff(tree, scope, layout, sequential, options);
-  ASSERT_TRUE(newest.ok()) << newest.error().ToString();
-  EXPECT_EQ(newest->etcd_revision, sequential.store().revision());
-  EXPECT_EQ(newest->in_sync, tree.entries.size() - 1);
+  options.page_size = 3;
+  options.prefetch = 1;
+  auto report = ComputeDiff(MakeSnapshot(entries), scope_, sink_, options);
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->Count(Kind::kMissing), 25u);
+  EXPECT_EQ(report->Count(Kind::kExtra), 10u);
+  EXPECT_EQ(report->in_sync, 25u);
+  EXPECT_TRUE(
+      std::is_sorted(report->differences.begin(), report->differences.end(),
+                     [](const Difference& x, const Difference& y) { return x.path < y.path; }));
 }
 
-TEST(RangeCursorPrefetchTest, AnErrorIsReturnedAndTheCursorCanBeDestroyedWithRequestsInFlight) {
-  SystemClock clock;
-  etcd::FakeEtcdClient etcd(clock);
-  std::vector<std::string> splits;
-  for (int i = 0; i < 500; ++i) {
-    etcd.store().PutDirect(NumberedKey("/dubbo/", i), "v");
-    if (i > 0 && i % 10 == 0) splits.push_back(NumberedKey("/dubbo/", i));
-  }
-  const int64_t revision = etcd.store().revision();
-  etcd.InjectFault("range", etcd::ErrorCode::kUnavailable, -1);
-  RangeCursor cursor(etcd, {{"/dubbo/", "/dubbo0"}}, revision, 100, splits, /*prefetch=*/8);
-  auto first = cursor.Next();
-  ASSERT_FALSE(first.ok());
-  EXPECT_EQ(first.error().code, etcd::ErrorCode::kUnavailable);
+TEST_F(DifferTest, HandsDifferencesOverInChunks) {
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (int i = 0; i < 10; ++i) entries.emplace_back("/dubbo/k" + std::to_string(i), "v");
+  std::vector<size_t> sizes;
+  std::vector<std::string> seen;
+  DiffOptions options;
+  options.chunk = 3;
+  options.on_differences = [&](std::vector<Difference>& chunk) {
+    sizes.push_back(chunk.size());
+    for (const Difference& difference : chunk) seen.push_back(difference.path);
+    return true;
+  };
+  auto report = ComputeDiff(MakeSnapshot(entries), scope_, sink_, options);
+  ASSERT_TRUE(report.ok());
+  EXPECT_THAT(sizes, ElementsAre(3u, 3u, 3u, 1u));
+  EXPECT_EQ(seen.size(), 10u);
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+  EXPECT_TRUE(report->differences.empty());
+  EXPECT_EQ(report->listed, 10u);
+}
+
+TEST_F(DifferTest, AChunkCallbackReturningFalseStopsTheMerge) {
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (int i = 0; i < 10; ++i) entries.emplace_back("/dubbo/k" + std::to_string(i), "v");
+  int calls = 0;
+  DiffOptions options;
+  options.chunk = 4;
+  options.on_differences = [&](std::vector<Difference>& chunk) {
+    ++calls;
+    EXPECT_EQ(chunk.size(), 4u);
+    return false;
+  };
+  auto report = ComputeDiff(MakeSnapshot(entries), scope_, sink_, options);
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(report->listed, 4u);
+  EXPECT_LT(report->source_entries, 10u);
+}
+
+TEST_F(DifferTest, ReportsTheSinkPointItListedAt) {
+  const core::Snapshot snapshot = MakeSnapshot({{"/dubbo/a", "1"}});
+  sink_.PutOwned("/dubbo/a", "1", 10);
+  auto now = ComputeDiff(snapshot, scope_, sink_);
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(now->sink_point, sink_.point());
+  EXPECT_TRUE(now->differences.empty());
+
+  // A listing at an older point does not see what changed after it.
+  const int64_t before = sink_.point();
+  sink_.PutOwned("/dubbo/a", "changed later", 20);
+  DiffOptions options;
+  options.point = before;
+  auto old = ComputeDiff(snapshot, scope_, sink_, options);
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->sink_point, before);
+  EXPECT_TRUE(old->differences.empty());
+
+  auto newest = ComputeDiff(snapshot, scope_, sink_);
+  ASSERT_TRUE(newest.ok());
+  EXPECT_EQ(newest->sink_point, sink_.point());
+  EXPECT_THAT(KeysAndKinds(newest->differences),
+              ElementsAre(std::pair{"/dubbo/a", Kind::kChanged}));
+}
+
+TEST_F(DifferTest, SinkErrorsAreReturned) {
+  const core::Snapshot snapshot = MakeSnapshot({{"/dubbo/a", "1"}});
+  sink_.FailNextReads(1, core::SinkError::Code::kUnavailable);
+  auto failed = ComputeDiff(snapshot, scope_, sink_);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error().code, core::SinkError::Code::kUnavailable);
+
+  sink_.PutOwned("/dubbo/a", "1", 10);
+  const int64_t old = sink_.point() - 1;
+  sink_.PutOwned("/dubbo/b", "2", 10);
+  sink_.Compact(sink_.point());
+  DiffOptions options;
+  options.point = old;
+  auto compacted = ComputeDiff(snapshot, scope_, sink_, options);
+  ASSERT_FALSE(compacted.ok());
+  EXPECT_EQ(compacted.error().code, core::SinkError::Code::kCompacted);
 }
 
 }  // namespace

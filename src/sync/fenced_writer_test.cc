@@ -1,241 +1,379 @@
-// FencedWriter against the in-memory etcd with etcd's request size limit: large values arrive,
-// batches stay under the limit, and a write etcd refuses fails alone, naming its key.
+// FencedWriter against an in-memory sink (core/testing): group commit, ordering per key, retries,
+// refusals split down to the write, fencing, stop and drain. No etcd.
 #include "sync/fenced_writer.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <future>
+#include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
-#include "etcd/fake_etcd_client.h"
+#include "common/clock.h"
+#include "common/wait_for_testing.h"
+#include "core/testing/in_memory_sink.h"
 
 namespace zk2etcd::sync {
 namespace {
 
+using core::WriteOutcome;
 using std::chrono::milliseconds;
+using std::chrono::seconds;
 
-constexpr size_t kEtcdDefaultMaxRequestBytes = 3 * 1024 * 1024 / 2;  // --max-request-bytes
-constexpr size_t kZooKeeperMaxData = 1024 * 1024 - 64;               // about jute.maxbuffer
-
-FencedWrite Put(const std::string& key, std::string value, int64_t zxid) {
-  FencedWrite write;
+core::SinkWrite Put(const std::string& key, const std::string& value, int64_t version) {
+  core::SinkWrite write;
+  write.type = core::SinkWrite::Type::kPut;
   write.key = key;
-  write.meta_key = "/zk2etcd/meta" + key;
-  write.value = std::move(value);
-  write.zxid = zxid;
+  write.value = value;
+  write.version = version;
   return write;
 }
 
-// Random bytes, so that nothing could compress or share them.
-std::string RandomBytes(size_t size, uint64_t seed) {
-  std::mt19937_64 random(seed);
-  std::string bytes(size, '\0');
-  for (char& c : bytes) c = static_cast<char>(random() & 0xff);
-  return bytes;
+core::SinkWrite Delete(const std::string& key, int64_t version) {
+  core::SinkWrite write;
+  write.type = core::SinkWrite::Type::kDelete;
+  write.key = key;
+  write.version = version;
+  return write;
+}
+
+// Collects write results, thread-safely, in completion order.
+class Results {
+ public:
+  FencedWriter::Done Callback(std::string name) {
+    return [this, name = std::move(name)](const WriteResult& result) {
+      std::lock_guard lock(mutex_);
+      results_.emplace_back(name, result);
+    };
+  }
+  size_t size() const {
+    std::lock_guard lock(mutex_);
+    return results_.size();
+  }
+  std::vector<std::pair<std::string, WriteResult>> Get() const {
+    std::lock_guard lock(mutex_);
+    return results_;
+  }
+  size_t Count(const std::function<bool(const WriteResult&)>& predicate) const {
+    std::lock_guard lock(mutex_);
+    size_t count = 0;
+    for (const auto& [name, result] : results_) count += predicate(result) ? 1 : 0;
+    return count;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::pair<std::string, WriteResult>> results_;
+};
+
+bool IsApplied(const WriteResult& result) {
+  return result.ok() && *result == WriteOutcome::kApplied;
+}
+bool IsError(const WriteResult& result, WriteError::Code code) {
+  return !result.ok() && result.error().code == code;
 }
 
 class FencedWriterTest : public ::testing::Test {
  protected:
-  explicit FencedWriterTest(size_t max_request_bytes = kEtcdDefaultMaxRequestBytes)
-      : etcd_(clock_, EtcdOptions(max_request_bytes)) {
-    options_.initial_backoff = milliseconds(5);
-    options_.max_backoff = milliseconds(50);
+  FencedWriterTest() {
+    options_.initial_backoff = milliseconds(20);
+    options_.max_backoff = milliseconds(100);
+  }
+  ~FencedWriterTest() override {
+    if (writer_) writer_->Stop();
   }
 
-  static etcd::FakeEtcdOptions EtcdOptions(size_t max_request_bytes) {
-    etcd::FakeEtcdOptions options;
-    options.max_request_bytes = max_request_bytes;
-    return options;
+  void MakeWriter(FencedWriter::TxnObserver observer = nullptr,
+                  FencedWriter::RefusalObserver on_refused = nullptr) {
+    writer_ = std::make_unique<FencedWriter>(*sink_, options_, clock_, std::move(observer),
+                                             std::move(on_refused));
   }
 
-  void StartWriter() {
-    writer_ = std::make_unique<FencedWriter>(
-        etcd_, options_, clock_, nullptr, [this](const FencedWrite& write, const etcd::Error& e) {
-          std::lock_guard lock(mutex_);
-          refusals_.emplace_back(write.key, e.code);
-        });
-  }
-
-  // Submits the writes together (while etcd holds transactions, so that they queue behind the
-  // first) and waits for every result.
-  std::vector<WriteResult> WriteAll(std::vector<FencedWrite> writes) {
-    std::vector<std::promise<WriteResult>> done(writes.size());
-    for (size_t i = 0; i < writes.size(); ++i) {
-      writer_->Submit(std::move(writes[i]),
-                      [&done, i](const WriteResult& result) { done[i].set_value(result); });
-    }
-    std::vector<WriteResult> results;
-    for (auto& promise : done) {
-      auto future = promise.get_future();
-      EXPECT_EQ(future.wait_for(std::chrono::seconds(20)), std::future_status::ready);
-      results.push_back(future.get());
-    }
-    return results;
-  }
-
-  // Waits (at most 10 s) until a transaction is held at etcd, then lets transactions through.
-  void ReleaseOnceOneIsHeld() {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (etcd_.TxnsInFlight() == 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::yield();
-    }
-    etcd_.HoldTxns(false);
-  }
-
-  std::optional<std::string> Etcd(const std::string& key) {
-    auto kv = etcd_.store().Get(key);
-    if (!kv) return std::nullopt;
-    return kv->value;
+  // Submits a write and waits for its result.
+  WriteResult Write(core::SinkWrite write) {
+    std::promise<WriteResult> done;
+    writer_->Submit(std::move(write),
+                    [&done](const WriteResult& result) { done.set_value(result); });
+    auto future = done.get_future();
+    EXPECT_EQ(future.wait_for(seconds(10)), std::future_status::ready);
+    return future.get();
   }
 
   SystemClock clock_;
-  etcd::FakeEtcdClient etcd_;
+  std::unique_ptr<core::memory::InMemorySink> sink_ =
+      std::make_unique<core::memory::InMemorySink>(core::memory::InMemorySink::Options{
+          .key_prefix = "/sink", .max_writes = 8, .max_bytes = 1 << 20});
   FencedWriterOptions options_;
   std::unique_ptr<FencedWriter> writer_;
-  std::mutex mutex_;
-  std::vector<std::pair<std::string, etcd::ErrorCode>> refusals_;
 };
 
-TEST_F(FencedWriterTest, TheLargestValueZooKeeperAcceptsIsCreatedAndUpdatedByteExact) {
-  StartWriter();
-  const std::string first = RandomBytes(kZooKeeperMaxData, 1);
-  const std::string second = RandomBytes(kZooKeeperMaxData, 2);
-  auto results = WriteAll({Put("/dubbo/large", first, 10)});
-  ASSERT_TRUE(results[0].ok()) << results[0].error().message;
-  EXPECT_EQ(*results[0], WriteOutcome::kApplied);
-  EXPECT_EQ(Etcd("/dubbo/large"), first);
-  EXPECT_EQ(Etcd("/zk2etcd/meta/dubbo/large"), EncodeZxid(10));
-  EXPECT_EQ(writer_->form_resends(), 1u) << "a large create: zxid form, then the fresh form";
-  results = WriteAll({Put("/dubbo/large", second, 11)});
-  ASSERT_TRUE(results[0].ok()) << results[0].error().message;
-  EXPECT_EQ(*results[0], WriteOutcome::kApplied);
-  EXPECT_EQ(Etcd("/dubbo/large"), second);
-  EXPECT_EQ(writer_->form_resends(), 1u) << "an update applies in the zxid form at once";
-  // An older large write is stale, in one round trip.
-  results = WriteAll({Put("/dubbo/large", first, 9)});
-  EXPECT_EQ(results[0].value(), WriteOutcome::kStale);
-  EXPECT_EQ(Etcd("/dubbo/large"), second);
-  EXPECT_EQ(writer_->refused_writes(), 0u);
-  EXPECT_TRUE(refusals_.empty());
-}
-
-TEST_F(FencedWriterTest, BatchesAreSizedByWhatTheirFormsCarry) {
-  // Values just small enough for the nested form, which carries them twice: a batch sized by
-  // one copy of each would exceed etcd's limit.
-  options_.max_txns_in_flight = 1;
-  StartWriter();
-  etcd_.HoldTxns(true);
-  std::vector<FencedWrite> writes;
-  for (int i = 0; i < 40; ++i) {
-    writes.push_back(Put("/dubbo/k" + std::to_string(i),
-                         RandomBytes(kNestedPutMaxValueBytes, static_cast<uint64_t>(i)), 5));
-  }
-  // Large values batch too, each counted once.
-  for (int i = 0; i < 6; ++i) {
-    writes.push_back(Put("/dubbo/l" + std::to_string(i),
-                         RandomBytes(300 * 1024, static_cast<uint64_t>(100 + i)), 5));
-  }
-  std::thread release([this] { ReleaseOnceOneIsHeld(); });
-  auto results = WriteAll(writes);
-  release.join();
-  for (size_t i = 0; i < results.size(); ++i) {
-    ASSERT_TRUE(results[i].ok()) << writes[i].key << ": " << results[i].error().message;
-    EXPECT_EQ(*results[i], WriteOutcome::kApplied);
-    EXPECT_EQ(Etcd(writes[i].key), writes[i].value);
-  }
-  EXPECT_EQ(writer_->refused_writes(), 0u);
-  EXPECT_LT(etcd_.Calls("txn"), 40) << "the small ones still go in batches";
-}
-
-class SmallRequestLimitTest : public FencedWriterTest {
- protected:
-  SmallRequestLimitTest() : FencedWriterTest(256 * 1024) {}
-};
-
-TEST_F(SmallRequestLimitTest, AWriteEtcdRefusesFailsAloneNamingItsKeyAndTheOthersApply) {
-  options_.max_txns_in_flight = 1;
-  StartWriter();
-  etcd_.HoldTxns(true);
-  std::vector<FencedWrite> writes;
-  writes.push_back(Put("/dubbo/first", "v", 3));  // goes alone and is held
-  for (int i = 0; i < 9; ++i) writes.push_back(Put("/dubbo/k" + std::to_string(i), "v", 3));
-  writes.push_back(Put("/dubbo/too-large", RandomBytes(400 * 1024, 7), 3));
-  for (int i = 9; i < 20; ++i) writes.push_back(Put("/dubbo/k" + std::to_string(i), "v", 3));
-  // A flat repair refused with the rest splits the same way.
-  FencedWrite flat = Put("/dubbo/flat", RandomBytes(300 * 1024, 8), 3);
-  flat.observed = FencedWrite::Observed{0, 0, 0};
-  writes.push_back(flat);
-  for (int i = 20; i < 24; ++i) {
-    FencedWrite repair = Put("/dubbo/k" + std::to_string(i), "v", 3);
-    repair.observed = FencedWrite::Observed{0, 0, 0};
-    writes.push_back(repair);
-  }
-  std::thread release([this] { ReleaseOnceOneIsHeld(); });
-  auto results = WriteAll(writes);
-  release.join();
-  for (size_t i = 0; i < results.size(); ++i) {
-    const std::string& key = writes[i].key;
-    if (key == "/dubbo/too-large" || key == "/dubbo/flat") {
-      ASSERT_FALSE(results[i].ok()) << key;
-      EXPECT_EQ(results[i].error().code, WriteError::Code::kEtcd);
-      EXPECT_NE(results[i].error().message.find(key), std::string::npos)
-          << results[i].error().message;
-      EXPECT_NE(results[i].error().message.find("request is too large"), std::string::npos);
-      EXPECT_EQ(Etcd(key), std::nullopt);
-      continue;
-    }
-    ASSERT_TRUE(results[i].ok()) << key << ": " << results[i].error().message;
-    EXPECT_EQ(*results[i], WriteOutcome::kApplied) << key;
-    EXPECT_EQ(Etcd(key), "v") << key;
-  }
-  EXPECT_EQ(writer_->refused_writes(), 2u);
-  std::lock_guard lock(mutex_);
-  ASSERT_EQ(refusals_.size(), 2u);
-  std::sort(refusals_.begin(), refusals_.end());
-  EXPECT_EQ(refusals_[0].first, "/dubbo/flat");
-  EXPECT_EQ(refusals_[1].first, "/dubbo/too-large");
-  EXPECT_EQ(refusals_[0].second, etcd::ErrorCode::kInvalidArgument);
-}
-
-TEST_F(SmallRequestLimitTest, ALoneRefusedWriteIsNotRetried) {
-  StartWriter();
-  auto results = WriteAll({Put("/dubbo/too-large", RandomBytes(300 * 1024, 9), 3)});
-  ASSERT_FALSE(results[0].ok());
-  EXPECT_EQ(results[0].error().code, WriteError::Code::kEtcd);
-  EXPECT_EQ(etcd_.Calls("txn"), 1);
+TEST_F(FencedWriterTest, ALoneWriteGoesAtOnceAndEachOutcomeComesBack) {
+  MakeWriter();
+  EXPECT_EQ(Write(Put("/a", "1", 10)).value(), WriteOutcome::kApplied);
+  EXPECT_EQ(sink_->Get("/a")->value, "1");
+  EXPECT_EQ(sink_->Get("/a")->owner->source_version, 10);
+  EXPECT_EQ(Write(Put("/a", "older", 5)).value(), WriteOutcome::kStale);
+  EXPECT_EQ(sink_->Get("/a")->value, "1");
+  EXPECT_EQ(Write(Delete("/absent", 10)).value(), WriteOutcome::kAlreadyAbsent);
+  sink_->PutForeign("/theirs", "x");
+  EXPECT_EQ(Write(Put("/theirs", "mine", 10)).value(), WriteOutcome::kForeign);
+  EXPECT_EQ(sink_->Get("/theirs")->value, "x");
+  EXPECT_EQ(Write(Delete("/a", 11)).value(), WriteOutcome::kApplied);
+  EXPECT_FALSE(sink_->Get("/a").has_value());
+  EXPECT_EQ(writer_->pending(), 0u);
   EXPECT_FALSE(writer_->retrying());
 }
 
-TEST_F(FencedWriterTest, AdoptionsBatchWithOtherWritesAndKeepTheirOutcomes) {
+TEST_F(FencedWriterTest, ABurstGoesInFewBatchesWithinTheSinksLimit) {
   options_.max_txns_in_flight = 1;
-  StartWriter();
-  const int64_t adopted = etcd_.store().PutDirect("/dubbo/adopt", "v");
-  const int64_t changed = etcd_.store().PutDirect("/dubbo/changed", "v");
-  etcd_.store().PutDirect("/dubbo/changed", "changed meanwhile");
-  const int64_t owned = etcd_.store().PutDirect("/dubbo/owned", "v");
-  etcd_.store().PutDirect("/zk2etcd/meta/dubbo/owned", EncodeZxid(1));
-  auto adopt = [](const std::string& key, int64_t revision) {
-    FencedWrite write = Put(key, "", 4);
-    write.type = FencedWrite::Type::kAdopt;
-    write.claim_mod_revision = revision;
-    return write;
-  };
-  etcd_.HoldTxns(true);
-  std::thread release([this] { ReleaseOnceOneIsHeld(); });
-  auto results = WriteAll({Put("/dubbo/first", "v", 3), adopt("/dubbo/adopt", adopted),
-                           Put("/dubbo/new", "n", 3), adopt("/dubbo/changed", changed),
-                           adopt("/dubbo/owned", owned)});
-  release.join();
-  EXPECT_EQ(results[0].value(), WriteOutcome::kApplied);
-  EXPECT_EQ(results[1].value(), WriteOutcome::kApplied);
-  EXPECT_EQ(results[2].value(), WriteOutcome::kApplied);
-  EXPECT_EQ(results[3].value(), WriteOutcome::kForeign);
-  EXPECT_EQ(results[4].value(), WriteOutcome::kStale);
-  EXPECT_EQ(Etcd("/zk2etcd/meta/dubbo/adopt"), EncodeZxid(4));
-  EXPECT_EQ(Etcd("/dubbo/adopt"), "v");
-  EXPECT_EQ(Etcd("/zk2etcd/meta/dubbo/changed"), std::nullopt);
-  EXPECT_EQ(Etcd("/zk2etcd/meta/dubbo/owned"), EncodeZxid(1));
-  EXPECT_LE(etcd_.Calls("txn"), 2) << "adoptions batch with the other writes";
+  MakeWriter();
+  Results results;
+  // The first write goes alone and is held; the rest queue behind it.
+  sink_->PauseApplies();
+  writer_->Submit(Put("/k/first", "v", 1), results.Callback("first"));
+  ASSERT_TRUE(WaitFor([&] { return sink_->batches_submitted() == 1; }));
+  for (int i = 0; i < 49; ++i) {
+    writer_->Submit(Put("/k/" + std::to_string(i), "v", 1), results.Callback(std::to_string(i)));
+  }
+  sink_->ResumeApplies();
+  ASSERT_TRUE(writer_->Drain(seconds(10)));
+  EXPECT_EQ(results.Count(IsApplied), 50u);
+  EXPECT_EQ(sink_->Size(), 50u);
+  EXPECT_LE(sink_->max_batch_seen(), 8u);
+  // 1 + ceil(49 / 8).
+  EXPECT_EQ(sink_->batches_submitted(), 8u);
+}
+
+TEST_F(FencedWriterTest, ABatchCapBelowTheSinksLimitIsKept) {
+  options_.max_txns_in_flight = 1;
+  options_.max_writes_per_batch = 3;
+  MakeWriter();
+  Results results;
+  sink_->PauseApplies();
+  writer_->Submit(Put("/k/first", "v", 1), results.Callback("first"));
+  ASSERT_TRUE(WaitFor([&] { return sink_->batches_submitted() == 1; }));
+  for (int i = 0; i < 12; ++i) {
+    writer_->Submit(Put("/k/" + std::to_string(i), "v", 1), results.Callback(std::to_string(i)));
+  }
+  sink_->ResumeApplies();
+  ASSERT_TRUE(writer_->Drain(seconds(10)));
+  EXPECT_EQ(results.Count(IsApplied), 13u);
+  EXPECT_EQ(sink_->max_batch_seen(), 3u);
+  EXPECT_EQ(sink_->batches_submitted(), 5u);
+}
+
+TEST_F(FencedWriterTest, WritesOfOneKeyNeverShareABatchAndApplyInOrder) {
+  options_.max_txns_in_flight = 1;
+  MakeWriter();
+  Results results;
+  sink_->PauseApplies();
+  writer_->Submit(Put("/other", "v", 1), results.Callback("other"));
+  ASSERT_TRUE(WaitFor([&] { return sink_->batches_submitted() == 1; }));
+  // InMemorySink aborts on a batch that holds one key twice.
+  for (int version = 1; version <= 5; ++version) {
+    writer_->Submit(Put("/a", "v" + std::to_string(version), version * 10),
+                    results.Callback("a" + std::to_string(version)));
+    writer_->Submit(Put("/b" + std::to_string(version), "v", 1),
+                    results.Callback("b" + std::to_string(version)));
+  }
+  writer_->Submit(Delete("/a", 60), results.Callback("a-delete"));
+  writer_->Submit(Put("/a", "last", 70), results.Callback("a-last"));
+  sink_->ResumeApplies();
+  ASSERT_TRUE(writer_->Drain(seconds(10)));
+  // Applied in submission order: none of them was stale.
+  EXPECT_EQ(results.Count(IsApplied), 13u);
+  std::vector<std::string> order;
+  for (const auto& [name, result] : results.Get()) {
+    if (name[0] == 'a') order.push_back(name);
+  }
+  EXPECT_THAT(order, ::testing::ElementsAre("a1", "a2", "a3", "a4", "a5", "a-delete", "a-last"));
+  EXPECT_EQ(sink_->Get("/a")->value, "last");
+  EXPECT_EQ(sink_->Get("/a")->owner->source_version, 70);
+  // Seven writes of /a, at most one per batch, after the first.
+  EXPECT_GE(sink_->batches_submitted(), 8u);
+}
+
+TEST_F(FencedWriterTest, ARetryableFailureIsRetriedWithBackoffUntilApplied) {
+  std::mutex mutex;
+  std::vector<std::optional<core::SinkError>> attempts;
+  MakeWriter([&](size_t, const std::optional<core::SinkError>& error, std::chrono::nanoseconds) {
+    std::lock_guard lock(mutex);
+    attempts.push_back(error);
+  });
+  sink_->FailNextApplies(3, core::SinkError::Code::kUnavailable);
+  Results results;
+  writer_->Submit(Put("/a", "1", 10), results.Callback("a"));
+  ASSERT_TRUE(writer_->Drain(seconds(10)));
+  EXPECT_EQ(results.Count(IsApplied), 1u);
+  EXPECT_FALSE(writer_->retrying());
+  EXPECT_EQ(sink_->Get("/a")->value, "1");
+  EXPECT_EQ(sink_->batches_submitted(), 4u);
+  std::lock_guard lock(mutex);
+  ASSERT_EQ(attempts.size(), 4u);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(attempts[i].has_value());
+    EXPECT_EQ(attempts[i]->code, core::SinkError::Code::kUnavailable);
+  }
+  EXPECT_FALSE(attempts[3].has_value());
+}
+
+TEST_F(FencedWriterTest, RetryingIsTrueWhileTheSinkFails) {
+  options_.initial_backoff = milliseconds(200);
+  options_.max_backoff = milliseconds(200);
+  MakeWriter();
+  sink_->FailNextApplies(1, core::SinkError::Code::kUnavailable);
+  Results results;
+  writer_->Submit(Put("/a", "1", 10), results.Callback("a"));
+  // The first attempt failed; the next waits at least 200 ms.
+  ASSERT_TRUE(WaitFor([&] { return writer_->retrying(); }));
+  EXPECT_EQ(writer_->pending(), 1u);
+  ASSERT_TRUE(writer_->Drain(seconds(10)));
+  EXPECT_EQ(results.Count(IsApplied), 1u);
+  EXPECT_FALSE(writer_->retrying());
+  EXPECT_EQ(writer_->pending(), 0u);
+}
+
+TEST_F(FencedWriterTest, ARefusedWriteIsSplitOutAndTheOthersApply) {
+  options_.max_txns_in_flight = 1;
+  std::mutex mutex;
+  std::vector<std::string> refused_keys;
+  MakeWriter(nullptr, [&](const core::SinkWrite& write, const core::SinkError& error) {
+    std::lock_guard lock(mutex);
+    refused_keys.push_back(write.key);
+    EXPECT_EQ(error.code, core::SinkError::Code::kRefused);
+  });
+  sink_->RefuseKey("/k/5");
+  Results results;
+  sink_->PauseApplies();
+  writer_->Submit(Put("/k/first", "v", 1), results.Callback("/k/first"));
+  ASSERT_TRUE(WaitFor([&] { return sink_->batches_submitted() == 1; }));
+  for (int i = 0; i < 8; ++i) {
+    const std::string key = "/k/" + std::to_string(i);
+    writer_->Submit(Put(key, "v", 1), results.Callback(key));
+  }
+  sink_->ResumeApplies();
+  ASSERT_TRUE(writer_->Drain(seconds(10)));
+  EXPECT_EQ(results.Count(IsApplied), 8u);
+  EXPECT_EQ(
+      results.Count([](const WriteResult& r) { return IsError(r, WriteError::Code::kRefused); }),
+      1u);
+  for (const auto& [key, result] : results.Get()) {
+    if (key == "/k/5") {
+      ASSERT_FALSE(result.ok());
+      EXPECT_EQ(result.error().code, WriteError::Code::kRefused);
+      ASSERT_TRUE(result.error().sink_error.has_value());
+      EXPECT_EQ(result.error().sink_error->code, core::SinkError::Code::kRefused);
+      EXPECT_NE(result.error().message.find("/sink/k/5"), std::string::npos)
+          << result.error().message;
+    } else {
+      EXPECT_TRUE(IsApplied(result)) << key;
+    }
+  }
+  EXPECT_EQ(writer_->refused_writes(), 1u);
+  EXPECT_FALSE(sink_->Get("/k/5").has_value());
+  EXPECT_EQ(sink_->Size(), 8u);
+  std::lock_guard lock(mutex);
+  EXPECT_THAT(refused_keys, ::testing::ElementsAre("/k/5"));
+}
+
+TEST_F(FencedWriterTest, AFenceTheSinkRejectsFailsWithNotLeader) {
+  MakeWriter();
+  sink_->SetFence(core::Fence{"/election/a", 7});
+  writer_->SetLeader(core::Fence{"/election/b", 8});
+  const WriteResult refused = Write(Put("/a", "1", 10));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, WriteError::Code::kNotLeader);
+  ASSERT_TRUE(refused.error().sink_error.has_value());
+  EXPECT_EQ(refused.error().sink_error->code, core::SinkError::Code::kNotLeader);
+  EXPECT_FALSE(sink_->Get("/a").has_value());
+  EXPECT_EQ(writer_->refused_writes(), 0u);
+
+  writer_->SetLeader(core::Fence{"/election/a", 7});
+  EXPECT_EQ(Write(Put("/a", "1", 10)).value(), WriteOutcome::kApplied);
+  // Without a leader the batch goes unfenced.
+  writer_->SetLeader(std::nullopt);
+  EXPECT_EQ(Write(Put("/b", "1", 10)).value(), WriteOutcome::kApplied);
+}
+
+TEST_F(FencedWriterTest, StopCompletesQueuedWritesWithStopped) {
+  options_.max_txns_in_flight = 1;
+  MakeWriter();
+  Results results;
+  sink_->PauseApplies();
+  writer_->Submit(Put("/in-flight", "v", 1), results.Callback("in-flight"));
+  ASSERT_TRUE(WaitFor([&] { return sink_->batches_submitted() == 1; }));
+  for (int i = 0; i < 4; ++i) {
+    writer_->Submit(Put("/queued/" + std::to_string(i), "v", 1),
+                    results.Callback("queued" + std::to_string(i)));
+  }
+  std::thread stopper([&] { writer_->Stop(); });
+  // The queued ones complete at once; Stop waits for the batch in flight.
+  ASSERT_TRUE(WaitFor([&] { return results.size() == 4; }));
+  EXPECT_EQ(
+      results.Count([](const WriteResult& r) { return IsError(r, WriteError::Code::kStopped); }),
+      4u);
+  sink_->ResumeApplies();
+  stopper.join();
+  ASSERT_EQ(results.size(), 5u);
+  EXPECT_EQ(results.Get().back().first, "in-flight");
+  EXPECT_TRUE(IsApplied(results.Get().back().second));
+  // Later writes complete at once.
+  const WriteResult late = Write(Put("/late", "v", 1));
+  EXPECT_TRUE(IsError(late, WriteError::Code::kStopped));
+  EXPECT_EQ(sink_->Size(), 1u);
+  writer_->Stop();  // idempotent
+}
+
+TEST_F(FencedWriterTest, DrainWaitsForEveryWriteSubmittedBefore) {
+  MakeWriter();
+  Results results;
+  sink_->PauseApplies();
+  for (int i = 0; i < 5; ++i) {
+    writer_->Submit(Put("/k/" + std::to_string(i), "v", 1), results.Callback(std::to_string(i)));
+  }
+  EXPECT_FALSE(writer_->Drain(milliseconds(20)));  // held by the sink
+  EXPECT_EQ(writer_->pending(), 5u);
+  sink_->ResumeApplies();
+  ASSERT_TRUE(writer_->Drain(seconds(10)));
+  EXPECT_EQ(results.size(), 5u);
+  EXPECT_EQ(writer_->pending(), 0u);
+  EXPECT_TRUE(writer_->Drain(milliseconds(0)));  // nothing left
+}
+
+TEST_F(FencedWriterTest, TheTxnObserverSeesEachBatch) {
+  options_.max_txns_in_flight = 1;
+  std::mutex mutex;
+  size_t calls = 0;
+  size_t writes = 0;
+  size_t errors = 0;
+  MakeWriter([&](size_t count, const std::optional<core::SinkError>& error,
+                 std::chrono::nanoseconds duration) {
+    std::lock_guard lock(mutex);
+    ++calls;
+    writes += count;
+    errors += error.has_value() ? 1 : 0;
+    EXPECT_GE(duration.count(), 0);
+  });
+  Results results;
+  sink_->PauseApplies();
+  writer_->Submit(Put("/k/first", "v", 1), results.Callback("first"));
+  ASSERT_TRUE(WaitFor([&] { return sink_->batches_submitted() == 1; }));
+  for (int i = 0; i < 20; ++i) {
+    writer_->Submit(Put("/k/" + std::to_string(i), "v", 1), results.Callback(std::to_string(i)));
+  }
+  sink_->FailNextApplies(1, core::SinkError::Code::kUnavailable);  // the second batch fails once
+  sink_->ResumeApplies();
+  ASSERT_TRUE(writer_->Drain(seconds(10)));
+  EXPECT_EQ(results.Count(IsApplied), 21u);
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(calls, sink_->batches_submitted());
+  EXPECT_EQ(errors, 1u);
+  // Every write once, plus the failed batch's writes once more.
+  EXPECT_GT(writes, 21u);
+  EXPECT_LE(writes, 21u + 8u);
 }
 
 }  // namespace

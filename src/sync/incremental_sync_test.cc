@@ -1,193 +1,319 @@
-// IncrementalSync with an ownership store (--redis-server) that fails or hangs: changes that need
-// no store never wait for it, and deletes refused while it was down are applied when it is back.
+// IncrementalSync against an in-memory source and sink (core/testing): changes announced by the
+// source reach the sink, folded per key, through sink outages and source read failures, with
+// foreign keys retried after an adoption. No ZooKeeper, no etcd.
 #include "sync/incremental_sync.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <thread>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
 
+#include "common/clock.h"
 #include "common/wait_for_testing.h"
-#include "etcd/fake_etcd_client.h"
+#include "core/testing/in_memory_sink.h"
+#include "core/testing/in_memory_source.h"
 #include "ops/log.h"
-#include "ownership/fake_ownership_store.h"
-#include "zk/fake_zk_client.h"
+#include "sync/reconciler.h"
 
 namespace zk2etcd::sync {
 namespace {
 
+using core::WriteOutcome;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-class IncrementalOwnershipTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    FencedWriterOptions writer_options;
-    writer_options.initial_backoff = milliseconds(5);
-    writer_options.max_backoff = milliseconds(50);
-    writer_ = std::make_unique<FencedWriter>(etcd_, writer_options, clock_);
-    IncrementalSyncOptions options;
-    options.recorder.initial_backoff = milliseconds(5);
-    options.recorder.max_backoff = milliseconds(20);
-    options.on_ownership_store_back = [this] { ++store_back_; };
-    incremental_ = std::make_unique<IncrementalSync>(scope_, layout_, *writer_, &store_, logger_,
-                                                     clock_, options);
-    zk::ZkEventHandlers handlers;
-    handlers.on_watch = [this](const zk::WatchEvent& event) { incremental_->OnWatchEvent(event); };
-    watcher_ = zk_server_->NewClient(handlers);
-    ASSERT_TRUE(
-        zk::blocking::AddWatch(*watcher_, "/dubbo", zk::AddWatchMode::kPersistentRecursive).ok());
-    incremental_->SetClient(watcher_.get());
+// Forwards the source's announcements to the pipeline, and a reconnect to Resume(), as
+// SyncService does.
+class Forwarder : public core::SourceListener {
+ public:
+  void OnChange(const std::string& key) override {
+    if (sync_ != nullptr) sync_->MarkDirty(key);
   }
-  void TearDown() override {
-    // Whatever a test left hanging must not hold up the teardown.
-    store_.SetHanging(false);
-    incremental_->SetClient(nullptr);
-    incremental_->Stop();
-    incremental_->StopOwnershipUpdates();
+  void OnSourceEvent(const core::SourceEvent& event) override {
+    if (sync_ != nullptr && event.type == core::SourceEventType::kReconnected) sync_->Resume();
+  }
+  IncrementalSync* sync_ = nullptr;
+};
+
+class IncrementalSyncTest : public ::testing::Test {
+ protected:
+  IncrementalSyncTest() {
+    writer_options_.initial_backoff = milliseconds(5);
+    writer_options_.max_backoff = milliseconds(50);
+    writer_ = std::make_unique<FencedWriter>(sink_, writer_options_, clock_);
+    IncrementalSyncOptions options;
+    options.on_change = [this](const AppliedChange& change) {
+      std::lock_guard lock(mutex_);
+      changes_.push_back(change);
+    };
+    sync_ = std::make_unique<IncrementalSync>(scope_, sink_, *writer_, nullptr, logger_, clock_,
+                                              options);
+    forwarder_.sync_ = sync_.get();
+    sync_->SetSource(&source_);
+    EXPECT_TRUE(source_.Open(forwarder_).ok());
+  }
+  // No announcement after Close; the pipeline stops reading; the writer finishes what it holds
+  // (its callbacks reach the pipeline, so the pipeline goes last).
+  ~IncrementalSyncTest() override {
+    source_.Close();
+    sync_->Stop();
+    writer_->Stop();
+    sync_.reset();
+    writer_.reset();
   }
 
-  void Create(const std::string& path, const std::string& data) {
-    ASSERT_TRUE(zk_server_->CreateNodeAll(path, data).ok()) << path;
+  std::optional<std::string> SinkValue(const std::string& key) const {
+    auto entry = sink_.Get(key);
+    return entry ? entry->value : std::nullopt;
   }
-  std::optional<std::string> Etcd(const std::string& key) {
-    auto kv = etcd_.store().Get(key);
-    if (!kv) return std::nullopt;
-    return kv->value;
+  bool WaitForValue(const std::string& key, const std::optional<std::string>& value) {
+    return WaitFor([&] { return SinkValue(key) == value; }, seconds(10));
   }
-  size_t LogLines(const std::string& text) {
-    size_t count = 0;
-    for (const std::string& line : log_sink_->Lines())
-      count += line.find(text) != std::string::npos;
-    return count;
+  std::vector<AppliedChange> Changes() const {
+    std::lock_guard lock(mutex_);
+    return changes_;
   }
-  // Every node of `paths` has reached etcd and the store holds the records of everything.
-  void SyncAndRecord(const std::vector<std::string>& paths) {
-    for (const std::string& path : paths) Create(path, "v");
-    ASSERT_TRUE(WaitFor([&] {
-      for (const std::string& path : paths) {
-        if (Etcd(path) != "v" || store_.records().count(path) == 0) return false;
-      }
-      return incremental_->ownership_updates_queued() == 0;
-    }));
+  std::vector<AppliedChange> ChangesOf(const std::string& sink_key) const {
+    std::vector<AppliedChange> of;
+    for (const AppliedChange& change : Changes()) {
+      if (change.key == sink_key) of.push_back(change);
+    }
+    return of;
   }
 
   SystemClock clock_;
-  std::shared_ptr<zk::FakeZkServer> zk_server_ = zk::FakeZkServer::Create(&clock_);
-  etcd::FakeEtcdClient etcd_{clock_};
-  ownership::FakeOwnershipStore store_;
   std::shared_ptr<ops::MemoryLogSink> log_sink_ = std::make_shared<ops::MemoryLogSink>();
   ops::Logger logger_{log_sink_, ops::LogFormat::kJson, ops::LogLevel::kDebug, clock_};
-  core::Scope scope_ = core::Scope::Create({"/dubbo"}, {}).value();
-  KeyLayout layout_ = KeyLayout::Create("", "/zk2etcd/meta", scope_).value();
+  core::Scope scope_ = core::Scope::Create({"/dubbo"}, {"/dubbo/config"}).value();
+  core::memory::InMemorySink sink_;
+  core::memory::InMemorySource source_{scope_};
+  Forwarder forwarder_;
+  FencedWriterOptions writer_options_;
   std::unique_ptr<FencedWriter> writer_;
-  std::unique_ptr<zk::FakeZkClient> watcher_;
-  std::unique_ptr<IncrementalSync> incremental_;
-  std::atomic<int> store_back_{0};
+  std::unique_ptr<IncrementalSync> sync_;
+  mutable std::mutex mutex_;
+  std::vector<AppliedChange> changes_;
 };
 
-TEST_F(IncrementalOwnershipTest, CreatesAndDataChangesDoNotWaitForAHangingStore) {
-  SyncAndRecord({"/dubbo/svc/providers/p1"});
-  store_.SetHanging(true);  // until released: no timeout at all
-  ASSERT_TRUE(zk_server_->SetNodeData("/dubbo/svc/providers/p1", "changed").ok());
-  ASSERT_TRUE(WaitFor([&] { return store_.hung_calls() == 1; }));  // its Record hangs
-  Create("/dubbo/svc/providers/p2", "new");
-  ASSERT_TRUE(zk_server_->SetNodeData("/dubbo/svc/providers/p1", "changed again").ok());
-  EXPECT_TRUE(WaitFor([&] {
-    return Etcd("/dubbo/svc/providers/p2") == "new" &&
-           Etcd("/dubbo/svc/providers/p1") == "changed again";
-  }));
-  EXPECT_TRUE(incremental_->WaitIdle(seconds(5)));
-  EXPECT_GE(incremental_->ownership_updates_queued(), 2u);
-  store_.SetHanging(false);
-  ASSERT_TRUE(WaitFor([&] { return incremental_->ownership_updates_queued() == 0; }));
-  EXPECT_EQ(store_.records().at("/dubbo/svc/providers/p1"), "changed again");
-  EXPECT_EQ(store_.records().at("/dubbo/svc/providers/p2"), "new");
+TEST_F(IncrementalSyncTest, AnnouncedChangesReachTheSink) {
+  source_.Put("/dubbo/a", "1");
+  source_.Put("/dubbo/b", "2");
+  ASSERT_TRUE(WaitForValue("/dubbo/a", "1"));
+  ASSERT_TRUE(WaitForValue("/dubbo/b", "2"));
+  EXPECT_EQ(sink_.Get("/dubbo/a")->owner->source_version, source_.Get("/dubbo/a")->version);
+  source_.Put("/dubbo/a", "changed");
+  ASSERT_TRUE(source_.Delete("/dubbo/b"));
+  ASSERT_TRUE(WaitForValue("/dubbo/a", "changed"));
+  ASSERT_TRUE(WaitFor([&] { return !sink_.Get("/dubbo/b").has_value(); }, seconds(10)));
+  // Out of scope: never announced, never written.
+  source_.Put("/dubbo/config/x", "excluded");
+  source_.Put("/other", "outside");
+  sync_->MarkDirty("/dubbo/config/y");  // ignored, too
+  source_.Drain();
+  ASSERT_TRUE(sync_->WaitIdle(seconds(10)));
+  EXPECT_EQ(sink_.Keys(), std::vector<std::string>{"/dubbo/a"});
+  EXPECT_EQ(sync_->queue_depth(), 0u);
 }
 
-TEST_F(IncrementalOwnershipTest, DeletesWhileTheStoreIsDownAreDeferredAndAppliedWhenItIsBack) {
-  SyncAndRecord({"/dubbo/svc/providers/p1", "/dubbo/svc/providers/p2"});
-  store_.SetAvailable(false);
-  ASSERT_TRUE(zk_server_->DeleteNode("/dubbo/svc/providers/p1").ok());
-  ASSERT_TRUE(zk_server_->DeleteNode("/dubbo/svc/providers/p2").ok());
-  ASSERT_TRUE(WaitFor([&] { return incremental_->deferred_deletes() == 2; }));
-  EXPECT_TRUE(incremental_->WaitIdle(seconds(5)));
-  EXPECT_EQ(Etcd("/dubbo/svc/providers/p1"), "v") << "deleted while the store was down";
-  EXPECT_EQ(Etcd("/dubbo/svc/providers/p2"), "v") << "deleted while the store was down";
-  EXPECT_EQ(LogLines("delete deferred"), 2u);
-  EXPECT_EQ(store_back_.load(), 0);
-  store_.SetAvailable(true);
-  EXPECT_TRUE(WaitFor([&] {
-    return !Etcd("/dubbo/svc/providers/p1") && !Etcd("/dubbo/svc/providers/p2") &&
-           incremental_->ownership_updates_queued() == 0;
-  }));
-  EXPECT_EQ(incremental_->deferred_deletes(), 0u);
-  EXPECT_EQ(store_back_.load(), 1);
-  EXPECT_EQ(store_.records().count("/dubbo/svc/providers/p1"), 0u);
-  EXPECT_EQ(store_.records().count("/dubbo/svc/providers/p2"), 0u);
-  EXPECT_EQ(Etcd("/dubbo/svc/providers"), "");
+TEST_F(IncrementalSyncTest, ManyChangesOfOneKeyEndWithTheLastValue) {
+  for (int i = 0; i < 200; ++i) source_.Put("/dubbo/a", "v" + std::to_string(i));
+  const int64_t last = source_.Get("/dubbo/a")->version;
+  ASSERT_TRUE(WaitForValue("/dubbo/a", "v199"));
+  source_.Drain();
+  ASSERT_TRUE(sync_->WaitIdle(seconds(10)));
+  EXPECT_EQ(sink_.Get("/dubbo/a")->owner->source_version, last);
+  const std::vector<AppliedChange> changes = ChangesOf("/sink/dubbo/a");
+  ASSERT_FALSE(changes.empty());
+  EXPECT_LE(changes.size(), 200u);
+  // Folded: one key is read again after each write, never in parallel; versions never go back.
+  int64_t previous = 0;
+  for (const AppliedChange& change : changes) {
+    EXPECT_EQ(change.trace_id.size(), 16u);
+    EXPECT_EQ(change.type, core::SinkWrite::Type::kPut);
+    ASSERT_TRUE(change.outcome.has_value()) << change.error;
+    EXPECT_EQ(*change.outcome, WriteOutcome::kApplied);
+    EXPECT_GE(change.version, previous);
+    previous = change.version;
+  }
+  EXPECT_EQ(changes.back().version, last);
+  EXPECT_EQ(sync_->queue_depth(), 0u);
 }
 
-TEST_F(IncrementalOwnershipTest, ADeleteWaitsOutAHangingStoreAndIsDeferredWhenItTimesOut) {
-  SyncAndRecord({"/dubbo/svc/providers/p1"});
-  store_.SetHanging(true);
-  store_.SetHangTimeout(milliseconds(300));
-  ASSERT_TRUE(zk_server_->DeleteNode("/dubbo/svc/providers/p1").ok());
-  ASSERT_TRUE(WaitFor([&] { return store_.hung_calls() == 1; }));  // the delete's ping
-  EXPECT_EQ(Etcd("/dubbo/svc/providers/p1"), "v");
-  ASSERT_TRUE(WaitFor([&] { return incremental_->deferred_deletes() == 1; }));
-  EXPECT_EQ(Etcd("/dubbo/svc/providers/p1"), "v");
-  store_.SetHanging(false);
-  EXPECT_TRUE(WaitFor(
-      [&] { return !Etcd("/dubbo/svc/providers/p1") && incremental_->deferred_deletes() == 0; }));
+TEST_F(IncrementalSyncTest, ADeleteRacingARecreateLeavesTheNewValue) {
+  source_.Put("/dubbo/a", "1");
+  ASSERT_TRUE(WaitForValue("/dubbo/a", "1"));
+  ASSERT_TRUE(sync_->WaitIdle(seconds(10)));
+  // The delete is read and written; the sink holds its batch while the key is created again.
+  sink_.PauseApplies();
+  const size_t batches = sink_.batches_submitted();
+  ASSERT_TRUE(source_.Delete("/dubbo/a"));
+  ASSERT_TRUE(WaitFor([&] { return sink_.batches_submitted() > batches; }, seconds(10)));
+  source_.Put("/dubbo/a", "2");
+  source_.Drain();
+  sink_.ResumeApplies();
+  ASSERT_TRUE(WaitForValue("/dubbo/a", "2"));
+  ASSERT_TRUE(sync_->WaitIdle(seconds(10)));
+  EXPECT_EQ(SinkValue("/dubbo/a"), "2");
+  EXPECT_EQ(sink_.Get("/dubbo/a")->owner->source_version, source_.Get("/dubbo/a")->version);
+  const std::vector<AppliedChange> changes = ChangesOf("/sink/dubbo/a");
+  ASSERT_GE(changes.size(), 3u);
+  EXPECT_EQ(changes[1].type, core::SinkWrite::Type::kDelete);
+  EXPECT_EQ(changes.back().type, core::SinkWrite::Type::kPut);
 }
 
-TEST_F(IncrementalOwnershipTest, ANodeCreatedAgainWhileItsDeleteWaitsIsKept) {
-  SyncAndRecord({"/dubbo/svc/providers/p1"});
-  store_.SetAvailable(false);
-  ASSERT_TRUE(zk_server_->DeleteNode("/dubbo/svc/providers/p1").ok());
-  ASSERT_TRUE(WaitFor([&] { return incremental_->deferred_deletes() == 1; }));
-  Create("/dubbo/svc/providers/p1", "again");
-  ASSERT_TRUE(WaitFor([&] { return Etcd("/dubbo/svc/providers/p1") == "again"; }));
-  EXPECT_EQ(incremental_->deferred_deletes(), 0u);
-  store_.SetAvailable(true);
-  ASSERT_TRUE(WaitFor([&] {
-    return store_back_.load() == 1 && incremental_->ownership_updates_queued() == 0 &&
-           incremental_->WaitIdle(milliseconds(0));
-  }));
-  EXPECT_EQ(Etcd("/dubbo/svc/providers/p1"), "again");
-  EXPECT_EQ(store_.records().at("/dubbo/svc/providers/p1"), "again");
+TEST_F(IncrementalSyncTest, ARecreateBeforeTheDeleteIsReadLeavesTheNewValue) {
+  source_.Put("/dubbo/a", "1");
+  ASSERT_TRUE(WaitForValue("/dubbo/a", "1"));
+  ASSERT_TRUE(source_.Delete("/dubbo/a"));
+  source_.Put("/dubbo/a", "2");
+  ASSERT_TRUE(WaitForValue("/dubbo/a", "2"));
+  source_.Drain();
+  ASSERT_TRUE(sync_->WaitIdle(seconds(10)));
+  EXPECT_EQ(SinkValue("/dubbo/a"), "2");
 }
 
-TEST_F(IncrementalOwnershipTest, ADeferredDeleteReadAgainAfterARecreateWritesTheNewNode) {
-  SyncAndRecord({"/dubbo/svc/providers/p1"});
-  store_.SetAvailable(false);
-  ASSERT_TRUE(zk_server_->DeleteNode("/dubbo/svc/providers/p1").ok());
-  ASSERT_TRUE(WaitFor([&] { return incremental_->deferred_deletes() == 1; }));
-  // Re-created behind the watcher's back (no event reaches IncrementalSync meanwhile).
-  incremental_->SetClient(nullptr);
-  watcher_.reset();
-  Create("/dubbo/svc/providers/p1", "again");
-  auto reader = zk_server_->NewClient({});
-  incremental_->SetClient(reader.get());
-  store_.SetAvailable(true);
-  ASSERT_TRUE(WaitFor([&] {
-    return store_back_.load() == 1 && incremental_->deferred_deletes() == 0 &&
-           Etcd("/dubbo/svc/providers/p1") == "again";
-  }));
-  incremental_->SetClient(nullptr);
+TEST_F(IncrementalSyncTest, ASinkOutageDelaysButLosesNothing) {
+  sink_.FailNextApplies(5, core::SinkError::Code::kUnavailable);
+  for (int i = 0; i < 20; ++i) source_.Put("/dubbo/k" + std::to_string(i), "v");
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(WaitForValue("/dubbo/k" + std::to_string(i), "v"));
+  source_.Drain();
+  ASSERT_TRUE(sync_->WaitIdle(seconds(10)));
+  EXPECT_EQ(sink_.Size(), 20u);
+  for (const AppliedChange& change : Changes()) {
+    ASSERT_TRUE(change.outcome.has_value()) << change.key << ": " << change.error;
+    EXPECT_EQ(*change.outcome, WriteOutcome::kApplied);
+  }
 }
 
-TEST_F(IncrementalOwnershipTest, StopOwnershipUpdatesReturnsWhileTheStoreHangs) {
-  SyncAndRecord({"/dubbo/svc/providers/p1"});
-  store_.SetHanging(true);
-  store_.SetHangTimeout(milliseconds(300));
-  ASSERT_TRUE(zk_server_->SetNodeData("/dubbo/svc/providers/p1", "changed").ok());
-  ASSERT_TRUE(WaitFor([&] { return store_.hung_calls() == 1; }));
-  incremental_->Stop();
-  const auto started = std::chrono::steady_clock::now();
-  EXPECT_EQ(incremental_->StopOwnershipUpdates(), 1u);
-  EXPECT_LT(std::chrono::steady_clock::now() - started, seconds(1));
-  EXPECT_EQ(store_.total_hung_calls(), 1u);
+TEST_F(IncrementalSyncTest, FailedReadsStayQueuedUntilResume) {
+  source_.FailNextReads(2, core::SourceError::Code::kUnavailable);
+  source_.Put("/dubbo/a", "1");
+  source_.Put("/dubbo/b", "2");
+  // Twice: the announcements, then the reads they issued.
+  source_.Drain();
+  source_.Drain();
+  EXPECT_EQ(sync_->queue_depth(), 2u);
+  EXPECT_EQ(sink_.Size(), 0u);
+  EXPECT_FALSE(sync_->WaitIdle(milliseconds(0)));
+  // After a reconnect, Resume() sends them.
+  source_.Disconnect();
+  source_.Reconnect();
+  ASSERT_TRUE(WaitForValue("/dubbo/a", "1"));
+  ASSERT_TRUE(WaitForValue("/dubbo/b", "2"));
+  ASSERT_TRUE(sync_->WaitIdle(seconds(10)));
+}
+
+TEST_F(IncrementalSyncTest, ReadsWaitWithoutASource) {
+  sync_->SetSource(nullptr);
+  source_.Put("/dubbo/a", "1");
+  source_.Drain();
+  EXPECT_EQ(sync_->queue_depth(), 1u);
+  EXPECT_EQ(source_.reads(), 0u);
+  sync_->SetSource(&source_);
+  ASSERT_TRUE(WaitForValue("/dubbo/a", "1"));
+}
+
+TEST_F(IncrementalSyncTest, AppliedChangesCarryTheSinkKeyVersionAndOutcome) {
+  const int64_t put_version = source_.Put("/dubbo/a", "1");
+  ASSERT_TRUE(WaitForValue("/dubbo/a", "1"));
+  ASSERT_TRUE(sync_->WaitIdle(seconds(10)));
+  ASSERT_TRUE(source_.Delete("/dubbo/a"));
+  const int64_t deleted_at = source_.point();
+  ASSERT_TRUE(WaitFor([&] { return !sink_.Get("/dubbo/a").has_value(); }, seconds(10)));
+  ASSERT_TRUE(sync_->WaitIdle(seconds(10)));
+  const std::vector<AppliedChange> changes = Changes();
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].key, "/sink/dubbo/a");
+  EXPECT_EQ(changes[0].type, core::SinkWrite::Type::kPut);
+  EXPECT_EQ(changes[0].version, put_version);
+  EXPECT_EQ(changes[0].outcome, WriteOutcome::kApplied);
+  EXPECT_TRUE(changes[0].error.empty());
+  EXPECT_FALSE(changes[0].not_leader);
+  EXPECT_GE(changes[0].delay, changes[0].read_delay);
+  EXPECT_EQ(changes[1].key, "/sink/dubbo/a");
+  EXPECT_EQ(changes[1].type, core::SinkWrite::Type::kDelete);
+  EXPECT_EQ(changes[1].version, deleted_at);
+  EXPECT_EQ(changes[1].outcome, WriteOutcome::kApplied);
+  EXPECT_NE(changes[0].trace_id, changes[1].trace_id);
+}
+
+TEST_F(IncrementalSyncTest, AFailedWriteIsReportedWithItsError) {
+  sink_.SetFence(core::Fence{"/election/other", 1});
+  writer_->SetLeader(core::Fence{"/election/me", 2});
+  source_.Put("/dubbo/a", "1");
+  ASSERT_TRUE(WaitFor([&] { return !Changes().empty(); }, seconds(10)));
+  const AppliedChange change = Changes()[0];
+  EXPECT_FALSE(change.outcome.has_value());
+  EXPECT_TRUE(change.not_leader);
+  EXPECT_FALSE(change.error.empty());
+  EXPECT_FALSE(sink_.Get("/dubbo/a").has_value());
+}
+
+TEST_F(IncrementalSyncTest, ForeignKeysAreWrittenAgainAfterAnAdoption) {
+  sink_.PutForeign("/dubbo/a", "1");
+  source_.Put("/dubbo/a", "1");
+  ASSERT_TRUE(WaitFor([&] { return !ChangesOf("/sink/dubbo/a").empty(); }, seconds(10)));
+  EXPECT_EQ(ChangesOf("/sink/dubbo/a")[0].outcome, WriteOutcome::kForeign);
+  ASSERT_TRUE(sync_->WaitIdle(seconds(10)));
+  // The key changes again while it is still foreign: refused, too.
+  source_.Put("/dubbo/a", "2");
+  ASSERT_TRUE(WaitFor([&] { return ChangesOf("/sink/dubbo/a").size() == 2; }, seconds(10)));
+  EXPECT_EQ(ChangesOf("/sink/dubbo/a")[1].outcome, WriteOutcome::kForeign);
+  EXPECT_EQ(SinkValue("/dubbo/a"), "1");
+  // An adoption (the value differs now, so only --adopt=all takes it) makes the key ours.
+  ReconcileOptions options;
+  options.adopt = AdoptPolicy::kAll;
+  sink_.PutForeign("/dubbo/a", "1");  // as another writer left it
+  {
+    Reconciler reconciler(scope_, sink_, writer_.get(), nullptr, logger_, clock_);
+    auto report = reconciler.Run(source_, options);
+    ASSERT_TRUE(report.ok()) << report.error().message;
+    EXPECT_EQ(report->fixed_puts, 1u);
+  }
+  // The refused paths are read and written again: now applied (or stale: the adoption wrote the
+  // same version), never foreign.
+  const size_t before = ChangesOf("/sink/dubbo/a").size();
+  sync_->RetryForeign();
+  ASSERT_TRUE(
+      WaitFor([&] { return ChangesOf("/sink/dubbo/a").size() == before + 1; }, seconds(10)));
+  const AppliedChange retried = ChangesOf("/sink/dubbo/a").back();
+  ASSERT_TRUE(retried.outcome.has_value());
+  EXPECT_NE(*retried.outcome, WriteOutcome::kForeign);
+  EXPECT_EQ(retried.version, source_.Get("/dubbo/a")->version);
+  EXPECT_EQ(SinkValue("/dubbo/a"), "2");
+  ASSERT_TRUE(sync_->WaitIdle(seconds(10)));
+  // Retried once: the set is empty now.
+  sync_->RetryForeign();
+  ASSERT_TRUE(sync_->WaitIdle(seconds(10)));
+  EXPECT_EQ(ChangesOf("/sink/dubbo/a").size(), before + 1);
+}
+
+TEST_F(IncrementalSyncTest, ForgetForeignDropsTheRefusedPaths) {
+  sink_.PutForeign("/dubbo/a", "theirs");
+  source_.Put("/dubbo/a", "1");
+  ASSERT_TRUE(WaitFor([&] { return !Changes().empty(); }, seconds(10)));
+  ASSERT_TRUE(sync_->WaitIdle(seconds(10)));
+  sync_->ForgetForeign();
+  sync_->RetryForeign();
+  ASSERT_TRUE(sync_->WaitIdle(seconds(10)));
+  EXPECT_EQ(Changes().size(), 1u);
+  EXPECT_EQ(SinkValue("/dubbo/a"), "theirs");
+}
+
+TEST_F(IncrementalSyncTest, StopDropsWhatIsQueued) {
+  sync_->SetSource(nullptr);
+  source_.Put("/dubbo/a", "1");
+  source_.Drain();
+  EXPECT_EQ(sync_->queue_depth(), 1u);
+  sync_->Stop();
+  sync_->SetSource(&source_);
+  sync_->MarkDirty("/dubbo/b");
+  source_.Drain();
+  EXPECT_EQ(sink_.Size(), 0u);
+  EXPECT_EQ(source_.reads(), 0u);
 }
 
 }  // namespace

@@ -222,7 +222,11 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
       }
       if (options.keep_differences) report.differences.push_back(std::move(difference));
     }
-    return !(options.cancel != nullptr && options.cancel->load());
+    if (options.cancel != nullptr && options.cancel->load()) {
+      failure = ReconcileError{ReconcileError::Side::kSource, "reconciliation cancelled"};
+      return false;
+    }
+    return true;
   };
   auto diff = ComputeDiff(*snapshot, scope_, sink_, diff_options);
   const auto merged = clock_.Now();

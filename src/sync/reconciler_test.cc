@@ -1,0 +1,423 @@
+// Reconciler against an in-memory source and sink (core/testing): first and repeated syncs,
+// repairs, foreign keys, report-only runs, adoption policies, the external ownership store, and
+// failures. No ZooKeeper, no etcd.
+#include "sync/reconciler.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "common/clock.h"
+#include "common/wait_for_testing.h"
+#include "core/testing/in_memory_sink.h"
+#include "core/testing/in_memory_source.h"
+#include "ops/log.h"
+#include "ownership/fake_ownership_store.h"
+
+namespace zk2etcd::sync {
+namespace {
+
+using Kind = Difference::Kind;
+using std::chrono::seconds;
+using ::testing::ElementsAre;
+using ::testing::UnorderedElementsAre;
+
+class NullListener : public core::SourceListener {
+ public:
+  void OnChange(const std::string&) override {}
+  void OnSourceEvent(const core::SourceEvent&) override {}
+};
+
+class ReconcilerTest : public ::testing::Test {
+ protected:
+  ReconcilerTest() {
+    writer_options_.initial_backoff = std::chrono::milliseconds(5);
+    writer_options_.max_backoff = std::chrono::milliseconds(50);
+    writer_ = std::make_unique<FencedWriter>(sink_, writer_options_, clock_);
+    EXPECT_TRUE(source_.Open(listener_).ok());
+  }
+  ~ReconcilerTest() override {
+    writer_->Stop();
+    source_.Close();
+  }
+
+  Result<ReconcileReport, ReconcileError> TryRun(ReconcileOptions options,
+                                                 ownership::OwnershipStore* ownership = nullptr,
+                                                 bool with_writer = true) {
+    Reconciler reconciler(scope_, sink_, with_writer ? writer_.get() : nullptr, ownership, logger_,
+                          clock_);
+    return reconciler.Run(source_, options);
+  }
+
+  ReconcileReport Run(ReconcileOptions options = {},
+                      ownership::OwnershipStore* ownership = nullptr) {
+    auto report = TryRun(std::move(options), ownership);
+    EXPECT_TRUE(report.ok()) << report.error().message;
+    return report.ok() ? std::move(report).value() : ReconcileReport{};
+  }
+
+  ReconcileReport RunWith(AdoptPolicy adopt, ownership::OwnershipStore* ownership = nullptr) {
+    ReconcileOptions options;
+    options.adopt = adopt;
+    return Run(options, ownership);
+  }
+
+  // The source's in-scope entries, as the sink should hold them.
+  std::map<std::string, std::string> Expected() const {
+    std::map<std::string, std::string> expected;
+    for (const std::string& key : source_keys_) {
+      if (auto entry = source_.Get(key); entry && scope_.Contains(key)) {
+        expected[key] = entry->value;
+      }
+    }
+    return expected;
+  }
+
+  int64_t SourcePut(const std::string& key, const std::string& value) {
+    source_keys_.insert(key);
+    return source_.Put(key, value);
+  }
+
+  // Ten keys in scope, one excluded, one outside.
+  void FillSource() {
+    for (int i = 0; i < 10; ++i) SourcePut("/dubbo/k" + std::to_string(i), "v" + std::to_string(i));
+    SourcePut("/dubbo/config/excluded", "x");
+    SourcePut("/elsewhere/a", "x");
+  }
+
+  SystemClock clock_;
+  std::shared_ptr<ops::MemoryLogSink> log_sink_ = std::make_shared<ops::MemoryLogSink>();
+  ops::Logger logger_{log_sink_, ops::LogFormat::kJson, ops::LogLevel::kDebug, clock_};
+  core::Scope scope_ = core::Scope::Create({"/dubbo"}, {"/dubbo/config"}).value();
+  core::memory::InMemorySink sink_;
+  core::memory::InMemorySource source_{scope_};
+  NullListener listener_;
+  std::set<std::string> source_keys_;
+  FencedWriterOptions writer_options_;
+  std::unique_ptr<FencedWriter> writer_;
+};
+
+TEST_F(ReconcilerTest, AFirstSyncWritesEveryInScopeEntryOnce) {
+  FillSource();
+  const ReconcileReport report = Run();
+  EXPECT_EQ(report.source_entries, 10u);
+  EXPECT_EQ(report.sink_entries, 0u);
+  EXPECT_EQ(report.Count(Kind::kMissing), 10u);
+  EXPECT_EQ(report.VisibleDifferences(), 10u);
+  EXPECT_EQ(report.fixed_puts, 10u);
+  EXPECT_EQ(report.fixed_deletes, 0u);
+  EXPECT_EQ(report.failed, 0u);
+  EXPECT_EQ(report.first_pass_differences, 10u);
+  EXPECT_EQ(report.differences.size(), 10u);
+  EXPECT_EQ(sink_.writes_applied(), 10u);
+  EXPECT_EQ(sink_.Values(), Expected());
+  for (const auto& [key, value] : Expected()) {
+    auto entry = sink_.Get(key);
+    ASSERT_TRUE(entry && entry->owner) << key;
+    EXPECT_EQ(entry->owner->source_version, source_.Get(key)->version) << key;
+  }
+  EXPECT_FALSE(sink_.Get("/dubbo/config/excluded").has_value());
+  EXPECT_FALSE(sink_.Get("/elsewhere/a").has_value());
+}
+
+TEST_F(ReconcilerTest, ASecondRunWritesNothing) {
+  FillSource();
+  Run();
+  const size_t batches = sink_.batches_submitted();
+  const int64_t point = sink_.point();
+  const ReconcileReport report = Run();
+  EXPECT_EQ(report.in_sync, 10u);
+  EXPECT_EQ(report.VisibleDifferences(), 0u);
+  EXPECT_EQ(report.first_pass_differences, 0u);
+  EXPECT_EQ(report.fixed_puts + report.fixed_deletes, 0u);
+  EXPECT_EQ(sink_.batches_submitted(), batches);
+  EXPECT_EQ(sink_.point(), point);
+}
+
+TEST_F(ReconcilerTest, RepairsChangedAndMissingKeysAndRemovesExtrasItOwns) {
+  FillSource();
+  Run();
+  SourcePut("/dubbo/k0", "changed in the source");
+  ASSERT_TRUE(source_.Delete("/dubbo/k1"));
+  sink_.DeleteValue("/dubbo/k2");  // the record stays
+  sink_.PutOwned("/dubbo/k3", "changed in the sink", source_.Get("/dubbo/k3")->version);
+  sink_.PutOwned("/dubbo/leftover", "ours", 1);  // extra, ours
+  sink_.PutRecord("/dubbo/orphan", 1);           // a record alone
+  const ReconcileReport report = Run();
+  EXPECT_EQ(report.Count(Kind::kChanged), 2u);
+  EXPECT_EQ(report.Count(Kind::kMissing), 1u);
+  EXPECT_EQ(report.Count(Kind::kExtra), 2u);
+  EXPECT_EQ(report.Count(Kind::kOrphanMeta), 1u);
+  EXPECT_EQ(report.fixed_puts, 3u);
+  EXPECT_EQ(report.fixed_deletes, 3u);  // k1, the leftover, and the orphan record
+  EXPECT_EQ(report.failed, 0u);
+  EXPECT_EQ(sink_.Values(), Expected());
+  EXPECT_FALSE(sink_.Get("/dubbo/orphan").has_value());
+  EXPECT_FALSE(sink_.Get("/dubbo/leftover").has_value());
+  EXPECT_EQ(Run().VisibleDifferences(), 0u);
+}
+
+TEST_F(ReconcilerTest, ForeignKeysSurviveAndAreReported) {
+  FillSource();
+  Run();
+  sink_.PutForeign("/dubbo/theirs", "another tool's");  // absent from the source
+  sink_.PutForeign("/dubbo/k9x", "x");
+  const ReconcileReport report = Run();
+  EXPECT_EQ(report.Count(Kind::kForeign), 2u);
+  EXPECT_THAT(report.foreign_samples, ElementsAre("/sink/dubbo/k9x", "/sink/dubbo/theirs"));
+  EXPECT_EQ(report.fixed_deletes, 0u);
+  EXPECT_EQ(sink_.Get("/dubbo/theirs")->value, "another tool's");
+  EXPECT_EQ(sink_.Get("/dubbo/k9x")->value, "x");
+  EXPECT_EQ(report.WouldAdopt(AdoptPolicy::kAll), 2u);
+}
+
+TEST_F(ReconcilerTest, AReportOnlyRunChangesNothingAndReports) {
+  FillSource();
+  sink_.PutOwned("/dubbo/k0", "old", 1);
+  sink_.PutOwned("/dubbo/extra", "ours", 1);
+  const int64_t point = sink_.point();
+  ReconcileOptions options;
+  options.fix = false;
+  auto report = TryRun(options, nullptr, /*with_writer=*/false);
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_EQ(report->Count(Kind::kMissing), 9u);
+  EXPECT_EQ(report->Count(Kind::kChanged), 1u);
+  EXPECT_EQ(report->Count(Kind::kExtra), 1u);
+  EXPECT_EQ(report->fixed_puts + report->fixed_deletes, 0u);
+  ASSERT_EQ(report->differences.size(), 11u);
+  const ConfirmedDifference& changed = report->differences[1];
+  EXPECT_EQ(changed.path, "/dubbo/k0");
+  EXPECT_EQ(changed.key, "/sink/dubbo/k0");
+  EXPECT_EQ(changed.kind, Kind::kChanged);
+  EXPECT_TRUE(changed.source.exists);
+  EXPECT_EQ(changed.source.value, "v0");
+  EXPECT_TRUE(changed.sink_exists);
+  EXPECT_EQ(changed.owner_version, 1);
+  EXPECT_EQ(sink_.point(), point);
+  EXPECT_EQ(sink_.batches_submitted(), 0u);
+
+  // fix=false with a writer changes nothing either.
+  auto with_writer = TryRun(options);
+  ASSERT_TRUE(with_writer.ok());
+  EXPECT_EQ(with_writer->VisibleDifferences(), 11u);
+  EXPECT_EQ(sink_.point(), point);
+
+  // Repair() applies a kept report.
+  Reconciler reconciler(scope_, sink_, writer_.get(), nullptr, logger_, clock_);
+  ReconcileReport kept = *report;
+  reconciler.Repair(kept);
+  EXPECT_EQ(kept.fixed_puts, 10u);
+  EXPECT_EQ(kept.fixed_deletes, 1u);
+  EXPECT_EQ(sink_.Values(), Expected());
+}
+
+TEST_F(ReconcilerTest, WithoutKeepDifferencesTheReportStillCounts) {
+  FillSource();
+  sink_.PutForeign("/dubbo/theirs", "x");
+  ReconcileOptions options;
+  options.keep_differences = false;
+  const ReconcileReport report = Run(options);
+  EXPECT_TRUE(report.differences.empty());
+  EXPECT_EQ(report.Count(Kind::kMissing), 10u);
+  EXPECT_EQ(report.Count(Kind::kForeign), 1u);
+  EXPECT_THAT(report.foreign_samples, ElementsAre("/sink/dubbo/theirs"));
+  EXPECT_EQ(report.fixed_puts, 10u);
+  EXPECT_EQ(sink_.Size(), 11u);
+}
+
+// Three unowned keys: one equal to the source, one that differs, one the source lacks.
+class AdoptionTest : public ReconcilerTest {
+ protected:
+  void SetUp() override {
+    SourcePut("/dubbo/equal", "same");
+    SourcePut("/dubbo/differs", "source's");
+    SourcePut("/dubbo/mine", "m");
+    sink_.PutForeign("/dubbo/equal", "same");
+    sink_.PutForeign("/dubbo/differs", "theirs");
+    sink_.PutForeign("/dubbo/absent", "theirs");
+    equal_version_ = sink_.Get("/dubbo/equal")->version;
+  }
+  int64_t equal_version_ = 0;
+};
+
+TEST_F(AdoptionTest, NoneLeavesEveryUnownedKeyAlone) {
+  const ReconcileReport report = RunWith(AdoptPolicy::kNone);
+  EXPECT_EQ(report.unclaimed, 1u);
+  EXPECT_EQ(report.adopted, 0u);
+  EXPECT_EQ(report.Count(Kind::kForeign), 2u);
+  EXPECT_EQ(report.Count(Kind::kConflict), 0u);
+  EXPECT_EQ(report.WouldAdopt(AdoptPolicy::kMatching), 1u);
+  EXPECT_EQ(report.WouldAdopt(AdoptPolicy::kAll), 3u);
+  EXPECT_FALSE(sink_.Get("/dubbo/equal")->owner.has_value());
+  EXPECT_EQ(sink_.Get("/dubbo/differs")->value, "theirs");
+  EXPECT_EQ(sink_.Get("/dubbo/absent")->value, "theirs");
+  EXPECT_EQ(sink_.Get("/dubbo/mine")->value, "m");
+}
+
+TEST_F(AdoptionTest, MatchingAdoptsEqualKeysAndLeavesConflictsAlone) {
+  const ReconcileReport report = RunWith(AdoptPolicy::kMatching);
+  EXPECT_EQ(report.adopted, 1u);
+  EXPECT_EQ(report.Count(Kind::kConflict), 1u);
+  EXPECT_THAT(report.conflict_samples, ElementsAre("/sink/dubbo/differs"));
+  EXPECT_EQ(report.Count(Kind::kForeign), 1u);
+  EXPECT_THAT(report.foreign_samples, ElementsAre("/sink/dubbo/absent"));
+  EXPECT_EQ(report.fixed_puts, 1u);  // /dubbo/mine
+  // Only the record was written: the value and its version are as they were.
+  auto equal = sink_.Get("/dubbo/equal");
+  ASSERT_TRUE(equal->owner.has_value());
+  EXPECT_EQ(equal->owner->source_version, source_.Get("/dubbo/equal")->version);
+  EXPECT_EQ(equal->value, "same");
+  EXPECT_EQ(equal->version, equal_version_);
+  EXPECT_EQ(sink_.Get("/dubbo/differs")->value, "theirs");
+  EXPECT_FALSE(sink_.Get("/dubbo/differs")->owner.has_value());
+  EXPECT_EQ(sink_.Get("/dubbo/absent")->value, "theirs");
+  // Adopted for good: the next run sees nothing to do there.
+  const ReconcileReport again = RunWith(AdoptPolicy::kMatching);
+  EXPECT_EQ(again.adopted, 0u);
+  EXPECT_EQ(again.unclaimed, 0u);
+  EXPECT_EQ(again.Count(Kind::kConflict), 1u);
+}
+
+TEST_F(AdoptionTest, AllMakesEveryUnownedKeyOurs) {
+  const ReconcileReport report = RunWith(AdoptPolicy::kAll);
+  EXPECT_EQ(report.adopted, 1u);
+  EXPECT_EQ(report.fixed_puts, 2u);     // differs, mine
+  EXPECT_EQ(report.fixed_deletes, 1u);  // absent
+  EXPECT_EQ(report.Count(Kind::kConflict), 0u);
+  EXPECT_EQ(report.Count(Kind::kForeign), 0u);
+  EXPECT_EQ(sink_.Values(), Expected());
+  for (const std::string key : {"/dubbo/equal", "/dubbo/differs", "/dubbo/mine"}) {
+    EXPECT_TRUE(sink_.Get(key)->owner.has_value()) << key;
+  }
+  EXPECT_FALSE(sink_.Get("/dubbo/absent").has_value());
+}
+
+TEST_F(AdoptionTest, AnAdoptionLosesToAConcurrentWriteByAnotherWriter) {
+  // The repairs are held at the sink while another writer changes the equal key.
+  sink_.PauseApplies();
+  auto run = std::async(std::launch::async, [&] {
+    ReconcileOptions options;
+    options.adopt = AdoptPolicy::kMatching;
+    return TryRun(options);
+  });
+  ASSERT_TRUE(WaitFor([&] { return sink_.batches_submitted() >= 1; }));
+  sink_.PutForeign("/dubbo/equal", "another writer's, meanwhile");
+  sink_.ResumeApplies();
+  ASSERT_EQ(run.wait_for(seconds(10)), std::future_status::ready);
+  auto report = run.get();
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_EQ(report->adopted, 0u);
+  EXPECT_EQ(report->failed, 0u);
+  auto equal = sink_.Get("/dubbo/equal");
+  EXPECT_EQ(equal->value, "another writer's, meanwhile");
+  EXPECT_FALSE(equal->owner.has_value());
+}
+
+TEST_F(ReconcilerTest, TheOwnershipStoreVouchesForUnownedKeys) {
+  ownership::FakeOwnershipStore store;
+  SourcePut("/dubbo/a", "new");
+  SourcePut("/dubbo/b", "same");
+  sink_.PutForeign("/dubbo/a", "old");     // the Go tool wrote it
+  sink_.PutForeign("/dubbo/b", "same");    // the Go tool wrote it
+  sink_.PutForeign("/dubbo/gone", "old");  // the Go tool wrote it, since deleted
+  sink_.PutForeign("/dubbo/theirs", "x");  // not in the store: foreign
+  ASSERT_TRUE(
+      store
+          .Record(
+              {{"/sink/dubbo/a", "old"}, {"/sink/dubbo/b", "same"}, {"/sink/dubbo/gone", "old"}})
+          .ok());
+  const ReconcileReport report = Run({}, &store);
+  EXPECT_EQ(report.adopted, 1u);        // b
+  EXPECT_EQ(report.fixed_puts, 1u);     // a
+  EXPECT_EQ(report.fixed_deletes, 1u);  // gone
+  EXPECT_EQ(report.Count(Kind::kForeign), 1u);
+  EXPECT_EQ(report.deferred_deletes, 0u);
+  EXPECT_EQ(sink_.Get("/dubbo/a")->value, "new");
+  EXPECT_TRUE(sink_.Get("/dubbo/a")->owner.has_value());
+  EXPECT_TRUE(sink_.Get("/dubbo/b")->owner.has_value());
+  EXPECT_FALSE(sink_.Get("/dubbo/gone").has_value());
+  EXPECT_EQ(sink_.Get("/dubbo/theirs")->value, "x");
+  // The store follows: the repaired key recorded with its new value, the deleted one forgotten.
+  const auto records = store.records();
+  EXPECT_EQ(records.at("/sink/dubbo/a"), "new");
+  EXPECT_EQ(records.count("/sink/dubbo/gone"), 0u);
+  EXPECT_EQ(records.count("/sink/dubbo/theirs"), 0u);
+}
+
+TEST_F(ReconcilerTest, DeletesWaitWhileTheOwnershipStoreIsDown) {
+  ownership::FakeOwnershipStore store;
+  sink_.PutOwned("/dubbo/extra", "ours", source_.Put("/dubbo/extra", "ours"));
+  ASSERT_TRUE(source_.Delete("/dubbo/extra"));
+  SourcePut("/dubbo/a", "1");
+  store.SetAvailable(false);
+  const ReconcileReport down = Run({}, &store);
+  EXPECT_EQ(down.fixed_puts, 1u);  // puts go on
+  EXPECT_EQ(down.fixed_deletes, 0u);
+  EXPECT_EQ(down.deferred_deletes, 1u);
+  EXPECT_EQ(sink_.Get("/dubbo/extra")->value, "ours");
+
+  store.SetAvailable(true);
+  const ReconcileReport back = Run({}, &store);
+  EXPECT_EQ(back.deferred_deletes, 0u);
+  EXPECT_EQ(back.fixed_deletes, 1u);
+  EXPECT_FALSE(sink_.Get("/dubbo/extra").has_value());
+}
+
+TEST_F(ReconcilerTest, ASnapshotFailureIsASourceError) {
+  FillSource();
+  source_.FailNextReads(1, core::SourceError::Code::kUnavailable);
+  auto report = TryRun({});
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.error().side, ReconcileError::Side::kSource);
+  EXPECT_NE(report.error().message.find("memory source"), std::string::npos)
+      << report.error().message;
+  EXPECT_EQ(sink_.Size(), 0u);
+  // The next run succeeds.
+  EXPECT_EQ(Run().fixed_puts, 10u);
+}
+
+TEST_F(ReconcilerTest, AListingFailureIsASinkError) {
+  FillSource();
+  sink_.FailNextReads(2, core::SinkError::Code::kUnavailable);  // the point, then the listing
+  auto report = TryRun({});
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.error().side, ReconcileError::Side::kSink);
+  EXPECT_EQ(sink_.Size(), 0u);
+}
+
+TEST_F(ReconcilerTest, ACancelledRunStopsBeforeReading) {
+  FillSource();
+  std::atomic<bool> cancel{true};
+  ReconcileOptions options;
+  options.cancel = &cancel;
+  auto report = TryRun(options);
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.error().side, ReconcileError::Side::kSource);
+  EXPECT_EQ(sink_.Size(), 0u);
+}
+
+TEST_F(ReconcilerTest, ACancelDuringTheMergeStopsItWithAnError) {
+  // More differences than one chunk of re-reads (2048): the merge stops after the first.
+  constexpr int kKeys = 5000;
+  for (int i = 0; i < kKeys; ++i) SourcePut("/dubbo/k" + std::to_string(10000 + i), "v");
+  std::atomic<bool> cancel{false};
+  ReconcileOptions options;
+  options.cancel = &cancel;
+  options.keep_differences = false;
+  options.on_progress = [&](size_t) { cancel.store(true); };
+  auto report = TryRun(options);
+  EXPECT_LT(sink_.Size(), static_cast<size_t>(kKeys));
+  // reconciler.h: "When set and true, the run stops early (between requests) with an error."
+  EXPECT_FALSE(report.ok()) << "a cancelled run reported success after "
+                            << (report.ok() ? report->fixed_puts : 0) << " of " << kKeys
+                            << " repairs";
+}
+
+}  // namespace
+}  // namespace zk2etcd::sync

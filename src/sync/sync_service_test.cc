@@ -1,0 +1,360 @@
+// SyncService against an in-memory source, sink and leader election (core/testing): the first
+// sync, following changes, a lost source, reconnects, fatal errors, and leadership handed over
+// between two services. No ZooKeeper, no etcd.
+#include "sync/sync_service.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/wait_for_testing.h"
+#include "core/testing/in_memory_election.h"
+#include "core/testing/in_memory_sink.h"
+#include "core/testing/in_memory_source.h"
+#include "ops/log.h"
+
+namespace zk2etcd::sync {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr auto kWait = seconds(10);
+
+// One replica: a source of its own, a writer, a service on a thread.
+class Replica {
+ public:
+  Replica(const core::Scope& scope, core::memory::InMemorySink& sink, ops::Logger& logger,
+          const Clock& clock, core::LeaderElection* election = nullptr)
+      : source_(scope) {
+    FencedWriterOptions writer_options;
+    writer_options.initial_backoff = milliseconds(5);
+    writer_options.max_backoff = milliseconds(50);
+    writer_ = std::make_unique<FencedWriter>(sink, writer_options, clock);
+    SyncServiceOptions options;
+    options.fullsync_interval = std::chrono::nanoseconds(0);
+    options.retry_initial = milliseconds(10);
+    options.retry_max = milliseconds(100);
+    options.election_retry_max = milliseconds(100);
+    options.drain_timeout = seconds(5);
+    options.on_reconcile = [this](const Result<ReconcileReport, ReconcileError>& result) {
+      std::lock_guard lock(mutex_);
+      if (result.ok()) {
+        reports_.push_back(*result);
+      } else {
+        errors_.push_back(result.error().message);
+      }
+    };
+    options.on_change = [this](const AppliedChange& change) {
+      std::lock_guard lock(mutex_);
+      changes_.push_back(change);
+    };
+    service_ = std::make_unique<SyncService>(scope, source_, sink, *writer_, nullptr, election,
+                                             logger, clock, options);
+  }
+  // The service stops and its Run returns; the writer stops before the service (its pipeline)
+  // goes.
+  ~Replica() {
+    (void)Stop();
+    writer_->Stop();
+    service_.reset();
+  }
+
+  void Start() {
+    run_ = std::async(std::launch::async, [this] { return service_->Run(); });
+  }
+  // Stops the service; returns what Run returned.
+  Result<void, std::string> Stop() {
+    if (!run_.valid()) return stopped_;
+    service_->Stop();
+    EXPECT_EQ(run_.wait_for(kWait), std::future_status::ready);
+    stopped_ = run_.get();
+    return stopped_;
+  }
+  // Waits for Run to return by itself.
+  std::optional<Result<void, std::string>> WaitForExit() {
+    if (run_.wait_for(kWait) != std::future_status::ready) return std::nullopt;
+    stopped_ = run_.get();
+    return stopped_;
+  }
+
+  size_t reconciliations() const {
+    std::lock_guard lock(mutex_);
+    return reports_.size();
+  }
+  size_t failed_reconciliations() const {
+    std::lock_guard lock(mutex_);
+    return errors_.size();
+  }
+  std::vector<AppliedChange> changes() const {
+    std::lock_guard lock(mutex_);
+    return changes_;
+  }
+  bool Wrote(const std::string& sink_key) const {
+    for (const AppliedChange& change : changes()) {
+      if (change.key == sink_key && change.outcome == core::WriteOutcome::kApplied) return true;
+    }
+    return false;
+  }
+
+  core::memory::InMemorySource& source() { return source_; }
+  SyncService& service() { return *service_; }
+
+ private:
+  core::memory::InMemorySource source_;
+  std::unique_ptr<FencedWriter> writer_;
+  std::unique_ptr<SyncService> service_;
+  std::future<Result<void, std::string>> run_;
+  Result<void, std::string> stopped_;
+  mutable std::mutex mutex_;
+  std::vector<ReconcileReport> reports_;
+  std::vector<std::string> errors_;
+  std::vector<AppliedChange> changes_;
+};
+
+class SyncServiceTest : public ::testing::Test {
+ protected:
+  std::optional<std::string> SinkValue(const std::string& key) const {
+    auto entry = sink_.Get(key);
+    return entry ? entry->value : std::nullopt;
+  }
+  bool WaitForValue(const std::string& key, const std::optional<std::string>& value) {
+    return WaitFor([&] { return SinkValue(key) == value; }, kWait);
+  }
+  // The sink's fence is the leader's.
+  bool FenceFollowsLeader(const core::memory::InMemoryElectionGroup& group) const {
+    const auto fence = sink_.fence();
+    const auto leader = group.LeaderFence();
+    if (!fence || !leader) return fence.has_value() == leader.has_value();
+    return fence->key == leader->key && fence->revision == leader->revision;
+  }
+
+  SystemClock clock_;
+  std::shared_ptr<ops::MemoryLogSink> log_sink_ = std::make_shared<ops::MemoryLogSink>();
+  ops::Logger logger_{log_sink_, ops::LogFormat::kJson, ops::LogLevel::kDebug, clock_};
+  core::Scope scope_ = core::Scope::Create({"/dubbo"}, {"/dubbo/config"}).value();
+  core::memory::InMemorySink sink_;
+};
+
+TEST_F(SyncServiceTest, SyncsAtStartThenFollowsChangesAndStopsCleanly) {
+  Replica replica(scope_, sink_, logger_, clock_);
+  for (int i = 0; i < 5; ++i) replica.source().Put("/dubbo/k" + std::to_string(i), "v");
+  replica.source().Put("/dubbo/config/x", "excluded");
+  sink_.PutOwned("/dubbo/extra", "ours", 1);
+  replica.Start();
+  ASSERT_TRUE(WaitFor([&] { return replica.reconciliations() >= 1; }, kWait));
+  EXPECT_EQ(sink_.Values().size(), 5u);
+  EXPECT_FALSE(sink_.Get("/dubbo/extra").has_value());
+  EXPECT_FALSE(sink_.Get("/dubbo/config/x").has_value());
+  const SyncStatus status = replica.service().Status();
+  EXPECT_TRUE(status.first_sync_done);
+  EXPECT_TRUE(status.leader);
+  EXPECT_TRUE(status.source_connected);
+  EXPECT_EQ(status.reconciliations, 1u);
+
+  replica.source().Put("/dubbo/new", "after the first sync");
+  replica.source().Put("/dubbo/k0", "changed");
+  ASSERT_TRUE(replica.source().Delete("/dubbo/k1"));
+  ASSERT_TRUE(WaitForValue("/dubbo/new", "after the first sync"));
+  ASSERT_TRUE(WaitForValue("/dubbo/k0", "changed"));
+  ASSERT_TRUE(WaitForValue("/dubbo/k1", std::nullopt));
+  ASSERT_TRUE(WaitFor([&] { return replica.Wrote("/sink/dubbo/new"); }, kWait));
+  EXPECT_EQ(replica.reconciliations(), 1u);  // changes go through the incremental pipeline
+
+  const auto stopped = replica.Stop();
+  EXPECT_TRUE(stopped.ok()) << stopped.error();
+  EXPECT_FALSE(replica.source().Status().connected);
+}
+
+TEST_F(SyncServiceTest, ALostSourceIsOpenedAgainAndReconciled) {
+  Replica replica(scope_, sink_, logger_, clock_);
+  replica.source().Put("/dubbo/a", "1");
+  replica.Start();
+  ASSERT_TRUE(WaitFor([&] { return replica.reconciliations() >= 1; }, kWait));
+  // The next two opens fail, so the change below is made while the source is closed: it is never
+  // announced, only the reconciliation after the new Open can bring it.
+  replica.source().FailOpen(2, core::SourceError::Code::kUnavailable);
+  replica.source().Lose();
+  replica.source().Put("/dubbo/while-lost", "x");
+  ASSERT_TRUE(WaitForValue("/dubbo/while-lost", "x"));
+  // on_reconcile runs after the repairs it reports.
+  ASSERT_TRUE(WaitFor([&] { return replica.reconciliations() >= 2; }, kWait));
+  EXPECT_GE(replica.source().snapshots_read(), 2u);
+  EXPECT_FALSE(replica.Wrote("/sink/dubbo/while-lost"));  // not by the incremental pipeline
+  // And it follows changes again.
+  replica.source().Put("/dubbo/after", "y");
+  ASSERT_TRUE(WaitForValue("/dubbo/after", "y"));
+  EXPECT_TRUE(replica.Stop().ok());
+}
+
+TEST_F(SyncServiceTest, AReconnectBringsAReconciliation) {
+  Replica replica(scope_, sink_, logger_, clock_);
+  replica.source().Put("/dubbo/a", "1");
+  replica.Start();
+  ASSERT_TRUE(WaitFor([&] { return replica.reconciliations() >= 1; }, kWait));
+  replica.source().Disconnect();
+  replica.source().Put("/dubbo/while-disconnected", "x");  // not announced
+  replica.source().Reconnect();
+  ASSERT_TRUE(WaitFor([&] { return replica.reconciliations() >= 2; }, kWait));
+  ASSERT_TRUE(WaitForValue("/dubbo/while-disconnected", "x"));
+  EXPECT_EQ(replica.reconciliations(), 2u);
+  EXPECT_TRUE(replica.Stop().ok());
+}
+
+TEST_F(SyncServiceTest, ARequestedReconciliationRuns) {
+  Replica replica(scope_, sink_, logger_, clock_);
+  replica.Start();
+  ASSERT_TRUE(WaitFor([&] { return replica.reconciliations() >= 1; }, kWait));
+  // Ours, written from a source version older than the source's point, and not in the source.
+  replica.source().Put("/dubbo/a", "1");
+  replica.source().Put("/dubbo/b", "2");
+  sink_.PutOwned("/dubbo/extra", "ours", 1);
+  replica.service().RequestReconcile();
+  ASSERT_TRUE(WaitFor([&] { return replica.reconciliations() >= 2; }, kWait));
+  EXPECT_FALSE(sink_.Get("/dubbo/extra").has_value());
+  EXPECT_TRUE(replica.Stop().ok());
+}
+
+TEST_F(SyncServiceTest, AFailedReconciliationIsRetried) {
+  Replica replica(scope_, sink_, logger_, clock_);
+  replica.source().Put("/dubbo/a", "1");
+  sink_.FailNextReads(4, core::SinkError::Code::kUnavailable);  // two runs: point and listing
+  replica.Start();
+  ASSERT_TRUE(WaitFor([&] { return replica.reconciliations() >= 1; }, kWait));
+  EXPECT_GE(replica.failed_reconciliations(), 1u);
+  EXPECT_EQ(SinkValue("/dubbo/a"), "1");
+  EXPECT_TRUE(replica.Stop().ok());
+}
+
+TEST_F(SyncServiceTest, AnOpenFailingFatallyEndsRun) {
+  Replica replica(scope_, sink_, logger_, clock_);
+  replica.source().FailOpen(1, core::SourceError::Code::kAuthFailed);
+  replica.Start();
+  const auto exited = replica.WaitForExit();
+  ASSERT_TRUE(exited.has_value()) << "Run did not return";
+  ASSERT_FALSE(exited->ok());
+  EXPECT_FALSE(exited->error().empty());
+  EXPECT_EQ(replica.reconciliations(), 0u);
+}
+
+TEST_F(SyncServiceTest, AnOpenFailingForNowIsRetried) {
+  Replica replica(scope_, sink_, logger_, clock_);
+  replica.source().Put("/dubbo/a", "1");
+  replica.source().FailOpen(3, core::SourceError::Code::kUnavailable);
+  replica.Start();
+  ASSERT_TRUE(WaitForValue("/dubbo/a", "1"));
+  EXPECT_TRUE(replica.Stop().ok());
+}
+
+class ElectionTest : public SyncServiceTest {
+ protected:
+  ElectionTest() { group_->AttachSink(&sink_); }
+  ~ElectionTest() override {
+    // The replicas go first (their destructors stop them), then the group lets go of the sink.
+    b_.reset();
+    a_.reset();
+    group_->AttachSink(nullptr);
+  }
+
+  // Both sources get the same changes, so they hold the same versions.
+  void PutBoth(const std::string& key, const std::string& value) {
+    a_->source().Put(key, value);
+    b_->source().Put(key, value);
+  }
+
+  // Starts `a`, waits until it leads and synced, then starts `b` as the standby.
+  void StartBoth() {
+    a_->Start();
+    ASSERT_TRUE(WaitFor([&] { return group_->Leader() == "a"; }, kWait));
+    ASSERT_TRUE(WaitFor([&] { return a_->reconciliations() >= 1; }, kWait));
+    b_->Start();
+    ASSERT_TRUE(WaitFor([&] { return group_->Campaigns() == 2; }, kWait));
+    EXPECT_EQ(group_->Leader(), "a");
+  }
+
+  std::shared_ptr<core::memory::InMemoryElectionGroup> group_ =
+      std::make_shared<core::memory::InMemoryElectionGroup>();
+  core::memory::InMemoryElection election_a_{group_, "a"};
+  core::memory::InMemoryElection election_b_{group_, "b"};
+  std::unique_ptr<Replica> a_ =
+      std::make_unique<Replica>(scope_, sink_, logger_, clock_, &election_a_);
+  std::unique_ptr<Replica> b_ =
+      std::make_unique<Replica>(scope_, sink_, logger_, clock_, &election_b_);
+};
+
+TEST_F(ElectionTest, OnlyTheLeaderWrites) {
+  PutBoth("/dubbo/a", "1");
+  ASSERT_NO_FATAL_FAILURE(StartBoth());
+  EXPECT_EQ(SinkValue("/dubbo/a"), "1");
+  PutBoth("/dubbo/b", "2");
+  ASSERT_TRUE(WaitForValue("/dubbo/b", "2"));
+  // on_change runs after the write it reports.
+  ASSERT_TRUE(WaitFor([&] { return a_->Wrote("/sink/dubbo/b"); }, kWait));
+  EXPECT_TRUE(b_->changes().empty());
+  EXPECT_EQ(b_->reconciliations(), 0u);
+  EXPECT_TRUE(a_->service().Status().leader);
+  EXPECT_FALSE(b_->service().Status().leader);
+  EXPECT_TRUE(FenceFollowsLeader(*group_));
+}
+
+TEST_F(ElectionTest, ADeposedLeadersStandbyTakesOver) {
+  PutBoth("/dubbo/a", "1");
+  ASSERT_NO_FATAL_FAILURE(StartBoth());
+  group_->Depose();
+  ASSERT_TRUE(WaitFor([&] { return group_->Leader() == "b"; }, kWait));
+  ASSERT_TRUE(WaitFor([&] { return b_->reconciliations() >= 1; }, kWait));
+  PutBoth("/dubbo/after", "x");
+  ASSERT_TRUE(WaitForValue("/dubbo/after", "x"));
+  ASSERT_TRUE(WaitFor([&] { return b_->Wrote("/sink/dubbo/after"); }, kWait));
+  EXPECT_FALSE(a_->Wrote("/sink/dubbo/after"));
+  // The deposed one campaigns again and stands by.
+  ASSERT_TRUE(WaitFor([&] { return group_->Campaigns() == 2; }, kWait));
+  EXPECT_FALSE(a_->service().Status().leader);
+  EXPECT_TRUE(a_->Stop().ok());
+  EXPECT_TRUE(b_->Stop().ok());
+}
+
+TEST_F(ElectionTest, AStoppedLeadersStandbyTakesOver) {
+  PutBoth("/dubbo/a", "1");
+  ASSERT_NO_FATAL_FAILURE(StartBoth());
+  EXPECT_TRUE(a_->Stop().ok());  // resigns
+  ASSERT_TRUE(WaitFor([&] { return group_->Leader() == "b"; }, kWait));
+  PutBoth("/dubbo/after", "x");
+  ASSERT_TRUE(WaitForValue("/dubbo/after", "x"));
+  EXPECT_EQ(group_->Campaigns(), 1u);
+  EXPECT_TRUE(b_->Stop().ok());
+}
+
+TEST_F(ElectionTest, AWriteRefusedByTheFenceMakesTheLeaderStepDown) {
+  PutBoth("/dubbo/a", "1");
+  ASSERT_NO_FATAL_FAILURE(StartBoth());
+  // Someone else's leadership, as far as the sink can tell.
+  sink_.SetFence(core::Fence{"/election/someone-else", 1000});
+  PutBoth("/dubbo/b", "2");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const AppliedChange& change : a_->changes()) {
+          if (change.not_leader) return true;
+        }
+        return false;
+      },
+      kWait));
+  // `a` stepped down; `b` leads, and the sink's fence follows it.
+  ASSERT_TRUE(WaitFor([&] { return group_->Leader() == "b"; }, kWait));
+  ASSERT_TRUE(WaitForValue("/dubbo/b", "2"));
+  EXPECT_FALSE(a_->Wrote("/sink/dubbo/b"));
+  EXPECT_TRUE(FenceFollowsLeader(*group_));
+  EXPECT_TRUE(a_->Stop().ok());
+  EXPECT_TRUE(b_->Stop().ok());
+}
+
+}  // namespace
+}  // namespace zk2etcd::sync
