@@ -141,7 +141,7 @@ void FencedWriter::SenderLoop() {
       continue;
     }
     if (stopping_ && in_flight_txns_ == 0 && queue_.empty()) break;
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = clock_.Now();
     const bool window_open = in_flight_txns_ < window_.window();
     if (!stopping_ && !queue_.empty() && window_open && now >= retry_at_) {
       std::vector<Entry> batch = TakeBatchLocked();
@@ -168,7 +168,7 @@ void FencedWriter::SenderLoop() {
       continue;
     }
     if (!stopping_ && !queue_.empty() && window_open) {
-      wake_.wait_until(lock, retry_at_);
+      wake_.wait_for(lock, retry_at_ - now);  // the injected clock's time
     } else {
       wake_.wait(lock);
     }
@@ -202,7 +202,7 @@ void FencedWriter::HandleBatchDoneLocked(std::vector<Entry>& batch,
     if (error.Retryable() && !stopping_) {
       // Back to the front, in order, to be sent again after a backoff with jitter.
       for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
-      retry_at_ = std::chrono::steady_clock::now() + backoff_.Next();
+      retry_at_ = clock_.Now() + backoff_.Next();
       return;
     }
     if (error.code == core::SinkError::Code::kNotLeader) {

@@ -220,6 +220,30 @@ TEST_F(FencedWriterTest, ARetryableFailureIsRetriedWithBackoffUntilApplied) {
   EXPECT_FALSE(attempts[3].has_value());
 }
 
+// The retry backoff runs on the injected clock: while it stands still, real time passing does not
+// bring the retry; advancing it does.
+TEST(FencedWriterClockTest, RetriesWaitForTheInjectedClock) {
+  FakeClock clock;
+  core::memory::InMemorySink sink;
+  FencedWriterOptions options;
+  options.initial_backoff = milliseconds(200);
+  options.max_backoff = milliseconds(200);
+  FencedWriter writer(sink, options, clock);
+  sink.FailNextApplies(1, core::SinkError::Code::kUnavailable);
+  std::promise<WriteResult> done;
+  writer.Submit(Put("/a", "1", 10), [&done](const WriteResult& result) { done.set_value(result); });
+  auto future = done.get_future();
+  // Three times the longest backoff in real time: a writer on the system clock would have
+  // retried by now.
+  EXPECT_EQ(future.wait_for(milliseconds(600)), std::future_status::timeout);
+  EXPECT_EQ(sink.batches_submitted(), 1u);
+  EXPECT_TRUE(writer.retrying());
+  clock.Advance(milliseconds(400));
+  ASSERT_EQ(future.wait_for(seconds(10)), std::future_status::ready);
+  EXPECT_EQ(future.get().value(), WriteOutcome::kApplied);
+  writer.Stop();
+}
+
 TEST_F(FencedWriterTest, RetryingIsTrueWhileTheSinkFails) {
   options_.initial_backoff = milliseconds(200);
   options_.max_backoff = milliseconds(200);
