@@ -70,8 +70,8 @@ bool OwnershipRecorder::reachable() const {
 
 void OwnershipRecorder::BecomeUnreachableLocked() {
   reachable_ = false;
-  backoff_ = options_.initial_backoff;
-  next_ping_at_ = clock_.Now() + backoff_;
+  backoff_.Reset();
+  next_ping_at_ = clock_.Now() + backoff_.Next();
 }
 
 void OwnershipRecorder::Answer(std::vector<std::function<void(bool)>>& waiters, bool reachable) {
@@ -169,12 +169,11 @@ void OwnershipRecorder::WorkerLoop() {
       const bool answered = store_.Ping().ok();
       lock.lock();
       if (!answered) {
-        backoff_ = std::clamp(backoff_ * 2, options_.initial_backoff, options_.max_backoff);
-        next_ping_at_ = clock_.Now() + backoff_;
+        next_ping_at_ = clock_.Now() + backoff_.Next();
         continue;
       }
       reachable_ = true;
-      backoff_ = std::chrono::milliseconds(0);
+      backoff_.Reset();
       if (options_.on_reachable) {
         lock.unlock();
         options_.on_reachable();

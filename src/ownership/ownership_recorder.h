@@ -27,6 +27,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/backoff.h"
 #include "common/clock.h"
 #include "ownership/ownership_store.h"
 
@@ -104,7 +105,10 @@ class OwnershipRecorder {
   size_t in_flight_ = 0;
   std::vector<std::function<void(bool)>> waiters_;
   bool reachable_ = true;
-  std::chrono::milliseconds backoff_{0};
+  // Pings while unreachable: initial_backoff doubling up to max_backoff, without jitter.
+  Backoff backoff_{{.initial = options_.initial_backoff,
+                    .max = options_.max_backoff,
+                    .multiplier = 2.0}};
   std::chrono::steady_clock::time_point next_ping_at_{};
   bool stopping_ = false;
   bool stopped_ = false;
