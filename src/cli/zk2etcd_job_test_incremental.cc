@@ -5,6 +5,8 @@
 // applied when it is back.
 #include <gtest/gtest.h>
 
+#include <future>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -60,7 +62,15 @@ class IncrementalTest : public IncrementalFixture {
     StartIncremental(std::move(options), nullptr);
   }
   void Settle() {
-    // Events are delivered on the client's thread; the writer completes on its own.
+    // Events are delivered on the client's thread, asynchronously: every change made so far has
+    // been announced (and marked dirty) once a read sent now is answered, since the in-memory
+    // ZooKeeper queues a session's watch events and replies in order. (Without this barrier a
+    // busy machine could let Settle see an idle pipeline before the last event arrived.)
+    auto answered = std::make_shared<std::promise<void>>();
+    source_->ReadAsync("/dubbo",
+                       [answered](core::SourceResult<core::EntryState>) { answered->set_value(); });
+    ASSERT_EQ(answered->get_future().wait_for(seconds(5)), std::future_status::ready);
+    // The writer completes on its own.
     for (int i = 0; i < 200; ++i) {
       if (incremental_->WaitIdle(milliseconds(20)) && writer_->Drain(milliseconds(20)) &&
           incremental_->queue_depth() == 0) {
