@@ -202,8 +202,9 @@ TEST_F(IncrementalOwnershipTest, DeletesWhileTheStoreIsDownAreDeferredAndApplied
   EXPECT_EQ(store_back_.load(), 0);
   store_.SetAvailable(true);
   EXPECT_TRUE(WaitFor([&] {
+    // queue_depth: the deletes' callbacks, which queue the Forgets, have run.
     return !Etcd("/dubbo/svc/providers/p1") && !Etcd("/dubbo/svc/providers/p2") &&
-           incremental_->ownership_updates_queued() == 0;
+           incremental_->queue_depth() == 0 && incremental_->ownership_updates_queued() == 0;
   }));
   EXPECT_EQ(incremental_->deferred_deletes(), 0u);
   EXPECT_EQ(store_back_.load(), 1);
