@@ -18,6 +18,9 @@ struct SourceEntry {
   std::string key;
   std::string value;
   int64_t version = 0;
+  // The source's lease the entry is bound to (etcd), 0 when none: a job may bind the copy to a
+  // lease of the same TTL (etcd2etcd --copy-leases).
+  int64_t lease = 0;
 };
 
 // Every entry of a scope at one point of the source's history, sorted by key (byte order).
@@ -26,6 +29,10 @@ struct Snapshot {
   // Every change up to this point that the read could see is in `entries`.
   int64_t point = 0;
   size_t requests = 0;  // requests the read took (for figures)
+  // Every entry is exactly as it was at `point` (etcd: one read at one revision), so a
+  // difference found against it needs no second read to be confirmed. False for a walk that
+  // reads entries one by one (ZooKeeper): what it saw of one entry may predate `point`.
+  bool exact = false;
 };
 
 // One key as one read saw it.
@@ -35,6 +42,24 @@ struct EntryState {
   int64_t version = 0;  // when it exists
   // The point at which the read was answered: for an absent key, where the absence was seen.
   int64_t observed_at = 0;
+  int64_t lease = 0;  // as SourceEntry::lease, when it exists
+};
+
+// One key's change as an ordered change stream delivers it: the new state, not just the key.
+struct SourceChange {
+  std::string key;
+  bool exists = false;  // false: deleted
+  std::string value;    // when it exists
+  // When it exists, the entry's version after the change; for a delete, the point of the delete.
+  int64_t version = 0;
+  int64_t lease = 0;  // as SourceEntry::lease
+};
+
+// Every in-scope change the source made at one point (an etcd revision: one transaction, which
+// a job applies as one), in the source's order.
+struct ChangeSet {
+  int64_t point = 0;
+  std::vector<SourceChange> changes;
 };
 
 }  // namespace zk2etcd::core

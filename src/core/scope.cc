@@ -86,7 +86,17 @@ Result<Scope, std::string> Scope::Create(const std::vector<std::string>& prefixe
                     [&](const std::string& prefix) { return IsSameOrBelow(exclude, prefix); });
     if (inside_some_prefix) merged_excludes.push_back(std::move(exclude));
   }
-  return Scope(std::move(merged_prefixes), std::move(merged_excludes));
+  return Scope(std::move(merged_prefixes), std::move(merged_excludes), /*key_prefix=*/false);
+}
+
+Scope Scope::ForKeyPrefix(std::string prefix) {
+  std::vector<std::string> prefixes;
+  prefixes.push_back(std::move(prefix));
+  return Scope(std::move(prefixes), {}, /*key_prefix=*/true);
+}
+
+bool Scope::Covers(std::string_view key, std::string_view prefix) const {
+  return key_prefix_ ? key.starts_with(prefix) : IsSameOrBelow(key, prefix);
 }
 
 bool Scope::IsExcluded(std::string_view path) const {
@@ -97,14 +107,14 @@ bool Scope::IsExcluded(std::string_view path) const {
 bool Scope::Contains(std::string_view path) const {
   const bool under_prefix =
       std::any_of(prefixes_.begin(), prefixes_.end(),
-                  [&](const std::string& prefix) { return IsSameOrBelow(path, prefix); });
+                  [&](const std::string& prefix) { return Covers(path, prefix); });
   return under_prefix && !IsExcluded(path);
 }
 
 bool Scope::ShouldDescend(std::string_view path) const {
   if (IsExcluded(path)) return false;
   return std::any_of(prefixes_.begin(), prefixes_.end(), [&](const std::string& prefix) {
-    return IsSameOrBelow(path, prefix) || IsSameOrBelow(prefix, path);
+    return Covers(path, prefix) || (!key_prefix_ && IsSameOrBelow(prefix, path));
   });
 }
 

@@ -1,11 +1,15 @@
-// Scope: which ZooKeeper paths zk2etcd mirrors, from --zookeeper-prefix and
-// --zookeeper-exclude-prefix.
+// Scope: which keys of a source a job mirrors. Two kinds:
 //
-// A path is in scope when it equals a prefix or lies below it, with a path boundary ("/dubbo"
-// covers "/dubbo" and "/dubbo/x", never "/dubbox"), and it is neither equal to nor below an
-// exclude. Empty list entries are ignored, overlapping prefixes are merged, and an empty exclude
-// list excludes nothing. ZooKeeper's own "/zookeeper" subtree is always excluded. Immutable after
-// Create; thread-safe.
+//   - paths (Create: zk2etcd and zk2zk, from --zookeeper-prefix and --zookeeper-exclude-prefix):
+//     a path is in scope when it equals a prefix or lies below it, with a path boundary
+//     ("/dubbo" covers "/dubbo" and "/dubbo/x", never "/dubbox"), and it is neither equal to nor
+//     below an exclude. Empty list entries are ignored, overlapping prefixes are merged, and an
+//     empty exclude list excludes nothing. ZooKeeper's own "/zookeeper" subtree is always
+//     excluded;
+//   - a key prefix (ForKeyPrefix: etcd2etcd's --prefix): every key that starts with the prefix,
+//     byte for byte ("/registry" covers "/registry2" too), as etcd's own --prefix.
+//
+// Immutable after creation; thread-safe.
 #pragma once
 
 #include <string>
@@ -30,7 +34,15 @@ class Scope {
   static Result<Scope, std::string> Create(const std::vector<std::string>& prefixes,
                                            const std::vector<std::string>& excludes);
 
+  // A key-prefix scope: every key starting with `prefix` (which may be empty: every key).
+  static Scope ForKeyPrefix(std::string prefix);
+
   bool Contains(std::string_view path) const;
+  // Whether `key` lies in the part of the scope under `prefix` (one of prefixes()): at or below
+  // it for paths, starting with it for a key prefix.
+  bool Covers(std::string_view key, std::string_view prefix) const;
+  // True for a ForKeyPrefix scope.
+  bool key_prefix() const { return key_prefix_; }
   // Whether a walk that reached `path` must look at its children: false when the subtree is
   // excluded or lies outside every prefix and is not an ancestor of one.
   bool ShouldDescend(std::string_view path) const;
@@ -42,11 +54,12 @@ class Scope {
   const std::vector<std::string>& excludes() const { return excludes_; }
 
  private:
-  Scope(std::vector<std::string> prefixes, std::vector<std::string> excludes)
-      : prefixes_(std::move(prefixes)), excludes_(std::move(excludes)) {}
+  Scope(std::vector<std::string> prefixes, std::vector<std::string> excludes, bool key_prefix)
+      : prefixes_(std::move(prefixes)), excludes_(std::move(excludes)), key_prefix_(key_prefix) {}
 
   std::vector<std::string> prefixes_;
   std::vector<std::string> excludes_;
+  bool key_prefix_ = false;
 };
 
 }  // namespace zk2etcd::core

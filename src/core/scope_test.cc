@@ -93,5 +93,20 @@ TEST(ScopeTest, RejectsBadInputWithOneClearLine) {
   }
 }
 
+TEST(ScopeTest, AKeyPrefixCoversEveryKeyStartingWithItAsEtcdDoes) {
+  Scope scope = Scope::ForKeyPrefix("/registry");
+  EXPECT_TRUE(scope.key_prefix());
+  EXPECT_EQ(scope.prefixes(), (std::vector<std::string>{"/registry"}));
+  EXPECT_TRUE(scope.Contains("/registry"));
+  EXPECT_TRUE(scope.Contains("/registry/a/b"));
+  EXPECT_TRUE(scope.Contains("/registry2"));  // string semantics, no path boundary
+  EXPECT_FALSE(scope.Contains("/regist"));
+  EXPECT_FALSE(scope.Contains("/other"));
+  EXPECT_TRUE(scope.Covers("/registryx", "/registry"));
+  EXPECT_TRUE(Scope::ForKeyPrefix("").Contains("anything"));
+  // The path scope keeps its boundary.
+  EXPECT_FALSE(MakeScope({"/registry"}, {}).Covers("/registry2", "/registry"));
+}
+
 }  // namespace
 }  // namespace zk2etcd::core

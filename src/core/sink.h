@@ -117,6 +117,9 @@ struct SinkWrite {
     int64_t owner_version = 0;  // the record's source version; INT64_MAX if it holds none
   };
   std::optional<Observed> observed;
+  // The source's lease of the entry (SourceEntry::lease), 0 when none; a sink that copies
+  // leases binds the entry to its own lease of the same TTL.
+  int64_t lease = 0;
 };
 
 enum class WriteOutcome {
@@ -183,6 +186,27 @@ class Sink {
   virtual void ApplyAsync(std::vector<SinkWrite> writes, std::vector<int> variants,
                           const std::optional<Fence>& fence,
                           std::function<void(BatchResult)> done) = 0;
+};
+
+// A sink that records, in the same atomic write as the data, how far an ordered change stream
+// (Source::OpenAfter) has been applied: its checkpoint. A job resumes from it after a restart or
+// a failover; since data and checkpoint are written together, the checkpoint never claims a
+// change that the sink does not hold. Thread-safety as Sink.
+class CheckpointedSink {
+ public:
+  virtual ~CheckpointedSink() = default;
+  // The checkpoint recorded, or nullopt when none was.
+  virtual SinkResult<std::optional<int64_t>> ReadCheckpoint() = 0;
+  // How many writes, of what Cost (Sink::Cost in the write's default variant), one atomic batch
+  // may carry besides the checkpoint.
+  virtual BatchLimits AtomicLimits() const = 0;
+  // Applies `writes` (distinct keys, each by Sink::ApplyAsync's rules, in its default variant,
+  // within AtomicLimits) and records `checkpoint`, in one atomic batch fenced by `fence` when
+  // given: all of it or none of it. The answers never ask for a resend. `done` runs once, on the
+  // sink's thread. An empty `writes` records the checkpoint alone.
+  virtual void ApplyAtomicAsync(std::vector<SinkWrite> writes, int64_t checkpoint,
+                                const std::optional<Fence>& fence,
+                                std::function<void(BatchResult)> done) = 0;
 };
 
 }  // namespace zk2etcd::core

@@ -12,6 +12,12 @@
 // Connection state changes come to the listener as SourceEvents; the engine decides what to do
 // (reconcile after kReconnected, Close and Open again after kLost).
 //
+// A source with a history (etcd) also offers an ordered change stream (OpenAfter): every change
+// after a given point, delivered with its new state as ChangeSets, one per point, in order, each
+// exactly once. A job that applies them in that order, and records the last point applied in the
+// same atomic write as the data (CheckpointedSink, sink.h), can resume after a restart from that
+// point without reading the whole scope again.
+//
 // Thread-safety: every method is thread-safe. The listener is called on the source's own threads
 // and must only record or enqueue; ReadAsync's callback runs on the source's thread, never inline.
 #pragma once
@@ -35,6 +41,7 @@ struct SourceError {
     kClosed,       // Close() was called, or the operation was cancelled
     kAuthFailed,   // credentials refused: retrying cannot help
     kUnsupported,  // the server lacks something the source needs: retrying cannot help
+    kCompacted,    // the point asked for is gone from the source's history (etcd compaction)
     kOther,        // any other failure of one operation
   };
   Code code = Code::kOther;
@@ -66,6 +73,9 @@ enum class SourceEventType {
   kReconnected,   // the stream is back, but changes made meanwhile may not have been announced
   kLost,          // the stream ended for good (a ZooKeeper session expired): Close, Open again
   kFatal,         // retrying cannot help (credentials refused)
+  // An ordered stream cannot go on: the next changes are gone from the source's history (etcd
+  // compacted them). The stream has ended: reconcile, then OpenAfter the snapshot's point.
+  kCompacted,
 };
 struct SourceEvent {
   SourceEventType type = SourceEventType::kConnected;
@@ -77,6 +87,11 @@ class SourceListener {
   virtual ~SourceListener() = default;
   // An in-scope key was created, changed or deleted.
   virtual void OnChange(const std::string& key) = 0;
+  // The in-scope changes of one point of an ordered stream (OpenAfter), in order. By default,
+  // each changed key goes to OnChange.
+  virtual void OnChangeSet(ChangeSet set) {
+    for (const SourceChange& change : set.changes) OnChange(change.key);
+  }
   virtual void OnSourceEvent(const SourceEvent& event) = 0;
 };
 
@@ -96,6 +111,21 @@ class Source {
   // `listener`, which must outlive the source or the next Close(). Blocking. Fails with
   // kUnavailable (try again later) or a Fatal() error. REQUIRES: not open.
   virtual SourceResult<void> Open(SourceListener& listener) = 0;
+  // Like Open, but the change stream is ordered and starts after `point`: every in-scope change
+  // with a greater point reaches listener.OnChangeSet, in order, once (also across reconnects).
+  // Fails with kCompacted when the changes after `point` are gone, and with kUnsupported for a
+  // source without a history (the default). REQUIRES: not open.
+  virtual SourceResult<void> OpenAfter(SourceListener& listener, int64_t point) {
+    (void)listener;
+    (void)point;
+    return Unexpected{SourceError{SourceError::Code::kUnsupported,
+                                  std::string(Name()) + " has no ordered change stream"}};
+  }
+  // The source's newest point (cheap): where an ordered stream opened now would start from.
+  virtual SourceResult<int64_t> CurrentPoint() {
+    return Unexpected{SourceError{SourceError::Code::kUnsupported,
+                                  std::string(Name()) + " has no ordered change stream"}};
+  }
   // Ends the change stream and the connection; blocking calls in progress fail at once with
   // kClosed, and ReadAsync callbacks still owed come back with kUnavailable. Returns only when
   // nothing more will be delivered to the listener or a callback, also when another thread's

@@ -67,7 +67,7 @@ core::SinkResult<DiffReport> ComputeDiff(const core::Snapshot& snapshot, const c
     // Source side: the sorted entries at or below this prefix.
     std::vector<size_t> below;
     for (size_t i = 0; i < entries.size(); ++i) {
-      if (core::IsSameOrBelow(entries[i].key, prefix)) below.push_back(i);
+      if (scope.Covers(entries[i].key, prefix)) below.push_back(i);
     }
     // Requests end at every page_size-th source key: about a page each when the sink holds
     // what the source does (see core::ListOptions::splits).

@@ -18,6 +18,23 @@ constexpr auto kMaxEarlyPointAge = std::chrono::seconds(10);
 // so that memory holds a few chunks of writes rather than every difference of a full sync.
 constexpr size_t kMaxRepairsInFlight = 16 * kRecheckChunk;
 
+// The candidates' source states as an exact snapshot has them (absent: seen so at its point).
+core::SourceResult<std::vector<core::EntryState>> SnapshotStates(
+    const core::Snapshot& snapshot, const std::vector<Difference>& candidates) {
+  std::vector<core::EntryState> states(candidates.size());
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    core::EntryState& state = states[i];
+    state.observed_at = snapshot.point;
+    if (!candidates[i].entry_index) continue;
+    const core::SourceEntry& entry = snapshot.entries[*candidates[i].entry_index];
+    state.exists = true;
+    state.value = entry.value;
+    state.version = entry.version;
+    state.lease = entry.lease;
+  }
+  return states;
+}
+
 // Counts outstanding callbacks and lets one thread wait for all of them.
 class Pending {
  public:
@@ -197,8 +214,11 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
   }
   diff_options.on_differences = [&](std::vector<Difference>& candidates) {
     const auto recheck_start = clock_.Now();
+    // An exact snapshot needs no second look at the source when repairing: it is the state at
+    // its point, and a job that reads an ordered stream after that point applies the rest.
     auto confirmed =
-        Recheck(source, candidates, options.source_window, /*read_sink=*/!fix, options.adopt);
+        Recheck(source, candidates, options.source_window, /*read_sink=*/!fix, options.adopt,
+                fix && snapshot->exact ? &*snapshot : nullptr);
     report.recheck_duration += clock_.Now() - recheck_start;
     if (!confirmed.ok()) {
       failure = confirmed.error();
@@ -252,7 +272,7 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
 
 Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
     core::Source& source, const std::vector<Difference>& candidates, size_t source_window,
-    bool read_sink, AdoptPolicy adopt) {
+    bool read_sink, AdoptPolicy adopt, const core::Snapshot* exact) {
   std::vector<std::string> keys;
   std::vector<size_t> expected_bytes;
   keys.reserve(candidates.size());
@@ -264,7 +284,8 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
   core::RereadOptions read_options;
   read_options.window = source_window;
   read_options.expected_bytes = &expected_bytes;
-  auto entries = source.Reread(keys, read_options);
+  core::SourceResult<std::vector<core::EntryState>> entries =
+      exact != nullptr ? SnapshotStates(*exact, candidates) : source.Reread(keys, read_options);
   if (!entries.ok()) {
     return Unexpected{ReconcileError{
         ReconcileError::Side::kSource,
@@ -389,6 +410,7 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
       write.type = core::SinkWrite::Type::kPut;
       write.value = difference.source.value;
       write.version = difference.source.version;
+      write.lease = difference.source.lease;
     } else {
       if (!state.deletes_allowed) {
         std::lock_guard lock(pending.mutex());

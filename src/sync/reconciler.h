@@ -7,7 +7,9 @@
 //      job or the Go tool wrote them: those count as ours; the rest are judged by the AdoptPolicy
 //      (adopted when equal to the source, claimed, or left foreign / in conflict);
 //   3. read every candidate a second time and keep only what still differs (no pseudo-differences
-//      from changes made during the snapshot): the source with a re-read; the sink with a read
+//      from changes made during the snapshot): the source with a re-read (not when repairing
+//      from an exact snapshot, core::Snapshot::exact: the repair then writes the state at the
+//      snapshot's point, and the job's ordered stream brings what came after); the sink with a read
 //      when only reporting, and when repairing through the fenced write's own guards, which check
 //      the entry and its record atomically at the moment of the write (a separate read there
 //      would only compete with the writes: measured on etcd, it made a 100,000-key initial sync
@@ -152,7 +154,7 @@ class Reconciler {
   // re-checks it.
   Result<std::vector<ConfirmedDifference>, ReconcileError> Recheck(
       core::Source& source, const std::vector<Difference>& candidates, size_t source_window,
-      bool read_sink, AdoptPolicy adopt);
+      bool read_sink, AdoptPolicy adopt, const core::Snapshot* exact);
 
   struct RepairState;
   void StartRepair(RepairState& state);

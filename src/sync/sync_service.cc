@@ -192,6 +192,8 @@ std::optional<std::string> SyncService::HandleSourceEvent(const core::SourceEven
     case core::SourceEventType::kFatal:
       return event.reason;
     case core::SourceEventType::kLost:
+    case core::SourceEventType::kCompacted:  // (only ordered streams, which this service
+                                             // does not open)
       // A new opening reconciles everything.
       CloseSource();
       break;

@@ -1,0 +1,193 @@
+// MirrorService: the engine of an ordered mirror (etcd2etcd). Keeps a sink identical to a source
+// whose change stream is ordered and resumable (core::Source::OpenAfter), recording in the sink,
+// atomically with the data, the last source point applied (core::CheckpointedSink):
+//
+//   1. with a LeaderElection, wait to lead; every write of the leader is fenced by its leadership,
+//      and a leader that loses it stops writing, closes the source and campaigns again;
+//   2. read the sink's checkpoint C and open the source's ordered stream after C: a restart, or a
+//      new leader after a failover, copies only what changed since. Without a checkpoint (a first
+//      run), or when C is gone from the source's history (compacted), open the stream after the
+//      source's current point and reconcile (cause "start" or "compaction");
+//   3. a reconciliation reads an exact snapshot at a point S (not older than the stream's start),
+//      compares it with the sink, repairs the differences with fenced writes (reconciler.h),
+//      records checkpoint S, and drops the queued change sets at or before S: the snapshot holds
+//      them;
+//   4. apply the change sets in order: consecutive sets are packed into one atomic batch (a key
+//      changed twice goes once, with its last state), with the checkpoint of the last set in it,
+//      one batch at a time, so a source transaction is never split and the checkpoint never runs
+//      ahead of the data. A write too large for an atomic batch goes alone through the
+//      FencedWriter (which may send it in another form); the checkpoint follows in the next batch.
+//      Each write is fenced by the source version in its ownership record, so a replayed set
+//      (after a restart between a write and ... nothing: the checkpoint is in the same batch) or a
+//      concurrent repair never overwrites a newer value;
+//   5. when the stream reports kCompacted (the watch fell behind the source's compaction), close
+//      it, reopen after the current point and reconcile (cause "compaction"). Periodically, with
+//      reconcile_interval, and on RequestReconcile ("requested"), reconcile too.
+//
+// --max-write-rate: at most max_write_rate writes per second (repairs and changes together), when
+// not 0.
+//
+// Run() blocks until Stop() or a fatal error. All state changes happen on the thread that calls
+// Run(); the source's and election's callbacks only enqueue. Status() and Stop() are thread-safe.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "common/backoff.h"
+#include "common/clock.h"
+#include "common/result.h"
+#include "core/leader_election.h"
+#include "core/scope.h"
+#include "core/sink.h"
+#include "core/source.h"
+#include "ops/log.h"
+#include "sync/fenced_writer.h"
+#include "sync/reconciler.h"
+
+namespace zk2etcd::sync {
+
+// Why a mirror reconciled: the metric label of zk2etcd_mirror_reconciliations_total{cause}.
+enum class ReconcileCause { kStart, kCompaction, kPeriodic, kRequested };
+std::string_view ReconcileCauseName(ReconcileCause cause);
+
+// What one applied batch of changes did (MirrorServiceOptions::on_applied).
+struct AppliedBatch {
+  size_t change_sets = 0;  // source points in the batch
+  size_t writes = 0;       // distinct keys written
+  size_t applied = 0;      // writes by outcome
+  size_t stale = 0;
+  size_t foreign = 0;
+  size_t absent = 0;
+  size_t failed = 0;         // refused by the sink, alone (logged)
+  int64_t checkpoint = 0;    // recorded with the batch
+  // From the arrival of the oldest change set in the batch to the sink's answer.
+  std::chrono::nanoseconds delay{0};
+  std::chrono::nanoseconds duration{0};  // the sink's round trip
+};
+
+struct MirrorServiceOptions {
+  std::chrono::milliseconds election_retry_max{500};
+  // 0 disables the periodic reconciliation.
+  std::chrono::nanoseconds reconcile_interval{0};
+  size_t concurrent = 50;  // source requests in flight during a snapshot
+  int64_t sink_page_size = 1000;
+  AdoptPolicy adopt = AdoptPolicy::kNone;
+  // Writes per second, repairs and changes together; 0: unlimited.
+  double max_write_rate = 0;
+  std::chrono::milliseconds retry_initial{100};
+  std::chrono::milliseconds retry_max{5000};
+  // How long Stop() lets queued change sets be applied.
+  std::chrono::milliseconds drain_timeout{10000};
+  // Called after every reconciliation (on the Run thread).
+  std::function<void(ReconcileCause, const Result<ReconcileReport, ReconcileError>&)>
+      on_reconcile;
+  // Called after every applied batch (on the Run thread).
+  std::function<void(const AppliedBatch&)> on_applied;
+  // Called when leadership is won: the time from the campaign's start (a standby's takeover
+  // time includes the wait for the old leader's lease).
+  std::function<void(std::chrono::nanoseconds)> on_elected;
+};
+
+struct MirrorStatus {
+  bool source_connected = false;
+  bool leader = false;  // always true without an election
+  bool campaigning = false;
+  bool first_sync_done = false;  // caught up once since leading
+  size_t reconciliations = 0;
+  int64_t checkpoint = 0;     // the last point recorded in the sink
+  int64_t latest_point = 0;   // the newest point the stream delivered
+  size_t queued_change_sets = 0;
+  // How long the oldest queued change set has waited (0 when none).
+  std::chrono::nanoseconds oldest_queued_age{0};
+  uint64_t changes_applied = 0;  // writes that applied
+  std::chrono::system_clock::time_point last_reconcile_success{};
+};
+
+class MirrorService {
+ public:
+  // `election` is null without an election; `writer` writes repairs and oversized changes.
+  MirrorService(const core::Scope& scope, core::Source& source, core::Sink& sink,
+                core::CheckpointedSink& checkpoints, FencedWriter& writer,
+                core::LeaderElection* election, ops::Logger& logger, const Clock& clock,
+                MirrorServiceOptions options);
+  ~MirrorService();
+
+  // Runs until Stop(). Returns an error only for conditions that retrying cannot fix.
+  Result<void, std::string> Run();
+  void Stop();
+  void RequestReconcile();
+  MirrorStatus Status() const;
+
+ private:
+  class Listener;
+  struct Queued {
+    core::ChangeSet set;
+    std::chrono::steady_clock::time_point arrived;
+  };
+  struct ElectionEvent {
+    bool elected = false;
+    uint64_t campaign = 0;
+    core::Fence fence;
+    std::string reason;
+  };
+
+  // Each step runs on the Run thread; false means "not now, try again after a backoff".
+  bool OpenSource();
+  void CloseSource();
+  bool Reconcile(ReconcileCause cause);
+  bool ApplyQueued();
+  void WaitForRate(size_t writes);
+  void StartCampaign();
+  void HandleElectionEvents();
+  void StepDown(const std::string& reason);
+  bool Active() const { return election_ == nullptr || leader_.has_value(); }
+
+  const core::Scope& scope_;
+  core::Source& source_;
+  core::Sink& sink_;
+  core::CheckpointedSink& checkpoints_;
+  FencedWriter& writer_;
+  core::LeaderElection* election_;
+  ops::Logger& logger_;
+  const Clock& clock_;
+  const MirrorServiceOptions options_;
+  Reconciler reconciler_;
+  std::unique_ptr<Listener> listener_;
+
+  // Run thread.
+  bool source_open_ = false;
+  std::optional<ReconcileCause> reconcile_needed_;
+  int64_t applied_point_ = 0;
+  std::chrono::steady_clock::time_point next_periodic_{};
+  Backoff retry_backoff_;
+  std::chrono::steady_clock::time_point retry_at_{};
+  std::optional<core::Fence> leader_;
+  bool campaigning_ = false;
+  uint64_t campaign_ = 0;
+  std::chrono::steady_clock::time_point campaign_started_{};
+  Backoff election_backoff_;
+  std::chrono::steady_clock::time_point next_campaign_at_{};
+  double rate_tokens_ = 0;
+  std::chrono::steady_clock::time_point rate_refilled_{};
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  uint64_t stream_ = 0;  // advanced by every open: deliveries of an older stream are dropped
+  std::deque<Queued> queue_;
+  std::deque<core::SourceEvent> source_events_;
+  std::deque<ElectionEvent> election_events_;
+  bool stop_ = false;
+  std::atomic<bool> cancel_{false};
+  bool reconcile_requested_ = false;
+  MirrorStatus status_;
+};
+
+}  // namespace zk2etcd::sync
