@@ -211,6 +211,16 @@ core::SourceResult<void> EtcdSource::OpenAfter(core::SourceListener& listener, i
     if (!current.ok()) return Unexpected{std::move(current).error()};
     point = *current;
   } else {
+    // A point ahead of the source (a restored or replaced cluster) is no history of this one
+    // either: the caller must reconcile, as after a compaction.
+    auto current = CurrentPoint();
+    if (!current.ok()) return Unexpected{std::move(current).error()};
+    if (point > *current) {
+      return Unexpected{SourceError{
+          SourceError::Code::kCompacted,
+          "etcd: revision " + std::to_string(point) + " is ahead of the source's revision " +
+              std::to_string(*current) + " (a restored or different cluster)"}};
+    }
     // A compacted start fails here, not later as an event: a Range at `point` fails exactly when
     // the history after it may be incomplete.
     etcd::RangeRequest probe = etcd::RangeRequest::Prefix(prefix_);

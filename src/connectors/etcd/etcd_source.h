@@ -83,8 +83,8 @@ class EtcdSource final : public core::Source {
 
   // OpenAfter(listener, CurrentPoint()).
   core::SourceResult<void> Open(core::SourceListener& listener) override;
-  // Fails with kCompacted when revision `point` is compacted, kOther when it lies in the
-  // future, kUnavailable when etcd does not answer, kAuthFailed, or kClosed (Close() meanwhile).
+  // Fails with kCompacted when revision `point` is compacted or lies ahead of the cluster's
+  // revision (a restored or different cluster: its history is not this one), kUnavailable when etcd does not answer, kAuthFailed, or kClosed (Close() meanwhile).
   // `point` 0: from now on.
   core::SourceResult<void> OpenAfter(core::SourceListener& listener, int64_t point) override;
   // The cluster's current revision (the header of a one-key, count-only Range of the prefix).

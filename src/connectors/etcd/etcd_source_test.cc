@@ -316,6 +316,18 @@ TEST_F(EtcdSourceTest, OpenAfterACompactedPointFailsWithCompacted) {
   EXPECT_TRUE(source.OpenAfter(listener_, Revision()).ok());
 }
 
+TEST_F(EtcdSourceTest, OpenAfterAPointAheadOfTheClusterFailsWithCompacted) {
+  // A checkpoint from a restored or different cluster is no history of this one.
+  Put("/registry/a", "1");
+  EtcdSource source(etcd_, "/registry");
+  auto opened = source.OpenAfter(listener_, Revision() + 100);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.error().code, SourceError::Code::kCompacted);
+  EXPECT_NE(opened.error().message.find("ahead of the source's revision"), std::string::npos)
+      << opened.error().message;
+  EXPECT_EQ(etcd_.Calls("watch"), 0);
+}
+
 TEST_F(EtcdSourceTest, AWatchThatHitsCompactionSendsCompactedOnceAndNothingMore) {
   etcd_.InjectFault("watch", etcd::ErrorCode::kCompacted);
   EtcdSource source(etcd_, "/registry");
