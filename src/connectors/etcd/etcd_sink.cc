@@ -286,21 +286,54 @@ core::BatchLimits EtcdSink::Limits(int batch_class) const {
 }
 
 core::WriteCost EtcdSink::Cost(const core::SinkWrite& write, int variant) const {
-  const FencedWrite fenced = ToFencedWrite(write);
+  FencedWrite fenced = ToFencedWrite(write);
+  // Only whether a lease is bound counts for the size, not which one.
+  if (options_.leases != nullptr && write.type != core::SinkWrite::Type::kDelete) {
+    fenced.lease = write.lease;
+  }
   if (IsFlat(variant)) return {FlatBytes(fenced), FlatCompareCount(fenced)};
   return {FencedBytes(fenced, static_cast<PutForm>(variant)), 0};
+}
+
+core::SinkResult<int64_t> EtcdSink::LeaseFor(const core::SinkWrite& write) const {
+  if (options_.leases == nullptr || write.lease == 0 ||
+      write.type == core::SinkWrite::Type::kDelete) {
+    return int64_t{0};
+  }
+  return options_.leases->DestinationLease(write.lease);
+}
+
+void EtcdSink::FailAsync(core::SinkError error, std::function<void(core::BatchResult)> done) {
+  // An empty transaction only to be answered on the client's thread.
+  etcd::CallOptions call;
+  call.safe_to_retry = true;
+  etcd_.TxnAsync(etcd::TxnRequest{}, call,
+                 [error = std::move(error), done = std::move(done)](
+                     etcd::EtcdResult<etcd::TxnResponse> /*ignored*/) { done(Unexpected{error}); });
 }
 
 void EtcdSink::ApplyAsync(std::vector<core::SinkWrite> writes, std::vector<int> variants,
                           const std::optional<core::Fence>& fence,
                           std::function<void(core::BatchResult)> done) {
   const bool flat = !variants.empty() && IsFlat(variants.front());
+  const size_t count = writes.size();
   std::vector<FencedWrite> fenced;
   std::vector<PutForm> forms;
-  fenced.reserve(writes.size());
-  forms.reserve(writes.size());
-  for (size_t i = 0; i < writes.size(); ++i) {
+  fenced.reserve(count);
+  forms.reserve(count);
+  // A write whose lease lookup failed stays out of the transaction, answered with the error.
+  std::vector<std::string> lease_errors;
+  std::vector<size_t> sent;  // the index of each transaction's write in `writes`
+  for (size_t i = 0; i < count; ++i) {
+    core::SinkResult<int64_t> lease = LeaseFor(writes[i]);
+    if (!lease.ok()) {
+      if (lease_errors.empty()) lease_errors.resize(count);
+      lease_errors[i] = lease.error().label + ": " + lease.error().message;
+      continue;
+    }
+    sent.push_back(i);
     fenced.push_back(ToFencedWrite(std::move(writes[i])));
+    fenced.back().lease = *lease;
     forms.push_back(flat ? PutForm::kNested : static_cast<PutForm>(variants[i]));
   }
   std::optional<etcd::LeaderKey> leader;
@@ -309,11 +342,129 @@ void EtcdSink::ApplyAsync(std::vector<core::SinkWrite> writes, std::vector<int> 
       flat ? BuildFlatTxn(fenced, leader) : BuildFencedTxn(fenced, forms, leader);
   etcd::CallOptions call;
   call.safe_to_retry = true;
+  if (lease_errors.empty()) {
+    etcd_.TxnAsync(std::move(txn), call,
+                   [this, fenced = std::move(fenced), forms = std::move(forms), flat,
+                    done = std::move(done)](etcd::EtcdResult<etcd::TxnResponse> result) {
+                     done(AnswerOf(fenced, forms, flat, result));
+                   });
+    return;
+  }
   etcd_.TxnAsync(std::move(txn), call,
                  [this, fenced = std::move(fenced), forms = std::move(forms), flat,
+                  sent = std::move(sent), lease_errors = std::move(lease_errors),
                   done = std::move(done)](etcd::EtcdResult<etcd::TxnResponse> result) {
-                   done(AnswerOf(fenced, forms, flat, result));
+                   core::BatchResult answer = AnswerOf(fenced, forms, flat, result);
+                   if (!answer.ok()) {
+                     done(std::move(answer));
+                     return;
+                   }
+                   std::vector<core::WriteAnswer> answers(lease_errors.size());
+                   for (size_t i = 0; i < answers.size(); ++i) answers[i].error = lease_errors[i];
+                   for (size_t j = 0; j < sent.size(); ++j)
+                     answers[sent[j]] = std::move((*answer)[j]);
+                   done(std::move(answers));
                  });
+}
+
+core::SinkResult<std::optional<int64_t>> EtcdSink::ReadCheckpoint() {
+  if (options_.checkpoint_key.empty()) {
+    return Unexpected{core::SinkError{core::SinkError::Code::kRefused,
+                                      "this etcd sink records no checkpoints", "no_checkpoint"}};
+  }
+  etcd::RangeRequest request;
+  request.key = options_.checkpoint_key;
+  auto response = etcd_.Range(request);
+  if (!response.ok()) {
+    return Unexpected{
+        SinkErrorOf(response.error(), "reading the checkpoint " + options_.checkpoint_key)};
+  }
+  if (response->kvs.empty()) return std::optional<int64_t>();
+  const std::optional<int64_t> point = DecodeZxid(response->kvs.front().value);
+  if (!point) {
+    return Unexpected{core::SinkError{core::SinkError::Code::kOther,
+                                      "the checkpoint " + options_.checkpoint_key +
+                                          " holds no revision: \"" + response->kvs.front().value +
+                                          "\"",
+                                      "bad_checkpoint"}};
+  }
+  return std::optional<int64_t>(*point);
+}
+
+core::BatchLimits EtcdSink::AtomicLimits() const {
+  core::BatchLimits limits = Limits(static_cast<int>(EtcdBatchClass::kNested));
+  // The checkpoint's put is one more operation of the outer transaction, which also lowers the
+  // limit of the nested ones: one write less.
+  limits.max_writes = static_cast<size_t>(std::max(1, options_.max_keys_per_txn - 1));
+  limits.overhead_bytes += options_.checkpoint_key.size() + 64;
+  return limits;
+}
+
+void EtcdSink::ApplyAtomicAsync(std::vector<core::SinkWrite> writes, int64_t checkpoint,
+                                const std::optional<core::Fence>& fence,
+                                std::function<void(core::BatchResult)> done) {
+  if (options_.checkpoint_key.empty()) {
+    FailAsync(core::SinkError{core::SinkError::Code::kRefused,
+                              "this etcd sink records no checkpoints", "no_checkpoint"},
+              std::move(done));
+    return;
+  }
+  const size_t count = writes.size();
+  std::vector<FencedWrite> fenced;
+  fenced.reserve(count);
+  std::vector<std::string> lease_errors;
+  std::vector<size_t> sent;
+  for (size_t i = 0; i < count; ++i) {
+    core::SinkResult<int64_t> lease = LeaseFor(writes[i]);
+    if (!lease.ok()) {
+      if (lease.error().label != kLeaseExpiredLabel) {
+        FailAsync(lease.error(), std::move(done));
+        return;
+      }
+      if (lease_errors.empty()) lease_errors.resize(count);
+      lease_errors[i] = lease.error().label + ": " + lease.error().message;
+      continue;
+    }
+    sent.push_back(i);
+    fenced.push_back(ToFencedWrite(std::move(writes[i])));
+    fenced.back().lease = *lease;
+  }
+  etcd::TxnRequest txn;
+  if (fence) {
+    txn.compares.push_back(
+        etcd::Compare::CreateRevision(fence->key, etcd::CompareOp::kEqual, fence->revision));
+  }
+  txn.success.reserve(fenced.size() + 1);
+  for (const FencedWrite& write : fenced) txn.success.push_back(FencedOp(write, PutForm::kNested));
+  txn.success.push_back(etcd::Op::Put(options_.checkpoint_key, EncodeZxid(checkpoint)));
+  etcd::CallOptions call;
+  call.safe_to_retry = true;
+  etcd_.TxnAsync(
+      std::move(txn), call,
+      [fenced = std::move(fenced), sent = std::move(sent), lease_errors = std::move(lease_errors),
+       count, done = std::move(done)](etcd::EtcdResult<etcd::TxnResponse> result) {
+        if (!result.ok()) {
+          done(Unexpected{SinkErrorOf(result.error())});
+          return;
+        }
+        if (!result->succeeded) {
+          done(Unexpected{core::SinkError{core::SinkError::Code::kNotLeader,
+                                          "the leadership fence failed: another process leads",
+                                          "not_leader"}});
+          return;
+        }
+        std::vector<core::WriteAnswer> answers(count);
+        for (size_t i = 0; i < lease_errors.size(); ++i) answers[i].error = lease_errors[i];
+        for (size_t j = 0; j < sent.size(); ++j) {
+          const std::optional<FencedReply> reply = ReplyOf(*result, j, fenced[j], PutForm::kNested);
+          if (reply && reply->outcome) {
+            answers[sent[j]].outcome = *reply->outcome;
+          } else {
+            answers[sent[j]].error = "unexpected transaction response shape for " + fenced[j].key;
+          }
+        }
+        done(std::move(answers));
+      });
 }
 
 core::BatchResult EtcdSink::AnswerOf(const std::vector<FencedWrite>& writes,

@@ -8,10 +8,18 @@
 //   - writes: a write goes nested (one nested transaction per write, 124 per transaction) in one
 //     of three put forms, or, when it carries an observation that lets it apply, flat (up to 64
 //     writes that apply together or not at all). A failed flat batch asks for every write again
-//     in its nested form; a kZxid or kFresh put whose probes call for the other form asks for it.
+//     in its nested form; a kZxid or kFresh put whose probes call for the other form asks for it;
+//   - checkpoints (core::CheckpointedSink, with EtcdSinkOptions::checkpoint_key): an atomic batch
+//     is one transaction of the writes, each in the nested form, and a put of the checkpoint key
+//     (EncodeZxid of the point), fenced as ApplyAsync's batches;
+//   - leases (EtcdSinkOptions::leases): a put whose SinkWrite::lease is set binds its key and its
+//     meta record to the mapped destination lease (LeaseMapper, lease_mirror.h), looked up on the
+//     caller's thread of ApplyAsync / ApplyAtomicAsync.
 //
 // Thread-safety: every method is thread-safe. ApplyAsync's callback runs on the etcd client's
-// callback thread. REQUIRES: the client and the layout outlive the sink, and the sink outlives
+// callback thread. With leases, ApplyAsync and ApplyAtomicAsync may block on a lease lookup
+// (only for a source lease not mapped yet): never call them on an etcd client's callback thread.
+// REQUIRES: the client, the layout and the lease mapper outlive the sink, and the sink outlives
 // every ApplyAsync callback it still owes (the client's destruction completes them).
 #pragma once
 
@@ -27,6 +35,7 @@
 
 #include "connectors/etcd/fenced_txn.h"
 #include "connectors/etcd/key_layout.h"
+#include "connectors/etcd/lease_mirror.h"
 #include "core/sink.h"
 #include "etcd/etcd_client.h"
 
@@ -42,6 +51,12 @@ struct EtcdSinkOptions {
   // The most bytes of one transaction (etcd's --max-request-bytes is 1.5 MiB by default).
   size_t max_txn_bytes = 1 << 20;
   int max_keys_per_txn = MaxKeysPerTxn();
+  // Where checkpoints are recorded (MirrorKeys::checkpoint_key); empty: none (ReadCheckpoint and
+  // ApplyAtomicAsync fail with kRefused).
+  std::string checkpoint_key{};
+  // Copies source leases (not owned; nullptr: SinkWrite::lease is ignored and keys are written
+  // without a lease).
+  LeaseMapper* leases = nullptr;
 };
 
 // The sink's error for an etcd error: kUnavailable for what a repeat may fix (unreachable, a
@@ -50,7 +65,7 @@ struct EtcdSinkOptions {
 // `what` is empty); the label is etcd::ErrorLabel of its code.
 core::SinkError SinkErrorOf(const etcd::Error& error, std::string_view what = {});
 
-class EtcdSink final : public core::Sink {
+class EtcdSink final : public core::Sink, public core::CheckpointedSink {
  public:
   EtcdSink(etcd::EtcdClient& etcd, const KeyLayout& layout, EtcdSinkOptions options = {});
 
@@ -71,7 +86,21 @@ class EtcdSink final : public core::Sink {
                   const std::optional<core::Fence>& fence,
                   std::function<void(core::BatchResult)> done) override;
 
-  // The fenced write a sink write becomes.
+  // core::CheckpointedSink. ReadCheckpoint: the checkpoint key's value, EncodeZxid of the point
+  // (kOther when it holds anything else). AtomicLimits: the nested batch class's, one write less
+  // (the checkpoint's put takes its place). ApplyAtomicAsync: one transaction; a lost fence answers
+  // kNotLeader for the whole batch and nothing (checkpoint included) is written.
+  // With leases: a put whose source lease is already gone (kLeaseExpiredLabel) is left out of the
+  // transaction and answered with an error that starts with "lease_expired": the source deleted
+  // that key at a later revision, which the change stream delivers after this batch. Any other
+  // lease lookup failure fails the whole batch with that error (nothing is written).
+  core::SinkResult<std::optional<int64_t>> ReadCheckpoint() override;
+  core::BatchLimits AtomicLimits() const override;
+  void ApplyAtomicAsync(std::vector<core::SinkWrite> writes, int64_t checkpoint,
+                        const std::optional<core::Fence>& fence,
+                        std::function<void(core::BatchResult)> done) override;
+
+  // The fenced write a sink write becomes (without a lease: ApplyAsync binds it).
   FencedWrite ToFencedWrite(const core::SinkWrite& write) const;
   FencedWrite ToFencedWrite(core::SinkWrite&& write) const;
 
@@ -84,6 +113,11 @@ class EtcdSink final : public core::Sink {
   core::BatchResult AnswerOf(const std::vector<FencedWrite>& writes,
                              const std::vector<PutForm>& forms, bool flat,
                              const etcd::EtcdResult<etcd::TxnResponse>& result);
+  // The destination lease of a write that needs one (0 when it needs none), or the error of its
+  // lookup.
+  core::SinkResult<int64_t> LeaseFor(const core::SinkWrite& write) const;
+  // Calls `done` with `error` on the etcd client's callback thread (never inline).
+  void FailAsync(core::SinkError error, std::function<void(core::BatchResult)> done);
 
   etcd::EtcdClient& etcd_;
   const KeyLayout& layout_;

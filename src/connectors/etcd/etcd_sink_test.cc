@@ -399,5 +399,181 @@ TEST_F(EtcdSinkTest, LimitsFollowTheTransactionForm) {
   EXPECT_EQ(small.Limits(1).max_bytes, 4096u);
 }
 
+// A mirror's sink: key-prefix layout, checkpoints.
+class CheckpointedEtcdSinkTest : public ::testing::Test {
+ protected:
+  core::BatchResult ApplyAtomic(std::vector<SinkWrite> writes, int64_t checkpoint,
+                                std::optional<core::Fence> fence = std::nullopt) {
+    std::promise<core::BatchResult> answer;
+    sink_.ApplyAtomicAsync(std::move(writes), checkpoint, fence,
+                           [&](core::BatchResult result) { answer.set_value(std::move(result)); });
+    return answer.get_future().get();
+  }
+  std::optional<std::string> Value(const std::string& key) {
+    auto kv = etcd_.store().Get(layout_.KeyFor(key));
+    return kv ? std::optional(kv->value) : std::nullopt;
+  }
+  std::optional<int64_t> Checkpoint() {
+    auto kv = etcd_.store().Get(keys_.checkpoint_key);
+    return kv ? DecodeZxid(kv->value) : std::nullopt;
+  }
+  static SinkWrite Put(const std::string& key, const std::string& value, int64_t version) {
+    return {SinkWrite::Type::kPut, key, value, version, std::nullopt, std::nullopt};
+  }
+  static SinkWrite Delete(const std::string& key, int64_t version) {
+    return {SinkWrite::Type::kDelete, key, "", version, std::nullopt, std::nullopt};
+  }
+
+  SystemClock clock_;
+  etcd::FakeEtcdClient etcd_{clock_};
+  MirrorKeys keys_ = MirrorKeysFor(kDefaultMirrorMetaRoot, "m");
+  KeyLayout layout_ =
+      KeyLayout::ForMirror("/registry", std::string("/copy"), keys_.records_prefix).value();
+  EtcdSink sink_{etcd_, layout_, {.checkpoint_key = keys_.checkpoint_key}};
+};
+
+TEST_F(CheckpointedEtcdSinkTest, ReadCheckpointIsNoneUntilOneIsRecorded) {
+  auto none = sink_.ReadCheckpoint();
+  ASSERT_TRUE(none.ok()) << none.error().ToString();
+  EXPECT_EQ(*none, std::nullopt);
+
+  etcd_.store().PutDirect(keys_.checkpoint_key, EncodeZxid(0x1234));
+  auto some = sink_.ReadCheckpoint();
+  ASSERT_TRUE(some.ok());
+  EXPECT_EQ(*some, std::optional<int64_t>(0x1234));
+
+  etcd_.store().PutDirect(keys_.checkpoint_key, "garbage");
+  auto bad = sink_.ReadCheckpoint();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, core::SinkError::Code::kOther);
+
+  EtcdSink plain(etcd_, layout_);
+  auto refused = plain.ReadCheckpoint();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, core::SinkError::Code::kRefused);
+  std::promise<core::BatchResult> answer;
+  plain.ApplyAtomicAsync({Put("/registry/a", "a", 5)}, 5, std::nullopt,
+                         [&](core::BatchResult result) { answer.set_value(std::move(result)); });
+  auto atomic = answer.get_future().get();
+  ASSERT_FALSE(atomic.ok());
+  EXPECT_EQ(atomic.error().code, core::SinkError::Code::kRefused);
+  EXPECT_EQ(Value("/registry/a"), std::nullopt);
+}
+
+TEST_F(CheckpointedEtcdSinkTest, TheCheckpointIsWrittenInTheSameRevisionAsTheData) {
+  const int64_t before = etcd_.store().revision();
+  auto result = ApplyAtomic({Put("/registry/a", "a", 7), Put("/registry2", "b", 8)}, 8);
+  ASSERT_TRUE(result.ok()) << result.error().ToString();
+  ASSERT_EQ(result->size(), 2u);
+  EXPECT_EQ(result->at(0).outcome, WriteOutcome::kApplied);
+  EXPECT_EQ(result->at(1).outcome, WriteOutcome::kApplied);
+  EXPECT_EQ(etcd_.store().revision(), before + 1);
+  const int64_t revision = etcd_.store().revision();
+  EXPECT_EQ(etcd_.store().Get("/copy/a")->mod_revision, revision);
+  EXPECT_EQ(etcd_.store().Get("/copy2")->mod_revision, revision);
+  EXPECT_EQ(etcd_.store().Get(keys_.records_prefix + "/copy/a")->mod_revision, revision);
+  EXPECT_EQ(etcd_.store().Get(keys_.checkpoint_key)->mod_revision, revision);
+  EXPECT_EQ(Checkpoint(), std::optional<int64_t>(8));
+  EXPECT_EQ(*sink_.ReadCheckpoint(), std::optional<int64_t>(8));
+}
+
+TEST_F(CheckpointedEtcdSinkTest, ALostFenceWritesNothing) {
+  ASSERT_TRUE(ApplyAtomic({}, 3).ok());
+  etcd_.store().PutDirect("/election/leader", "me");
+  const int64_t created = etcd_.store().Get("/election/leader")->create_revision;
+  auto held =
+      ApplyAtomic({Put("/registry/a", "a", 4)}, 4, core::Fence{"/election/leader", created});
+  ASSERT_TRUE(held.ok());
+  EXPECT_EQ(Checkpoint(), std::optional<int64_t>(4));
+
+  const int64_t before = etcd_.store().revision();
+  auto lost = ApplyAtomic({Put("/registry/b", "b", 9), Delete("/registry/a", 9)}, 9,
+                          core::Fence{"/election/leader", created + 1});
+  ASSERT_FALSE(lost.ok());
+  EXPECT_EQ(lost.error().code, core::SinkError::Code::kNotLeader);
+  EXPECT_EQ(etcd_.store().revision(), before);
+  EXPECT_EQ(Value("/registry/b"), std::nullopt);
+  EXPECT_EQ(Value("/registry/a"), "a");
+  EXPECT_EQ(Checkpoint(), std::optional<int64_t>(4));
+}
+
+TEST_F(CheckpointedEtcdSinkTest, EachWriteOfAnAtomicBatchHasItsOutcome) {
+  // Ours at version 10; foreign; ours at 20 (newer than the write below); absent.
+  ASSERT_TRUE(
+      ApplyAtomic({Put("/registry/ours", "old", 10), Put("/registry/newer", "new", 20)}, 20).ok());
+  etcd_.store().PutDirect("/copy/foreign", "theirs");
+
+  auto result = ApplyAtomic({Put("/registry/ours", "v", 11), Put("/registry/foreign", "v", 11),
+                             Put("/registry/newer", "v", 11), Delete("/registry/absent", 11),
+                             Put("/registry/fresh", "v", 11)},
+                            21);
+  ASSERT_TRUE(result.ok()) << result.error().ToString();
+  ASSERT_EQ(result->size(), 5u);
+  EXPECT_EQ(result->at(0).outcome, WriteOutcome::kApplied);
+  EXPECT_EQ(result->at(1).outcome, WriteOutcome::kForeign);
+  EXPECT_EQ(result->at(2).outcome, WriteOutcome::kStale);
+  EXPECT_EQ(result->at(3).outcome, WriteOutcome::kAlreadyAbsent);
+  EXPECT_EQ(result->at(4).outcome, WriteOutcome::kApplied);
+  for (const core::WriteAnswer& answer : *result) EXPECT_FALSE(answer.resend_variant);
+  EXPECT_EQ(Value("/registry/ours"), "v");
+  EXPECT_EQ(Value("/registry/foreign"), "theirs");
+  EXPECT_EQ(Value("/registry/newer"), "new");
+  EXPECT_EQ(Checkpoint(), std::optional<int64_t>(21));
+
+  // A large value goes nested as well (no resend), and a delete applies.
+  auto large = ApplyAtomic(
+      {Put("/registry/large", std::string(100 * 1024, 'x'), 30), Delete("/registry/ours", 30)}, 30);
+  ASSERT_TRUE(large.ok()) << large.error().ToString();
+  EXPECT_EQ(large->at(0).outcome, WriteOutcome::kApplied);
+  EXPECT_EQ(large->at(1).outcome, WriteOutcome::kApplied);
+  EXPECT_EQ(Value("/registry/ours"), std::nullopt);
+}
+
+TEST_F(CheckpointedEtcdSinkTest, AnEmptyBatchRecordsOnlyTheCheckpoint) {
+  const int64_t before = etcd_.store().revision();
+  auto result = ApplyAtomic({}, 42);
+  ASSERT_TRUE(result.ok());
+  EXPECT_TRUE(result->empty());
+  EXPECT_EQ(etcd_.store().revision(), before + 1);
+  EXPECT_EQ(Checkpoint(), std::optional<int64_t>(42));
+  EXPECT_TRUE(etcd_.store().List("/copy").empty());
+}
+
+TEST_F(CheckpointedEtcdSinkTest, AFullAtomicBatchFitsEtcdsLimitsAndErrorsAreMapped) {
+  const core::BatchLimits limits = sink_.AtomicLimits();
+  EXPECT_EQ(limits.max_writes, static_cast<size_t>(MaxKeysPerTxn() - 1));
+  EXPECT_GT(limits.overhead_bytes, sink_.Limits(0).overhead_bytes);
+  std::vector<SinkWrite> writes;
+  for (size_t i = 0; i < limits.max_writes; ++i) {
+    writes.push_back(Put(NumberedPath("/registry/k", static_cast<int>(i)), "v", 5));
+  }
+  auto result = ApplyAtomic(std::move(writes), 5);
+  ASSERT_TRUE(result.ok()) << result.error().ToString();
+  EXPECT_EQ(result->size(), limits.max_writes);
+  EXPECT_EQ(Checkpoint(), std::optional<int64_t>(5));
+
+  etcd_.InjectFault("txn", etcd::ErrorCode::kUnavailable);
+  auto unavailable = ApplyAtomic({Put("/registry/x", "x", 6)}, 6);
+  ASSERT_FALSE(unavailable.ok());
+  EXPECT_TRUE(unavailable.error().Retryable());
+  EXPECT_EQ(Checkpoint(), std::optional<int64_t>(5));
+}
+
+TEST_F(CheckpointedEtcdSinkTest, AMirrorListingUsesStringPrefixes) {
+  ASSERT_TRUE(ApplyAtomic({Put("/registry/a", "a", 1), Put("/registry2", "b", 2)}, 2).ok());
+  etcd_.store().PutDirect("/copx", "outside");
+  std::unique_ptr<core::SinkCursor> cursor = sink_.List("/registry", {});
+  cursor->Start();
+  std::vector<std::string> keys;
+  while (true) {
+    auto next = cursor->Next();
+    ASSERT_TRUE(next.ok()) << next.error().ToString();
+    if (!next->has_value()) break;
+    keys.push_back((*next)->key);
+    EXPECT_TRUE((*next)->owner.has_value());
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{"/registry/a", "/registry2"}));
+}
+
 }  // namespace
 }  // namespace zk2etcd::connectors

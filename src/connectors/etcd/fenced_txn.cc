@@ -33,15 +33,15 @@ std::vector<Op> ApplyOps(const FencedWrite& write) {
   ops.reserve(2);
   switch (write.type) {
     case FencedWrite::Type::kPut:
-      ops.push_back(Op::Put(write.key, write.value));
-      ops.push_back(Op::Put(write.meta_key, EncodeZxid(write.zxid)));
+      ops.push_back(Op::Put(write.key, write.value, write.lease));
+      ops.push_back(Op::Put(write.meta_key, EncodeZxid(write.zxid), write.lease));
       break;
     case FencedWrite::Type::kDelete:
       ops.push_back(Op::Delete(write.key));
       ops.push_back(Op::Delete(write.meta_key));
       break;
     case FencedWrite::Type::kAdopt:
-      ops.push_back(Op::Put(write.meta_key, EncodeZxid(write.zxid)));
+      ops.push_back(Op::Put(write.meta_key, EncodeZxid(write.zxid), write.lease));
       break;
   }
   return ops;
@@ -92,6 +92,8 @@ constexpr size_t kOpBytes = 2 * 6 + 12;           // RequestOp + request_* wrapp
 constexpr size_t kCompareBytes = 6 + 2 + 2 + 11;  // Compare wrapper, result, target, a revision
 constexpr size_t kTxnBytes = 2 * 6;               // RequestOp + request_txn wrappers
 constexpr size_t kZxidBytes = 16;
+// A put's lease field beyond what kOpBytes allows for: tag and a varint of up to 10 bytes.
+constexpr size_t kLeaseBytes = 11;
 
 size_t CompareBytes(size_t key, size_t value = 0) {
   return kCompareBytes + key + kStringFieldBytes + (value > 0 ? value + kStringFieldBytes : 0);
@@ -101,14 +103,15 @@ size_t OpBytes(size_t key, size_t value = 0) {
 }
 // The success branch of a write (ApplyOps).
 size_t ApplyBytes(const FencedWrite& write) {
+  const size_t lease = write.lease != 0 ? kLeaseBytes : 0;
   switch (write.type) {
     case FencedWrite::Type::kPut:
       return OpBytes(write.key.size(), write.value.size()) +
-             OpBytes(write.meta_key.size(), kZxidBytes);
+             OpBytes(write.meta_key.size(), kZxidBytes) + 2 * lease;
     case FencedWrite::Type::kDelete:
       return OpBytes(write.key.size()) + OpBytes(write.meta_key.size());
     case FencedWrite::Type::kAdopt:
-      return OpBytes(write.meta_key.size(), kZxidBytes);
+      return OpBytes(write.meta_key.size(), kZxidBytes) + lease;
   }
   return 0;
 }

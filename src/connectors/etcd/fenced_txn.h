@@ -83,6 +83,9 @@ struct FencedWrite {
     int64_t meta_zxid = 0;  // when the meta record exists; INT64_MAX if it holds no zxid
   };
   std::optional<Observed> observed;
+  // The lease every put of the write binds its key (kPut) and its meta record (kPut, kAdopt) to,
+  // in every form; 0: none (a put then detaches any lease the key had, as etcd's put does).
+  int64_t lease = 0;
 };
 
 // A write's outcome: the sink's (core/sink.h), of which this is the etcd encoding.
@@ -108,7 +111,8 @@ etcd::Op FencedOp(const FencedWrite& write, PutForm form);
 // Upper bounds of the bytes `write` adds to the protobuf encoding of a transaction, in the nested
 // form FencedOp(write, form) builds, and in a flat transaction (BuildFlatTxn). Each is the sizes
 // of the value, keys and meta keys as many times as the form carries them, plus a constant for
-// field tags, lengths and revisions (under 1 KiB); the value counts twice only in kNested.
+// field tags, lengths and revisions (under 1 KiB), and the lease of each put when it has one; the
+// value counts twice only in kNested.
 size_t FencedBytes(const FencedWrite& write, PutForm form);
 size_t FlatBytes(const FencedWrite& write);
 
