@@ -82,8 +82,8 @@ Result<Config, std::string> ValidateCommonFlags(const CommonFlags& flags);
 
 // Checks that every entry of `list` is host:port (with allow_scheme, http:// or https:// may
 // precede it); the error names `flag` and the entry.
-Result<void, std::string> CheckHostPorts(std::string_view flag, const std::vector<std::string>& list,
-                                         bool allow_scheme);
+Result<void, std::string> CheckHostPorts(std::string_view flag,
+                                         const std::vector<std::string>& list, bool allow_scheme);
 
 // Checks that a duration flag is positive (or, with allow_zero, not negative).
 Result<void, std::string> RequireDuration(std::string_view flag, std::chrono::nanoseconds value,

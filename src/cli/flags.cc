@@ -236,7 +236,9 @@ std::string FlagSet::FlagUsage() const {
       case Kind::kBool: break;
       case Kind::kUint: left += " uint"; break;
       case Kind::kDuration: left += " duration"; break;
-      case Kind::kFloat: left += " float"; break;
+      case Kind::kFloat:
+        left += " float";
+        break;
     }
     width = std::max(width, left.size());
     rows.emplace_back(std::move(left), &flag);
