@@ -1,5 +1,7 @@
 #include "cli/runtime.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <thread>
 
@@ -27,6 +29,12 @@ bool WaitToRetry(std::chrono::milliseconds delay,
 }
 
 }  // namespace
+
+std::string Hostname() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) return "";
+  return host;
+}
 
 Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const LogSettings& settings,
                                                              const Clock& clock) {

@@ -19,6 +19,10 @@
 
 namespace zk2etcd::cli {
 
+// This machine's hostname (a Kubernetes pod's name), empty when unknown: the default election
+// identity (ElectionIdentity in config.h).
+std::string Hostname();
+
 // Where and how a command logs (the --log-* flags).
 struct LogSettings {
   ops::LogLevel level = ops::LogLevel::kInfo;
