@@ -139,7 +139,7 @@ bool ShareAServer(const std::vector<std::string>& a, const std::vector<std::stri
   });
 }
 
-void AddEtcd2EtcdFlags(FlagSet& flags, Etcd2EtcdFlags* v, Etcd2EtcdCommand command) {
+void AddEtcd2EtcdFlags(FlagSet& flags, Etcd2EtcdFlags* v, MirrorCommand command) {
   AddSideFlags(flags, "source", "source", &v->source);
   AddSideFlags(flags, "dest", "destination", &v->dest);
   flags.AddString("prefix", &v->prefix, "",
@@ -179,7 +179,7 @@ void AddEtcd2EtcdFlags(FlagSet& flags, Etcd2EtcdFlags* v, Etcd2EtcdCommand comma
   v->shutdown_timeout = seconds(10);
   v->output = "text";
   v->connect_timeout = seconds(30);
-  if (command == Etcd2EtcdCommand::kSync) {
+  if (command == MirrorCommand::kSync) {
     flags.AddFloat("max-write-rate", &v->max_write_rate, 0,
                    "at most this many keys written per second (copies, changes and repairs "
                    "together); 0: unlimited");
@@ -209,7 +209,7 @@ void AddEtcd2EtcdFlags(FlagSet& flags, Etcd2EtcdFlags* v, Etcd2EtcdCommand comma
 }
 
 Result<Etcd2EtcdConfig, std::string> ValidateEtcd2EtcdFlags(const Etcd2EtcdFlags& f,
-                                                            Etcd2EtcdCommand command,
+                                                            MirrorCommand command,
                                                             std::string_view hostname) {
   Etcd2EtcdConfig config;
   if (f.concurrent == 0 || f.concurrent > 10000) {
@@ -289,7 +289,7 @@ Result<Etcd2EtcdConfig, std::string> ValidateEtcd2EtcdFlags(const Etcd2EtcdFlags
   config.log_file_max_bytes = f.log_file_max_size_mb * 1024 * 1024;
   config.log_file_max_backups = static_cast<int>(f.log_file_max_backups);
 
-  if (command == Etcd2EtcdCommand::kSync) {
+  if (command == MirrorCommand::kSync) {
     if (!(f.max_write_rate >= 0)) {
       std::ostringstream shown;
       shown << f.max_write_rate;

@@ -80,10 +80,10 @@ struct Etcd2EtcdFlags {
   std::chrono::nanoseconds connect_timeout{};
 };
 
-enum class Etcd2EtcdCommand { kSync, kDiff };
+enum class MirrorCommand { kSync, kDiff };
 
 // Declares the flags of `command` with their defaults.
-void AddEtcd2EtcdFlags(FlagSet& flags, Etcd2EtcdFlags* values, Etcd2EtcdCommand command);
+void AddEtcd2EtcdFlags(FlagSet& flags, Etcd2EtcdFlags* values, MirrorCommand command);
 
 // A validated configuration. Client options lack logger, observer and clock (the caller's).
 struct Etcd2EtcdConfig {
@@ -120,7 +120,7 @@ struct Etcd2EtcdConfig {
 
 // Checks every value of `command`'s flags; `hostname` is the election identity's default.
 Result<Etcd2EtcdConfig, std::string> ValidateEtcd2EtcdFlags(const Etcd2EtcdFlags& flags,
-                                                            Etcd2EtcdCommand command,
+                                                            MirrorCommand command,
                                                             std::string_view hostname);
 
 // True when two key prefixes share a key (string semantics: one starts with the other).

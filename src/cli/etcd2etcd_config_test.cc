@@ -15,11 +15,11 @@ using std::chrono::seconds;
 // Parses `args` as `zk2etcd etcd2etcd <command>` would, with `env` as the environment, and
 // validates them.
 Result<Etcd2EtcdConfig, std::string> Validate(std::vector<std::string> args,
-                                              Etcd2EtcdCommand command = Etcd2EtcdCommand::kSync,
+                                              MirrorCommand command = MirrorCommand::kSync,
                                               std::map<std::string, std::string> env = {},
                                               std::string_view hostname = "host-a") {
-  FlagSet flags(command == Etcd2EtcdCommand::kSync ? "zk2etcd etcd2etcd sync"
-                                                   : "zk2etcd etcd2etcd diff");
+  FlagSet flags(command == MirrorCommand::kSync ? "zk2etcd etcd2etcd sync"
+                                                : "zk2etcd etcd2etcd diff");
   Etcd2EtcdFlags values;
   AddEtcd2EtcdFlags(flags, &values, command);
   auto parsed = flags.Parse(args, [&](const std::string& name) -> std::optional<std::string> {
@@ -41,8 +41,7 @@ std::vector<std::string> Args(std::vector<std::string> extra = {}) {
 }
 
 // The one-line error of `args`.
-std::string ErrorOf(std::vector<std::string> args,
-                    Etcd2EtcdCommand command = Etcd2EtcdCommand::kSync) {
+std::string ErrorOf(std::vector<std::string> args, MirrorCommand command = MirrorCommand::kSync) {
   auto config = Validate(std::move(args), command);
   if (config.ok()) return "<valid>";
   EXPECT_EQ(config.error().find('\n'), std::string::npos) << config.error();
@@ -106,7 +105,7 @@ TEST(Etcd2EtcdConfigTest, EveryFlagTakesItsValue) {
 }
 
 TEST(Etcd2EtcdConfigTest, FlagsComeFromTheEnvironmentToo) {
-  auto config = Validate({"--name=west"}, Etcd2EtcdCommand::kSync,
+  auto config = Validate({"--name=west"}, MirrorCommand::kSync,
                          {{"ZK2ETCD_SOURCE_ENDPOINTS", "a:1"},
                           {"ZK2ETCD_DEST_ENDPOINTS", "b:2"},
                           {"ZK2ETCD_PREFIX", "/registry"},
@@ -127,7 +126,7 @@ TEST(Etcd2EtcdConfigTest, EmptyEndpointListsAreRefused) {
   EXPECT_EQ(ErrorOf(Args({"--dest-endpoints= , "})),
             "--dest-endpoints is empty: give host:port[,host:port...] (or "
             "ZK2ETCD_DEST_ENDPOINTS)");
-  EXPECT_EQ(ErrorOf(Args({"--dest-endpoints="}), Etcd2EtcdCommand::kDiff),
+  EXPECT_EQ(ErrorOf(Args({"--dest-endpoints="}), MirrorCommand::kDiff),
             "--dest-endpoints is empty: give host:port[,host:port...] (or "
             "ZK2ETCD_DEST_ENDPOINTS)");
   EXPECT_EQ(ErrorOf(Args({"--source-endpoints=etcd-0"})),
@@ -178,8 +177,7 @@ TEST(Etcd2EtcdConfigTest, NameMustBeOneNonEmptyComponent) {
             "--name is empty: name the mirror (its checkpoint, ownership records and election "
             "live under --meta-prefix/NAME)");
   EXPECT_EQ(ErrorOf(Args({"--name=east/1"})), "--name \"east/1\" must not contain '/'");
-  EXPECT_EQ(ErrorOf(Args({"--name=/"}), Etcd2EtcdCommand::kDiff),
-            "--name \"/\" must not contain '/'");
+  EXPECT_EQ(ErrorOf(Args({"--name=/"}), MirrorCommand::kDiff), "--name \"/\" must not contain '/'");
 }
 
 TEST(Etcd2EtcdConfigTest, PrefixIsRequired) {
@@ -202,7 +200,7 @@ TEST(Etcd2EtcdConfigTest, UnreadableCertificateFilesAreRefused) {
   EXPECT_EQ(ErrorOf(Args({"--dest-cert=" + readable, "--dest-key=" + missing})),
             "--dest-key \"" + missing + "\": cannot read the file (No such file or directory)");
   // A directory opens, but is no file to read.
-  EXPECT_EQ(ErrorOf(Args({"--dest-cacert=" + dir}), Etcd2EtcdCommand::kDiff)
+  EXPECT_EQ(ErrorOf(Args({"--dest-cacert=" + dir}), MirrorCommand::kDiff)
                 .find("--dest-cacert \"" + dir + "\": cannot read the file ("),
             0u);
   EXPECT_EQ(ErrorOf(Args({"--dest-cert=" + readable})),
@@ -240,29 +238,29 @@ TEST(Etcd2EtcdConfigTest, OtherValuesAreChecked) {
   EXPECT_EQ(ErrorOf(Args({"--leader-elect-lease-duration=1s"})),
             "--leader-elect-lease-duration must be at least 2s, got 1s");
   EXPECT_EQ(ErrorOf(Args({"--leader-elect=false", "--leader-elect-lease-duration=1s"})), "<valid>");
-  EXPECT_EQ(ErrorOf(Args({"--output=xml"}), Etcd2EtcdCommand::kDiff),
+  EXPECT_EQ(ErrorOf(Args({"--output=xml"}), MirrorCommand::kDiff),
             "--output must be text or json, got \"xml\"");
-  EXPECT_EQ(ErrorOf(Args({"--connect-timeout=0s"}), Etcd2EtcdCommand::kDiff),
+  EXPECT_EQ(ErrorOf(Args({"--connect-timeout=0s"}), MirrorCommand::kDiff),
             "--connect-timeout must be positive, got 0s");
   // Flags of the other subcommand are unknown.
   EXPECT_EQ(ErrorOf(Args({"--fix"})).find("unknown flag --fix"), 0u);
-  EXPECT_EQ(ErrorOf(Args({"--leader-elect"}), Etcd2EtcdCommand::kDiff)
-                .find("unknown flag --leader-elect"),
-            0u);
+  EXPECT_EQ(
+      ErrorOf(Args({"--leader-elect"}), MirrorCommand::kDiff).find("unknown flag --leader-elect"),
+      0u);
 }
 
 TEST(Etcd2EtcdConfigTest, ElectionIdentityNeedsAHostnameOrAFlag) {
-  auto config = Validate(Args(), Etcd2EtcdCommand::kSync, {}, "");
+  auto config = Validate(Args(), MirrorCommand::kSync, {}, "");
   ASSERT_FALSE(config.ok());
   EXPECT_EQ(config.error(),
             "--leader-elect-identity is empty and the hostname is unknown; set a stable "
             "identity");
-  EXPECT_TRUE(Validate(Args({"--leader-elect=false"}), Etcd2EtcdCommand::kSync, {}, "").ok());
+  EXPECT_TRUE(Validate(Args({"--leader-elect=false"}), MirrorCommand::kSync, {}, "").ok());
 }
 
 TEST(Etcd2EtcdConfigTest, DiffTakesItsOwnFlags) {
   auto config =
-      Validate(Args({"--fix", "--output=json", "--connect-timeout=5s"}), Etcd2EtcdCommand::kDiff);
+      Validate(Args({"--fix", "--output=json", "--connect-timeout=5s"}), MirrorCommand::kDiff);
   ASSERT_TRUE(config.ok()) << config.error();
   EXPECT_TRUE(config->fix);
   EXPECT_TRUE(config->json);
