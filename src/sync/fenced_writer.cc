@@ -143,8 +143,12 @@ void FencedWriter::SenderLoop() {
     if (stopping_ && in_flight_txns_ == 0 && queue_.empty()) break;
     const auto now = clock_.Now();
     const bool window_open = in_flight_txns_ < window_.window();
-    if (!stopping_ && !queue_.empty() && window_open && now >= retry_at_) {
+    const auto send_at = std::max(retry_at_, rate_ready_at_);
+    if (!stopping_ && !queue_.empty() && window_open && now >= send_at) {
       std::vector<Entry> batch = TakeBatchLocked();
+      if (options_.rate_limiter != nullptr) {
+        rate_ready_at_ = now + options_.rate_limiter->Take(batch.size());
+      }
       ++in_flight_txns_;
       in_flight_writes_ += batch.size();
       std::vector<core::SinkWrite> writes;
@@ -168,7 +172,7 @@ void FencedWriter::SenderLoop() {
       continue;
     }
     if (!stopping_ && !queue_.empty() && window_open) {
-      wake_.wait_for(lock, retry_at_ - now);  // the injected clock's time
+      wake_.wait_for(lock, send_at - now);  // the injected clock's time
     } else {
       wake_.wait(lock);
     }

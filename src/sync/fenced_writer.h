@@ -25,6 +25,7 @@
 
 #include "common/backoff.h"
 #include "common/clock.h"
+#include "common/rate_limiter.h"
 #include "common/result.h"
 #include "core/sink.h"
 #include "sync/window_sizer.h"
@@ -57,6 +58,9 @@ struct FencedWriterOptions {
   // a retry against a server that refuses connections costs next to nothing.
   std::chrono::milliseconds max_backoff{500};
   uint64_t jitter_seed = 0x5eed;
+  // When set, every batch takes its writes from this limiter and waits as it says
+  // (--max-write-rate). Must outlive the writer.
+  RateLimiter* rate_limiter = nullptr;
 };
 
 class FencedWriter {
@@ -153,6 +157,7 @@ class FencedWriter {
                     .jitter_direction = JitterDirection::kUp,
                     .seed = options_.jitter_seed}};
   std::chrono::steady_clock::time_point retry_at_{};
+  std::chrono::steady_clock::time_point rate_ready_at_{};  // the rate limiter's
   bool stopping_ = false;
   std::thread sender_;
 };

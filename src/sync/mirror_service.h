@@ -16,16 +16,16 @@
 //      changed twice goes once, with its last state), with the checkpoint of the last set in it,
 //      one batch at a time, so a source transaction is never split and the checkpoint never runs
 //      ahead of the data. A write too large for an atomic batch goes alone through the
-//      FencedWriter (which may send it in another form); the checkpoint follows in the next batch.
-//      Each write is fenced by the source version in its ownership record, so a replayed set
-//      (after a restart between a write and ... nothing: the checkpoint is in the same batch) or a
-//      concurrent repair never overwrites a newer value;
+//      FencedWriter (which may send it in another form), and the checkpoint follows in the next
+//      batch; a change set larger than a batch is split, only its last batch carrying its point.
+//      Each write is also fenced by the source version in its ownership record, so a replayed
+//      change (the same set again after a failed answer) never overwrites a newer value;
 //   5. when the stream reports kCompacted (the watch fell behind the source's compaction), close
 //      it, reopen after the current point and reconcile (cause "compaction"). Periodically, with
 //      reconcile_interval, and on RequestReconcile ("requested"), reconcile too.
 //
-// --max-write-rate: at most max_write_rate writes per second (repairs and changes together), when
-// not 0.
+// With a rate limiter (--max-write-rate), changes wait for it before each batch; repairs wait in
+// the FencedWriter, which should share the same limiter.
 //
 // Run() blocks until Stop() or a fatal error. All state changes happen on the thread that calls
 // Run(); the source's and election's callbacks only enqueue. Status() and Stop() are thread-safe.
@@ -37,12 +37,14 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 
 #include "common/backoff.h"
 #include "common/clock.h"
+#include "common/rate_limiter.h"
 #include "common/result.h"
 #include "core/leader_election.h"
 #include "core/scope.h"
@@ -66,8 +68,8 @@ struct AppliedBatch {
   size_t stale = 0;
   size_t foreign = 0;
   size_t absent = 0;
-  size_t failed = 0;         // refused by the sink, alone (logged)
-  int64_t checkpoint = 0;    // recorded with the batch
+  size_t failed = 0;       // refused by the sink, alone (logged)
+  int64_t checkpoint = 0;  // recorded with the batch
   // From the arrival of the oldest change set in the batch to the sink's answer.
   std::chrono::nanoseconds delay{0};
   std::chrono::nanoseconds duration{0};  // the sink's round trip
@@ -80,15 +82,18 @@ struct MirrorServiceOptions {
   size_t concurrent = 50;  // source requests in flight during a snapshot
   int64_t sink_page_size = 1000;
   AdoptPolicy adopt = AdoptPolicy::kNone;
-  // Writes per second, repairs and changes together; 0: unlimited.
-  double max_write_rate = 0;
+  // --max-write-rate: the limiter of repairs and changes together (give the FencedWriter the
+  // same one); null: unlimited. Must outlive the service.
+  RateLimiter* rate_limiter = nullptr;
+  // Reconcile after opening even when the checkpoint could be resumed from (e.g. copies bound to
+  // leases expired while no mirror ran).
+  bool reconcile_on_resume = false;
   std::chrono::milliseconds retry_initial{100};
-  std::chrono::milliseconds retry_max{5000};
+  std::chrono::milliseconds retry_max{500};
   // How long Stop() lets queued change sets be applied.
   std::chrono::milliseconds drain_timeout{10000};
   // Called after every reconciliation (on the Run thread).
-  std::function<void(ReconcileCause, const Result<ReconcileReport, ReconcileError>&)>
-      on_reconcile;
+  std::function<void(ReconcileCause, const Result<ReconcileReport, ReconcileError>&)> on_reconcile;
   // Called after every applied batch (on the Run thread).
   std::function<void(const AppliedBatch&)> on_applied;
   // Called when leadership is won: the time from the campaign's start (a standby's takeover
@@ -102,8 +107,8 @@ struct MirrorStatus {
   bool campaigning = false;
   bool first_sync_done = false;  // caught up once since leading
   size_t reconciliations = 0;
-  int64_t checkpoint = 0;     // the last point recorded in the sink
-  int64_t latest_point = 0;   // the newest point the stream delivered
+  int64_t checkpoint = 0;    // the last point recorded in the sink
+  int64_t latest_point = 0;  // the newest point the stream delivered
   size_t queued_change_sets = 0;
   // How long the oldest queued change set has waited (0 when none).
   std::chrono::nanoseconds oldest_queued_age{0};
@@ -144,7 +149,14 @@ class MirrorService {
   void CloseSource();
   bool Reconcile(ReconcileCause cause);
   bool ApplyQueued();
+  // Applies one atomic batch and waits for its answer; false when it should be retried.
+  bool ApplyBatch(std::vector<core::SinkWrite> writes, int64_t checkpoint, size_t change_sets,
+                  std::chrono::steady_clock::time_point oldest);
+  // Writes that fit no atomic batch, one at a time through the writer.
+  bool ApplyThroughWriter(std::vector<core::SinkWrite> writes, AppliedBatch& batch);
   void WaitForRate(size_t writes);
+  void HandleSourceEvents();
+  bool Stopping() const;
   void StartCampaign();
   void HandleElectionEvents();
   void StepDown(const std::string& reason);
@@ -175,8 +187,7 @@ class MirrorService {
   std::chrono::steady_clock::time_point campaign_started_{};
   Backoff election_backoff_;
   std::chrono::steady_clock::time_point next_campaign_at_{};
-  double rate_tokens_ = 0;
-  std::chrono::steady_clock::time_point rate_refilled_{};
+  std::optional<std::string> fatal_;
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;

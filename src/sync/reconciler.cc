@@ -216,9 +216,8 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
     const auto recheck_start = clock_.Now();
     // An exact snapshot needs no second look at the source when repairing: it is the state at
     // its point, and a job that reads an ordered stream after that point applies the rest.
-    auto confirmed =
-        Recheck(source, candidates, options.source_window, /*read_sink=*/!fix, options.adopt,
-                fix && snapshot->exact ? &*snapshot : nullptr);
+    auto confirmed = Recheck(source, candidates, options.source_window, /*read_sink=*/!fix,
+                             options.adopt, fix && snapshot->exact ? &*snapshot : nullptr);
     report.recheck_duration += clock_.Now() - recheck_start;
     if (!confirmed.ok()) {
       failure = confirmed.error();
@@ -265,6 +264,7 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
   report.in_sync = diff->in_sync;
   report.unclaimed = diff->unclaimed;
   report.sink_point = diff->sink_point;
+  report.source_point = snapshot->point;
   report.first_pass_differences = diff->listed;
   report.duration = clock_.Now() - start;
   return report;

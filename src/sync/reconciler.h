@@ -96,6 +96,7 @@ struct ReconcileReport {
   size_t unclaimed = 0;  // equal keys without an ownership record (Difference::Kind::kUnclaimed)
   size_t adopted = 0;    // unclaimed keys made ours (ownership store or policy), now with a record
   int64_t sink_point = 0;
+  int64_t source_point = 0;           // the snapshot's (core::Snapshot::point)
   size_t first_pass_differences = 0;  // before the second read
   // Confirmed differences (kUnclaimed ones only with an ownership store, for adoption); empty
   // unless ReconcileOptions::keep_differences.

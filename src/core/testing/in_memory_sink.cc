@@ -120,13 +120,52 @@ void InMemorySink::ApplyAsync(std::vector<SinkWrite> writes, std::vector<int> va
       ContractViolation("InMemorySink::ApplyAsync: a key twice in one batch");
     }
   }
+  Enqueue({std::move(writes), std::move(variants), fence, std::move(done), std::nullopt});
+}
+
+void InMemorySink::Enqueue(Batch batch) {
   {
     std::lock_guard lock(mu_);
     ++batches_submitted_;
-    max_batch_seen_ = std::max(max_batch_seen_, writes.size());
-    queue_.push_back({std::move(writes), std::move(variants), fence, std::move(done)});
+    max_batch_seen_ = std::max(max_batch_seen_, batch.writes.size());
+    queue_.push_back(std::move(batch));
   }
   worker_.Post([this] { ProcessQueue(); });
+}
+
+SinkResult<std::optional<int64_t>> InMemorySink::ReadCheckpoint() {
+  std::lock_guard lock(mu_);
+  if (auto error = ReadErrorLocked()) return Unexpected(std::move(*error));
+  return checkpoint_;
+}
+
+BatchLimits InMemorySink::AtomicLimits() const {
+  BatchLimits limits = Limits(0);
+  limits.max_writes = limits.max_writes > 1 ? limits.max_writes - 1 : 1;
+  return limits;
+}
+
+void InMemorySink::ApplyAtomicAsync(std::vector<SinkWrite> writes, int64_t checkpoint,
+                                    const std::optional<Fence>& fence,
+                                    std::function<void(BatchResult)> done) {
+  std::set<std::string> keys;
+  for (const auto& write : writes) {
+    if (!keys.insert(write.key).second) {
+      ContractViolation("InMemorySink::ApplyAtomicAsync: a key twice in one batch");
+    }
+  }
+  std::vector<int> variants(writes.size(), 0);
+  Enqueue({std::move(writes), std::move(variants), fence, std::move(done), checkpoint});
+}
+
+std::optional<int64_t> InMemorySink::checkpoint() const {
+  std::lock_guard lock(mu_);
+  return checkpoint_;
+}
+
+size_t InMemorySink::atomic_batches_applied() const {
+  std::lock_guard lock(mu_);
+  return atomic_batches_applied_;
 }
 
 void InMemorySink::ProcessQueue() {
@@ -159,7 +198,8 @@ BatchResult InMemorySink::ApplyLocked(const Batch& batch) {
     }
     bytes += Cost(write, 0).bytes;
   }
-  if (batch.writes.size() > options_.max_writes || bytes > options_.max_bytes) {
+  const size_t max_writes = batch.checkpoint ? AtomicLimits().max_writes : options_.max_writes;
+  if (batch.writes.size() > max_writes || bytes > options_.max_bytes) {
     return Unexpected(Error(SinkError::Code::kRefused, "batch over the limits"));
   }
   if (batch.fence &&
@@ -216,6 +256,11 @@ BatchResult InMemorySink::ApplyLocked(const Batch& batch) {
           write.type == SinkWrite::Type::kAdopt ? WriteOutcome::kForeign : WriteOutcome::kStale;
     }
     answers.push_back(WriteAnswer{outcome, std::nullopt, {}});
+  }
+  if (batch.checkpoint) {
+    checkpoint_ = *batch.checkpoint;
+    ++atomic_batches_applied_;
+    changed = true;
   }
   if (changed) point_ = next;
   ++batches_applied_;

@@ -16,6 +16,8 @@
 //                     An adopt writes only the record; a claimed put the value and the record.
 // A batch fenced by a Fence other than the one SetFence() made valid fails with kNotLeader and
 // applies nothing. One variant (0), one batch class (0); a batch over Limits() fails kRefused.
+// It is a CheckpointedSink too: ApplyAtomicAsync applies its writes by the same rules and records
+// the checkpoint in the same batch (one point), AtomicLimits() being Limits(0) minus one write.
 // Batches apply and answer on the sink's worker thread, in submission order, never inline.
 // List() reads at any point since the last Compact() (older: kCompacted; later than now: kOther).
 // The cursor reads its whole listing at the first Next() (or at Start() when a point is given)
@@ -43,7 +45,7 @@
 
 namespace zk2etcd::core::memory {
 
-class InMemorySink : public Sink {
+class InMemorySink : public Sink, public CheckpointedSink {
  public:
   struct Options {
     std::string key_prefix = "/sink";  // SinkKeyFor(key) = key_prefix + key
@@ -68,6 +70,14 @@ class InMemorySink : public Sink {
   void ApplyAsync(std::vector<SinkWrite> writes, std::vector<int> variants,
                   const std::optional<Fence>& fence,
                   std::function<void(BatchResult)> done) override;
+  // core::CheckpointedSink.
+  SinkResult<std::optional<int64_t>> ReadCheckpoint() override;
+  BatchLimits AtomicLimits() const override;
+  void ApplyAtomicAsync(std::vector<SinkWrite> writes, int64_t checkpoint,
+                        const std::optional<Fence>& fence,
+                        std::function<void(BatchResult)> done) override;
+  std::optional<int64_t> checkpoint() const;  // as recorded
+  size_t atomic_batches_applied() const;      // ApplyAtomicAsync batches that applied
 
   // The fence batches must carry (nullopt: every fenced batch fails). Unfenced batches apply.
   void SetFence(std::optional<Fence> fence);
@@ -125,6 +135,7 @@ class InMemorySink : public Sink {
     std::vector<int> variants;
     std::optional<Fence> fence;
     std::function<void(BatchResult)> done;
+    std::optional<int64_t> checkpoint;  // an atomic batch
   };
   class Cursor;
 
@@ -139,6 +150,7 @@ class InMemorySink : public Sink {
   SinkResult<int64_t> ListAt(const std::string& prefix, int64_t point,
                              std::vector<SinkEntry>* entries);
   BatchResult ApplyLocked(const Batch& batch);
+  void Enqueue(Batch batch);
   void ProcessQueue();  // on the worker
 
   const Options options_;
@@ -147,6 +159,8 @@ class InMemorySink : public Sink {
   int64_t point_ = 1;
   int64_t compacted_ = 0;
   std::optional<Fence> fence_;
+  std::optional<int64_t> checkpoint_;
+  size_t atomic_batches_applied_ = 0;
   std::deque<Batch> queue_;
   bool paused_ = false;
   int fail_applies_ = 0;

@@ -17,6 +17,39 @@ InMemorySource::~InMemorySource() { Close(); }
 
 SourceResult<void> InMemorySource::Open(SourceListener& listener) {
   std::lock_guard lock(mu_);
+  ordered_ = false;
+  return OpenLocked(listener);
+}
+
+SourceResult<void> InMemorySource::OpenAfter(SourceListener& listener, int64_t point) {
+  std::lock_guard lock(mu_);
+  if (open_) ContractViolation("InMemorySource::OpenAfter while open");
+  if (point < compacted_) {
+    return Unexpected(
+        Error(SourceError::Code::kCompacted, "point " + std::to_string(point) + " is compacted"));
+  }
+  ordered_ = true;
+  if (auto opened = OpenLocked(listener); !opened.ok()) return opened;
+  ++ordered_opens_;
+  last_open_after_ = point;
+  for (const ChangeSet& set : history_) {
+    if (set.point <= point) continue;
+    DeliverLocked([set](SourceListener& l) { l.OnChangeSet(set); });
+  }
+  return {};
+}
+
+SourceResult<int64_t> InMemorySource::CurrentPoint() {
+  std::lock_guard lock(mu_);
+  // Needs no open stream (it is asked before OpenAfter); injected read failures count.
+  if (fail_reads_ > 0) {
+    --fail_reads_;
+    return Unexpected(Error(fail_read_code_, "read failed (injected)"));
+  }
+  return point_;
+}
+
+SourceResult<void> InMemorySource::OpenLocked(SourceListener& listener) {
   if (open_) ContractViolation("InMemorySource::Open while open");
   if (fail_opens_ > 0) {
     --fail_opens_;
@@ -52,9 +85,12 @@ SourceResult<Snapshot> InMemorySource::ReadSnapshot(const SnapshotOptions& optio
       return Unexpected(Error(SourceError::Code::kClosed, "snapshot cancelled"));
     }
     for (const auto& [key, stored] : data_) {
-      if (scope_.Contains(key)) snapshot.entries.push_back({key, stored.value, stored.version});
+      if (scope_.Contains(key)) {
+        snapshot.entries.push_back({key, stored.value, stored.version, 0});
+      }
     }
     snapshot.point = point_;
+    snapshot.exact = exact_snapshots_;
     snapshot.requests = 1;
     ++snapshots_read_;
   }
@@ -102,22 +138,79 @@ SourceStatus InMemorySource::Status() const {
 }
 
 int64_t InMemorySource::Put(const std::string& key, const std::string& value) {
-  std::lock_guard lock(mu_);
-  data_[key] = {value, ++point_};
-  if (open_ && connected_ && scope_.Contains(key)) {
-    DeliverLocked([key](SourceListener& l) { l.OnChange(key); });
-  }
-  return point_;
+  return Apply({SourceChange{key, true, value, 0, 0}});
 }
 
 bool InMemorySource::Delete(const std::string& key) {
-  std::lock_guard lock(mu_);
-  if (data_.erase(key) == 0) return false;
-  ++point_;
-  if (open_ && connected_ && scope_.Contains(key)) {
-    DeliverLocked([key](SourceListener& l) { l.OnChange(key); });
+  {
+    std::lock_guard lock(mu_);
+    if (data_.count(key) == 0) return false;
   }
+  Apply({SourceChange{key, false, "", 0, 0}});
   return true;
+}
+
+int64_t InMemorySource::Apply(const std::vector<SourceChange>& changes) {
+  std::lock_guard lock(mu_);
+  const int64_t point = ++point_;
+  ChangeSet set{point, {}};
+  for (SourceChange change : changes) {
+    if (change.exists) {
+      data_[change.key] = {change.value, point};
+      change.version = point;
+    } else {
+      if (data_.erase(change.key) == 0) continue;
+      change.value.clear();
+      change.version = point;
+    }
+    if (scope_.Contains(change.key)) set.changes.push_back(std::move(change));
+  }
+  if (!set.changes.empty()) AnnounceLocked(std::move(set));
+  return point;
+}
+
+void InMemorySource::AnnounceLocked(ChangeSet set) {
+  history_.push_back(set);
+  if (!open_) return;
+  if (ordered_) {
+    // An ordered stream resumes where it was, like an etcd watch: nothing is missed.
+    DeliverLocked([set = std::move(set)](SourceListener& l) { l.OnChangeSet(set); });
+  } else if (connected_) {
+    for (const SourceChange& change : set.changes) {
+      DeliverLocked([key = change.key](SourceListener& l) { l.OnChange(key); });
+    }
+  }
+}
+
+void InMemorySource::Compact(int64_t point) {
+  std::lock_guard lock(mu_);
+  compacted_ = std::max(compacted_, point);
+  std::erase_if(history_, [&](const ChangeSet& set) { return set.point < compacted_; });
+}
+
+void InMemorySource::BreakStream() {
+  std::lock_guard lock(mu_);
+  if (!open_ || !ordered_) return;
+  open_ = false;
+  connected_ = false;
+  DeliverLocked([](SourceListener& l) {
+    l.OnSourceEvent({SourceEventType::kCompacted, "compacted (test)"});
+  });
+}
+
+void InMemorySource::set_exact_snapshots(bool exact) {
+  std::lock_guard lock(mu_);
+  exact_snapshots_ = exact;
+}
+
+size_t InMemorySource::ordered_opens() const {
+  std::lock_guard lock(mu_);
+  return ordered_opens_;
+}
+
+int64_t InMemorySource::last_open_after() const {
+  std::lock_guard lock(mu_);
+  return last_open_after_;
 }
 
 std::optional<SourceEntry> InMemorySource::Get(const std::string& key) const {

@@ -11,6 +11,13 @@
 // Test controls: Put/Delete change the data; FailOpen/FailNextReads inject errors; Disconnect,
 // Reconnect and Lose drive the connection (kDisconnected, kReconnected, kLost). After Lose the
 // source counts as closed: Open (with or without a Close first) starts again.
+//
+// It also has a history, like etcd: OpenAfter(point) replays the in-scope changes after `point`
+// as ChangeSets (one per point; Apply makes several changes at one point) and then delivers new
+// ones, in order, also while disconnected (an etcd watch resumes where it was). Compact(point)
+// drops the history before `point` (OpenAfter an older point fails kCompacted); BreakStream()
+// ends an ordered stream with kCompacted, as a watch that fell behind a compaction.
+// set_exact_snapshots(true) marks snapshots exact (core::Snapshot::exact).
 // Breaking a REQUIRES of core::Source (Open while open) aborts with a message.
 //
 // Thread-safety: every method is thread-safe.
@@ -39,6 +46,8 @@ class InMemorySource : public Source {
 
   // core::Source.
   SourceResult<void> Open(SourceListener& listener) override;
+  SourceResult<void> OpenAfter(SourceListener& listener, int64_t point) override;
+  SourceResult<int64_t> CurrentPoint() override;
   void Close() override;
   SourceResult<Snapshot> ReadSnapshot(const SnapshotOptions& options) override;
   SourceResult<std::vector<EntryState>> Reread(const std::vector<std::string>& keys,
@@ -52,6 +61,17 @@ class InMemorySource : public Source {
   int64_t Put(const std::string& key, const std::string& value);
   // Deletes `key`; false (and no new point) if it does not exist.
   bool Delete(const std::string& key);
+  // Several changes at one new point (a transaction), returned. A change's version is ignored:
+  // a put gets the new point; a delete of an absent key is dropped.
+  int64_t Apply(const std::vector<SourceChange>& changes);
+  // History before `point` is gone.
+  void Compact(int64_t point);
+  // Ends an open ordered stream with kCompacted (the source counts as closed).
+  void BreakStream();
+  void set_exact_snapshots(bool exact);
+  // OpenAfter calls that succeeded, and the point of the last one.
+  size_t ordered_opens() const;
+  int64_t last_open_after() const;
   std::optional<SourceEntry> Get(const std::string& key) const;
   int64_t point() const;
 
@@ -83,11 +103,20 @@ class InMemorySource : public Source {
   // the code when the source is closed.
   std::optional<SourceError> ReadErrorLocked(SourceError::Code closed);
   EntryState StateLocked(const std::string& key) const;
+  SourceResult<void> OpenLocked(SourceListener& listener);
+  // Records one point's changes and announces them.
+  void AnnounceLocked(ChangeSet set);
 
   const Scope scope_;
   mutable std::mutex mu_;
   std::map<std::string, Stored> data_;
   int64_t point_ = 0;
+  std::vector<ChangeSet> history_;  // in-scope changes, by point
+  int64_t compacted_ = 0;
+  bool ordered_ = false;  // the open stream is an ordered one
+  bool exact_snapshots_ = false;
+  size_t ordered_opens_ = 0;
+  int64_t last_open_after_ = -1;
   SourceListener* listener_ = nullptr;  // from Open until Close
   uint64_t stream_ = 0;                 // advanced by Open and Close: stale deliveries drop
   bool open_ = false;                   // opened, and neither closed nor lost since

@@ -1,0 +1,652 @@
+#include "sync/mirror_service.h"
+
+#include <algorithm>
+#include <future>
+#include <map>
+#include <thread>
+#include <utility>
+
+namespace zk2etcd::sync {
+
+std::string_view ReconcileCauseName(ReconcileCause cause) {
+  switch (cause) {
+    case ReconcileCause::kStart:
+      return "start";
+    case ReconcileCause::kCompaction:
+      return "compaction";
+    case ReconcileCause::kPeriodic:
+      return "periodic";
+    case ReconcileCause::kRequested:
+      return "requested";
+  }
+  return "unknown";
+}
+
+class MirrorService::Listener : public core::SourceListener {
+ public:
+  explicit Listener(MirrorService& service) : service_(service) {}
+
+  // An ordered stream announces sets, never bare keys.
+  void OnChange(const std::string& /*key*/) override {}
+
+  void OnChangeSet(core::ChangeSet set) override {
+    std::lock_guard lock(service_.mutex_);
+    service_.status_.latest_point = std::max(service_.status_.latest_point, set.point);
+    service_.queue_.push_back({std::move(set), service_.clock_.Now()});
+    service_.wake_.notify_all();
+  }
+
+  void OnSourceEvent(const core::SourceEvent& event) override {
+    std::lock_guard lock(service_.mutex_);
+    service_.source_events_.push_back(event);
+    service_.wake_.notify_all();
+  }
+
+ private:
+  MirrorService& service_;
+};
+
+MirrorService::MirrorService(const core::Scope& scope, core::Source& source, core::Sink& sink,
+                             core::CheckpointedSink& checkpoints, FencedWriter& writer,
+                             core::LeaderElection* election, ops::Logger& logger,
+                             const Clock& clock, MirrorServiceOptions options)
+    : scope_(scope),
+      source_(source),
+      sink_(sink),
+      checkpoints_(checkpoints),
+      writer_(writer),
+      election_(election),
+      logger_(logger),
+      clock_(clock),
+      options_(std::move(options)),
+      reconciler_(scope, sink, &writer, /*ownership=*/nullptr, logger, clock),
+      listener_(std::make_unique<Listener>(*this)),
+      retry_backoff_(
+          {.initial = options_.retry_initial, .max = options_.retry_max, .multiplier = 2.0}),
+      election_backoff_({.initial = options_.retry_initial,
+                         .max = options_.election_retry_max,
+                         .multiplier = 2.0}) {
+  status_.leader = election_ == nullptr;
+}
+
+MirrorService::~MirrorService() { CloseSource(); }
+
+void MirrorService::Stop() {
+  std::lock_guard lock(mutex_);
+  stop_ = true;
+  cancel_.store(true);
+  wake_.notify_all();
+}
+
+bool MirrorService::Stopping() const {
+  std::lock_guard lock(mutex_);
+  return stop_;
+}
+
+void MirrorService::RequestReconcile() {
+  std::lock_guard lock(mutex_);
+  reconcile_requested_ = true;
+  wake_.notify_all();
+}
+
+MirrorStatus MirrorService::Status() const {
+  std::lock_guard lock(mutex_);
+  MirrorStatus status = status_;
+  status.queued_change_sets = queue_.size();
+  if (!queue_.empty()) status.oldest_queued_age = clock_.Now() - queue_.front().arrived;
+  return status;
+}
+
+bool MirrorService::OpenSource() {
+  auto checkpoint = checkpoints_.ReadCheckpoint();
+  if (!checkpoint.ok()) {
+    logger_.Warn("cannot read the checkpoint; retrying",
+                 {{"sink", sink_.Name()}, {"error", checkpoint.error().message}});
+    return false;
+  }
+  auto fail = [&](const core::SourceError& error, std::string_view what) {
+    if (error.Fatal()) {
+      fatal_ = std::string(what) + ": " + error.message;
+    } else {
+      logger_.Warn(std::string(what) + "; retrying", {{"error", error.message}});
+    }
+    return false;
+  };
+  std::optional<ReconcileCause> cause;
+  {
+    std::lock_guard lock(mutex_);
+    queue_.clear();  // what a failed batch put back belongs to the closed stream
+  }
+  if (*checkpoint) {
+    auto opened = source_.OpenAfter(*listener_, **checkpoint);
+    if (opened.ok()) {
+      logger_.Info("resuming from the checkpoint", {{"checkpoint", **checkpoint}});
+      applied_point_ = **checkpoint;
+      source_open_ = true;
+      if (options_.reconcile_on_resume) reconcile_needed_ = ReconcileCause::kStart;
+      std::lock_guard lock(mutex_);
+      status_.checkpoint = applied_point_;
+      status_.source_connected = true;
+      return true;
+    }
+    if (opened.error().code != core::SourceError::Code::kCompacted) {
+      return fail(opened.error(), "cannot open the source's change stream");
+    }
+    logger_.Warn(
+        "the checkpoint's revision is compacted in the source: reconciling, then following "
+        "from the snapshot",
+        {{"checkpoint", **checkpoint}, {"error", opened.error().message}});
+    cause = ReconcileCause::kCompaction;
+  } else {
+    logger_.Info("no checkpoint: initial copy");
+    cause = ReconcileCause::kStart;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    queue_.clear();
+  }
+  auto current = source_.CurrentPoint();
+  if (!current.ok()) return fail(current.error(), "cannot read the source's revision");
+  auto opened = source_.OpenAfter(*listener_, *current);
+  if (!opened.ok()) return fail(opened.error(), "cannot open the source's change stream");
+  source_open_ = true;
+  reconcile_needed_ = cause;
+  std::lock_guard lock(mutex_);
+  status_.source_connected = true;
+  return true;
+}
+
+void MirrorService::CloseSource() {
+  source_.Close();
+  source_open_ = false;
+  std::lock_guard lock(mutex_);
+  queue_.clear();  // a new opening starts from the checkpoint again
+  source_events_.clear();
+  status_.source_connected = false;
+}
+
+void MirrorService::HandleSourceEvents() {
+  std::deque<core::SourceEvent> events;
+  {
+    std::lock_guard lock(mutex_);
+    events.swap(source_events_);
+  }
+  for (const core::SourceEvent& event : events) {
+    switch (event.type) {
+      case core::SourceEventType::kConnected:
+        break;
+      case core::SourceEventType::kDisconnected: {
+        std::lock_guard lock(mutex_);
+        status_.source_connected = false;
+        break;
+      }
+      case core::SourceEventType::kReconnected: {
+        // An ordered stream resumes where it was: nothing to do but say so.
+        std::lock_guard lock(mutex_);
+        status_.source_connected = true;
+        break;
+      }
+      case core::SourceEventType::kFatal:
+        fatal_ = event.reason;
+        return;
+      case core::SourceEventType::kCompacted:
+        logger_.Warn(
+            "the source's change stream fell behind its compaction: reconciling, then "
+            "following from the snapshot",
+            {{"reason", event.reason}, {"checkpoint", applied_point_}});
+        // What already arrived is dropped: the reconciliation's snapshot holds it.
+        CloseSource();
+        return;  // events after this one belong to the closed stream
+      case core::SourceEventType::kLost:
+        logger_.Warn("the source's change stream ended; opening it again",
+                     {{"reason", event.reason}});
+        CloseSource();
+        return;
+    }
+  }
+}
+
+bool MirrorService::Reconcile(ReconcileCause cause) {
+  ReconcileOptions options;
+  options.fix = true;
+  options.cancel = &cancel_;
+  options.source_window = options_.concurrent;
+  options.sink_page_size = options_.sink_page_size;
+  options.keep_differences = false;
+  options.adopt = options_.adopt;
+  options.on_progress = [this](size_t entries) {
+    logger_.Info("reconciliation progress", {{"keys_read", entries}});
+  };
+  logger_.Info("reconciliation started", {{"cause", ReconcileCauseName(cause)}});
+  auto result = reconciler_.Run(source_, options);
+  bool ok = result.ok();
+  if (ok) {
+    const ReconcileReport& report = *result;
+    // The snapshot's state is in the sink: record its point, so the stream goes on after it.
+    std::promise<core::BatchResult> answered;
+    checkpoints_.ApplyAtomicAsync({}, report.source_point, leader_,
+                                  [&answered](core::BatchResult r) { answered.set_value(r); });
+    core::BatchResult recorded = answered.get_future().get();
+    if (!recorded.ok()) {
+      logger_.Warn("cannot record the checkpoint after the reconciliation; retrying",
+                   {{"error", recorded.error().message}});
+      if (recorded.error().code == core::SinkError::Code::kNotLeader) {
+        StepDown("the leadership fence failed");
+      }
+      ok = false;
+    } else {
+      applied_point_ = report.source_point;
+      size_t dropped = 0;
+      {
+        std::lock_guard lock(mutex_);
+        while (!queue_.empty() && queue_.front().set.point <= applied_point_) {
+          queue_.pop_front();
+          ++dropped;
+        }
+        ++status_.reconciliations;
+        status_.checkpoint = applied_point_;
+        status_.last_reconcile_success = clock_.WallNow();
+      }
+      const size_t differences = report.VisibleDifferences();
+      logger_.Info(
+          "reconciliation done",
+          {{"cause", ReconcileCauseName(cause)},
+           {"source_keys", report.source_entries},
+           {"sink_keys", report.sink_entries},
+           {"in_sync", report.in_sync},
+           {"differences", differences},
+           {"put", report.fixed_puts},
+           {"deleted", report.fixed_deletes},
+           {"adopted", report.adopted},
+           {"foreign", report.Count(Difference::Kind::kForeign)},
+           {"conflict", report.Count(Difference::Kind::kConflict)},
+           {"failed", report.failed},
+           {"checkpoint", applied_point_},
+           {"changes_covered", dropped},
+           {"duration_ms", std::chrono::duration<double, std::milli>(report.duration).count()}});
+      if (!report.foreign_samples.empty()) {
+        std::string keys;
+        for (const std::string& key : report.foreign_samples)
+          keys += (keys.empty() ? "" : " ") + key;
+        logger_.Warn("keys without this mirror's ownership record are left alone (foreign)",
+                     {{"count", report.Count(Difference::Kind::kForeign)}, {"first", keys}});
+      }
+      if (options_.reconcile_interval.count() > 0) {
+        next_periodic_ = clock_.Now() + options_.reconcile_interval;
+      }
+    }
+  } else if (!cancel_.load()) {
+    logger_.Warn("reconciliation failed; retrying",
+                 {{"cause", ReconcileCauseName(cause)}, {"error", result.error().message}});
+  }
+  if (options_.on_reconcile) options_.on_reconcile(cause, result);
+  return ok;
+}
+
+void MirrorService::WaitForRate(size_t writes) {
+  if (options_.rate_limiter == nullptr || writes == 0) return;
+  const auto wait = options_.rate_limiter->Take(writes);
+  if (wait.count() <= 0) return;
+  std::unique_lock lock(mutex_);
+  wake_.wait_for(lock, wait, [this] { return stop_; });
+}
+
+bool MirrorService::ApplyQueued() {
+  const core::BatchLimits limits = checkpoints_.AtomicLimits();
+  // Takes consecutive change sets: whole ones while they fit; a set larger than a batch alone is
+  // split, only its last part carrying its point.
+  std::vector<Queued> taken;
+  {
+    std::lock_guard lock(mutex_);
+    while (!queue_.empty() && queue_.front().set.point <= applied_point_) queue_.pop_front();
+    if (queue_.empty()) return true;
+  }
+  std::map<std::string, core::SinkWrite> writes;  // by key: the last change wins
+  size_t bytes = limits.overhead_bytes;
+  std::vector<core::SinkWrite> oversized;
+  int64_t checkpoint = applied_point_;
+  std::chrono::steady_clock::time_point oldest{};
+  size_t sets = 0;
+  auto to_write = [](const core::SourceChange& change) {
+    core::SinkWrite write;
+    write.key = change.key;
+    write.type = change.exists ? core::SinkWrite::Type::kPut : core::SinkWrite::Type::kDelete;
+    write.value = change.value;
+    write.version = change.version;
+    write.lease = change.lease;
+    return write;
+  };
+  auto cost_of = [this](const core::SinkWrite& write) {
+    return sink_.Cost(write, sink_.DefaultVariant(write)).bytes;
+  };
+  for (;;) {
+    Queued next;
+    {
+      std::lock_guard lock(mutex_);
+      if (queue_.empty()) break;
+      // Does the whole next set fit beside what is taken?
+      size_t extra_writes = 0;
+      size_t extra_bytes = 0;
+      for (const core::SourceChange& change : queue_.front().set.changes) {
+        if (writes.count(change.key) == 0) ++extra_writes;
+        extra_bytes += cost_of(to_write(change));
+      }
+      const bool fits = writes.size() + extra_writes <= limits.max_writes &&
+                        bytes + extra_bytes <= limits.max_bytes;
+      if (!fits && sets > 0) break;
+      next = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    if (sets == 0) oldest = next.arrived;
+    ++sets;
+    for (const core::SourceChange& change : next.set.changes) {
+      core::SinkWrite write = to_write(change);
+      const size_t cost = cost_of(write);
+      if (cost > limits.max_bytes) {
+        writes.erase(write.key);
+        std::erase_if(oversized, [&](const core::SinkWrite& w) { return w.key == write.key; });
+        oversized.push_back(std::move(write));
+        continue;
+      }
+      std::erase_if(oversized, [&](const core::SinkWrite& w) { return w.key == write.key; });
+      if (writes.count(write.key) == 0 &&
+          (writes.size() + 1 > limits.max_writes || bytes + cost > limits.max_bytes)) {
+        // This set alone overflows a batch: send what is taken now, without this set's point.
+        std::vector<core::SinkWrite> part;
+        for (auto& [key, taken_write] : writes) part.push_back(std::move(taken_write));
+        writes.clear();
+        bytes = limits.overhead_bytes;
+        if (!ApplyBatch(std::move(part), checkpoint, 0, oldest)) {
+          std::lock_guard lock(mutex_);
+          queue_.push_front(std::move(next));  // the set goes again whole: fenced, harmless
+          return false;
+        }
+      }
+      bytes += cost;
+      writes[write.key] = std::move(write);
+    }
+    checkpoint = next.set.point;
+    taken.push_back(std::move(next));
+  }
+  if (taken.empty()) return true;
+  AppliedBatch oversized_batch;
+  if (!oversized.empty() && !ApplyThroughWriter(std::move(oversized), oversized_batch)) {
+    std::lock_guard lock(mutex_);
+    for (auto it = taken.rbegin(); it != taken.rend(); ++it) queue_.push_front(std::move(*it));
+    return false;
+  }
+  std::vector<core::SinkWrite> batch;
+  batch.reserve(writes.size());
+  for (auto& [key, write] : writes) batch.push_back(std::move(write));
+  if (!ApplyBatch(std::move(batch), checkpoint, sets, oldest)) {
+    std::lock_guard lock(mutex_);
+    for (auto it = taken.rbegin(); it != taken.rend(); ++it) queue_.push_front(std::move(*it));
+    return false;
+  }
+  return true;
+}
+
+bool MirrorService::ApplyBatch(std::vector<core::SinkWrite> writes, int64_t checkpoint,
+                               size_t change_sets, std::chrono::steady_clock::time_point oldest) {
+  WaitForRate(writes.size());
+  AppliedBatch batch;
+  batch.change_sets = change_sets;
+  batch.writes = writes.size();
+  batch.checkpoint = checkpoint;
+  std::vector<std::string> keys;
+  keys.reserve(writes.size());
+  for (const core::SinkWrite& write : writes) keys.push_back(write.key);
+  const auto started = clock_.Now();
+  std::promise<core::BatchResult> answered;
+  checkpoints_.ApplyAtomicAsync(std::move(writes), checkpoint, leader_,
+                                [&answered](core::BatchResult r) { answered.set_value(r); });
+  core::BatchResult result = answered.get_future().get();
+  const auto now = clock_.Now();
+  batch.duration = now - started;
+  batch.delay = now - oldest;
+  if (!result.ok()) {
+    const core::SinkError& error = result.error();
+    if (error.code == core::SinkError::Code::kNotLeader) {
+      StepDown("the leadership fence failed");
+      return false;
+    }
+    logger_.Warn("applying changes failed; retrying",
+                 {{"sink", sink_.Name()}, {"writes", keys.size()}, {"error", error.message}});
+    if (options_.on_applied) {
+      batch.failed = keys.size();
+      options_.on_applied(batch);
+    }
+    return false;
+  }
+  for (size_t i = 0; i < result->size(); ++i) {
+    const core::WriteAnswer& answer = (*result)[i];
+    if (!answer.outcome) {
+      ++batch.failed;
+      logger_.Error("a change could not be applied; the next reconciliation repairs it",
+                    {{"key", keys[i]}, {"error", answer.error}});
+      continue;
+    }
+    switch (*answer.outcome) {
+      case core::WriteOutcome::kApplied:
+        ++batch.applied;
+        break;
+      case core::WriteOutcome::kStale:
+        ++batch.stale;
+        break;
+      case core::WriteOutcome::kForeign:
+        ++batch.foreign;
+        logger_.Debug("change of a foreign key left alone", {{"key", keys[i]}});
+        break;
+      case core::WriteOutcome::kAlreadyAbsent:
+        ++batch.absent;
+        break;
+    }
+  }
+  applied_point_ = std::max(applied_point_, checkpoint);
+  retry_backoff_.Reset();
+  {
+    std::lock_guard lock(mutex_);
+    status_.checkpoint = applied_point_;
+    status_.changes_applied += batch.applied;
+  }
+  if (options_.on_applied) options_.on_applied(batch);
+  return true;
+}
+
+bool MirrorService::ApplyThroughWriter(std::vector<core::SinkWrite> writes, AppliedBatch& batch) {
+  WaitForRate(writes.size());
+  std::vector<std::promise<WriteResult>> answers(writes.size());
+  std::vector<std::string> keys;
+  for (size_t i = 0; i < writes.size(); ++i) {
+    keys.push_back(writes[i].key);
+    writer_.Submit(std::move(writes[i]),
+                   [&answer = answers[i]](const WriteResult& r) { answer.set_value(r); });
+  }
+  bool ok = true;
+  for (size_t i = 0; i < answers.size(); ++i) {
+    WriteResult result = answers[i].get_future().get();
+    if (result.ok()) {
+      if (*result == core::WriteOutcome::kApplied) ++batch.applied;
+      continue;
+    }
+    if (result.error().code == WriteError::Code::kRefused) {
+      ++batch.failed;
+      logger_.Error("a change the sink refuses could not be applied",
+                    {{"key", keys[i]}, {"error", result.error().message}});
+      continue;
+    }
+    if (result.error().code == WriteError::Code::kNotLeader)
+      StepDown("the leadership fence failed");
+    ok = false;
+  }
+  return ok;
+}
+
+void MirrorService::StartCampaign() {
+  auto campaign = election_->Campaign([this](const core::ElectionEvent& event) {
+    std::lock_guard lock(mutex_);
+    election_events_.push_back({event.type == core::ElectionEvent::Type::kElected, event.campaign,
+                                event.fence, event.reason});
+    wake_.notify_all();
+  });
+  if (!campaign.ok()) {
+    const auto delay = election_backoff_.Next();
+    logger_.Log(election_backoff_.retries() == 1 ? ops::LogLevel::kWarn : ops::LogLevel::kDebug,
+                "cannot start a campaign for leadership; retrying",
+                {{"election", election_->Describe()},
+                 {"error", campaign.error()},
+                 {"retry_in_ms", delay.count()}});
+    next_campaign_at_ = clock_.Now() + delay;
+    return;
+  }
+  campaign_ = *campaign;
+  campaigning_ = true;
+  campaign_started_ = clock_.Now();
+  logger_.Info("campaigning for leadership", {{"election", election_->Describe()}});
+  std::lock_guard lock(mutex_);
+  status_.campaigning = true;
+}
+
+void MirrorService::HandleElectionEvents() {
+  std::deque<ElectionEvent> events;
+  {
+    std::lock_guard lock(mutex_);
+    events.swap(election_events_);
+  }
+  for (ElectionEvent& event : events) {
+    if (event.campaign != campaign_) continue;  // of an abandoned campaign
+    if (event.elected && campaigning_) {
+      const auto waited = clock_.Now() - campaign_started_;
+      logger_.Info("elected leader: mirroring",
+                   {{"key", event.fence.key},
+                    {"revision", event.fence.revision},
+                    {"campaign_ms", std::chrono::duration<double, std::milli>(waited).count()}});
+      leader_ = event.fence;
+      campaigning_ = false;
+      election_backoff_.Reset();
+      writer_.SetLeader(leader_);
+      if (options_.on_elected) options_.on_elected(waited);
+      std::lock_guard lock(mutex_);
+      status_.leader = true;
+      status_.campaigning = false;
+    } else if (!event.elected && (campaigning_ || leader_)) {
+      StepDown(event.reason);
+    }
+  }
+}
+
+void MirrorService::StepDown(const std::string& reason) {
+  if (leader_) {
+    logger_.Warn("leadership lost: standing by", {{"reason", reason}});
+  } else {
+    logger_.Warn("campaign ended; campaigning again", {{"reason", reason}});
+  }
+  leader_.reset();
+  if (election_ != nullptr) election_->Abandon();
+  campaigning_ = false;
+  // The new leader resumes from the checkpoint; so will this process if it leads again.
+  if (source_open_) CloseSource();
+  reconcile_needed_.reset();
+  const std::chrono::milliseconds delay = election_backoff_.current();
+  election_backoff_.Next();
+  next_campaign_at_ = clock_.Now() + delay;
+  std::lock_guard lock(mutex_);
+  status_.leader = false;
+  status_.campaigning = false;
+  status_.first_sync_done = false;
+}
+
+Result<void, std::string> MirrorService::Run() {
+  if (options_.reconcile_interval.count() > 0) {
+    next_periodic_ = clock_.Now() + options_.reconcile_interval;
+  }
+  while (!Stopping()) {
+    HandleSourceEvents();
+    if (election_ != nullptr) {
+      HandleElectionEvents();
+      if (!leader_ && !campaigning_ && clock_.Now() >= next_campaign_at_) StartCampaign();
+    }
+    if (fatal_) break;
+    const auto now = clock_.Now();
+    bool worked = false;
+    if (Active() && now >= retry_at_) {
+      bool ok = true;
+      if (!source_open_) {
+        ok = OpenSource();
+        worked = true;
+      }
+      if (ok && source_open_) {
+        {
+          std::lock_guard lock(mutex_);
+          if (reconcile_requested_) {
+            reconcile_requested_ = false;
+            if (!reconcile_needed_) reconcile_needed_ = ReconcileCause::kRequested;
+          }
+        }
+        if (!reconcile_needed_ && options_.reconcile_interval.count() > 0 &&
+            now >= next_periodic_) {
+          reconcile_needed_ = ReconcileCause::kPeriodic;
+        }
+        if (reconcile_needed_) {
+          ok = Reconcile(*reconcile_needed_);
+          if (ok) reconcile_needed_.reset();
+          worked = true;
+        }
+        if (ok && Active() && source_open_ && !reconcile_needed_) {
+          bool queued = false;
+          {
+            std::lock_guard lock(mutex_);
+            queued = !queue_.empty();
+          }
+          if (queued) {
+            ok = ApplyQueued();
+            worked = true;
+          }
+          if (ok) {
+            std::lock_guard lock(mutex_);
+            if (queue_.empty()) status_.first_sync_done = true;
+          }
+        }
+      }
+      if (fatal_) break;
+      if (!ok && !Stopping()) retry_at_ = clock_.Now() + retry_backoff_.Next();
+    }
+    if (worked) continue;
+    auto wake_at = now + std::chrono::seconds(1);
+    if (clock_.Now() < retry_at_) wake_at = std::min(wake_at, retry_at_);
+    if (election_ != nullptr && !leader_ && !campaigning_) {
+      wake_at = std::min(wake_at, std::max(now, next_campaign_at_));
+    }
+    if (options_.reconcile_interval.count() > 0) wake_at = std::min(wake_at, next_periodic_);
+    std::unique_lock lock(mutex_);
+    const bool can_apply = Active() && source_open_ && clock_.Now() >= retry_at_;
+    wake_.wait_for(lock, wake_at - now, [&] {
+      return stop_ || !source_events_.empty() || !election_events_.empty() ||
+             reconcile_requested_ || (can_apply && !queue_.empty());
+    });
+  }
+
+  // Stopping: apply what has arrived, within the drain timeout, then hand leadership over.
+  if (!fatal_ && Active() && source_open_ && !reconcile_needed_) {
+    const auto deadline = clock_.Now() + options_.drain_timeout;
+    for (;;) {
+      {
+        std::lock_guard lock(mutex_);
+        if (queue_.empty()) break;
+      }
+      if (clock_.Now() >= deadline || !ApplyQueued()) {
+        logger_.Warn(
+            "changes still queued at the drain deadline; the next start resumes from "
+            "the checkpoint",
+            {{"checkpoint", applied_point_}});
+        break;
+      }
+    }
+  }
+  if (election_ != nullptr) election_->Resign();
+  CloseSource();
+  if (fatal_) return Unexpected{*fatal_};
+  return {};
+}
+
+}  // namespace zk2etcd::sync
