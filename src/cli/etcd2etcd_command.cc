@@ -25,6 +25,7 @@
 #include "cli/runtime.h"
 #include "cli/signals.h"
 #include "cli/subcommand.h"
+#include "common/rate_limiter.h"
 #include "common/strings.h"
 #include "sync/fenced_writer.h"
 #include "sync/mirror_service.h"
@@ -211,15 +212,23 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
     }
   }
 
+  // --max-write-rate: one limiter for the repairs (the writer) and the changes (the service).
+  std::unique_ptr<RateLimiter> rate_limiter;
+  if (config.max_write_rate > 0) {
+    rate_limiter = std::make_unique<RateLimiter>(config.max_write_rate, clock);
+  }
   sync::FencedWriterOptions writer_options;
   writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 64);
+  writer_options.rate_limiter = rate_limiter.get();
   sync::FencedWriter writer(*job.sink, writer_options, clock);
 
   sync::MirrorServiceOptions options;
   options.reconcile_interval = config.reconcile_interval;
   options.concurrent = config.concurrent;
   options.adopt = config.adopt;
-  options.max_write_rate = config.max_write_rate;
+  options.rate_limiter = rate_limiter.get();
+  // Copies bound to leases expired while no mirror ran: reconcile even when resuming.
+  options.reconcile_on_resume = reconcile_for_leases;
   options.drain_timeout = config.shutdown_timeout;
   options.on_reconcile = [ops, log, &clock](sync::ReconcileCause cause, const auto& result) {
     ops->OnReconcile(cause, result, clock.WallNow());
@@ -249,7 +258,6 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
                               job.election.get(), *logger, clock, options);
   ops->Attach(&service, &writer);
   service_ptr.store(&service);
-  if (reconcile_for_leases) service.RequestReconcile();
   std::optional<LeaseLossWatcher> lease_watcher;
   if (job.leases) lease_watcher.emplace(*job.leases, service, *logger);
   if (stop.load()) service.Stop();
