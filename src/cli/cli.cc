@@ -16,6 +16,7 @@ std::vector<Subcommand> Subcommands() {
   commands.push_back(SyncCommand());
   commands.push_back(DiffCommand());
   commands.push_back(GenzkCommand());
+  commands.push_back(Etcd2EtcdCommand());
   commands.push_back(
       {"version", "print the version, git commit, build date and library versions",
        [](FlagSet&) {
@@ -27,14 +28,26 @@ std::vector<Subcommand> Subcommands() {
   return commands;
 }
 
-std::string RootUsage(const std::vector<Subcommand>& commands) {
-  std::string out =
-      "zk2etcd copies a ZooKeeper subtree into etcd and keeps the two identical.\n\n"
-      "Usage:\n  zk2etcd <command> [flags]\n\nCommands:\n";
+std::string CommandList(const std::vector<Subcommand>& commands) {
+  std::string out;
   for (const Subcommand& command : commands) {
     out += "  " + command.name + std::string(10 - std::min<size_t>(command.name.size(), 9), ' ') +
            command.summary + "\n";
   }
+  return out;
+}
+
+std::string GroupUsage(const Subcommand& group) {
+  return group.description + "\n\nUsage:\n  zk2etcd " + group.name +
+         " <command> [flags]\n\nCommands:\n" + CommandList(group.subcommands) +
+         "\nUse \"zk2etcd " + group.name + " <command> --help\" for a command's flags.\n";
+}
+
+std::string RootUsage(const std::vector<Subcommand>& commands) {
+  std::string out =
+      "zk2etcd copies a ZooKeeper subtree into etcd and keeps the two identical.\n\n"
+      "Usage:\n  zk2etcd <command> [flags]\n\nCommands:\n";
+  out += CommandList(commands);
   out += "  help      help about any command\n\n"
          "Every flag can also be set through an environment variable: --etcd-servers is\n"
          "ZK2ETCD_ETCD_SERVERS. Use \"zk2etcd <command> --help\" for a command's flags.\n";
@@ -63,20 +76,47 @@ int Run(const std::vector<std::string>& args, const EnvLookup& env, std::ostream
       return kExitOk;
     }
     name = rest[0];
-    rest.clear();
+    rest.erase(rest.begin());  // a group's command may follow: zk2etcd help etcd2etcd sync
     help = true;
   }
   if (name == "--version") name = "version";
-  for (const Subcommand& command : commands) {
-    if (command.name != name) continue;
-    FlagSet flags("zk2etcd " + command.name);
-    auto run = command.define(flags);
+  for (const Subcommand& found : commands) {
+    if (found.name != name) continue;
+    const Subcommand* command = &found;
+    std::string full_name = "zk2etcd " + found.name;
+    if (!found.subcommands.empty()) {
+      // A group: the next argument names one of its commands.
+      if (rest.empty() || rest[0] == "-h" || rest[0] == "--help" || rest[0] == "help") {
+        if (rest.size() >= 2 && rest[0] == "help") {
+          help = true;
+          rest.erase(rest.begin());
+        } else {
+          out << GroupUsage(found);
+          return kExitOk;
+        }
+      }
+      const std::string child = rest[0];
+      rest.erase(rest.begin());
+      command = nullptr;
+      for (const Subcommand& candidate : found.subcommands) {
+        if (candidate.name == child) command = &candidate;
+      }
+      if (command == nullptr) {
+        err << full_name << ": unknown command \"" << child << "\" (see '" << full_name
+            << " --help')\n";
+        return kExitUsage;
+      }
+      full_name += " " + command->name;
+    }
+    if (help) rest.clear();
+    FlagSet flags(full_name);
+    auto run = command->define(flags);
     if (auto parsed = flags.Parse(rest, env); !parsed.ok()) {
-      err << "zk2etcd " << command.name << ": " << parsed.error() << "\n";
+      err << full_name << ": " << parsed.error() << "\n";
       return kExitUsage;
     }
     if (help || flags.help_requested()) {
-      out << command.summary << "\n\nUsage:\n  zk2etcd " << command.name << " [flags]\n\n"
+      out << command->summary << "\n\nUsage:\n  " << full_name << " [flags]\n\n"
           << flags.FlagUsage();
       return kExitOk;
     }

@@ -103,5 +103,61 @@ TEST(CliTest, SyncHelpShowsTheIdentityFlagItsVariableAndTheFiveSecondLease) {
   EXPECT_NE(line.find("(default 5s)"), std::string::npos) << line;
 }
 
+TEST(CliTest, Etcd2EtcdHelpListsSyncAndDiff) {
+  for (auto args : {std::vector<std::string>{"etcd2etcd", "--help"},
+                    std::vector<std::string>{"etcd2etcd"},
+                    std::vector<std::string>{"help", "etcd2etcd"}}) {
+    const Outcome outcome = RunCli(args);
+    EXPECT_EQ(outcome.status, kExitOk);
+    EXPECT_NE(outcome.out.find("zk2etcd etcd2etcd <command> [flags]"), std::string::npos)
+        << outcome.out;
+    EXPECT_NE(outcome.out.find("  sync "), std::string::npos) << outcome.out;
+    EXPECT_NE(outcome.out.find("  diff "), std::string::npos) << outcome.out;
+  }
+  EXPECT_NE(RunCli({"--help"}).out.find("  etcd2etcd "), std::string::npos);
+}
+
+TEST(CliTest, Etcd2EtcdSubcommandHelpShowsItsFlags) {
+  for (auto args : {std::vector<std::string>{"etcd2etcd", "sync", "--help"},
+                    std::vector<std::string>{"help", "etcd2etcd", "sync"}}) {
+    const Outcome outcome = RunCli(args);
+    EXPECT_EQ(outcome.status, kExitOk);
+    EXPECT_NE(outcome.out.find("zk2etcd etcd2etcd sync [flags]"), std::string::npos);
+    for (const char* flag :
+         {"--source-endpoints", "--dest-endpoints", "--prefix", "--dest-prefix", "--name",
+          "--copy-leases", "--max-write-rate", "--leader-elect-lease-duration", "--adopt",
+          "--reconcile-interval", "--meta-prefix", "--source-cacert", "--dest-password",
+          "ZK2ETCD_DEST_ENDPOINTS"}) {
+      EXPECT_NE(outcome.out.find(flag), std::string::npos) << flag;
+    }
+  }
+  const Outcome diff = RunCli({"etcd2etcd", "diff", "--help"});
+  EXPECT_EQ(diff.status, kExitOk);
+  EXPECT_NE(diff.out.find("--fix"), std::string::npos);
+  EXPECT_NE(diff.out.find("--output"), std::string::npos);
+  EXPECT_EQ(diff.out.find("--leader-elect"), std::string::npos);
+}
+
+TEST(CliTest, Etcd2EtcdUnknownSubcommandOrBadValueIsOneLineAndExitTwo) {
+  Outcome outcome = RunCli({"etcd2etcd", "copy"});
+  EXPECT_EQ(outcome.status, kExitUsage);
+  EXPECT_EQ(outcome.err, "zk2etcd etcd2etcd: unknown command \"copy\" (see 'zk2etcd etcd2etcd "
+                         "--help')\n");
+  // Servers that do not exist: refused before any is tried.
+  for (const char* command : {"sync", "diff"}) {
+    outcome = RunCli({"etcd2etcd", command, "--source-endpoints=127.0.0.1:1",
+                      "--dest-endpoints=127.0.0.1:1", "--prefix=/registry", "--name=a"});
+    EXPECT_EQ(outcome.status, kExitUsage);
+    EXPECT_EQ(outcome.err, std::string("zk2etcd etcd2etcd ") + command +
+                               ": --source-endpoints and --dest-endpoints name the same etcd "
+                               "cluster and no --dest-prefix is given: the mirror would copy "
+                               "--prefix \"/registry\" into itself\n");
+  }
+  outcome = RunCli({"etcd2etcd", "sync", "--bogus"});
+  EXPECT_EQ(outcome.status, kExitUsage);
+  EXPECT_EQ(CountLines(outcome.err), 1);
+  EXPECT_NE(outcome.err.find("zk2etcd etcd2etcd sync: unknown flag --bogus"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace zk2etcd::cli

@@ -10,6 +10,8 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
+}  // namespace
+
 Result<void, std::string> CheckHostPorts(std::string_view flag, const std::vector<std::string>& list,
                                          bool allow_scheme) {
   for (const std::string& entry : list) {
@@ -29,8 +31,6 @@ Result<void, std::string> CheckHostPorts(std::string_view flag, const std::vecto
   }
   return {};
 }
-
-}  // namespace
 
 void AddCommonFlags(FlagSet& flags, CommonFlags* v) {
   flags.AddString("zookeeper-servers", &v->zookeeper_servers, "",

@@ -80,6 +80,11 @@ Result<void, std::string> ApplyConfigFile(FlagSet& flags, const std::string& pat
 // observer, which the caller sets).
 Result<Config, std::string> ValidateCommonFlags(const CommonFlags& flags);
 
+// Checks that every entry of `list` is host:port (with allow_scheme, http:// or https:// may
+// precede it); the error names `flag` and the entry.
+Result<void, std::string> CheckHostPorts(std::string_view flag,
+                                         const std::vector<std::string>& list, bool allow_scheme);
+
 // Checks that a duration flag is positive (or, with allow_zero, not negative).
 Result<void, std::string> RequireDuration(std::string_view flag, std::chrono::nanoseconds value,
                                           bool allow_zero);

@@ -1,7 +1,12 @@
 #include "cli/flags.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
 
 #include "common/strings.h"
 
@@ -93,6 +98,25 @@ void FlagSet::AddDuration(std::string name, std::chrono::nanoseconds* target,
          *target = *parsed;
          return {};
        }),
+      [target, default_value] { *target = default_value; });
+}
+
+void FlagSet::AddFloat(std::string name, double* target, double default_value, std::string help) {
+  std::ostringstream shown;
+  shown << default_value;
+  Add(MakeFlag(std::move(name), Kind::kFloat, std::move(help), shown.str(),
+               [target](std::string_view v) -> Result<void, std::string> {
+                 const std::string text(v);
+                 char* end = nullptr;
+                 errno = 0;
+                 const double parsed = std::strtod(text.c_str(), &end);
+                 if (text.empty() || end != text.c_str() + text.size() || errno == ERANGE ||
+                     !std::isfinite(parsed) || std::isspace(static_cast<unsigned char>(text[0]))) {
+                   return Unexpected{std::string("expected a number")};
+                 }
+                 *target = parsed;
+                 return {};
+               }),
       [target, default_value] { *target = default_value; });
 }
 
@@ -212,6 +236,9 @@ std::string FlagSet::FlagUsage() const {
       case Kind::kBool: break;
       case Kind::kUint: left += " uint"; break;
       case Kind::kDuration: left += " duration"; break;
+      case Kind::kFloat:
+        left += " float";
+        break;
     }
     width = std::max(width, left.size());
     rows.emplace_back(std::move(left), &flag);

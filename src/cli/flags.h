@@ -35,6 +35,8 @@ class FlagSet {
   void AddUint(std::string name, uint64_t* target, uint64_t default_value, std::string help);
   void AddDuration(std::string name, std::chrono::nanoseconds* target,
                    std::chrono::nanoseconds default_value, std::string help);
+  // A decimal number ("2.5", "-1", "1e3"); the range is for the caller to check.
+  void AddFloat(std::string name, double* target, double default_value, std::string help);
 
   // Parses `args` (everything after the command). Positional arguments are refused. On error the
   // message is one line naming the flag or variable and the bad value. Sets help_requested()
@@ -60,7 +62,7 @@ class FlagSet {
   static std::string EnvVarName(std::string_view flag_name);
 
  private:
-  enum class Kind { kString, kSecret, kBool, kUint, kDuration };
+  enum class Kind { kString, kSecret, kBool, kUint, kDuration, kFloat };
   struct Flag {
     std::string name;
     Kind kind;

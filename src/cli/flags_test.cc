@@ -125,6 +125,26 @@ TEST_F(FlagSetTest, SecretValuesAreNotEchoedInErrors) {
   EXPECT_EQ(secret, "s3cret");
 }
 
+TEST(FloatFlagTest, ParsesDecimalsAndNegativesAndRefusesText) {
+  FlagSet flags("zk2etcd etcd2etcd sync");
+  double rate = 7;
+  flags.AddFloat("max-write-rate", &rate, 0, "keys per second");
+  const EnvLookup no_env = [](const std::string&) { return std::optional<std::string>(); };
+  ASSERT_TRUE(flags.Parse({}, no_env).ok());
+  EXPECT_EQ(rate, 0);
+  ASSERT_TRUE(flags.Parse({"--max-write-rate=2.5"}, no_env).ok());
+  EXPECT_EQ(rate, 2.5);
+  ASSERT_TRUE(flags.Parse({"--max-write-rate", "-3"}, no_env).ok());
+  EXPECT_EQ(rate, -3);
+  for (const char* bad : {"--max-write-rate=fast", "--max-write-rate=", "--max-write-rate=1x",
+                          "--max-write-rate=inf"}) {
+    auto parsed = flags.Parse({bad}, no_env);
+    ASSERT_FALSE(parsed.ok()) << bad;
+    EXPECT_NE(parsed.error().find("expected a number"), std::string::npos) << parsed.error();
+  }
+  EXPECT_NE(flags.FlagUsage().find("--max-write-rate float"), std::string::npos);
+}
+
 TEST(EnvVarNameTest, UpperCaseWithUnderscores) {
   EXPECT_EQ(FlagSet::EnvVarName("etcd-servers"), "ZK2ETCD_ETCD_SERVERS");
 }

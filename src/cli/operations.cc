@@ -6,6 +6,65 @@
 
 namespace zk2etcd::cli {
 
+OperationsServer::OperationsServer(ops::Logger& logger, const ops::Registry& registry,
+                                   std::function<ops::HttpResponse()> ready)
+    : logger_(logger), registry_(registry), ready_(std::move(ready)) {}
+
+OperationsServer::~OperationsServer() { Stop(); }
+
+void OperationsServer::SetConfigDump(std::vector<std::string> lines) {
+  config_dump_ = std::move(lines);
+}
+
+void OperationsServer::Handle(std::string method, std::string path, ops::HttpHandler handler) {
+  extra_.emplace_back(std::move(method), std::move(path), std::move(handler));
+}
+
+Result<void, std::string> OperationsServer::Serve(const std::string& listen_address) {
+  ops::HttpServerOptions options;
+  options.listen_address = listen_address;
+  http_ = std::make_unique<ops::HttpServer>(options);
+  http_->Handle("GET", "/metrics", [this](const ops::HttpRequest&) {
+    ops::HttpResponse response;
+    response.content_type = std::string(ops::kPrometheusTextContentType);
+    response.body = registry_.Expose();
+    return response;
+  });
+  http_->Handle("GET", "/healthz",
+                [](const ops::HttpRequest&) { return ops::HttpResponse::Text(200, "ok\n"); });
+  http_->Handle("GET", "/readyz", [this](const ops::HttpRequest&) { return ready_(); });
+  http_->Handle("POST", "/log", [this](const ops::HttpRequest& request) {
+    const std::optional<std::string_view> level = request.Param("level");
+    if (!level) return ops::HttpResponse::Text(400, "missing parameter: level\n");
+    auto parsed = ops::ParseLogLevel(*level);
+    if (!parsed.ok()) return ops::HttpResponse::Text(400, parsed.error() + "\n");
+    logger_.SetLevel(*parsed);
+    logger_.Warn("log level changed through /log", {{"level", ops::LogLevelName(*parsed)}});
+    return ops::HttpResponse::Text(200, "success");
+  });
+  http_->Handle("GET", "/log", [this](const ops::HttpRequest&) {
+    return ops::HttpResponse::Text(200, std::string(ops::LogLevelName(logger_.level())) + "\n");
+  });
+  http_->Handle("GET", "/debug/config", [this](const ops::HttpRequest&) {
+    std::string body;
+    for (const std::string& line : config_dump_) body += line + "\n";
+    return ops::HttpResponse::Text(200, body);
+  });
+  for (auto& [method, path, handler] : extra_) http_->Handle(method, path, handler);
+  auto started = http_->Start();
+  if (!started.ok()) return Unexpected{started.error().message};
+  return {};
+}
+
+uint16_t OperationsServer::port() const { return http_ ? http_->port() : 0; }
+
+void OperationsServer::Stop() {
+  if (http_) http_->Stop();
+}
+
+SyncOperations::SyncOperations(ops::Logger& logger)
+    : server_(logger, registry_, [this] { return Ready(); }) {}
+
 Result<std::unique_ptr<SyncOperations>, std::string> SyncOperations::Create(ops::Logger& logger) {
   std::unique_ptr<SyncOperations> operations(new SyncOperations(logger));
   auto metrics = ops::RegisterZk2etcdMetrics(operations->registry_, build_values::kVersion,
@@ -72,8 +131,8 @@ void SyncOperations::OnReconcile(const Result<sync::ReconcileReport, sync::Recon
 }
 
 void SyncOperations::Attach(const sync::SyncService* service, const sync::FencedWriter* writer) {
-  service_ = service;
-  writer_ = writer;
+  writer_.store(writer);
+  service_.store(service);
   metrics_.zk_session_connected->SetCallback(
       {}, [service] { return service->Status().source_connected ? 1.0 : 0.0; });
   metrics_.leader->SetCallback({}, [service] { return service->Status().leader ? 1.0 : 0.0; });
@@ -92,15 +151,17 @@ void SyncOperations::Attach(const sync::SyncService* service, const sync::Fenced
 }
 
 void SyncOperations::SetConfigDump(std::vector<std::string> lines) {
-  config_dump_ = std::move(lines);
+  server_.SetConfigDump(std::move(lines));
 }
 
 ops::HttpResponse SyncOperations::Ready() const {
-  if (service_ == nullptr) return ops::HttpResponse::Text(503, "starting\n");
-  const sync::SyncStatus status = service_->Status();
+  const sync::SyncService* service = service_.load();
+  const sync::FencedWriter* writer = writer_.load();
+  if (service == nullptr) return ops::HttpResponse::Text(503, "starting\n");
+  const sync::SyncStatus status = service->Status();
   std::vector<std::string> missing;
   if (!status.source_connected) missing.push_back("zookeeper not connected");
-  if (writer_ != nullptr && writer_->retrying()) missing.push_back("etcd not answering");
+  if (writer != nullptr && writer->retrying()) missing.push_back("etcd not answering");
   if (status.leader && !status.first_sync_done) missing.push_back("first full sync not done");
   if (!status.leader && !status.campaigning) missing.push_back("neither leading nor campaigning");
   if (missing.empty()) {
@@ -112,45 +173,14 @@ ops::HttpResponse SyncOperations::Ready() const {
 }
 
 Result<void, std::string> SyncOperations::Serve(const std::string& listen_address) {
-  ops::HttpServerOptions options;
-  options.listen_address = listen_address;
-  http_ = std::make_unique<ops::HttpServer>(options);
-  http_->Handle("GET", "/metrics", [this](const ops::HttpRequest&) {
-    ops::HttpResponse response;
-    response.content_type = std::string(ops::kPrometheusTextContentType);
-    response.body = registry_.Expose();
-    return response;
-  });
-  http_->Handle("GET", "/healthz",
-                [](const ops::HttpRequest&) { return ops::HttpResponse::Text(200, "ok\n"); });
-  http_->Handle("GET", "/readyz", [this](const ops::HttpRequest&) { return Ready(); });
-  http_->Handle("POST", "/log", [this](const ops::HttpRequest& request) {
-    const std::optional<std::string_view> level = request.Param("level");
-    if (!level) return ops::HttpResponse::Text(400, "missing parameter: level\n");
-    auto parsed = ops::ParseLogLevel(*level);
-    if (!parsed.ok()) return ops::HttpResponse::Text(400, parsed.error() + "\n");
-    logger_.SetLevel(*parsed);
-    logger_.Warn("log level changed through /log", {{"level", ops::LogLevelName(*parsed)}});
-    return ops::HttpResponse::Text(200, "success");
-  });
-  http_->Handle("GET", "/log", [this](const ops::HttpRequest&) {
-    return ops::HttpResponse::Text(200, std::string(ops::LogLevelName(logger_.level())) + "\n");
-  });
-  http_->Handle("GET", "/debug/config", [this](const ops::HttpRequest&) {
-    std::string body;
-    for (const std::string& line : config_dump_) body += line + "\n";
-    return ops::HttpResponse::Text(200, body);
-  });
-  auto started = http_->Start();
-  if (!started.ok()) return Unexpected{started.error().message};
-  return {};
+  return server_.Serve(listen_address);
 }
 
-uint16_t SyncOperations::port() const { return http_ ? http_->port() : 0; }
+uint16_t SyncOperations::port() const { return server_.port(); }
 
 void SyncOperations::Stop() {
-  if (http_) http_->Stop();
-  if (service_ != nullptr) {
+  server_.Stop();
+  if (service_.load() != nullptr) {
     metrics_.zk_session_connected->ClearCallback({});
     metrics_.leader->ClearCallback({});
     metrics_.watches->ClearCallback({});
@@ -158,7 +188,7 @@ void SyncOperations::Stop() {
     metrics_.queue_depth->ClearCallback({"pending_writes"});
     metrics_.queue_depth->ClearCallback({"deferred_deletes"});
     metrics_.queue_depth->ClearCallback({"ownership_updates"});
-    service_ = nullptr;
+    service_.store(nullptr);
   }
 }
 

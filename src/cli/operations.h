@@ -13,8 +13,11 @@
 // Thread-safe: the HTTP server's thread reads the engine through its thread-safe accessors.
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/op_observer.h"
@@ -29,6 +32,40 @@
 #include "sync/sync_service.h"
 
 namespace zk2etcd::cli {
+
+// The HTTP endpoints every long-running command serves, in one place:
+//
+//   GET  /metrics       the registry, Prometheus text format
+//   GET  /healthz       200 while the process runs
+//   GET  /readyz        what `ready` answers
+//   POST /log, GET /log the log level (see SyncOperations)
+//   GET  /debug/config  the lines of SetConfigDump
+//
+// plus whatever a command adds with Handle. Thread-safe once serving: handlers run on the HTTP
+// server's thread. REQUIRES: the logger and registry outlive it; `ready` is thread-safe.
+class OperationsServer {
+ public:
+  OperationsServer(ops::Logger& logger, const ops::Registry& registry,
+                   std::function<ops::HttpResponse()> ready);
+  ~OperationsServer();
+
+  // Before Serve.
+  void SetConfigDump(std::vector<std::string> lines);
+  void Handle(std::string method, std::string path, ops::HttpHandler handler);
+
+  // Starts the HTTP server; the error names the address.
+  Result<void, std::string> Serve(const std::string& listen_address);
+  uint16_t port() const;
+  void Stop();
+
+ private:
+  ops::Logger& logger_;
+  const ops::Registry& registry_;
+  std::function<ops::HttpResponse()> ready_;
+  std::vector<std::string> config_dump_;
+  std::vector<std::tuple<std::string, std::string, ops::HttpHandler>> extra_;
+  std::unique_ptr<ops::HttpServer> http_;
+};
 
 class SyncOperations {
  public:
@@ -63,18 +100,16 @@ class SyncOperations {
   ops::Registry& registry() { return registry_; }
 
  private:
-  explicit SyncOperations(ops::Logger& logger) : logger_(logger) {}
+  explicit SyncOperations(ops::Logger& logger);
   ops::HttpResponse Ready() const;
 
-  ops::Logger& logger_;
   ops::Registry registry_;
   ops::Zk2etcdMetrics metrics_;
   std::unique_ptr<ops::MetricsOpObserver> zk_observer_;
   std::unique_ptr<ops::MetricsOpObserver> etcd_observer_;
-  std::unique_ptr<ops::HttpServer> http_;
-  const sync::SyncService* service_ = nullptr;
-  const sync::FencedWriter* writer_ = nullptr;
-  std::vector<std::string> config_dump_;
+  std::atomic<const sync::SyncService*> service_{nullptr};
+  std::atomic<const sync::FencedWriter*> writer_{nullptr};
+  OperationsServer server_;
 };
 
 }  // namespace zk2etcd::cli

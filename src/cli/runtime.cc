@@ -1,5 +1,7 @@
 #include "cli/runtime.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <thread>
 
@@ -28,34 +30,54 @@ bool WaitToRetry(std::chrono::milliseconds delay,
 
 }  // namespace
 
-Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const Config& config,
+std::string Hostname() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) return "";
+  return host;
+}
+
+Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const LogSettings& settings,
                                                              const Clock& clock) {
   std::shared_ptr<ops::LogSink> sink = std::make_shared<ops::StderrLogSink>();
-  if (!config.log_file.empty()) {
-    auto file = ops::RotatingFileLogSink::Open(config.log_file, config.log_file_max_bytes,
-                                               config.log_file_max_backups);
+  if (!settings.file.empty()) {
+    auto file = ops::RotatingFileLogSink::Open(settings.file, settings.file_max_bytes,
+                                               settings.file_max_backups);
     if (!file.ok()) return Unexpected{"--log-file: " + file.error()};
     sink = std::move(file).value();
   }
-  return std::make_unique<ops::Logger>(std::move(sink), config.log_format, config.log_level,
-                                       clock);
+  return std::make_unique<ops::Logger>(std::move(sink), settings.format, settings.level, clock);
+}
+
+Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const Config& config,
+                                                             const Clock& clock) {
+  return MakeLogger(LogSettings{config.log_level, config.log_format, config.log_file,
+                                config.log_file_max_bytes, config.log_file_max_backups},
+                    clock);
 }
 
 Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
     const Config& config, ops::Logger& logger, const Clock& clock,
     std::optional<std::chrono::steady_clock::time_point> deadline,
     const std::atomic<bool>& stop) {
+  return ConnectEtcd(config.etcd, "etcd", logger, clock, deadline, stop);
+}
+
+Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
+    const etcd::GrpcEtcdClientOptions& etcd_options, std::string_view name, ops::Logger& logger,
+    const Clock& clock, std::optional<std::chrono::steady_clock::time_point> deadline,
+    const std::atomic<bool>& stop) {
+  const std::string label(name);
   Backoff backoff(kConnectBackoff);
   for (int attempt = 1;; ++attempt) {
-    etcd::GrpcEtcdClientOptions options = config.etcd;
+    etcd::GrpcEtcdClientOptions options = etcd_options;
     options.logger = &logger;
     auto client = etcd::NewGrpcEtcdClient(options, clock);
     if (client.ok()) {
       auto status = (*client)->Status();
       if (status.ok()) {
-        logger.Info("etcd reachable", {{"endpoint", status->endpoint},
-                                       {"version", status->version},
-                                       {"revision", status->revision}});
+        logger.Info(label + " reachable", {{"endpoint", status->endpoint},
+                                           {"version", status->version},
+                                           {"revision", status->revision}});
         return std::move(client).value();
       }
       client = Unexpected{status.error()};
@@ -63,13 +85,13 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
     const etcd::Error& error = client.error();
     if (error.code == etcd::ErrorCode::kInvalidArgument ||
         error.code == etcd::ErrorCode::kAuthFailed) {
-      return Unexpected{"etcd: " + error.ToString()};  // retrying cannot fix these
+      return Unexpected{label + ": " + error.ToString()};  // retrying cannot fix these
     }
     const std::chrono::milliseconds delay = backoff.Next();
-    logger.Warn("etcd unreachable; retrying",
+    logger.Warn(label + " unreachable; retrying",
                 {{"attempt", attempt}, {"error", error.ToString()}, {"retry_in_ms", delay.count()}});
     if (!WaitToRetry(delay, deadline, stop)) {
-      return Unexpected{"etcd unreachable: " + error.ToString()};
+      return Unexpected{label + " unreachable: " + error.ToString()};
     }
   }
 }

@@ -1,4 +1,4 @@
-// What `sync` and `diff` need at run time besides the engine: the logger, and clients that are
+// What the commands (`sync`, `diff`, `etcd2etcd`) need at run time besides the engine: the logger, and clients that are
 // retried with backoff until they connect (forever, or until a deadline) while saying so in the
 // log. Not thread-safe; used by the command's main thread.
 #pragma once
@@ -8,20 +8,45 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "cli/config.h"
 #include "common/clock.h"
 #include "etcd/etcd_client.h"
+#include "etcd/grpc_etcd_client.h"
 #include "ops/log.h"
 #include "zk/zk_client.h"
 
 namespace zk2etcd::cli {
 
+// This machine's hostname (a Kubernetes pod's name), empty when unknown: the default election
+// identity (ElectionIdentity in config.h).
+std::string Hostname();
+
+// Where and how a command logs (the --log-* flags).
+struct LogSettings {
+  ops::LogLevel level = ops::LogLevel::kInfo;
+  ops::LogFormat format = ops::LogFormat::kJson;
+  std::string file;  // empty: stderr
+  uint64_t file_max_bytes = 0;
+  int file_max_backups = 0;
+};
+
 // Logs to stderr, or to --log-file (rotated); fails when the file cannot be opened.
+Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const LogSettings& settings,
+                                                             const Clock& clock);
 Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const Config& config,
                                                              const Clock& clock);
 
-// Dials etcd until it answers, `deadline` passes (nullopt: never) or `stop` is set.
+// Dials an etcd cluster with `options` (the logger is set here) until it answers, `deadline`
+// passes (nullopt: never) or `stop` is set. Log lines and errors call the cluster `name` ("etcd",
+// "source etcd", ...): "<name> reachable", "<name> unreachable; retrying". Credentials refused
+// and invalid options are not retried.
+Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
+    const etcd::GrpcEtcdClientOptions& options, std::string_view name, ops::Logger& logger,
+    const Clock& clock, std::optional<std::chrono::steady_clock::time_point> deadline,
+    const std::atomic<bool>& stop);
+// The zk2etcd job's etcd (Config::etcd), named "etcd".
 Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
     const Config& config, ops::Logger& logger, const Clock& clock,
     std::optional<std::chrono::steady_clock::time_point> deadline,

@@ -1,10 +1,12 @@
 // A subcommand of zk2etcd: its name, a one-line summary, and a function that declares its flags
-// into a FlagSet and returns the function that runs it once the flags are parsed.
+// into a FlagSet and returns the function that runs it once the flags are parsed. A group (e.g.
+// `etcd2etcd`) has no flags of its own but subcommands (`zk2etcd etcd2etcd sync ...`).
 #pragma once
 
 #include <functional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "cli/flags.h"
 
@@ -15,11 +17,14 @@ using CommandRunner = std::function<int(std::ostream& out, std::ostream& err)>;
 struct Subcommand {
   std::string name;
   std::string summary;
-  std::function<CommandRunner(FlagSet&)> define;
+  std::function<CommandRunner(FlagSet&)> define;  // empty for a group
+  std::vector<Subcommand> subcommands = {};       // a group's
+  std::string description = {};                   // a group's help text, before its commands
 };
 
 Subcommand SyncCommand();
 Subcommand DiffCommand();
 Subcommand GenzkCommand();
+Subcommand Etcd2EtcdCommand();
 
 }  // namespace zk2etcd::cli

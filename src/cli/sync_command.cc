@@ -11,6 +11,7 @@
 #include "cli/config_file.h"
 #include "cli/operations.h"
 #include "cli/runtime.h"
+#include "cli/signals.h"
 #include "cli/subcommand.h"
 #include "cli/zk2etcd_job.h"
 #include "common/strings.h"
@@ -31,54 +32,6 @@ struct SyncFlags {
   std::string watch_mode;
   std::string http_addr;
   std::chrono::nanoseconds shutdown_timeout{};
-};
-
-std::string Hostname() {
-  char host[256] = {};
-  if (gethostname(host, sizeof(host) - 1) != 0) return "";
-  return host;
-}
-
-// Blocks SIGINT, SIGTERM and SIGHUP in every thread started from now on, and lets one thread
-// wait for them: the safe way to react to signals in a multi-threaded process.
-class SignalWaiter {
- public:
-  SignalWaiter() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    sigaddset(&set_, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set_, &previous_);
-  }
-  ~SignalWaiter() {
-    done_.store(true);
-    if (thread_.joinable()) {
-      pthread_kill(thread_.native_handle(), SIGHUP);  // wakes the sigwait
-      thread_.join();
-    }
-    pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
-  }
-  // `on_stop` runs (on the waiter thread) for SIGINT or SIGTERM, `on_reload` for SIGHUP.
-  void Start(std::function<void(int)> on_stop, std::function<void()> on_reload) {
-    thread_ = std::thread([this, on_stop = std::move(on_stop), on_reload = std::move(on_reload)] {
-      while (!done_.load()) {
-        int signal = 0;
-        if (sigwait(&set_, &signal) != 0 || done_.load()) return;
-        if (signal == SIGHUP) {
-          on_reload();
-        } else {
-          on_stop(signal);
-          return;
-        }
-      }
-    });
-  }
-
- private:
-  sigset_t set_{};
-  sigset_t previous_{};
-  std::atomic<bool> done_{false};
-  std::thread thread_;
 };
 
 int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {

@@ -434,8 +434,20 @@ MetricsOpObserver::MetricsOpObserver(CounterFamily& total, HistogramFamily& dura
   assert((duration.label_names() == std::vector<std::string>{"op", "status"}));
 }
 
+MetricsOpObserver::MetricsOpObserver(CounterFamily& total, HistogramFamily& duration,
+                                     std::string first)
+    : total_(total), duration_(duration), first_(std::move(first)) {
+  assert(total.label_names().size() == 3 && total.label_names()[1] == "op");
+  assert(duration.label_names().size() == 3 && duration.label_names()[2] == "status");
+}
+
 void MetricsOpObserver::OnOp(std::string_view op, std::string_view status,
                              std::chrono::nanoseconds duration) {
+  if (first_) {
+    total_.WithLabels({*first_, op, status}).Inc();
+    duration_.WithLabels({*first_, op, status}).ObserveDuration(duration);
+    return;
+  }
   total_.WithLabels({op, status}).Inc();
   duration_.WithLabels({op, status}).ObserveDuration(duration);
 }

@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -248,12 +249,16 @@ class MetricsOpObserver final : public OpObserver {
  public:
   // REQUIRES: both families have exactly the label names {"op", "status"}, in that order.
   MetricsOpObserver(CounterFamily& total, HistogramFamily& duration);
+  // Families with a first label before them, whose value is `first` (e.g. side="source"):
+  // label names {<any>, "op", "status"}.
+  MetricsOpObserver(CounterFamily& total, HistogramFamily& duration, std::string first);
   void OnOp(std::string_view op, std::string_view status,
             std::chrono::nanoseconds duration) override;
 
  private:
   CounterFamily& total_;
   HistogramFamily& duration_;
+  std::optional<std::string> first_;
 };
 
 // Formats a sample value as Prometheus' Go client does (strconv 'g', shortest): "1", "0.25",

@@ -72,6 +72,57 @@ std::vector<double> FullSyncDurationBuckets();
         "Always 1; the labels carry the version and git commit of this build.")
 // clang-format on
 
+// The metrics of an etcd2etcd mirror (`zk2etcd etcd2etcd sync`), in a registry of their own
+// (a process runs one job). Labels:
+//   side         "source" or "dest"
+//   op, status   as zk2etcd_etcd_op_total
+//   outcome      what a write of a source change did: applied, stale (a newer write was there),
+//                foreign (the key is not the mirror's), absent (a delete found nothing), failed
+//   cause        why a reconciliation ran: start, compaction, periodic, requested
+//                (sync::ReconcileCauseName)
+//   result       "success" or "failure"
+//   type, kind   as zk2etcd_fixed_total and zk2etcd_differences
+// clang-format off
+#define ZK2ETCD_MIRROR_METRICS(COUNTER, GAUGE, HISTOGRAM)                                         \
+  COUNTER(etcd_op_total, "zk2etcd_mirror_etcd_op_total", "side,op,status",                        \
+          "etcd requests completed, by side (source or dest), operation and status.")            \
+  HISTOGRAM(etcd_op_duration_seconds, "zk2etcd_mirror_etcd_op_duration_seconds", "side,op,status",\
+            DefaultDurationBuckets(), "Duration of etcd requests, by side, operation and status.")\
+  COUNTER(events_applied_total, "zk2etcd_mirror_events_applied_total", "outcome",                 \
+          "Writes of source changes to the destination, by outcome.")                            \
+  COUNTER(change_sets_applied_total, "zk2etcd_mirror_change_sets_applied_total", "",              \
+          "Source revisions (one transaction each) applied to the destination, atomically.")     \
+  HISTOGRAM(apply_delay_seconds, "zk2etcd_mirror_apply_delay_seconds", "", SyncDelayBuckets(),    \
+            "Time from receiving a source change to its commit in the destination.")             \
+  GAUGE(lag_revisions, "zk2etcd_mirror_lag_revisions", "",                                        \
+        "Source revisions received but not yet applied: the newest received minus the checkpoint.")\
+  GAUGE(lag_seconds, "zk2etcd_mirror_lag_seconds", "",                                            \
+        "How long the oldest source change not yet applied has waited (0 when caught up).")      \
+  GAUGE(checkpoint_revision, "zk2etcd_mirror_checkpoint_revision", "",                            \
+        "The source revision recorded in the destination with the data: a restart resumes after it.")\
+  COUNTER(reconciliations_total, "zk2etcd_mirror_reconciliations_total", "cause,result",          \
+          "Reconciliations (compare the whole range and repair), by cause and result.")          \
+  HISTOGRAM(reconcile_duration_seconds, "zk2etcd_mirror_reconcile_duration_seconds", "",          \
+            FullSyncDurationBuckets(), "Duration of reconciliations (read, compare and repair).")\
+  GAUGE(reconcile_last_success_timestamp_seconds,                                                 \
+        "zk2etcd_mirror_reconcile_last_success_timestamp_seconds", "",                            \
+        "Unix time at which the last successful reconciliation finished.")                       \
+  COUNTER(fixed_total, "zk2etcd_mirror_fixed_total", "type",                                      \
+          "Differences repaired in the destination by reconciliations, by type (put or delete).")\
+  GAUGE(differences, "zk2etcd_mirror_differences", "kind",                                        \
+        "Differences between source and destination found by the last reconciliation, by kind.") \
+  GAUGE(source_connected, "zk2etcd_mirror_source_connected", "",                                  \
+        "1 while the source's change stream is connected, 0 otherwise.")                         \
+  GAUGE(leader, "zk2etcd_mirror_leader", "",                                                      \
+        "1 while this instance is the mirror's leader (the one that writes), 0 otherwise.")      \
+  GAUGE(election_seconds, "zk2etcd_mirror_election_seconds", "",                                  \
+        "How long the last won campaign took (a standby's takeover time).")                      \
+  GAUGE(queued_change_sets, "zk2etcd_mirror_queued_change_sets", "",                              \
+        "Source revisions received and waiting to be applied.")                                  \
+  GAUGE(build_info, "zk2etcd_build_info", "version,commit",                                       \
+        "Always 1; the labels carry the version and git commit of this build.")
+// clang-format on
+
 // The families, one member per entry of ZK2ETCD_METRICS; owned by the Registry.
 struct Zk2etcdMetrics {
 #define ZK2ETCD_METRIC_COUNTER_MEMBER(member, name, labels, help) CounterFamily* member = nullptr;
@@ -90,5 +141,24 @@ struct Zk2etcdMetrics {
 Result<Zk2etcdMetrics, std::string> RegisterZk2etcdMetrics(Registry& registry,
                                                            std::string_view version,
                                                            std::string_view commit);
+
+// The families of an etcd2etcd mirror, one member per entry of ZK2ETCD_MIRROR_METRICS.
+struct MirrorMetrics {
+#define ZK2ETCD_METRIC_COUNTER_MEMBER(member, name, labels, help) CounterFamily* member = nullptr;
+#define ZK2ETCD_METRIC_GAUGE_MEMBER(member, name, labels, help) GaugeFamily* member = nullptr;
+#define ZK2ETCD_METRIC_HISTOGRAM_MEMBER(member, name, labels, buckets, help) \
+  HistogramFamily* member = nullptr;
+  ZK2ETCD_MIRROR_METRICS(ZK2ETCD_METRIC_COUNTER_MEMBER, ZK2ETCD_METRIC_GAUGE_MEMBER,
+                         ZK2ETCD_METRIC_HISTOGRAM_MEMBER)
+#undef ZK2ETCD_METRIC_COUNTER_MEMBER
+#undef ZK2ETCD_METRIC_GAUGE_MEMBER
+#undef ZK2ETCD_METRIC_HISTOGRAM_MEMBER
+};
+
+// Registers every family of ZK2ETCD_MIRROR_METRICS and sets zk2etcd_build_info to 1. Errors only
+// if `registry` already holds one of the names.
+Result<MirrorMetrics, std::string> RegisterMirrorMetrics(Registry& registry,
+                                                         std::string_view version,
+                                                         std::string_view commit);
 
 }  // namespace zk2etcd::ops

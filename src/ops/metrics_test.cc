@@ -293,7 +293,8 @@ TEST(MetricsCatalogTest, RegistersEveryFamilyOnceWithBuildInfo) {
   EXPECT_TRUE(Contains(again.error(), "already registered"));
 }
 
-TEST(MetricsPromtoolTest, RealisticRegistryPassesPromtoolCheckMetrics) {
+// Runs `promtool check metrics` on `text`; skips when promtool is missing (fails under CI).
+void ExpectPromtoolAccepts(const std::string& text) {
   const std::string promtool = FindProgram("promtool");
   if (promtool.empty()) {
     const char* ci = std::getenv("CI");
@@ -302,17 +303,6 @@ TEST(MetricsPromtoolTest, RealisticRegistryPassesPromtoolCheckMetrics) {
     }
     GTEST_SKIP() << "promtool not found in PATH";
   }
-  const std::string text = RealisticExposition();
-  for (const char* name :
-       {"zk2etcd_zk_op_total{", "zk2etcd_zk_op_duration_seconds_bucket{", "zk2etcd_etcd_op_total{",
-        "zk2etcd_etcd_op_duration_seconds_bucket{", "zk2etcd_fixed_total{",
-        "zk2etcd_sync_delay_seconds_bucket{", "zk2etcd_reconcile_duration_seconds_bucket{",
-        "zk2etcd_reconcile_total{", "zk2etcd_reconcile_last_success_timestamp_seconds ",
-        "zk2etcd_differences{", "zk2etcd_watches ", "zk2etcd_zk_session_connected ",
-        "zk2etcd_leader ", "zk2etcd_queue_depth{", "zk2etcd_build_info{"}) {
-    EXPECT_TRUE(Contains(text, name)) << name;
-  }
-
   const std::filesystem::path file =
       std::filesystem::temp_directory_path() /
       ("zk2etcd_metrics_test_" + std::to_string(::getpid()) + ".prom");
@@ -332,6 +322,58 @@ TEST(MetricsPromtoolTest, RealisticRegistryPassesPromtoolCheckMetrics) {
   std::printf("promtool check metrics (exit status %d):\n%s", WEXITSTATUS(status), output.c_str());
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output << "\n" << text;
   EXPECT_EQ(output, "") << text;
+}
+
+TEST(MetricsPromtoolTest, RealisticRegistryPassesPromtoolCheckMetrics) {
+  const std::string text = RealisticExposition();
+  for (const char* name :
+       {"zk2etcd_zk_op_total{", "zk2etcd_zk_op_duration_seconds_bucket{", "zk2etcd_etcd_op_total{",
+        "zk2etcd_etcd_op_duration_seconds_bucket{", "zk2etcd_fixed_total{",
+        "zk2etcd_sync_delay_seconds_bucket{", "zk2etcd_reconcile_duration_seconds_bucket{",
+        "zk2etcd_reconcile_total{", "zk2etcd_reconcile_last_success_timestamp_seconds ",
+        "zk2etcd_differences{", "zk2etcd_watches ", "zk2etcd_zk_session_connected ",
+        "zk2etcd_leader ", "zk2etcd_queue_depth{", "zk2etcd_build_info{"}) {
+    EXPECT_TRUE(Contains(text, name)) << name;
+  }
+  ExpectPromtoolAccepts(text);
+}
+
+TEST(MirrorMetricsCatalogTest, RegistersEveryFamilyOnceAndPassesPromtool) {
+  Registry registry;
+  auto registered = RegisterMirrorMetrics(registry, "1.2.3", "abc");
+  ASSERT_TRUE(registered.ok()) << registered.error();
+  MirrorMetrics& m = *registered;
+  EXPECT_EQ(m.etcd_op_total->label_names(), (std::vector<std::string>{"side", "op", "status"}));
+  MetricsOpObserver source(*m.etcd_op_total, *m.etcd_op_duration_seconds, "source");
+  source.OnOp("watch", "success", milliseconds(1));
+  MetricsOpObserver dest(*m.etcd_op_total, *m.etcd_op_duration_seconds, "dest");
+  dest.OnOp("txn", "unavailable", seconds(5));
+  for (const char* outcome : {"applied", "stale", "foreign", "absent", "failed"}) {
+    m.events_applied_total->WithLabels({outcome}).Inc();
+  }
+  m.change_sets_applied_total->Get().Inc(3);
+  m.apply_delay_seconds->Get().Observe(0.002);
+  m.lag_revisions->Get().Set(4);
+  m.lag_seconds->SetCallback({}, [] { return 0.5; });
+  m.checkpoint_revision->Get().Set(1234);
+  m.reconciliations_total->WithLabels({"start", "success"}).Inc();
+  m.reconciliations_total->WithLabels({"compaction", "failure"}).Inc();
+  m.reconcile_duration_seconds->Get().Observe(1.5);
+  m.reconcile_last_success_timestamp_seconds->Get().Set(1.8e9);
+  m.fixed_total->WithLabels({"put"}).Inc(2);
+  m.differences->WithLabels({"missing"}).Set(2);
+  m.source_connected->Get().Set(1);
+  m.leader->Get().Set(1);
+  m.election_seconds->Get().Set(0.2);
+  m.queued_change_sets->Get().Set(0);
+  const std::string text = registry.Expose();
+  EXPECT_TRUE(Contains(text, "zk2etcd_build_info{version=\"1.2.3\",commit=\"abc\"} 1\n"));
+  EXPECT_TRUE(Contains(
+      text, "zk2etcd_mirror_etcd_op_total{side=\"dest\",op=\"txn\",status=\"unavailable\"} 1\n"));
+  EXPECT_TRUE(Contains(text, "zk2etcd_mirror_checkpoint_revision 1234\n"));
+  auto again = RegisterMirrorMetrics(registry, "1.2.3", "abc");
+  ASSERT_FALSE(again.ok());
+  ExpectPromtoolAccepts(text);
 }
 
 }  // namespace

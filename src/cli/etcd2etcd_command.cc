@@ -1,0 +1,488 @@
+// `zk2etcd etcd2etcd`: mirrors an etcd key prefix into another etcd (or another prefix of the
+// same one).
+//
+//   sync  runs sync::MirrorService on the etcd2etcd job (etcd2etcd_job.h) until SIGTERM or
+//         SIGINT, with the endpoints of MirrorOperations; SIGHUP re-reads --config's log-level;
+//   diff  compares the source prefix with the destination once (sync::Reconciler over an exact
+//         snapshot), and with --fix repairs the differences through the mirror's fenced writes,
+//         never touching a foreign key. Exit status: 0 in sync, 1 differences remain, 2 usage
+//         error or servers unreachable for --connect-timeout.
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+
+#include "cli/cli.h"
+#include "cli/config.h"
+#include "cli/config_file.h"
+#include "cli/etcd2etcd_config.h"
+#include "cli/etcd2etcd_job.h"
+#include "cli/etcd2etcd_operations.h"
+#include "cli/runtime.h"
+#include "cli/signals.h"
+#include "cli/subcommand.h"
+#include "common/rate_limiter.h"
+#include "common/strings.h"
+#include "sync/fenced_writer.h"
+#include "sync/mirror_service.h"
+#include "sync/reconciler.h"
+
+namespace zk2etcd::cli {
+
+namespace {
+
+using sync::Difference;
+
+constexpr std::string_view kSyncName = "zk2etcd etcd2etcd sync";
+constexpr std::string_view kDiffName = "zk2etcd etcd2etcd diff";
+
+LogSettings LogSettingsOf(const Etcd2EtcdConfig& config) {
+  return LogSettings{config.log_level, config.log_format, config.log_file,
+                     config.log_file_max_bytes, config.log_file_max_backups};
+}
+
+std::string Endpoints(const etcd::GrpcEtcdClientOptions& options) {
+  std::string joined;
+  for (const std::string& endpoint : options.endpoints) {
+    joined += (joined.empty() ? "" : ",") + endpoint;
+  }
+  return joined;
+}
+
+// Parses the --config file and validates; prints the one-line error and returns nullopt.
+std::optional<Etcd2EtcdConfig> Validated(const Etcd2EtcdFlags& flags, FlagSet& flag_set,
+                                         MirrorCommand command, std::string_view name,
+                                         std::ostream& err) {
+  if (auto applied = ApplyConfigFile(flag_set, flags.config); !applied.ok()) {
+    err << name << ": " << applied.error() << "\n";
+    return std::nullopt;
+  }
+  auto validated = ValidateEtcd2EtcdFlags(flags, command, Hostname());
+  if (!validated.ok()) {
+    err << name << ": " << validated.error() << "\n";
+    return std::nullopt;
+  }
+  return std::move(validated).value();
+}
+
+// Asks the mirror to reconcile when destination leases were lost (their copies vanished).
+class LeaseLossWatcher {
+ public:
+  LeaseLossWatcher(connectors::LeaseMirror& leases, sync::MirrorService& service,
+                   ops::Logger& logger)
+      : thread_([this, &leases, &service, &logger] {
+          uint64_t seen = leases.destination_leases_lost();
+          std::unique_lock lock(mutex_);
+          while (!wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; })) {
+            const uint64_t lost = leases.destination_leases_lost();
+            if (lost == seen) continue;
+            logger.Warn("destination leases lost; reconciling",
+                        {{"lost", static_cast<int64_t>(lost - seen)}});
+            seen = lost;
+            service.RequestReconcile();
+          }
+        }) {}
+  ~LeaseLossWatcher() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& err) {
+  const std::optional<Etcd2EtcdConfig> validated =
+      Validated(flags, flag_set, MirrorCommand::kSync, kSyncName, err);
+  if (!validated) return kExitUsage;
+  Etcd2EtcdConfig config = *validated;
+  SystemClock clock;
+  auto made_logger = MakeLogger(LogSettingsOf(config), clock);
+  if (!made_logger.ok()) {
+    err << kSyncName << ": " << made_logger.error() << "\n";
+    return kExitUsage;
+  }
+  std::unique_ptr<ops::Logger> logger = std::move(made_logger).value();
+
+  SignalWaiter signals;  // before any thread starts
+  auto operations = MirrorOperations::Create(*logger);
+  if (!operations.ok()) {
+    err << kSyncName << ": " << operations.error() << "\n";
+    return kExitFailure;
+  }
+  MirrorOperations* ops = operations->get();
+  ops->SetConfigDump(flag_set.Dump());
+  if (auto served = ops->Serve(config.http_addr); !served.ok()) {
+    err << kSyncName << ": --http-addr: " << served.error() << "\n";
+    return kExitUsage;
+  }
+
+  std::atomic<bool> stop{false};
+  std::atomic<sync::MirrorService*> service_ptr{nullptr};
+  ops::Logger* log = logger.get();
+  signals.Start(
+      [&](int signal) {
+        log->Info("signal received; stopping",
+                  {{"signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"}});
+        stop.store(true);
+        if (auto* service = service_ptr.load()) service->Stop();
+      },
+      [&] {
+        // SIGHUP: the file's log-level, unless a flag or variable set it.
+        if (flags.config.empty()) {
+          log->Warn("SIGHUP ignored: no --config file");
+          return;
+        }
+        auto values = LoadConfigFile(flags.config);
+        if (!values.ok()) {
+          log->Error("SIGHUP: cannot reload the configuration", {{"error", values.error()}});
+          return;
+        }
+        for (const auto& [name, value] : *values) {
+          if (name != "log-level" || flag_set.WasSet(name)) continue;
+          if (auto level = ops::ParseLogLevel(value); level.ok()) {
+            log->SetLevel(*level);
+            log->Warn("SIGHUP: log level changed", {{"level", value}});
+          } else {
+            log->Error("SIGHUP: invalid log-level", {{"error", level.error()}});
+          }
+        }
+      });
+
+  const connectors::MirrorKeys keys = connectors::MirrorKeysFor(config.meta_prefix, config.name);
+  logger->Info("zk2etcd etcd2etcd sync starting",
+               {{"source", Endpoints(config.source)},
+                {"destination", Endpoints(config.dest)},
+                {"prefix", config.prefix},
+                {"dest_prefix", config.dest_prefix ? *config.dest_prefix : config.prefix},
+                {"name", config.name},
+                {"checkpoint_key", keys.checkpoint_key},
+                {"copy_leases", config.copy_leases},
+                {"max_write_rate", config.max_write_rate},
+                {"reconcile_interval", FormatGoDuration(config.reconcile_interval)},
+                {"leader_elect", config.leader_elect},
+                {"leader_elect_identity", config.identity},
+                {"adopt", sync::AdoptPolicyName(config.adopt)},
+                {"concurrent", config.concurrent}});
+  logger->Info("http server listening", {{"address", config.http_addr}, {"port", ops->port()}});
+
+  config.source.observer = ops->source_observer();
+  config.dest.observer = ops->dest_observer();
+  auto source = ConnectEtcd(config.source, "source etcd", *logger, clock, std::nullopt, stop);
+  if (!source.ok()) {
+    if (stop.load()) return kExitOk;
+    logger->Error("cannot start", {{"error", source.error()}});
+    return kExitFailure;
+  }
+  auto dest = ConnectEtcd(config.dest, "destination etcd", *logger, clock, std::nullopt, stop);
+  if (!dest.ok()) {
+    if (stop.load()) return kExitOk;
+    logger->Error("cannot start", {{"error", dest.error()}});
+    return kExitFailure;
+  }
+  auto made_job = MakeEtcd2EtcdJob(config, **source, **dest, *logger, clock, {});
+  if (!made_job.ok()) {
+    logger->Error("cannot start", {{"error", made_job.error()}});
+    return kExitFailure;
+  }
+  Etcd2EtcdJob job = std::move(made_job).value();
+  bool reconcile_for_leases = false;
+  if (job.leases) {
+    auto recovered = job.leases->Recover();
+    if (recovered.ok()) {
+      logger->Info("lease mappings recovered", {{"adopted", recovered->adopted},
+                                                {"expired", recovered->expired},
+                                                {"released", recovered->released}});
+      reconcile_for_leases = recovered->needs_reconcile();
+    } else {
+      logger->Warn("lease mappings not recovered; reconciling",
+                   {{"error", recovered.error().message}});
+      reconcile_for_leases = true;
+    }
+  }
+
+  // --max-write-rate: one limiter for the repairs (the writer) and the changes (the service).
+  std::unique_ptr<RateLimiter> rate_limiter;
+  if (config.max_write_rate > 0) {
+    rate_limiter = std::make_unique<RateLimiter>(config.max_write_rate, clock);
+  }
+  sync::FencedWriterOptions writer_options;
+  writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 64);
+  writer_options.rate_limiter = rate_limiter.get();
+  sync::FencedWriter writer(*job.sink, writer_options, clock);
+
+  sync::MirrorServiceOptions options;
+  options.reconcile_interval = config.reconcile_interval;
+  options.concurrent = config.concurrent;
+  options.adopt = config.adopt;
+  options.rate_limiter = rate_limiter.get();
+  // Copies bound to leases expired while no mirror ran: reconcile even when resuming.
+  options.reconcile_on_resume = reconcile_for_leases;
+  options.drain_timeout = config.shutdown_timeout;
+  options.on_reconcile = [ops, log, &clock](sync::ReconcileCause cause, const auto& result) {
+    ops->OnReconcile(cause, result, clock.WallNow());
+    if (!result.ok()) {
+      log->Warn("mirror reconciliation failed",
+                {{"cause", sync::ReconcileCauseName(cause)}, {"error", result.error().message}});
+      return;
+    }
+    log->Info("mirror reconciliation done",
+              {{"cause", sync::ReconcileCauseName(cause)},
+               {"source_keys", result->source_entries},
+               {"destination_keys", result->sink_entries},
+               {"in_sync", result->in_sync},
+               {"put", result->fixed_puts},
+               {"deleted", result->fixed_deletes},
+               {"foreign", result->Count(Difference::Kind::kForeign)},
+               {"failed", result->failed},
+               {"seconds", std::chrono::duration<double>(result->duration).count()}});
+  };
+  options.on_applied = [ops](const sync::AppliedBatch& batch) { ops->OnApplied(batch); };
+  options.on_elected = [ops, log](std::chrono::nanoseconds took) {
+    ops->OnElected(took);
+    log->Info("mirror leadership taken",
+              {{"takeover_ms", std::chrono::duration<double, std::milli>(took).count()}});
+  };
+  sync::MirrorService service(*job.scope, *job.source, *job.sink, *job.sink, writer,
+                              job.election.get(), *logger, clock, options);
+  ops->Attach(&service, &writer);
+  service_ptr.store(&service);
+  std::optional<LeaseLossWatcher> lease_watcher;
+  if (job.leases) lease_watcher.emplace(*job.leases, service, *logger);
+  if (stop.load()) service.Stop();
+  auto result = service.Run();
+  service_ptr.store(nullptr);
+  lease_watcher.reset();
+  ops->Stop();
+  writer.Stop();
+  if (job.leases) job.leases->Stop();
+  if (!result.ok()) {
+    logger->Error("zk2etcd etcd2etcd sync failed", {{"error", result.error()}});
+    return kExitFailure;
+  }
+  logger->Info("zk2etcd etcd2etcd sync stopped");
+  return kExitOk;
+}
+
+// diff follows no change: its source is opened without a change stream.
+class NoChanges : public core::SourceListener {
+ public:
+  void OnChange(const std::string& /*key*/) override {}
+  void OnSourceEvent(const core::SourceEvent& /*event*/) override {}
+};
+
+constexpr Difference::Kind kReportedKinds[] = {
+    Difference::Kind::kMissing, Difference::Kind::kExtra, Difference::Kind::kChanged,
+    Difference::Kind::kConflict, Difference::Kind::kForeign};
+
+std::string JsonString(std::string_view text) {
+  std::string out = "\"";
+  ops::AppendJsonEscaped(out, text);
+  return out + "\"";
+}
+
+void PrintText(const sync::ReconcileReport& report, bool fixed, std::ostream& out) {
+  out << "source keys:      " << report.source_entries << "\n"
+      << "destination keys: " << report.sink_entries << "\n"
+      << "in sync:          " << report.in_sync << "\n";
+  for (Difference::Kind kind : kReportedKinds) {
+    const std::string name(sync::DifferenceKindName(kind));
+    out << name << ":" << std::string(18 - name.size() - 1, ' ') << report.Count(kind) << "\n";
+  }
+  if (fixed) {
+    out << "fixed:            put=" << report.fixed_puts << " delete=" << report.fixed_deletes;
+    if (report.adopted > 0) out << " adopted=" << report.adopted;
+    if (report.failed > 0) out << " failed=" << report.failed;
+    out << "\n";
+  } else {
+    out << "would adopt:      matching=" << report.WouldAdopt(sync::AdoptPolicy::kMatching)
+        << " all=" << report.WouldAdopt(sync::AdoptPolicy::kAll) << "\n";
+  }
+  for (Difference::Kind kind : kReportedKinds) {
+    bool header = false;
+    for (const sync::ConfirmedDifference& difference : report.differences) {
+      if (difference.kind != kind) continue;
+      if (!header) {
+        out << "\n" << sync::DifferenceKindName(kind) << " keys:\n";
+        header = true;
+      }
+      out << "  " << difference.key << "\n";
+    }
+  }
+}
+
+void PrintJson(const sync::ReconcileReport& report, bool fixed, bool in_sync, std::ostream& out) {
+  out << "{\"source_keys\":" << report.source_entries
+      << ",\"destination_keys\":" << report.sink_entries << ",\"in_sync\":" << report.in_sync
+      << ",\"destination_revision\":" << report.sink_point;
+  for (Difference::Kind kind : kReportedKinds) {
+    out << ",\"" << sync::DifferenceKindName(kind) << "\":[";
+    bool first = true;
+    for (const sync::ConfirmedDifference& difference : report.differences) {
+      if (difference.kind != kind) continue;
+      out << (first ? "" : ",") << JsonString(difference.key);
+      first = false;
+    }
+    out << "]";
+  }
+  if (fixed) {
+    out << ",\"fixed\":{\"put\":" << report.fixed_puts << ",\"delete\":" << report.fixed_deletes
+        << ",\"adopted\":" << report.adopted << ",\"failed\":" << report.failed << "}";
+  } else {
+    out << ",\"would_adopt\":{\"matching\":" << report.WouldAdopt(sync::AdoptPolicy::kMatching)
+        << ",\"all\":" << report.WouldAdopt(sync::AdoptPolicy::kAll) << "}";
+  }
+  out << ",\"consistent\":" << (in_sync ? "true" : "false") << "}\n";
+}
+
+int RunMirrorDiff(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& out,
+                  std::ostream& err) {
+  const std::optional<Etcd2EtcdConfig> validated =
+      Validated(flags, flag_set, MirrorCommand::kDiff, kDiffName, err);
+  if (!validated) return kExitUsage;
+  const Etcd2EtcdConfig& config = *validated;
+  SystemClock clock;
+  auto made_logger = MakeLogger(LogSettingsOf(config), clock);
+  if (!made_logger.ok()) {
+    err << kDiffName << ": " << made_logger.error() << "\n";
+    return kExitUsage;
+  }
+  std::unique_ptr<ops::Logger> logger = std::move(made_logger).value();
+  const std::atomic<bool> never_stop{false};
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(config.connect_timeout);
+  auto source = ConnectEtcd(config.source, "source etcd", *logger, clock, deadline, never_stop);
+  if (!source.ok()) {
+    err << kDiffName << ": " << source.error() << "\n";
+    return kExitUsage;
+  }
+  auto dest = ConnectEtcd(config.dest, "destination etcd", *logger, clock, deadline, never_stop);
+  if (!dest.ok()) {
+    err << kDiffName << ": " << dest.error() << "\n";
+    return kExitUsage;
+  }
+  Etcd2EtcdJobOptions job_options;
+  job_options.change_stream = false;  // one comparison: nothing to follow
+  job_options.election = false;
+  auto made_job = MakeEtcd2EtcdJob(config, **source, **dest, *logger, clock, job_options);
+  if (!made_job.ok()) {
+    err << kDiffName << ": " << made_job.error() << "\n";
+    return kExitUsage;
+  }
+  Etcd2EtcdJob job = std::move(made_job).value();
+  NoChanges no_changes;
+  if (auto opened = job.source->Open(no_changes); !opened.ok()) {
+    err << kDiffName << ": source etcd: " << opened.error().message << "\n";
+    return kExitUsage;
+  }
+  std::unique_ptr<sync::FencedWriter> writer;
+  if (config.fix) {
+    sync::FencedWriterOptions writer_options;
+    writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 8);
+    writer = std::make_unique<sync::FencedWriter>(*job.sink, writer_options, clock);
+  }
+  sync::Reconciler reconciler(*job.scope, *job.sink, writer.get(), nullptr, *logger, clock);
+
+  // A progress line on a terminal only.
+  const bool progress = isatty(STDERR_FILENO) != 0;
+  const auto started = std::chrono::steady_clock::now();
+  sync::ReconcileOptions options;
+  options.fix = config.fix;
+  options.source_window = config.concurrent;
+  options.adopt = config.adopt;
+  if (progress) {
+    options.on_progress = [&](size_t keys) {
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      std::fprintf(stderr, "\rread %zu source keys (%.0f keys/s)", keys,
+                   seconds > 0 ? static_cast<double>(keys) / seconds : 0.0);
+      std::fflush(stderr);
+    };
+  }
+  auto report = reconciler.Run(*job.source, options);
+  if (progress) std::fputs("\r\033[K", stderr);
+  if (writer) writer->Stop();
+  job.source->Close();
+  if (job.leases) job.leases->Stop();
+  if (!report.ok()) {
+    err << kDiffName << ": " << report.error().message << "\n";
+    return kExitUsage;
+  }
+  logger->Info("diff done", {{"differences", report->VisibleDifferences()},
+                             {"seconds", std::chrono::duration<double>(report->duration).count()}});
+
+  // Foreign keys are another writer's: reported, never touched, and not differences of the
+  // mirror's.
+  size_t remaining = 0;
+  if (config.fix) {
+    remaining = report->failed + report->deferred_deletes;
+  } else {
+    for (const auto& difference : report->differences) {
+      if (difference.kind == Difference::Kind::kUnclaimed ||
+          difference.kind == Difference::Kind::kOrphanMeta ||
+          difference.kind == Difference::Kind::kForeign) {
+        continue;
+      }
+      ++remaining;
+    }
+  }
+  const bool in_sync = remaining == 0;
+  if (config.json) {
+    PrintJson(*report, config.fix, in_sync, out);
+  } else {
+    PrintText(*report, config.fix, out);
+  }
+  return in_sync ? kExitOk : kExitFailure;
+}
+
+Subcommand MirrorSyncCommand() {
+  return {"sync", "mirror an etcd key prefix into another etcd: a copy, then every change in order",
+          [](FlagSet& flags) -> CommandRunner {
+            auto values = std::make_shared<Etcd2EtcdFlags>();
+            AddEtcd2EtcdFlags(flags, values.get(), MirrorCommand::kSync);
+            FlagSet* set = &flags;
+            return [values, set](std::ostream&, std::ostream& err) {
+              return RunMirrorSync(*values, *set, err);
+            };
+          }};
+}
+
+Subcommand MirrorDiffCommand() {
+  return {"diff", "compare the mirrored prefix with the destination; --fix repairs the differences",
+          [](FlagSet& flags) -> CommandRunner {
+            auto values = std::make_shared<Etcd2EtcdFlags>();
+            AddEtcd2EtcdFlags(flags, values.get(), MirrorCommand::kDiff);
+            FlagSet* set = &flags;
+            return [values, set](std::ostream& out, std::ostream& err) {
+              return RunMirrorDiff(*values, *set, out, err);
+            };
+          }};
+}
+
+}  // namespace
+
+Subcommand Etcd2EtcdCommand() {
+  Subcommand group;
+  group.name = "etcd2etcd";
+  group.summary = "mirror an etcd key prefix into another etcd (sync, diff)";
+  group.description =
+      "Mirrors every key that starts with --prefix from a source etcd into a destination etcd "
+      "(renamed to\n--dest-prefix when given), in the source's order, resuming after a restart "
+      "from a checkpoint kept\nin the destination.";
+  group.subcommands = {MirrorSyncCommand(), MirrorDiffCommand()};
+  return group;
+}
+
+}  // namespace zk2etcd::cli

@@ -1,0 +1,53 @@
+// The etcd2etcd job's wiring: an etcd source (EtcdSource over --prefix), an etcd sink on the
+// destination with the mirror's key layout and checkpoint (EtcdSink, KeyLayout::ForMirror), with
+// --copy-leases a LeaseMirror, and with --leader-elect an election on the destination, all named
+// by MirrorKeysFor(--meta-prefix, --name), built from a validated Etcd2EtcdConfig. The
+// `etcd2etcd sync` command runs sync::MirrorService on it, `etcd2etcd diff` sync::Reconciler.
+//
+// Not thread-safe to build; the objects it returns are thread-safe as their headers say. The two
+// clients, the logger and the clock passed in must outlive the job. Members are destroyed in
+// reverse order: the election, the sink, then the lease mirror it maps through.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "cli/etcd2etcd_config.h"
+#include "common/clock.h"
+#include "common/result.h"
+#include "connectors/etcd/etcd_election.h"
+#include "connectors/etcd/etcd_sink.h"
+#include "connectors/etcd/etcd_source.h"
+#include "connectors/etcd/key_layout.h"
+#include "connectors/etcd/lease_mirror.h"
+#include "core/scope.h"
+#include "etcd/etcd_client.h"
+#include "ops/log.h"
+
+namespace zk2etcd::cli {
+
+struct Etcd2EtcdJobOptions {
+  // False: a snapshot-only source (diff): no watch.
+  bool change_stream = true;
+  // Build the election (sync with --leader-elect).
+  bool election = true;
+};
+
+struct Etcd2EtcdJob {
+  std::unique_ptr<core::Scope> scope;  // every key starting with --prefix
+  connectors::MirrorKeys keys;         // the mirror's own keys on the destination
+  std::unique_ptr<connectors::KeyLayout> layout;
+  std::unique_ptr<connectors::EtcdSource> source;
+  std::unique_ptr<connectors::LeaseMirror> leases;  // null without --copy-leases
+  std::unique_ptr<connectors::EtcdSink> sink;
+  std::unique_ptr<connectors::EtcdElection> election;  // null without an election
+};
+
+// Fails (one line) only when the layout refuses the prefixes, which validation already checks.
+Result<Etcd2EtcdJob, std::string> MakeEtcd2EtcdJob(const Etcd2EtcdConfig& config,
+                                                   etcd::EtcdClient& source,
+                                                   etcd::EtcdClient& destination,
+                                                   ops::Logger& logger, const Clock& clock,
+                                                   const Etcd2EtcdJobOptions& options);
+
+}  // namespace zk2etcd::cli
