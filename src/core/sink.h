@@ -197,11 +197,11 @@ class CheckpointedSink {
   virtual ~CheckpointedSink() = default;
   // The checkpoint recorded, or nullopt when none was.
   virtual SinkResult<std::optional<int64_t>> ReadCheckpoint() = 0;
-  // How many writes, of what Cost (Sink::Cost in the write's default variant), one atomic batch
-  // may carry besides the checkpoint.
+  // How many writes, of what AtomicCost, one atomic batch may carry besides the checkpoint.
   virtual BatchLimits AtomicLimits() const = 0;
-  // Applies `writes` (distinct keys, each by Sink::ApplyAsync's rules, in its default variant,
-  // within AtomicLimits) and records `checkpoint`, in one atomic batch fenced by `fence` when
+  // What `write` costs of AtomicLimits in an atomic batch (the form it goes in there).
+  virtual WriteCost AtomicCost(const SinkWrite& write) const = 0;
+  // Applies `writes` (distinct keys, each by Sink::ApplyAsync's rules, within AtomicLimits) and records `checkpoint`, in one atomic batch fenced by `fence` when
   // given: all of it or none of it. The answers never ask for a resend. `done` runs once, on the
   // sink's thread. An empty `writes` records the checkpoint alone.
   virtual void ApplyAtomicAsync(std::vector<SinkWrite> writes, int64_t checkpoint,

@@ -317,7 +317,7 @@ bool MirrorService::ApplyQueued() {
     return write;
   };
   auto cost_of = [this](const core::SinkWrite& write) {
-    return sink_.Cost(write, sink_.DefaultVariant(write)).bytes;
+    return checkpoints_.AtomicCost(write).bytes;
   };
   for (;;) {
     Queued next;
@@ -420,6 +420,12 @@ bool MirrorService::ApplyBatch(std::vector<core::SinkWrite> writes, int64_t chec
   }
   for (size_t i = 0; i < result->size(); ++i) {
     const core::WriteAnswer& answer = (*result)[i];
+    if (!answer.outcome && answer.error.starts_with("lease_expired")) {
+      // The source's lease ended: the source deletes the key at a later point, which follows.
+      ++batch.absent;
+      logger_.Debug("change bound to an expired lease skipped", {{"key", keys[i]}});
+      continue;
+    }
     if (!answer.outcome) {
       ++batch.failed;
       logger_.Error("a change could not be applied; the next reconciliation repairs it",

@@ -96,6 +96,10 @@ class EtcdSink final : public core::Sink, public core::CheckpointedSink {
   // lease lookup failure fails the whole batch with that error (nothing is written).
   core::SinkResult<std::optional<int64_t>> ReadCheckpoint() override;
   core::BatchLimits AtomicLimits() const override;
+  // The nested form's (the value twice when small, kNestedPutMaxValueBytes and below).
+  core::WriteCost AtomicCost(const core::SinkWrite& write) const override {
+    return Cost(write, static_cast<int>(EtcdVariant::kNested));
+  }
   void ApplyAtomicAsync(std::vector<core::SinkWrite> writes, int64_t checkpoint,
                         const std::optional<core::Fence>& fence,
                         std::function<void(core::BatchResult)> done) override;

@@ -73,6 +73,7 @@ class InMemorySink : public Sink, public CheckpointedSink {
   // core::CheckpointedSink.
   SinkResult<std::optional<int64_t>> ReadCheckpoint() override;
   BatchLimits AtomicLimits() const override;
+  WriteCost AtomicCost(const SinkWrite& write) const override { return Cost(write, 0); }
   void ApplyAtomicAsync(std::vector<SinkWrite> writes, int64_t checkpoint,
                         const std::optional<Fence>& fence,
                         std::function<void(BatchResult)> done) override;
