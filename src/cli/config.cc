@@ -12,8 +12,8 @@ using std::chrono::seconds;
 
 }  // namespace
 
-Result<void, std::string> CheckHostPorts(std::string_view flag, const std::vector<std::string>& list,
-                                         bool allow_scheme) {
+Result<void, std::string> CheckHostPorts(std::string_view flag,
+                                         const std::vector<std::string>& list, bool allow_scheme) {
   for (const std::string& entry : list) {
     std::string_view address = entry;
     if (allow_scheme) {
@@ -24,12 +24,27 @@ Result<void, std::string> CheckHostPorts(std::string_view flag, const std::vecto
     const std::string_view port = colon == std::string_view::npos ? "" : address.substr(colon + 1);
     const bool numeric = !port.empty() && port.size() <= 5 &&
                          port.find_first_not_of("0123456789") == std::string_view::npos;
-    if (colon == 0 || colon == std::string_view::npos || !numeric || std::stoi(std::string(port)) == 0 ||
-        std::stoi(std::string(port)) > 65535 || address.find('/') != std::string_view::npos) {
+    if (colon == 0 || colon == std::string_view::npos || !numeric ||
+        std::stoi(std::string(port)) == 0 || std::stoi(std::string(port)) > 65535 ||
+        address.find('/') != std::string_view::npos) {
       return Unexpected{std::string(flag) + ": \"" + entry + "\" is not host:port"};
     }
   }
   return {};
+}
+
+void AddLogFlags(FlagSet& flags, std::string* level, std::string* format, std::string* file,
+                 uint64_t* file_max_size_mb, uint64_t* file_max_backups) {
+  flags.AddString("log-level", level, "info",
+                  "log output level, possible values: 'debug', 'info', 'warn', 'error', "
+                  "'panic', 'fatal'");
+  flags.AddString("log-format", format, "json", "log format: json or text");
+  flags.AddString("log-file", file, "",
+                  "write logs to this file instead of stderr, rotated by size");
+  flags.AddUint("log-file-max-size-mb", file_max_size_mb, 100,
+                "rotate the log file when it would exceed this many MiB");
+  flags.AddUint("log-file-max-backups", file_max_backups, 5,
+                "rotated log files to keep (file.1 ... file.N)");
 }
 
 void AddCommonFlags(FlagSet& flags, CommonFlags* v) {
@@ -69,16 +84,8 @@ void AddCommonFlags(FlagSet& flags, CommonFlags* v) {
                   "empty: ownership records live in etcd only");
   flags.AddString("redis-username", &v->redis_username, "", "redis username");
   flags.AddSecret("redis-password", &v->redis_password, "redis password");
-  flags.AddString("log-level", &v->log_level, "info",
-                  "log output level, possible values: 'debug', 'info', 'warn', 'error', "
-                  "'panic', 'fatal'");
-  flags.AddString("log-format", &v->log_format, "json", "log format: json or text");
-  flags.AddString("log-file", &v->log_file, "",
-                  "write logs to this file instead of stderr, rotated by size");
-  flags.AddUint("log-file-max-size-mb", &v->log_file_max_size_mb, 100,
-                "rotate the log file when it would exceed this many MiB");
-  flags.AddUint("log-file-max-backups", &v->log_file_max_backups, 5,
-                "rotated log files to keep (file.1 ... file.N)");
+  AddLogFlags(flags, &v->log_level, &v->log_format, &v->log_file, &v->log_file_max_size_mb,
+              &v->log_file_max_backups);
   flags.AddString("config", &v->config, "",
                   "YAML file of settings (flag names as keys); flags and ZK2ETCD_ variables win; "
                   "SIGHUP re-reads log-level and fullsync-interval from it");
@@ -203,12 +210,10 @@ Result<Config, std::string> ValidateCommonFlags(const CommonFlags& f) {
   if (!f.zookeeper_digest.empty()) config.zookeeper.auth = {{"digest", f.zookeeper_digest}};
 
   config.etcd.endpoints = etcd_list;
-  const bool https = std::any_of(etcd_list.begin(), etcd_list.end(), [](const std::string& e) {
-    return e.starts_with("https://");
-  });
+  const bool https = std::any_of(etcd_list.begin(), etcd_list.end(),
+                                 [](const std::string& e) { return e.starts_with("https://"); });
   if (https || !f.etcd_cacert.empty() || !f.etcd_cert.empty()) {
-    config.etcd.tls = etcd::TlsOptions{f.etcd_cacert, f.etcd_cert, f.etcd_key,
-                                       f.etcd_server_name};
+    config.etcd.tls = etcd::TlsOptions{f.etcd_cacert, f.etcd_cert, f.etcd_key, f.etcd_server_name};
   }
   config.etcd.user = f.etcd_user;
   config.etcd.password = f.etcd_password;

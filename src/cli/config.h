@@ -13,12 +13,12 @@
 #include <string>
 
 #include "cli/flags.h"
+#include "connectors/etcd/key_layout.h"
+#include "core/scope.h"
 #include "etcd/grpc_etcd_client.h"
 #include "ops/log.h"
 #include "ownership/redis_ownership_store.h"
-#include "connectors/etcd/key_layout.h"
 #include "sync/reconciler.h"
-#include "core/scope.h"
 #include "zk/asio_zk_client.h"
 
 namespace zk2etcd::cli {
@@ -56,6 +56,10 @@ struct CommonFlags {
 
 // Declares the shared flags with their defaults.
 void AddCommonFlags(FlagSet& flags, CommonFlags* values);
+// The --log-* flags, the same in every command (the zk2etcd flags and etcd2etcd's), into the
+// given fields (which must outlive the FlagSet's parsing).
+void AddLogFlags(FlagSet& flags, std::string* level, std::string* format, std::string* file,
+                 uint64_t* file_max_size_mb, uint64_t* file_max_backups);
 
 struct Config {
   core::Scope scope;

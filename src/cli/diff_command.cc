@@ -2,17 +2,15 @@
 // differences. Exit status: 0 in sync, 1 differences remain, 2 usage error or servers unreachable.
 // Foreign keys (another writer's, with no znode) are listed but do not count as differences;
 // conflicts (another writer's value where a znode exists) do.
-#include <unistd.h>
-
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <map>
 #include <set>
 #include <thread>
 
 #include "cli/cli.h"
 #include "cli/config.h"
+#include "cli/diff_report.h"
 #include "cli/runtime.h"
 #include "cli/subcommand.h"
 #include "cli/zk2etcd_job.h"
@@ -26,13 +24,6 @@ namespace {
 
 using sync::Difference;
 
-// diff follows no change: its source is opened without a change stream.
-class NoChanges : public core::SourceListener {
- public:
-  void OnChange(const std::string& /*key*/) override {}
-  void OnSourceEvent(const core::SourceEvent& /*event*/) override {}
-};
-
 struct DiffFlags {
   CommonFlags common;
   bool fix = false;
@@ -42,76 +33,12 @@ struct DiffFlags {
   std::chrono::nanoseconds connect_timeout{};
 };
 
-constexpr Difference::Kind kReportedKinds[] = {
-    Difference::Kind::kMissing, Difference::Kind::kExtra, Difference::Kind::kChanged,
-    Difference::Kind::kConflict, Difference::Kind::kForeign};
-
-bool Reported(Difference::Kind kind) {
-  return kind != Difference::Kind::kUnclaimed && kind != Difference::Kind::kOrphanMeta;
-}
-
-std::string JsonString(std::string_view text) {
-  std::string out = "\"";
-  ops::AppendJsonEscaped(out, text);
-  return out + "\"";
-}
-
-void PrintText(const sync::ReconcileReport& report, bool fixed, std::ostream& out) {
-  out << "zookeeper nodes: " << report.source_entries << "\n"
-      << "etcd keys:       " << report.sink_entries << "\n"
-      << "in sync:         " << report.in_sync << "\n";
-  for (Difference::Kind kind : kReportedKinds) {
-    const std::string name(sync::DifferenceKindName(kind));
-    out << name << ":" << std::string(17 - name.size() - 1, ' ') << report.Count(kind) << "\n";
-  }
-  if (!fixed) {
-    out << "would adopt:     matching=" << report.WouldAdopt(sync::AdoptPolicy::kMatching)
-        << " all=" << report.WouldAdopt(sync::AdoptPolicy::kAll) << "\n";
-  }
-  if (fixed) {
-    out << "fixed:           put=" << report.fixed_puts << " delete=" << report.fixed_deletes;
-    if (report.adopted > 0) out << " adopted=" << report.adopted;
-    if (report.deferred_deletes > 0) out << " deferred_deletes=" << report.deferred_deletes;
-    if (report.failed > 0) out << " failed=" << report.failed;
-    out << "\n";
-  }
-  for (Difference::Kind kind : kReportedKinds) {
-    bool header = false;
-    for (const sync::ConfirmedDifference& difference : report.differences) {
-      if (difference.kind != kind) continue;
-      if (!header) {
-        out << "\n" << sync::DifferenceKindName(kind) << " keys:\n";
-        header = true;
-      }
-      out << "  " << difference.key << "\n";
-    }
-  }
-}
-
-void PrintJson(const sync::ReconcileReport& report, bool fixed, bool in_sync, std::ostream& out) {
-  out << "{\"zk_nodes\":" << report.source_entries << ",\"etcd_keys\":" << report.sink_entries
-      << ",\"in_sync\":" << report.in_sync << ",\"etcd_revision\":" << report.sink_point;
-  for (Difference::Kind kind : kReportedKinds) {
-    out << ",\"" << sync::DifferenceKindName(kind) << "\":[";
-    bool first = true;
-    for (const sync::ConfirmedDifference& difference : report.differences) {
-      if (difference.kind != kind) continue;
-      out << (first ? "" : ",") << JsonString(difference.key);
-      first = false;
-    }
-    out << "]";
-  }
-  if (!fixed) {
-    out << ",\"would_adopt\":{\"matching\":" << report.WouldAdopt(sync::AdoptPolicy::kMatching)
-        << ",\"all\":" << report.WouldAdopt(sync::AdoptPolicy::kAll) << "}";
-  }
-  if (fixed) {
-    out << ",\"fixed\":{\"put\":" << report.fixed_puts << ",\"delete\":" << report.fixed_deletes
-        << ",\"adopted\":" << report.adopted << ",\"deferred_deletes\":" << report.deferred_deletes
-        << ",\"failed\":" << report.failed << "}";
-  }
-  out << ",\"consistent\":" << (in_sync ? "true" : "false") << "}\n";
-}
+constexpr DiffReportNames kReportNames = {.source_label = "zookeeper nodes",
+                                          .sink_label = "etcd keys",
+                                          .source_field = "zk_nodes",
+                                          .sink_field = "etcd_keys",
+                                          .revision_field = "etcd_revision",
+                                          .deferred_deletes = true};
 
 int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::ostream& err) {
   if (auto applied = ApplyConfigFile(flag_set, flags.common.config); !applied.ok()) {
@@ -180,22 +107,12 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
   }
   sync::Reconciler reconciler(config.scope, *job.sink, writer.get(), redis.get(), *logger, clock);
 
-  // A progress line on a terminal only.
-  const bool progress = isatty(STDERR_FILENO) != 0;
-  const auto started = std::chrono::steady_clock::now();
+  const DiffProgress progress("scanned", "zookeeper nodes", "nodes");
   sync::ReconcileOptions options;
   options.fix = false;
   options.source_window = config.concurrent;
   options.adopt = config.adopt;
-  if (progress) {
-    options.on_progress = [&](size_t nodes) {
-      const double seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      std::fprintf(stderr, "\rscanned %zu zookeeper nodes (%.0f nodes/s)", nodes,
-                   seconds > 0 ? static_cast<double>(nodes) / seconds : 0.0);
-      std::fflush(stderr);
-    };
-  }
+  options.on_progress = progress.Callback();
 
   // Rounds: a difference counts only if every round sees it (the Go tool's --max-round).
   std::optional<sync::ReconcileReport> report;
@@ -204,7 +121,7 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
       std::this_thread::sleep_for(flags.round_interval);
     }
     auto result = reconciler.Run(*job.source, options);
-    if (progress) std::fputs("\r\033[K", stderr);
+    progress.Clear();
     if (!result.ok()) {
       err << "zk2etcd diff: " << result.error().message << "\n";
       return kExitUsage;
@@ -240,17 +157,11 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
 
   // Foreign keys are reported but, as in the Go tool, are not differences of zk2etcd's: they
   // belong to another writer and never change the exit status.
-  size_t remaining = 0;
-  for (const auto& difference : report->differences) {
-    if (!Reported(difference.kind) || difference.kind == Difference::Kind::kForeign) continue;
-    if (!flags.fix) ++remaining;
-  }
-  if (flags.fix) remaining += report->failed + report->deferred_deletes;
-  const bool in_sync = remaining == 0;
+  const bool in_sync = RemainingDifferences(*report, flags.fix) == 0;
   if (flags.output == "json") {
-    PrintJson(*report, flags.fix, in_sync, out);
+    PrintDiffJson(*report, flags.fix, in_sync, kReportNames, out);
   } else {
-    PrintText(*report, flags.fix, out);
+    PrintDiffText(*report, flags.fix, kReportNames, out);
   }
   if (writer) writer->Stop();
   job.source->Close();

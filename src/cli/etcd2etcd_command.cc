@@ -7,18 +7,16 @@
 //         snapshot), and with --fix repairs the differences through the mirror's fenced writes,
 //         never touching a foreign key. Exit status: 0 in sync, 1 differences remain, 2 usage
 //         error or servers unreachable for --connect-timeout.
-#include <unistd.h>
-
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstdio>
 #include <mutex>
 #include <thread>
 
 #include "cli/cli.h"
 #include "cli/config.h"
 #include "cli/config_file.h"
+#include "cli/diff_report.h"
 #include "cli/etcd2etcd_config.h"
 #include "cli/etcd2etcd_job.h"
 #include "cli/etcd2etcd_operations.h"
@@ -131,34 +129,10 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
   std::atomic<bool> stop{false};
   std::atomic<sync::MirrorService*> service_ptr{nullptr};
   ops::Logger* log = logger.get();
-  signals.Start(
-      [&](int signal) {
-        log->Info("signal received; stopping",
-                  {{"signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"}});
-        stop.store(true);
-        if (auto* service = service_ptr.load()) service->Stop();
-      },
-      [&] {
-        // SIGHUP: the file's log-level, unless a flag or variable set it.
-        if (flags.config.empty()) {
-          log->Warn("SIGHUP ignored: no --config file");
-          return;
-        }
-        auto values = LoadConfigFile(flags.config);
-        if (!values.ok()) {
-          log->Error("SIGHUP: cannot reload the configuration", {{"error", values.error()}});
-          return;
-        }
-        for (const auto& [name, value] : *values) {
-          if (name != "log-level" || flag_set.WasSet(name)) continue;
-          if (auto level = ops::ParseLogLevel(value); level.ok()) {
-            log->SetLevel(*level);
-            log->Warn("SIGHUP: log level changed", {{"level", value}});
-          } else {
-            log->Error("SIGHUP: invalid log-level", {{"error", level.error()}});
-          }
-        }
-      });
+  signals.Start(StopOnSignal(*log, stop, service_ptr), [&] {
+    // SIGHUP: the file's log-level, unless a flag or variable set it.
+    ReloadConfigFile(flags.config, flag_set, *log, {});
+  });
 
   const connectors::MirrorKeys keys = connectors::MirrorKeysFor(config.meta_prefix, config.name);
   logger->Info("zk2etcd etcd2etcd sync starting",
@@ -275,76 +249,11 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
   return kExitOk;
 }
 
-// diff follows no change: its source is opened without a change stream.
-class NoChanges : public core::SourceListener {
- public:
-  void OnChange(const std::string& /*key*/) override {}
-  void OnSourceEvent(const core::SourceEvent& /*event*/) override {}
-};
-
-constexpr Difference::Kind kReportedKinds[] = {
-    Difference::Kind::kMissing, Difference::Kind::kExtra, Difference::Kind::kChanged,
-    Difference::Kind::kConflict, Difference::Kind::kForeign};
-
-std::string JsonString(std::string_view text) {
-  std::string out = "\"";
-  ops::AppendJsonEscaped(out, text);
-  return out + "\"";
-}
-
-void PrintText(const sync::ReconcileReport& report, bool fixed, std::ostream& out) {
-  out << "source keys:      " << report.source_entries << "\n"
-      << "destination keys: " << report.sink_entries << "\n"
-      << "in sync:          " << report.in_sync << "\n";
-  for (Difference::Kind kind : kReportedKinds) {
-    const std::string name(sync::DifferenceKindName(kind));
-    out << name << ":" << std::string(18 - name.size() - 1, ' ') << report.Count(kind) << "\n";
-  }
-  if (fixed) {
-    out << "fixed:            put=" << report.fixed_puts << " delete=" << report.fixed_deletes;
-    if (report.adopted > 0) out << " adopted=" << report.adopted;
-    if (report.failed > 0) out << " failed=" << report.failed;
-    out << "\n";
-  } else {
-    out << "would adopt:      matching=" << report.WouldAdopt(sync::AdoptPolicy::kMatching)
-        << " all=" << report.WouldAdopt(sync::AdoptPolicy::kAll) << "\n";
-  }
-  for (Difference::Kind kind : kReportedKinds) {
-    bool header = false;
-    for (const sync::ConfirmedDifference& difference : report.differences) {
-      if (difference.kind != kind) continue;
-      if (!header) {
-        out << "\n" << sync::DifferenceKindName(kind) << " keys:\n";
-        header = true;
-      }
-      out << "  " << difference.key << "\n";
-    }
-  }
-}
-
-void PrintJson(const sync::ReconcileReport& report, bool fixed, bool in_sync, std::ostream& out) {
-  out << "{\"source_keys\":" << report.source_entries
-      << ",\"destination_keys\":" << report.sink_entries << ",\"in_sync\":" << report.in_sync
-      << ",\"destination_revision\":" << report.sink_point;
-  for (Difference::Kind kind : kReportedKinds) {
-    out << ",\"" << sync::DifferenceKindName(kind) << "\":[";
-    bool first = true;
-    for (const sync::ConfirmedDifference& difference : report.differences) {
-      if (difference.kind != kind) continue;
-      out << (first ? "" : ",") << JsonString(difference.key);
-      first = false;
-    }
-    out << "]";
-  }
-  if (fixed) {
-    out << ",\"fixed\":{\"put\":" << report.fixed_puts << ",\"delete\":" << report.fixed_deletes
-        << ",\"adopted\":" << report.adopted << ",\"failed\":" << report.failed << "}";
-  } else {
-    out << ",\"would_adopt\":{\"matching\":" << report.WouldAdopt(sync::AdoptPolicy::kMatching)
-        << ",\"all\":" << report.WouldAdopt(sync::AdoptPolicy::kAll) << "}";
-  }
-  out << ",\"consistent\":" << (in_sync ? "true" : "false") << "}\n";
-}
+constexpr DiffReportNames kReportNames = {.source_label = "source keys",
+                                          .sink_label = "destination keys",
+                                          .source_field = "source_keys",
+                                          .sink_field = "destination_keys",
+                                          .revision_field = "destination_revision"};
 
 int RunMirrorDiff(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& out,
                   std::ostream& err) {
@@ -395,24 +304,14 @@ int RunMirrorDiff(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
   }
   sync::Reconciler reconciler(*job.scope, *job.sink, writer.get(), nullptr, *logger, clock);
 
-  // A progress line on a terminal only.
-  const bool progress = isatty(STDERR_FILENO) != 0;
-  const auto started = std::chrono::steady_clock::now();
+  const DiffProgress progress("read", "source keys", "keys");
   sync::ReconcileOptions options;
   options.fix = config.fix;
   options.source_window = config.concurrent;
   options.adopt = config.adopt;
-  if (progress) {
-    options.on_progress = [&](size_t keys) {
-      const double seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      std::fprintf(stderr, "\rread %zu source keys (%.0f keys/s)", keys,
-                   seconds > 0 ? static_cast<double>(keys) / seconds : 0.0);
-      std::fflush(stderr);
-    };
-  }
+  options.on_progress = progress.Callback();
   auto report = reconciler.Run(*job.source, options);
-  if (progress) std::fputs("\r\033[K", stderr);
+  progress.Clear();
   if (writer) writer->Stop();
   job.source->Close();
   if (job.leases) job.leases->Stop();
@@ -425,24 +324,11 @@ int RunMirrorDiff(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
 
   // Foreign keys are another writer's: reported, never touched, and not differences of the
   // mirror's.
-  size_t remaining = 0;
-  if (config.fix) {
-    remaining = report->failed + report->deferred_deletes;
-  } else {
-    for (const auto& difference : report->differences) {
-      if (difference.kind == Difference::Kind::kUnclaimed ||
-          difference.kind == Difference::Kind::kOrphanMeta ||
-          difference.kind == Difference::Kind::kForeign) {
-        continue;
-      }
-      ++remaining;
-    }
-  }
-  const bool in_sync = remaining == 0;
+  const bool in_sync = RemainingDifferences(*report, config.fix) == 0;
   if (config.json) {
-    PrintJson(*report, config.fix, in_sync, out);
+    PrintDiffJson(*report, config.fix, in_sync, kReportNames, out);
   } else {
-    PrintText(*report, config.fix, out);
+    PrintDiffText(*report, config.fix, kReportNames, out);
   }
   return in_sync ? kExitOk : kExitFailure;
 }

@@ -162,16 +162,8 @@ void AddEtcd2EtcdFlags(FlagSet& flags, Etcd2EtcdFlags* v, MirrorCommand command)
                   "takes every one");
   flags.AddUint("concurrent", &v->concurrent, 50,
                 "requests in flight on each side during a reconciliation");
-  flags.AddString("log-level", &v->log_level, "info",
-                  "log output level, possible values: 'debug', 'info', 'warn', 'error', "
-                  "'panic', 'fatal'");
-  flags.AddString("log-format", &v->log_format, "json", "log format: json or text");
-  flags.AddString("log-file", &v->log_file, "",
-                  "write logs to this file instead of stderr, rotated by size");
-  flags.AddUint("log-file-max-size-mb", &v->log_file_max_size_mb, 100,
-                "rotate the log file when it would exceed this many MiB");
-  flags.AddUint("log-file-max-backups", &v->log_file_max_backups, 5,
-                "rotated log files to keep (file.1 ... file.N)");
+  AddLogFlags(flags, &v->log_level, &v->log_format, &v->log_file, &v->log_file_max_size_mb,
+              &v->log_file_max_backups);
   flags.AddString("config", &v->config, "",
                   "YAML file of settings (flag names as keys); flags and ZK2ETCD_ variables win");
   // The sync and diff defaults of the other's flags still apply (ValidateEtcd2EtcdFlags).

@@ -1,7 +1,6 @@
 #include "cli/etcd2etcd_operations.h"
 
 #include "common/build_values.h"
-#include "sync/differ.h"
 
 namespace zk2etcd::cli {
 
@@ -54,17 +53,7 @@ void MirrorOperations::OnReconcile(
   }
   const sync::ReconcileReport& report = *result;
   metrics_.reconciliations_total->WithLabels({cause_name, "success"}).Inc();
-  metrics_.reconcile_duration_seconds->Get().ObserveDuration(report.duration);
-  metrics_.reconcile_last_success_timestamp_seconds->Get().Set(
-      std::chrono::duration<double>(now.time_since_epoch()).count());
-  for (auto kind : {sync::Difference::Kind::kMissing, sync::Difference::Kind::kChanged,
-                    sync::Difference::Kind::kExtra, sync::Difference::Kind::kForeign,
-                    sync::Difference::Kind::kConflict}) {
-    metrics_.differences->WithLabels({sync::DifferenceKindName(kind)})
-        .Set(static_cast<double>(report.Count(kind)));
-  }
-  metrics_.fixed_total->WithLabels({"put"}).Inc(static_cast<double>(report.fixed_puts));
-  metrics_.fixed_total->WithLabels({"delete"}).Inc(static_cast<double>(report.fixed_deletes));
+  RecordReconcileSuccess(metrics_, report, now);
 }
 
 void MirrorOperations::OnElected(std::chrono::nanoseconds took) {
@@ -104,12 +93,7 @@ ops::HttpResponse MirrorOperations::Ready() const {
   } else if (!status.campaigning) {
     missing.push_back("neither leading nor campaigning");
   }
-  if (missing.empty()) {
-    return ops::HttpResponse::Text(200, status.leader ? "ready: leader\n" : "ready: standby\n");
-  }
-  std::string body = "not ready:";
-  for (const std::string& reason : missing) body += " " + reason + ";";
-  return ops::HttpResponse::Text(503, body + "\n");
+  return ReadyResponse(status.leader, missing);
 }
 
 void MirrorOperations::Stop() {

@@ -2,7 +2,6 @@
 
 #include "common/build_values.h"
 #include "etcd/etcd_client.h"
-#include "sync/differ.h"
 
 namespace zk2etcd::cli {
 
@@ -62,6 +61,15 @@ void OperationsServer::Stop() {
   if (http_) http_->Stop();
 }
 
+ops::HttpResponse ReadyResponse(bool leader, const std::vector<std::string>& missing) {
+  if (missing.empty()) {
+    return ops::HttpResponse::Text(200, leader ? "ready: leader\n" : "ready: standby\n");
+  }
+  std::string body = "not ready:";
+  for (const std::string& reason : missing) body += " " + reason + ";";
+  return ops::HttpResponse::Text(503, body + "\n");
+}
+
 SyncOperations::SyncOperations(ops::Logger& logger)
     : server_(logger, registry_, [this] { return Ready(); }) {}
 
@@ -113,17 +121,7 @@ void SyncOperations::OnReconcile(const Result<sync::ReconcileReport, sync::Recon
   }
   const sync::ReconcileReport& report = *result;
   metrics_.reconcile_total->WithLabels({"success"}).Inc();
-  metrics_.reconcile_duration_seconds->Get().ObserveDuration(report.duration);
-  metrics_.reconcile_last_success_timestamp_seconds->Get().Set(
-      std::chrono::duration<double>(now.time_since_epoch()).count());
-  for (auto kind : {sync::Difference::Kind::kMissing, sync::Difference::Kind::kChanged,
-                    sync::Difference::Kind::kExtra, sync::Difference::Kind::kForeign,
-                    sync::Difference::Kind::kConflict}) {
-    metrics_.differences->WithLabels({sync::DifferenceKindName(kind)})
-        .Set(static_cast<double>(report.Count(kind)));
-  }
-  metrics_.fixed_total->WithLabels({"put"}).Inc(static_cast<double>(report.fixed_puts));
-  metrics_.fixed_total->WithLabels({"delete"}).Inc(static_cast<double>(report.fixed_deletes));
+  RecordReconcileSuccess(metrics_, report, now);
   metrics_.etcd_op_total->WithLabels({"put", "success"})
       .Inc(static_cast<double>(report.fixed_puts));
   metrics_.etcd_op_total->WithLabels({"delete", "success"})
@@ -164,12 +162,7 @@ ops::HttpResponse SyncOperations::Ready() const {
   if (writer != nullptr && writer->retrying()) missing.push_back("etcd not answering");
   if (status.leader && !status.first_sync_done) missing.push_back("first full sync not done");
   if (!status.leader && !status.campaigning) missing.push_back("neither leading nor campaigning");
-  if (missing.empty()) {
-    return ops::HttpResponse::Text(200, status.leader ? "ready: leader\n" : "ready: standby\n");
-  }
-  std::string body = "not ready:";
-  for (const std::string& reason : missing) body += " " + reason + ";";
-  return ops::HttpResponse::Text(503, body + "\n");
+  return ReadyResponse(status.leader, missing);
 }
 
 Result<void, std::string> SyncOperations::Serve(const std::string& listen_address) {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -26,6 +27,7 @@
 #include "ops/log.h"
 #include "ops/metrics.h"
 #include "ops/metrics_catalog.h"
+#include "sync/differ.h"
 #include "sync/fenced_writer.h"
 #include "sync/incremental_sync.h"
 #include "sync/reconciler.h"
@@ -66,6 +68,30 @@ class OperationsServer {
   std::vector<std::tuple<std::string, std::string, ops::HttpHandler>> extra_;
   std::unique_ptr<ops::HttpServer> http_;
 };
+
+// The answer of /readyz: 200 "ready: leader" or "ready: standby" when nothing is `missing`, else
+// 503 "not ready: <reason>; <reason>;".
+ops::HttpResponse ReadyResponse(bool leader, const std::vector<std::string>& missing);
+
+// What a successful reconciliation records in the families that both catalogs (Zk2etcdMetrics and
+// MirrorMetrics) name alike: its duration, the time of this success, the differences of each kind
+// (gauges), and the repairs (fixed_total{type="put"|"delete"}). Not the count of
+// reconciliations, which the catalogs label differently.
+template <typename Metrics>
+void RecordReconcileSuccess(const Metrics& metrics, const sync::ReconcileReport& report,
+                            std::chrono::system_clock::time_point now) {
+  metrics.reconcile_duration_seconds->Get().ObserveDuration(report.duration);
+  metrics.reconcile_last_success_timestamp_seconds->Get().Set(
+      std::chrono::duration<double>(now.time_since_epoch()).count());
+  for (auto kind : {sync::Difference::Kind::kMissing, sync::Difference::Kind::kChanged,
+                    sync::Difference::Kind::kExtra, sync::Difference::Kind::kForeign,
+                    sync::Difference::Kind::kConflict}) {
+    metrics.differences->WithLabels({sync::DifferenceKindName(kind)})
+        .Set(static_cast<double>(report.Count(kind)));
+  }
+  metrics.fixed_total->WithLabels({"put"}).Inc(static_cast<double>(report.fixed_puts));
+  metrics.fixed_total->WithLabels({"delete"}).Inc(static_cast<double>(report.fixed_deletes));
+}
 
 class SyncOperations {
  public:

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "cli/config_file.h"
 #include "common/backoff.h"
 
 namespace zk2etcd::cli {
@@ -57,8 +58,7 @@ Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const Config& confi
 
 Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
     const Config& config, ops::Logger& logger, const Clock& clock,
-    std::optional<std::chrono::steady_clock::time_point> deadline,
-    const std::atomic<bool>& stop) {
+    std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop) {
   return ConnectEtcd(config.etcd, "etcd", logger, clock, deadline, stop);
 }
 
@@ -88,8 +88,9 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
       return Unexpected{label + ": " + error.ToString()};  // retrying cannot fix these
     }
     const std::chrono::milliseconds delay = backoff.Next();
-    logger.Warn(label + " unreachable; retrying",
-                {{"attempt", attempt}, {"error", error.ToString()}, {"retry_in_ms", delay.count()}});
+    logger.Warn(
+        label + " unreachable; retrying",
+        {{"attempt", attempt}, {"error", error.ToString()}, {"retry_in_ms", delay.count()}});
     if (!WaitToRetry(delay, deadline, stop)) {
       return Unexpected{label + " unreachable: " + error.ToString()};
     }
@@ -98,8 +99,7 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
 
 Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
     const Config& config, ops::Logger& logger, const Clock& clock,
-    std::optional<std::chrono::steady_clock::time_point> deadline,
-    const std::atomic<bool>& stop) {
+    std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop) {
   Backoff backoff(kConnectBackoff);
   for (int attempt = 1;; ++attempt) {
     zk::ZkClientOptions options = config.zookeeper;
@@ -137,6 +137,33 @@ Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
     logger.Warn("zookeeper unreachable; retrying",
                 {{"attempt", attempt}, {"error", error}, {"retry_in_ms", delay.count()}});
     if (!WaitToRetry(delay, deadline, stop)) return Unexpected{"zookeeper unreachable: " + error};
+  }
+}
+
+void ReloadConfigFile(
+    const std::string& config_file, const FlagSet& flag_set, ops::Logger& logger,
+    const std::function<void(const std::string& name, const std::string& value)>& apply) {
+  if (config_file.empty()) {
+    logger.Warn("SIGHUP ignored: no --config file");
+    return;
+  }
+  auto values = LoadConfigFile(config_file);
+  if (!values.ok()) {
+    logger.Error("SIGHUP: cannot reload the configuration", {{"error", values.error()}});
+    return;
+  }
+  for (const auto& [name, value] : *values) {
+    if (flag_set.WasSet(name)) continue;
+    if (name == "log-level") {
+      if (auto level = ops::ParseLogLevel(value); level.ok()) {
+        logger.SetLevel(*level);
+        logger.Warn("SIGHUP: log level changed", {{"level", value}});
+      } else {
+        logger.Error("SIGHUP: invalid log-level", {{"error", level.error()}});
+      }
+    } else if (apply) {
+      apply(name, value);
+    }
   }
 }
 

@@ -1,10 +1,12 @@
-// What the commands (`sync`, `diff`, `etcd2etcd`) need at run time besides the engine: the logger, and clients that are
-// retried with backoff until they connect (forever, or until a deadline) while saying so in the
-// log. Not thread-safe; used by the command's main thread.
+// What the commands (`sync`, `diff`, `etcd2etcd`) need at run time besides the engine: the logger,
+// and clients that are retried with backoff until they connect (forever, or until a deadline) while
+// saying so in the log. Not thread-safe; used by the command's main thread.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,13 +51,33 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
 // The zk2etcd job's etcd (Config::etcd), named "etcd".
 Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
     const Config& config, ops::Logger& logger, const Clock& clock,
-    std::optional<std::chrono::steady_clock::time_point> deadline,
-    const std::atomic<bool>& stop);
+    std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop);
 
 // Opens a ZooKeeper session and checks it with a read, retrying likewise.
 Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
     const Config& config, ops::Logger& logger, const Clock& clock,
-    std::optional<std::chrono::steady_clock::time_point> deadline,
-    const std::atomic<bool>& stop);
+    std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop);
+
+// SignalWaiter's on_stop (signals.h) for a command that runs one service: logs "signal received;
+// stopping", sets `stop` (which ends a connect loop) and stops the service if it runs yet.
+// REQUIRES: `logger`, `stop` and `service` outlive the handler.
+template <typename Service>
+std::function<void(int)> StopOnSignal(ops::Logger& logger, std::atomic<bool>& stop,
+                                      std::atomic<Service*>& service) {
+  return [&logger, &stop, &service](int signal) {
+    logger.Info("signal received; stopping",
+                {{"signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    stop.store(true);
+    if (Service* running = service.load()) running->Stop();
+  };
+}
+
+// SIGHUP's reload: reads `config_file` again and applies each of its entries that no flag or
+// environment variable set (flag_set.WasSet): log-level to `logger`, any other to `apply` (may be
+// empty), which logs what it changes. Without a config file, or when it cannot be read, logs why
+// and changes nothing. On the signal thread: `apply` must be thread-safe.
+void ReloadConfigFile(
+    const std::string& config_file, const FlagSet& flag_set, ops::Logger& logger,
+    const std::function<void(const std::string& name, const std::string& value)>& apply);
 
 }  // namespace zk2etcd::cli

@@ -104,44 +104,22 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   std::atomic<bool> stop{false};
   std::atomic<sync::SyncService*> service_ptr{nullptr};
   ops::Logger* log = logger.get();
-  signals.Start(
-      [&](int signal) {
-        log->Info("signal received; stopping",
-                  {{"signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"}});
-        stop.store(true);
-        if (auto* service = service_ptr.load()) service->Stop();
-      },
-      [&] {
-        // SIGHUP: the file's log-level and fullsync-interval, unless a flag or variable set them.
-        if (flags.common.config.empty()) {
-          log->Warn("SIGHUP ignored: no --config file");
-          return;
-        }
-        auto values = LoadConfigFile(flags.common.config);
-        if (!values.ok()) {
-          log->Error("SIGHUP: cannot reload the configuration", {{"error", values.error()}});
-          return;
-        }
-        for (const auto& [name, value] : *values) {
-          if (flag_set.WasSet(name)) continue;
-          if (name == "log-level") {
-            if (auto level = ops::ParseLogLevel(value); level.ok()) {
-              log->SetLevel(*level);
-              log->Warn("SIGHUP: log level changed", {{"level", value}});
-            } else {
-              log->Error("SIGHUP: invalid log-level", {{"error", level.error()}});
-            }
-          } else if (name == "fullsync-interval") {
-            auto interval = ParseGoDuration(value);
-            if (interval.ok() && interval->count() >= 0) {
-              if (auto* service = service_ptr.load()) service->SetFullSyncInterval(*interval);
-              log->Warn("SIGHUP: full sync interval changed", {{"interval", value}});
-            } else {
-              log->Error("SIGHUP: invalid fullsync-interval", {{"value", value}});
-            }
-          }
-        }
-      });
+  signals.Start(StopOnSignal(*log, stop, service_ptr), [&] {
+    // SIGHUP: the file's log-level and fullsync-interval, unless a flag or variable set them.
+    ReloadConfigFile(flags.common.config, flag_set, *log,
+                     [&](const std::string& name, const std::string& value) {
+                       if (name != "fullsync-interval") return;
+                       auto interval = ParseGoDuration(value);
+                       if (interval.ok() && interval->count() >= 0) {
+                         if (auto* service = service_ptr.load()) {
+                           service->SetFullSyncInterval(*interval);
+                         }
+                         log->Warn("SIGHUP: full sync interval changed", {{"interval", value}});
+                       } else {
+                         log->Error("SIGHUP: invalid fullsync-interval", {{"value", value}});
+                       }
+                     });
+  });
 
   logger->Info("zk2etcd sync starting",
                {{"zookeeper", config.zookeeper.connect_string},

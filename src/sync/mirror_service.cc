@@ -63,9 +63,13 @@ MirrorService::MirrorService(const core::Scope& scope, core::Source& source, cor
       listener_(std::make_unique<Listener>(*this)),
       retry_backoff_(
           {.initial = options_.retry_initial, .max = options_.retry_max, .multiplier = 2.0}),
-      election_backoff_({.initial = options_.retry_initial,
-                         .max = options_.election_retry_max,
-                         .multiplier = 2.0}) {
+      election_driver_(election, logger, clock, mutex_, wake_,
+                       {.elected_message = "elected leader: mirroring",
+                        .log_campaigns = true,
+                        .retry = {.initial = options_.retry_initial,
+                                  .max = options_.election_retry_max,
+                                  .multiplier = 2.0}},
+                       ElectionHooks()) {
   status_.leader = election_ == nullptr;
 }
 
@@ -224,14 +228,14 @@ bool MirrorService::Reconcile(ReconcileCause cause) {
     const ReconcileReport& report = *result;
     // The snapshot's state is in the sink: record its point, so the stream goes on after it.
     std::promise<core::BatchResult> answered;
-    checkpoints_.ApplyAtomicAsync({}, report.source_point, leader_,
+    checkpoints_.ApplyAtomicAsync({}, report.source_point, election_driver_.leader(),
                                   [&answered](core::BatchResult r) { answered.set_value(r); });
     core::BatchResult recorded = answered.get_future().get();
     if (!recorded.ok()) {
       logger_.Warn("cannot record the checkpoint after the reconciliation; retrying",
                    {{"error", recorded.error().message}});
       if (recorded.error().code == core::SinkError::Code::kNotLeader) {
-        StepDown("the leadership fence failed");
+        election_driver_.StepDown("the leadership fence failed");
       }
       ok = false;
     } else {
@@ -398,7 +402,7 @@ bool MirrorService::ApplyBatch(std::vector<core::SinkWrite> writes, int64_t chec
   for (const core::SinkWrite& write : writes) keys.push_back(write.key);
   const auto started = clock_.Now();
   std::promise<core::BatchResult> answered;
-  checkpoints_.ApplyAtomicAsync(std::move(writes), checkpoint, leader_,
+  checkpoints_.ApplyAtomicAsync(std::move(writes), checkpoint, election_driver_.leader(),
                                 [&answered](core::BatchResult r) { answered.set_value(r); });
   core::BatchResult result = answered.get_future().get();
   const auto now = clock_.Now();
@@ -407,7 +411,7 @@ bool MirrorService::ApplyBatch(std::vector<core::SinkWrite> writes, int64_t chec
   if (!result.ok()) {
     const core::SinkError& error = result.error();
     if (error.code == core::SinkError::Code::kNotLeader) {
-      StepDown("the leadership fence failed");
+      election_driver_.StepDown("the leadership fence failed");
       return false;
     }
     logger_.Warn("applying changes failed; retrying",
@@ -482,84 +486,37 @@ bool MirrorService::ApplyThroughWriter(std::vector<core::SinkWrite> writes, Appl
       continue;
     }
     if (result.error().code == WriteError::Code::kNotLeader)
-      StepDown("the leadership fence failed");
+      election_driver_.StepDown("the leadership fence failed");
     ok = false;
   }
   return ok;
 }
 
-void MirrorService::StartCampaign() {
-  auto campaign = election_->Campaign([this](const core::ElectionEvent& event) {
-    std::lock_guard lock(mutex_);
-    election_events_.push_back({event.type == core::ElectionEvent::Type::kElected, event.campaign,
-                                event.fence, event.reason});
-    wake_.notify_all();
-  });
-  if (!campaign.ok()) {
-    const auto delay = election_backoff_.Next();
-    logger_.Log(election_backoff_.retries() == 1 ? ops::LogLevel::kWarn : ops::LogLevel::kDebug,
-                "cannot start a campaign for leadership; retrying",
-                {{"election", election_->Describe()},
-                 {"error", campaign.error()},
-                 {"retry_in_ms", delay.count()}});
-    next_campaign_at_ = clock_.Now() + delay;
-    return;
-  }
-  campaign_ = *campaign;
-  campaigning_ = true;
-  campaign_started_ = clock_.Now();
-  logger_.Info("campaigning for leadership", {{"election", election_->Describe()}});
-  std::lock_guard lock(mutex_);
-  status_.campaigning = true;
-}
-
-void MirrorService::HandleElectionEvents() {
-  std::deque<ElectionEvent> events;
-  {
-    std::lock_guard lock(mutex_);
-    events.swap(election_events_);
-  }
-  for (ElectionEvent& event : events) {
-    if (event.campaign != campaign_) continue;  // of an abandoned campaign
-    if (event.elected && campaigning_) {
-      const auto waited = clock_.Now() - campaign_started_;
-      logger_.Info("elected leader: mirroring",
-                   {{"key", event.fence.key},
-                    {"revision", event.fence.revision},
-                    {"campaign_ms", std::chrono::duration<double, std::milli>(waited).count()}});
-      leader_ = event.fence;
-      campaigning_ = false;
-      election_backoff_.Reset();
-      writer_.SetLeader(leader_);
-      if (options_.on_elected) options_.on_elected(waited);
-      std::lock_guard lock(mutex_);
-      status_.leader = true;
-      status_.campaigning = false;
-    } else if (!event.elected && (campaigning_ || leader_)) {
-      StepDown(event.reason);
-    }
-  }
-}
-
-void MirrorService::StepDown(const std::string& reason) {
-  if (leader_) {
-    logger_.Warn("leadership lost: standing by", {{"reason", reason}});
-  } else {
-    logger_.Warn("campaign ended; campaigning again", {{"reason", reason}});
-  }
-  leader_.reset();
-  if (election_ != nullptr) election_->Abandon();
-  campaigning_ = false;
-  // The new leader resumes from the checkpoint; so will this process if it leads again.
-  if (source_open_) CloseSource();
-  reconcile_needed_.reset();
-  const std::chrono::milliseconds delay = election_backoff_.current();
-  election_backoff_.Next();
-  next_campaign_at_ = clock_.Now() + delay;
-  std::lock_guard lock(mutex_);
-  status_.leader = false;
-  status_.campaigning = false;
-  status_.first_sync_done = false;
+ElectionDriverHooks MirrorService::ElectionHooks() {
+  return {.on_campaigning =
+              [this] {
+                std::lock_guard lock(mutex_);
+                status_.campaigning = true;
+              },
+          .on_elected =
+              [this](const core::Fence& fence, std::chrono::nanoseconds campaign_time) {
+                writer_.SetLeader(fence);
+                if (options_.on_elected) options_.on_elected(campaign_time);
+                std::lock_guard lock(mutex_);
+                status_.leader = true;
+                status_.campaigning = false;
+              },
+          .on_deposed =
+              [this] {
+                // The new leader resumes from the checkpoint; so will this process if it leads
+                // again.
+                if (source_open_) CloseSource();
+                reconcile_needed_.reset();
+                std::lock_guard lock(mutex_);
+                status_.leader = false;
+                status_.campaigning = false;
+                status_.first_sync_done = false;
+              }};
 }
 
 Result<void, std::string> MirrorService::Run() {
@@ -568,10 +525,7 @@ Result<void, std::string> MirrorService::Run() {
   }
   while (!Stopping()) {
     HandleSourceEvents();
-    if (election_ != nullptr) {
-      HandleElectionEvents();
-      if (!leader_ && !campaigning_ && clock_.Now() >= next_campaign_at_) StartCampaign();
-    }
+    election_driver_.Poll();
     if (fatal_) break;
     const auto now = clock_.Now();
     bool worked = false;
@@ -620,14 +574,14 @@ Result<void, std::string> MirrorService::Run() {
     if (worked) continue;
     auto wake_at = now + std::chrono::seconds(1);
     if (clock_.Now() < retry_at_) wake_at = std::min(wake_at, retry_at_);
-    if (election_ != nullptr && !leader_ && !campaigning_) {
-      wake_at = std::min(wake_at, std::max(now, next_campaign_at_));
+    if (const auto campaign_at = election_driver_.NextCampaignAt()) {
+      wake_at = std::min(wake_at, std::max(now, *campaign_at));
     }
     if (options_.reconcile_interval.count() > 0) wake_at = std::min(wake_at, next_periodic_);
     std::unique_lock lock(mutex_);
     const bool can_apply = Active() && source_open_ && clock_.Now() >= retry_at_;
     wake_.wait_for(lock, wake_at - now, [&] {
-      return stop_ || !source_events_.empty() || !election_events_.empty() ||
+      return stop_ || !source_events_.empty() || election_driver_.HasEventsLocked() ||
              reconcile_requested_ || (can_apply && !queue_.empty());
     });
   }

@@ -51,6 +51,7 @@
 #include "core/sink.h"
 #include "core/source.h"
 #include "ops/log.h"
+#include "sync/election_driver.h"
 #include "sync/fenced_writer.h"
 #include "sync/reconciler.h"
 
@@ -137,12 +138,6 @@ class MirrorService {
     core::ChangeSet set;
     std::chrono::steady_clock::time_point arrived;
   };
-  struct ElectionEvent {
-    bool elected = false;
-    uint64_t campaign = 0;
-    core::Fence fence;
-    std::string reason;
-  };
 
   // Each step runs on the Run thread; false means "not now, try again after a backoff".
   bool OpenSource();
@@ -157,10 +152,9 @@ class MirrorService {
   void WaitForRate(size_t writes);
   void HandleSourceEvents();
   bool Stopping() const;
-  void StartCampaign();
-  void HandleElectionEvents();
-  void StepDown(const std::string& reason);
-  bool Active() const { return election_ == nullptr || leader_.has_value(); }
+  // What leading and standing by change here (election_driver_'s hooks), on the Run thread.
+  ElectionDriverHooks ElectionHooks();
+  bool Active() const { return election_driver_.Active(); }
 
   const core::Scope& scope_;
   core::Source& source_;
@@ -181,12 +175,6 @@ class MirrorService {
   std::chrono::steady_clock::time_point next_periodic_{};
   Backoff retry_backoff_;
   std::chrono::steady_clock::time_point retry_at_{};
-  std::optional<core::Fence> leader_;
-  bool campaigning_ = false;
-  uint64_t campaign_ = 0;
-  std::chrono::steady_clock::time_point campaign_started_{};
-  Backoff election_backoff_;
-  std::chrono::steady_clock::time_point next_campaign_at_{};
   std::optional<std::string> fatal_;
 
   mutable std::mutex mutex_;
@@ -194,11 +182,12 @@ class MirrorService {
   uint64_t stream_ = 0;  // advanced by every open: deliveries of an older stream are dropped
   std::deque<Queued> queue_;
   std::deque<core::SourceEvent> source_events_;
-  std::deque<ElectionEvent> election_events_;
   bool stop_ = false;
   std::atomic<bool> cancel_{false};
   bool reconcile_requested_ = false;
   MirrorStatus status_;
+  // Campaigns and follows the election; its events are queued under mutex_.
+  ElectionDriver election_driver_;
 };
 
 }  // namespace zk2etcd::sync

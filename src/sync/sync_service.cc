@@ -30,11 +30,7 @@ IncrementalSyncOptions SyncService::IncrementalOptions() {
   IncrementalSyncOptions options;
   options.read_window = options_.concurrent;
   options.on_change = [this](const AppliedChange& change) {
-    if (change.not_leader) {
-      std::lock_guard lock(mutex_);
-      election_events_.push_back({ElectionEvent::Type::kNotLeader, 0, {}, change.error});
-      wake_.notify_all();
-    }
+    if (change.not_leader) election_driver_.FenceFailed(change.error);
     if (options_.on_change) options_.on_change(change);
   };
   std::string name(source_.Name());
@@ -59,7 +55,11 @@ SyncService::SyncService(const core::Scope& scope, core::Source& source, core::S
       clock_(clock),
       options_(std::move(options)),
       incremental_(scope, sink, writer, ownership, logger, clock, IncrementalOptions()),
-      reconciler_(scope, sink, &writer, ownership, logger, clock) {
+      reconciler_(scope, sink, &writer, ownership, logger, clock),
+      election_driver_(election, logger, clock, mutex_, wake_,
+                       {.elected_message = "elected leader: syncing",
+                        .retry = RetryBackoff(options_.election_retry_max)},
+                       ElectionHooks()) {
   status_.leader = election_ == nullptr;
   fullsync_interval_ = options_.fullsync_interval;
 }
@@ -289,87 +289,31 @@ void SyncService::Reconcile() {
   if (options_.on_reconcile) options_.on_reconcile(result);
 }
 
-void SyncService::StartCampaign() {
-  auto campaign = election_->Campaign([this](const core::ElectionEvent& event) {
-    std::lock_guard lock(mutex_);
-    election_events_.push_back({event.type == core::ElectionEvent::Type::kElected
-                                    ? ElectionEvent::Type::kElected
-                                    : ElectionEvent::Type::kEnded,
-                                event.campaign, event.fence, event.reason});
-    wake_.notify_all();
-  });
-  if (!campaign.ok()) {
-    const auto delay = election_backoff_.Next();
-    const ops::LogLevel level =
-        election_failures_++ == 0 ? ops::LogLevel::kWarn : ops::LogLevel::kDebug;
-    logger_.Log(level, "cannot start a campaign for leadership; retrying",
-                {{"election", election_->Describe()},
-                 {"error", campaign.error()},
-                 {"retry_in_ms", delay.count()}});
-    next_campaign_at_ = clock_.Now() + delay;
-    return;
-  }
-  campaign_ = *campaign;
-  campaigning_ = true;
-  std::lock_guard lock(mutex_);
-  status_.campaigning = true;
-}
-
-void SyncService::BecomeLeader(core::Fence fence) {
-  logger_.Info("elected leader: syncing", {{"key", fence.key}, {"revision", fence.revision}});
-  leader_ = std::move(fence);
-  campaigning_ = false;
-  election_backoff_.Reset();
-  election_failures_ = 0;
-  writer_.SetLeader(leader_);
-  if (source_open_) incremental_.SetSource(&source_);
-  reconcile_needed_ = true;
-  next_reconcile_at_ = {};
-  std::lock_guard lock(mutex_);
-  status_.leader = true;
-  status_.campaigning = false;
-}
-
-void SyncService::StepDown(const std::string& reason) {
-  if (leader_) {
-    logger_.Warn("leadership lost: standing by", {{"reason", reason}});
-  } else {
-    logger_.Warn("campaign ended; campaigning again", {{"reason", reason}});
-  }
-  // The writer keeps the old fence, so anything still queued fails instead of writing.
-  leader_.reset();
-  incremental_.SetSource(nullptr);
-  election_->Abandon();
-  campaigning_ = false;
-  // Campaign again at once the first time (losing a lease to an outage is no reason to wait
-  // once the server answers); repeated failures back off.
-  const std::chrono::milliseconds delay = election_backoff_.current();
-  election_backoff_.Next();
-  next_campaign_at_ = clock_.Now() + delay;
-  std::lock_guard lock(mutex_);
-  status_.leader = false;
-  status_.campaigning = false;
-}
-
-void SyncService::HandleElectionEvents() {
-  std::deque<ElectionEvent> events;
-  {
-    std::lock_guard lock(mutex_);
-    events.swap(election_events_);
-  }
-  for (ElectionEvent& event : events) {
-    switch (event.type) {
-      case ElectionEvent::Type::kElected:
-        if (event.campaign == campaign_ && campaigning_) BecomeLeader(std::move(event.fence));
-        break;
-      case ElectionEvent::Type::kEnded:
-        if (event.campaign == campaign_ && (campaigning_ || leader_)) StepDown(event.reason);
-        break;
-      case ElectionEvent::Type::kNotLeader:
-        if (leader_) StepDown("a write's leadership fence failed: " + event.reason);
-        break;
-    }
-  }
+ElectionDriverHooks SyncService::ElectionHooks() {
+  return {.on_campaigning =
+              [this] {
+                std::lock_guard lock(mutex_);
+                status_.campaigning = true;
+              },
+          .on_elected =
+              [this](const core::Fence& fence, std::chrono::nanoseconds /*campaign_time*/) {
+                writer_.SetLeader(fence);
+                if (source_open_) incremental_.SetSource(&source_);
+                reconcile_needed_ = true;
+                next_reconcile_at_ = {};
+                std::lock_guard lock(mutex_);
+                status_.leader = true;
+                status_.campaigning = false;
+              },
+          .on_deposed =
+              [this] {
+                // The writer keeps the old fence, so anything still queued fails instead of
+                // writing.
+                incremental_.SetSource(nullptr);
+                std::lock_guard lock(mutex_);
+                status_.leader = false;
+                status_.campaigning = false;
+              }};
 }
 
 Result<void, std::string> SyncService::Run() {
@@ -392,10 +336,7 @@ Result<void, std::string> SyncService::Run() {
       if (fatal) break;
     }
     if (fatal) break;
-    if (election_ != nullptr) {
-      HandleElectionEvents();
-      if (!leader_ && !campaigning_ && clock_.Now() >= next_campaign_at_) StartCampaign();
-    }
+    election_driver_.Poll();
     const auto now = clock_.Now();
     if (!source_open_ && now >= next_session_at_) {
       if (!OpenSource()) {
@@ -427,12 +368,13 @@ Result<void, std::string> SyncService::Run() {
     auto wake_at = now + std::chrono::seconds(1);
     if (reconcile_needed_) wake_at = std::min(wake_at, std::max(now, next_reconcile_at_));
     if (!source_open_) wake_at = std::min(wake_at, std::max(now, next_session_at_));
-    if (election_ != nullptr && !leader_ && !campaigning_) {
-      wake_at = std::min(wake_at, std::max(now, next_campaign_at_));
+    if (const auto campaign_at = election_driver_.NextCampaignAt()) {
+      wake_at = std::min(wake_at, std::max(now, *campaign_at));
     }
     std::unique_lock lock(mutex_);
     wake_.wait_for(lock, wake_at - now, [this] {
-      return stop_ || !source_events_.empty() || reconcile_requested_ || !election_events_.empty();
+      return stop_ || !source_events_.empty() || reconcile_requested_ ||
+             election_driver_.HasEventsLocked();
     });
   }
   logger_.Info("stopping: draining queued writes", {{"pending_writes", writer_.pending()},

@@ -36,6 +36,7 @@
 #include "core/source.h"
 #include "ops/log.h"
 #include "ownership/ownership_store.h"
+#include "sync/election_driver.h"
 #include "sync/fenced_writer.h"
 #include "sync/incremental_sync.h"
 #include "sync/reconciler.h"
@@ -112,13 +113,6 @@ class SyncService {
     core::SourceEvent event;
     uint64_t generation = 0;  // of the Open it belongs to
   };
-  struct ElectionEvent {
-    enum class Type { kElected, kEnded, kNotLeader };
-    Type type = Type::kElected;
-    uint64_t campaign = 0;
-    core::Fence fence;
-    std::string reason;
-  };
 
   // The incremental pipeline's options (its callbacks come back here). Called while
   // constructing: uses only options_, source_ and members declared before incremental_.
@@ -131,12 +125,9 @@ class SyncService {
   void Reconcile();
   // On the ownership recorder's thread.
   void OnOwnershipStoreBack();
-  // Election steps, on the Run thread.
-  void StartCampaign();
-  void HandleElectionEvents();
-  void BecomeLeader(core::Fence fence);
-  void StepDown(const std::string& reason);
-  bool Active() const { return election_ == nullptr || leader_.has_value(); }
+  // What leading and standing by change here (election_driver_'s hooks), on the Run thread.
+  ElectionDriverHooks ElectionHooks();
+  bool Active() const { return election_driver_.Active(); }
   // Retries of the source, reconciliation and campaign: retry_initial doubling up to `cap`
   // (retry_max, or the election's), without jitter.
   BackoffOptions RetryBackoff(std::chrono::milliseconds cap) const {
@@ -168,23 +159,17 @@ class SyncService {
   std::chrono::steady_clock::time_point next_session_at_{};
   bool writer_was_retrying_ = false;
   std::optional<std::string> fatal_;  // set by OpenSource when retrying cannot help
-  // Election state (Run thread).
-  std::optional<core::Fence> leader_;
-  bool campaigning_ = false;
-  uint64_t campaign_ = 0;  // the number of the campaign in progress
-  Backoff election_backoff_{RetryBackoff(options_.election_retry_max)};
-  size_t election_failures_ = 0;  // in a row: the first is a warning, the rest debug lines
-  std::chrono::steady_clock::time_point next_campaign_at_{};
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<SourceEvent> source_events_;
-  std::deque<ElectionEvent> election_events_;
   bool stop_ = false;
   std::atomic<bool> cancel_{false};  // set by Stop(): ends a reconciliation early
   bool reconcile_requested_ = false;
   std::atomic<bool> reconcile_deferred_deletes_{false};  // the last one did
   SyncStatus status_;
+  // Campaigns and follows the election; its events are queued under mutex_.
+  ElectionDriver election_driver_;
 };
 
 }  // namespace zk2etcd::sync
