@@ -204,23 +204,10 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
   // Copies bound to leases expired while no mirror ran: reconcile even when resuming.
   options.reconcile_on_resume = reconcile_for_leases;
   options.drain_timeout = config.shutdown_timeout;
-  options.on_reconcile = [ops, log, &clock](sync::ReconcileCause cause, const auto& result) {
+  // The engine logs each reconciliation ("reconciliation done" with its counts, or "reconciliation
+  // failed; retrying"); here only the metrics.
+  options.on_reconcile = [ops, &clock](sync::ReconcileCause cause, const auto& result) {
     ops->OnReconcile(cause, result, clock.WallNow());
-    if (!result.ok()) {
-      log->Warn("mirror reconciliation failed",
-                {{"cause", sync::ReconcileCauseName(cause)}, {"error", result.error().message}});
-      return;
-    }
-    log->Info("mirror reconciliation done",
-              {{"cause", sync::ReconcileCauseName(cause)},
-               {"source_keys", result->source_entries},
-               {"destination_keys", result->sink_entries},
-               {"in_sync", result->in_sync},
-               {"put", result->fixed_puts},
-               {"deleted", result->fixed_deletes},
-               {"foreign", result->Count(Difference::Kind::kForeign)},
-               {"failed", result->failed},
-               {"seconds", std::chrono::duration<double>(result->duration).count()}});
   };
   options.on_applied = [ops](const sync::AppliedBatch& batch) { ops->OnApplied(batch); };
   options.on_elected = [ops, log](std::chrono::nanoseconds took) {

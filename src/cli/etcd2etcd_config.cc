@@ -156,10 +156,11 @@ void AddEtcd2EtcdFlags(FlagSet& flags, Etcd2EtcdFlags* v, MirrorCommand command)
   flags.AddBool("copy-leases", &v->copy_leases, false,
                 "bind each copy of a key with a lease to a destination lease of the same TTL, "
                 "revoked with the source's");
-  flags.AddString("adopt", &v->adopt, "none",
-                  "destination keys in range without the mirror's ownership record: none leaves "
-                  "them all alone (foreign), matching adopts those equal to the source, all "
-                  "takes every one");
+  flags.AddString("adopt", &v->adopt, "matching",
+                  "destination keys in range without the mirror's ownership record (written by "
+                  "another tool, e.g. etcdctl make-mirror): matching adopts those equal to the "
+                  "source (only the record is written) and leaves the others alone, none leaves "
+                  "them all alone (foreign), all takes every one");
   flags.AddUint("concurrent", &v->concurrent, 50,
                 "requests in flight on each side during a reconciliation");
   AddLogFlags(flags, &v->log_level, &v->log_format, &v->log_file, &v->log_file_max_size_mb,

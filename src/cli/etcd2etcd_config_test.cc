@@ -60,7 +60,7 @@ TEST(Etcd2EtcdConfigTest, DefaultsOfAValidCommandLine) {
   EXPECT_EQ(config->name, "east");
   EXPECT_EQ(config->meta_prefix, "/etcd2etcd");
   EXPECT_FALSE(config->copy_leases);
-  EXPECT_EQ(config->adopt, sync::AdoptPolicy::kNone);
+  EXPECT_EQ(config->adopt, sync::AdoptPolicy::kMatching);
   EXPECT_EQ(config->concurrent, 50u);
   EXPECT_EQ(config->max_write_rate, 0);
   EXPECT_TRUE(config->leader_elect);
@@ -75,7 +75,7 @@ TEST(Etcd2EtcdConfigTest, DefaultsOfAValidCommandLine) {
 
 TEST(Etcd2EtcdConfigTest, EveryFlagTakesItsValue) {
   auto config = Validate(Args(
-      {"--dest-prefix=/copy", "--meta-prefix=/mirrors", "--copy-leases", "--adopt=matching",
+      {"--dest-prefix=/copy", "--meta-prefix=/mirrors", "--copy-leases", "--adopt=all",
        "--concurrent=8", "--max-write-rate=250.5", "--leader-elect-lease-duration=3s",
        "--leader-elect-identity= replica-1 ", "--reconcile-interval=10m", "--http-addr=127.0.0.1:0",
        "--shutdown-timeout=2s", "--source-user=u", "--source-password=p",
@@ -86,7 +86,7 @@ TEST(Etcd2EtcdConfigTest, EveryFlagTakesItsValue) {
   EXPECT_EQ(config->DestinationRange(), "/copy");
   EXPECT_EQ(config->meta_prefix, "/mirrors");
   EXPECT_TRUE(config->copy_leases);
-  EXPECT_EQ(config->adopt, sync::AdoptPolicy::kMatching);
+  EXPECT_EQ(config->adopt, sync::AdoptPolicy::kAll);
   EXPECT_EQ(config->concurrent, 8u);
   EXPECT_EQ(config->source.max_txns_in_flight, 8);
   EXPECT_EQ(config->max_write_rate, 250.5);

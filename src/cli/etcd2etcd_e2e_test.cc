@@ -250,6 +250,46 @@ TEST_F(Etcd2EtcdE2eTest, InitialCopyDeletesStaleOwnKeysAndLeavesForeignKeys) {
   EXPECT_EQ(mirror->Terminate(seconds(20)), 0) << mirror->Log();
 }
 
+// A destination another tool filled (etcdctl make-mirror writes plain puts, with no ownership
+// record): by default the keys equal to the source are adopted without being rewritten, and from
+// then on follow the source (changes and deletes); a key that differs is a conflict and a key the
+// source lacks is foreign: both left alone. With --adopt=none nothing is adopted.
+TEST_F(Etcd2EtcdE2eTest, ADestinationAnotherToolFilledIsTakenOver) {
+  PutMany("p", 200, "v0");
+  for (const auto& [key, value] : List(*source_, prefix_)) {
+    ASSERT_TRUE(dest_->Put(dest_prefix_ + key.substr(prefix_.size()), value).ok());
+  }
+  ASSERT_TRUE(dest_->Put(dest_prefix_ + "p7", "another writer's value").ok());
+  ASSERT_TRUE(dest_->Put(dest_prefix_ + "left-behind", "not in the source").ok());
+  const std::map<std::string, int64_t> filled = ModRevisions(*dest_, dest_prefix_);
+
+  // diff --adopt=none: the two keys that differ or the source lacks are foreign, 199 would be
+  // adopted by default; nothing is written.
+  Zk2etcdProcess none(Args("diff", {"--adopt=none"}));
+  EXPECT_EQ(none.RunToCompletion(seconds(60)), 0) << none.Log();  // foreign: no differences
+  EXPECT_NE(none.Log().find("foreign:          2"), std::string::npos) << none.Log();
+  EXPECT_NE(none.Log().find("would adopt:      matching=199"), std::string::npos) << none.Log();
+  EXPECT_EQ(ModRevisions(*dest_, dest_prefix_), filled);
+
+  auto mirror = std::make_unique<Zk2etcdProcess>(Args("sync"));
+  ASSERT_FIXTURE_OK(mirror->Start());
+  ASSERT_TRUE(mirror->WaitForLog("reconciliation done", 1, seconds(30))) << mirror->Log();
+  EXPECT_TRUE(mirror->WaitForLog("adopted=199", 1, seconds(1))) << mirror->Log();
+  EXPECT_EQ(ModRevisions(*dest_, dest_prefix_), filled) << "adoption rewrites no key";
+
+  Put("p1", "changed after the takeover");
+  ASSERT_TRUE(source_->Delete(prefix_ + "p2").ok());
+  Put("p7", "the source's new value");  // a conflict: never overwritten
+  const std::map<std::string, std::string> expected = [&] {
+    auto keys = Expected({{dest_prefix_ + "left-behind", "not in the source"}});
+    keys[dest_prefix_ + "p7"] = "another writer's value";
+    return keys;
+  }();
+  ASSERT_TRUE(Eventually([&] { return List(*dest_, dest_prefix_) == expected; }, kConverge))
+      << mirror->Log();
+  EXPECT_EQ(mirror->Terminate(seconds(20)), 0) << mirror->Log();
+}
+
 // Puts, deletes, a DeleteRange and a multi-key transaction, in order; the transaction's keys
 // arrive on the destination in one revision (one destination transaction).
 TEST_F(Etcd2EtcdE2eTest, ChangesApplyInOrderAndATransactionStaysAtomic) {

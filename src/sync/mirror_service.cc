@@ -65,7 +65,6 @@ MirrorService::MirrorService(const core::Scope& scope, core::Source& source, cor
           {.initial = options_.retry_initial, .max = options_.retry_max, .multiplier = 2.0}),
       election_driver_(election, logger, clock, mutex_, wake_,
                        {.elected_message = "elected leader: mirroring",
-                        .log_campaigns = true,
                         .retry = {.initial = options_.retry_initial,
                                   .max = options_.election_retry_max,
                                   .multiplier = 2.0}},
