@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -86,8 +87,8 @@ struct EtcdView::Stub {
 };
 
 EtcdView::EtcdView(const std::string& endpoint) : stub_(std::make_unique<Stub>()) {
-  stub_->kv = etcdserverpb::KV::NewStub(
-      grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials()));
+  stub_->kv =
+      etcdserverpb::KV::NewStub(grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials()));
 }
 
 EtcdView::~EtcdView() = default;
@@ -225,13 +226,12 @@ testing::FixtureResult<void> CreateNodes(const std::string& zk_address,
       }
     }
     std::unique_lock lock(batch.mutex);
-    if (!batch.done.wait_for(lock, std::chrono::seconds(120),
-                             [&] { return batch.pending == 0; })) {
+    if (!batch.done.wait_for(lock, std::chrono::seconds(120), [&] { return batch.pending == 0; })) {
       return Unexpected{testing::FixtureError{"creating nodes timed out"}};
     }
     if (batch.first_error != ZOK) {
-      return Unexpected{testing::FixtureError{std::string("create failed: ") +
-                                              zerror(batch.first_error)}};
+      return Unexpected{
+          testing::FixtureError{std::string("create failed: ") + zerror(batch.first_error)}};
     }
   }
   return {};
@@ -267,8 +267,7 @@ std::map<std::string, std::string> ReadZkTree(testing::ZooKeeperCClient& zk,
 }
 
 std::map<std::string, std::string> Expected(const std::vector<testing::ZNode>& nodes,
-                                            const std::string& prefix,
-                                            const std::string& exclude) {
+                                            const std::string& prefix, const std::string& exclude) {
   std::map<std::string, std::string> expected;
   for (const testing::ZNode& node : nodes) {
     auto below = [](const std::string& path, const std::string& ancestor) {
@@ -287,6 +286,24 @@ void SharedServersTest::SetUp() {
   ASSERT_FIXTURE_OK_AND_ASSIGN(
       zk_, testing::ZooKeeperCClient::Connect(zookeeper_->address(), std::chrono::seconds(20)));
   view_ = std::make_unique<EtcdView>(etcd_->endpoint());
+}
+
+HttpResult Http(int port, const std::string& path, const std::string& post_form) {
+  std::vector<std::string> argv = {"curl", "-s", "-m", "10", "-w", "\n%{http_code}"};
+  if (!post_form.empty()) argv.insert(argv.end(), {"--data", post_form});
+  argv.push_back("http://127.0.0.1:" + std::to_string(port) + path);
+  auto output = testing::RunCommand(argv, std::chrono::seconds(15));
+  if (!output.ok()) return {};
+  const size_t newline = output->rfind('\n');
+  return {std::atoi(output->c_str() + newline + 1), output->substr(0, newline)};
+}
+
+int HttpPort(const Zk2etcdProcess& process) {
+  std::smatch match;
+  const std::string log = process.Log();
+  static const std::regex kPort("http server listening.* port=([0-9]+)");
+  if (!std::regex_search(log, match, kPort)) return 0;
+  return std::stoi(match[1]);
 }
 
 }  // namespace zk2etcd::e2e

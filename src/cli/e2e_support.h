@@ -100,6 +100,16 @@ std::map<std::string, std::string> ReadZkTree(testing::ZooKeeperCClient& zk,
 std::map<std::string, std::string> Expected(const std::vector<testing::ZNode>& nodes,
                                             const std::string& prefix, const std::string& exclude);
 
+// An HTTP request to the tested process's --http-addr on 127.0.0.1 (curl, 10 s): GET, or POST of
+// `post_form` when it is not empty. Status 0 when curl failed.
+struct HttpResult {
+  int status = 0;
+  std::string body;
+};
+HttpResult Http(int port, const std::string& path, const std::string& post_form = "");
+// The port the process logged ("http server listening ... port=N"), 0 before it did.
+int HttpPort(const Zk2etcdProcess& process);
+
 // A test on the ZooKeeper and etcd servers that every test of the binary shares
 // (testing/shared_servers.h: started once, on first use), with a ZooKeeper client and an etcd
 // view on them. Each test works under paths of its own.

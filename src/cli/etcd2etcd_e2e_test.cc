@@ -83,29 +83,6 @@ std::unique_ptr<etcd::EtcdClient> RootClient(const EtcdServer& server) {
   return std::move(client).value();
 }
 
-struct HttpResult {
-  int status = 0;
-  std::string body;
-};
-
-HttpResult Http(int port, const std::string& path, bool post = false) {
-  std::vector<std::string> argv = {"curl", "-s", "-m", "10", "-w", "\n%{http_code}"};
-  if (post) argv.insert(argv.end(), {"-X", "POST"});
-  argv.push_back("http://127.0.0.1:" + std::to_string(port) + path);
-  auto output = testing::RunCommand(argv, seconds(15));
-  if (!output.ok()) return {};
-  const size_t newline = output->rfind('\n');
-  return {std::atoi(output->c_str() + newline + 1), output->substr(0, newline)};
-}
-
-int HttpPort(const Zk2etcdProcess& process) {
-  std::smatch match;
-  const std::string log = process.Log();
-  static const std::regex kPort("http server listening.* port=([0-9]+)");
-  if (!std::regex_search(log, match, kPort)) return 0;
-  return std::stoi(match[1]);
-}
-
 class Etcd2EtcdE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -44,20 +44,6 @@ size_t LinesWithAll(const std::string& log, const std::vector<std::string>& part
   return count;
 }
 
-std::string HttpGet(int port, const std::string& path) {
-  auto output = testing::RunCommand(
-      {"curl", "-s", "-m", "10", "http://127.0.0.1:" + std::to_string(port) + path}, seconds(15));
-  return output.ok() ? *output : "";
-}
-
-int HttpPort(const Zk2etcdProcess& process) {
-  std::smatch match;
-  const std::string log = process.Log();
-  static const std::regex kPort("http server listening.* port=([0-9]+)");
-  if (!std::regex_search(log, match, kPort)) return 0;
-  return std::stoi(match[1]);
-}
-
 class LargeValuesE2eTest : public ::testing::Test {
  protected:
   // One ZooKeeper, a default etcd and one with a small --max-request-bytes for the whole suite;
@@ -231,7 +217,7 @@ TEST_F(LargeValuesE2eTest, AWriteEtcdRefusesIsLoggedCountedAndShownByDiffWhileOt
 
   const int port = HttpPort(sync);
   ASSERT_NE(port, 0) << sync.Log();
-  const std::string metrics = HttpGet(port, "/metrics");
+  const std::string metrics = Http(port, "/metrics").body;
   EXPECT_NE(metrics.find("\nzk2etcd_etcd_refused_writes_total{status=\"invalid_argument\"} 2\n"),
             std::string::npos)
       << metrics;

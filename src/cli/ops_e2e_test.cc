@@ -21,29 +21,6 @@ using testing::EtcdServer;
 using testing::ZooKeeperCClient;
 using testing::ZooKeeperServer;
 
-struct HttpResult {
-  int status = 0;
-  std::string body;
-};
-
-HttpResult Http(int port, const std::string& path, const std::string& post_form = "") {
-  std::vector<std::string> argv = {"curl", "-s", "-m", "10", "-w", "\n%{http_code}"};
-  if (!post_form.empty()) argv.insert(argv.end(), {"--data", post_form});
-  argv.push_back("http://127.0.0.1:" + std::to_string(port) + path);
-  auto output = testing::RunCommand(argv, seconds(15));
-  if (!output.ok()) return {};
-  const size_t newline = output->rfind('\n');
-  return {std::atoi(output->c_str() + newline + 1), output->substr(0, newline)};
-}
-
-int HttpPort(const Zk2etcdProcess& process) {
-  std::smatch match;
-  const std::string log = process.Log();
-  static const std::regex kPort("http server listening.* port=([0-9]+)");
-  if (!std::regex_search(log, match, kPort)) return 0;
-  return std::stoi(match[1]);
-}
-
 // The value of an unlabelled or labelled sample in a Prometheus text page, or -1.
 double Sample(const std::string& page, const std::string& series) {
   const size_t at = page.find("\n" + series + " ");
@@ -56,16 +33,20 @@ class OpsE2eTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_FIXTURE_OK_AND_ASSIGN(zookeeper_, ZooKeeperServer::Start());
     ASSERT_FIXTURE_OK_AND_ASSIGN(etcd_, EtcdServer::Start());
-    ASSERT_FIXTURE_OK_AND_ASSIGN(zk_, ZooKeeperCClient::Connect(zookeeper_->address(), seconds(20)));
+    ASSERT_FIXTURE_OK_AND_ASSIGN(zk_,
+                                 ZooKeeperCClient::Connect(zookeeper_->address(), seconds(20)));
     auto dir = testing::TempDir::Create("ops");
     ASSERT_TRUE(dir.ok());
     dir_ = std::make_unique<testing::TempDir>(std::move(dir).value());
   }
 
   std::vector<std::string> SyncArgs(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"sync", "--zookeeper-servers=" + zookeeper_->address(),
-                                     "--etcd-servers=" + etcd_->endpoint(), "--log-format=text",
-                                     "--http-addr=127.0.0.1:0", "--leader-elect=false"};
+    std::vector<std::string> args = {"sync",
+                                     "--zookeeper-servers=" + zookeeper_->address(),
+                                     "--etcd-servers=" + etcd_->endpoint(),
+                                     "--log-format=text",
+                                     "--http-addr=127.0.0.1:0",
+                                     "--leader-elect=false"};
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
@@ -90,7 +71,8 @@ TEST_F(OpsE2eTest, MetricsPassPromtoolAndMoveWithSyncedChanges) {
   }
   ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p2", "new"));
   EtcdView view(etcd_->endpoint());
-  ASSERT_TRUE(Eventually([&] { return view.Get("/dubbo/svc/providers/p2") == "new"; }, seconds(20)));
+  ASSERT_TRUE(
+      Eventually([&] { return view.Get("/dubbo/svc/providers/p2") == "new"; }, seconds(20)));
   const HttpResult after = Http(port, "/metrics");
   ASSERT_EQ(after.status, 200);
   const std::string puts = "zk2etcd_etcd_op_total{op=\"put\",status=\"success\"}";
@@ -151,8 +133,9 @@ TEST_F(OpsE2eTest, LogLevelChangesThroughTheEndpointAndSighupAndTraceIdsLinkACha
   ASSERT_TRUE(sync.WaitForLog("etcd mutation", 2, seconds(20))) << sync.Log();
   std::smatch match;
   const std::string log = sync.Log();
-  ASSERT_TRUE(std::regex_search(log, match, std::regex("zookeeper event path=/dubbo/traced "
-                                                       "trace_id=([0-9a-f]{16})")))
+  ASSERT_TRUE(std::regex_search(log, match,
+                                std::regex("zookeeper event path=/dubbo/traced "
+                                           "trace_id=([0-9a-f]{16})")))
       << log;
   const std::string trace_id = match[1];
   EXPECT_NE(log.find("etcd mutation op=put result=applied key=/dubbo/traced"), std::string::npos);
