@@ -278,6 +278,23 @@ int RunMirrorDiff(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
     return kExitUsage;
   }
   Etcd2EtcdJob job = std::move(made_job).value();
+  if (config.fix) {
+    // A running mirror repairs by itself, and a repair made beside it could bring back a key it
+    // deletes meanwhile (the repair writes the snapshot's state): --fix only where none leads.
+    auto leader = (*dest)->Leader(job.keys.election_name);
+    if (leader.ok()) {
+      err << kDiffName << ": --fix: the mirror \"" << config.name
+          << "\" is running (its leader is \"" << leader->value
+          << "\"); it repairs by itself: ask it with POST /reconcile on its --http-addr, or stop "
+             "it and run --fix again\n";
+      return kExitUsage;
+    }
+    if (leader.error().code != etcd::ErrorCode::kNotFound) {
+      err << kDiffName << ": --fix: cannot tell whether the mirror \"" << config.name
+          << "\" is running: " << leader.error().ToString() << "\n";
+      return kExitUsage;
+    }
+  }
   NoChanges no_changes;
   if (auto opened = job.source->Open(no_changes); !opened.ok()) {
     err << kDiffName << ": source etcd: " << opened.error().message << "\n";
