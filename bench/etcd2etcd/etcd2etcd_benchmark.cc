@@ -41,11 +41,10 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <thread>
 
+#include "bench/common/runner_support.h"
 #include "common/clock.h"
-#include "common/strings.h"
 #include "etcd/grpc_etcd_client.h"
 #include "testing/etcd_server.h"
 #include "testing/process.h"
@@ -77,18 +76,6 @@ struct Options {
   int restart_timeout_s = 120;
   std::string log_dir;
 };
-
-double Since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t index = std::min(
-      values.size() - 1, static_cast<size_t>(std::ceil(p * values.size())) - (p > 0 ? 1 : 0));
-  return values[index];
-}
 
 std::string LoadAverage() {
   std::ifstream in("/proc/loadavg");
@@ -227,85 +214,19 @@ double RawIngest(etcd::EtcdClient& dest, size_t keys, size_t value_bytes) {
 
 // --- A tool under test ---------------------------------------------------------------------
 
-class Tool {
- public:
-  Tool(std::string name, std::vector<std::string> argv, std::string log)
-      : name_(std::move(name)), argv_(std::move(argv)), log_(std::move(log)) {}
-  bool Start() {
-    cpu_before_ = cpu_seconds_;
-    auto started = process_.Start(argv_, log_);
-    if (!started.ok()) std::cerr << name_ << ": " << started.error().message << "\n";
-    return started.ok();
-  }
-  bool Running() { return process_.running() && !process_.HasExited(); }
-  void Sample() {
-    if (!process_.running()) return;
-    std::ifstream status("/proc/" + std::to_string(process_.pid()) + "/status");
-    for (std::string line; std::getline(status, line);) {
-      if (line.rfind("VmHWM:", 0) == 0)
-        peak_rss_kib_ = std::max(peak_rss_kib_, std::stol(line.substr(6)));
-    }
-    std::ifstream stat("/proc/" + std::to_string(process_.pid()) + "/stat");
-    std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-    const size_t close = content.rfind(')');
-    if (close == std::string::npos) return;
-    std::istringstream fields(content.substr(close + 2));
-    std::vector<std::string> values;
-    for (std::string field; fields >> field;) values.push_back(field);
-    if (values.size() > 12) {
-      cpu_seconds_ = cpu_before_ + (std::stod(values[11]) + std::stod(values[12])) /
-                                       static_cast<double>(sysconf(_SC_CLK_TCK));
-    }
-  }
-  void Kill9() {
-    Sample();
-    process_.Kill9();
-  }
-  void Stop() {
-    Sample();
-    if (process_.running()) process_.Terminate(seconds(15));
-  }
-  const std::string& name() const { return name_; }
-  const std::string& log() const { return log_; }
-  double peak_rss_mib() const { return static_cast<double>(peak_rss_kib_) / 1024; }
-  double cpu_seconds() const { return cpu_seconds_; }
-
- private:
-  std::string name_;
-  std::vector<std::string> argv_;
-  std::string log_;
-  testing::ChildProcess process_;
-  long peak_rss_kib_ = 0;
-  double cpu_seconds_ = 0, cpu_before_ = 0;
-};
-
-struct DelayResult {
-  int rate = 0;
-  size_t written = 0;
-  size_t observed = 0;
-  double p50_ms = 0, p99_ms = 0, max_ms = 0;
-};
-
-void Summarize(const std::vector<double>& delays, DelayResult& result) {
-  result.observed = delays.size();
-  result.p50_ms = Percentile(delays, 0.50);
-  result.p99_ms = Percentile(delays, 0.99);
-  result.max_ms = delays.empty() ? 0 : *std::max_element(delays.begin(), delays.end());
-}
-
 struct ToolResult {
   std::string name;
   bool started = false;
-  double copy_s = -1;          // -1: did not complete within the timeout
-  int64_t copied_at_end = 0;   // keys in the destination when the copy ended or timed out
-  double copy_elapsed_s = 0;   // the time that count was reached in
+  double copy_s = -1;         // -1: did not complete within the timeout
+  int64_t copied_at_end = 0;  // keys in the destination when the copy ended or timed out
+  double copy_elapsed_s = 0;  // the time that count was reached in
   Differences after_copy;
   std::vector<std::pair<DelayResult, DelayResult>> delays;  // tool, source watch
   std::vector<DelayResult> shares;  // per put: destination arrival - source arrival
   Differences before_kill;
-  double restart_s = -1;       // -1: never equal within the timeout
-  size_t restart_stale = 0;    // deleted in the source, still in the destination
-  size_t restart_behind = 0;   // changed keys whose destination state is not the source's
+  double restart_s = -1;      // -1: never equal within the timeout
+  size_t restart_stale = 0;   // deleted in the source, still in the destination
+  size_t restart_behind = 0;  // changed keys whose destination state is not the source's
   double restart_timeout_s = 0;
   Differences after_restart;
   double peak_rss_mib = 0;
@@ -313,8 +234,8 @@ struct ToolResult {
 };
 
 // 1. Starts the tool and waits until the destination holds `expected` keys under the prefix.
-void InitialCopy(Tool& tool, etcd::EtcdClient& source, etcd::EtcdClient& dest, int64_t expected,
-                 const Options& options, ToolResult& result) {
+void InitialCopy(ToolProcess& tool, etcd::EtcdClient& source, etcd::EtcdClient& dest,
+                 int64_t expected, const Options& options, ToolResult& result) {
   const auto start = Clock::now();
   if (!tool.Start()) return;
   result.started = true;
@@ -365,8 +286,8 @@ std::pair<DelayResult, DelayResult> MeasureDelay(etcd::EtcdClient& source, etcd:
   std::map<std::string, double> tool_arrivals, source_arrivals;  // stamp -> seconds since origin
   const auto origin = Clock::now();
   auto collect = [&](std::vector<double>& into, std::map<std::string, double>& arrivals) {
-    return [&, into_ptr = &into, arrivals_ptr = &arrivals](
-               etcd::EtcdResult<etcd::WatchEvents> events) {
+    return [&, into_ptr = &into,
+            arrivals_ptr = &arrivals](etcd::EtcdResult<etcd::WatchEvents> events) {
       if (!events.ok()) return;
       const double now = Since(origin);
       std::lock_guard lock(mutex);
@@ -378,16 +299,12 @@ std::pair<DelayResult, DelayResult> MeasureDelay(etcd::EtcdClient& source, etcd:
       }
     };
   };
-  auto dest_watch = dest.Watch(etcd::WatchRequest::Prefix(kDelayPrefix, 0),
-                               collect(tool_delays, tool_arrivals));
+  auto dest_watch =
+      dest.Watch(etcd::WatchRequest::Prefix(kDelayPrefix, 0), collect(tool_delays, tool_arrivals));
   auto source_watch = source.Watch(etcd::WatchRequest::Prefix(kDelayPrefix, 0),
                                    collect(source_delays, source_arrivals));
   std::this_thread::sleep_for(milliseconds(300));
-  const auto start = Clock::now();
-  const size_t total = static_cast<size_t>(rate) * static_cast<size_t>(duration_s);
-  for (size_t i = 0; i < total; ++i) {
-    std::this_thread::sleep_until(start +
-                                  std::chrono::nanoseconds(static_cast<int64_t>(i * 1e9 / rate)));
+  tool_result.written = SendAtRate(rate, duration_s, [&](size_t i) {
     char stamp[40];
     std::snprintf(stamp, sizeof(stamp), "bench:%.9f;", Since(origin));
     std::string value = stamp;
@@ -395,8 +312,7 @@ std::pair<DelayResult, DelayResult> MeasureDelay(etcd::EtcdClient& source, etcd:
     etcd::TxnRequest txn;
     txn.success.push_back(etcd::Op::Put(kDelayPrefix + "k" + std::to_string(i % 1000), value));
     source.TxnAsync(std::move(txn), {}, [](etcd::EtcdResult<etcd::TxnResponse>) {});
-    ++tool_result.written;
-  }
+  });
   // Let the last changes arrive (a growing backlog shows as missing observations).
   std::this_thread::sleep_for(seconds(2));
   dest_watch.reset();
@@ -465,8 +381,8 @@ std::pair<size_t, size_t> CheckChanges(etcd::EtcdClient& dest, const ChangeSet& 
       std::lock_guard lock(mutex);
       for (size_t k = 0; k < order[t].size(); ++k) {
         const auto& [key, want] = *order[t][k];
-        const bool present = response.ok() && k < response->responses.size() &&
-                             !response->responses[k].kvs.empty();
+        const bool present =
+            response.ok() && k < response->responses.size() && !response->responses[k].kvs.empty();
         if (!want.has_value()) {
           stale += present;
         } else if (!present || response->responses[k].kvs[0].value != *want) {
@@ -482,8 +398,8 @@ std::pair<size_t, size_t> CheckChanges(etcd::EtcdClient& dest, const ChangeSet& 
 }
 
 // 4. Kill -9, changes, restart; time until the changed keys hold their source state.
-void Restart(Tool& tool, etcd::EtcdClient& source, etcd::EtcdClient& dest, const Options& options,
-             double timeout_s, ToolResult& result, ChangeSet& changed) {
+void Restart(ToolProcess& tool, etcd::EtcdClient& source, etcd::EtcdClient& dest,
+             const Options& options, double timeout_s, ToolResult& result, ChangeSet& changed) {
   tool.Kill9();
   changed = MakeChanges(source, options.keys, options.changes, options.value_bytes);
   result.restart_timeout_s = timeout_s;
@@ -524,7 +440,7 @@ ToolResult RunTool(const std::string& name, const std::vector<std::string>& argv
                    const Options& options, const std::string& log_dir, ChangeSet& changed) {
   ToolResult result;
   result.name = name;
-  Tool tool(name, argv, log_dir + "/" + name + ".log");
+  ToolProcess tool(name, argv, log_dir + "/" + name + ".log");
   const int64_t expected = Count(source, kPrefix);
   InitialCopy(tool, source, dest, expected, options, result);
   if (!result.started || result.copy_s < 0) {
@@ -535,16 +451,16 @@ ToolResult RunTool(const std::string& name, const std::vector<std::string>& argv
   }
   for (int rate : options.rates) {
     DelayResult share;
-    result.delays.push_back(MeasureDelay(writer, dest, rate, options.rate_seconds,
-                                         options.value_bytes, share));
+    result.delays.push_back(
+        MeasureDelay(writer, dest, rate, options.rate_seconds, options.value_bytes, share));
     result.shares.push_back(share);
     tool.Sample();
     const auto& [d, s] = result.delays.back();
-    std::cerr << name << ": delay@" << rate << " p50/p99/max " << d.p50_ms << "/" << d.p99_ms
-              << "/" << d.max_ms << " ms (" << d.observed << "/" << d.written
-              << "); source watch " << s.p50_ms << "/" << s.p99_ms << "/" << s.max_ms
-              << "; the tool's share " << result.shares.back().p50_ms << "/"
-              << result.shares.back().p99_ms << "/" << result.shares.back().max_ms << "\n";
+    std::cerr << name << ": delay@" << rate << " p50/p99/max " << d.p50_ms << "/" << d.p99_ms << "/"
+              << d.max_ms << " ms (" << d.observed << "/" << d.written << "); source watch "
+              << s.p50_ms << "/" << s.p99_ms << "/" << s.max_ms << "; the tool's share "
+              << result.shares.back().p50_ms << "/" << result.shares.back().p99_ms << "/"
+              << result.shares.back().max_ms << "\n";
   }
   result.before_kill = WaitEqual(source, dest, seconds(30));
   std::cerr << name << ": before kill -9: " << result.before_kill.text() << "\n";
@@ -592,11 +508,6 @@ std::string CopyCell(const ToolResult& r, size_t keys) {
   return Fixed(r.copy_s, 2) + " s (" + Thousands(keys / r.copy_s) + " keys/s)";
 }
 
-std::string DelayCell(const DelayResult& d) {
-  return Fixed(d.p50_ms, 1) + " / " + Fixed(d.p99_ms, 1) + " / " + Fixed(d.max_ms, 1) + " (" +
-         std::to_string(d.observed) + "/" + std::to_string(d.written) + ")";
-}
-
 std::string RestartCell(const ToolResult& r, size_t changes) {
   if (r.copy_s < 0) return "-";
   if (r.restart_s >= 0) {
@@ -611,51 +522,26 @@ std::string RestartCell(const ToolResult& r, size_t changes) {
 
 int Main(int argc, char** argv) {
   Options options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&](const std::string& name) -> std::optional<std::string> {
-      if (arg.rfind("--" + name + "=", 0) == 0) return arg.substr(name.size() + 3);
-      return std::nullopt;
-    };
-    std::optional<std::string> v;
-    if ((v = value("zk2etcd"))) {
-      options.zk2etcd = *v;
-    } else if ((v = value("etcdctl"))) {
-      options.etcdctl = *v;
-    } else if ((v = value("keys"))) {
-      options.keys = std::stoul(*v);
-    } else if ((v = value("value-bytes"))) {
-      options.value_bytes = std::stoul(*v);
-    } else if ((v = value("rates"))) {
-      options.rates.clear();
-      for (const std::string& rate : SplitCommaList(*v)) options.rates.push_back(std::stoi(rate));
-    } else if ((v = value("rate-seconds"))) {
-      options.rate_seconds = std::stoi(*v);
-    } else if ((v = value("changes"))) {
-      options.changes = std::stoul(*v);
-    } else if ((v = value("in-flight"))) {
-      options.in_flight = std::stoi(*v);
-    } else if ((v = value("poll-ms"))) {
-      options.poll_ms = std::stoi(*v);
-    } else if ((v = value("copy-timeout"))) {
-      options.copy_timeout_s = std::stoi(*v);
-    } else if ((v = value("restart-timeout"))) {
-      options.restart_timeout_s = std::stoi(*v);
-    } else if ((v = value("log-dir"))) {
-      options.log_dir = *v;
-    } else if (arg == "--skip-make-mirror") {
-      options.make_mirror = false;
-    } else {
-      std::cerr << "unknown argument " << arg << "\n";
-      return 2;
-    }
-  }
-  if (access(options.zk2etcd.c_str(), X_OK) != 0) {
-    std::cerr << "no zk2etcd binary at " << options.zk2etcd << " (--zk2etcd=PATH)\n";
-    return 2;
-  }
+  const bool parsed = Flags()
+                          .String("zk2etcd", &options.zk2etcd)
+                          .String("etcdctl", &options.etcdctl)
+                          .Size("keys", &options.keys)
+                          .Size("value-bytes", &options.value_bytes)
+                          .IntList("rates", &options.rates)
+                          .Int("rate-seconds", &options.rate_seconds)
+                          .Size("changes", &options.changes)
+                          .Int("in-flight", &options.in_flight)
+                          .Int("poll-ms", &options.poll_ms)
+                          .Int("copy-timeout", &options.copy_timeout_s)
+                          .Int("restart-timeout", &options.restart_timeout_s)
+                          .String("log-dir", &options.log_dir)
+                          .Switch("skip-make-mirror", &options.make_mirror, false)
+                          .Parse(argc, argv);
+  if (!parsed) return 2;
+  if (!Zk2etcdBinaryExists(options.zk2etcd)) return 2;
   if (options.make_mirror && access(options.etcdctl.c_str(), X_OK) != 0) {
-    std::cerr << "no etcdctl at " << options.etcdctl << " (--etcdctl=PATH, or --skip-make-mirror)\n";
+    std::cerr << "no etcdctl at " << options.etcdctl
+              << " (--etcdctl=PATH, or --skip-make-mirror)\n";
     return 2;
   }
   const std::string load_before = LoadAverage();
@@ -693,10 +579,10 @@ int Main(int argc, char** argv) {
     auto dest = ClientFor((*server)->endpoint(), window, clock);
     if (!dest) return 1;
     const double seconds = RawIngest(*dest, options.keys, options.value_bytes);
-    std::cerr << "raw ingest, " << window << " in flight: " << options.keys
-              << " keys + records in " << seconds << " s\n";
-    raw_runs += (raw_runs.empty() ? "" : ", ") + std::to_string(window) + ": " +
-                Fixed(seconds, 2) + " s";
+    std::cerr << "raw ingest, " << window << " in flight: " << options.keys << " keys + records in "
+              << seconds << " s\n";
+    raw_runs +=
+        (raw_runs.empty() ? "" : ", ") + std::to_string(window) + ": " + Fixed(seconds, 2) + " s";
     if (seconds > 0 && (raw_s < 0 || seconds < raw_s)) {
       raw_s = seconds;
       raw_window = window;
@@ -712,10 +598,16 @@ int Main(int argc, char** argv) {
   };
   std::vector<Candidate> candidates = {
       {"zk2etcd", [&](const std::string& src, const std::string& dst) {
-         return std::vector<std::string>{
-             options.zk2etcd, "etcd2etcd", "sync", "--source-endpoints=" + src,
-             "--dest-endpoints=" + dst, "--prefix=" + kPrefix, "--name=bench",
-             "--leader-elect=false", "--http-addr=127.0.0.1:0", "--log-level=info"};
+         return std::vector<std::string>{options.zk2etcd,
+                                         "etcd2etcd",
+                                         "sync",
+                                         "--source-endpoints=" + src,
+                                         "--dest-endpoints=" + dst,
+                                         "--prefix=" + kPrefix,
+                                         "--name=bench",
+                                         "--leader-elect=false",
+                                         "--http-addr=127.0.0.1:0",
+                                         "--log-level=info"};
        }}};
   if (options.make_mirror) {
     candidates.push_back({"make-mirror", [&](const std::string& src, const std::string& dst) {
@@ -742,10 +634,11 @@ int Main(int argc, char** argv) {
 
   // Report.
   const size_t n = options.keys;
-  std::printf("\n%zu keys of %zu-byte values under %s; %ld cores; load average before %s, "
-              "after %s\n",
-              n, options.value_bytes, kPrefix.c_str(), sysconf(_SC_NPROCESSORS_ONLN),
-              load_before.c_str(), load_after.c_str());
+  std::printf(
+      "\n%zu keys of %zu-byte values under %s; %ld cores; load average before %s, "
+      "after %s\n",
+      n, options.value_bytes, kPrefix.c_str(), sysconf(_SC_NPROCESSORS_ONLN), load_before.c_str(),
+      load_after.c_str());
   std::printf("source loaded (120-put transactions, %d in flight): %.2f s (%s keys/s)\n\n",
               options.in_flight, load_s, Thousands(n / load_s).c_str());
   std::printf("| figure | zk2etcd etcd2etcd sync | etcdctl make-mirror | reference | goal |\n");
@@ -753,41 +646,42 @@ int Main(int argc, char** argv) {
   const ToolResult* ours = results.empty() ? nullptr : &results[0];
   const ToolResult* theirs = results.size() > 1 ? &results[1] : nullptr;
   auto cell = [&](const ToolResult* r, auto&& fn) -> std::string { return r ? fn(*r) : "-"; };
-  std::printf("| initial copy of %s keys | %s | %s | raw ingest (key + record, 60+60-put txns, "
-              "%d in flight; in flight 4, 8, 16: %s): %s s (%s keys/s) | >= 20x make-mirror's "
-              "rate; <= 2x raw ingest |\n",
-              Thousands(n).c_str(),
-              cell(ours, [&](const ToolResult& r) { return CopyCell(r, n); }).c_str(),
-              cell(theirs, [&](const ToolResult& r) { return CopyCell(r, n); }).c_str(),
-              raw_window, raw_runs.c_str(), Fixed(raw_s, 2).c_str(), Thousands(n / raw_s).c_str());
+  std::printf(
+      "| initial copy of %s keys | %s | %s | raw ingest (key + record, 60+60-put txns, "
+      "%d in flight; in flight 4, 8, 16: %s): %s s (%s keys/s) | >= 20x make-mirror's "
+      "rate; <= 2x raw ingest |\n",
+      Thousands(n).c_str(), cell(ours, [&](const ToolResult& r) { return CopyCell(r, n); }).c_str(),
+      cell(theirs, [&](const ToolResult& r) { return CopyCell(r, n); }).c_str(), raw_window,
+      raw_runs.c_str(), Fixed(raw_s, 2).c_str(), Thousands(n / raw_s).c_str());
   for (size_t k = 0; k < options.rates.size(); ++k) {
     auto delay = [&](const ToolResult* r) -> std::string {
-      return r && k < r->delays.size() ? DelayCell(r->delays[k].first) : "-";
+      return r && k < r->delays.size() ? DelayText(r->delays[k].first) : "-";
     };
     auto floor = [&](const ToolResult* r) -> std::string {
-      return r && k < r->delays.size() ? DelayCell(r->delays[k].second) : "-";
+      return r && k < r->delays.size() ? DelayText(r->delays[k].second) : "-";
     };
-    std::printf("| delay at %d puts/s, p50 / p99 / max ms (arrived/sent) | %s | %s | etcd's own "
-                "put -> watch on the source: %s (during zk2etcd), %s (during make-mirror) | p99 < "
-                "10 ms |\n",
-                options.rates[k], delay(ours).c_str(), delay(theirs).c_str(), floor(ours).c_str(),
-                floor(theirs).c_str());
+    std::printf(
+        "| delay at %d puts/s, p50 / p99 / max ms (arrived/sent) | %s | %s | etcd's own "
+        "put -> watch on the source: %s (during zk2etcd), %s (during make-mirror) | p99 < "
+        "10 ms |\n",
+        options.rates[k], delay(ours).c_str(), delay(theirs).c_str(), floor(ours).c_str(),
+        floor(theirs).c_str());
   }
   for (size_t k = 0; k < options.rates.size(); ++k) {
     auto share = [&](const ToolResult* r) -> std::string {
-      return r && k < r->shares.size() ? DelayCell(r->shares[k]) : "-";
+      return r && k < r->shares.size() ? DelayText(r->shares[k]) : "-";
     };
-    std::printf("| the tool's share at %d puts/s (per put: destination watch minus source watch), "
-                "p50 / p99 / max ms (seen on both) | %s | %s | | |\n",
-                options.rates[k], share(ours).c_str(), share(theirs).c_str());
+    std::printf(
+        "| the tool's share at %d puts/s (per put: destination watch minus source watch), "
+        "p50 / p99 / max ms (seen on both) | %s | %s | | |\n",
+        options.rates[k], share(ours).c_str(), share(theirs).c_str());
   }
-  std::printf("| restart after kill -9 with %zu changes, until the destination equals the source "
-              "| %s | %s | | |\n",
-              options.changes,
-              cell(ours, [&](const ToolResult& r) { return RestartCell(r, options.changes); })
-                  .c_str(),
-              cell(theirs, [&](const ToolResult& r) { return RestartCell(r, options.changes); })
-                  .c_str());
+  std::printf(
+      "| restart after kill -9 with %zu changes, until the destination equals the source "
+      "| %s | %s | | |\n",
+      options.changes,
+      cell(ours, [&](const ToolResult& r) { return RestartCell(r, options.changes); }).c_str(),
+      cell(theirs, [&](const ToolResult& r) { return RestartCell(r, options.changes); }).c_str());
   std::printf("| peak memory (VmHWM, MiB) | %s | %s | | |\n",
               cell(ours, [](const ToolResult& r) { return Fixed(r.peak_rss_mib, 1); }).c_str(),
               cell(theirs, [](const ToolResult& r) { return Fixed(r.peak_rss_mib, 1); }).c_str());
@@ -802,14 +696,16 @@ int Main(int argc, char** argv) {
   }
   if (ours && ours->copy_s > 0) {
     const double reconcile_s = FirstReconcileSeconds(log_dir + "/zk2etcd.log");
-    std::printf("  zk2etcd's own log: first reconciliation (read, compare, repair) %.2f s of the "
-                "%.2f s copy\n",
-                reconcile_s, ours->copy_s);
-    std::printf("goals:\n  initial copy / raw ingest time: %.2f (goal <= 2)\n", ours->copy_s / raw_s);
+    std::printf(
+        "  zk2etcd's own log: first reconciliation (read, compare, repair) %.2f s of the "
+        "%.2f s copy\n",
+        reconcile_s, ours->copy_s);
+    std::printf("goals:\n  initial copy / raw ingest time: %.2f (goal <= 2)\n",
+                ours->copy_s / raw_s);
     if (theirs) {
-      const double their_rate = theirs->copy_s > 0
-                                    ? n / theirs->copy_s
-                                    : theirs->copied_at_end / std::max(1e-9, theirs->copy_elapsed_s);
+      const double their_rate =
+          theirs->copy_s > 0 ? n / theirs->copy_s
+                             : theirs->copied_at_end / std::max(1e-9, theirs->copy_elapsed_s);
       std::printf("  copy rate zk2etcd / make-mirror: %.1f (goal >= 20)\n",
                   (n / ours->copy_s) / their_rate);
     }

@@ -47,11 +47,11 @@
 #include <sstream>
 #include <thread>
 
+#include "bench/common/runner_support.h"
 #include "common/clock.h"
-#include "common/strings.h"
-#include "etcd/grpc_etcd_client.h"
-#include "core/scope.h"
 #include "connectors/zookeeper/zk_walker.h"
+#include "core/scope.h"
+#include "etcd/grpc_etcd_client.h"
 #include "testing/delaying_proxy.h"
 #include "testing/etcd_server.h"
 #include "testing/process.h"
@@ -85,18 +85,6 @@ struct Options {
   size_t weak_leaves = 2000;
   int weak_runs = 5;
 };
-
-double Since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t index = std::min(
-      values.size() - 1, static_cast<size_t>(std::ceil(p * values.size())) - (p > 0 ? 1 : 0));
-  return values[index];
-}
 
 // --- Limits -----------------------------------------------------------------------------------
 
@@ -278,70 +266,6 @@ int64_t EtcdCount(etcd::EtcdClient& etcd, const std::string& prefix) {
   return count.ok() ? *count : -1;
 }
 
-// --- A tool under test ---------------------------------------------------------------------
-
-// A running sync process, with its resource use read from /proc.
-class Tool {
- public:
-  Tool(std::string name, std::vector<std::string> argv)
-      : name_(std::move(name)), argv_(std::move(argv)) {}
-  bool Start(const std::string& log) {
-    auto started = process_.Start(argv_, log);
-    if (!started.ok()) std::cerr << name_ << ": " << started.error().message << "\n";
-    return started.ok();
-  }
-  // False once the process has exited (it should run until Stop).
-  bool Running() { return !process_.HasExited(); }
-  void Sample() {
-    std::ifstream status("/proc/" + std::to_string(process_.pid()) + "/status");
-    for (std::string line; std::getline(status, line);) {
-      if (line.rfind("VmHWM:", 0) == 0)
-        peak_rss_kib_ = std::max(peak_rss_kib_, std::stol(line.substr(6)));
-    }
-    std::ifstream stat("/proc/" + std::to_string(process_.pid()) + "/stat");
-    std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-    const size_t close = content.rfind(')');
-    if (close == std::string::npos) return;
-    std::istringstream fields(content.substr(close + 2));
-    std::string field;
-    std::vector<std::string> values;
-    while (fields >> field) values.push_back(field);
-    if (values.size() > 12) {
-      cpu_seconds_ = (std::stod(values[11]) + std::stod(values[12])) /
-                     static_cast<double>(sysconf(_SC_CLK_TCK));
-    }
-  }
-  void Stop() {
-    Sample();
-    process_.Terminate(seconds(15));
-  }
-  const std::string& name() const { return name_; }
-  double peak_rss_mib() const { return static_cast<double>(peak_rss_kib_) / 1024; }
-  double cpu_seconds() const { return cpu_seconds_; }
-
- private:
-  std::string name_;
-  std::vector<std::string> argv_;
-  testing::ChildProcess process_;
-  long peak_rss_kib_ = 0;
-  double cpu_seconds_ = 0;
-};
-
-struct DelayResult {
-  int rate = 0;
-  size_t written = 0;
-  size_t observed = 0;
-  double p50_ms = 0, p99_ms = 0, max_ms = 0;
-};
-
-// Fills in what `delays` (ms) show.
-void Summarize(const std::vector<double>& delays, DelayResult& result) {
-  result.observed = delays.size();
-  result.p50_ms = Percentile(delays, 0.50);
-  result.p99_ms = Percentile(delays, 0.99);
-  result.max_ms = delays.empty() ? 0 : *std::max_element(delays.begin(), delays.end());
-}
-
 // Writes `rate` setData per second for `duration` to random leaves, each value carrying its send
 // time, and watches etcd for them.
 DelayResult MeasureDelay(const std::string& zk_address, etcd::EtcdClient& etcd,
@@ -370,17 +294,12 @@ DelayResult MeasureDelay(const std::string& zk_address, etcd::EtcdClient& etcd,
   auto client = zk::NewAsioZkClient(options, {});
   if (!client.ok()) return result;
   std::mt19937_64 random(42);
-  const auto start = Clock::now();
-  const size_t total = static_cast<size_t>(rate) * static_cast<size_t>(duration_s);
-  for (size_t i = 0; i < total; ++i) {
-    std::this_thread::sleep_until(start +
-                                  std::chrono::nanoseconds(static_cast<int64_t>(i * 1e9 / rate)));
+  result.written = SendAtRate(rate, duration_s, [&](size_t) {
     char value[48];
     std::snprintf(value, sizeof(value), "bench:%.9f", Since(origin));
     (*client)->SetData(leaves[random() % leaves.size()], value, -1,
                        [](zk::ZkResult<zk::SetDataReply>) {});
-    ++result.written;
-  }
+  });
   // Let the last changes arrive (a growing backlog shows as missing observations).
   std::this_thread::sleep_for(seconds(2));
   watch.reset();
@@ -419,19 +338,14 @@ DelayResult ZooKeeperEventDelay(const std::string& zk_address,
     return result;
   }
   std::mt19937_64 random(7);
-  const auto start = Clock::now();
-  const size_t total = static_cast<size_t>(rate) * static_cast<size_t>(duration_s);
-  for (size_t i = 0; i < total; ++i) {
-    std::this_thread::sleep_until(start +
-                                  std::chrono::nanoseconds(static_cast<int64_t>(i * 1e9 / rate)));
+  result.written = SendAtRate(rate, duration_s, [&](size_t) {
     const std::string& path = leaves[random() % leaves.size()];
     {
       std::lock_guard lock(mutex);
       sent[path].push_back(Clock::now());
     }
     (*writer)->SetData(path, "floor", -1, [](zk::ZkResult<zk::SetDataReply>) {});
-    ++result.written;
-  }
+  });
   std::this_thread::sleep_for(seconds(2));
   (*writer)->Close();
   (*watcher)->Close();
@@ -459,18 +373,13 @@ DelayResult EtcdWatchDelay(etcd::EtcdClient& etcd, int rate, int duration_s) {
                             }
                           });
   std::this_thread::sleep_for(milliseconds(200));
-  const auto start = Clock::now();
-  const size_t total = static_cast<size_t>(rate) * static_cast<size_t>(duration_s);
-  for (size_t i = 0; i < total; ++i) {
-    std::this_thread::sleep_until(start +
-                                  std::chrono::nanoseconds(static_cast<int64_t>(i * 1e9 / rate)));
+  result.written = SendAtRate(rate, duration_s, [&](size_t i) {
     char value[32];
     std::snprintf(value, sizeof(value), "%.9f", Since(origin));
     etcd::TxnRequest txn;
     txn.success.push_back(etcd::Op::Put("/bench-floor/k" + std::to_string(i % 1000), value));
     etcd.TxnAsync(std::move(txn), {}, [](etcd::EtcdResult<etcd::TxnResponse>) {});
-    ++result.written;
-  }
+  });
   std::this_thread::sleep_for(seconds(2));
   watch.reset();
   (void)etcd.Delete("/bench-floor/", etcd::PrefixEnd("/bench-floor/"));
@@ -508,8 +417,7 @@ struct ToolResult {
 // keys are counted from a watch, which costs etcd far less than polling a count of up to a
 // million keys (a count walks etcd's whole index: polling it every 20 ms slowed a 100,000-key
 // sync by about half).
-double StartAndTimeInitialSync(Tool& tool, etcd::EtcdClient& etcd, size_t expected_keys,
-                               const std::string& log_path) {
+double StartAndTimeInitialSync(ToolProcess& tool, etcd::EtcdClient& etcd, size_t expected_keys) {
   std::mutex mutex;
   std::condition_variable created_all;
   size_t created = 0;
@@ -525,7 +433,7 @@ double StartAndTimeInitialSync(Tool& tool, etcd::EtcdClient& etcd, size_t expect
                             if (created >= expected_keys) created_all.notify_all();
                           });
   const auto start = Clock::now();
-  if (!tool.Start(log_path)) return -1;
+  if (!tool.Start()) return -1;
   std::unique_lock lock(mutex);
   bool running = true;
   while (created < expected_keys && Since(start) < 1800 && running) {
@@ -536,7 +444,7 @@ double StartAndTimeInitialSync(Tool& tool, etcd::EtcdClient& etcd, size_t expect
     lock.lock();
   }
   if (!running) {
-    std::cerr << tool.name() << ": exited during the initial sync (see " << log_path << ")\n";
+    std::cerr << tool.name() << ": exited during the initial sync (see " << tool.log() << ")\n";
     return -1;
   }
   if (created < expected_keys) return -1;
@@ -555,9 +463,8 @@ ToolResult RunTool(const std::string& name, std::vector<std::string> argv,
   ToolResult result;
   result.name = name;
   EmptyEtcd(etcd, server);
-  Tool tool(name, std::move(argv));
-  result.initial_sync_s =
-      StartAndTimeInitialSync(tool, etcd, expected_keys, log_dir + "/" + name + ".log");
+  ToolProcess tool(name, std::move(argv), log_dir + "/" + name + ".log");
+  result.initial_sync_s = StartAndTimeInitialSync(tool, etcd, expected_keys);
   if (result.initial_sync_s < 0) {
     result.initial_sync_s = 0;
     return result;
@@ -586,6 +493,22 @@ ToolResult RunTool(const std::string& name, std::vector<std::string> argv,
   result.cpu_seconds = tool.cpu_seconds();
   (void)server;
   return result;
+}
+
+// `zk2etcd sync` from `zk_address` to `etcd_endpoint`, without leader election or periodic full
+// syncs, logging at `log_level`, with --zk2etcd-args after.
+std::vector<std::string> SyncArgv(const Options& options, const std::string& zk_address,
+                                  const std::string& etcd_endpoint, const std::string& log_level) {
+  std::vector<std::string> argv = {options.zk2etcd,
+                                   "sync",
+                                   "--zookeeper-servers=" + zk_address,
+                                   "--etcd-servers=" + etcd_endpoint,
+                                   "--leader-elect=false",
+                                   "--fullsync-interval=0",
+                                   "--http-addr=127.0.0.1:0",
+                                   "--log-level=" + log_level};
+  argv.insert(argv.end(), options.zk2etcd_args.begin(), options.zk2etcd_args.end());
+  return argv;
 }
 
 // --- The weak-network scenario --------------------------------------------------------------
@@ -667,19 +590,11 @@ int WeakNetworkScenario(const Options& options, const testing::ZooKeeperServer& 
         etcd_endpoint = etcd_proxy->address();
       }
       EmptyEtcd(etcd, server);
-      std::vector<std::string> argv = {options.zk2etcd,
-                                       "sync",
-                                       "--zookeeper-servers=" + zk_address,
-                                       "--etcd-servers=" + etcd_endpoint,
-                                       "--leader-elect=false",
-                                       "--fullsync-interval=0",
-                                       "--http-addr=127.0.0.1:0",
-                                       "--log-level=info"};
-      argv.insert(argv.end(), options.zk2etcd_args.begin(), options.zk2etcd_args.end());
+      const std::vector<std::string> argv = SyncArgv(options, zk_address, etcd_endpoint, "info");
       const std::string name = std::string(weak ? "weak" : "loopback") + "-" + std::to_string(run);
       const std::string log_path = log_dir + "/" + name + ".log";
-      Tool tool(name, argv);
-      const double seconds = StartAndTimeInitialSync(tool, etcd, tree_nodes, log_path);
+      ToolProcess tool(name, argv, log_path);
+      const double seconds = StartAndTimeInitialSync(tool, etcd, tree_nodes);
       tool.Stop();
       if (seconds < 0) return 1;
       (weak ? weak_times : loopback_times).push_back(seconds);
@@ -704,60 +619,42 @@ int WeakNetworkScenario(const Options& options, const testing::ZooKeeperServer& 
 
 int Main(int argc, char** argv) {
   Options options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&](const std::string& name) -> std::optional<std::string> {
-      if (arg.rfind("--" + name + "=", 0) == 0) return arg.substr(name.size() + 3);
-      return std::nullopt;
-    };
-    std::optional<std::string> v;
-    if ((v = value("zk2etcd"))) {
-      options.zk2etcd = *v;
-    } else if ((v = value("nodes"))) {
-      options.nodes = std::stoul(*v);
-    } else if ((v = value("rates"))) {
-      options.rates.clear();
-      for (const std::string& rate : SplitCommaList(*v)) options.rates.push_back(std::stoi(rate));
-    } else if ((v = value("rate-seconds"))) {
-      options.rate_seconds = std::stoi(*v);
-    } else if ((v = value("zk2etcd-args"))) {
-      for (std::string& word : SplitWords(*v)) options.zk2etcd_args.push_back(std::move(word));
-    } else if ((v = value("log-dir"))) {
-      options.log_dir = *v;
-    } else if (arg == "--no-c-client") {
-      options.c_client = false;
-    } else if (arg == "--weak-network") {
-      options.weak_network = true;
-    } else if ((v = value("weak-delay-ms"))) {
-      options.weak_delay_ms = std::stoi(*v);
-    } else if ((v = value("weak-hold-fraction"))) {
-      options.weak_hold_fraction = std::stod(*v);
-    } else if ((v = value("weak-hold-ms"))) {
-      options.weak_hold_ms = std::stoi(*v);
-    } else if ((v = value("weak-leaves"))) {
-      options.weak_leaves = std::stoul(*v);
-    } else if ((v = value("weak-runs"))) {
-      options.weak_runs = std::stoi(*v);
-    } else if (arg == "--no-sustained") {
-      options.sustained = false;
-    } else if ((v = value("json"))) {
-      options.json = *v;
-    } else if ((v = value("compare"))) {
-      const size_t equals = v->find('=');
-      if (equals == std::string::npos) {
-        std::cerr << "--compare takes NAME=COMMAND\n";
-        return 2;
-      }
-      options.compare.emplace_back(v->substr(0, equals), v->substr(equals + 1));
-    } else {
-      std::cerr << "unknown argument " << arg << "\n";
-      return 2;
-    }
-  }
-  if (access(options.zk2etcd.c_str(), X_OK) != 0) {
-    std::cerr << "no zk2etcd binary at " << options.zk2etcd << " (--zk2etcd=PATH)\n";
-    return 2;
-  }
+  const bool parsed =
+      Flags()
+          .String("zk2etcd", &options.zk2etcd)
+          .Size("nodes", &options.nodes)
+          .IntList("rates", &options.rates)
+          .Int("rate-seconds", &options.rate_seconds)
+          .Custom("zk2etcd-args",
+                  [&](const std::string& value) {
+                    for (std::string& word : SplitWords(value)) {
+                      options.zk2etcd_args.push_back(std::move(word));
+                    }
+                    return true;
+                  })
+          .String("log-dir", &options.log_dir)
+          .Switch("no-c-client", &options.c_client, false)
+          .Switch("weak-network", &options.weak_network, true)
+          .Int("weak-delay-ms", &options.weak_delay_ms)
+          .Double("weak-hold-fraction", &options.weak_hold_fraction)
+          .Int("weak-hold-ms", &options.weak_hold_ms)
+          .Size("weak-leaves", &options.weak_leaves)
+          .Int("weak-runs", &options.weak_runs)
+          .Switch("no-sustained", &options.sustained, false)
+          .String("json", &options.json)
+          .Custom("compare",
+                  [&](const std::string& value) {
+                    const size_t equals = value.find('=');
+                    if (equals == std::string::npos) {
+                      std::cerr << "--compare takes NAME=COMMAND\n";
+                      return false;
+                    }
+                    options.compare.emplace_back(value.substr(0, equals), value.substr(equals + 1));
+                    return true;
+                  })
+          .Parse(argc, argv);
+  if (!parsed) return 2;
+  if (!Zk2etcdBinaryExists(options.zk2etcd)) return 2;
   SystemClock clock;
   std::cerr << "starting ZooKeeper and etcd...\n";
   testing::ZooKeeperOptions zookeeper_options;
@@ -789,8 +686,8 @@ int Main(int argc, char** argv) {
   const size_t parents = std::max<size_t>(1, options.nodes / (children + 5));
   std::cerr << "building a Dubbo tree of about " << parents * (children + 5) << " nodes...\n";
   const auto build_start = Clock::now();
-  auto built = BuildDubboTree(options.zk2etcd, zk_address, parents, children,
-                              std::chrono::minutes(60));
+  auto built =
+      BuildDubboTree(options.zk2etcd, zk_address, parents, children, std::chrono::minutes(60));
   if (!built.ok()) {
     std::cerr << built.error().message << "\n";
     return 1;
@@ -835,17 +732,8 @@ int Main(int argc, char** argv) {
   std::vector<ToolResult> results;
   std::cerr << "zk2etcd: initial sync, delays, sustained rate...\n";
   const std::string log_dir = options.log_dir.empty() ? dir->path() : options.log_dir;
-  std::vector<std::string> sync_argv = {options.zk2etcd,
-                                        "sync",
-                                        "--zookeeper-servers=" + zk_address,
-                                        "--etcd-servers=" + etcd_endpoint,
-                                        "--leader-elect=false",
-                                        "--fullsync-interval=0",
-                                        "--http-addr=127.0.0.1:0",
-                                        "--log-level=warn"};
-  sync_argv.insert(sync_argv.end(), options.zk2etcd_args.begin(), options.zk2etcd_args.end());
-  results.push_back(RunTool("zk2etcd", sync_argv, **zookeeper, **server, *etcd, tree_nodes, leaves,
-                            options, log_dir));
+  results.push_back(RunTool("zk2etcd", SyncArgv(options, zk_address, etcd_endpoint, "warn"),
+                            **zookeeper, **server, *etcd, tree_nodes, leaves, options, log_dir));
   // diff with nothing to fix (zk2etcd left etcd in sync), next to the raw read of both sides.
   {
     const auto start = Clock::now();
@@ -893,23 +781,16 @@ int Main(int argc, char** argv) {
                   r.initial_sync_s / slower_limit,
                   r.diff_s >= 0 ? (std::to_string(r.diff_s).substr(0, 5) + " s").c_str() : "-");
     std::printf("%s", line);
-    for (const DelayResult& d : r.delays) {
-      std::printf("  %7.1f / %7.1f / %7.1f (%zu/%zu)", d.p50_ms, d.p99_ms, d.max_ms, d.observed,
-                  d.written);
-    }
+    for (const DelayResult& d : r.delays) std::printf("  %s", DelayText(d, 7).c_str());
     std::printf(" %11d %9.1f %8.2f\n", r.sustained_rate, r.peak_rss_mib, r.cpu_seconds);
   }
   std::printf("\ndiff with nothing to fix: %.2f s; raw read of both sides: %.2f s; ratio %.2f\n",
               results[0].diff_s, raw_read_s, results[0].diff_s / raw_read_s);
   std::printf("\nthe servers' own delay (no tool running), p50 / p99 / max ms:\n");
   for (const auto& [zookeeper_delay, etcd_delay] : floors) {
-    std::printf(
-        "  %5d/s  ZooKeeper setData -> watch event %6.1f / %6.1f / %6.1f (%zu/%zu)   "
-        "etcd put -> watch %6.1f / %6.1f / %6.1f (%zu/%zu)\n",
-        zookeeper_delay.rate, zookeeper_delay.p50_ms, zookeeper_delay.p99_ms,
-        zookeeper_delay.max_ms, zookeeper_delay.observed, zookeeper_delay.written,
-        etcd_delay.p50_ms, etcd_delay.p99_ms, etcd_delay.max_ms, etcd_delay.observed,
-        etcd_delay.written);
+    std::printf("  %5d/s  ZooKeeper setData -> watch event %s   etcd put -> watch %s\n",
+                zookeeper_delay.rate, DelayText(zookeeper_delay, 6).c_str(),
+                DelayText(etcd_delay, 6).c_str());
   }
   const double tree_mib = static_cast<double>(tree_bytes) / (1024 * 1024);
   std::printf(
