@@ -22,8 +22,6 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-std::string Quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
-
 // One side's flags, named --<side>-<flag>.
 void AddSideFlags(FlagSet& flags, const std::string& side, const std::string& what,
                   EtcdSideFlags* v) {

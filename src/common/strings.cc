@@ -34,8 +34,8 @@ struct Unit {
 };
 // Longest names first so that "ms" is not read as "m" followed by garbage.
 constexpr Unit kUnits[] = {
-    {"ns", 1},           {"us", 1000},          {"\xC2\xB5s", 1000},       {"\xCE\xBCs", 1000},
-    {"ms", 1000000},     {"s", 1000000000},     {"m", 60LL * 1000000000}, {"h", 3600LL * 1000000000},
+    {"ns", 1},       {"us", 1000},      {"\xC2\xB5s", 1000},      {"\xCE\xBCs", 1000},
+    {"ms", 1000000}, {"s", 1000000000}, {"m", 60LL * 1000000000}, {"h", 3600LL * 1000000000},
 };
 
 }  // namespace
@@ -137,8 +137,7 @@ std::string UrlEncode(std::string_view text) {
   for (const char c : text) {
     const auto byte = static_cast<unsigned char>(c);
     const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                            (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
-                            c == '~';
+                            (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == '~';
     if (unreserved) {
       out += c;
     } else {
@@ -148,6 +147,15 @@ std::string UrlEncode(std::string_view text) {
     }
   }
   return out;
+}
+
+std::string Quoted(std::string_view text) {
+  std::string quoted;
+  quoted.reserve(text.size() + 2);
+  quoted += '"';
+  quoted += text;
+  quoted += '"';
+  return quoted;
 }
 
 }  // namespace zk2etcd

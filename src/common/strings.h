@@ -18,6 +18,9 @@ std::vector<std::string> SplitCommaList(std::string_view text);
 
 std::string_view TrimWhitespace(std::string_view text);
 
+// `text` in double quotes, for messages that name a value: "/registry".
+std::string Quoted(std::string_view text);
+
 // Parses a Go time.Duration string: an optional sign, then one or more decimal numbers each with
 // a unit (ns, us, µs, ms, s, m, h); "0" alone is zero. Errors name the offending text.
 Result<std::chrono::nanoseconds, std::string> ParseGoDuration(std::string_view text);

@@ -62,5 +62,10 @@ TEST(UrlEncodeTest, KeepsUnreservedAndEncodesTheRest) {
   EXPECT_EQ(UrlEncode(std::string_view("\xff ", 2)), "%FF%20");
 }
 
+TEST(QuotedTest, PutsDoubleQuotesAround) {
+  EXPECT_EQ(Quoted("/registry"), "\"/registry\"");
+  EXPECT_EQ(Quoted(""), "\"\"");
+}
+
 }  // namespace
 }  // namespace zk2etcd

@@ -24,7 +24,10 @@ void ElectionDriver::Enqueue(Event event) {
 
 void ElectionDriver::FenceFailed(const std::string& reason) {
   if (election_ == nullptr) return;  // nothing would handle it
-  Enqueue({Event::Type::kNotLeader, 0, {}, reason});
+  Event event;
+  event.type = Event::Type::kNotLeader;
+  event.reason = reason;
+  Enqueue(std::move(event));
 }
 
 std::optional<std::chrono::steady_clock::time_point> ElectionDriver::NextCampaignAt() const {

@@ -8,14 +8,14 @@
 #include <thread>
 #include <utility>
 
+#include "common/strings.h"
+
 namespace zk2etcd::connectors {
 
 using core::SourceError;
 using ReadCallback = std::function<void(core::SourceResult<core::EntryState>)>;
 
 namespace {
-
-std::string Quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
 
 core::EntryState EntryStateOf(const etcd::OpResponse& range, int64_t observed_at) {
   core::EntryState state;
