@@ -155,6 +155,10 @@ struct WriteAnswer {
   std::optional<WriteOutcome> outcome;  // set unless resend_variant is
   std::optional<int> resend_variant;    // send the write again in this variant
   std::string error;                    // neither set: the sink could not read the answer
+  // With `error`: the sink left the write out on purpose because its source entry is about to go
+  // (e.g. the source's lease of it ended, so the source deletes it at a later point): not a
+  // failure for a job that follows the source's changes.
+  bool skipped = false;
 };
 // The whole batch's answer: one WriteAnswer per write, in order, or an error for all of them.
 using BatchResult = SinkResult<std::vector<WriteAnswer>>;
@@ -201,9 +205,10 @@ class CheckpointedSink {
   virtual BatchLimits AtomicLimits() const = 0;
   // What `write` costs of AtomicLimits in an atomic batch (the form it goes in there).
   virtual WriteCost AtomicCost(const SinkWrite& write) const = 0;
-  // Applies `writes` (distinct keys, each by Sink::ApplyAsync's rules, within AtomicLimits) and records `checkpoint`, in one atomic batch fenced by `fence` when
-  // given: all of it or none of it. The answers never ask for a resend. `done` runs once, on the
-  // sink's thread. An empty `writes` records the checkpoint alone.
+  // Applies `writes` (distinct keys, each by Sink::ApplyAsync's rules, within AtomicLimits) and
+  // records `checkpoint`, in one atomic batch fenced by `fence` when given: all of it or none of
+  // it. The answers never ask for a resend. `done` runs once, on the sink's thread. An empty
+  // `writes` records the checkpoint alone.
   virtual void ApplyAtomicAsync(std::vector<SinkWrite> writes, int64_t checkpoint,
                                 const std::optional<Fence>& fence,
                                 std::function<void(BatchResult)> done) = 0;

@@ -30,9 +30,24 @@ class MirrorService::Listener : public core::SourceListener {
   void OnChange(const std::string& /*key*/) override {}
 
   void OnChangeSet(core::ChangeSet set) override {
+    Queued queued;
+    queued.point = set.point;
+    queued.writes.reserve(set.changes.size());
+    queued.costs.reserve(set.changes.size());
+    for (core::SourceChange& change : set.changes) {
+      core::SinkWrite write;
+      write.type = change.exists ? core::SinkWrite::Type::kPut : core::SinkWrite::Type::kDelete;
+      write.key = std::move(change.key);
+      write.value = std::move(change.value);
+      write.version = change.version;
+      write.lease = change.lease;
+      queued.costs.push_back(service_.checkpoints_.AtomicCost(write).bytes);
+      queued.writes.push_back(std::move(write));
+    }
+    queued.arrived = service_.clock_.Now();
     std::lock_guard lock(service_.mutex_);
-    service_.status_.latest_point = std::max(service_.status_.latest_point, set.point);
-    service_.queue_.push_back({std::move(set), service_.clock_.Now()});
+    service_.status_.latest_point = std::max(service_.status_.latest_point, queued.point);
+    service_.queue_.push_back(std::move(queued));
     service_.wake_.notify_all();
   }
 
@@ -242,7 +257,7 @@ bool MirrorService::Reconcile(ReconcileCause cause) {
       size_t dropped = 0;
       {
         std::lock_guard lock(mutex_);
-        while (!queue_.empty() && queue_.front().set.point <= applied_point_) {
+        while (!queue_.empty() && queue_.front().point <= applied_point_) {
           queue_.pop_front();
           ++dropped;
         }
@@ -297,93 +312,84 @@ void MirrorService::WaitForRate(size_t writes) {
 bool MirrorService::ApplyQueued() {
   const core::BatchLimits limits = checkpoints_.AtomicLimits();
   // Takes consecutive change sets: whole ones while they fit; a set larger than a batch alone is
-  // split, only its last part carrying its point.
+  // split, only its last part carrying its point. The sets stay whole in `taken` until their
+  // batch is answered, so that a failed one goes again whole (fenced writes: harmless).
   std::vector<Queued> taken;
   {
     std::lock_guard lock(mutex_);
-    while (!queue_.empty() && queue_.front().set.point <= applied_point_) queue_.pop_front();
+    while (!queue_.empty() && queue_.front().point <= applied_point_) queue_.pop_front();
     if (queue_.empty()) return true;
   }
   std::map<std::string, core::SinkWrite> writes;  // by key: the last change wins
   size_t bytes = limits.overhead_bytes;
-  std::vector<core::SinkWrite> oversized;
+  std::map<std::string, core::SinkWrite> oversized;  // each too large for any atomic batch
   int64_t checkpoint = applied_point_;
   std::chrono::steady_clock::time_point oldest{};
-  size_t sets = 0;
-  auto to_write = [](const core::SourceChange& change) {
-    core::SinkWrite write;
-    write.key = change.key;
-    write.type = change.exists ? core::SinkWrite::Type::kPut : core::SinkWrite::Type::kDelete;
-    write.value = change.value;
-    write.version = change.version;
-    write.lease = change.lease;
-    return write;
-  };
-  auto cost_of = [this](const core::SinkWrite& write) {
-    return checkpoints_.AtomicCost(write).bytes;
+  auto put_back = [&] {
+    std::lock_guard lock(mutex_);
+    for (auto it = taken.rbegin(); it != taken.rend(); ++it) queue_.push_front(std::move(*it));
   };
   for (;;) {
-    Queued next;
     {
       std::lock_guard lock(mutex_);
       if (queue_.empty()) break;
       // Does the whole next set fit beside what is taken?
+      const Queued& next = queue_.front();
       size_t extra_writes = 0;
       size_t extra_bytes = 0;
-      for (const core::SourceChange& change : queue_.front().set.changes) {
-        if (writes.count(change.key) == 0) ++extra_writes;
-        extra_bytes += cost_of(to_write(change));
+      for (size_t i = 0; i < next.writes.size(); ++i) {
+        if (writes.count(next.writes[i].key) == 0) ++extra_writes;
+        extra_bytes += next.costs[i];
       }
       const bool fits = writes.size() + extra_writes <= limits.max_writes &&
                         bytes + extra_bytes <= limits.max_bytes;
-      if (!fits && sets > 0) break;
-      next = std::move(queue_.front());
+      if (!fits && !taken.empty()) break;
+      taken.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
-    if (sets == 0) oldest = next.arrived;
-    ++sets;
-    for (const core::SourceChange& change : next.set.changes) {
-      core::SinkWrite write = to_write(change);
-      const size_t cost = cost_of(write);
+    const Queued& next = taken.back();
+    if (taken.size() == 1) oldest = next.arrived;
+    for (size_t i = 0; i < next.writes.size(); ++i) {
+      const core::SinkWrite& write = next.writes[i];
+      const size_t cost = next.costs[i];
       if (cost > limits.max_bytes) {
         writes.erase(write.key);
-        std::erase_if(oversized, [&](const core::SinkWrite& w) { return w.key == write.key; });
-        oversized.push_back(std::move(write));
+        oversized[write.key] = write;
         continue;
       }
-      std::erase_if(oversized, [&](const core::SinkWrite& w) { return w.key == write.key; });
+      oversized.erase(write.key);
       if (writes.count(write.key) == 0 &&
           (writes.size() + 1 > limits.max_writes || bytes + cost > limits.max_bytes)) {
-        // This set alone overflows a batch: send what is taken now, without this set's point.
+        // This set alone overflows a batch (it is the only one taken): send what is taken now,
+        // without this set's point.
         std::vector<core::SinkWrite> part;
         for (auto& [key, taken_write] : writes) part.push_back(std::move(taken_write));
         writes.clear();
         bytes = limits.overhead_bytes;
         if (!ApplyBatch(std::move(part), checkpoint, 0, oldest)) {
-          std::lock_guard lock(mutex_);
-          queue_.push_front(std::move(next));  // the set goes again whole: fenced, harmless
+          put_back();
           return false;
         }
       }
       bytes += cost;
-      writes[write.key] = std::move(write);
+      writes[write.key] = write;
     }
-    checkpoint = next.set.point;
-    taken.push_back(std::move(next));
+    checkpoint = next.point;
   }
   if (taken.empty()) return true;
-  AppliedBatch oversized_batch;
-  if (!oversized.empty() && !ApplyThroughWriter(std::move(oversized), oversized_batch)) {
-    std::lock_guard lock(mutex_);
-    for (auto it = taken.rbegin(); it != taken.rend(); ++it) queue_.push_front(std::move(*it));
-    return false;
+  if (!oversized.empty()) {
+    std::vector<core::SinkWrite> alone;
+    for (auto& [key, write] : oversized) alone.push_back(std::move(write));
+    if (!ApplyThroughWriter(std::move(alone))) {
+      put_back();
+      return false;
+    }
   }
   std::vector<core::SinkWrite> batch;
   batch.reserve(writes.size());
   for (auto& [key, write] : writes) batch.push_back(std::move(write));
-  if (!ApplyBatch(std::move(batch), checkpoint, sets, oldest)) {
-    std::lock_guard lock(mutex_);
-    for (auto it = taken.rbegin(); it != taken.rend(); ++it) queue_.push_front(std::move(*it));
+  if (!ApplyBatch(std::move(batch), checkpoint, taken.size(), oldest)) {
+    put_back();
     return false;
   }
   return true;
@@ -423,8 +429,9 @@ bool MirrorService::ApplyBatch(std::vector<core::SinkWrite> writes, int64_t chec
   }
   for (size_t i = 0; i < result->size(); ++i) {
     const core::WriteAnswer& answer = (*result)[i];
-    if (!answer.outcome && answer.error.starts_with("lease_expired")) {
-      // The source's lease ended: the source deletes the key at a later point, which follows.
+    if (!answer.outcome && answer.skipped) {
+      // E.g. the source's lease ended: the source deletes the key at a later point, which
+      // follows.
       ++batch.absent;
       logger_.Debug("change bound to an expired lease skipped", {{"key", keys[i]}});
       continue;
@@ -435,20 +442,9 @@ bool MirrorService::ApplyBatch(std::vector<core::SinkWrite> writes, int64_t chec
                     {{"key", keys[i]}, {"error", answer.error}});
       continue;
     }
-    switch (*answer.outcome) {
-      case core::WriteOutcome::kApplied:
-        ++batch.applied;
-        break;
-      case core::WriteOutcome::kStale:
-        ++batch.stale;
-        break;
-      case core::WriteOutcome::kForeign:
-        ++batch.foreign;
-        logger_.Debug("change of a foreign key left alone", {{"key", keys[i]}});
-        break;
-      case core::WriteOutcome::kAlreadyAbsent:
-        ++batch.absent;
-        break;
+    CountOutcome(*answer.outcome, batch);
+    if (*answer.outcome == core::WriteOutcome::kForeign) {
+      logger_.Debug("change of a foreign key left alone", {{"key", keys[i]}});
     }
   }
   applied_point_ = std::max(applied_point_, checkpoint);
@@ -462,8 +458,12 @@ bool MirrorService::ApplyBatch(std::vector<core::SinkWrite> writes, int64_t chec
   return true;
 }
 
-bool MirrorService::ApplyThroughWriter(std::vector<core::SinkWrite> writes, AppliedBatch& batch) {
-  WaitForRate(writes.size());
+bool MirrorService::ApplyThroughWriter(std::vector<core::SinkWrite> writes) {
+  // The writer takes these writes from the rate limiter itself.
+  AppliedBatch batch;
+  batch.writes = writes.size();
+  batch.checkpoint = applied_point_;  // unchanged: the next atomic batch carries it on
+  const auto started = clock_.Now();
   std::vector<std::promise<WriteResult>> answers(writes.size());
   std::vector<std::string> keys;
   for (size_t i = 0; i < writes.size(); ++i) {
@@ -472,10 +472,11 @@ bool MirrorService::ApplyThroughWriter(std::vector<core::SinkWrite> writes, Appl
                    [&answer = answers[i]](const WriteResult& r) { answer.set_value(r); });
   }
   bool ok = true;
+  bool not_leader = false;
   for (size_t i = 0; i < answers.size(); ++i) {
     WriteResult result = answers[i].get_future().get();
     if (result.ok()) {
-      if (*result == core::WriteOutcome::kApplied) ++batch.applied;
+      CountOutcome(*result, batch);
       continue;
     }
     if (result.error().code == WriteError::Code::kRefused) {
@@ -484,11 +485,30 @@ bool MirrorService::ApplyThroughWriter(std::vector<core::SinkWrite> writes, Appl
                     {{"key", keys[i]}, {"error", result.error().message}});
       continue;
     }
-    if (result.error().code == WriteError::Code::kNotLeader)
-      election_driver_.StepDown("the leadership fence failed");
+    not_leader = not_leader || result.error().code == WriteError::Code::kNotLeader;
     ok = false;
   }
+  batch.duration = clock_.Now() - started;
+  if (not_leader) election_driver_.StepDown("the leadership fence failed");
+  if (ok && options_.on_applied) options_.on_applied(batch);
   return ok;
+}
+
+void MirrorService::CountOutcome(core::WriteOutcome outcome, AppliedBatch& batch) {
+  switch (outcome) {
+    case core::WriteOutcome::kApplied:
+      ++batch.applied;
+      break;
+    case core::WriteOutcome::kStale:
+      ++batch.stale;
+      break;
+    case core::WriteOutcome::kForeign:
+      ++batch.foreign;
+      break;
+    case core::WriteOutcome::kAlreadyAbsent:
+      ++batch.absent;
+      break;
+  }
 }
 
 ElectionDriverHooks MirrorService::ElectionHooks() {

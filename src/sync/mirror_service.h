@@ -134,8 +134,12 @@ class MirrorService {
 
  private:
   class Listener;
+  // One change set, as the writes it becomes (built once, on arrival) and what each costs of an
+  // atomic batch (CheckpointedSink::AtomicCost).
   struct Queued {
-    core::ChangeSet set;
+    int64_t point = 0;
+    std::vector<core::SinkWrite> writes;
+    std::vector<size_t> costs;
     std::chrono::steady_clock::time_point arrived;
   };
 
@@ -148,7 +152,8 @@ class MirrorService {
   bool ApplyBatch(std::vector<core::SinkWrite> writes, int64_t checkpoint, size_t change_sets,
                   std::chrono::steady_clock::time_point oldest);
   // Writes that fit no atomic batch, one at a time through the writer.
-  bool ApplyThroughWriter(std::vector<core::SinkWrite> writes, AppliedBatch& batch);
+  bool ApplyThroughWriter(std::vector<core::SinkWrite> writes);
+  static void CountOutcome(core::WriteOutcome outcome, AppliedBatch& batch);
   void WaitForRate(size_t writes);
   void HandleSourceEvents();
   bool Stopping() const;

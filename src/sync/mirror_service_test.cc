@@ -117,9 +117,9 @@ class MirrorServiceTest : public ::testing::Test {
   bool Converged(const std::map<std::string, std::string>& foreign = {}) const {
     std::map<std::string, std::string> expected = foreign;
     core::SnapshotOptions options;
-    for (const char* key : {"/registry/a", "/registry/b", "/registry/c", "/registry2/x",
-                                   "/registry/t1", "/registry/t2", "/registry/t3",
-                                   "/registry/late", "/registry/down"}) {
+    for (const char* key :
+         {"/registry/a", "/registry/b", "/registry/c", "/registry2/x", "/registry/t1",
+          "/registry/t2", "/registry/t3", "/registry/late", "/registry/down"}) {
       if (auto entry = source_.Get(key)) expected[key] = entry->value;
     }
     return sink_.Values() == expected;
@@ -268,6 +268,43 @@ TEST_F(MirrorServiceTest, ASetLargerThanABatchIsSplitAndOnlyItsLastPartCarriesIt
   EXPECT_LE(small.max_batch_seen(), 3u);  // AtomicLimits: one write less than Limits
 }
 
+TEST_F(MirrorServiceTest, AWriteTooLargeForAnAtomicBatchGoesAloneAndTheCheckpointFollows) {
+  core::memory::InMemorySink sink({.key_prefix = "/sink", .max_atomic_bytes = 1000});
+  Mirror mirror(scope_, source_, sink, logger_, clock_);
+  mirror.Start();
+  ASSERT_TRUE(WaitFor([&] { return sink.checkpoint().has_value(); }, kWait));
+  const size_t atomic_before = sink.atomic_batches_applied();
+  const std::string large(5000, 'x');
+  const int64_t point =
+      source_.Apply({{"/registry/large", true, large, 0, 0}, {"/registry/small", true, "s", 0, 0}});
+  ASSERT_TRUE(WaitFor([&] { return sink.checkpoint() == point; }, kWait));
+  const auto stored = sink.Get("/registry/large");
+  ASSERT_TRUE(stored && stored->value);
+  EXPECT_EQ(*stored->value, large);
+  EXPECT_EQ(stored->owner->source_version, point);
+  EXPECT_EQ(sink.Get("/registry/small")->value, "s");
+  // The small write and the checkpoint went atomically, the large one through the writer.
+  EXPECT_EQ(sink.atomic_batches_applied(), atomic_before + 1);
+  const std::vector<AppliedBatch> batches = mirror.batches();
+  ASSERT_GE(batches.size(), 2u);
+  EXPECT_EQ(batches[batches.size() - 2].applied, 1u);  // the large write, alone
+  EXPECT_EQ(batches.back().checkpoint, point);
+}
+
+TEST_F(MirrorServiceTest, AWriteTheSinkSkipsIsNoFailureAndTheCheckpointMovesOn) {
+  Mirror mirror(scope_, source_, sink_, logger_, clock_);
+  mirror.Start();
+  ASSERT_TRUE(WaitFor([&] { return sink_.checkpoint().has_value(); }, kWait));
+  sink_.SkipKey("/registry/expiring");
+  const int64_t point = source_.Apply(
+      {{"/registry/expiring", true, "its lease ended", 0, 0}, {"/registry/b", true, "2", 0, 0}});
+  ASSERT_TRUE(WaitFor([&] { return CheckpointIs(point); }, kWait));
+  EXPECT_FALSE(sink_.Get("/registry/expiring").has_value());
+  EXPECT_EQ(SinkValue("/registry/b"), "2");
+  EXPECT_EQ(mirror.batches().back().absent, 1u);
+  EXPECT_EQ(mirror.batches().back().failed, 0u);
+}
+
 TEST_F(MirrorServiceTest, ASinkOutageIsRetriedAndNothingIsLost) {
   Mirror mirror(scope_, source_, sink_, logger_, clock_);
   mirror.Start();
@@ -294,8 +331,8 @@ TEST_F(MirrorServiceTest, OnlyTheLeaderWritesAndANewLeadershipResumesFromTheChec
   // Deposed, it closes the stream, campaigns again, and as the only candidate leads again,
   // resuming from the checkpoint instead of copying everything.
   source_.Put("/registry/b", "across the leadership change");
-  ASSERT_TRUE(WaitFor([&] { return SinkValue("/registry/b") == "across the leadership change"; },
-                      kWait));
+  ASSERT_TRUE(
+      WaitFor([&] { return SinkValue("/registry/b") == "across the leadership change"; }, kWait));
   EXPECT_EQ(source_.snapshots_read(), 1u);
   EXPECT_GE(source_.ordered_opens(), 2u);
   EXPECT_TRUE(mirror.Stop().ok());

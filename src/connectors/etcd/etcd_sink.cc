@@ -303,6 +303,29 @@ core::SinkResult<int64_t> EtcdSink::LeaseFor(const core::SinkWrite& write) const
   return options_.leases->DestinationLease(write.lease);
 }
 
+core::SinkResult<EtcdSink::LeasedWrites> EtcdSink::WithLeases(std::vector<core::SinkWrite>& writes,
+                                                              bool only_expired_alone) const {
+  LeasedWrites leased;
+  leased.fenced.reserve(writes.size());
+  leased.sent.reserve(writes.size());
+  for (size_t i = 0; i < writes.size(); ++i) {
+    core::SinkResult<int64_t> lease = LeaseFor(writes[i]);
+    if (!lease.ok()) {
+      if (only_expired_alone && lease.error().label != kLeaseExpiredLabel) {
+        return Unexpected{lease.error()};
+      }
+      if (leased.unsent.empty()) leased.unsent.resize(writes.size());
+      leased.unsent[i].error = lease.error().label + ": " + lease.error().message;
+      leased.unsent[i].skipped = lease.error().label == kLeaseExpiredLabel;
+      continue;
+    }
+    leased.sent.push_back(i);
+    leased.fenced.push_back(ToFencedWrite(std::move(writes[i])));
+    leased.fenced.back().lease = *lease;
+  }
+  return leased;
+}
+
 void EtcdSink::FailAsync(core::SinkError error, std::function<void(core::BatchResult)> done) {
   // An empty transaction only to be answered on the client's thread.
   etcd::CallOptions call;
@@ -316,24 +339,14 @@ void EtcdSink::ApplyAsync(std::vector<core::SinkWrite> writes, std::vector<int> 
                           const std::optional<core::Fence>& fence,
                           std::function<void(core::BatchResult)> done) {
   const bool flat = !variants.empty() && IsFlat(variants.front());
-  const size_t count = writes.size();
-  std::vector<FencedWrite> fenced;
-  std::vector<PutForm> forms;
-  fenced.reserve(count);
-  forms.reserve(count);
   // A write whose lease lookup failed stays out of the transaction, answered with the error.
-  std::vector<std::string> lease_errors;
-  std::vector<size_t> sent;  // the index of each transaction's write in `writes`
-  for (size_t i = 0; i < count; ++i) {
-    core::SinkResult<int64_t> lease = LeaseFor(writes[i]);
-    if (!lease.ok()) {
-      if (lease_errors.empty()) lease_errors.resize(count);
-      lease_errors[i] = lease.error().label + ": " + lease.error().message;
-      continue;
-    }
-    sent.push_back(i);
-    fenced.push_back(ToFencedWrite(std::move(writes[i])));
-    fenced.back().lease = *lease;
+  LeasedWrites leased = *WithLeases(writes, /*only_expired_alone=*/false);
+  std::vector<FencedWrite> fenced = std::move(leased.fenced);
+  std::vector<size_t> sent = std::move(leased.sent);
+  std::vector<core::WriteAnswer> lease_errors = std::move(leased.unsent);
+  std::vector<PutForm> forms;
+  forms.reserve(sent.size());
+  for (size_t i : sent) {
     forms.push_back(flat ? PutForm::kNested : static_cast<PutForm>(variants[i]));
   }
   std::optional<etcd::LeaderKey> leader;
@@ -359,8 +372,7 @@ void EtcdSink::ApplyAsync(std::vector<core::SinkWrite> writes, std::vector<int> 
                      done(std::move(answer));
                      return;
                    }
-                   std::vector<core::WriteAnswer> answers(lease_errors.size());
-                   for (size_t i = 0; i < answers.size(); ++i) answers[i].error = lease_errors[i];
+                   std::vector<core::WriteAnswer> answers = lease_errors;
                    for (size_t j = 0; j < sent.size(); ++j)
                      answers[sent[j]] = std::move((*answer)[j]);
                    done(std::move(answers));
@@ -410,25 +422,16 @@ void EtcdSink::ApplyAtomicAsync(std::vector<core::SinkWrite> writes, int64_t che
     return;
   }
   const size_t count = writes.size();
-  std::vector<FencedWrite> fenced;
-  fenced.reserve(count);
-  std::vector<std::string> lease_errors;
-  std::vector<size_t> sent;
-  for (size_t i = 0; i < count; ++i) {
-    core::SinkResult<int64_t> lease = LeaseFor(writes[i]);
-    if (!lease.ok()) {
-      if (lease.error().label != kLeaseExpiredLabel) {
-        FailAsync(lease.error(), std::move(done));
-        return;
-      }
-      if (lease_errors.empty()) lease_errors.resize(count);
-      lease_errors[i] = lease.error().label + ": " + lease.error().message;
-      continue;
-    }
-    sent.push_back(i);
-    fenced.push_back(ToFencedWrite(std::move(writes[i])));
-    fenced.back().lease = *lease;
+  // Only an expired source lease fails its write alone (the source deletes the key later); any
+  // other lookup failure fails the batch, so that the checkpoint never passes a lost write.
+  auto leased = WithLeases(writes, /*only_expired_alone=*/true);
+  if (!leased.ok()) {
+    FailAsync(leased.error(), std::move(done));
+    return;
   }
+  std::vector<FencedWrite> fenced = std::move(leased->fenced);
+  std::vector<size_t> sent = std::move(leased->sent);
+  std::vector<core::WriteAnswer> lease_errors = std::move(leased->unsent);
   etcd::TxnRequest txn;
   if (fence) {
     txn.compares.push_back(
@@ -453,8 +456,8 @@ void EtcdSink::ApplyAtomicAsync(std::vector<core::SinkWrite> writes, int64_t che
                                           "not_leader"}});
           return;
         }
-        std::vector<core::WriteAnswer> answers(count);
-        for (size_t i = 0; i < lease_errors.size(); ++i) answers[i].error = lease_errors[i];
+        std::vector<core::WriteAnswer> answers = std::move(lease_errors);
+        answers.resize(count);
         for (size_t j = 0; j < sent.size(); ++j) {
           const std::optional<FencedReply> reply = ReplyOf(*result, j, fenced[j], PutForm::kNested);
           if (reply && reply->outcome) {

@@ -120,6 +120,18 @@ class EtcdSink final : public core::Sink, public core::CheckpointedSink {
   // The destination lease of a write that needs one (0 when it needs none), or the error of its
   // lookup.
   core::SinkResult<int64_t> LeaseFor(const core::SinkWrite& write) const;
+  // A batch's writes as fenced writes bound to their destination leases. A write whose lease
+  // lookup failed stays out of `fenced` and is answered with `unsent[i]` (an error, `skipped` for
+  // an expired source lease; `unsent` stays empty when no lookup failed), unless
+  // `only_expired_alone` and the lookup failed for another reason than an expired source lease:
+  // then the whole batch fails with that error.
+  struct LeasedWrites {
+    std::vector<FencedWrite> fenced;
+    std::vector<size_t> sent;  // the index in the batch of each of `fenced`
+    std::vector<core::WriteAnswer> unsent;
+  };
+  core::SinkResult<LeasedWrites> WithLeases(std::vector<core::SinkWrite>& writes,
+                                            bool only_expired_alone) const;
   // Calls `done` with `error` on the etcd client's callback thread (never inline).
   void FailAsync(core::SinkError error, std::function<void(core::BatchResult)> done);
 

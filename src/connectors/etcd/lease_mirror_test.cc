@@ -256,13 +256,16 @@ TEST_F(LeaseCopyingSinkTest, AFailedLeaseLookupFailsThatWriteAlone) {
   EXPECT_FALSE(result->at(0).outcome);
   EXPECT_FALSE(result->at(0).resend_variant);
   EXPECT_TRUE(result->at(0).error.starts_with("lease_expired")) << result->at(0).error;
+  EXPECT_TRUE(result->at(0).skipped);
   EXPECT_EQ(result->at(1).outcome, WriteOutcome::kApplied);
+  EXPECT_FALSE(result->at(1).skipped);
   EXPECT_FALSE(destination_.store().Get("/registry/a").has_value());
 
   // Atomic: an expired source lease leaves its write out, the rest and the checkpoint apply.
   auto atomic = ApplyAtomic({Put("/registry/c", 6, 0x777), Put("/registry/d", 6, source)}, 6);
   ASSERT_TRUE(atomic.ok()) << atomic.error().ToString();
   EXPECT_TRUE(atomic->at(0).error.starts_with("lease_expired"));
+  EXPECT_TRUE(atomic->at(0).skipped);
   EXPECT_EQ(atomic->at(1).outcome, WriteOutcome::kApplied);
   EXPECT_FALSE(destination_.store().Get("/registry/c").has_value());
   EXPECT_EQ(sink_.ReadCheckpoint().value(), std::optional<int64_t>(6));

@@ -142,6 +142,7 @@ SinkResult<std::optional<int64_t>> InMemorySink::ReadCheckpoint() {
 BatchLimits InMemorySink::AtomicLimits() const {
   BatchLimits limits = Limits(0);
   limits.max_writes = limits.max_writes > 1 ? limits.max_writes - 1 : 1;
+  if (options_.max_atomic_bytes != 0) limits.max_bytes = options_.max_atomic_bytes;
   return limits;
 }
 
@@ -199,7 +200,8 @@ BatchResult InMemorySink::ApplyLocked(const Batch& batch) {
     bytes += Cost(write, 0).bytes;
   }
   const size_t max_writes = batch.checkpoint ? AtomicLimits().max_writes : options_.max_writes;
-  if (batch.writes.size() > max_writes || bytes > options_.max_bytes) {
+  const size_t max_bytes = batch.checkpoint ? AtomicLimits().max_bytes : options_.max_bytes;
+  if (batch.writes.size() > max_writes || bytes > max_bytes) {
     return Unexpected(Error(SinkError::Code::kRefused, "batch over the limits"));
   }
   if (batch.fence &&
@@ -212,6 +214,10 @@ BatchResult InMemorySink::ApplyLocked(const Batch& batch) {
   std::vector<WriteAnswer> answers;
   answers.reserve(batch.writes.size());
   for (const SinkWrite& write : batch.writes) {
+    if (skipped_.count(write.key) != 0) {
+      answers.push_back(WriteAnswer{std::nullopt, std::nullopt, "skipped (test)", true});
+      continue;
+    }
     const Stored* now = CurrentLocked(write.key);
     const bool has_value = now != nullptr && now->value.has_value();
     const bool has_owner = now != nullptr && now->owner.has_value();
@@ -358,6 +364,11 @@ void InMemorySink::FailNextReads(int n, SinkError::Code code) {
 void InMemorySink::RefuseKey(const std::string& key) {
   std::lock_guard lock(mu_);
   refused_.insert(key);
+}
+
+void InMemorySink::SkipKey(const std::string& key) {
+  std::lock_guard lock(mu_);
+  skipped_.insert(key);
 }
 
 void InMemorySink::ClearRefusedKeys() {

@@ -17,7 +17,8 @@
 // A batch fenced by a Fence other than the one SetFence() made valid fails with kNotLeader and
 // applies nothing. One variant (0), one batch class (0); a batch over Limits() fails kRefused.
 // It is a CheckpointedSink too: ApplyAtomicAsync applies its writes by the same rules and records
-// the checkpoint in the same batch (one point), AtomicLimits() being Limits(0) minus one write.
+// the checkpoint in the same batch (one point), AtomicLimits() being Limits(0) minus one write
+// (and Options::max_atomic_bytes, when set).
 // Batches apply and answer on the sink's worker thread, in submission order, never inline.
 // List() reads at any point since the last Compact() (older: kCompacted; later than now: kOther).
 // The cursor reads its whole listing at the first Next() (or at Start() when a point is given)
@@ -51,6 +52,9 @@ class InMemorySink : public Sink, public CheckpointedSink {
     std::string key_prefix = "/sink";  // SinkKeyFor(key) = key_prefix + key
     size_t max_writes = 64;
     size_t max_bytes = 1 << 20;
+    // The bytes of an atomic batch (AtomicLimits), when not 0 (else max_bytes): lower, it makes
+    // a large write go through ApplyAsync alone, as etcd's nested form does for large values.
+    size_t max_atomic_bytes = 0;
   };
   InMemorySink() : InMemorySink(Options{}) {}
   explicit InMemorySink(Options options);
@@ -110,6 +114,9 @@ class InMemorySink : public Sink, public CheckpointedSink {
   // Any batch holding `key` fails with kRefused (a writer must split down to the write).
   void RefuseKey(const std::string& key);
   void ClearRefusedKeys();
+  // Writes of `key` are left out and answered `skipped` (as a sink does for a write whose source
+  // lease ended).
+  void SkipKey(const std::string& key);
   // Holds batches (unapplied, unanswered) from now until ResumeApplies; they then apply in order.
   void PauseApplies();
   void ResumeApplies();
@@ -169,6 +176,7 @@ class InMemorySink : public Sink, public CheckpointedSink {
   int fail_reads_ = 0;
   SinkError::Code fail_read_code_ = SinkError::Code::kUnavailable;
   std::set<std::string> refused_;
+  std::set<std::string> skipped_;
   size_t batches_applied_ = 0;
   size_t writes_applied_ = 0;
   size_t max_batch_seen_ = 0;
