@@ -109,8 +109,11 @@ TEST(ZkWalkerTest, AWideLevelIsRequestedInOneGoWithMultiRead) {
   auto walk = std::async(std::launch::async, [&] { return WalkZkTree(client, scope, options); });
   auto root = client.TakeAtLeast(1);
   ASSERT_EQ(root.size(), 1u);
-  Answer(root.front(), kLeaves);  // the walk sends the next level from within this callback
-  auto level = client.TakeAtLeast(1);
+  Answer(root.front(), kLeaves);
+  // Every request of the level goes out before any is answered (the walk may still be sending
+  // when the first arrives: wait for all of them, bounded; a walk held to the window of 50 would
+  // leave this at 50).
+  auto level = client.TakeAtLeast(kLeaves / 15);
   EXPECT_EQ(level.size(), static_cast<size_t>(kLeaves / 15));
   while (!level.empty()) {
     for (HoldingZkClient::Held& held : level) Answer(held, kLeaves);
