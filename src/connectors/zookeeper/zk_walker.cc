@@ -91,7 +91,7 @@ class Walk {
       std::lock_guard lock(mutex_);
       if (reply.ok()) {
         NoteZxid(reply->zxid);
-        if (scope_.Contains(path)) {
+        if (scope_.Contains(path) && Included(path, reply->stat)) {
           tree_.entries.push_back({path, std::move(reply->data), reply->stat.mzxid});
           MaybeReportProgress();
         }
@@ -168,7 +168,7 @@ class Walk {
                   todo_.push_front({std::move(child_path), false});
                 }
               }
-            } else if (scope_.Contains(path)) {
+            } else if (scope_.Contains(path) && Included(path, result.stat)) {
               tree_.entries.push_back({path, std::move(result.data), result.stat.mzxid});
               MaybeReportProgress();
             }
@@ -185,6 +185,10 @@ class Walk {
     if (options_.on_progress && tree_.entries.size() % 10000 == 0) {
       options_.on_progress(tree_.entries.size());
     }
+  }
+
+  bool Included(const std::string& path, const zk::Stat& stat) const {
+    return !options_.include || options_.include(path, stat);
   }
 
   // Sends what the reply queued, then retires the reply. The request stays counted in flight
@@ -247,7 +251,7 @@ class NodeReads {
       }
       client_.GetData(paths_[index], false, [this, index](zk::ZkResult<zk::GetDataReply> reply) {
         {
-          auto state = EntryStateOf(std::move(reply));
+          auto state = EntryStateOf(std::move(reply), paths_[index], options_.include);
           std::lock_guard lock(mutex_);
           if (state.ok()) {
             states_[index] = std::move(state).value();
@@ -301,6 +305,7 @@ class NodeReads {
             // The zxid at which this read was answered (with multiRead, the whole request's).
             state.observed_at = result.zxid > 0 ? result.zxid : reply->zxid;
             if (result.error == zk::ZkErrorCode::kOk) {
+              if (options_.include && !options_.include(paths_[i], result.stat)) continue;
               state.exists = true;
               state.value = std::move(result.data);
               state.version = result.stat.mzxid;
@@ -331,13 +336,16 @@ class NodeReads {
 
 }  // namespace
 
-Result<core::EntryState, zk::ZkError> EntryStateOf(zk::ZkResult<zk::GetDataReply> reply) {
+Result<core::EntryState, zk::ZkError> EntryStateOf(zk::ZkResult<zk::GetDataReply> reply,
+                                                   const std::string& path,
+                                                   const NodeFilter& include) {
   core::EntryState state;
   if (reply.ok()) {
+    state.observed_at = reply->zxid;
+    if (include && !include(path, reply->stat)) return state;
     state.exists = true;
     state.value = std::move(reply->data);
     state.version = reply->stat.mzxid;
-    state.observed_at = reply->zxid;
   } else if (reply.error().code == zk::ZkErrorCode::kNoNode) {
     state.observed_at = reply.error().zxid;
   } else {

@@ -34,6 +34,12 @@ namespace zk2etcd::connectors {
 // with 50 and 0.15 s with 200 (docs/BENCHMARKS.md, "A weak network").
 inline constexpr size_t kMinMultiReadWindow = 256;
 
+// Which in-scope nodes a reader reports, given the node's Stat as read (e.g. only ephemeral
+// ones, or none that another job of this process wrote). A node left out reads as absent at the
+// reply's zxid; a walk still descends into its children. Empty: every in-scope node. Called on
+// the client's delivery thread; must be thread-safe and quick.
+using NodeFilter = std::function<bool(const std::string& path, const zk::Stat& stat)>;
+
 struct WalkOptions {
   // Requests in flight (with multiRead, at least kMinMultiReadWindow).
   size_t window = 50;
@@ -50,6 +56,7 @@ struct WalkOptions {
   bool set_watches = false;
   std::function<void(const std::string& path, const std::vector<std::string>& children)>
       on_children;
+  NodeFilter include;
 };
 
 // The snapshot's entries are sorted by path (byte order); its point is the highest reply zxid
@@ -58,8 +65,11 @@ Result<core::Snapshot, zk::ZkError> WalkZkTree(zk::ZkClient& client, const core:
                                                const WalkOptions& options);
 
 // A node as one getData reply shows it: the data and mzxid, observed at the reply's zxid; NoNode
-// is an absent node observed at the zxid of the error reply; any other error stays an error.
-Result<core::EntryState, zk::ZkError> EntryStateOf(zk::ZkResult<zk::GetDataReply> reply);
+// is an absent node observed at the zxid of the error reply (so is a node `include` leaves out);
+// any other error stays an error.
+Result<core::EntryState, zk::ZkError> EntryStateOf(zk::ZkResult<zk::GetDataReply> reply,
+                                                   const std::string& path = {},
+                                                   const NodeFilter& include = {});
 
 // How ReadNodes batches its getData requests.
 struct NodeReadOptions {
@@ -76,6 +86,7 @@ struct NodeReadOptions {
   const std::vector<size_t>* expected_bytes = nullptr;
   size_t max_multi_read_batch = 64;
   size_t batch_bytes = 1 << 20;
+  NodeFilter include;
 };
 
 // Reads the given nodes, in the order given, batched as `options` says (an absent node: exists

@@ -314,6 +314,7 @@ core::SourceResult<core::Snapshot> ZooKeeperSource::ReadSnapshot(
   walk.multi_read_batch = options_.multi_read_batch;
   walk.on_progress = options.on_progress;
   walk.cancel = options.cancel;
+  walk.include = options_.include;
   if (classic_mode_.load()) {
     walk.set_watches = true;
     walk.on_children = [this](const std::string& path, const std::vector<std::string>& names) {
@@ -334,6 +335,7 @@ core::SourceResult<std::vector<core::EntryState>> ZooKeeperSource::Reread(
   reads.window = options.window;
   reads.multi_read_batch = options_.multi_read_batch;
   reads.expected_bytes = options.expected_bytes;
+  reads.include = options_.include;
   auto states = ReadNodes(*client, keys, reads);
   if (!states.ok()) return Unexpected{ErrorOf(states.error(), epoch)};
   return std::move(states).value();
@@ -354,8 +356,8 @@ void ZooKeeperSource::ReadAsync(const std::string& key,
   issuing_read = this;
   client_->GetData(
       key, classic_mode_.load(),
-      [this, done = std::move(done)](zk::ZkResult<zk::GetDataReply> reply) mutable {
-        auto state = EntryStateOf(std::move(reply));
+      [this, key, done = std::move(done)](zk::ZkResult<zk::GetDataReply> reply) mutable {
+        auto state = EntryStateOf(std::move(reply), key, options_.include);
         core::SourceResult<core::EntryState> result = core::EntryState{};
         if (state.ok()) {
           result = std::move(state).value();

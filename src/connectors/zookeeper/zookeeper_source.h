@@ -55,6 +55,10 @@ struct ZooKeeperSourceOptions {
   // False: Open() registers no watch and the source announces no change (a snapshot-only source,
   // for `diff`).
   bool change_stream = true;
+  // Which in-scope nodes the source holds (zk_walker.h): a node left out is absent to every read
+  // (zk2zk: only ephemeral nodes for the reverse direction; none of the nodes the reverse
+  // direction wrote for the forward one). Changes are still announced by path; the read decides.
+  NodeFilter include;
 };
 
 class ZooKeeperSource final : public core::Source {
