@@ -1,5 +1,9 @@
 #include "cli/config.h"
 
+#include <algorithm>
+#include <cctype>
+#include <set>
+
 #include "cli/config_file.h"
 #include "common/strings.h"
 
@@ -10,7 +14,61 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
+// host:port in one spelling: no scheme, the host in lower case, the loopback as 127.0.0.1.
+std::string NormalizedServer(std::string_view endpoint) {
+  if (endpoint.starts_with("http://")) endpoint.remove_prefix(7);
+  if (endpoint.starts_with("https://")) endpoint.remove_prefix(8);
+  const size_t colon = endpoint.rfind(':');
+  std::string host(endpoint.substr(0, colon));
+  const std::string_view port =
+      colon == std::string_view::npos ? std::string_view() : endpoint.substr(colon);
+  std::transform(host.begin(), host.end(), host.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (host == "localhost" || host == "[::1]" || host == "::1") host = "127.0.0.1";
+  return host + std::string(port);
+}
+
 }  // namespace
+
+bool ShareAServer(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  std::set<std::string> servers;
+  for (const std::string& endpoint : a) servers.insert(NormalizedServer(endpoint));
+  return std::any_of(b.begin(), b.end(), [&](const std::string& endpoint) {
+    return servers.count(NormalizedServer(endpoint)) > 0;
+  });
+}
+
+Result<ZooKeeperServers, std::string> ParseZooKeeperServers(std::string_view flag,
+                                                            std::string_view value) {
+  ZooKeeperServers servers;
+  servers.connect_string = std::string(TrimWhitespace(value));
+  std::string hosts = servers.connect_string;
+  if (const size_t slash = hosts.find('/'); slash != std::string::npos) {
+    servers.chroot = hosts.substr(slash);
+    hosts.resize(slash);
+  }
+  servers.hosts = SplitCommaList(hosts);
+  if (servers.hosts.empty()) {
+    return Unexpected{std::string(flag) + " is empty: give host:port[,host:port...] (or " +
+                      FlagSet::EnvVarName(flag.substr(flag.starts_with("--") ? 2 : 0)) + ")"};
+  }
+  if (auto ok = CheckHostPorts(flag, servers.hosts, false); !ok.ok()) {
+    return Unexpected{ok.error()};
+  }
+  if (!servers.chroot.empty()) {
+    if (auto ok = core::ValidateZkPath(servers.chroot, std::string(flag) + " chroot"); !ok.ok()) {
+      return Unexpected{ok.error()};
+    }
+  }
+  return servers;
+}
+
+Result<void, std::string> CheckDigest(std::string_view flag, std::string_view digest) {
+  if (!digest.empty() && digest.find(':') == std::string_view::npos) {
+    return Unexpected{std::string(flag) + " must be user:password"};
+  }
+  return {};
+}
 
 Result<void, std::string> CheckHostPorts(std::string_view flag,
                                          const std::vector<std::string>& list, bool allow_scheme) {
@@ -129,26 +187,8 @@ Result<std::string, std::string> ElectionIdentity(std::string_view configured,
 
 Result<Config, std::string> ValidateCommonFlags(const CommonFlags& f) {
   // ZooKeeper servers: host:port list, the chroot (if any) after the last one.
-  std::string zk_servers(TrimWhitespace(f.zookeeper_servers));
-  std::string chroot;
-  if (const size_t slash = zk_servers.find('/'); slash != std::string::npos) {
-    chroot = zk_servers.substr(slash);
-    zk_servers.resize(slash);
-  }
-  const std::vector<std::string> zk_list = SplitCommaList(zk_servers);
-  if (zk_list.empty()) {
-    return Unexpected{
-        std::string("--zookeeper-servers is empty: give host:port[,host:port...] (or "
-                    "ZK2ETCD_ZOOKEEPER_SERVERS)")};
-  }
-  if (auto ok = CheckHostPorts("--zookeeper-servers", zk_list, false); !ok.ok()) {
-    return Unexpected{ok.error()};
-  }
-  if (!chroot.empty()) {
-    if (auto ok = core::ValidateZkPath(chroot, "--zookeeper-servers chroot"); !ok.ok()) {
-      return Unexpected{ok.error()};
-    }
-  }
+  auto zk_servers = ParseZooKeeperServers("--zookeeper-servers", f.zookeeper_servers);
+  if (!zk_servers.ok()) return Unexpected{zk_servers.error()};
   const std::vector<std::string> etcd_list = SplitCommaList(f.etcd_servers);
   if (etcd_list.empty()) {
     return Unexpected{std::string(
@@ -176,8 +216,8 @@ Result<Config, std::string> ValidateCommonFlags(const CommonFlags& f) {
         std::pair{"etcd-request-timeout", f.etcd_request_timeout}}) {
     if (auto ok = RequireDuration(flag, value, false); !ok.ok()) return Unexpected{ok.error()};
   }
-  if (!f.zookeeper_digest.empty() && f.zookeeper_digest.find(':') == std::string::npos) {
-    return Unexpected{std::string("--zookeeper-digest must be user:password")};
+  if (auto ok = CheckDigest("--zookeeper-digest", f.zookeeper_digest); !ok.ok()) {
+    return Unexpected{ok.error()};
   }
   if (f.etcd_cert.empty() != f.etcd_key.empty()) {
     return Unexpected{std::string("--etcd-cert and --etcd-key go together: give both or neither")};
@@ -204,7 +244,7 @@ Result<Config, std::string> ValidateCommonFlags(const CommonFlags& f) {
                 f.log_file_max_size_mb * 1024 * 1024,
                 static_cast<int>(f.log_file_max_backups)};
   config.adopt = *adopt;
-  config.zookeeper.connect_string = std::string(TrimWhitespace(f.zookeeper_servers));
+  config.zookeeper.connect_string = zk_servers->connect_string;
   config.zookeeper.session_timeout =
       std::chrono::duration_cast<milliseconds>(f.zookeeper_session_timeout);
   if (!f.zookeeper_digest.empty()) config.zookeeper.auth = {{"digest", f.zookeeper_digest}};

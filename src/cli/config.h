@@ -89,6 +89,24 @@ Result<Config, std::string> ValidateCommonFlags(const CommonFlags& flags);
 Result<void, std::string> CheckHostPorts(std::string_view flag,
                                          const std::vector<std::string>& list, bool allow_scheme);
 
+// A ZooKeeper connect string flag ("host:port[,host:port...][/chroot]"), checked.
+struct ZooKeeperServers {
+  std::string connect_string;      // as given, trimmed: what the client takes
+  std::vector<std::string> hosts;  // the host:port entries
+  std::string chroot;              // empty for none
+};
+// Fails (one line naming `flag`) on an empty list, an entry that is not host:port, or an invalid
+// chroot.
+Result<ZooKeeperServers, std::string> ParseZooKeeperServers(std::string_view flag,
+                                                            std::string_view value);
+// Checks a digest credential flag: empty, or user:password.
+Result<void, std::string> CheckDigest(std::string_view flag, std::string_view digest);
+
+// True when two server lists share a server, and so name the same cluster or ensemble: a
+// host:port in both, whatever the http:// or https:// scheme, the case of the host, or the
+// spelling of the loopback address (localhost, 127.0.0.1, [::1]).
+bool ShareAServer(const std::vector<std::string>& a, const std::vector<std::string>& b);
+
 // Checks that a duration flag is positive (or, with allow_zero, not negative).
 Result<void, std::string> RequireDuration(std::string_view flag, std::chrono::nanoseconds value,
                                           bool allow_zero);

@@ -5,10 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstring>
-#include <set>
 #include <sstream>
 #include <tuple>
 
@@ -109,32 +107,10 @@ Result<etcd::GrpcEtcdClientOptions, std::string> ValidateSide(const std::string&
   return options;
 }
 
-// host:port in one spelling: no scheme, the host in lower case, the loopback as 127.0.0.1.
-std::string NormalizedServer(std::string_view endpoint) {
-  if (endpoint.starts_with("http://")) endpoint.remove_prefix(7);
-  if (endpoint.starts_with("https://")) endpoint.remove_prefix(8);
-  const size_t colon = endpoint.rfind(':');
-  std::string host(endpoint.substr(0, colon));
-  const std::string_view port =
-      colon == std::string_view::npos ? std::string_view() : endpoint.substr(colon);
-  std::transform(host.begin(), host.end(), host.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (host == "localhost" || host == "[::1]" || host == "::1") host = "127.0.0.1";
-  return host + std::string(port);
-}
-
 }  // namespace
 
 bool KeyPrefixesOverlap(std::string_view a, std::string_view b) {
   return a.starts_with(b) || b.starts_with(a);
-}
-
-bool ShareAServer(const std::vector<std::string>& a, const std::vector<std::string>& b) {
-  std::set<std::string> servers;
-  for (const std::string& endpoint : a) servers.insert(NormalizedServer(endpoint));
-  return std::any_of(b.begin(), b.end(), [&](const std::string& endpoint) {
-    return servers.count(NormalizedServer(endpoint)) > 0;
-  });
 }
 
 void AddEtcd2EtcdFlags(FlagSet& flags, Etcd2EtcdFlags* v, MirrorCommand command) {

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cli/config.h"
 #include "cli/flags.h"
 #include "common/result.h"
 #include "etcd/grpc_etcd_client.h"
@@ -126,9 +127,6 @@ Result<Etcd2EtcdConfig, std::string> ValidateEtcd2EtcdFlags(const Etcd2EtcdFlags
 // True when two key prefixes share a key (string semantics: one starts with the other).
 bool KeyPrefixesOverlap(std::string_view a, std::string_view b);
 
-// True when two endpoint lists share a server, and so name the same etcd cluster: a host:port in
-// both, whatever the http:// or https:// scheme, the case of the host, or the spelling of the
-// loopback address (localhost, 127.0.0.1, [::1]).
-bool ShareAServer(const std::vector<std::string>& a, const std::vector<std::string>& b);
+// ShareAServer (two endpoint lists name the same cluster) is in cli/config.h.
 
 }  // namespace zk2etcd::cli

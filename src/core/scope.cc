@@ -52,17 +52,20 @@ Result<void, std::string> ValidateZkPath(std::string_view path, std::string_view
 }
 
 Result<Scope, std::string> Scope::Create(const std::vector<std::string>& prefixes,
-                                         const std::vector<std::string>& excludes) {
+                                         const std::vector<std::string>& excludes,
+                                         const ScopeFlagNames& flags) {
+  const std::string prefixes_flag(flags.prefixes);
+  const std::string excludes_flag(flags.excludes);
   if (prefixes.empty()) {
-    return Unexpected{std::string("--zookeeper-prefix is empty: give at least one path to sync")};
+    return Unexpected{prefixes_flag + " is empty: give at least one path to sync"};
   }
   for (const std::string& prefix : prefixes) {
-    if (auto valid = ValidateZkPath(prefix, "--zookeeper-prefix"); !valid.ok()) {
+    if (auto valid = ValidateZkPath(prefix, prefixes_flag); !valid.ok()) {
       return Unexpected{valid.error()};
     }
   }
   for (const std::string& exclude : excludes) {
-    if (auto valid = ValidateZkPath(exclude, "--zookeeper-exclude-prefix"); !valid.ok()) {
+    if (auto valid = ValidateZkPath(exclude, excludes_flag); !valid.ok()) {
       return Unexpected{valid.error()};
     }
   }
@@ -74,11 +77,11 @@ Result<Scope, std::string> Scope::Create(const std::vector<std::string>& prefixe
     for (const std::string& prefix : merged_prefixes) {
       if (IsSameOrBelow(prefix, exclude)) {
         if (exclude == kZooKeeperSystemTree) {
-          return Unexpected{"--zookeeper-prefix \"" + prefix +
+          return Unexpected{prefixes_flag + " \"" + prefix +
                             "\" lies in ZooKeeper's own /zookeeper tree, which is never synced"};
         }
-        return Unexpected{"--zookeeper-exclude-prefix \"" + exclude +
-                          "\" removes the whole --zookeeper-prefix \"" + prefix + "\""};
+        return Unexpected{excludes_flag + " \"" + exclude + "\" removes the whole " +
+                          prefixes_flag + " \"" + prefix + "\""};
       }
     }
     const bool inside_some_prefix =

@@ -27,12 +27,19 @@ bool IsSameOrBelow(std::string_view path, std::string_view ancestor);
 // component, no trailing '/' (except "/" itself), no NUL. The error names `what` and the path.
 Result<void, std::string> ValidateZkPath(std::string_view path, std::string_view what);
 
+// The flags a path scope's lists come from, for its error messages.
+struct ScopeFlagNames {
+  std::string_view prefixes = "--zookeeper-prefix";
+  std::string_view excludes = "--zookeeper-exclude-prefix";
+};
+
 class Scope {
  public:
   // Fails (one line naming the flag and the value) on an invalid path, an empty prefix list, or
   // an exclude that removes a whole prefix.
   static Result<Scope, std::string> Create(const std::vector<std::string>& prefixes,
-                                           const std::vector<std::string>& excludes);
+                                           const std::vector<std::string>& excludes,
+                                           const ScopeFlagNames& flags = {});
 
   // A key-prefix scope: every key starting with `prefix` (which may be empty: every key).
   static Scope ForKeyPrefix(std::string prefix);
