@@ -109,6 +109,7 @@ struct Reconciler::RepairState {
   std::vector<std::pair<std::string, std::string>> recorded;  // applied puts, for the store
   std::vector<std::string> forgotten;                         // applied deletes, for the store
   std::optional<std::chrono::steady_clock::time_point> started;
+  std::function<void(const RepairResult&)> on_repair;
 };
 
 Result<AdoptPolicy, std::string> ParseAdoptPolicy(std::string_view name) {
@@ -202,6 +203,7 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
   ReconcileReport report;
   const bool fix = options.fix && writer_ != nullptr;
   RepairState repairs;
+  repairs.on_repair = options.on_repair;
   std::optional<ReconcileError> failure;
   std::chrono::nanoseconds waiting{0};
   DiffOptions diff_options;
@@ -370,8 +372,10 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
   return confirmed;
 }
 
-void Reconciler::Repair(ReconcileReport& report) {
+void Reconciler::Repair(ReconcileReport& report,
+                        const std::function<void(const RepairResult&)>& on_repair) {
   RepairState state;
+  state.on_repair = on_repair;
   StartRepair(state);
   SubmitRepairs(state, report, report.differences);
   FinishRepair(state, report);
@@ -428,10 +432,12 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
                                   difference.owner_version ? difference.record_version : 0,
                                   difference.owner_version.value_or(0)};
     pending.Add();
+    const core::SinkWrite::Type type = write.type;
+    const int64_t version = write.version;
     writer_->Submit(
         std::move(write),
         [&, key = difference.key, value = ownership_ != nullptr ? difference.source.value : "",
-         is_put = difference.source.exists, adoption](const WriteResult& result) {
+         is_put = difference.source.exists, adoption, type, version](const WriteResult& result) {
           {
             std::lock_guard lock(pending.mutex());
             if (!result.ok()) {
@@ -455,6 +461,7 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
               ++report.stale;
             }
           }
+          if (state.on_repair) state.on_repair(RepairResult{type, key, version, result});
           pending.Done();
         });
   }

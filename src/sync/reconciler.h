@@ -61,6 +61,14 @@ enum class AdoptPolicy {
 Result<AdoptPolicy, std::string> ParseAdoptPolicy(std::string_view name);
 std::string_view AdoptPolicyName(AdoptPolicy policy);
 
+// One repair's answer, for a caller that records every write (zk2zk's audit log).
+struct RepairResult {
+  core::SinkWrite::Type type = core::SinkWrite::Type::kPut;
+  std::string key;      // the sink's name
+  int64_t version = 0;  // the write's source version (a delete: the point of the absence)
+  WriteResult result;   // the outcome, or why the write failed
+};
+
 struct ReconcileOptions {
   bool fix = true;
   size_t source_window = 50;  // source requests in flight
@@ -73,6 +81,8 @@ struct ReconcileOptions {
   // counts them, and memory holds one chunk of differences at a time (sync).
   bool keep_differences = true;
   AdoptPolicy adopt = AdoptPolicy::kNone;
+  // Called for every repair once the sink answered it (on the writer's thread); must be quick.
+  std::function<void(const RepairResult&)> on_repair;
 };
 
 // A difference confirmed by the second read.
@@ -146,8 +156,10 @@ class Reconciler {
                                               const ReconcileOptions& options);
 
   // Step 4 on its own, for a report from a Run without fix that kept its differences (diff
-  // --fix after several rounds). REQUIRES: constructed with a writer.
-  void Repair(ReconcileReport& report);
+  // --fix after several rounds); `on_repair` as ReconcileOptions'. REQUIRES: constructed with a
+  // writer.
+  void Repair(ReconcileReport& report,
+              const std::function<void(const RepairResult&)>& on_repair = {});
 
  private:
   // Step 3: the second read. Returns the candidates that still differ.

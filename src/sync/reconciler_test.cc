@@ -10,6 +10,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 
@@ -161,6 +162,28 @@ TEST_F(ReconcilerTest, RepairsChangedAndMissingKeysAndRemovesExtrasItOwns) {
   EXPECT_FALSE(sink_.Get("/dubbo/orphan").has_value());
   EXPECT_FALSE(sink_.Get("/dubbo/leftover").has_value());
   EXPECT_EQ(Run().VisibleDifferences(), 0u);
+}
+
+TEST_F(ReconcilerTest, EveryRepairIsReportedWithItsOutcome) {
+  FillSource();
+  Run();
+  SourcePut("/dubbo/k0", "changed in the source");
+  ASSERT_TRUE(source_.Delete("/dubbo/k1"));
+  std::mutex mutex;
+  std::map<std::string, std::pair<core::SinkWrite::Type, bool>> repairs;
+  ReconcileOptions options;
+  options.on_repair = [&](const RepairResult& repair) {
+    std::lock_guard lock(mutex);
+    repairs[repair.key] = {repair.type,
+                           repair.result.ok() && *repair.result == core::WriteOutcome::kApplied};
+  };
+  const ReconcileReport report = Run(options);
+  EXPECT_EQ(report.fixed_puts + report.fixed_deletes, 2u);
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(repairs.size(), 2u);
+  EXPECT_EQ(repairs[sink_.SinkKeyFor("/dubbo/k0")], std::pair(core::SinkWrite::Type::kPut, true));
+  EXPECT_EQ(repairs[sink_.SinkKeyFor("/dubbo/k1")],
+            std::pair(core::SinkWrite::Type::kDelete, true));
 }
 
 TEST_F(ReconcilerTest, ForeignKeysSurviveAndAreReported) {

@@ -210,6 +210,7 @@ void SyncService::Reconcile() {
   options.keep_differences = false;  // counted, not listed: memory stays one chunk
   options.sink_page_size = options_.sink_page_size;
   options.adopt = options_.adopt;
+  options.on_repair = options_.on_repair;
   options.on_progress = [this](size_t nodes) {
     logger_.Info("reconciliation progress", {{"nodes_read", nodes}});
   };

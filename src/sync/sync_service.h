@@ -62,6 +62,8 @@ struct SyncServiceOptions {
   std::function<void(const Result<ReconcileReport, ReconcileError>&)> on_reconcile;
   // Called for every incremental write (on the writer's thread).
   std::function<void(const AppliedChange&)> on_change;
+  // Called for every repair of a reconciliation (on the writer's thread).
+  std::function<void(const RepairResult&)> on_repair;
 };
 
 struct SyncStatus {
