@@ -16,21 +16,6 @@ namespace {
 
 constexpr std::string_view kLevelNames[] = {"debug", "info", "warn", "error", "panic", "fatal"};
 
-std::string FormatTimestamp(std::chrono::system_clock::time_point time) {
-  const auto since_epoch = time.time_since_epoch();
-  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
-  const auto millis =
-      std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - seconds).count();
-  const std::time_t t = static_cast<std::time_t>(seconds.count());
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buffer[96];  // sized for any int fields, which silences -Wformat-truncation
-  std::snprintf(buffer, sizeof(buffer), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(millis));
-  return buffer;
-}
-
 // Length of the valid UTF-8 sequence at the start of `text`, or 0 if it is not valid.
 size_t Utf8SequenceLength(std::string_view text) {
   const auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
@@ -82,6 +67,21 @@ void AppendValue(std::string& out, const LogField::Value& value, LogFormat forma
 
 }  // namespace
 
+std::string FormatTimestamp(std::chrono::system_clock::time_point time) {
+  const auto since_epoch = time.time_since_epoch();
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
+  const auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - seconds).count();
+  const std::time_t t = static_cast<std::time_t>(seconds.count());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buffer[96];  // sized for any int fields, which silences -Wformat-truncation
+  std::snprintf(buffer, sizeof(buffer), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(millis));
+  return buffer;
+}
+
 Result<LogLevel, std::string> ParseLogLevel(std::string_view name) {
   if (name == "warning") return LogLevel::kWarn;
   for (size_t i = 0; i < std::size(kLevelNames); ++i) {
@@ -112,11 +112,21 @@ void AppendJsonEscaped(std::string& out, std::string_view text) {
     }
     if (length == 1) {
       switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
         default:
           if (static_cast<unsigned char>(c) < 0x20) {
             char buffer[8];
@@ -258,8 +268,7 @@ void TeeLogSink::WriteLine(std::string_view line) {
   for (const auto& sink : sinks_) sink->WriteLine(line);
 }
 
-Logger::Logger(std::shared_ptr<LogSink> sink, LogFormat format, LogLevel level,
-               const Clock& clock)
+Logger::Logger(std::shared_ptr<LogSink> sink, LogFormat format, LogLevel level, const Clock& clock)
     : sink_(std::move(sink)), format_(format), level_(level), clock_(clock) {}
 
 std::string Logger::Format(LogLevel level, std::string_view message,
@@ -299,8 +308,7 @@ std::string Logger::Format(LogLevel level, std::string_view message,
   return line;
 }
 
-void Logger::Log(LogLevel level, std::string_view message,
-                 std::initializer_list<LogField> fields) {
+void Logger::Log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields) {
   if (!Enabled(level)) return;
   const std::string line = Format(level, message, fields);
   std::lock_guard lock(write_mutex_);

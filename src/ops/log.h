@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -39,8 +40,7 @@ struct LogField {
   LogField(std::string_view k, bool v) : key(k), value(v) {}
   LogField(std::string_view k, double v) : key(k), value(v) {}
   template <typename T>
-    requires std::is_integral_v<T>
-  LogField(std::string_view k, T v) : key(k) {
+  requires std::is_integral_v<T> LogField(std::string_view k, T v) : key(k) {
     if constexpr (std::is_signed_v<T>) {
       value = static_cast<int64_t>(v);
     } else {
@@ -152,6 +152,9 @@ class Logger {
   const Clock& clock_;
   std::mutex write_mutex_;
 };
+
+// `time` as the logs write it: RFC 3339 in UTC with milliseconds, "2026-11-21T08:39:53.123Z".
+std::string FormatTimestamp(std::chrono::system_clock::time_point time);
 
 // Appends `text` to `out` as a JSON string body (without quotes), escaping as RFC 8259 requires;
 // bytes that are not valid UTF-8 are written as \u00XX so the line always parses.

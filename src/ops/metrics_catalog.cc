@@ -49,6 +49,15 @@ Result<MirrorMetrics, std::string> RegisterMirrorMetrics(Registry& registry,
   return metrics;
 }
 
+Result<Zk2ZkMetrics, std::string> RegisterZk2ZkMetrics(Registry& registry, std::string_view version,
+                                                       std::string_view commit) {
+  Zk2ZkMetrics metrics;
+  ZK2ETCD_ZK2ZK_METRICS(ZK2ETCD_REGISTER_COUNTER, ZK2ETCD_REGISTER_GAUGE,
+                        ZK2ETCD_REGISTER_HISTOGRAM)
+  metrics.build_info->WithLabels({version, commit}).Set(1);
+  return metrics;
+}
+
 #undef ZK2ETCD_REGISTER_COUNTER
 #undef ZK2ETCD_REGISTER_GAUGE
 #undef ZK2ETCD_REGISTER_HISTOGRAM

@@ -123,6 +123,55 @@ std::vector<double> FullSyncDurationBuckets();
         "Always 1; the labels carry the version and git commit of this build.")
 // clang-format on
 
+// The metrics of a zk2zk job (`zk2etcd zk2zk sync`), in a registry of their own. Labels:
+//   side         "source" or "target": the ensemble a request went to
+//   op, status   as zk2etcd_zk_op_total
+//   direction    "forward" (source to target) or "reverse" (the target's ephemerals to the source)
+//   type         "put", "delete" or "adopt" (a write's kind)
+//   outcome      what a write did: applied, stale (a newer write was there), foreign (not the
+//                job's node: left alone), already_absent, failed, not_leader
+//   status       of zk2etcd_zk2zk_refused_writes_total: the sink's error label
+//   result       "success" or "failure"
+//   kind         as zk2etcd_differences
+//   queue        dirty_paths, pending_writes
+// clang-format off
+#define ZK2ETCD_ZK2ZK_METRICS(COUNTER, GAUGE, HISTOGRAM)                                          \
+  COUNTER(zk_op_total, "zk2etcd_zk2zk_zk_op_total", "side,op,status",                             \
+          "ZooKeeper requests completed, by ensemble (source or target), operation and status.") \
+  HISTOGRAM(zk_op_duration_seconds, "zk2etcd_zk2zk_zk_op_duration_seconds", "side,op,status",     \
+            DefaultDurationBuckets(), "Duration of ZooKeeper requests, by ensemble, op and status.")\
+  COUNTER(writes_total, "zk2etcd_zk2zk_writes_total", "direction,type,outcome",                   \
+          "Writes of changes and repairs, by direction, type and outcome.")                     \
+  COUNTER(refused_writes_total, "zk2etcd_zk2zk_refused_writes_total", "direction,status",         \
+          "Writes the ensemble refused on their own (not permitted, too large), by error label.")\
+  HISTOGRAM(sync_delay_seconds, "zk2etcd_zk2zk_sync_delay_seconds", "direction", SyncDelayBuckets(),\
+            "Time from receiving a change to its write being applied on the other ensemble.")    \
+  COUNTER(reconcile_total, "zk2etcd_zk2zk_reconcile_total", "direction,result",                   \
+          "Full syncs (compare the whole scope and repair) finished, by direction and result.")  \
+  HISTOGRAM(reconcile_duration_seconds, "zk2etcd_zk2zk_reconcile_duration_seconds", "direction",  \
+            FullSyncDurationBuckets(), "Duration of full syncs, by direction.")                 \
+  GAUGE(reconcile_last_success_timestamp_seconds,                                                 \
+        "zk2etcd_zk2zk_reconcile_last_success_timestamp_seconds", "direction",                    \
+        "Unix time at which the last successful full sync of the direction finished.")          \
+  COUNTER(fixed_total, "zk2etcd_zk2zk_fixed_total", "direction,type",                             \
+          "Differences repaired by full syncs, by direction and type (put or delete).")          \
+  GAUGE(differences, "zk2etcd_zk2zk_differences", "direction,kind",                               \
+        "Differences the last full sync of the direction found, by kind.")                       \
+  GAUGE(nodes, "zk2etcd_zk2zk_nodes", "side",                                                     \
+        "Nodes in scope on each ensemble, as the last full sync counted them (the source's "     \
+        "without the reverse copies).")                                                          \
+  GAUGE(owned_nodes, "zk2etcd_zk2zk_owned_nodes", "direction",                                    \
+        "Nodes the direction wrote and owns (it deletes them when their original goes).")        \
+  GAUGE(session_connected, "zk2etcd_zk2zk_session_connected", "direction",                        \
+        "1 while the session the direction reads changes from is connected, 0 otherwise.")      \
+  GAUGE(leader, "zk2etcd_zk2zk_leader", "",                                                       \
+        "1 while this instance is the job's leader (the one that writes), 0 otherwise.")         \
+  GAUGE(queue_depth, "zk2etcd_zk2zk_queue_depth", "direction,queue",                              \
+        "Items waiting in each internal queue of the direction.")                                \
+  GAUGE(build_info, "zk2etcd_build_info", "version,commit",                                       \
+        "Always 1; the labels carry the version and git commit of this build.")
+// clang-format on
+
 // The families, one member per entry of ZK2ETCD_METRICS; owned by the Registry.
 struct Zk2etcdMetrics {
 #define ZK2ETCD_METRIC_COUNTER_MEMBER(member, name, labels, help) CounterFamily* member = nullptr;
@@ -160,5 +209,23 @@ struct MirrorMetrics {
 Result<MirrorMetrics, std::string> RegisterMirrorMetrics(Registry& registry,
                                                          std::string_view version,
                                                          std::string_view commit);
+
+// The families of a zk2zk job, one member per entry of ZK2ETCD_ZK2ZK_METRICS.
+struct Zk2ZkMetrics {
+#define ZK2ETCD_METRIC_COUNTER_MEMBER(member, name, labels, help) CounterFamily* member = nullptr;
+#define ZK2ETCD_METRIC_GAUGE_MEMBER(member, name, labels, help) GaugeFamily* member = nullptr;
+#define ZK2ETCD_METRIC_HISTOGRAM_MEMBER(member, name, labels, buckets, help) \
+  HistogramFamily* member = nullptr;
+  ZK2ETCD_ZK2ZK_METRICS(ZK2ETCD_METRIC_COUNTER_MEMBER, ZK2ETCD_METRIC_GAUGE_MEMBER,
+                        ZK2ETCD_METRIC_HISTOGRAM_MEMBER)
+#undef ZK2ETCD_METRIC_COUNTER_MEMBER
+#undef ZK2ETCD_METRIC_GAUGE_MEMBER
+#undef ZK2ETCD_METRIC_HISTOGRAM_MEMBER
+};
+
+// Registers every family of ZK2ETCD_ZK2ZK_METRICS and sets zk2etcd_build_info to 1. Errors only
+// if `registry` already holds one of the names.
+Result<Zk2ZkMetrics, std::string> RegisterZk2ZkMetrics(Registry& registry, std::string_view version,
+                                                       std::string_view commit);
 
 }  // namespace zk2etcd::ops

@@ -376,5 +376,50 @@ TEST(MirrorMetricsCatalogTest, RegistersEveryFamilyOnceAndPassesPromtool) {
   ExpectPromtoolAccepts(text);
 }
 
+TEST(Zk2ZkMetricsCatalogTest, RegistersEveryFamilyOnceAndPassesPromtool) {
+  Registry registry;
+  auto registered = RegisterZk2ZkMetrics(registry, "1.2.3", "abc");
+  ASSERT_TRUE(registered.ok()) << registered.error();
+  Zk2ZkMetrics& m = *registered;
+  EXPECT_EQ(m.zk_op_total->label_names(), (std::vector<std::string>{"side", "op", "status"}));
+  MetricsOpObserver source(*m.zk_op_total, *m.zk_op_duration_seconds, "source");
+  source.OnOp("get", "success", milliseconds(1));
+  MetricsOpObserver target(*m.zk_op_total, *m.zk_op_duration_seconds, "target");
+  target.OnOp("multi", "connection_loss", seconds(5));
+  for (const char* direction : {"forward", "reverse"}) {
+    for (const char* outcome :
+         {"applied", "stale", "foreign", "already_absent", "failed", "not_leader"}) {
+      m.writes_total->WithLabels({direction, "put", outcome}).Inc();
+    }
+    m.refused_writes_total->WithLabels({direction, "no_auth"}).Inc();
+    m.sync_delay_seconds->WithLabels({direction}).Observe(0.002);
+    m.reconcile_total->WithLabels({direction, "success"}).Inc();
+    m.reconcile_duration_seconds->WithLabels({direction}).Observe(1.5);
+    m.reconcile_last_success_timestamp_seconds->WithLabels({direction}).Set(1.8e9);
+    m.fixed_total->WithLabels({direction, "put"}).Inc(2);
+    m.differences->WithLabels({direction, "missing"}).Set(2);
+    m.owned_nodes->WithLabels({direction}).Set(10);
+    m.session_connected->WithLabels({direction}).Set(1);
+    m.queue_depth->WithLabels({direction, "dirty_paths"}).Set(0);
+  }
+  m.nodes->WithLabels({"source"}).Set(100);
+  m.nodes->WithLabels({"target"}).Set(104);
+  m.leader->SetCallback({}, [] { return 1.0; });
+  const std::string text = registry.Expose();
+  EXPECT_TRUE(Contains(text, "zk2etcd_build_info{version=\"1.2.3\",commit=\"abc\"} 1\n"));
+  EXPECT_TRUE(Contains(
+      text,
+      "zk2etcd_zk2zk_zk_op_total{side=\"target\",op=\"multi\",status=\"connection_loss\"} 1\n"));
+  EXPECT_TRUE(Contains(
+      text,
+      "zk2etcd_zk2zk_writes_total{direction=\"reverse\",type=\"put\",outcome=\"applied\"} 1\n"));
+  EXPECT_TRUE(Contains(text, "zk2etcd_zk2zk_nodes{side=\"target\"} 104\n"));
+  EXPECT_TRUE(Contains(text, "zk2etcd_zk2zk_leader 1\n"));
+  m.leader->ClearCallback({});
+  auto again = RegisterZk2ZkMetrics(registry, "1.2.3", "abc");
+  ASSERT_FALSE(again.ok());
+  ExpectPromtoolAccepts(text);
+}
+
 }  // namespace
 }  // namespace zk2etcd::ops
