@@ -17,9 +17,9 @@ std::vector<Subcommand> Subcommands() {
   commands.push_back(DiffCommand());
   commands.push_back(GenzkCommand());
   commands.push_back(Etcd2EtcdCommand());
+  commands.push_back(Zk2ZkCommand());
   commands.push_back(
-      {"version", "print the version, git commit, build date and library versions",
-       [](FlagSet&) {
+      {"version", "print the version, git commit, build date and library versions", [](FlagSet&) {
          return [](std::ostream& out, std::ostream&) {
            out << FormatVersion(GetBuildInfo());
            return kExitOk;
@@ -39,8 +39,8 @@ std::string CommandList(const std::vector<Subcommand>& commands) {
 
 std::string GroupUsage(const Subcommand& group) {
   return group.description + "\n\nUsage:\n  zk2etcd " + group.name +
-         " <command> [flags]\n\nCommands:\n" + CommandList(group.subcommands) +
-         "\nUse \"zk2etcd " + group.name + " <command> --help\" for a command's flags.\n";
+         " <command> [flags]\n\nCommands:\n" + CommandList(group.subcommands) + "\nUse \"zk2etcd " +
+         group.name + " <command> --help\" for a command's flags.\n";
 }
 
 std::string RootUsage(const std::vector<Subcommand>& commands) {
@@ -48,9 +48,10 @@ std::string RootUsage(const std::vector<Subcommand>& commands) {
       "zk2etcd copies a ZooKeeper subtree into etcd and keeps the two identical.\n\n"
       "Usage:\n  zk2etcd <command> [flags]\n\nCommands:\n";
   out += CommandList(commands);
-  out += "  help      help about any command\n\n"
-         "Every flag can also be set through an environment variable: --etcd-servers is\n"
-         "ZK2ETCD_ETCD_SERVERS. Use \"zk2etcd <command> --help\" for a command's flags.\n";
+  out +=
+      "  help      help about any command\n\n"
+      "Every flag can also be set through an environment variable: --etcd-servers is\n"
+      "ZK2ETCD_ETCD_SERVERS. Use \"zk2etcd <command> --help\" for a command's flags.\n";
   return out;
 }
 

@@ -17,7 +17,8 @@ constexpr BackoffOptions kConnectBackoff{.initial = std::chrono::milliseconds(50
                                          .max = std::chrono::milliseconds(10000),
                                          .multiplier = 2.0};
 
-// Sleeps up to `delay`, waking early when `stop` is set; false when the deadline would pass.
+}  // namespace
+
 bool WaitToRetry(std::chrono::milliseconds delay,
                  std::optional<std::chrono::steady_clock::time_point> deadline,
                  const std::atomic<bool>& stop) {
@@ -28,8 +29,6 @@ bool WaitToRetry(std::chrono::milliseconds delay,
   }
   return !stop.load();
 }
-
-}  // namespace
 
 std::string Hostname() {
   char host[256] = {};
@@ -100,9 +99,17 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
 Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
     const Config& config, ops::Logger& logger, const Clock& clock,
     std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop) {
+  return ConnectZooKeeper(config.zookeeper, "zookeeper", logger, clock, deadline, stop);
+}
+
+Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
+    const zk::ZkClientOptions& zk_options, std::string_view name, ops::Logger& logger,
+    const Clock& clock, std::optional<std::chrono::steady_clock::time_point> deadline,
+    const std::atomic<bool>& stop) {
+  const std::string label(name);
   Backoff backoff(kConnectBackoff);
   for (int attempt = 1;; ++attempt) {
-    zk::ZkClientOptions options = config.zookeeper;
+    zk::ZkClientOptions options = zk_options;
     options.clock = &clock;
     options.logger = &logger;
     if (deadline) {
@@ -118,25 +125,25 @@ Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
       auto probe = zk::blocking::Exists(**client, "/");
       if (probe.ok()) {
         const zk::SessionInfo session = (*client)->session();
-        logger.Info("zookeeper reachable",
+        logger.Info(label + " reachable",
                     {{"server", session.server}, {"session_id", session.session_id}});
         return std::move(client).value();
       }
       error = probe.error().ToString();
       if (probe.error().code == zk::ZkErrorCode::kAuthFailed) {
-        return Unexpected{"zookeeper: " + error};
+        return Unexpected{label + ": " + error};
       }
       (*client)->Close();
     } else {
       error = client.error().ToString();
       if (client.error().code == zk::ZkErrorCode::kInvalidArgument) {
-        return Unexpected{"zookeeper: " + error};
+        return Unexpected{label + ": " + error};
       }
     }
     const std::chrono::milliseconds delay = backoff.Next();
-    logger.Warn("zookeeper unreachable; retrying",
+    logger.Warn(label + " unreachable; retrying",
                 {{"attempt", attempt}, {"error", error}, {"retry_in_ms", delay.count()}});
-    if (!WaitToRetry(delay, deadline, stop)) return Unexpected{"zookeeper unreachable: " + error};
+    if (!WaitToRetry(delay, deadline, stop)) return Unexpected{label + " unreachable: " + error};
   }
 }
 

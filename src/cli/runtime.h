@@ -40,6 +40,12 @@ Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const LogSettings& 
 Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const Config& config,
                                                              const Clock& clock);
 
+// Sleeps up to `delay`, waking early when `stop` is set; false when `stop` is set or the
+// deadline would pass before the next attempt.
+bool WaitToRetry(std::chrono::milliseconds delay,
+                 std::optional<std::chrono::steady_clock::time_point> deadline,
+                 const std::atomic<bool>& stop);
+
 // Dials an etcd cluster with `options` (the logger is set here) until it answers, `deadline`
 // passes (nullopt: never) or `stop` is set. Log lines and errors call the cluster `name` ("etcd",
 // "source etcd", ...): "<name> reachable", "<name> unreachable; retrying". Credentials refused
@@ -53,7 +59,14 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
     const Config& config, ops::Logger& logger, const Clock& clock,
     std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop);
 
-// Opens a ZooKeeper session and checks it with a read, retrying likewise.
+// Opens a ZooKeeper session with `options` (clock and logger set here) and checks it with a
+// read, retrying likewise; log lines and errors call the ensemble `name` ("zookeeper", "source
+// zookeeper", ...). Refused credentials and invalid options are not retried.
+Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
+    const zk::ZkClientOptions& options, std::string_view name, ops::Logger& logger,
+    const Clock& clock, std::optional<std::chrono::steady_clock::time_point> deadline,
+    const std::atomic<bool>& stop);
+// The zk2etcd job's ensemble (Config::zookeeper), named "zookeeper".
 Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
     const Config& config, ops::Logger& logger, const Clock& clock,
     std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop);

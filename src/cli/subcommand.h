@@ -26,5 +26,6 @@ Subcommand SyncCommand();
 Subcommand DiffCommand();
 Subcommand GenzkCommand();
 Subcommand Etcd2EtcdCommand();
+Subcommand Zk2ZkCommand();
 
 }  // namespace zk2etcd::cli

@@ -54,7 +54,7 @@ std::string Zk2ZkConfig::MetaRoot() const { return MetaRootOf(meta_path, name); 
 
 std::string Zk2ZkConfig::ElectionPath() const { return MetaRoot() + "/election"; }
 
-void AddZk2ZkFlags(FlagSet& flags, Zk2ZkFlags* v, Zk2ZkCommand command) {
+void AddZk2ZkFlags(FlagSet& flags, Zk2ZkFlags* v, Zk2ZkCommandKind command) {
   AddSideFlags(flags, "source", &v->source);
   AddSideFlags(flags, "target", &v->target);
   flags.AddString("path", &v->path, "/dubbo",
@@ -91,7 +91,7 @@ void AddZk2ZkFlags(FlagSet& flags, Zk2ZkFlags* v, Zk2ZkCommand command) {
   v->progress_interval = seconds(30);
   v->output = "text";
   v->connect_timeout = seconds(30);
-  if (command == Zk2ZkCommand::kSync) {
+  if (command == Zk2ZkCommandKind::kSync) {
     flags.AddDuration("fullsync-interval", &v->fullsync_interval, std::chrono::minutes(5),
                       "compare both directions completely and repair this often; 0s: only at "
                       "start and after reconnects");
@@ -122,7 +122,7 @@ void AddZk2ZkFlags(FlagSet& flags, Zk2ZkFlags* v, Zk2ZkCommand command) {
   }
 }
 
-Result<Zk2ZkConfig, std::string> ValidateZk2ZkFlags(const Zk2ZkFlags& f, Zk2ZkCommand command,
+Result<Zk2ZkConfig, std::string> ValidateZk2ZkFlags(const Zk2ZkFlags& f, Zk2ZkCommandKind command,
                                                     std::string_view hostname) {
   std::vector<std::string> source_hosts, target_hosts;
   auto source = ValidateSide("source", f.source, &source_hosts);
@@ -212,7 +212,7 @@ Result<Zk2ZkConfig, std::string> ValidateZk2ZkFlags(const Zk2ZkFlags& f, Zk2ZkCo
   config.log = LogSettings{*level, *format, f.log_file, f.log_file_max_size_mb * 1024 * 1024,
                            static_cast<int>(f.log_file_max_backups)};
 
-  if (command == Zk2ZkCommand::kSync) {
+  if (command == Zk2ZkCommandKind::kSync) {
     for (const auto& [flag, value, zero_ok] :
          {std::tuple{"fullsync-interval", f.fullsync_interval, true},
           std::tuple{"shutdown-timeout", f.shutdown_timeout, false},

@@ -80,10 +80,10 @@ struct Zk2ZkFlags {
   std::chrono::nanoseconds connect_timeout{};
 };
 
-enum class Zk2ZkCommand { kSync, kDiff };
+enum class Zk2ZkCommandKind { kSync, kDiff };
 
 // Declares the flags of `command` with their defaults.
-void AddZk2ZkFlags(FlagSet& flags, Zk2ZkFlags* values, Zk2ZkCommand command);
+void AddZk2ZkFlags(FlagSet& flags, Zk2ZkFlags* values, Zk2ZkCommandKind command);
 
 // A validated configuration. Client options lack logger, observer and clock (the caller's).
 struct Zk2ZkConfig {
@@ -126,7 +126,8 @@ struct Zk2ZkConfig {
 std::string MetaRootOf(std::string_view meta_path, std::string_view name);
 
 // Checks every value of `command`'s flags; `hostname` is the election identity's default.
-Result<Zk2ZkConfig, std::string> ValidateZk2ZkFlags(const Zk2ZkFlags& flags, Zk2ZkCommand command,
+Result<Zk2ZkConfig, std::string> ValidateZk2ZkFlags(const Zk2ZkFlags& flags,
+                                                    Zk2ZkCommandKind command,
                                                     std::string_view hostname);
 
 }  // namespace zk2etcd::cli

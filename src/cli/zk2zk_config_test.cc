@@ -13,10 +13,10 @@ using std::chrono::seconds;
 // Parses `args` as `zk2etcd zk2zk <command>` would, with `env` as the environment, and validates
 // them.
 Result<Zk2ZkConfig, std::string> Validate(std::vector<std::string> args,
-                                          Zk2ZkCommand command = Zk2ZkCommand::kSync,
+                                          Zk2ZkCommandKind command = Zk2ZkCommandKind::kSync,
                                           std::map<std::string, std::string> env = {},
                                           std::string_view hostname = "host-a") {
-  FlagSet flags(command == Zk2ZkCommand::kSync ? "zk2etcd zk2zk sync" : "zk2etcd zk2zk diff");
+  FlagSet flags(command == Zk2ZkCommandKind::kSync ? "zk2etcd zk2zk sync" : "zk2etcd zk2zk diff");
   Zk2ZkFlags values;
   AddZk2ZkFlags(flags, &values, command);
   auto parsed = flags.Parse(args, [&](const std::string& name) -> std::optional<std::string> {
@@ -37,7 +37,8 @@ std::vector<std::string> Args(std::vector<std::string> extra = {}) {
 }
 
 // The one-line error of `args`.
-std::string ErrorOf(std::vector<std::string> args, Zk2ZkCommand command = Zk2ZkCommand::kSync) {
+std::string ErrorOf(std::vector<std::string> args,
+                    Zk2ZkCommandKind command = Zk2ZkCommandKind::kSync) {
   auto config = Validate(std::move(args), command);
   if (config.ok()) return "<valid>";
   EXPECT_EQ(config.error().find('\n'), std::string::npos) << config.error();
@@ -130,7 +131,7 @@ TEST(Zk2ZkConfigTest, EveryFlagTakesItsValue) {
 }
 
 TEST(Zk2ZkConfigTest, FlagsComeFromTheEnvironmentToo) {
-  auto config = Validate({"--name=west"}, Zk2ZkCommand::kSync,
+  auto config = Validate({"--name=west"}, Zk2ZkCommandKind::kSync,
                          {{"ZK2ETCD_SOURCE_SERVERS", "a:1"},
                           {"ZK2ETCD_TARGET_SERVERS", "b:2"},
                           {"ZK2ETCD_PATH", "/services"},
@@ -156,13 +157,13 @@ TEST(Zk2ZkConfigTest, TheMetaRootIsOutsideTheScope) {
 
 TEST(Zk2ZkConfigTest, DiffTakesItsOwnFlags) {
   auto config =
-      Validate(Args({"--fix", "--output=json", "--connect-timeout=3s"}), Zk2ZkCommand::kDiff);
+      Validate(Args({"--fix", "--output=json", "--connect-timeout=3s"}), Zk2ZkCommandKind::kDiff);
   ASSERT_TRUE(config.ok()) << config.error();
   EXPECT_TRUE(config->fix);
   EXPECT_TRUE(config->json);
   EXPECT_EQ(config->connect_timeout, seconds(3));
   // sync's flags are not diff's.
-  EXPECT_NE(ErrorOf(Args({"--leader-elect=false"}), Zk2ZkCommand::kDiff).find("leader-elect"),
+  EXPECT_NE(ErrorOf(Args({"--leader-elect=false"}), Zk2ZkCommandKind::kDiff).find("leader-elect"),
             std::string::npos);
   EXPECT_NE(ErrorOf(Args({"--fix"})).find("fix"), std::string::npos);
 }
@@ -216,17 +217,17 @@ TEST(Zk2ZkConfigTest, BadInputIsOneLineNamingTheFlag) {
     EXPECT_NE(error.find(message), std::string::npos)
         << "wanted: " << message << "\ngot: " << error;
   }
-  EXPECT_NE(ErrorOf(Args({"--output=yaml"}), Zk2ZkCommand::kDiff)
+  EXPECT_NE(ErrorOf(Args({"--output=yaml"}), Zk2ZkCommandKind::kDiff)
                 .find("--output must be text or "
                       "json"),
             std::string::npos);
 }
 
 TEST(Zk2ZkConfigTest, AnEmptyIdentityNeedsAHostname) {
-  auto config = Validate(Args(), Zk2ZkCommand::kSync, {}, "");
+  auto config = Validate(Args(), Zk2ZkCommandKind::kSync, {}, "");
   ASSERT_FALSE(config.ok());
   EXPECT_NE(config.error().find("--leader-elect-identity is empty"), std::string::npos);
-  auto without_election = Validate(Args({"--leader-elect=false"}), Zk2ZkCommand::kSync, {}, "");
+  auto without_election = Validate(Args({"--leader-elect=false"}), Zk2ZkCommandKind::kSync, {}, "");
   EXPECT_TRUE(without_election.ok()) << without_election.error();
 }
 
