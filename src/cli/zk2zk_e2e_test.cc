@@ -1,0 +1,578 @@
+// `zk2etcd zk2zk` end to end: the built binary between two real ZooKeeper 3.8 servers, started
+// once for the whole binary (a source and a target). Each test copies a subtree of its own under
+// a job name of its own, so the tests share the servers; none kills or pauses them. Nodes are
+// created and checked with the official C client (an oracle independent of zk2etcd's client);
+// "providers" are ephemeral nodes held by sessions of their own, as Dubbo registers them. Every
+// wait is bounded.
+#include <gtest/gtest.h>
+#include <zookeeper/zookeeper.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "cli/e2e_support.h"
+#include "testing/delaying_proxy.h"
+#include "testing/loopback.h"
+#include "testing/process.h"
+#include "testing/server_support.h"
+#include "testing/temp_dir.h"
+#include "testing/zookeeper_c_client.h"
+#include "testing/zookeeper_server.h"
+
+namespace zk2etcd::e2e {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using testing::ZooKeeperCClient;
+using testing::ZooKeeperServer;
+
+constexpr auto kConverge = seconds(60);
+constexpr auto kSession = milliseconds(10000);  // the test's own clients
+
+struct Ensembles {
+  std::unique_ptr<ZooKeeperServer> source;
+  std::unique_ptr<ZooKeeperServer> target;
+};
+
+// Started on first use, stopped when the binary exits.
+testing::FixtureResult<Ensembles*> SharedEnsembles() {
+  static std::mutex mutex;
+  static std::unique_ptr<Ensembles> servers;
+  static std::optional<testing::FixtureError> failed;
+  std::lock_guard lock(mutex);
+  if (servers) return servers.get();
+  if (failed) return Unexpected{*failed};
+  auto made = std::make_unique<Ensembles>();
+  for (auto* slot : {&made->source, &made->target}) {
+    auto server = ZooKeeperServer::Start();
+    if (!server.ok()) {
+      failed = server.error();
+      return Unexpected{server.error()};
+    }
+    *slot = std::move(server).value();
+  }
+  servers = std::move(made);
+  return servers.get();
+}
+
+std::unique_ptr<ZooKeeperCClient> Connect(const std::string& address,
+                                          milliseconds timeout = kSession) {
+  auto client = ZooKeeperCClient::Connect(address, timeout);
+  return client.ok() ? std::move(client).value() : nullptr;
+}
+
+// A node's Stat through the C client, nullopt when it does not exist (or on an error).
+std::optional<::Stat> StatOf(ZooKeeperCClient& zk, const std::string& path) {
+  ::Stat stat{};
+  if (zoo_exists(zk.handle(), path.c_str(), 0, &stat) != ZOK) return std::nullopt;
+  return stat;
+}
+
+// The last zxid the server committed ("Zxid: 0x..." of srvr), -1 if it does not answer.
+int64_t ServerZxid(const ZooKeeperServer& server) {
+  auto reply = testing::TcpExchange(server.port(), "srvr", milliseconds(2000));
+  if (!reply.ok()) return -1;
+  std::smatch match;
+  if (!std::regex_search(*reply, match, std::regex("Zxid: 0x([0-9a-f]+)"))) return -1;
+  return static_cast<int64_t>(std::stoull(match[1].str(), nullptr, 16));
+}
+
+// The sum of a metric's samples whose line contains every one of `labels`.
+double MetricSum(const std::string& page, const std::string& name,
+                 const std::vector<std::string>& labels = {}) {
+  double sum = 0;
+  std::istringstream lines(page);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with(name + "{") && !line.starts_with(name + " ")) continue;
+    if (!std::all_of(labels.begin(), labels.end(), [&](const std::string& label) {
+          return line.find(label) != std::string::npos;
+        })) {
+      continue;
+    }
+    sum += std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return sum;
+}
+
+class Zk2ZkE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FIXTURE_OK_AND_ASSIGN(servers_, SharedEnsembles());
+    source_ = Connect(servers_->source->address());
+    target_ = Connect(servers_->target->address());
+    ASSERT_NE(source_, nullptr);
+    ASSERT_NE(target_, nullptr);
+    static int counter = 0;
+    const std::string id = std::to_string(++counter);
+    path_ = "/registry" + id;
+    name_ = "job" + id;
+  }
+
+  // The command line of `command` ("sync" or "diff") for path_ and name_.
+  std::vector<std::string> Args(const std::string& command, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"zk2zk",
+                                     command,
+                                     "--source-servers=" + servers_->source->address(),
+                                     "--target-servers=" + servers_->target->address(),
+                                     "--path=" + path_,
+                                     "--name=" + name_,
+                                     "--source-session-timeout=4s",
+                                     "--target-session-timeout=4s",
+                                     "--log-format=text"};
+    if (command == "sync") {
+      args.insert(args.end(), {"--http-addr=127.0.0.1:0", "--leader-elect-identity=" + name_,
+                               "--progress-interval=1s"});
+    }
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+
+  std::map<std::string, std::string> SourceTree() { return ReadZkTree(*source_, path_, ""); }
+  std::map<std::string, std::string> TargetTree() { return ReadZkTree(*target_, path_, ""); }
+
+  // Waits until the target's subtree equals the source's, plus `target_only` (nodes of the
+  // target that the source must not get).
+  ::testing::AssertionResult Converges(std::map<std::string, std::string> target_only = {},
+                                       milliseconds timeout = kConverge) {
+    std::map<std::string, std::string> expected, actual;
+    const bool ok = Eventually(
+        [&] {
+          expected = SourceTree();
+          for (const auto& [path, data] : target_only) {
+            if (expected.count(path)) return false;  // it reached the source
+            expected[path] = data;
+          }
+          actual = TargetTree();
+          return !expected.empty() && expected == actual;
+        },
+        timeout);
+    if (ok) return ::testing::AssertionSuccess();
+    auto failure = ::testing::AssertionFailure();
+    failure << "expected " << expected.size() << " nodes, the target has " << actual.size();
+    for (const auto& [path, data] : expected) {
+      auto it = actual.find(path);
+      if (it == actual.end()) {
+        failure << "\n  missing " << path;
+      } else if (it->second != data) {
+        failure << "\n  changed " << path;
+      }
+    }
+    for (const auto& [path, data] : actual) {
+      if (!expected.count(path)) failure << "\n  extra " << path;
+    }
+    return failure;
+  }
+
+  // A Dubbo-shaped tree under path_ on the source: its providers are ephemeral, spread over
+  // `sessions` sessions of their own (returned), everything else persistent.
+  std::vector<std::unique_ptr<ZooKeeperCClient>> MakeDubboSource(int sessions) {
+    testing::DubboTreeShape shape;
+    shape.root = path_;
+    shape.interfaces = 4;
+    shape.providers_per_interface = 3;
+    shape.consumers_per_interface = 2;
+    shape.config_nodes = 2;
+    std::vector<testing::ZNode> persistent, ephemeral;
+    for (testing::ZNode& node : testing::MakeDubboTree(shape)) {
+      (node.path.find("/providers/") != std::string::npos ? ephemeral : persistent)
+          .push_back(std::move(node));
+    }
+    auto created = CreateNodes(servers_->source->address(), persistent);
+    EXPECT_TRUE(created.ok()) << created.error().message;
+    std::vector<std::unique_ptr<ZooKeeperCClient>> owners;
+    for (int i = 0; i < sessions; ++i) owners.push_back(Connect(servers_->source->address()));
+    for (size_t i = 0; i < ephemeral.size(); ++i) {
+      auto& owner = owners[i % owners.size()];
+      EXPECT_TRUE(owner && owner->Create(ephemeral[i].path, ephemeral[i].data, true).ok());
+    }
+    return owners;
+  }
+
+  // Every node of `tree` held by `owner`'s session on `server` (ephemeral_owner == its id).
+  std::set<std::string> OwnedBy(ZooKeeperCClient& zk,
+                                const std::map<std::string, std::string>& tree, int64_t session) {
+    std::set<std::string> owned;
+    for (const auto& [path, data] : tree) {
+      if (auto stat = StatOf(zk, path); stat && stat->ephemeralOwner == session) owned.insert(path);
+    }
+    return owned;
+  }
+
+  // The applied writes so far, from the process's /metrics.
+  double AppliedWrites(const Zk2etcdProcess& process) {
+    const HttpResult metrics = Http(HttpPort(process), "/metrics");
+    if (metrics.status != 200) return -1;
+    return MetricSum(metrics.body, "zk2etcd_zk2zk_writes_total", {"outcome=\"applied\""});
+  }
+
+  Ensembles* servers_ = nullptr;
+  std::unique_ptr<ZooKeeperCClient> source_;
+  std::unique_ptr<ZooKeeperCClient> target_;
+  std::string path_, name_;
+};
+
+// The whole life of a migration on one job: the initial copy (ephemeral providers become
+// persistent copies), changes, a provider's session closed and one expired, providers registered
+// on the target (copied back to the source, and gone with their session), a target-only
+// persistent node that is never touched, and no write at all once nothing changes.
+TEST_F(Zk2ZkE2eTest, CopiesBothWaysFollowsChangesAndNeverLoops) {
+  auto owners = MakeDubboSource(2);
+  // A provider whose session goes through a proxy: removing the proxy makes the server expire it.
+  auto proxy = testing::DelayingTcpProxy::Start(
+      servers_->source->port(),
+      {.one_way_delay = std::chrono::microseconds(0), .hold_fraction = 0});
+  ASSERT_TRUE(proxy.ok());
+  auto expiring = Connect((*proxy)->address(), milliseconds(2000));
+  ASSERT_NE(expiring, nullptr);
+  const std::string expiring_provider = path_ + "/expiring-provider";
+  ASSERT_TRUE(expiring->Create(expiring_provider, "soon expired", true).ok());
+  // A read-only node: its copy gets the same ACL.
+  const std::string read_only = path_ + "/read-only";
+  ASSERT_EQ(
+      zoo_create(source_->handle(), read_only.c_str(), "r", 1, &ZOO_READ_ACL_UNSAFE, 0, nullptr, 0),
+      ZOK);
+  // A persistent node only the target has (a client of the target wrote it): kept, not copied.
+  ASSERT_TRUE(target_->CreateRecursive(path_ + "/target-only/config", "t").ok());
+  const std::map<std::string, std::string> target_only = {{path_ + "/target-only", ""},
+                                                          {path_ + "/target-only/config", "t"}};
+
+  const std::string audit = "audit.log";
+  auto dir = testing::TempDir::Create("zk2zk-audit");
+  ASSERT_TRUE(dir.ok());
+  auto sync = std::make_unique<Zk2etcdProcess>(Args("sync", {"--audit-log=" + dir->File(audit)}));
+  ASSERT_FIXTURE_OK(sync->Start());
+  ASSERT_TRUE(Converges(target_only)) << sync->Log();
+
+  // Copies of ephemerals are persistent; the ACL came along.
+  const std::map<std::string, std::string> tree = TargetTree();
+  size_t providers = 0;
+  for (const auto& [path, data] : tree) {
+    if (path.find("/providers/") == std::string::npos) continue;
+    ++providers;
+    auto stat = StatOf(*target_, path);
+    ASSERT_TRUE(stat.has_value()) << path;
+    EXPECT_EQ(stat->ephemeralOwner, 0) << path << " should be a persistent copy";
+  }
+  EXPECT_EQ(providers, 12u);
+  ACL_vector acl{};
+  ::Stat acl_stat{};
+  ASSERT_EQ(zoo_get_acl(target_->handle(), read_only.c_str(), &acl, &acl_stat), ZOK);
+  ASSERT_EQ(acl.count, 1);
+  EXPECT_EQ(acl.data[0].perms, ZOO_PERM_READ);
+  deallocate_ACL_vector(&acl);
+
+  // Changes follow: data, deletes, a deep create.
+  const std::string changed = path_ + "/org.example.service0.Demo0Service/configurators";
+  ASSERT_TRUE(source_->Set(changed, "override://0.0.0.0").ok());
+  ASSERT_TRUE(source_->Set(path_, "root data changed").ok());
+  ASSERT_TRUE(source_->CreateRecursive(path_ + "/deep/a/b/c", "leaf").ok());
+  std::string deleted;
+  for (const auto& [path, data] : SourceTree()) {
+    if (path.find("/consumers/") != std::string::npos) deleted = path;
+  }
+  ASSERT_FALSE(deleted.empty());
+  ASSERT_TRUE(source_->Delete(deleted).ok());
+  ASSERT_TRUE(Converges(target_only)) << sync->Log();
+
+  // A provider's session closes: its copies go; another's expires: its copy goes too.
+  const std::set<std::string> closed =
+      OwnedBy(*source_, SourceTree(), owners.front()->session_id());
+  ASSERT_FALSE(closed.empty());
+  owners.front().reset();
+  proxy->reset();  // the expiring session can no longer reach the server
+  ASSERT_TRUE(Eventually([&] { return !StatOf(*source_, expiring_provider); }, seconds(20)));
+  ASSERT_TRUE(Converges(target_only)) << sync->Log();
+  for (const std::string& path : closed) EXPECT_FALSE(StatOf(*target_, path)) << path;
+  EXPECT_FALSE(StatOf(*target_, expiring_provider));
+  expiring.reset();
+
+  // Providers registered on the target reach the source, as persistent copies, and go with
+  // their session; a provider of the source keeps being copied meanwhile.
+  auto moved = Connect(servers_->target->address());
+  ASSERT_NE(moved, nullptr);
+  const std::string providers_dir = path_ + "/org.example.service0.Demo0Service/providers";
+  const std::string moved_provider = providers_dir + "/moved-to-target";
+  ASSERT_TRUE(moved->Create(moved_provider, "on the target", true).ok());
+  // A registration on the target under parents the source does not have.
+  ASSERT_TRUE(target_->CreateRecursive(path_ + "/org.example.NewService/providers", "").ok());
+  const std::string new_provider = path_ + "/org.example.NewService/providers/p1";
+  ASSERT_TRUE(moved->Create(new_provider, "new", true).ok());
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto a = source_->Get(moved_provider);
+        auto b = source_->Get(new_provider);
+        return a.ok() && *a == "on the target" && b.ok() && *b == "new";
+      },
+      kConverge))
+      << sync->Log();
+  auto copy_stat = StatOf(*source_, moved_provider);
+  ASSERT_TRUE(copy_stat.has_value());
+  EXPECT_EQ(copy_stat->ephemeralOwner, 0);
+  // Nothing loops: the target keeps its ephemeral (not replaced by a copy).
+  auto original = StatOf(*target_, moved_provider);
+  ASSERT_TRUE(original.has_value());
+  EXPECT_EQ(original->ephemeralOwner, moved->session_id());
+  moved.reset();
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto a = source_->Get(moved_provider);
+        auto b = source_->Get(new_provider);
+        return a.ok() && !a->has_value() && b.ok() && !b->has_value();
+      },
+      kConverge))
+      << sync->Log();
+  // The parents the target's client made stay on the source as plain nodes (not the job's); the
+  // target-only persistent node stays where it is, and never reaches the source.
+  EXPECT_TRUE(StatOf(*source_, path_ + "/org.example.NewService/providers"));
+  EXPECT_EQ(*target_->Get(path_ + "/target-only/config"), std::optional<std::string>("t"));
+  EXPECT_FALSE(StatOf(*source_, path_ + "/target-only"));
+
+  // diff agrees (the target-only nodes are another writer's: not differences).
+  ASSERT_TRUE(Converges(target_only)) << sync->Log();
+  Zk2etcdProcess diff(Args("diff"));
+  EXPECT_EQ(diff.RunToCompletion(seconds(60)), 0) << diff.Log() << sync->Log();
+
+  // Quiet: 20 s without a change writes nothing on either ensemble.
+  ASSERT_TRUE(Eventually([&] { return AppliedWrites(*sync) > 0; }, seconds(10)));
+  const double writes = AppliedWrites(*sync);
+  const int64_t source_zxid = ServerZxid(*servers_->source);
+  const int64_t target_zxid = ServerZxid(*servers_->target);
+  std::this_thread::sleep_for(seconds(20));
+  EXPECT_EQ(AppliedWrites(*sync), writes) << sync->Log();
+  EXPECT_EQ(ServerZxid(*servers_->source), source_zxid) << "the source moved while quiet";
+  EXPECT_EQ(ServerZxid(*servers_->target), target_zxid) << "the target moved while quiet";
+
+  // The progress line and the audit log.
+  EXPECT_TRUE(sync->WaitForLog("progress", 1, seconds(5))) << sync->Log();
+  EXPECT_NE(sync->Log().find("source_nodes="), std::string::npos);
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0) << sync->Log();
+  std::ifstream audit_file(dir->File(audit));
+  std::stringstream audit_buffer;
+  audit_buffer << audit_file.rdbuf();
+  const std::optional<std::string> audit_text = audit_buffer.str();
+  EXPECT_NE(audit_text->find("\"direction\":\"forward\",\"op\":\"put\",\"path\":\"" + changed),
+            std::string::npos)
+      << *audit_text;
+  EXPECT_NE(audit_text->find("\"direction\":\"reverse\",\"op\":\"put\",\"path\":\"" +
+                             moved_provider + "\",\"outcome\":\"applied\""),
+            std::string::npos)
+      << *audit_text;
+  EXPECT_NE(audit_text->find("\"op\":\"delete\",\"path\":\"" + deleted), std::string::npos);
+  EXPECT_NE(audit_text->find("\"cause\":\"change\",\"trace_id\":\""), std::string::npos);
+}
+
+// Sequential names keep their numbers, and the target's counter moves past them: a client's next
+// sequential create there sorts after the copies.
+TEST_F(Zk2ZkE2eTest, SequentialNamesKeepTheirNumbersAndTheCounterMovesPastThem) {
+  ASSERT_TRUE(source_->CreateRecursive(path_ + "/queue", "").ok());
+  std::vector<std::string> names;
+  for (int i = 0; i < 20; ++i) {
+    char created[256];
+    const std::string prefix = path_ + "/queue/item-";
+    ASSERT_EQ(zoo_create(source_->handle(), prefix.c_str(), "x", 1, &ZOO_OPEN_ACL_UNSAFE,
+                         ZOO_PERSISTENT_SEQUENTIAL, created, sizeof(created)),
+              ZOK);
+    names.push_back(created);
+  }
+  // Only the last five stay: the target's parent gets five creates, fewer than the numbers.
+  for (int i = 0; i < 15; ++i) ASSERT_TRUE(source_->Delete(names[i]).ok());
+  auto sync = std::make_unique<Zk2etcdProcess>(Args("sync"));
+  ASSERT_FIXTURE_OK(sync->Start());
+  ASSERT_TRUE(Converges()) << sync->Log();
+  char created[256];
+  const std::string prefix = path_ + "/queue/item-";
+  ASSERT_EQ(zoo_create(target_->handle(), prefix.c_str(), "new", 3, &ZOO_OPEN_ACL_UNSAFE,
+                       ZOO_PERSISTENT_SEQUENTIAL, created, sizeof(created)),
+            ZOK);
+  EXPECT_GT(std::string(created), names.back())
+      << "a sequential create on the target must sort after the copies";
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0) << sync->Log();
+  // The client's node is the target's own: a new sync leaves it alone (and the diff agrees).
+  ASSERT_TRUE(target_->Delete(created).ok());
+}
+
+// kill -9 with changes while the tool is down (on both ensembles), then a restart converges.
+TEST_F(Zk2ZkE2eTest, AKilledProcessRestartsAndConverges) {
+  auto owners = MakeDubboSource(1);
+  auto sync = std::make_unique<Zk2etcdProcess>(Args("sync"));
+  ASSERT_FIXTURE_OK(sync->Start());
+  ASSERT_TRUE(Converges()) << sync->Log();
+  auto registered = Connect(servers_->target->address());
+  ASSERT_NE(registered, nullptr);
+  const std::string moved = path_ + "/org.example.service0.Demo1Service/providers/moved";
+  ASSERT_TRUE(registered->Create(moved, "m", true).ok());
+  ASSERT_TRUE(Eventually([&] { return StatOf(*source_, moved).has_value(); }, kConverge))
+      << sync->Log();
+  sync->Kill9();
+
+  // While it is down: a data change, a create, a delete, the source's providers gone, the
+  // target's registration gone.
+  const std::map<std::string, std::string> before = SourceTree();
+  ASSERT_TRUE(source_->Set(path_, "changed while down").ok());
+  ASSERT_TRUE(source_->CreateRecursive(path_ + "/created/while/down", "x").ok());
+  std::string consumer;
+  for (const auto& [path, data] : before) {
+    if (path.find("/consumers/") != std::string::npos) consumer = path;
+  }
+  ASSERT_TRUE(source_->Delete(consumer).ok());
+  owners.clear();
+  registered.reset();
+
+  sync = std::make_unique<Zk2etcdProcess>(Args("sync"));
+  ASSERT_FIXTURE_OK(sync->Start());
+  ASSERT_TRUE(Converges()) << sync->Log();
+  EXPECT_FALSE(StatOf(*source_, moved)) << sync->Log();
+  EXPECT_EQ(*target_->Get(path_), std::optional<std::string>("changed while down"));
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0) << sync->Log();
+}
+
+// Two replicas with --leader-elect: the standby takes over when the leader is killed, loses
+// nothing, and diff --fix refuses while a replica runs.
+TEST_F(Zk2ZkE2eTest, TheStandbyTakesOverWhenTheLeaderIsKilled) {
+  ASSERT_TRUE(source_->CreateRecursive(path_ + "/config", "v0").ok());
+  auto first = std::make_unique<Zk2etcdProcess>(
+      Args("sync", {"--leader-elect", "--leader-elect-identity=" + name_ + "-a"}));
+  ASSERT_FIXTURE_OK(first->Start());
+  ASSERT_TRUE(first->WaitForLog("elected leader", 1, seconds(30))) << first->Log();
+  auto second = std::make_unique<Zk2etcdProcess>(
+      Args("sync", {"--leader-elect", "--leader-elect-identity=" + name_ + "-b"}));
+  ASSERT_FIXTURE_OK(second->Start());
+  ASSERT_TRUE(Eventually([&] { return HttpPort(*second) != 0; }, seconds(20)));
+  ASSERT_TRUE(Eventually(
+      [&] { return Http(HttpPort(*second), "/readyz").body == "ready: standby\n"; }, seconds(30)))
+      << second->Log();
+  ASSERT_TRUE(Converges()) << first->Log();
+
+  std::atomic<bool> writing{true};
+  std::thread writer([&] {
+    auto client = Connect(servers_->source->address());
+    for (int i = 0; writing.load() && client; ++i) {
+      const std::string node = path_ + "/config/k" + std::to_string(i % 50);
+      if (!client->Set(node, std::to_string(i)).ok()) (void)client->Create(node, "c");
+      if (i % 7 == 0) (void)client->Delete(path_ + "/config/k" + std::to_string((i / 7) % 50));
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+  });
+  std::this_thread::sleep_for(seconds(2));
+  first->Kill9();
+  // The killed leader's lock node goes with its session (4 s).
+  ASSERT_TRUE(second->WaitForLog("elected leader", 1, seconds(20))) << second->Log();
+  std::this_thread::sleep_for(seconds(2));
+  writing.store(false);
+  writer.join();
+  ASSERT_TRUE(Converges()) << second->Log();
+
+  Zk2etcdProcess fix(Args("diff", {"--fix"}));
+  EXPECT_EQ(fix.RunToCompletion(seconds(60)), 2) << fix.Log();
+  EXPECT_NE(fix.Log().find("is running (its leader is \"" + name_ + "-b\")"), std::string::npos)
+      << fix.Log();
+  const std::string log = fix.Log();
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
+  EXPECT_EQ(second->Terminate(seconds(20)), 0) << second->Log();
+}
+
+// diff: 0 in sync, 1 with differences (text and JSON), --fix repairs them (never a node the job
+// did not write), and a second diff is clean.
+TEST_F(Zk2ZkE2eTest, DiffReportsAndFixRepairs) {
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(source_->CreateRecursive(path_ + "/d/k" + std::to_string(i), "v0").ok());
+  }
+  auto sync = std::make_unique<Zk2etcdProcess>(Args("sync", {"--leader-elect=false"}));
+  ASSERT_FIXTURE_OK(sync->Start());
+  ASSERT_TRUE(Converges()) << sync->Log();
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0) << sync->Log();
+
+  Zk2etcdProcess clean(Args("diff"));
+  EXPECT_EQ(clean.RunToCompletion(seconds(60)), 0) << clean.Log();
+
+  ASSERT_TRUE(source_->Set(path_ + "/d/k0", "changed at the source").ok());   // changed
+  ASSERT_TRUE(source_->Create(path_ + "/d/new", "only at the source").ok());  // missing
+  ASSERT_TRUE(source_->Delete(path_ + "/d/k5").ok());                         // extra (a copy)
+  ASSERT_TRUE(target_->Create(path_ + "/d/zz-foreign", "the target's own").ok());
+
+  Zk2etcdProcess json(Args("diff", {"--output=json"}));
+  EXPECT_EQ(json.RunToCompletion(seconds(60)), 1) << json.Log();
+  const std::string report = json.Log();
+  EXPECT_NE(report.find("\"missing\":[\"" + path_ + "/d/new\"]"), std::string::npos) << report;
+  EXPECT_NE(report.find("\"changed\":[\"" + path_ + "/d/k0\"]"), std::string::npos) << report;
+  EXPECT_NE(report.find("\"extra\":[\"" + path_ + "/d/k5\"]"), std::string::npos) << report;
+  EXPECT_NE(report.find("\"foreign\":[\"" + path_ + "/d/zz-foreign\"]"), std::string::npos)
+      << report;
+  EXPECT_NE(report.find("\"consistent\":false}"), std::string::npos) << report;
+
+  Zk2etcdProcess text(Args("diff"));
+  EXPECT_EQ(text.RunToCompletion(seconds(60)), 1) << text.Log();
+  EXPECT_NE(text.Log().find("missing keys:\n  " + path_ + "/d/new"), std::string::npos)
+      << text.Log();
+
+  Zk2etcdProcess fix(Args("diff", {"--fix"}));
+  EXPECT_EQ(fix.RunToCompletion(seconds(60)), 0) << fix.Log();
+  EXPECT_TRUE(Converges({{path_ + "/d/zz-foreign", "the target's own"}}, seconds(5)));
+  Zk2etcdProcess after(Args("diff"));
+  EXPECT_EQ(after.RunToCompletion(seconds(60)), 0) << after.Log();
+}
+
+// An ensemble that does not answer is retried and logged; SIGTERM still stops the process.
+TEST_F(Zk2ZkE2eTest, AnUnreachableEnsembleIsRetriedAndLogged) {
+  auto port = testing::PickFreePort();
+  ASSERT_TRUE(port.ok());
+  std::vector<std::string> args = Args("sync");
+  for (std::string& arg : args) {
+    if (arg.starts_with("--target-servers=")) {
+      arg = "--target-servers=127.0.0.1:" + std::to_string(*port);
+    }
+  }
+  Zk2etcdProcess sync(args);
+  ASSERT_FIXTURE_OK(sync.Start());
+  EXPECT_TRUE(sync.WaitForLog("target zookeeper unreachable; retrying", 2, seconds(20)))
+      << sync.Log();
+  EXPECT_EQ(sync.Terminate(seconds(20)), 0) << sync.Log();
+}
+
+// Bad input: one line and exit 2, before any connection (the servers named do not exist).
+TEST_F(Zk2ZkE2eTest, BadInputIsOneLineAndExitTwo) {
+  const std::vector<std::string> both = {"--source-servers=127.0.0.1:1",
+                                         "--target-servers=127.0.0.1:2"};
+  auto with = [&](std::string command, std::vector<std::string> extra) {
+    std::vector<std::string> args = {"zk2zk", command};
+    args.insert(args.end(), both.begin(), both.end());
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"zk2zk", "sync", "--source-servers=127.0.0.1:1", "--target-servers=localhost:1"},
+       "share a server: source and target must be different ensembles"},
+      {{"zk2zk", "diff", "--source-servers=10.0.0.1:2181,127.0.0.1:1/a",
+        "--target-servers=127.0.0.1:1/b"},
+       "share a server"},
+      {with("sync", {"--path=/dubbo,/dubbo/providers"}),
+       "--path \"/dubbo/providers\" lies below --path \"/dubbo\""},
+      {with("sync", {"--path=dubbo"}), "--path \"dubbo\" is not a valid ZooKeeper path"},
+      {with("diff", {"--path=/a", "--meta-path=/a/meta"}),
+       "--meta-path \"/a/meta\" overlaps --path \"/a\""},
+      {with("sync", {"--path=/a/b", "--meta-path=/a"}), "--meta-path \"/a\" overlaps --path"},
+      {with("sync", {"--name=a/b"}), "--name \"a/b\" must be one path component"},
+      {with("sync", {"--source-digest=nocolon"}), "--source-digest must be user:password"},
+      {{"zk2zk", "sync", "--target-servers=127.0.0.1:2"}, "--source-servers is empty"},
+      {with("sync", {"--audit-log=/nonexistent/dir/audit.log"}),
+       "--audit-log \"/nonexistent/dir/audit.log\": cannot open the file"},
+  };
+  for (const auto& [args, message] : cases) {
+    Zk2etcdProcess process(args);
+    EXPECT_EQ(process.RunToCompletion(seconds(10)), 2) << message << "\n" << process.Log();
+    const std::string log = process.Log();
+    EXPECT_NE(log.find(message), std::string::npos) << log;
+    EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
+  }
+}
+
+}  // namespace
+}  // namespace zk2etcd::e2e
