@@ -148,11 +148,14 @@ TEST(Zk2ZkConfigTest, FlagsComeFromTheEnvironmentToo) {
 }
 
 TEST(Zk2ZkConfigTest, TheMetaRootIsOutsideTheScope) {
-  auto config = Validate(Args({"--path=/a,/b", "--meta-path=/", "--name=job"}));
+  auto config = Validate(Args({"--path=/a,/b", "--meta-path=/tools", "--name=job"}));
   ASSERT_TRUE(config.ok()) << config.error();
-  EXPECT_EQ(config->MetaRoot(), "/job");
-  EXPECT_FALSE(config->scope.Contains("/job"));
+  EXPECT_EQ(config->MetaRoot(), "/tools/job");
+  EXPECT_FALSE(config->scope.Contains("/tools/job"));
   EXPECT_FALSE(config->scope.Contains("/zookeeper"));
+  // "/" lies above every path.
+  EXPECT_NE(ErrorOf(Args({"--meta-path=/"})).find("--meta-path \"/\" overlaps --path \"/dubbo\""),
+            std::string::npos);
 }
 
 TEST(Zk2ZkConfigTest, DiffTakesItsOwnFlags) {
