@@ -742,26 +742,43 @@ core::SinkResult<ZooKeeperSink::Listing> ZooKeeperSink::ListAll(const std::strin
       if (!replaced) sink.AbandonListing();
     }
   } end_listing{*this, prefix, replaced};
-  auto data_scope = core::Scope::Create({prefix}, Excludes());
-  if (!data_scope.ok()) {
-    return Unexpected{SinkError{SinkError::Code::kOther, data_scope.error(), "bad_scope"}};
-  }
   WalkOptions walk;
   walk.window = kMinMultiReadWindow;
-  auto data = WalkZkTree(*client, *data_scope, walk);
-  if (!data.ok()) return Unexpected{SinkErrorOf(data.error())};
   auto record_scope = core::Scope::Create({RecordPath(prefix)}, {});
   if (!record_scope.ok()) {
     return Unexpected{SinkError{SinkError::Code::kOther, record_scope.error(), "bad_scope"}};
   }
   auto records = WalkZkTree(*client, *record_scope, walk);
   if (!records.ok()) return Unexpected{SinkErrorOf(records.error())};
+  core::Snapshot data;
+  if (options_.list_owned_only) {
+    std::vector<std::string> keys;
+    for (const core::SourceEntry& record : records->entries) {
+      std::string key = KeyOfRecord(record.key);
+      if (RecordVersion(record.value) && scope_.Contains(key)) keys.push_back(std::move(key));
+    }
+    auto nodes = ReadNodes(*client, keys, {});
+    if (!nodes.ok()) return Unexpected{SinkErrorOf(nodes.error())};
+    for (size_t i = 0; i < keys.size(); ++i) {
+      core::EntryState& state = (*nodes)[i];
+      data.point = std::max(data.point, state.observed_at);
+      if (state.exists) data.entries.push_back({keys[i], std::move(state.value), state.version});
+    }
+  } else {
+    auto data_scope = core::Scope::Create({prefix}, Excludes());
+    if (!data_scope.ok()) {
+      return Unexpected{SinkError{SinkError::Code::kOther, data_scope.error(), "bad_scope"}};
+    }
+    auto walked = WalkZkTree(*client, *data_scope, walk);
+    if (!walked.ok()) return Unexpected{SinkErrorOf(walked.error())};
+    data = std::move(walked).value();
+  }
 
   Listing listing;
-  listing.point = std::max(data->point, records->point);
+  listing.point = std::max(data.point, records->point);
   std::set<std::string> owned;
   std::map<std::string, core::SinkEntry> merged;
-  for (core::SourceEntry& entry : data->entries) {
+  for (core::SourceEntry& entry : data.entries) {
     core::SinkEntry& sink_entry = merged[entry.key];
     sink_entry.key = entry.key;
     sink_entry.sink_key = entry.key;
@@ -771,9 +788,7 @@ core::SinkResult<ZooKeeperSink::Listing> ZooKeeperSink::ListAll(const std::strin
   for (core::SourceEntry& record : records->entries) {
     const std::optional<int64_t> version = RecordVersion(record.value);
     if (!version) continue;  // a placeholder
-    std::string key = record.key.size() == owned_root_.size()
-                          ? std::string("/")
-                          : record.key.substr(owned_root_.size());
+    std::string key = KeyOfRecord(record.key);
     if (!scope_.Contains(key)) continue;
     owned.insert(key);
     core::SinkEntry& sink_entry = merged[key];
@@ -786,6 +801,11 @@ core::SinkResult<ZooKeeperSink::Listing> ZooKeeperSink::ListAll(const std::strin
   ReplaceOwned(prefix, owned, generation);
   replaced = true;
   return listing;
+}
+
+std::string ZooKeeperSink::KeyOfRecord(const std::string& record_path) const {
+  if (record_path.size() == owned_root_.size()) return "/";
+  return record_path.substr(owned_root_.size());
 }
 
 std::vector<std::string> ZooKeeperSink::Excludes() const {

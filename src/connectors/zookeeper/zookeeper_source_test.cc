@@ -393,6 +393,41 @@ TEST_F(ZooKeeperSourceTest, ReadAsyncReadsOneKeyOffTheCallersThread) {
   EXPECT_GE(absent.result->observed_at, deleted_at);
 }
 
+TEST_F(ZooKeeperSourceTest, NodesTheFilterLeavesOutReadAsAbsentEverywhere) {
+  Create("/dubbo/svc/providers");
+  auto holder = server_->NewClient({});
+  ASSERT_TRUE(
+      zk::blocking::Create(*holder, "/dubbo/svc/providers/e", "E", zk::CreateMode::kEphemeral)
+          .ok());
+  Create("/dubbo/svc/providers/p", "P");
+  ZooKeeperSourceOptions options{WatchMode::kAuto, 15};
+  options.include = [](const std::string&, const zk::Stat& stat) {
+    return stat.ephemeral_owner != 0;  // only ephemeral nodes, as zk2zk's reverse direction
+  };
+  for (size_t batch : {size_t{15}, size_t{1}}) {  // multiRead and one getData per node
+    options.multi_read_batch = batch;
+    ZooKeeperSource source(factory_, scope_, logger_, options);
+    ASSERT_TRUE(source.Open(listener_).ok());
+    auto snapshot = source.ReadSnapshot({});
+    ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
+    ASSERT_EQ(snapshot->entries.size(), 1u);  // the walk went below the persistent parents
+    EXPECT_EQ(snapshot->entries[0].key, "/dubbo/svc/providers/e");
+    auto states = source.Reread({"/dubbo/svc/providers/p", "/dubbo/svc/providers/e"}, {});
+    ASSERT_TRUE(states.ok()) << states.error().message;
+    EXPECT_FALSE((*states)[0].exists);
+    EXPECT_GT((*states)[0].observed_at, 0);
+    EXPECT_TRUE((*states)[1].exists);
+    const AsyncRead persistent = ReadAsyncAndWait(source, "/dubbo/svc/providers/p");
+    ASSERT_TRUE(persistent.result.ok());
+    EXPECT_FALSE(persistent.result->exists);
+    const AsyncRead ephemeral = ReadAsyncAndWait(source, "/dubbo/svc/providers/e");
+    ASSERT_TRUE(ephemeral.result.ok());
+    EXPECT_TRUE(ephemeral.result->exists);
+    EXPECT_EQ(ephemeral.result->value, "E");
+    source.Close();
+  }
+}
+
 TEST_F(ZooKeeperSourceTest, CloseEndsReadsAndIsIdempotent) {
   Create("/dubbo/a", "A");
   auto source = NewSource();
