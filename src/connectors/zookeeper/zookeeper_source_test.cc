@@ -123,6 +123,9 @@ class StallingFactory final : public zk::ZkClientFactory {
     void Multi(std::vector<zk::MultiOp> ops, zk::ZkCallback<zk::MultiReply> done) override {
       inner_->Multi(std::move(ops), std::move(done));
     }
+    void GetAcl(std::string_view path, zk::ZkCallback<zk::GetAclReply> done) override {
+      inner_->GetAcl(path, std::move(done));
+    }
     void Sync(std::string_view path, zk::ZkCallback<zk::SyncReply> done) override {
       inner_->Sync(path, std::move(done));
     }
