@@ -155,6 +155,9 @@ class RecordingFactory final : public zk::ZkClientFactory {
     void Multi(std::vector<zk::MultiOp> ops, zk::ZkCallback<zk::MultiReply> done) override {
       inner_->Multi(std::move(ops), std::move(done));
     }
+    void GetAcl(std::string_view path, zk::ZkCallback<zk::GetAclReply> done) override {
+      inner_->GetAcl(path, std::move(done));
+    }
     void MultiRead(std::vector<zk::ReadOp> ops, zk::ZkCallback<zk::MultiReadReply> done) override {
       inner_->MultiRead(std::move(ops), std::move(done));
     }

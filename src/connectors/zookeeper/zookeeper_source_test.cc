@@ -178,8 +178,10 @@ class ZooKeeperSourceTest : public ::testing::Test {
   }
 
   std::unique_ptr<ZooKeeperSource> NewSource(WatchMode mode = WatchMode::kAuto) {
-    return std::make_unique<ZooKeeperSource>(factory_, scope_, logger_,
-                                             ZooKeeperSourceOptions{mode, 15});
+    ZooKeeperSourceOptions options;
+    options.watch_mode = mode;
+    options.multi_read_batch = 15;
+    return std::make_unique<ZooKeeperSource>(factory_, scope_, logger_, options);
   }
 
   // Opens, and reads a snapshot as the engine does (in classic mode, that sets the watches).
@@ -403,7 +405,7 @@ TEST_F(ZooKeeperSourceTest, NodesTheFilterLeavesOutReadAsAbsentEverywhere) {
       zk::blocking::Create(*holder, "/dubbo/svc/providers/e", "E", zk::CreateMode::kEphemeral)
           .ok());
   Create("/dubbo/svc/providers/p", "P");
-  ZooKeeperSourceOptions options{WatchMode::kAuto, 15};
+  ZooKeeperSourceOptions options;
   options.include = [](const std::string&, const zk::Stat& stat) {
     return stat.ephemeral_owner != 0;  // only ephemeral nodes, as zk2zk's reverse direction
   };
