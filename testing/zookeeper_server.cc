@@ -3,6 +3,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <string>
+#include <vector>
+
 #include "testing/loopback.h"
 #include "testing/server_support.h"
 #include "testing/zookeeper_c_client.h"
@@ -63,11 +66,17 @@ FixtureResult<void> ZooKeeperServer::Launch() {
   if (auto written = WriteFile(dir_.File("zoo.cfg"), config); !written.ok()) {
     return Unexpected{written.error()};
   }
-  auto started = process_.Start(
-      {"java", "-Xms64m", "-Xmx" + options_.max_heap, "-XX:+UseSerialGC", "-Djava.net.preferIPv4Stack=true",
-       "-Dzookeeper.admin.enableServer=false", "-cp", dir_.path() + ":" + kZooKeeperJar,
-       "org.apache.zookeeper.server.ZooKeeperServerMain", dir_.File("zoo.cfg")},
-      log_path_);
+  std::vector<std::string> command = {"java",
+                                      "-Xms64m",
+                                      "-Xmx" + options_.max_heap,
+                                      "-XX:+UseSerialGC",
+                                      "-Djava.net.preferIPv4Stack=true",
+                                      "-Dzookeeper.admin.enableServer=false"};
+  if (options_.extended_types) command.emplace_back("-Dzookeeper.extendedTypesEnabled=true");
+  command.insert(command.end(),
+                 {"-cp", dir_.path() + ":" + kZooKeeperJar,
+                  "org.apache.zookeeper.server.ZooKeeperServerMain", dir_.File("zoo.cfg")});
+  auto started = process_.Start(command, log_path_);
   if (!started.ok()) return Unexpected{started.error()};
   return WaitUntilReady(process_, "ZooKeeper on port " + std::to_string(port_), log_path_,
                         [this] { return IsServing(); }, options_.start_timeout);

@@ -23,6 +23,9 @@ struct ZooKeeperOptions {
   // The JVM's heap limit (-Xmx): 1 GiB holds a few hundred thousand Dubbo nodes; a million
   // needs about 4 GiB or the server spends its time collecting garbage.
   std::string max_heap = "1g";
+  // Starts the JVM with zookeeper.extendedTypesEnabled=true, which TTL nodes need (ZooKeeper's
+  // default is off: TTL creates then fail with Unimplemented).
+  bool extended_types = false;
   std::chrono::milliseconds start_timeout = std::chrono::seconds(60);
 };
 

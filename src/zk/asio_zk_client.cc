@@ -82,6 +82,13 @@ void AsioZkClient::Exists(std::string_view path, bool watch, ZkCallback<ExistsRe
 void AsioZkClient::Create(std::string_view path, std::string_view data, CreateMode mode,
                           const std::vector<Acl>& acl, ZkCallback<CreateReply> done) {
   auto request = NewRequest<CreateReply>(DecodeCreate, std::move(done), op_names::kCreate, path);
+  if (IsTtl(mode)) {
+    // The server's create and create2 carry no TTL; only its createTTL, which is sent in a multi.
+    request->Fail(ZkError{ZkErrorCode::kInvalidArgument,
+                          request->info.what + ": a TTL node must be created with Multi", -1});
+    DeliverFromCaller(std::move(request));
+    return;
+  }
   if (!CheckPath(request, path, IsSequential(mode))) return;
   const std::string server_path = ServerPath(connect_.chroot, path);
   const auto op =
@@ -167,6 +174,15 @@ void AsioZkClient::MultiRead(std::vector<ReadOp> ops, ZkCallback<MultiReadReply>
   request->info.read_kinds = std::move(kinds);
   Encode(*request, proto::OpCode::kMultiRead,
          [&](JuteWriter& w) { proto::WriteMultiReadRequest(w, server_ops); });
+  Submit(std::move(request));
+}
+
+void AsioZkClient::GetAcl(std::string_view path, ZkCallback<GetAclReply> done) {
+  auto request = NewRequest<GetAclReply>(DecodeGetAcl, std::move(done), op_names::kGetAcl, path);
+  if (!CheckPath(request, path, false)) return;
+  const std::string server_path = ServerPath(connect_.chroot, path);
+  Encode(*request, proto::OpCode::kGetAcl,
+         [&](JuteWriter& w) { proto::WritePathRequest(w, server_path); });
   Submit(std::move(request));
 }
 

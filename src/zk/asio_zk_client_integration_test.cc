@@ -516,5 +516,150 @@ TEST(AsioZkClientIntegrationTest, MalformedFrameFromAFakeServerThenTheRealOne) {
   EXPECT_TRUE(closed_by_client);
 }
 
+// 7. A refused multi names its failed operation by index; GetAcl returns the ACL as the server
+// stores it ("auth" replaced by the session's digest identity).
+TEST(AsioZkClientIntegrationTest, FailedOpIndexAndGetAcl) {
+  ZooKeeperServer* server = nullptr;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(server, SharedZooKeeper());
+  const std::string root = UniquePath("acl");
+  EventRecorder recorder;
+  auto client = Connect(Options(server->address()), recorder);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(blocking::Create(*client, root, "").ok());
+
+  auto failed =
+      blocking::Multi(*client, {MultiOp::Create(root + "/a", ""), MultiOp::Check(root, 0),
+                                MultiOp::SetData(root, "x", 7), MultiOp::Delete(root + "/absent")});
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error().code, ZkErrorCode::kBadVersion);
+  EXPECT_EQ(failed.error().failed_op, 2);
+  EXPECT_NE(failed.error().message.find("operation 2 (set " + root + ")"), std::string::npos)
+      << failed.error().message;
+  auto first = blocking::Multi(*client, {MultiOp::Delete(root + "/absent")});
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.error().code, ZkErrorCode::kNoNode);
+  EXPECT_EQ(first.error().failed_op, 0);
+  EXPECT_EQ(blocking::GetData(*client, root + "/absent").error().failed_op, -1);
+
+  const std::vector<Acl> read_only = {Acl{kPermRead, "world", "anyone"}};
+  auto created = blocking::Create(*client, root + "/ro", "d", CreateMode::kPersistent, read_only);
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  auto acl = blocking::GetAcl(*client, root + "/ro");
+  ASSERT_TRUE(acl.ok()) << acl.error().message;
+  EXPECT_EQ(acl->acl, read_only);
+  EXPECT_EQ(acl->stat, created->stat);
+  EXPECT_GE(acl->zxid, created->zxid);
+  EXPECT_EQ(blocking::GetAcl(*client, root)->acl, OpenAclUnsafe());
+
+  ASSERT_TRUE(blocking::AddAuth(*client, "digest", "alice:pw").ok());
+  MultiOp creator = MultiOp::Create(root + "/mine", "");
+  creator.acl = CreatorAllAcl();
+  ASSERT_TRUE(blocking::Multi(*client, {creator}).ok());
+  auto mine = blocking::GetAcl(*client, root + "/mine");
+  ASSERT_TRUE(mine.ok()) << mine.error().message;
+  ASSERT_EQ(mine->acl.size(), 1u);
+  EXPECT_EQ(mine->acl[0].perms, kPermAll);
+  EXPECT_EQ(mine->acl[0].scheme, "digest");
+  EXPECT_EQ(mine->acl[0].id.rfind("alice:", 0), 0u) << mine->acl[0].id;
+
+  auto missing = blocking::GetAcl(*client, root + "/absent");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ZkErrorCode::kNoNode);
+  EXPECT_GE(missing.error().zxid, created->zxid);
+  EXPECT_NE(missing.error().message.find("get_acl " + root + "/absent"), std::string::npos);
+  client->Close();
+}
+
+// 8. Node kinds from the Stat the server returns (it hides the container marker: ephemeralOwner
+// is 0); TTL creates on a server with extended types off (ZooKeeper's default) are refused with
+// Unimplemented, and Create refuses TTL modes without the network.
+TEST(AsioZkClientIntegrationTest, NodeKindsAndTtlCreatesWithoutExtendedTypes) {
+  ZooKeeperServer* server = nullptr;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(server, SharedZooKeeper());
+  const std::string root = UniquePath("kinds");
+  EventRecorder recorder;
+  auto client = Connect(Options(server->address()), recorder);
+  ASSERT_TRUE(client);
+  auto persistent = blocking::Create(*client, root, "");
+  auto ephemeral = blocking::Create(*client, root + "/e", "", CreateMode::kEphemeral);
+  auto container = blocking::Create(*client, root + "/c", "", CreateMode::kContainer);
+  ASSERT_TRUE(persistent.ok() && ephemeral.ok() && container.ok());
+  EXPECT_EQ(NodeKindOf(persistent->stat), NodeKind::kPersistent);
+  EXPECT_EQ(NodeKindOf(ephemeral->stat), NodeKind::kEphemeral);
+  EXPECT_EQ(ephemeral->stat.ephemeral_owner, client->session().session_id);
+  EXPECT_EQ(container->stat.ephemeral_owner, 0);
+  EXPECT_EQ(NodeKindOf(container->stat), NodeKind::kPersistent);
+  EXPECT_EQ(blocking::Exists(*client, root + "/c")->stat->ephemeral_owner, 0);
+  EXPECT_EQ(blocking::GetData(*client, root + "/c")->stat.ephemeral_owner, 0);
+
+  auto plain = blocking::Create(*client, root + "/t", "", CreateMode::kPersistentWithTtl);
+  ASSERT_FALSE(plain.ok());
+  EXPECT_EQ(plain.error().code, ZkErrorCode::kInvalidArgument);
+  EXPECT_EQ(plain.error().zxid, -1) << "refused without asking the server";
+
+  MultiOp ttl = MultiOp::Create(root + "/t", "", CreateMode::kPersistentWithTtl);
+  ttl.ttl_ms = 60000;
+  auto refused = blocking::Multi(*client, {MultiOp::Create(root + "/before", ""), ttl});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ZkErrorCode::kUnimplemented) << refused.error().ToString();
+  EXPECT_EQ(refused.error().failed_op, 1);
+  EXPECT_FALSE(blocking::Exists(*client, root + "/before")->stat.has_value());
+  client->Close();
+}
+
+// 9. With zookeeper.extendedTypesEnabled=true: TTL nodes through a multi's createTTL; the server
+// checks the TTL's range, and hides the TTL marker (ephemeralOwner 0) as the container's.
+TEST(AsioZkClientIntegrationTest, TtlNodesWithExtendedTypes) {
+  ZooKeeperOptions zk_options;
+  zk_options.extended_types = true;
+  std::unique_ptr<ZooKeeperServer> server;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(server, ZooKeeperServer::Start(zk_options));
+  EventRecorder recorder;
+  auto client = Connect(Options(server->address()), recorder);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(blocking::Create(*client, "/ttl", "").ok());
+
+  MultiOp ttl = MultiOp::Create("/ttl/a", "data", CreateMode::kPersistentWithTtl);
+  ttl.ttl_ms = 3600000;
+  MultiOp sequential = MultiOp::Create("/ttl/s-", "", CreateMode::kPersistentSequentialWithTtl);
+  sequential.ttl_ms = kMaxTtlMs;
+  auto created = blocking::Multi(*client, {ttl, sequential});
+  ASSERT_TRUE(created.ok()) << created.error().ToString();
+  ASSERT_EQ(created->results.size(), 2u);
+  EXPECT_EQ(created->results[0].path, "/ttl/a");
+  EXPECT_EQ(created->results[1].path, "/ttl/s-0000000001");
+  EXPECT_EQ(created->results[0].stat.ephemeral_owner, 0);
+  EXPECT_EQ(created->results[1].stat.ephemeral_owner, 0);
+  auto read = blocking::GetData(*client, "/ttl/s-0000000001");
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->stat.ephemeral_owner, 0);
+  EXPECT_EQ(NodeKindOf(read->stat), NodeKind::kPersistent);
+  EXPECT_EQ(TtlOf(read->stat), 0);
+  auto exists = blocking::Exists(*client, "/ttl/a");
+  ASSERT_TRUE(exists.ok() && exists->stat.has_value());
+  EXPECT_EQ(exists->stat->ephemeral_owner, 0);
+  EXPECT_EQ(blocking::GetData(*client, "/ttl/a")->data, "data");
+  EXPECT_TRUE(blocking::Create(*client, "/ttl/a/child", "").ok()) << "TTL nodes may have children";
+
+  // Extended types change nothing for containers and ephemerals.
+  auto container = blocking::Create(*client, "/ttl/c", "", CreateMode::kContainer);
+  auto ephemeral = blocking::Create(*client, "/ttl/e", "", CreateMode::kEphemeral);
+  ASSERT_TRUE(container.ok() && ephemeral.ok());
+  EXPECT_EQ(container->stat.ephemeral_owner, 0);
+  EXPECT_EQ(NodeKindOf(ephemeral->stat), NodeKind::kEphemeral);
+  EXPECT_EQ(ephemeral->stat.ephemeral_owner, client->session().session_id);
+
+  for (int64_t bad : {int64_t{0}, kMaxTtlMs + 1}) {
+    MultiOp out_of_range = MultiOp::Create("/ttl/bad", "", CreateMode::kPersistentWithTtl);
+    out_of_range.ttl_ms = bad;
+    auto refused = blocking::Multi(*client, {MultiOp::Check("/ttl", -1), out_of_range});
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().code, ZkErrorCode::kInvalidArgument)
+        << bad << ": " << refused.error().ToString();
+    EXPECT_EQ(refused.error().failed_op, 1);
+  }
+  client->Close();
+}
+
 }  // namespace
 }  // namespace zk2etcd::zk

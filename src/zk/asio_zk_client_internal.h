@@ -56,6 +56,7 @@ class AsioZkClient final : public ZkClient {
                ZkCallback<SetDataReply> done) override;
   void Multi(std::vector<MultiOp> ops, ZkCallback<MultiReply> done) override;
   void MultiRead(std::vector<ReadOp> ops, ZkCallback<MultiReadReply> done) override;
+  void GetAcl(std::string_view path, ZkCallback<GetAclReply> done) override;
   void Sync(std::string_view path, ZkCallback<SyncReply> done) override;
   void AddWatch(std::string_view path, AddWatchMode mode, ZkCallback<Ack> done) override;
   void RemoveWatches(std::string_view path, WatcherType type, ZkCallback<Ack> done) override;

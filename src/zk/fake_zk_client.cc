@@ -15,8 +15,6 @@ bool IsConnectionLevel(ZkErrorCode code) {
          code == ZkErrorCode::kAuthFailed;
 }
 
-
-
 }  // namespace
 
 struct FakeZkServer::Session {
@@ -44,12 +42,11 @@ std::shared_ptr<FakeZkServer> FakeZkServer::Create(const Clock* clock) {
 
 FakeZkServer::FakeZkServer(const Clock* clock) : clock_(clock != nullptr ? *clock : system_clock_) {
   tree_["/"] = Node{};
+  tree_["/"].acl = OpenAclUnsafe();
   std::vector<Change> ignored;
-  ApplyCreate(tree_, nullptr, "/zookeeper", "", CreateMode::kPersistent, {}, 0, nullptr, &ignored);
-  ApplyCreate(tree_, nullptr, "/zookeeper/quota", "", CreateMode::kPersistent, {}, 0, nullptr,
-              &ignored);
-  ApplyCreate(tree_, nullptr, "/zookeeper/config", "", CreateMode::kPersistent, {}, 0, nullptr,
-              &ignored);
+  for (const char* path : {"/zookeeper", "/zookeeper/quota", "/zookeeper/config"}) {
+    ApplyCreate(tree_, nullptr, path, "", CreateMode::kPersistent, {}, 0, 0, nullptr, &ignored);
+  }
 }
 
 FakeZkServer::~FakeZkServer() = default;
@@ -117,8 +114,13 @@ bool FakeZkServer::Allowed(const Session* session, const Node& node) const {
 
 ZkErrorCode FakeZkServer::ApplyCreate(Tree& tree, const Session* session, std::string_view path,
                                       std::string_view data, CreateMode mode,
-                                      const std::vector<Acl>& acl, int64_t zxid,
+                                      const std::vector<Acl>& acl, int64_t ttl_ms, int64_t zxid,
                                       std::string* created, std::vector<Change>* changes) {
+  // ZooKeeper checks these before the path.
+  if (IsTtl(mode)) {
+    if (!extended_types_enabled_) return ZkErrorCode::kUnimplemented;
+    if (ttl_ms <= 0 || ttl_ms > kMaxTtlMs) return ZkErrorCode::kInvalidArgument;
+  }
   std::string full(path);
   // A sequential "/a/" names a child of "/a"; "/a/b" (sequential or not) a child of "/a".
   std::string parent;
@@ -131,7 +133,9 @@ ZkErrorCode FakeZkServer::ApplyCreate(Tree& tree, const Session* session, std::s
   if (parent_it == tree.end()) return ZkErrorCode::kNoNode;
   Node& parent_node = parent_it->second;
   if (!Allowed(session, parent_node)) return ZkErrorCode::kNoAuth;
-  if (parent_node.stat.ephemeral_owner != 0) return ZkErrorCode::kNoChildrenForEphemerals;
+  if (NodeKindOf(parent_node.stat) == NodeKind::kEphemeral) {
+    return ZkErrorCode::kNoChildrenForEphemerals;
+  }
   if (IsSequential(mode)) {
     char suffix[16];
     std::snprintf(suffix, sizeof(suffix), "%010d", parent_node.stat.cversion);
@@ -145,10 +149,13 @@ ZkErrorCode FakeZkServer::ApplyCreate(Tree& tree, const Session* session, std::s
       node.protected_by = session->digests.front();
     }
   }
+  node.acl = acl.empty() ? OpenAclUnsafe() : acl;
   node.data = std::string(data);
   node.stat.czxid = node.stat.mzxid = node.stat.pzxid = zxid;
   node.stat.ctime = node.stat.mtime = NowMs();
   node.stat.data_length = static_cast<int32_t>(data.size());
+  // ZooKeeper stores markers for containers and TTL nodes in ephemeralOwner but sends clients 0
+  // for them, as this does.
   if (IsEphemeral(mode)) node.stat.ephemeral_owner = session != nullptr ? session->id : 0;
   parent_node.children.insert(std::string(BaseName(full)));
   parent_node.stat.cversion++;
@@ -301,7 +308,7 @@ ZkResult<CreateReply> FakeZkServer::CreateNode(std::string_view path, std::strin
   std::vector<Change> changes;
   std::string created;
   const ZkErrorCode code =
-      ApplyCreate(tree_, nullptr, path, data, mode, {}, zxid_ + 1, &created, &changes);
+      ApplyCreate(tree_, nullptr, path, data, mode, {}, 0, zxid_ + 1, &created, &changes);
   if (code != ZkErrorCode::kOk)
     return Unexpected{MakeZkError(code, Describe("create", path), zxid_)};
   ++zxid_;
@@ -400,6 +407,11 @@ void FakeZkServer::ExpireSession(int64_t session_id) {
 void FakeZkServer::SetAddWatchSupported(bool supported) {
   std::lock_guard lock(mutex_);
   add_watch_supported_ = supported;
+}
+
+void FakeZkServer::SetExtendedTypesEnabled(bool enabled) {
+  std::lock_guard lock(mutex_);
+  extended_types_enabled_ = enabled;
 }
 
 void FakeZkServer::ProtectNode(std::string_view path, std::string_view credential) {
@@ -591,6 +603,10 @@ void FakeZkClient::Create(std::string_view path, std::string_view data, CreateMo
   const std::string what = Describe(op_names::kCreate, path);
   std::lock_guard lock(server_->mutex_);
   ZkResult<CreateReply> result = [&]() -> ZkResult<CreateReply> {
+    if (IsTtl(mode)) {
+      return Unexpected{ZkError{ZkErrorCode::kInvalidArgument,
+                                what + ": a TTL node must be created with Multi", -1}};
+    }
     if (auto error = Precheck(op_names::kCreate, path, what, IsSequential(mode))) {
       return Unexpected{*error};
     }
@@ -598,7 +614,7 @@ void FakeZkClient::Create(std::string_view path, std::string_view data, CreateMo
     std::vector<FakeZkServer::Change> changes;
     std::string created;
     const ZkErrorCode code =
-        server_->ApplyCreate(server_->tree_, &session, ServerPathOf(path), data, mode, acl,
+        server_->ApplyCreate(server_->tree_, &session, ServerPathOf(path), data, mode, acl, 0,
                              server_->zxid_ + 1, &created, &changes);
     if (code != ZkErrorCode::kOk) {
       return Unexpected{MakeZkError(code, what, server_->zxid_)};
@@ -671,8 +687,8 @@ void FakeZkClient::Multi(std::vector<MultiOp> ops, ZkCallback<MultiReply> done) 
       switch (op.kind) {
         case MultiOp::Kind::kCreate: {
           std::string created;
-          code = server_->ApplyCreate(tree, &session, full, op.data, op.mode, op.acl, zxid,
-                                      &created, &changes);
+          code = server_->ApplyCreate(tree, &session, full, op.data, op.mode, op.acl, op.ttl_ms,
+                                      zxid, &created, &changes);
           if (code == ZkErrorCode::kOk) {
             op_result.stat = tree.find(created)->second.stat;
             op_result.path = ClientPathOf(created);
@@ -691,10 +707,12 @@ void FakeZkClient::Multi(std::vector<MultiOp> ops, ZkCallback<MultiReply> done) 
           break;
       }
       if (code != ZkErrorCode::kOk) {
-        return Unexpected{MakeZkError(code,
-                                      what + ": operation " + std::to_string(i) + " (" +
-                                          Describe(MultiOpName(op.kind), op.path) + ")",
-                                      server_->zxid_)};
+        ZkError error = MakeZkError(code,
+                                    what + ": operation " + std::to_string(i) + " (" +
+                                        Describe(MultiOpName(op.kind), op.path) + ")",
+                                    server_->zxid_);
+        error.failed_op = static_cast<int32_t>(i);
+        return Unexpected{std::move(error)};
       }
       reply.results.push_back(std::move(op_result));
     }
@@ -737,6 +755,24 @@ void FakeZkClient::MultiRead(std::vector<ReadOp> ops, ZkCallback<MultiReadReply>
     return reply;
   }();
   Reply(op_names::kMultiRead, std::move(done), std::move(result));
+}
+
+void FakeZkClient::GetAcl(std::string_view path, ZkCallback<GetAclReply> done) {
+  const std::string what = Describe(op_names::kGetAcl, path);
+  std::lock_guard lock(server_->mutex_);
+  ZkResult<GetAclReply> result = [&]() -> ZkResult<GetAclReply> {
+    if (auto error = Precheck(op_names::kGetAcl, path, what)) return Unexpected{*error};
+    auto& session = *server_->sessions_[session_id_];
+    auto it = server_->tree_.find(ServerPathOf(path));
+    if (it == server_->tree_.end()) {
+      return Unexpected{MakeZkError(ZkErrorCode::kNoNode, what, server_->zxid_)};
+    }
+    if (!server_->Allowed(&session, it->second)) {
+      return Unexpected{MakeZkError(ZkErrorCode::kNoAuth, what, server_->zxid_)};
+    }
+    return GetAclReply{it->second.acl, it->second.stat, server_->zxid_};
+  }();
+  Reply(op_names::kGetAcl, std::move(done), std::move(result));
 }
 
 void FakeZkClient::Sync(std::string_view path, ZkCallback<SyncReply> done) {

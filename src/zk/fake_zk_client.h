@@ -8,8 +8,14 @@
 // server's rules: one-shot data/exist/child watches fire once; persistent watches see their node's
 // NodeCreated/NodeDeleted/NodeDataChanged/NodeChildrenChanged; persistent recursive watches see
 // NodeCreated/NodeDeleted/NodeDataChanged of the whole subtree, in order; a session gets one event
-// per change however many of its watches match. Containers are not reaped; ACLs are modelled only
-// as "readable and writable with these digest credentials" (ProtectNode, or the "auth" scheme).
+// per change however many of its watches match. Containers and TTL nodes are never reaped, and
+// their Stat has ephemeralOwner 0, as ZooKeeper sends it to clients (see NodeKindOf). ACLs are
+// stored as given at create and returned by GetAcl ("auth" entries as given, where ZooKeeper
+// substitutes the session's ids; direct creates get world:anyone), but enforced only as "readable
+// and writable with these digest credentials" (ProtectNode, or the "auth" scheme). TTL creates, as
+// on ZooKeeper 3.8 by default, fail with kUnimplemented unless SetExtendedTypesEnabled(true); then
+// a TTL outside (0, kMaxTtlMs] fails with kInvalidArgument. Create with a TTL mode fails with
+// kInvalidArgument at once, as with AsioZkClient.
 //
 // FakeZkClient is one session implementing ZkClient. Operations are applied at once, in call
 // order; callbacks and events are queued and delivered in that order, either by a delivery
@@ -94,6 +100,9 @@ class FakeZkServer : public std::enable_shared_from_this<FakeZkServer> {
   void ExpireSession(int64_t session_id);
   // A 3.5-style server: AddWatch fails with kUnimplemented.
   void SetAddWatchSupported(bool supported);
+  // A server started with zookeeper.extendedTypesEnabled=true: TTL creates work (off by default,
+  // as on ZooKeeper, where they fail with kUnimplemented).
+  void SetExtendedTypesEnabled(bool enabled);
   // Only sessions that added digest credentials `credential` ("user:password") may read or
   // change `path` (exists still works, as on ZooKeeper).
   void ProtectNode(std::string_view path, std::string_view credential);
@@ -107,6 +116,7 @@ class FakeZkServer : public std::enable_shared_from_this<FakeZkServer> {
     std::string data;
     Stat stat;
     std::set<std::string> children;
+    std::vector<Acl> acl;
     std::string protected_by;  // digest credential required, "" for open
   };
   struct Session;
@@ -131,7 +141,8 @@ class FakeZkServer : public std::enable_shared_from_this<FakeZkServer> {
   bool Allowed(const Session* session, const Node& node) const;
   ZkErrorCode ApplyCreate(Tree& tree, const Session* session, std::string_view path,
                           std::string_view data, CreateMode mode, const std::vector<Acl>& acl,
-                          int64_t zxid, std::string* created, std::vector<Change>* changes);
+                          int64_t ttl_ms, int64_t zxid, std::string* created,
+                          std::vector<Change>* changes);
   ZkErrorCode ApplyDelete(Tree& tree, const Session* session, std::string_view path,
                           int32_t version, int64_t zxid, std::vector<Change>* changes);
   ZkErrorCode ApplySetData(Tree& tree, const Session* session, std::string_view path,
@@ -151,6 +162,7 @@ class FakeZkServer : public std::enable_shared_from_this<FakeZkServer> {
   std::unordered_map<int64_t, std::unique_ptr<Session>> sessions_;
   std::vector<Injection> injections_;
   bool add_watch_supported_ = true;
+  bool extended_types_enabled_ = false;
 };
 
 class FakeZkClient final : public ZkClient {
@@ -167,6 +179,7 @@ class FakeZkClient final : public ZkClient {
                ZkCallback<SetDataReply> done) override;
   void Multi(std::vector<MultiOp> ops, ZkCallback<MultiReply> done) override;
   void MultiRead(std::vector<ReadOp> ops, ZkCallback<MultiReadReply> done) override;
+  void GetAcl(std::string_view path, ZkCallback<GetAclReply> done) override;
   void Sync(std::string_view path, ZkCallback<SyncReply> done) override;
   void AddWatch(std::string_view path, AddWatchMode mode, ZkCallback<Ack> done) override;
   void RemoveWatches(std::string_view path, WatcherType type, ZkCallback<Ack> done) override;

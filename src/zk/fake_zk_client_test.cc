@@ -55,6 +55,12 @@ class FakeZkClientTest : public ::testing::Test {
   ZkResult<Ack> Delete(FakeZkClient& c, std::string path, int32_t version = -1) {
     return Await<Ack>(c, [&](auto done) { c.Delete(path, version, std::move(done)); });
   }
+  ZkResult<MultiReply> Multi(FakeZkClient& c, std::vector<MultiOp> ops) {
+    return Await<MultiReply>(c, [&](auto done) { c.Multi(std::move(ops), std::move(done)); });
+  }
+  ZkResult<GetAclReply> GetAcl(FakeZkClient& c, std::string path) {
+    return Await<GetAclReply>(c, [&](auto done) { c.GetAcl(path, std::move(done)); });
+  }
   ZkResult<Ack> Watch(FakeZkClient& c, std::string path, AddWatchMode mode) {
     return Await<Ack>(c, [&](auto done) { c.AddWatch(path, mode, std::move(done)); });
   }
@@ -413,6 +419,131 @@ TEST_F(FakeZkClientTest, InvalidPathsAreRejected) {
   auto c = Client(r);
   EXPECT_EQ(Get(*c, "relative").error().code, ZkErrorCode::kInvalidArgument);
   EXPECT_EQ(Create(*c, "/a/").error().code, ZkErrorCode::kInvalidArgument);
+}
+
+MultiOp TtlCreate(std::string path, int64_t ttl_ms,
+                  CreateMode mode = CreateMode::kPersistentWithTtl) {
+  MultiOp op = MultiOp::Create(std::move(path), "", mode);
+  op.ttl_ms = ttl_ms;
+  return op;
+}
+
+TEST_F(FakeZkClientTest, RefusedMultiNamesItsFailedOperationByIndex) {
+  Recorder r;
+  auto c = Client(r);
+  ASSERT_TRUE(Create(*c, "/f").ok());
+  auto failed = Multi(*c, {MultiOp::Check("/f", 0), MultiOp::Create("/f/a", ""),
+                           MultiOp::SetData("/f", "x", 5), MultiOp::Delete("/f/absent")});
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error().code, ZkErrorCode::kBadVersion);
+  EXPECT_EQ(failed.error().failed_op, 2);
+  EXPECT_NE(failed.error().message.find("operation 2 (set /f)"), std::string::npos)
+      << failed.error().message;
+
+  auto first = Multi(*c, {MultiOp::Delete("/absent")});
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.error().failed_op, 0);
+
+  // Errors that are not a refused operation carry no index.
+  EXPECT_EQ(Get(*c, "/absent").error().failed_op, -1);
+  server_->InjectError(op_names::kMulti, ZkErrorCode::kConnectionLoss);
+  auto lost = Multi(*c, {MultiOp::Create("/f/b", "")});
+  ASSERT_FALSE(lost.ok());
+  EXPECT_EQ(lost.error().code, ZkErrorCode::kConnectionLoss);
+  EXPECT_EQ(lost.error().failed_op, -1);
+  auto invalid = Multi(*c, {MultiOp::Create("/f/b", ""), MultiOp::Create("bad", "")});
+  ASSERT_FALSE(invalid.ok());
+  EXPECT_EQ(invalid.error().code, ZkErrorCode::kInvalidArgument);
+  EXPECT_EQ(invalid.error().failed_op, -1);
+}
+
+TEST_F(FakeZkClientTest, GetAclReturnsTheAclGivenAtCreate) {
+  Recorder r;
+  auto c = Client(r);
+  const std::vector<Acl> read_only = {Acl{kPermRead, "world", "anyone"},
+                                      Acl{kPermAll, "ip", "10.0.0.1"}};
+  auto created = Await<CreateReply>(*c, [&](auto done) {
+    c->Create("/acl", "d", CreateMode::kPersistent, read_only, std::move(done));
+  });
+  ASSERT_TRUE(created.ok());
+  auto acl = GetAcl(*c, "/acl");
+  ASSERT_TRUE(acl.ok()) << acl.error().message;
+  EXPECT_EQ(acl->acl, read_only);
+  EXPECT_EQ(acl->stat, created->stat);
+  EXPECT_EQ(acl->zxid, server_->zxid());
+
+  MultiOp op = MultiOp::Create("/acl/m", "");
+  op.acl = {Acl{kPermRead | kPermWrite, "world", "anyone"}};
+  ASSERT_TRUE(Multi(*c, {op}).ok());
+  EXPECT_EQ(GetAcl(*c, "/acl/m")->acl, op.acl);
+  EXPECT_EQ(GetAcl(*c, "/acl/m")->stat, server_->GetNode("/acl/m")->stat);
+
+  ASSERT_TRUE(server_->CreateNode("/direct").ok());
+  EXPECT_EQ(GetAcl(*c, "/direct")->acl, OpenAclUnsafe());
+  EXPECT_EQ(GetAcl(*c, "/")->acl, OpenAclUnsafe());
+
+  auto missing = GetAcl(*c, "/absent");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ZkErrorCode::kNoNode);
+  EXPECT_EQ(missing.error().zxid, server_->zxid());
+  EXPECT_EQ(missing.error().message, "get_acl /absent: no node");
+
+  server_->ProtectNode("/acl", "alice:pw");
+  EXPECT_EQ(GetAcl(*c, "/acl").error().code, ZkErrorCode::kNoAuth);
+}
+
+// As ZooKeeper sends Stats to clients: only ephemerals have an ephemeralOwner.
+TEST_F(FakeZkClientTest, StatsShowNodeKindsAsZooKeeperSendsThem) {
+  Recorder r;
+  auto c = Client(r);
+  auto persistent = Create(*c, "/p");
+  auto ephemeral = Create(*c, "/e", "", CreateMode::kEphemeral);
+  auto container = Create(*c, "/c", "", CreateMode::kContainer);
+  ASSERT_TRUE(persistent.ok() && ephemeral.ok() && container.ok());
+  EXPECT_EQ(NodeKindOf(persistent->stat), NodeKind::kPersistent);
+  EXPECT_EQ(NodeKindOf(ephemeral->stat), NodeKind::kEphemeral);
+  EXPECT_EQ(ephemeral->stat.ephemeral_owner, c->session_id());
+  EXPECT_EQ(container->stat.ephemeral_owner, 0);
+  EXPECT_EQ(NodeKindOf(container->stat), NodeKind::kPersistent);
+  EXPECT_TRUE(Create(*c, "/c/child").ok()) << "containers may have children";
+  EXPECT_EQ(Create(*c, "/e/child").error().code, ZkErrorCode::kNoChildrenForEphemerals);
+  EXPECT_EQ(TtlOf(container->stat), 0);
+}
+
+TEST_F(FakeZkClientTest, TtlNodesNeedMultiAndExtendedTypes) {
+  Recorder r;
+  auto c = Client(r);
+  const int64_t before = server_->zxid();
+  auto plain = Create(*c, "/t", "", CreateMode::kPersistentWithTtl);
+  ASSERT_FALSE(plain.ok());
+  EXPECT_EQ(plain.error().code, ZkErrorCode::kInvalidArgument);
+  EXPECT_NE(plain.error().message.find("Multi"), std::string::npos) << plain.error().message;
+
+  // ZooKeeper's default: extended types off, TTL creates unimplemented.
+  auto disabled = Multi(*c, {MultiOp::Create("/before", ""), TtlCreate("/t", 1000)});
+  ASSERT_FALSE(disabled.ok());
+  EXPECT_EQ(disabled.error().code, ZkErrorCode::kUnimplemented);
+  EXPECT_EQ(disabled.error().failed_op, 1);
+  EXPECT_EQ(server_->zxid(), before);
+
+  server_->SetExtendedTypesEnabled(true);
+  auto created =
+      Multi(*c, {TtlCreate("/t", 1000),
+                 TtlCreate("/t/s-", kMaxTtlMs, CreateMode::kPersistentSequentialWithTtl)});
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  EXPECT_EQ(created->results[1].path, "/t/s-0000000000");
+  // The server sends no TTL marker to clients.
+  EXPECT_EQ(created->results[0].stat.ephemeral_owner, 0);
+  EXPECT_EQ(NodeKindOf(server_->GetNode("/t/s-0000000000")->stat), NodeKind::kPersistent);
+  EXPECT_TRUE(Create(*c, "/t/child").ok()) << "TTL nodes may have children";
+  for (int64_t bad : {int64_t{0}, int64_t{-1}, kMaxTtlMs + 1}) {
+    auto refused = Multi(*c, {TtlCreate("/u", bad)});
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().code, ZkErrorCode::kInvalidArgument) << bad;
+    EXPECT_EQ(refused.error().failed_op, 0);
+  }
+  EXPECT_EQ(Create(*c, "/t2", "", CreateMode::kPersistentSequentialWithTtl).error().code,
+            ZkErrorCode::kInvalidArgument);
 }
 
 class CountingObserver final : public OpObserver {

@@ -21,6 +21,30 @@ void WriteMultiHeader(JuteWriter& w, int32_t type, bool done, int32_t err) {
   w.WriteInt32(err);
 }
 
+// Every entry takes at least 12 bytes (perms and two lengths), which bounds the count by the
+// bytes that remain before anything is reserved.
+bool ReadAclVector(JuteReader& r, std::vector<Acl>* acl) {
+  constexpr size_t kMinEntryBytes = 12;
+  const size_t at = r.position();
+  int32_t count = 0;
+  if (!r.ReadInt32(&count)) return false;
+  acl->clear();
+  if (count == -1) return true;
+  if (count < 0 || static_cast<size_t>(count) > r.remaining() / kMinEntryBytes) {
+    return r.Fail("ACL count " + std::to_string(count) + " at offset " + std::to_string(at) +
+                  " does not fit the " + std::to_string(r.remaining()) + " bytes that remain");
+  }
+  acl->reserve(static_cast<size_t>(count));
+  for (int32_t i = 0; i < count; ++i) {
+    Acl entry;
+    if (!r.ReadInt32(&entry.perms) || !r.ReadBuffer(&entry.scheme) || !r.ReadBuffer(&entry.id)) {
+      return false;
+    }
+    acl->push_back(std::move(entry));
+  }
+  return true;
+}
+
 bool ReadMultiHeader(JuteReader& r, int32_t* type, bool* done, int32_t* err) {
   return r.ReadInt32(type) && r.ReadBool(done) && r.ReadInt32(err);
 }
@@ -45,6 +69,10 @@ int32_t CreateFlags(CreateMode mode) {
       return 3;
     case CreateMode::kContainer:
       return 4;
+    case CreateMode::kPersistentWithTtl:
+      return 5;
+    case CreateMode::kPersistentSequentialWithTtl:
+      return 6;
   }
   return 0;
 }
@@ -95,6 +123,12 @@ void WriteCreateRequest(JuteWriter& w, std::string_view path, std::string_view d
   w.WriteInt32(flags);
 }
 
+void WriteCreateTtlRequest(JuteWriter& w, std::string_view path, std::string_view data,
+                           const std::vector<Acl>& acl, int32_t flags, int64_t ttl_ms) {
+  WriteCreateRequest(w, path, data, acl, flags);
+  w.WriteInt64(ttl_ms);
+}
+
 void WriteDeleteRequest(JuteWriter& w, std::string_view path, int32_t version) {
   w.WriteBuffer(path);
   w.WriteInt32(version);
@@ -143,6 +177,11 @@ void WriteMultiRequest(JuteWriter& w, const std::vector<MultiOp>& ops) {
   for (const auto& op : ops) {
     switch (op.kind) {
       case MultiOp::Kind::kCreate:
+        if (IsTtl(op.mode)) {
+          WriteMultiHeader(w, static_cast<int32_t>(OpCode::kCreateTtl), false, -1);
+          WriteCreateTtlRequest(w, op.path, op.data, op.acl, CreateFlags(op.mode), op.ttl_ms);
+          break;
+        }
         WriteMultiHeader(
             w,
             static_cast<int32_t>(op.mode == CreateMode::kContainer ? OpCode::kCreateContainer
@@ -243,6 +282,10 @@ bool ReadCreate2Response(JuteReader& r, std::string* path, Stat* stat) {
 }
 
 bool ReadErrorResponse(JuteReader& r, int32_t* err) { return r.ReadInt32(err); }
+
+bool ReadGetAclResponse(JuteReader& r, std::vector<Acl>* acl, Stat* stat) {
+  return ReadAclVector(r, acl) && ReadStat(r, stat);
+}
 
 bool ReadMultiResponse(JuteReader& r, size_t max_results, std::vector<MultiOpResult>* results) {
   results->clear();
@@ -385,6 +428,11 @@ void WriteStat(JuteWriter& w, const Stat& stat) {
   w.WriteInt32(stat.data_length);
   w.WriteInt32(stat.num_children);
   w.WriteInt64(stat.pzxid);
+}
+
+void WriteGetAclResponse(JuteWriter& w, const std::vector<Acl>& acl, const Stat& stat) {
+  WriteAclVector(w, acl);
+  WriteStat(w, stat);
 }
 
 void WriteReplyHeader(JuteWriter& w, const ReplyHeader& header) {

@@ -75,7 +75,7 @@ inline constexpr size_t kRequestFramePrefix = 12;
 // Bytes of a ReplyHeader.
 inline constexpr size_t kReplyHeaderBytes = 16;
 
-// Flags of a create request for a mode.
+// Flags of a create request for a mode (0 to 6, as ZooKeeper's CreateMode).
 int32_t CreateFlags(CreateMode mode);
 
 struct ConnectRequest {
@@ -153,16 +153,20 @@ void PatchXid(std::string& frame, int32_t xid);
 void WritePathWatchRequest(JuteWriter& w, std::string_view path, bool watch);
 void WriteCreateRequest(JuteWriter& w, std::string_view path, std::string_view data,
                         const std::vector<Acl>& acl, int32_t flags);
+// CreateTTLRequest: a create request followed by the TTL in milliseconds.
+void WriteCreateTtlRequest(JuteWriter& w, std::string_view path, std::string_view data,
+                           const std::vector<Acl>& acl, int32_t flags, int64_t ttl_ms);
 void WriteDeleteRequest(JuteWriter& w, std::string_view path, int32_t version);
 void WriteSetDataRequest(JuteWriter& w, std::string_view path, std::string_view data,
                          int32_t version);
 void WriteCheckVersionRequest(JuteWriter& w, std::string_view path, int32_t version);
-void WritePathRequest(JuteWriter& w, std::string_view path);  // sync
+void WritePathRequest(JuteWriter& w, std::string_view path);  // sync, getACL
 void WriteAddWatchRequest(JuteWriter& w, std::string_view path, AddWatchMode mode);
 void WriteRemoveWatchesRequest(JuteWriter& w, std::string_view path, WatcherType type);
 void WriteAuthPacket(JuteWriter& w, std::string_view scheme, std::string_view auth);
 void WriteSetWatches2(JuteWriter& w, const SetWatches2& watches);
-// A multi of writes. Paths must already carry the chroot.
+// A multi of writes: creates with a TTL mode as createTTL, containers as createContainer, other
+// creates as create. Paths must already carry the chroot.
 void WriteMultiRequest(JuteWriter& w, const std::vector<MultiOp>& ops);
 // A multi-read: getData and getChildren operations.
 void WriteMultiReadRequest(JuteWriter& w, const std::vector<ReadOp>& ops);
@@ -186,6 +190,7 @@ bool ReadGetChildren2Response(JuteReader& r, std::vector<std::string>* children,
 bool ReadCreateResponse(JuteReader& r, std::string* path);               // create
 bool ReadCreate2Response(JuteReader& r, std::string* path, Stat* stat);  // create2, container
 bool ReadErrorResponse(JuteReader& r, int32_t* err);
+bool ReadGetAclResponse(JuteReader& r, std::vector<Acl>* acl, Stat* stat);
 
 // A multi's results; fails when there are more than `max_results` (the number of operations
 // sent), so a hostile reply cannot make the client build an unbounded list.
@@ -203,6 +208,7 @@ bool ReadRequestHeader(JuteReader& r, RequestHeader* header);
 bool ReadSetWatches2(JuteReader& r, SetWatches2* watches);
 std::string EncodeConnectResponse(const ConnectResponse& response);
 void WriteStat(JuteWriter& w, const Stat& stat);
+void WriteGetAclResponse(JuteWriter& w, const std::vector<Acl>& acl, const Stat& stat);
 void WriteReplyHeader(JuteWriter& w, const ReplyHeader& header);
 void WriteWatcherEvent(JuteWriter& w, const WatcherEventRecord& event);
 // A complete reply frame: header, then `body` bytes (already jute-encoded, may be empty).

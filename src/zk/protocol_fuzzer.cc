@@ -38,7 +38,7 @@ void DecodeReply(std::string_view payload, uint8_t kind, size_t max_results) {
   Stat stat;
   std::vector<std::string> strings;
   int32_t err = 0;
-  switch (kind % 10) {
+  switch (kind % 11) {
     case 0: {
       proto::WatcherEventRecord event;
       proto::ReadWatcherEvent(r, &event);
@@ -76,6 +76,11 @@ void DecodeReply(std::string_view payload, uint8_t kind, size_t max_results) {
     case 8: {
       proto::SetWatches2 watches;
       proto::ReadSetWatches2(r, &watches);
+      break;
+    }
+    case 9: {
+      std::vector<Acl> acl;
+      proto::ReadGetAclResponse(r, &acl, &stat);
       break;
     }
     default:

@@ -174,6 +174,93 @@ TEST(ProtocolTest, MultiRequestEncodesHeadersAndEndMarker) {
   EXPECT_EQ(types, (std::vector<int32_t>{1, 2, 5, 13, 19}));
 }
 
+TEST(ProtocolTest, CreateFlagsAreZooKeepersCreateModes) {
+  EXPECT_EQ(CreateFlags(CreateMode::kPersistent), 0);
+  EXPECT_EQ(CreateFlags(CreateMode::kEphemeral), 1);
+  EXPECT_EQ(CreateFlags(CreateMode::kPersistentSequential), 2);
+  EXPECT_EQ(CreateFlags(CreateMode::kEphemeralSequential), 3);
+  EXPECT_EQ(CreateFlags(CreateMode::kContainer), 4);
+  EXPECT_EQ(CreateFlags(CreateMode::kPersistentWithTtl), 5);
+  EXPECT_EQ(CreateFlags(CreateMode::kPersistentSequentialWithTtl), 6);
+}
+
+TEST(ProtocolTest, MultiCreateWithATtlModeIsACreateTtl) {
+  MultiOp ttl = MultiOp::Create("/t", "d", CreateMode::kPersistentSequentialWithTtl);
+  ttl.ttl_ms = 0x123456789;
+  ttl.acl = {Acl{kPermRead, "world", "anyone"}};
+  std::string bytes;
+  JuteWriter w(bytes);
+  WriteMultiRequest(w, {ttl});
+
+  // CreateTTLRequest {path, data, acl, flags, ttl} after a multi header of type 21.
+  std::string expected;
+  JuteWriter e(expected);
+  WriteMultiHeader(e, 21, false, -1);
+  e.WriteBuffer("/t");
+  e.WriteBuffer("d");
+  e.WriteInt32(1);
+  e.WriteInt32(kPermRead);
+  e.WriteBuffer("world");
+  e.WriteBuffer("anyone");
+  e.WriteInt32(6);
+  e.WriteInt64(0x123456789);
+  WriteMultiHeader(e, -1, true, -1);
+  EXPECT_EQ(bytes, expected);
+
+  // The TTL of other modes is not sent.
+  MultiOp plain = MultiOp::Create("/p", "");
+  plain.ttl_ms = 5;
+  std::string plain_bytes;
+  JuteWriter pw(plain_bytes);
+  WriteMultiRequest(pw, {plain});
+  JuteReader r(plain_bytes);
+  int32_t type = 0;
+  ASSERT_TRUE(r.ReadInt32(&type));
+  EXPECT_EQ(type, 1);
+}
+
+TEST(ProtocolTest, GetAclRequestAndResponse) {
+  RequestFrame frame(7, OpCode::kGetAcl);
+  WritePathRequest(frame.writer(), "/a");
+  const std::string bytes = std::move(frame).Finish();
+  JuteReader fr(std::string_view(bytes).substr(4));
+  RequestHeader header;
+  std::string path;
+  ASSERT_TRUE(ReadRequestHeader(fr, &header) && fr.ReadBuffer(&path));
+  EXPECT_EQ(header.type, 6);
+  EXPECT_EQ(path, "/a");
+  EXPECT_TRUE(fr.AtEnd());
+
+  const std::vector<Acl> acl = {Acl{kPermAll, "digest", "alice:x"}, Acl{kPermRead, "ip", "::1"}};
+  std::string body;
+  JuteWriter w(body);
+  WriteGetAclResponse(w, acl, SampleStat());
+  JuteReader r(body);
+  std::vector<Acl> read;
+  Stat stat;
+  ASSERT_TRUE(ReadGetAclResponse(r, &read, &stat)) << r.error();
+  EXPECT_EQ(read, acl);
+  EXPECT_EQ(stat, SampleStat());
+  EXPECT_TRUE(r.AtEnd());
+
+  for (size_t cut = 0; cut < body.size(); ++cut) {
+    JuteReader truncated(std::string_view(body).substr(0, cut));
+    EXPECT_FALSE(ReadGetAclResponse(truncated, &read, &stat)) << "cut at " << cut;
+  }
+}
+
+TEST(ProtocolTest, HostileAclCountFailsBeforeAllocating) {
+  std::string body;
+  JuteWriter w(body);
+  w.WriteInt32(0x7fffffff);
+  WriteStat(w, SampleStat());
+  JuteReader r(body);
+  std::vector<Acl> acl;
+  Stat stat;
+  EXPECT_FALSE(ReadGetAclResponse(r, &acl, &stat));
+  EXPECT_NE(r.error().find("ACL count"), std::string::npos) << r.error();
+}
+
 TEST(ProtocolTest, MultiResponseDecodesResultsAndErrors) {
   std::string body;
   JuteWriter w(body);

@@ -78,6 +78,16 @@ ReplyOutcome DecodeSetData(const proto::ReplyHeader& h, JuteReader& r, const Dec
   return ReplyOutcome::kSuccess;
 }
 
+ReplyOutcome DecodeGetAcl(const proto::ReplyHeader& h, JuteReader& r, const DecodeInfo& info,
+                          std::optional<ZkResult<GetAclReply>>* out) {
+  if (h.err != 0) return ServerError(h, info, out);
+  GetAclReply reply;
+  reply.zxid = h.zxid;
+  if (!proto::ReadGetAclResponse(r, &reply.acl, &reply.stat)) return ReplyOutcome::kMalformed;
+  out->emplace(std::move(reply));
+  return ReplyOutcome::kSuccess;
+}
+
 ReplyOutcome DecodeSync(const proto::ReplyHeader& h, JuteReader& r, const DecodeInfo& info,
                         std::optional<ZkResult<SyncReply>>* out) {
   if (h.err != 0) return ServerError(h, info, out);
@@ -127,9 +137,11 @@ ReplyOutcome DecodeMulti(const proto::ReplyHeader& h, JuteReader& r, const Decod
   for (size_t i = 0; i < expected; ++i) {
     const ZkErrorCode code = reply.results[i].error;
     if (code != ZkErrorCode::kOk && code != ZkErrorCode::kRuntimeInconsistency) {
-      out->emplace(Unexpected{MakeZkError(
+      ZkError error = MakeZkError(
           code, info.what + ": operation " + std::to_string(i) + " (" + info.multi_whats[i] + ")",
-          h.zxid)});
+          h.zxid);
+      error.failed_op = static_cast<int32_t>(i);
+      out->emplace(Unexpected{std::move(error)});
       return ReplyOutcome::kError;
     }
   }

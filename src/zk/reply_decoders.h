@@ -30,6 +30,9 @@ ReplyOutcome DecodeCreate(const proto::ReplyHeader& h, JuteReader& r, const Deco
 ReplyOutcome DecodeSetData(const proto::ReplyHeader& h, JuteReader& r, const DecodeInfo& info,
                            std::optional<ZkResult<SetDataReply>>* out);
 
+ReplyOutcome DecodeGetAcl(const proto::ReplyHeader& h, JuteReader& r, const DecodeInfo& info,
+                          std::optional<ZkResult<GetAclReply>>* out);
+
 ReplyOutcome DecodeSync(const proto::ReplyHeader& h, JuteReader& r, const DecodeInfo& info,
                         std::optional<ZkResult<SyncReply>>* out);
 
@@ -39,6 +42,7 @@ ReplyOutcome DecodeAck(const proto::ReplyHeader& h, JuteReader& /*r*/, const Dec
 ReplyOutcome DecodeRemoveWatches(const proto::ReplyHeader& h, JuteReader& r, const DecodeInfo& info,
                                  std::optional<ZkResult<Ack>>* out);
 
+// A refused multi's error names its first failing operation and sets ZkError::failed_op.
 ReplyOutcome DecodeMulti(const proto::ReplyHeader& h, JuteReader& r, const DecodeInfo& info,
                          std::optional<ZkResult<MultiReply>>* out);
 

@@ -97,6 +97,10 @@ ZkResult<MultiReadReply> MultiRead(ZkClient& client, std::vector<ReadOp> ops) {
       [&](auto done) { client.MultiRead(std::move(ops), std::move(done)); });
 }
 
+ZkResult<GetAclReply> GetAcl(ZkClient& client, std::string_view path) {
+  return Wait<GetAclReply>([&](auto done) { client.GetAcl(path, std::move(done)); });
+}
+
 ZkResult<SyncReply> Sync(ZkClient& client, std::string_view path) {
   return Wait<SyncReply>([&](auto done) { client.Sync(path, std::move(done)); });
 }

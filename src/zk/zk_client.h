@@ -76,7 +76,9 @@ class ZkClient {
   virtual void GetChildren(std::string_view path, bool watch, ZkCallback<ChildrenReply> done) = 0;
   // The Stat of a node, or no Stat if it does not exist (that is a success).
   virtual void Exists(std::string_view path, bool watch, ZkCallback<ExistsReply> done) = 0;
-  // Creates a node. For sequential modes the reply's path has the sequence suffix.
+  // Creates a node. For sequential modes the reply's path has the sequence suffix. TTL modes
+  // fail at once with kInvalidArgument (the server's plain create carries no TTL): create TTL
+  // nodes with Multi and MultiOp::ttl_ms.
   virtual void Create(std::string_view path, std::string_view data, CreateMode mode,
                       const std::vector<Acl>& acl, ZkCallback<CreateReply> done) = 0;
   // Deletes a node if its version matches (-1: any version).
@@ -84,12 +86,16 @@ class ZkClient {
   virtual void SetData(std::string_view path, std::string_view data, int32_t version,
                        ZkCallback<SetDataReply> done) = 0;
   // Applies all operations atomically, or none: then the error is the first failing operation's
-  // code, with a message naming it.
+  // code, with a message naming it and its index in ZkError::failed_op. A create with a TTL mode
+  // is sent as ZooKeeper's createTTL with MultiOp::ttl_ms.
   virtual void Multi(std::vector<MultiOp> ops, ZkCallback<MultiReply> done) = 0;
   // Several reads in one request (ZooKeeper 3.6+ multiRead); each read has its own result. On a
   // server without multiRead (or when disabled) the reads are pipelined one by one instead, and
   // each result then carries its own zxid.
   virtual void MultiRead(std::vector<ReadOp> ops, ZkCallback<MultiReadReply> done) = 0;
+  // The ACL and Stat of a node. Fails with kNoNode as the other reads, and with kNoAuth when the
+  // session may neither read nor administer the node.
+  virtual void GetAcl(std::string_view path, ZkCallback<GetAclReply> done) = 0;
   // Makes the connected server catch up with the leader before later reads.
   virtual void Sync(std::string_view path, ZkCallback<SyncReply> done) = 0;
   // A persistent or persistent recursive watch (ZooKeeper 3.6+; older servers: kUnimplemented).
@@ -118,7 +124,8 @@ class ZkClientFactory {
 };
 
 // The fixed op names reported to an OpObserver: "get", "children", "exists", "create", "delete",
-// "set", "multi", "multi_read", "sync", "add_watch", "remove_watches", "auth", "close".
+// "set", "multi", "multi_read", "get_acl", "sync", "add_watch", "remove_watches", "auth",
+// "close".
 namespace op_names {
 inline constexpr std::string_view kGet = "get";
 inline constexpr std::string_view kChildren = "children";
@@ -128,6 +135,7 @@ inline constexpr std::string_view kDelete = "delete";
 inline constexpr std::string_view kSet = "set";
 inline constexpr std::string_view kMulti = "multi";
 inline constexpr std::string_view kMultiRead = "multi_read";
+inline constexpr std::string_view kGetAcl = "get_acl";
 inline constexpr std::string_view kSync = "sync";
 inline constexpr std::string_view kAddWatch = "add_watch";
 inline constexpr std::string_view kRemoveWatches = "remove_watches";
@@ -151,6 +159,7 @@ ZkResult<SetDataReply> SetData(ZkClient& client, std::string_view path, std::str
                                int32_t version = -1);
 ZkResult<MultiReply> Multi(ZkClient& client, std::vector<MultiOp> ops);
 ZkResult<MultiReadReply> MultiRead(ZkClient& client, std::vector<ReadOp> ops);
+ZkResult<GetAclReply> GetAcl(ZkClient& client, std::string_view path);
 ZkResult<SyncReply> Sync(ZkClient& client, std::string_view path);
 ZkResult<Ack> AddWatch(ZkClient& client, std::string_view path, AddWatchMode mode);
 ZkResult<Ack> RemoveWatches(ZkClient& client, std::string_view path, WatcherType type);

@@ -42,6 +42,10 @@ struct ZkError {
   ZkErrorCode code = ZkErrorCode::kSystemError;
   std::string message;  // names the operation and path, e.g. "get /dubbo/a: no node"
   int64_t zxid = -1;    // the reply header's zxid, -1 when the server did not answer
+  // For a multi the server refused: the index of the first operation whose result is an error
+  // other than RuntimeInconsistency (the one the message names). -1 for every other error,
+  // including a multi that failed as a whole (connection loss, invalid path, ...).
+  int32_t failed_op = -1;
 
   std::string ToString() const;
 };

@@ -7,7 +7,41 @@ bool IsEphemeral(CreateMode mode) {
 }
 
 bool IsSequential(CreateMode mode) {
-  return mode == CreateMode::kPersistentSequential || mode == CreateMode::kEphemeralSequential;
+  return mode == CreateMode::kPersistentSequential || mode == CreateMode::kEphemeralSequential ||
+         mode == CreateMode::kPersistentSequentialWithTtl;
+}
+
+bool IsTtl(CreateMode mode) {
+  return mode == CreateMode::kPersistentWithTtl || mode == CreateMode::kPersistentSequentialWithTtl;
+}
+
+namespace {
+
+// ZooKeeper's extended ephemeralOwner: the high byte set, then two bytes naming the feature (0
+// is TTL), then five bytes of the feature's value.
+constexpr uint64_t kExtendedMask = 0xff00000000000000;
+constexpr uint64_t kExtendedFeatureMask = 0x00ffff0000000000;
+constexpr uint64_t kExtendedValueMask = ~(kExtendedMask | kExtendedFeatureMask);
+
+}  // namespace
+
+NodeKind NodeKindOf(const Stat& stat) {
+  if (stat.ephemeral_owner == 0) return NodeKind::kPersistent;
+  if (stat.ephemeral_owner == kContainerEphemeralOwner) return NodeKind::kContainer;
+  const auto owner = static_cast<uint64_t>(stat.ephemeral_owner);
+  if ((owner & kExtendedMask) == kExtendedMask && (owner & kExtendedFeatureMask) == 0) {
+    return NodeKind::kTtl;
+  }
+  return NodeKind::kEphemeral;
+}
+
+int64_t TtlOf(const Stat& stat) {
+  if (NodeKindOf(stat) != NodeKind::kTtl) return 0;
+  return static_cast<int64_t>(static_cast<uint64_t>(stat.ephemeral_owner) & kExtendedValueMask);
+}
+
+int64_t TtlEphemeralOwner(int64_t ttl_ms) {
+  return static_cast<int64_t>(kExtendedMask | (static_cast<uint64_t>(ttl_ms) & kExtendedValueMask));
 }
 
 std::vector<Acl> OpenAclUnsafe() { return {Acl{kPermAll, "world", "anyone"}}; }

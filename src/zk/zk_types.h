@@ -25,7 +25,7 @@ struct Stat {
   int32_t version = 0;          // number of data changes
   int32_t cversion = 0;         // number of child changes
   int32_t aversion = 0;         // number of ACL changes
-  int64_t ephemeral_owner = 0;  // session id of an ephemeral's owner, 0 otherwise
+  int64_t ephemeral_owner = 0;  // an ephemeral's session id, 0, or a marker: see NodeKindOf
   int32_t data_length = 0;
   int32_t num_children = 0;
   int64_t pzxid = 0;  // zxid of the last child change (the create's zxid until then)
@@ -33,15 +33,48 @@ struct Stat {
   bool operator==(const Stat&) const = default;
 };
 
+// How a node is created. The server's create flags are, in order: 0, 1, 2, 3, 4, 5, 6.
 enum class CreateMode {
   kPersistent,
   kEphemeral,
   kPersistentSequential,
   kEphemeralSequential,
   kContainer,  // deleted by the server some time after its last child goes
+  // TTL nodes: persistent nodes that the server deletes once they have had no children and no
+  // change for MultiOp::ttl_ms. Only through ZkClient::Multi (Create fails with
+  // kInvalidArgument), and only on servers started with zookeeper.extendedTypesEnabled=true;
+  // ZooKeeper 3.8 without it refuses the operation with kUnimplemented.
+  kPersistentWithTtl,
+  kPersistentSequentialWithTtl,
 };
 bool IsEphemeral(CreateMode mode);
 bool IsSequential(CreateMode mode);
+bool IsTtl(CreateMode mode);
+
+// What kind of node an ephemeralOwner value denotes. ZooKeeper stores the kind in it: 0 for a
+// persistent node, INT64_MIN (only the top bit) for a container, the high byte 0xff and the next
+// two bytes 0 for a TTL node (the TTL in milliseconds in the low 40 bits), and otherwise the
+// session id of an ephemeral's owner. (A session id never starts with 0xff on a server with
+// extended types, whose server ids are at most 254.)
+//
+// But the server hides the container and TTL markers from clients: every Stat it sends (create,
+// exists, getData, setData, multi, ...) has ephemeralOwner 0 for them (ZooKeeper 3.8, verified by
+// the integration test; DataNode.copyStat). So on a Stat from a server NodeKindOf tells only
+// ephemerals (kEphemeral) from the rest (kPersistent); kContainer and kTtl come only from raw
+// ephemeralOwner values (snapshots, transaction logs). A client cannot learn from a node's Stat
+// that it is a container or a TTL node, nor its TTL.
+enum class NodeKind { kPersistent, kEphemeral, kContainer, kTtl };
+NodeKind NodeKindOf(const Stat& stat);
+// The TTL in milliseconds of a kTtl node; 0 for every other kind.
+int64_t TtlOf(const Stat& stat);
+
+// The ephemeralOwner the server stores for a container (and never sends to clients).
+inline constexpr int64_t kContainerEphemeralOwner = INT64_MIN;
+// The largest TTL the server accepts (2^40 - 1 ms, about 34 years); it refuses 0 and negatives.
+inline constexpr int64_t kMaxTtlMs = (int64_t{1} << 40) - 1;
+// The ephemeralOwner the server stores for a TTL node (and never sends to clients).
+// REQUIRES: 0 < ttl_ms <= kMaxTtlMs.
+int64_t TtlEphemeralOwner(int64_t ttl_ms);
 
 // Permission bits of an ACL entry.
 inline constexpr int32_t kPermRead = 1;
@@ -157,6 +190,12 @@ struct SetDataReply {
   int64_t zxid = 0;
 };
 
+struct GetAclReply {
+  std::vector<Acl> acl;  // as the server stores it ("auth" entries became the session's ids)
+  Stat stat;
+  int64_t zxid = 0;
+};
+
 struct SyncReply {
   std::string path;
   int64_t zxid = 0;
@@ -178,6 +217,9 @@ struct MultiOp {
   CreateMode mode = CreateMode::kPersistent;  // kCreate
   std::vector<Acl> acl = OpenAclUnsafe();     // kCreate
   int32_t version = -1;                       // kDelete, kSetData, kCheck; -1 matches any
+  // kCreate with a TTL mode only (ignored otherwise): the TTL in milliseconds, in
+  // (0, kMaxTtlMs]; the server refuses others with kInvalidArgument.
+  int64_t ttl_ms = 0;
 
   static MultiOp Create(std::string path, std::string data,
                         CreateMode mode = CreateMode::kPersistent);
@@ -198,7 +240,7 @@ struct MultiOpResult {
 };
 
 // A multi that the server applied. A multi that failed is an error whose code is the first
-// failing operation's and whose message names it.
+// failing operation's, whose message names it and whose failed_op is its index.
 struct MultiReply {
   std::vector<MultiOpResult> results;
   int64_t zxid = 0;

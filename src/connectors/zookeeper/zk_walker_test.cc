@@ -58,6 +58,7 @@ class HoldingZkClient final : public zk::ZkClient {
   void Multi(std::vector<zk::MultiOp>, zk::ZkCallback<zk::MultiReply> done) override {
     done(Fail());
   }
+  void GetAcl(std::string_view, zk::ZkCallback<zk::GetAclReply> done) override { done(Fail()); }
   void Sync(std::string_view, zk::ZkCallback<zk::SyncReply> done) override { done(Fail()); }
   void AddWatch(std::string_view, zk::AddWatchMode, zk::ZkCallback<zk::Ack> done) override {
     done(Fail());

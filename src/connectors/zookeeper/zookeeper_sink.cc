@@ -58,7 +58,7 @@ bool IsConnectionError(zk::ZkErrorCode code) {
     case zk::ZkErrorCode::kConnectionLoss:
     case zk::ZkErrorCode::kSessionExpired:
     case zk::ZkErrorCode::kSessionMoved:
-    case zk::ZkErrorCode::kOperationTimeout:
+    case zk::ZkErrorCode::kTimeout:
     case zk::ZkErrorCode::kClosed:
       return true;
     default:
@@ -467,7 +467,7 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
       case zk::ZkErrorCode::kNotEmpty:
         break;  // changed since the pre-read: decide again
       case zk::ZkErrorCode::kUnimplemented:
-      case zk::ZkErrorCode::kBadArguments:
+      case zk::ZkErrorCode::kInvalidArgument:
         if (failed_op.kind == zk::MultiOp::Kind::kCreate &&
             failed_op.mode == zk::CreateMode::kPersistentWithTtl) {
           sink_.ttl_refused_.store(true);
@@ -501,49 +501,56 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
     PreRead(std::move(pending));
   }
 
-  // Creates the missing ancestors of every path in ancestors_wanted_, top down, then pre-reads
-  // `pending` again. Requests on one session are processed in order, so waiting for the last
-  // answer waits for all.
+  // Creates the missing ancestors of every path in ancestors_wanted_ (nodes or records), then
+  // pre-reads `pending` again: first the record's ancestors in the meta subtree (placeholders),
+  // then the node's, top down; an ancestor in scope gets a record of source version 0 when
+  // own_created_parents, so that its own write, when it comes, applies. Requests on one session
+  // are processed in order, so waiting for the last answer waits for all; an ancestor that exists
+  // already fails its create and is left as it is.
   void MakeAncestors(std::vector<size_t> pending) {
-    std::vector<std::pair<std::string, bool>> creates;  // path, with a placeholder record
+    std::vector<std::string> meta_chain;
+    std::vector<std::string> data_chain;
     std::set<std::string> seen;
-    for (const std::string& path : ancestors_wanted_) {
-      std::vector<std::string> chain;
+    auto add_chain = [&seen](const std::string& path, std::vector<std::string>* chain) {
+      std::vector<std::string> ancestors;
       for (std::string parent = ParentOf(path); parent != "/"; parent = ParentOf(parent)) {
-        chain.push_back(parent);
+        ancestors.push_back(parent);
       }
-      for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
-        if (!seen.insert(*it).second) continue;
-        const bool record = sink_.options_.own_created_parents && sink_.scope_.Contains(*it) &&
-                            !IsSameOrBelowMeta(*it);
-        creates.emplace_back(*it, record);
+      for (auto it = ancestors.rbegin(); it != ancestors.rend(); ++it) {
+        if (seen.insert(*it).second) chain->push_back(*it);
       }
+    };
+    for (const std::string& wanted : ancestors_wanted_) {
+      const std::string key =
+          core::IsSameOrBelow(wanted, sink_.owned_root_) ? sink_.KeyOfRecord(wanted) : wanted;
+      add_chain(sink_.RecordPath(key), &meta_chain);
+      add_chain(key, &data_chain);
     }
     ancestors_wanted_.clear();
-    if (creates.empty()) return PreRead(std::move(pending));
+    const size_t requests = meta_chain.size() + data_chain.size();
+    if (requests == 0) return PreRead(std::move(pending));
     auto self = shared_from_this();
-    auto remaining = std::make_shared<std::atomic<size_t>>(creates.size());
+    auto remaining = std::make_shared<std::atomic<size_t>>(requests);
     auto pending_shared = std::make_shared<std::vector<size_t>>(std::move(pending));
     auto next = [self, remaining, pending_shared]() {
       if (remaining->fetch_sub(1) == 1) self->PreRead(std::move(*pending_shared));
     };
-    for (const auto& [path, record] : creates) {
-      if (record) {
-        // The ancestor and its placeholder record (source version 0: its own write applies).
+    for (const std::string& path : meta_chain) {
+      client_->Create(path, "", zk::CreateMode::kPersistent, zk::OpenAclUnsafe(),
+                      [next](zk::ZkResult<zk::CreateReply>) { next(); });
+    }
+    for (const std::string& path : data_chain) {
+      if (sink_.options_.own_created_parents && sink_.scope_.Contains(path)) {
         std::vector<zk::MultiOp> ops;
         if (fence_op_) ops.push_back(*fence_op_);
         ops.push_back(zk::MultiOp::Create(path, ""));
-        ops.push_back(zk::MultiOp::Create(sink_.RecordPath(path), "0"));
+        ops.push_back(zk::MultiOp::SetData(sink_.RecordPath(path), "0"));  // its placeholder
         client_->Multi(std::move(ops), [next](zk::ZkResult<zk::MultiReply>) { next(); });
       } else {
         client_->Create(path, "", zk::CreateMode::kPersistent, zk::OpenAclUnsafe(),
                         [next](zk::ZkResult<zk::CreateReply>) { next(); });
       }
     }
-  }
-
-  bool IsSameOrBelowMeta(const std::string& path) const {
-    return core::IsSameOrBelow(path, sink_.options_.meta_root);
   }
 
   // Counter bumps too large for the write's multi: multis of their own, one after another.
@@ -742,26 +749,43 @@ core::SinkResult<ZooKeeperSink::Listing> ZooKeeperSink::ListAll(const std::strin
       if (!replaced) sink.AbandonListing();
     }
   } end_listing{*this, prefix, replaced};
-  auto data_scope = core::Scope::Create({prefix}, Excludes());
-  if (!data_scope.ok()) {
-    return Unexpected{SinkError{SinkError::Code::kOther, data_scope.error(), "bad_scope"}};
-  }
   WalkOptions walk;
   walk.window = kMinMultiReadWindow;
-  auto data = WalkZkTree(*client, *data_scope, walk);
-  if (!data.ok()) return Unexpected{SinkErrorOf(data.error())};
   auto record_scope = core::Scope::Create({RecordPath(prefix)}, {});
   if (!record_scope.ok()) {
     return Unexpected{SinkError{SinkError::Code::kOther, record_scope.error(), "bad_scope"}};
   }
   auto records = WalkZkTree(*client, *record_scope, walk);
   if (!records.ok()) return Unexpected{SinkErrorOf(records.error())};
+  core::Snapshot data;
+  if (options_.list_owned_only) {
+    std::vector<std::string> keys;
+    for (const core::SourceEntry& record : records->entries) {
+      std::string key = KeyOfRecord(record.key);
+      if (RecordVersion(record.value) && scope_.Contains(key)) keys.push_back(std::move(key));
+    }
+    auto nodes = ReadNodes(*client, keys, {});
+    if (!nodes.ok()) return Unexpected{SinkErrorOf(nodes.error())};
+    for (size_t i = 0; i < keys.size(); ++i) {
+      core::EntryState& state = (*nodes)[i];
+      data.point = std::max(data.point, state.observed_at);
+      if (state.exists) data.entries.push_back({keys[i], std::move(state.value), state.version});
+    }
+  } else {
+    auto data_scope = core::Scope::Create({prefix}, Excludes());
+    if (!data_scope.ok()) {
+      return Unexpected{SinkError{SinkError::Code::kOther, data_scope.error(), "bad_scope"}};
+    }
+    auto walked = WalkZkTree(*client, *data_scope, walk);
+    if (!walked.ok()) return Unexpected{SinkErrorOf(walked.error())};
+    data = std::move(walked).value();
+  }
 
   Listing listing;
-  listing.point = std::max(data->point, records->point);
+  listing.point = std::max(data.point, records->point);
   std::set<std::string> owned;
   std::map<std::string, core::SinkEntry> merged;
-  for (core::SourceEntry& entry : data->entries) {
+  for (core::SourceEntry& entry : data.entries) {
     core::SinkEntry& sink_entry = merged[entry.key];
     sink_entry.key = entry.key;
     sink_entry.sink_key = entry.key;
@@ -771,9 +795,7 @@ core::SinkResult<ZooKeeperSink::Listing> ZooKeeperSink::ListAll(const std::strin
   for (core::SourceEntry& record : records->entries) {
     const std::optional<int64_t> version = RecordVersion(record.value);
     if (!version) continue;  // a placeholder
-    std::string key = record.key.size() == owned_root_.size()
-                          ? std::string("/")
-                          : record.key.substr(owned_root_.size());
+    std::string key = KeyOfRecord(record.key);
     if (!scope_.Contains(key)) continue;
     owned.insert(key);
     core::SinkEntry& sink_entry = merged[key];
@@ -786,6 +808,11 @@ core::SinkResult<ZooKeeperSink::Listing> ZooKeeperSink::ListAll(const std::strin
   ReplaceOwned(prefix, owned, generation);
   replaced = true;
   return listing;
+}
+
+std::string ZooKeeperSink::KeyOfRecord(const std::string& record_path) const {
+  if (record_path.size() == owned_root_.size()) return "/";
+  return record_path.substr(owned_root_.size());
 }
 
 std::vector<std::string> ZooKeeperSink::Excludes() const {

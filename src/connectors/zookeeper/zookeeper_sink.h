@@ -101,6 +101,9 @@ struct ZooKeeperSinkOptions {
   // plain nodes, as a client registering there would have made them (reverse).
   bool own_created_parents = true;
   bool advance_sequence_counters = true;
+  // List only the nodes it holds records for (reverse: the source ensemble's own nodes never
+  // concern it, and its listing then walks the meta subtree alone).
+  bool list_owned_only = false;
   size_t max_batch_writes = 64;
   size_t max_batch_bytes = 900 * 1024;  // below ZooKeeper's default jute.maxbuffer (1 MiB)
   int max_counter_ops = 2000;           // counter bumps carried inside a write's multi
@@ -159,6 +162,8 @@ class ZooKeeperSink final : public core::Sink {
   };
   // Walks the nodes and the records below `prefix` and joins them (Cursor's whole work).
   core::SinkResult<Listing> ListAll(const std::string& prefix);
+  // The source key a record node is about.
+  std::string KeyOfRecord(const std::string& record_path) const;
   // The scope's excludes and the meta subtree.
   std::vector<std::string> Excludes() const;
   core::SinkError Unavailable(std::string message) const;

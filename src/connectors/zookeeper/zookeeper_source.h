@@ -33,6 +33,7 @@
 
 #include "common/result.h"
 #include "connectors/zookeeper/classic_watcher.h"
+#include "connectors/zookeeper/zk_walker.h"
 #include "core/scope.h"
 #include "core/source.h"
 #include "ops/log.h"

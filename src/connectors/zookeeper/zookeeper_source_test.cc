@@ -123,6 +123,9 @@ class StallingFactory final : public zk::ZkClientFactory {
     void Multi(std::vector<zk::MultiOp> ops, zk::ZkCallback<zk::MultiReply> done) override {
       inner_->Multi(std::move(ops), std::move(done));
     }
+    void GetAcl(std::string_view path, zk::ZkCallback<zk::GetAclReply> done) override {
+      inner_->GetAcl(path, std::move(done));
+    }
     void Sync(std::string_view path, zk::ZkCallback<zk::SyncReply> done) override {
       inner_->Sync(path, std::move(done));
     }
@@ -175,8 +178,10 @@ class ZooKeeperSourceTest : public ::testing::Test {
   }
 
   std::unique_ptr<ZooKeeperSource> NewSource(WatchMode mode = WatchMode::kAuto) {
-    return std::make_unique<ZooKeeperSource>(factory_, scope_, logger_,
-                                             ZooKeeperSourceOptions{mode, 15});
+    ZooKeeperSourceOptions options;
+    options.watch_mode = mode;
+    options.multi_read_batch = 15;
+    return std::make_unique<ZooKeeperSource>(factory_, scope_, logger_, options);
   }
 
   // Opens, and reads a snapshot as the engine does (in classic mode, that sets the watches).
@@ -391,6 +396,41 @@ TEST_F(ZooKeeperSourceTest, ReadAsyncReadsOneKeyOffTheCallersThread) {
   ASSERT_TRUE(absent.result.ok()) << absent.result.error().message;
   EXPECT_FALSE(absent.result->exists);
   EXPECT_GE(absent.result->observed_at, deleted_at);
+}
+
+TEST_F(ZooKeeperSourceTest, NodesTheFilterLeavesOutReadAsAbsentEverywhere) {
+  Create("/dubbo/svc/providers");
+  auto holder = server_->NewClient({});
+  ASSERT_TRUE(
+      zk::blocking::Create(*holder, "/dubbo/svc/providers/e", "E", zk::CreateMode::kEphemeral)
+          .ok());
+  Create("/dubbo/svc/providers/p", "P");
+  ZooKeeperSourceOptions options;
+  options.include = [](const std::string&, const zk::Stat& stat) {
+    return stat.ephemeral_owner != 0;  // only ephemeral nodes, as zk2zk's reverse direction
+  };
+  for (size_t batch : {size_t{15}, size_t{1}}) {  // multiRead and one getData per node
+    options.multi_read_batch = batch;
+    ZooKeeperSource source(factory_, scope_, logger_, options);
+    ASSERT_TRUE(source.Open(listener_).ok());
+    auto snapshot = source.ReadSnapshot({});
+    ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
+    ASSERT_EQ(snapshot->entries.size(), 1u);  // the walk went below the persistent parents
+    EXPECT_EQ(snapshot->entries[0].key, "/dubbo/svc/providers/e");
+    auto states = source.Reread({"/dubbo/svc/providers/p", "/dubbo/svc/providers/e"}, {});
+    ASSERT_TRUE(states.ok()) << states.error().message;
+    EXPECT_FALSE((*states)[0].exists);
+    EXPECT_GT((*states)[0].observed_at, 0);
+    EXPECT_TRUE((*states)[1].exists);
+    const AsyncRead persistent = ReadAsyncAndWait(source, "/dubbo/svc/providers/p");
+    ASSERT_TRUE(persistent.result.ok());
+    EXPECT_FALSE(persistent.result->exists);
+    const AsyncRead ephemeral = ReadAsyncAndWait(source, "/dubbo/svc/providers/e");
+    ASSERT_TRUE(ephemeral.result.ok());
+    EXPECT_TRUE(ephemeral.result->exists);
+    EXPECT_EQ(ephemeral.result->value, "E");
+    source.Close();
+  }
 }
 
 TEST_F(ZooKeeperSourceTest, CloseEndsReadsAndIsIdempotent) {
