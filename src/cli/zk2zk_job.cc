@@ -47,6 +47,9 @@ Zk2ZkJob MakeZk2ZkJob(const Zk2ZkConfig& config, ops::Logger& logger, const Cloc
   // Parents a registration on the target needed are plain nodes here, as the client that
   // registers would have made them on the source.
   reverse_options.own_created_parents = false;
+  // The source ensemble's own nodes never concern the reverse direction: its listings walk the
+  // meta subtree alone (the forward direction lists the source in full).
+  reverse_options.list_owned_only = true;
   reverse_options.advance_sequence_counters = config.advance_sequence_counters;
   job.reverse_sink = std::make_unique<connectors::ZooKeeperSink>(*job.source_factory, config.scope,
                                                                  logger, reverse_options);
