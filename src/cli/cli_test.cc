@@ -18,8 +18,8 @@ struct Outcome {
 Outcome RunCli(std::vector<std::string> args) {
   args.insert(args.begin(), "zk2etcd");
   std::ostringstream out, err;
-  const int status =
-      Run(args, [](const std::string&) { return std::optional<std::string>(); }, out, err);
+  const int status = Run(
+      args, [](const std::string&) { return std::optional<std::string>(); }, out, err);
   return {status, out.str(), err.str()};
 }
 
@@ -104,9 +104,9 @@ TEST(CliTest, SyncHelpShowsTheIdentityFlagItsVariableAndTheFiveSecondLease) {
 }
 
 TEST(CliTest, Etcd2EtcdHelpListsSyncAndDiff) {
-  for (auto args : {std::vector<std::string>{"etcd2etcd", "--help"},
-                    std::vector<std::string>{"etcd2etcd"},
-                    std::vector<std::string>{"help", "etcd2etcd"}}) {
+  for (auto args :
+       {std::vector<std::string>{"etcd2etcd", "--help"}, std::vector<std::string>{"etcd2etcd"},
+        std::vector<std::string>{"help", "etcd2etcd"}}) {
     const Outcome outcome = RunCli(args);
     EXPECT_EQ(outcome.status, kExitOk);
     EXPECT_NE(outcome.out.find("zk2etcd etcd2etcd <command> [flags]"), std::string::npos)
@@ -141,8 +141,9 @@ TEST(CliTest, Etcd2EtcdSubcommandHelpShowsItsFlags) {
 TEST(CliTest, Etcd2EtcdUnknownSubcommandOrBadValueIsOneLineAndExitTwo) {
   Outcome outcome = RunCli({"etcd2etcd", "copy"});
   EXPECT_EQ(outcome.status, kExitUsage);
-  EXPECT_EQ(outcome.err, "zk2etcd etcd2etcd: unknown command \"copy\" (see 'zk2etcd etcd2etcd "
-                         "--help')\n");
+  EXPECT_EQ(outcome.err,
+            "zk2etcd etcd2etcd: unknown command \"copy\" (see 'zk2etcd etcd2etcd "
+            "--help')\n");
   // Servers that do not exist: refused before any is tried.
   for (const char* command : {"sync", "diff"}) {
     outcome = RunCli({"etcd2etcd", command, "--source-endpoints=127.0.0.1:1",
@@ -157,6 +158,44 @@ TEST(CliTest, Etcd2EtcdUnknownSubcommandOrBadValueIsOneLineAndExitTwo) {
   EXPECT_EQ(outcome.status, kExitUsage);
   EXPECT_EQ(CountLines(outcome.err), 1);
   EXPECT_NE(outcome.err.find("zk2etcd etcd2etcd sync: unknown flag --bogus"), std::string::npos);
+}
+
+TEST(CliTest, Zk2ZkHelpListsSyncAndDiffWithTheirFlags) {
+  for (auto args :
+       {std::vector<std::string>{"zk2zk", "--help"}, std::vector<std::string>{"help", "zk2zk"}}) {
+    const Outcome outcome = RunCli(args);
+    EXPECT_EQ(outcome.status, kExitOk);
+    EXPECT_NE(outcome.out.find("zk2etcd zk2zk <command> [flags]"), std::string::npos)
+        << outcome.out;
+    EXPECT_NE(outcome.out.find("  sync "), std::string::npos) << outcome.out;
+    EXPECT_NE(outcome.out.find("  diff "), std::string::npos) << outcome.out;
+  }
+  EXPECT_NE(RunCli({"--help"}).out.find("  zk2zk "), std::string::npos);
+  const Outcome sync = RunCli({"zk2zk", "sync", "--help"});
+  EXPECT_EQ(sync.status, kExitOk);
+  for (const char* flag :
+       {"--source-servers", "--target-servers", "--source-digest", "--target-session-timeout",
+        "--path", "--exclude", "--meta-path", "--name", "--reverse-ephemerals", "--copy-acl",
+        "--advance-sequence-counters", "--leader-elect-identity", "--audit-log",
+        "--progress-interval", "--fullsync-interval", "ZK2ETCD_TARGET_SERVERS"}) {
+    EXPECT_NE(sync.out.find(flag), std::string::npos) << flag;
+  }
+  const Outcome diff = RunCli({"zk2zk", "diff", "--help"});
+  EXPECT_EQ(diff.status, kExitOk);
+  EXPECT_NE(diff.out.find("--fix"), std::string::npos);
+  EXPECT_EQ(diff.out.find("--leader-elect"), std::string::npos);
+}
+
+TEST(CliTest, Zk2ZkIntoItselfIsOneLineAndExitTwo) {
+  for (const char* command : {"sync", "diff"}) {
+    const Outcome outcome =
+        RunCli({"zk2zk", command, "--source-servers=127.0.0.1:1", "--target-servers=localhost:1"});
+    EXPECT_EQ(outcome.status, kExitUsage);
+    EXPECT_EQ(outcome.err, std::string("zk2etcd zk2zk ") + command +
+                               ": --source-servers \"127.0.0.1:1\" and --target-servers "
+                               "\"localhost:1\" share a server: source and target must be "
+                               "different ensembles\n");
+  }
 }
 
 }  // namespace

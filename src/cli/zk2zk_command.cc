@@ -494,9 +494,7 @@ int RunZk2ZkDiff(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& out, 
 }
 
 Subcommand Zk2ZkSyncCommand() {
-  return {"sync",
-          "copy ZooKeeper subtrees to another ensemble and keep them identical, ephemeral "
-          "registrations both ways",
+  return {"sync", "copy subtrees to another ensemble and keep them identical, ephemerals both ways",
           [](FlagSet& flags) -> CommandRunner {
             auto values = std::make_shared<Zk2ZkFlags>();
             AddZk2ZkFlags(flags, values.get(), Zk2ZkCommandKind::kSync);
