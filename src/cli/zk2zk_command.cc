@@ -350,10 +350,11 @@ constexpr DiffReportNames kForwardNames = {.source_label = "source nodes",
                                            .source_field = "source_nodes",
                                            .sink_field = "target_nodes",
                                            .revision_field = "target_zxid"};
+// The reverse sink lists only the nodes it owns (its copies), not the whole source.
 constexpr DiffReportNames kReverseNames = {.source_label = "target ephemerals",
-                                           .sink_label = "source nodes",
+                                           .sink_label = "copies on the source",
                                            .source_field = "target_ephemerals",
-                                           .sink_field = "source_nodes",
+                                           .sink_field = "source_copies",
                                            .revision_field = "source_zxid"};
 
 int RunZk2ZkDiff(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& out, std::ostream& err) {
