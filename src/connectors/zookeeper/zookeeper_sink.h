@@ -26,11 +26,12 @@
 //   - a create takes the source node's ACL (`copy_acl`) and type from `source_info`: a container
 //     stays a container, a TTL node keeps its TTL where the target allows TTL nodes (else it is
 //     created persistent and a warning says so once), an ephemeral becomes a persistent copy;
-//   - a created node whose name ends in ten digits (a sequential name) moves its parent's child
-//     counter (cversion) past that number, with create+delete pairs of
-//     `<parent>/zk2zk-sequence-bump` in the same multi (or in multis of their own when more than
-//     `max_counter_ops` are needed), so that a client's next sequential create on this ensemble
-//     sorts after the copies;
+//   - a created node whose name ends in ten digits (a sequential name) moves its parent's
+//     sequence counter past that number, so that a client's next sequential create on this
+//     ensemble sorts after the copies: after the write's multi, sequential creates of
+//     `<parent>/zk2zk-sequence-bump-` (as many as the gap, in multis of up to `max_counter_ops`),
+//     then their deletes. The counter is read from those creates' names, not from the parent's
+//     cversion, which can lag behind the server's counter after a multi;
 //   - a delete of a node that still has children is sent again (they are usually being deleted
 //     by writes in flight) up to `max_delete_resends` times, then reported as failed; a record
 //     that has records below it becomes a placeholder instead of being deleted;
@@ -106,7 +107,7 @@ struct ZooKeeperSinkOptions {
   bool list_owned_only = false;
   size_t max_batch_writes = 64;
   size_t max_batch_bytes = 900 * 1024;  // below ZooKeeper's default jute.maxbuffer (1 MiB)
-  int max_counter_ops = 2000;           // counter bumps carried inside a write's multi
+  int max_counter_ops = 2000;           // sequence counter bumps per multi
   int max_delete_resends = 200;
   int max_conflict_retries = 5;  // a write whose multi keeps failing on it is then reported
 };
@@ -146,6 +147,10 @@ class ZooKeeperSink final : public core::Sink {
   // source ensemble through the reverse sink, and the other way round): one getACL.
   void ReadNodeInfo(const std::string& path,
                     std::function<void(Result<std::optional<SourceNodeInfo>, std::string>)> done);
+
+  // Whether `path` is a node the sink makes for a moment (a sequence counter's bump), which no
+  // job copies.
+  static bool IsTransientNode(std::string_view path);
 
   // The record node of `key`.
   std::string RecordPath(std::string_view key) const;
