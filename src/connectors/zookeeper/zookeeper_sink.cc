@@ -886,7 +886,6 @@ void ZooKeeperSink::ApplyAsync(std::vector<core::SinkWrite> writes, std::vector<
     }).detach();
     return;
   }
-  NoteFence(fence);
   std::optional<zk::MultiOp> fence_op;
   if (fence) {
     if (options_.fence_mode == FenceMode::kNodeExists) {
@@ -935,23 +934,22 @@ core::SinkResult<int32_t> ZooKeeperSink::TokenVersion(zk::ZkClient& client,
   }
   if (!set.ok()) return Unexpected{SinkErrorOf(set.error())};
   version = set->stat.version;
-  std::lock_guard lock(mutex_);
-  token_fence_ = fence;
-  token_version_ = version;
+  {
+    std::lock_guard lock(mutex_);
+    token_fence_ = fence;
+    token_version_ = version;
+    // The previous leader may have written here until this moment: what the owned set holds is
+    // known complete again only after the records are read anew.
+    ++fence_generation_;
+    complete_prefixes_.clear();
+  }
   logger_.Info("took the fencing token of this ensemble",
                {{"path", fence_path_}, {"version", version}, {"leader", fence.key}});
+  if (auto loaded = LoadOwned(); !loaded.ok()) {
+    logger_.Warn("cannot read the records after taking the fencing token; deletes read first",
+                 {{"error", loaded.error().message}});
+  }
   return version;
-}
-
-void ZooKeeperSink::NoteFence(const std::optional<core::Fence>& fence) {
-  std::lock_guard lock(mutex_);
-  const bool same = fence.has_value() == last_fence_.has_value() &&
-                    (!fence || (fence->key == last_fence_->key &&
-                                fence->revision == last_fence_->revision));
-  if (same) return;
-  last_fence_ = fence;
-  ++fence_generation_;
-  complete_prefixes_.clear();  // another leader may have written meanwhile
 }
 
 uint64_t ZooKeeperSink::CurrentFenceGeneration() const {

@@ -44,7 +44,9 @@
 // new leader wrote anything.
 //
 // The sink keeps the set of source keys it owns (Owns()), complete after a full listing of the
-// scope or LoadOwned(), and kept up to date by its own writes. While it is complete, a delete of
+// scope or LoadOwned() (with kToken, one made after the token was last taken: a deposed leader
+// may write until then; with kNodeExists a deposed leader's writes fail before a new one is
+// elected), and kept up to date by its own writes. While it is complete, a delete of
 // a key it does not own is answered without a request (kAlreadyAbsent). zk2zk's forward source
 // uses the reverse sink's set to leave out the copies the reverse direction made.
 //
@@ -177,11 +179,9 @@ class ZooKeeperSink final : public core::Sink {
   std::shared_ptr<zk::ZkClient> Client();
   void OnSession(const zk::SessionEvent& event, uint64_t generation);
   // FenceMode::kToken: the token's version for `fence`, writing the token first when `fence` is
-  // a leadership not seen before. Blocking (once per leadership).
+  // a leadership not seen before, and then reading the records again (the previous leader may
+  // have written until then). Blocking (once per leadership).
   core::SinkResult<int32_t> TokenVersion(zk::ZkClient& client, const core::Fence& fence);
-  // A fence other than the last one: another leader may have written, the owned set is no
-  // longer known complete.
-  void NoteFence(const std::optional<core::Fence>& fence);
   uint64_t CurrentFenceGeneration() const;
   // Records `key` as owned or not: before a create that may apply (so that a reader of Owns()
   // never sees the copy without it), and after a write applied.
@@ -218,9 +218,8 @@ class ZooKeeperSink final : public core::Sink {
   std::set<std::string> owned_;
   size_t listings_ = 0;                // in progress
   std::set<std::string> touched_;      // keys NoteOwned saw while a listing ran
-  std::set<std::string> complete_prefixes_;  // fully listed since the last fence change
-  uint64_t fence_generation_ = 0;
-  std::optional<core::Fence> last_fence_;
+  std::set<std::string> complete_prefixes_;  // fully listed since the token was last taken
+  uint64_t fence_generation_ = 0;            // times the token was taken
   std::optional<core::Fence> token_fence_;
   std::optional<int32_t> token_version_;
   bool ttl_warned_ = false;
