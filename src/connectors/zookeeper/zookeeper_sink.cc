@@ -141,25 +141,16 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
     std::vector<zk::MultiOp> ops;
     bool needs_info = false;  // a create waiting for the source node's ACL and type
     bool owned_after = false;
+    bool creates = false;  // the node itself is created (not updated)
     zk::NodeKind kind = zk::NodeKind::kPersistent;
   };
 
   void PreRead(std::vector<size_t> pending) {
     pending_ = std::move(pending);
     std::vector<zk::ReadOp> reads;
-    parent_reads_.clear();
     for (size_t i : pending_) {
       reads.push_back(zk::ReadOp::GetData(writes_[i].key));
       reads.push_back(zk::ReadOp::GetData(sink_.RecordPath(writes_[i].key)));
-    }
-    if (sink_.options_.advance_sequence_counters) {
-      for (size_t i : pending_) {
-        if (writes_[i].type != SinkWrite::Type::kPut || !SequenceOf(writes_[i].key)) continue;
-        const std::string parent = ParentOf(writes_[i].key);
-        if (parent_reads_.emplace(parent, reads.size()).second) {
-          reads.push_back(zk::ReadOp::GetData(parent));
-        }
-      }
     }
     auto self = shared_from_this();
     client_->MultiRead(std::move(reads), [self](zk::ZkResult<zk::MultiReadReply> reply) {
@@ -183,8 +174,6 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
       nodes_[pending_[n]] = NodeReadOf(results[2 * n]);
       records_[pending_[n]] = NodeReadOf(results[2 * n + 1]);
     }
-    parents_.clear();
-    for (const auto& [parent, index] : parent_reads_) parents_[parent] = NodeReadOf(results[index]);
     Decide();
   }
 
@@ -229,7 +218,7 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
       if (node.exists) {
         plan.ops.push_back(zk::MultiOp::SetData(write.key, write.value, node.stat.version));
       } else {
-        plan.needs_info = true;  // the create op is made once the source's ACL and type are known
+        plan.needs_info = plan.creates = true;  // its create op waits for the source's ACL
       }
       plan.ops.push_back(record_op());
       plans_.push_back(std::move(plan));
@@ -248,7 +237,7 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
       return;
     }
     if (write.type == SinkWrite::Type::kAdopt) return Answer(i, WriteOutcome::kForeign);
-    plan.needs_info = true;
+    plan.needs_info = plan.creates = true;
     plan.ops.push_back(record_op());
     plans_.push_back(std::move(plan));
   }
@@ -364,42 +353,14 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
       op_plan_.push_back(kFenceOp);
       sent_.push_back({fence_op_->kind, fence_op_->path, fence_op_->mode});
     }
-    std::map<std::string, int64_t> parent_changes;  // children created or deleted per parent
-    std::map<std::string, int64_t> wanted_counter;  // per parent: the cversion to reach
     for (size_t p = 0; p < plans_.size(); ++p) {
       for (zk::MultiOp& op : plans_[p].ops) {
-        if (op.kind == zk::MultiOp::Kind::kCreate || op.kind == zk::MultiOp::Kind::kDelete) {
-          if (op.path == writes_[plans_[p].write].key) {
-            const std::string parent = ParentOf(op.path);
-            ++parent_changes[parent];
-            if (op.kind == zk::MultiOp::Kind::kCreate) {
-              if (auto sequence = SequenceOf(op.path); sequence && parents_.count(parent)) {
-                int64_t& wanted = wanted_counter[parent];
-                wanted = std::max(wanted, *sequence + 1);
-              }
-            }
-          }
-        }
         sent_.push_back({op.kind, op.path, op.mode});
         ops.push_back(std::move(op));
         op_plan_.push_back(p);
       }
     }
-    bumps_after_.clear();
-    if (no_bumps_) wanted_counter.clear();
-    for (const auto& [parent, wanted] : wanted_counter) {
-      const NodeRead& read = parents_[parent];
-      const int64_t reached = (read.exists ? read.stat.cversion : 0) + parent_changes[parent];
-      int64_t missing = wanted - reached;
-      if (missing <= 0) continue;
-      const int64_t pairs = (missing + 1) / 2;
-      if (2 * pairs > sink_.options_.max_counter_ops) {
-        bumps_after_.emplace_back(parent, pairs);
-        continue;
-      }
-      AppendBumps(parent, pairs, &ops);
-    }
-    if (op_plan_.size() == (fence_op_ ? 1u : 0u)) return RunBumpsAfter();
+    if (op_plan_.size() == (fence_op_ ? 1u : 0u)) return AdvanceCounters();
     // Owned before the multi can apply, so that no reader of Owns() sees the copy without it.
     for (const Plan& plan : plans_) {
       const std::string& key = writes_[plan.write].key;
@@ -413,17 +374,6 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
                    [self](zk::ZkResult<zk::MultiReply> reply) { self->OnMulti(std::move(reply)); });
   }
 
-  void AppendBumps(const std::string& parent, int64_t pairs, std::vector<zk::MultiOp>* ops) {
-    const std::string bump = (parent == "/" ? "" : parent) + "/" + std::string(kSequenceBump);
-    for (int64_t n = 0; n < pairs; ++n) {
-      ops->push_back(zk::MultiOp::Create(bump, ""));
-      ops->push_back(zk::MultiOp::Delete(bump));
-      op_plan_.insert(op_plan_.end(), {kBumpOp, kBumpOp});
-      sent_.push_back({zk::MultiOp::Kind::kCreate, bump, zk::CreateMode::kPersistent});
-      sent_.push_back({zk::MultiOp::Kind::kDelete, bump, zk::CreateMode::kPersistent});
-    }
-  }
-
   void OnMulti(zk::ZkResult<zk::MultiReply> reply) {
     if (reply.ok()) {
       for (const Plan& plan : plans_) {
@@ -434,7 +384,7 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
           sink_.ForgetDeleteResends(writes_[plan.write].key);
         }
       }
-      return RunBumpsAfter();
+      return AdvanceCounters();
     }
     const zk::ZkError& error = reply.error();
     if (IsConnectionError(error.code)) return Fail(SinkErrorOf(error));
@@ -445,12 +395,6 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
       SinkError lost{SinkError::Code::kNotLeader,
                      "ZooKeeper: the leadership fence failed: " + error.ToString(), "not_leader"};
       return Fail(std::move(lost));
-    }
-    if (owner == kBumpOp) {
-      sink_.logger_.Warn("cannot move a parent's sequence counter; copying without it",
-                         {{"error", error.ToString()}});
-      no_bumps_ = true;
-      return Retry({});
     }
     const Plan& plan = plans_[owner];
     const size_t failed = plan.write;
@@ -496,7 +440,7 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
       if (answers_[plan.write].outcome || !answers_[plan.write].error.empty()) continue;
       pending.push_back(plan.write);
     }
-    if (pending.empty()) return RunBumpsAfter();
+    if (pending.empty()) return AdvanceCounters();
     if (!ancestors_wanted_.empty()) return MakeAncestors(std::move(pending));
     PreRead(std::move(pending));
   }
@@ -553,31 +497,76 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
     }
   }
 
-  // Counter bumps too large for the write's multi: multis of their own, one after another.
-  void RunBumpsAfter() {
-    if (bumps_after_.empty()) return Finish();
-    auto [parent, pairs] = bumps_after_.back();
-    const int64_t chunk = std::min<int64_t>(pairs, sink_.options_.max_counter_ops / 2);
-    if (pairs - chunk > 0) {
-      bumps_after_.back().second = pairs - chunk;
-    } else {
-      bumps_after_.pop_back();
+  // Moves the sequence counter of every parent that received a copy with a sequential name past
+  // that number. The counter that names a client's next sequential node is the server's own
+  // (PrepRequestProcessor's), which a parent's cversion does not always show (after a multi of
+  // creates and deletes it may lag behind it), so it is read where it is used: by sequential
+  // creates of `<parent>/zk2zk-sequence-bump-`, as many as the gap needs, then deleted.
+  void AdvanceCounters() {
+    if (!sink_.options_.advance_sequence_counters) return Finish();
+    for (const Plan& plan : plans_) {
+      const SinkWrite& write = writes_[plan.write];
+      if (answers_[plan.write].outcome != WriteOutcome::kApplied) continue;
+      if (write.type != SinkWrite::Type::kPut || !plan.creates) continue;
+      if (auto sequence = SequenceOf(write.key)) {
+        int64_t& wanted = counters_[ParentOf(write.key)];
+        wanted = std::max(wanted, *sequence + 1);
+      }
     }
+    NextCounter();
+  }
+
+  void NextCounter() {
+    if (counters_.empty()) return Finish();
+    const auto [parent, wanted] = *counters_.begin();
+    counters_.erase(counters_.begin());
+    BumpCounter(parent, wanted, 1, std::make_shared<std::vector<std::string>>());
+  }
+
+  // Creates `count` sequential bump nodes under `parent`; when the last one's number reaches
+  // `wanted`, deletes them all, else creates as many again as are missing.
+  void BumpCounter(const std::string& parent, int64_t wanted, int64_t count,
+                   std::shared_ptr<std::vector<std::string>> made) {
+    const std::string bump = (parent == "/" ? "" : parent) + "/" + std::string(kSequenceBump);
     std::vector<zk::MultiOp> ops;
     if (fence_op_) ops.push_back(*fence_op_);
-    const std::string bump = (parent == "/" ? "" : parent) + "/" + std::string(kSequenceBump);
+    const int64_t chunk = std::min<int64_t>(count, sink_.options_.max_counter_ops);
     for (int64_t n = 0; n < chunk; ++n) {
-      ops.push_back(zk::MultiOp::Create(bump, ""));
-      ops.push_back(zk::MultiOp::Delete(bump));
+      ops.push_back(zk::MultiOp::Create(bump, "", zk::CreateMode::kPersistentSequential));
     }
     auto self = shared_from_this();
-    client_->Multi(std::move(ops), [self, parent](zk::ZkResult<zk::MultiReply> reply) {
+    client_->Multi(std::move(ops), [self, parent, wanted, made](zk::ZkResult<zk::MultiReply> reply) {
       if (!reply.ok()) {
         self->sink_.logger_.Warn("cannot move a parent's sequence counter",
                                  {{"parent", parent}, {"error", reply.error().ToString()}});
-        self->bumps_after_.clear();
+        return self->DeleteBumps(made);
       }
-      self->RunBumpsAfter();
+      int64_t reached = 0;
+      for (const zk::MultiOpResult& result : reply->results) {
+        if (result.path.empty() || result.path.find(kSequenceBump) == std::string::npos) continue;
+        made->push_back(result.path);
+        reached = std::max(reached, SequenceOf(result.path).value_or(0) + 1);
+      }
+      if (reached >= wanted || made->empty()) return self->DeleteBumps(made);
+      self->BumpCounter(parent, wanted, wanted - reached, made);
+    });
+  }
+
+  void DeleteBumps(std::shared_ptr<std::vector<std::string>> made) {
+    if (made->empty()) return NextCounter();
+    std::vector<zk::MultiOp> ops;
+    const size_t chunk = std::min<size_t>(made->size(), sink_.options_.max_counter_ops);
+    for (size_t n = 0; n < chunk; ++n) {
+      ops.push_back(zk::MultiOp::Delete(made->back()));
+      made->pop_back();
+    }
+    auto self = shared_from_this();
+    client_->Multi(std::move(ops), [self, made](zk::ZkResult<zk::MultiReply> reply) {
+      if (!reply.ok()) {
+        self->sink_.logger_.Warn("cannot delete the sequence counter's bump nodes",
+                                 {{"error", reply.error().ToString()}});
+      }
+      self->DeleteBumps(made);
     });
   }
 
@@ -603,7 +592,6 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
   }
 
   static constexpr size_t kFenceOp = static_cast<size_t>(-1);
-  static constexpr size_t kBumpOp = static_cast<size_t>(-2);
 
   ZooKeeperSink& sink_;
   const std::shared_ptr<zk::ZkClient> client_;
@@ -617,8 +605,6 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
   std::vector<size_t> pending_;
   std::map<size_t, NodeRead> nodes_;
   std::map<size_t, NodeRead> records_;
-  std::map<std::string, size_t> parent_reads_;  // parent path -> index in the pre-read
-  std::map<std::string, NodeRead> parents_;
   std::vector<Plan> plans_;
   std::map<std::string, int> deleted_children_;       // per parent path, in this pass
   std::map<std::string, int> deleted_child_records_;  // per parent record path, in this pass
@@ -630,12 +616,11 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
     std::string path;
     zk::CreateMode mode = zk::CreateMode::kPersistent;
   };
-  std::vector<size_t> op_plan_;  // per op of the multi: its plan, kFenceOp or kBumpOp
+  std::vector<size_t> op_plan_;  // per op of the multi: its plan or kFenceOp
   std::vector<SentOp> sent_;
-  bool no_bumps_ = false;  // a counter bump failed: this batch copies without them
   std::set<size_t> prenoted_;  // writes noted as owned before their multi
   std::vector<std::string> ancestors_wanted_;
-  std::vector<std::pair<std::string, int64_t>> bumps_after_;
+  std::map<std::string, int64_t> counters_;  // parent -> the sequence number to reach
 };
 
 // --- Cursor: a listing, read whole at the first Next ------------------------------------------
@@ -868,6 +853,11 @@ core::SinkResult<std::vector<core::SinkEntry>> ZooKeeperSink::Read(
   return entries;
 }
 
+bool ZooKeeperSink::IsTransientNode(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  return path.substr(slash == std::string_view::npos ? 0 : slash + 1).starts_with(kSequenceBump);
+}
+
 int ZooKeeperSink::DefaultVariant(const core::SinkWrite& /*write*/) const { return 0; }
 int ZooKeeperSink::BatchClass(int /*variant*/) const { return 0; }
 
@@ -896,7 +886,6 @@ void ZooKeeperSink::ApplyAsync(std::vector<core::SinkWrite> writes, std::vector<
     }).detach();
     return;
   }
-  NoteFence(fence);
   std::optional<zk::MultiOp> fence_op;
   if (fence) {
     if (options_.fence_mode == FenceMode::kNodeExists) {
@@ -945,23 +934,22 @@ core::SinkResult<int32_t> ZooKeeperSink::TokenVersion(zk::ZkClient& client,
   }
   if (!set.ok()) return Unexpected{SinkErrorOf(set.error())};
   version = set->stat.version;
-  std::lock_guard lock(mutex_);
-  token_fence_ = fence;
-  token_version_ = version;
+  {
+    std::lock_guard lock(mutex_);
+    token_fence_ = fence;
+    token_version_ = version;
+    // The previous leader may have written here until this moment: what the owned set holds is
+    // known complete again only after the records are read anew.
+    ++fence_generation_;
+    complete_prefixes_.clear();
+  }
   logger_.Info("took the fencing token of this ensemble",
                {{"path", fence_path_}, {"version", version}, {"leader", fence.key}});
+  if (auto loaded = LoadOwned(); !loaded.ok()) {
+    logger_.Warn("cannot read the records after taking the fencing token; deletes read first",
+                 {{"error", loaded.error().message}});
+  }
   return version;
-}
-
-void ZooKeeperSink::NoteFence(const std::optional<core::Fence>& fence) {
-  std::lock_guard lock(mutex_);
-  const bool same = fence.has_value() == last_fence_.has_value() &&
-                    (!fence || (fence->key == last_fence_->key &&
-                                fence->revision == last_fence_->revision));
-  if (same) return;
-  last_fence_ = fence;
-  ++fence_generation_;
-  complete_prefixes_.clear();  // another leader may have written meanwhile
 }
 
 uint64_t ZooKeeperSink::CurrentFenceGeneration() const {

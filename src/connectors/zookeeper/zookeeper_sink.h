@@ -26,11 +26,12 @@
 //   - a create takes the source node's ACL (`copy_acl`) and type from `source_info`: a container
 //     stays a container, a TTL node keeps its TTL where the target allows TTL nodes (else it is
 //     created persistent and a warning says so once), an ephemeral becomes a persistent copy;
-//   - a created node whose name ends in ten digits (a sequential name) moves its parent's child
-//     counter (cversion) past that number, with create+delete pairs of
-//     `<parent>/zk2zk-sequence-bump` in the same multi (or in multis of their own when more than
-//     `max_counter_ops` are needed), so that a client's next sequential create on this ensemble
-//     sorts after the copies;
+//   - a created node whose name ends in ten digits (a sequential name) moves its parent's
+//     sequence counter past that number, so that a client's next sequential create on this
+//     ensemble sorts after the copies: after the write's multi, sequential creates of
+//     `<parent>/zk2zk-sequence-bump-` (as many as the gap, in multis of up to `max_counter_ops`),
+//     then their deletes. The counter is read from those creates' names, not from the parent's
+//     cversion, which can lag behind the server's counter after a multi;
 //   - a delete of a node that still has children is sent again (they are usually being deleted
 //     by writes in flight) up to `max_delete_resends` times, then reported as failed; a record
 //     that has records below it becomes a placeholder instead of being deleted;
@@ -43,7 +44,9 @@
 // new leader wrote anything.
 //
 // The sink keeps the set of source keys it owns (Owns()), complete after a full listing of the
-// scope or LoadOwned(), and kept up to date by its own writes. While it is complete, a delete of
+// scope or LoadOwned() (with kToken, one made after the token was last taken: a deposed leader
+// may write until then; with kNodeExists a deposed leader's writes fail before a new one is
+// elected), and kept up to date by its own writes. While it is complete, a delete of
 // a key it does not own is answered without a request (kAlreadyAbsent). zk2zk's forward source
 // uses the reverse sink's set to leave out the copies the reverse direction made.
 //
@@ -106,7 +109,7 @@ struct ZooKeeperSinkOptions {
   bool list_owned_only = false;
   size_t max_batch_writes = 64;
   size_t max_batch_bytes = 900 * 1024;  // below ZooKeeper's default jute.maxbuffer (1 MiB)
-  int max_counter_ops = 2000;           // counter bumps carried inside a write's multi
+  int max_counter_ops = 2000;           // sequence counter bumps per multi
   int max_delete_resends = 200;
   int max_conflict_retries = 5;  // a write whose multi keeps failing on it is then reported
 };
@@ -147,6 +150,10 @@ class ZooKeeperSink final : public core::Sink {
   void ReadNodeInfo(const std::string& path,
                     std::function<void(Result<std::optional<SourceNodeInfo>, std::string>)> done);
 
+  // Whether `path` is a node the sink makes for a moment (a sequence counter's bump), which no
+  // job copies.
+  static bool IsTransientNode(std::string_view path);
+
   // The record node of `key`.
   std::string RecordPath(std::string_view key) const;
 
@@ -172,11 +179,9 @@ class ZooKeeperSink final : public core::Sink {
   std::shared_ptr<zk::ZkClient> Client();
   void OnSession(const zk::SessionEvent& event, uint64_t generation);
   // FenceMode::kToken: the token's version for `fence`, writing the token first when `fence` is
-  // a leadership not seen before. Blocking (once per leadership).
+  // a leadership not seen before, and then reading the records again (the previous leader may
+  // have written until then). Blocking (once per leadership).
   core::SinkResult<int32_t> TokenVersion(zk::ZkClient& client, const core::Fence& fence);
-  // A fence other than the last one: another leader may have written, the owned set is no
-  // longer known complete.
-  void NoteFence(const std::optional<core::Fence>& fence);
   uint64_t CurrentFenceGeneration() const;
   // Records `key` as owned or not: before a create that may apply (so that a reader of Owns()
   // never sees the copy without it), and after a write applied.
@@ -213,9 +218,8 @@ class ZooKeeperSink final : public core::Sink {
   std::set<std::string> owned_;
   size_t listings_ = 0;                // in progress
   std::set<std::string> touched_;      // keys NoteOwned saw while a listing ran
-  std::set<std::string> complete_prefixes_;  // fully listed since the last fence change
-  uint64_t fence_generation_ = 0;
-  std::optional<core::Fence> last_fence_;
+  std::set<std::string> complete_prefixes_;  // fully listed since the token was last taken
+  uint64_t fence_generation_ = 0;            // times the token was taken
   std::optional<core::Fence> token_fence_;
   std::optional<int32_t> token_version_;
   bool ttl_warned_ = false;
