@@ -72,9 +72,10 @@ Zk2ZkJob MakeZk2ZkJob(const Zk2ZkConfig& config, ops::Logger& logger, const Cloc
   forward_source.watch_mode = config.watch_mode;
   forward_source.change_stream = options.change_stream;
   forward_source.multi_read_batch = 15;
-  // Never copy forward what the reverse direction wrote: the copies of the target's ephemerals.
+  // Never copy forward what the reverse direction wrote: the copies of the target's ephemerals
+  // (and the nodes its sequence counter moves make for a moment).
   forward_source.include = [reverse_sink](const std::string& path, const zk::Stat& /*stat*/) {
-    return !reverse_sink->Owns(path);
+    return !reverse_sink->Owns(path) && !connectors::ZooKeeperSink::IsTransientNode(path);
   };
   job.forward_source = std::make_unique<connectors::ZooKeeperSource>(
       *job.source_factory, config.scope, logger, forward_source);
@@ -84,8 +85,9 @@ Zk2ZkJob MakeZk2ZkJob(const Zk2ZkConfig& config, ops::Logger& logger, const Cloc
     reverse_source.watch_mode = config.watch_mode;
     reverse_source.change_stream = options.change_stream;
     // Only the target's ephemerals: the forward copies are persistent, so they never go back.
-    reverse_source.include = [](const std::string& /*path*/, const zk::Stat& stat) {
-      return zk::NodeKindOf(stat) == zk::NodeKind::kEphemeral;
+    reverse_source.include = [](const std::string& path, const zk::Stat& stat) {
+      return zk::NodeKindOf(stat) == zk::NodeKind::kEphemeral &&
+             !connectors::ZooKeeperSink::IsTransientNode(path);
     };
     job.reverse_source = std::make_unique<connectors::ZooKeeperSource>(
         *job.target_factory, config.scope, logger, reverse_source);
