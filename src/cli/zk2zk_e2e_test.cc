@@ -287,12 +287,12 @@ TEST_F(Zk2ZkE2eTest, CopiesBothWaysFollowsChangesAndNeverLoops) {
       OwnedBy(*source_, SourceTree(), owners.front()->session_id());
   ASSERT_FALSE(closed.empty());
   owners.front().reset();
-  proxy->reset();  // the expiring session can no longer reach the server
+  proxy->reset();  // the expiring session can no longer reach the server: the server expires it
+  expiring.reset();
   ASSERT_TRUE(Eventually([&] { return !StatOf(*source_, expiring_provider); }, seconds(20)));
   ASSERT_TRUE(Converges(target_only)) << sync->Log();
   for (const std::string& path : closed) EXPECT_FALSE(StatOf(*target_, path)) << path;
   EXPECT_FALSE(StatOf(*target_, expiring_provider));
-  expiring.reset();
 
   // Providers registered on the target reach the source, as persistent copies, and go with
   // their session; a provider of the source keeps being copied meanwhile.
