@@ -68,7 +68,8 @@ std::string Fixed(double value, int digits) {
   return text;
 }
 
-std::unique_ptr<zk::ZkClient> Connect(const std::string& address, zk::ZkEventHandlers handlers = {}) {
+std::unique_ptr<zk::ZkClient> Connect(const std::string& address,
+                                      zk::ZkEventHandlers handlers = {}) {
   zk::ZkClientOptions options;
   options.connect_string = address;
   options.session_timeout = seconds(30);
@@ -264,8 +265,8 @@ int Main(int argc, char** argv) {
   std::cerr << "initial copy...\n";
   start = Clock::now();
   if (!tool.Start()) return 1;
-  const bool copied = watch.WaitFor([&] { return watch.created.size() >= n; },
-                                    seconds(options.copy_timeout_s));
+  const bool copied =
+      watch.WaitFor([&] { return watch.created.size() >= n; }, seconds(options.copy_timeout_s));
   const double copy_s = Since(start);
   size_t copied_nodes;
   {
@@ -319,7 +320,8 @@ int Main(int argc, char** argv) {
   const std::string churn_dir = kRoot + "/churn";
   if (!zk::blocking::Create(*source, churn_dir, "").ok()) return 1;
   std::vector<std::string> churn_paths;
-  for (size_t i = 0; i < options.churn / 2; ++i) churn_paths.push_back(churn_dir + "/c" + std::to_string(i));
+  for (size_t i = 0; i < options.churn / 2; ++i)
+    churn_paths.push_back(churn_dir + "/c" + std::to_string(i));
   start = Clock::now();
   if (!CreatePaths(*source, churn_paths, options.value_bytes)) return 1;
   if (!DeletePaths(*source, churn_paths)) return 1;
@@ -395,20 +397,21 @@ int Main(int argc, char** argv) {
   std::printf("\n%zu nodes of %zu bytes under %s; %ld cores; source loaded in %.2f s\n\n", n,
               options.value_bytes, kRoot.c_str(), sysconf(_SC_NPROCESSORS_ONLN), load_s);
   std::printf("| measure | zk2etcd zk2zk | reference |\n|---|---|---|\n");
-  std::printf("| initial copy | %s s (%s nodes/s) | raw read %s s, raw create %s s (%s nodes/s); "
-              "copy / slower = %s |\n",
-              Fixed(copy_s, 2).c_str(), Fixed(n / copy_s, 0).c_str(), Fixed(raw_read_s, 2).c_str(),
-              Fixed(raw_create_s, 2).c_str(), Fixed(n / raw_create_s, 0).c_str(),
-              Fixed(copy_s / std::max(raw_read_s, raw_create_s), 2).c_str());
+  std::printf(
+      "| initial copy | %s s (%s nodes/s) | raw read %s s, raw create %s s (%s nodes/s); "
+      "copy / slower = %s |\n",
+      Fixed(copy_s, 2).c_str(), Fixed(n / copy_s, 0).c_str(), Fixed(raw_read_s, 2).c_str(),
+      Fixed(raw_create_s, 2).c_str(), Fixed(n / raw_create_s, 0).c_str(),
+      Fixed(copy_s / std::max(raw_read_s, raw_create_s), 2).c_str());
   for (const DelayResult& delay : delays) {
     std::printf("| delay at %d/s (p50 / p99 / max ms) | %s | |\n", delay.rate,
                 DelayText(delay).c_str());
   }
-  std::printf("| churn (%zu creates + deletes) | %s changes/s (%s s; sent in %s s)%s | zk2zk "
-              "publishes 280/s |\n",
-              churn_paths.size(), Fixed(2.0 * churn_paths.size() / churn_s, 0).c_str(),
-              Fixed(churn_s, 2).c_str(), Fixed(churn_sent_s, 2).c_str(),
-              churned ? "" : " NOT ALL ARRIVED");
+  std::printf(
+      "| churn (%zu creates + deletes) | %s changes/s (%s s; sent in %s s)%s | zk2zk "
+      "publishes 280/s |\n",
+      churn_paths.size(), Fixed(2.0 * churn_paths.size() / churn_s, 0).c_str(),
+      Fixed(churn_s, 2).c_str(), Fixed(churn_sent_s, 2).c_str(), churned ? "" : " NOT ALL ARRIVED");
   std::printf("| restart after kill -9, %zu changes while down | %s s%s | |\n",
               changed_paths.size(), Fixed(restart_s, 2).c_str(),
               restarted ? "" : " NOT ALL ARRIVED");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <climits>
 #include <condition_variable>
 #include <map>
 #include <set>
@@ -30,17 +31,23 @@ std::string ParentOf(std::string_view path) {
   return std::string(path.substr(0, slash));
 }
 
-// The sequence number of a sequential name (ten trailing digits), if the name has one.
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+// The sequence number of a sequential name, if the name has one: ZooKeeper appends exactly ten
+// digits of a 32-bit counter, so a longer run of digits (a Dubbo URL's millisecond timestamp
+// ends in 13) or a value past INT32_MAX is not one.
 std::optional<int64_t> SequenceOf(std::string_view path) {
   const size_t slash = path.rfind('/');
   const std::string_view name = path.substr(slash == std::string_view::npos ? 0 : slash + 1);
   if (name.size() < kSequenceDigits) return std::nullopt;
-  const std::string_view digits = name.substr(name.size() - kSequenceDigits);
+  const size_t first = name.size() - kSequenceDigits;
+  if (first > 0 && IsDigit(name[first - 1])) return std::nullopt;
   int64_t value = 0;
-  for (char c : digits) {
-    if (c < '0' || c > '9') return std::nullopt;
+  for (char c : name.substr(first)) {
+    if (!IsDigit(c)) return std::nullopt;
     value = value * 10 + (c - '0');
   }
+  if (value > INT32_MAX) return std::nullopt;
   return value;
 }
 
@@ -68,8 +75,8 @@ bool IsConnectionError(zk::ZkErrorCode code) {
 
 SinkError SinkErrorOf(const zk::ZkError& error) {
   SinkError sink_error;
-  sink_error.code = IsConnectionError(error.code) ? SinkError::Code::kUnavailable
-                                                  : SinkError::Code::kOther;
+  sink_error.code =
+      IsConnectionError(error.code) ? SinkError::Code::kUnavailable : SinkError::Code::kOther;
   if (error.code == zk::ZkErrorCode::kClosed) sink_error.code = SinkError::Code::kUnavailable;
   sink_error.message = "ZooKeeper: " + error.ToString();
   sink_error.label = std::string(zk::ZkErrorLabel(error.code));
@@ -265,8 +272,8 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
           answers_[i].resend_variant = 0;
           return;
         }
-        answers_[i].error = "not deleted: " + write.key + " still has " +
-                            std::to_string(children) + " children on the target";
+        answers_[i].error = "not deleted: " + write.key + " still has " + std::to_string(children) +
+                            " children on the target";
         return;
       }
       plan.ops.push_back(zk::MultiOp::Delete(write.key, node.stat.version));
@@ -315,8 +322,8 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
       Plan& plan = plans_[p];
       const SinkWrite& write = writes_[plan.write];
       if (!info.ok()) {
-        answers_[plan.write].error = "cannot read the source's ACL of " + write.key + ": " +
-                                     info.error();
+        answers_[plan.write].error =
+            "cannot read the source's ACL of " + write.key + ": " + info.error();
         plan.ops.clear();
       } else if (!info->has_value()) {
         answers_[plan.write].error = write.key + " is gone from the source: not copied";
@@ -420,8 +427,8 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
         }
         [[fallthrough]];
       default:
-        answers_[failed].error = "ZooKeeper refused the write of " + writes_[failed].key + ": " +
-                                 error.ToString();
+        answers_[failed].error =
+            "ZooKeeper refused the write of " + writes_[failed].key + ": " + error.ToString();
         return Retry(failed);
     }
     if (++retries_[failed] > sink_.options_.max_conflict_retries) {
@@ -520,6 +527,14 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
     if (counters_.empty()) return Finish();
     const auto [parent, wanted] = *counters_.begin();
     counters_.erase(counters_.begin());
+    if (wanted > sink_.options_.max_counter_gap) {
+      sink_.logger_.Warn(
+          "a copied sequential name lies too far ahead to move its parent's counter past it",
+          {{"parent", parent},
+           {"sequence", wanted - 1},
+           {"max_counter_gap", sink_.options_.max_counter_gap}});
+      return NextCounter();
+    }
     BumpCounter(parent, wanted, 1, std::make_shared<std::vector<std::string>>());
   }
 
@@ -535,21 +550,23 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
       ops.push_back(zk::MultiOp::Create(bump, "", zk::CreateMode::kPersistentSequential));
     }
     auto self = shared_from_this();
-    client_->Multi(std::move(ops), [self, parent, wanted, made](zk::ZkResult<zk::MultiReply> reply) {
-      if (!reply.ok()) {
-        self->sink_.logger_.Warn("cannot move a parent's sequence counter",
-                                 {{"parent", parent}, {"error", reply.error().ToString()}});
-        return self->DeleteBumps(made);
-      }
-      int64_t reached = 0;
-      for (const zk::MultiOpResult& result : reply->results) {
-        if (result.path.empty() || result.path.find(kSequenceBump) == std::string::npos) continue;
-        made->push_back(result.path);
-        reached = std::max(reached, SequenceOf(result.path).value_or(0) + 1);
-      }
-      if (reached >= wanted || made->empty()) return self->DeleteBumps(made);
-      self->BumpCounter(parent, wanted, wanted - reached, made);
-    });
+    client_->Multi(
+        std::move(ops), [self, parent, wanted, made](zk::ZkResult<zk::MultiReply> reply) {
+          if (!reply.ok()) {
+            self->sink_.logger_.Warn("cannot move a parent's sequence counter",
+                                     {{"parent", parent}, {"error", reply.error().ToString()}});
+            return self->DeleteBumps(made);
+          }
+          int64_t reached = 0;
+          for (const zk::MultiOpResult& result : reply->results) {
+            if (result.path.empty() || result.path.find(kSequenceBump) == std::string::npos)
+              continue;
+            made->push_back(result.path);
+            reached = std::max(reached, SequenceOf(result.path).value_or(0) + 1);
+          }
+          if (reached >= wanted || made->empty()) return self->DeleteBumps(made);
+          self->BumpCounter(parent, wanted, wanted - reached, made);
+        });
   }
 
   void DeleteBumps(std::shared_ptr<std::vector<std::string>> made) {
@@ -893,11 +910,10 @@ void ZooKeeperSink::ApplyAsync(std::vector<core::SinkWrite> writes, std::vector<
     } else {
       auto version = TokenVersion(*client, *fence);
       if (!version.ok()) {
-        client->Exists(options_.meta_root, false,
-                       [done = std::move(done), error = version.error()](
-                           zk::ZkResult<zk::ExistsReply>) mutable {
-                         done(Unexpected{std::move(error)});
-                       });
+        client->Exists(
+            options_.meta_root, false,
+            [done = std::move(done), error = version.error()](
+                zk::ZkResult<zk::ExistsReply>) mutable { done(Unexpected{std::move(error)}); });
         return;
       }
       fence_op = zk::MultiOp::Check(fence_path_, *version);

@@ -26,7 +26,8 @@
 //   - a create takes the source node's ACL (`copy_acl`) and type from `source_info`: a container
 //     stays a container, a TTL node keeps its TTL where the target allows TTL nodes (else it is
 //     created persistent and a warning says so once), an ephemeral becomes a persistent copy;
-//   - a created node whose name ends in ten digits (a sequential name) moves its parent's
+//   - a created node whose name ends in exactly ten digits (a sequential name; at most
+//     `max_counter_gap`) moves its parent's
 //     sequence counter past that number, so that a client's next sequential create on this
 //     ensemble sorts after the copies: after the write's multi, sequential creates of
 //     `<parent>/zk2zk-sequence-bump-` (as many as the gap, in multis of up to `max_counter_ops`),
@@ -86,8 +87,8 @@ struct SourceNodeInfo {
 // Reads a source node's ACL and Stat; `done` runs once, on any thread. nullopt: the node is gone
 // (the write is then skipped: its delete follows).
 using SourceInfoReader = std::function<void(
-    const std::string& path, std::function<void(Result<std::optional<SourceNodeInfo>, std::string>)>
-                                 done)>;
+    const std::string& path,
+    std::function<void(Result<std::optional<SourceNodeInfo>, std::string>)> done)>;
 
 enum class FenceMode {
   kNodeExists,  // the fence key is a node of this ensemble (the election's lock node)
@@ -110,6 +111,9 @@ struct ZooKeeperSinkOptions {
   size_t max_batch_writes = 64;
   size_t max_batch_bytes = 900 * 1024;  // below ZooKeeper's default jute.maxbuffer (1 MiB)
   int max_counter_ops = 2000;           // sequence counter bumps per multi
+  // A copied sequential number beyond this is left alone (with a warning): moving a counter
+  // costs one create and one delete per step.
+  int64_t max_counter_gap = 1000000;
   int max_delete_resends = 200;
   int max_conflict_retries = 5;  // a write whose multi keeps failing on it is then reported
 };
@@ -126,7 +130,8 @@ class ZooKeeperSink final : public core::Sink {
   std::unique_ptr<core::SinkCursor> List(const std::string& source_prefix,
                                          const core::ListOptions& options) override;
   core::SinkResult<int64_t> CurrentPoint() override;
-  core::SinkResult<std::vector<core::SinkEntry>> Read(const std::vector<std::string>& keys) override;
+  core::SinkResult<std::vector<core::SinkEntry>> Read(
+      const std::vector<std::string>& keys) override;
   std::string SinkKeyFor(std::string_view key) const override { return std::string(key); }
   std::string_view Name() const override { return "ZooKeeper"; }
 
@@ -216,8 +221,8 @@ class ZooKeeperSink final : public core::Sink {
   // the last reference (a client must not be destroyed from its own callback).
   std::vector<std::shared_ptr<zk::ZkClient>> retired_;
   std::set<std::string> owned_;
-  size_t listings_ = 0;                // in progress
-  std::set<std::string> touched_;      // keys NoteOwned saw while a listing ran
+  size_t listings_ = 0;                      // in progress
+  std::set<std::string> touched_;            // keys NoteOwned saw while a listing ran
   std::set<std::string> complete_prefixes_;  // fully listed since the token was last taken
   uint64_t fence_generation_ = 0;            // times the token was taken
   std::optional<core::Fence> token_fence_;

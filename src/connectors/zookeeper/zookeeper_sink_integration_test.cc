@@ -58,8 +58,9 @@ class ZooKeeperSinkIntegrationTest : public ::testing::Test {
                           std::optional<core::Fence> fence = std::nullopt) {
     std::promise<core::BatchResult> answered;
     std::vector<int> variants(writes.size(), 0);
-    sink.ApplyAsync(std::move(writes), std::move(variants), fence,
-                    [&answered](core::BatchResult result) { answered.set_value(std::move(result)); });
+    sink.ApplyAsync(
+        std::move(writes), std::move(variants), fence,
+        [&answered](core::BatchResult result) { answered.set_value(std::move(result)); });
     return answered.get_future().get();
   }
 
@@ -97,8 +98,8 @@ TEST_F(ZooKeeperSinkIntegrationTest, AClientsNextSequentialCreateSortsAfterTheCo
                               Put(parent + "/lock-0000001041", "b", 11)});
   ASSERT_TRUE(copied.ok()) << copied.error().message;
   for (const auto& answer : *copied) EXPECT_EQ(answer.outcome, WriteOutcome::kApplied);
-  auto next = zk::blocking::Create(*client_, parent + "/lock-", "",
-                                   zk::CreateMode::kEphemeralSequential);
+  auto next =
+      zk::blocking::Create(*client_, parent + "/lock-", "", zk::CreateMode::kEphemeralSequential);
   ASSERT_TRUE(next.ok()) << next.error().ToString();
   EXPECT_GT(next->path, parent + "/lock-0000001041");
   auto children = zk::blocking::GetChildren(*client_, parent);
@@ -154,8 +155,7 @@ TEST_F(ZooKeeperSinkIntegrationTest, TheLargestValueOfADefaultServerIsCopiedByte
   std::string largest(1024 * 1024 - 1024, '\0');
   for (size_t i = 0; i < largest.size(); ++i) largest[i] = static_cast<char>(i * 131 % 251);
   auto direct = zk::blocking::Create(*client_, root_ + "/direct-largest", largest);
-  ASSERT_TRUE(direct.ok()) << "the server refused the value itself: "
-                           << direct.error().ToString();
+  ASSERT_TRUE(direct.ok()) << "the server refused the value itself: " << direct.error().ToString();
   EXPECT_EQ(ApplyOne(*sink, Put(root_ + "/largest", largest, 10)), WriteOutcome::kApplied);
   EXPECT_TRUE(DataOf(root_ + "/largest") == largest);
 }

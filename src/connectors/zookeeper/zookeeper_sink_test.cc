@@ -44,8 +44,9 @@ class ZooKeeperSinkTest : public ::testing::Test {
                           std::optional<core::Fence> fence = std::nullopt) {
     std::promise<core::BatchResult> answered;
     std::vector<int> variants(writes.size(), 0);
-    sink.ApplyAsync(std::move(writes), std::move(variants), fence,
-                    [&answered](core::BatchResult result) { answered.set_value(std::move(result)); });
+    sink.ApplyAsync(
+        std::move(writes), std::move(variants), fence,
+        [&answered](core::BatchResult result) { answered.set_value(std::move(result)); });
     return answered.get_future().get();
   }
 
@@ -170,13 +171,13 @@ TEST_F(ZooKeeperSinkTest, ParentsOfTheReverseDirectionArePlainNodes) {
 
 TEST_F(ZooKeeperSinkTest, OneBatchCreatesParentsFirstAndDeletesChildrenFirst) {
   auto sink = MakeSink();
-  auto created = Apply(*sink, {Put("/app/s/a/b", "b", 12), Put("/app/s", "s", 10),
-                               Put("/app/s/a", "a", 11)});
+  auto created =
+      Apply(*sink, {Put("/app/s/a/b", "b", 12), Put("/app/s", "s", 10), Put("/app/s/a", "a", 11)});
   ASSERT_TRUE(created.ok());
   for (const auto& answer : *created) EXPECT_EQ(answer.outcome, WriteOutcome::kApplied);
   EXPECT_EQ(DataOf(std::string(kMeta) + "/owned/app/s"), "10");
-  auto deleted = Apply(*sink, {Delete("/app/s", 20), Delete("/app/s/a/b", 20),
-                               Delete("/app/s/a", 20)});
+  auto deleted =
+      Apply(*sink, {Delete("/app/s", 20), Delete("/app/s/a/b", 20), Delete("/app/s/a", 20)});
   ASSERT_TRUE(deleted.ok());
   for (const auto& answer : *deleted) EXPECT_EQ(answer.outcome, WriteOutcome::kApplied);
   EXPECT_EQ(DataOf("/app/s"), "<absent>");
@@ -204,15 +205,32 @@ TEST_F(ZooKeeperSinkTest, ADeleteOfANodeWithChildrenIsSentAgainThenReported) {
 TEST_F(ZooKeeperSinkTest, ACopiedSequentialNameMovesItsParentsCounterPastIt) {
   auto sink = MakeSink();
   ASSERT_TRUE(server_->CreateNodeAll("/app/locks", "").ok());
-  EXPECT_EQ(ApplyOne(*sink, Put("/app/locks/lock-0000000041", "a", 100)),
-            WriteOutcome::kApplied);
+  EXPECT_EQ(ApplyOne(*sink, Put("/app/locks/lock-0000000041", "a", 100)), WriteOutcome::kApplied);
   EXPECT_GE(server_->GetNode("/app/locks")->stat.cversion, 42);
   auto client = server_->NewClient({});
-  auto next = zk::blocking::Create(*client, "/app/locks/lock-", "",
-                                   zk::CreateMode::kPersistentSequential);
+  auto next =
+      zk::blocking::Create(*client, "/app/locks/lock-", "", zk::CreateMode::kPersistentSequential);
   ASSERT_TRUE(next.ok());
   EXPECT_GT(next->path, "/app/locks/lock-0000000041");
-  EXPECT_EQ(server_->GetNode("/app/locks/zk2zk-sequence-bump"), std::nullopt);
+  // No bump node is left behind.
+  EXPECT_EQ(server_->Children("/app/locks").size(), 2u);
+}
+
+TEST_F(ZooKeeperSinkTest, OnlyExactlyTenTrailingDigitsAreASequentialName) {
+  ZooKeeperSinkOptions options;
+  options.max_counter_gap = 500;
+  auto sink = MakeSink(options);
+  ASSERT_TRUE(server_->CreateNodeAll("/app/providers", "").ok());
+  // A Dubbo provider's URL ends in a 13-digit millisecond timestamp: not a sequence number.
+  EXPECT_EQ(
+      ApplyOne(*sink, Put("/app/providers/dubbo%3A%2F%2Fh%3Fpid%3D9%26timestamp%3D1700000000123",
+                          "", 100)),
+      WriteOutcome::kApplied);
+  // Ten digits past max_counter_gap: copied, the counter left alone (with a warning).
+  EXPECT_EQ(ApplyOne(*sink, Put("/app/providers/job-0000009999", "", 101)), WriteOutcome::kApplied);
+  EXPECT_LT(server_->GetNode("/app/providers")->stat.cversion, 10);
+  EXPECT_TRUE(ZooKeeperSink::IsTransientNode("/app/p/zk2zk-sequence-bump-0000000001"));
+  EXPECT_FALSE(ZooKeeperSink::IsTransientNode("/app/p/lock-0000000001"));
 }
 
 TEST_F(ZooKeeperSinkTest, LargeCounterGapsGoInMultisOfTheirOwn) {
@@ -358,7 +376,8 @@ TEST_F(ZooKeeperSinkTest, ReadNodeInfoGivesAclAndStatOrNothingForAMissingNode) {
   ASSERT_TRUE(info->has_value());
   EXPECT_EQ((*info)->acl, zk::OpenAclUnsafe());
   std::promise<Result<std::optional<SourceNodeInfo>, std::string>> missing;
-  sink->ReadNodeInfo("/app/none", [&missing](auto answer) { missing.set_value(std::move(answer)); });
+  sink->ReadNodeInfo("/app/none",
+                     [&missing](auto answer) { missing.set_value(std::move(answer)); });
   auto none = missing.get_future().get();
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
