@@ -118,8 +118,10 @@ class JobTest : public ::testing::Test {
 
   std::unique_ptr<ZooKeeperSource> NewSource(
       connectors::WatchMode mode = connectors::WatchMode::kAuto) {
-    return std::make_unique<ZooKeeperSource>(*factory_, scope_, logger_,
-                                             connectors::ZooKeeperSourceOptions{mode, 15});
+    connectors::ZooKeeperSourceOptions options;
+    options.watch_mode = mode;
+    options.multi_read_batch = 15;
+    return std::make_unique<ZooKeeperSource>(*factory_, scope_, logger_, options);
   }
 
   // Opens the fixture's source for reconciliations (once).
