@@ -63,6 +63,9 @@ Zk2ZkJob MakeZk2ZkJob(const Zk2ZkConfig& config, ops::Logger& logger, const Cloc
     reverse_sink->ReadNodeInfo(path, std::move(done));
   };
   forward_options.own_created_parents = true;
+  // The reverse source skips the forward copies by Owns(): a copy being deleted is no longer
+  // one, so that an ephemeral a client registers in its place at once is not skipped.
+  forward_options.unown_before_delete = true;
   forward_options.advance_sequence_counters = config.advance_sequence_counters;
   job.forward_sink = std::make_unique<connectors::ZooKeeperSink>(*job.target_factory, config.scope,
                                                                  logger, forward_options);
@@ -88,6 +91,20 @@ Zk2ZkJob MakeZk2ZkJob(const Zk2ZkConfig& config, ops::Logger& logger, const Cloc
     reverse_source.include = [](const std::string& path, const zk::Stat& stat) {
       return zk::NodeKindOf(stat) == zk::NodeKind::kEphemeral &&
              !connectors::ZooKeeperSink::IsTransientNode(path);
+    };
+    // The forward copies' own creates, changes and deletes on the target are the forward
+    // direction's echo: skipped when the event comes, without a read (they are persistent, so
+    // the read would leave them out anyway). This halves the work of a busy forward direction.
+    connectors::ZooKeeperSink* forward_sink = job.forward_sink.get();
+    reverse_source.announce = [forward_sink](const std::string& path, zk::WatchEventType type) {
+      if (connectors::ZooKeeperSink::IsTransientNode(path)) return false;
+      if (type == zk::WatchEventType::kNodeDeleted) {
+        return !forward_sink->Owns(path) && !forward_sink->DeletedRecently(path);
+      }
+      if (forward_sink->Owns(path)) return false;
+      // Not a copy: a client's node (after a copy was deleted there, its own delete counts).
+      forward_sink->ForgetDeleted(path);
+      return true;
     };
     job.reverse_source = std::make_unique<connectors::ZooKeeperSource>(
         *job.target_factory, config.scope, logger, reverse_source);

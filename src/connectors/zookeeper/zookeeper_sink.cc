@@ -134,8 +134,7 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
     if (pending.empty()) {
       // Answer from the client's thread, never inline.
       auto self = shared_from_this();
-      client_->Exists(sink_.options_.meta_root, false,
-                      [self](zk::ZkResult<zk::ExistsReply>) { self->Finish(); });
+      sink_.callbacks_.Post([self] { self->Finish(); });
       return;
     }
     PreRead(std::move(pending));
@@ -374,6 +373,11 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
       if (plan.owned_after && answers_[plan.write].error.empty() && !sink_.Owns(key)) {
         sink_.NoteOwned(key, true);
         prenoted_.insert(plan.write);
+      } else if (!plan.owned_after && sink_.options_.unown_before_delete &&
+                 prenoted_.count(plan.write) == 0) {
+        sink_.NoteOwned(key, false);
+        sink_.NoteDeleting(key);
+        preunowned_.insert(plan.write);
       }
     }
     auto self = shared_from_this();
@@ -590,16 +594,25 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
   void Answer(size_t i, WriteOutcome outcome) { answers_[i].outcome = outcome; }
 
   void Fail(SinkError error) {
+    RestoreUnapplied();
     auto done = std::move(done_);
     done(Unexpected{std::move(error)});
   }
 
+  // Owns() as it was for the writes noted before their multi that did not apply (or may not
+  // have: a connection lost).
+  void RestoreUnapplied() {
+    for (size_t i = 0; i < answers_.size(); ++i) {
+      if (answers_[i].outcome == WriteOutcome::kApplied) continue;
+      if (prenoted_.count(i) > 0) sink_.NoteOwned(writes_[i].key, false);
+      if (preunowned_.count(i) > 0) sink_.NoteOwned(writes_[i].key, true);
+    }
+  }
+
   void Finish() {
+    RestoreUnapplied();
     for (size_t i = 0; i < answers_.size(); ++i) {
       WriteAnswer& answer = answers_[i];
-      if (prenoted_.count(i) > 0 && answer.outcome != WriteOutcome::kApplied) {
-        sink_.NoteOwned(writes_[i].key, false);  // it did not apply
-      }
       if (!answer.outcome && !answer.resend_variant && answer.error.empty()) {
         answer.error = "no answer for " + writes_[i].key;
       }
@@ -635,7 +648,8 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
   };
   std::vector<size_t> op_plan_;  // per op of the multi: its plan or kFenceOp
   std::vector<SentOp> sent_;
-  std::set<size_t> prenoted_;  // writes noted as owned before their multi
+  std::set<size_t> prenoted_;    // writes noted as owned before their multi
+  std::set<size_t> preunowned_;  // deletes noted as not owned before their multi
   std::vector<std::string> ancestors_wanted_;
   std::map<std::string, int64_t> counters_;  // parent -> the sequence number to reach
 };
@@ -898,9 +912,9 @@ void ZooKeeperSink::ApplyAsync(std::vector<core::SinkWrite> writes, std::vector<
   std::shared_ptr<zk::ZkClient> client = Client();
   if (client == nullptr) {
     // Never inline: answer from a thread of our own.
-    std::thread([done = std::move(done), error = Unavailable("no ZooKeeper client")]() mutable {
+    callbacks_.Post([done = std::move(done), error = Unavailable("no ZooKeeper client")]() mutable {
       done(Unexpected{std::move(error)});
-    }).detach();
+    });
     return;
   }
   std::optional<zk::MultiOp> fence_op;
@@ -910,10 +924,9 @@ void ZooKeeperSink::ApplyAsync(std::vector<core::SinkWrite> writes, std::vector<
     } else {
       auto version = TokenVersion(*client, *fence);
       if (!version.ok()) {
-        client->Exists(
-            options_.meta_root, false,
-            [done = std::move(done), error = version.error()](
-                zk::ZkResult<zk::ExistsReply>) mutable { done(Unexpected{std::move(error)}); });
+        callbacks_.Post([done = std::move(done), error = version.error()]() mutable {
+          done(Unexpected{std::move(error)});
+        });
         return;
       }
       fence_op = zk::MultiOp::Check(fence_path_, *version);
@@ -1005,6 +1018,23 @@ bool ZooKeeperSink::Owns(const std::string& key) const {
   return owned_.count(key) > 0;
 }
 
+void ZooKeeperSink::NoteDeleting(const std::string& key) {
+  constexpr size_t kMaxDeletedRecently = 100000;
+  std::lock_guard lock(mutex_);
+  if (deleted_recently_.size() >= kMaxDeletedRecently) deleted_recently_.clear();
+  deleted_recently_.insert(key);
+}
+
+bool ZooKeeperSink::DeletedRecently(const std::string& key) const {
+  std::lock_guard lock(mutex_);
+  return deleted_recently_.count(key) > 0;
+}
+
+void ZooKeeperSink::ForgetDeleted(const std::string& key) {
+  std::lock_guard lock(mutex_);
+  deleted_recently_.erase(key);
+}
+
 size_t ZooKeeperSink::owned_count() const {
   std::lock_guard lock(mutex_);
   return owned_.size();
@@ -1012,6 +1042,7 @@ size_t ZooKeeperSink::owned_count() const {
 
 void ZooKeeperSink::NoteOwned(const std::string& key, bool owned) {
   std::lock_guard lock(mutex_);
+  if (owned) deleted_recently_.erase(key);
   if (listings_ > 0) touched_.insert(key);
   if (owned) {
     owned_.insert(key);

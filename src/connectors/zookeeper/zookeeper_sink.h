@@ -69,9 +69,11 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "common/result.h"
+#include "connectors/zookeeper/callback_thread.h"
 #include "core/scope.h"
 #include "core/sink.h"
 #include "ops/log.h"
@@ -108,6 +110,12 @@ struct ZooKeeperSinkOptions {
   // List only the nodes it holds records for (reverse: the source ensemble's own nodes never
   // concern it, and its listing then walks the meta subtree alone).
   bool list_owned_only = false;
+  // Not owned from the moment a delete is sent (owned again if it does not apply), so that a
+  // reader of Owns() that skips this sink's own changes (zk2zk's reverse source skips the
+  // forward copies) never skips a node a client creates where a copy was just deleted. Not for
+  // a sink whose Owns() keeps a node out of another job (zk2zk's reverse sink: the forward
+  // source must not copy a copy that is being deleted).
+  bool unown_before_delete = false;
   size_t max_batch_writes = 64;
   size_t max_batch_bytes = 900 * 1024;  // below ZooKeeper's default jute.maxbuffer (1 MiB)
   int max_counter_ops = 2000;           // sequence counter bumps per multi
@@ -149,6 +157,11 @@ class ZooKeeperSink final : public core::Sink {
   // cheap (the forward source calls it for every node it reads).
   bool Owns(const std::string& key) const;
   size_t owned_count() const;
+  // With unown_before_delete: whether this sink sent a delete of `key` (the last of its writes
+  // of it, as far as it remembers: at most 100,000 keys), so that the delete's event can be told
+  // from a client's. ForgetDeleted: a client's node is there now.
+  bool DeletedRecently(const std::string& key) const;
+  void ForgetDeleted(const std::string& key);
 
   // A SourceInfoReader over this sink's ensemble (zk2zk: the forward sink's creates read the
   // source ensemble through the reverse sink, and the other way round): one getACL.
@@ -193,6 +206,7 @@ class ZooKeeperSink final : public core::Sink {
   void NoteOwned(const std::string& key, bool owned);
   // A listing of `prefix` begins / ends with `keys` (the owned keys it found): the owned set
   // below `prefix` becomes `keys`, except for keys written while the listing ran.
+  void NoteDeleting(const std::string& key);  // unown_before_delete: a delete is sent
   void BeginListing();
   void AbandonListing();  // a listing that failed
   void ReplaceOwned(const std::string& prefix, const std::set<std::string>& keys,
@@ -229,6 +243,9 @@ class ZooKeeperSink final : public core::Sink {
   std::optional<int32_t> token_version_;
   bool ttl_warned_ = false;
   std::map<std::string, int> delete_resends_;
+  std::unordered_set<std::string> deleted_recently_;
+  // Answers that need no request (last member: destroyed first, running what is queued).
+  CallbackThread callbacks_;
 };
 
 }  // namespace zk2etcd::connectors

@@ -356,6 +356,32 @@ TEST_F(ZooKeeperSinkTest, ListingJoinsNodesWithRecordsAndCompletesTheOwnedSet) {
   EXPECT_EQ(DataOf("/app/foreign"), "f");
 }
 
+TEST_F(ZooKeeperSinkTest, UnownBeforeDeleteTellsItsOwnDeletesFromAClients) {
+  ZooKeeperSinkOptions options;
+  options.unown_before_delete = true;
+  auto sink = MakeSink(options);
+  ASSERT_TRUE(server_->CreateNodeAll("/app", "").ok());
+  EXPECT_EQ(ApplyOne(*sink, Put("/app/p", "copy", 10)), WriteOutcome::kApplied);
+  EXPECT_FALSE(sink->DeletedRecently("/app/p"));
+  EXPECT_EQ(ApplyOne(*sink, Delete("/app/p", 20)), WriteOutcome::kApplied);
+  EXPECT_FALSE(sink->Owns("/app/p"));
+  EXPECT_TRUE(sink->DeletedRecently("/app/p"));
+  sink->ForgetDeleted("/app/p");  // a client's node is there now
+  EXPECT_FALSE(sink->DeletedRecently("/app/p"));
+
+  // A delete that does not apply leaves the key owned.
+  EXPECT_EQ(ApplyOne(*sink, Put("/app/q", "copy", 30)), WriteOutcome::kApplied);
+  ASSERT_TRUE(server_->CreateNode("/app/q/child", "").ok());
+  ZooKeeperSinkOptions no_resend = options;
+  no_resend.max_delete_resends = 0;
+  auto strict = MakeSink(no_resend);
+  ASSERT_TRUE(strict->LoadOwned().ok());
+  auto kept = Apply(*strict, {Delete("/app/q", 40)});
+  ASSERT_TRUE(kept.ok());
+  EXPECT_FALSE((*kept)[0].outcome.has_value());
+  EXPECT_TRUE(strict->Owns("/app/q"));
+}
+
 TEST_F(ZooKeeperSinkTest, LoadOwnedReadsEveryRecordOfTheScope) {
   auto writer = MakeSink();
   ASSERT_TRUE(server_->CreateNodeAll("/app", "").ok());

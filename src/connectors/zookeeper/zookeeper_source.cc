@@ -59,48 +59,6 @@ Result<WatchMode, std::string> ParseWatchMode(std::string_view name) {
 
 // One thread, started on first use, that runs posted functions in order; the destructor runs
 // what is left, then joins.
-class ZooKeeperSource::CallbackThread {
- public:
-  ~CallbackThread() {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
-  }
-
-  void Post(std::function<void()> fn) {
-    {
-      std::lock_guard lock(mutex_);
-      queue_.push_back(std::move(fn));
-      if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
-    }
-    wake_.notify_all();
-  }
-
- private:
-  void Loop() {
-    while (true) {
-      std::function<void()> fn;
-      {
-        std::unique_lock lock(mutex_);
-        wake_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        fn = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      fn();
-    }
-  }
-
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<std::function<void()>> queue_;
-  bool stop_ = false;
-  std::thread thread_;
-};
-
 ZooKeeperSource::ZooKeeperSource(zk::ZkClientFactory& factory, const core::Scope& scope,
                                  ops::Logger& logger, ZooKeeperSourceOptions options)
     : factory_(factory),
@@ -108,7 +66,8 @@ ZooKeeperSource::ZooKeeperSource(zk::ZkClientFactory& factory, const core::Scope
       logger_(logger),
       options_(options),
       classic_(
-          scope, [this](const std::string& path) { Announce(path); }, logger),
+          scope, [this](const std::string& path) { Announce(path, zk::WatchEventType::kNone); },
+          logger),
       callbacks_(std::make_unique<CallbackThread>()) {}
 
 ZooKeeperSource::~ZooKeeperSource() {
@@ -236,11 +195,12 @@ SourceError ZooKeeperSource::ErrorOf(const zk::ZkError& error, uint64_t epoch) c
 
 void ZooKeeperSource::OnWatch(const zk::WatchEvent& event) {
   if (classic_mode_.load()) classic_.OnWatchEvent(event);
-  if (IsNodeChange(event.type)) Announce(event.path);
+  if (IsNodeChange(event.type)) Announce(event.path, event.type);
 }
 
-void ZooKeeperSource::Announce(const std::string& path) {
+void ZooKeeperSource::Announce(const std::string& path, zk::WatchEventType type) {
   if (!scope_.Contains(path)) return;
+  if (options_.announce && !options_.announce(path, type)) return;
   core::SourceListener* listener;
   {
     std::lock_guard lock(mutex_);

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "connectors/zookeeper/callback_thread.h"
 #include "connectors/zookeeper/classic_watcher.h"
 #include "connectors/zookeeper/zk_walker.h"
 #include "core/scope.h"
@@ -60,6 +61,12 @@ struct ZooKeeperSourceOptions {
   // (zk2zk: only ephemeral nodes for the reverse direction; none of the nodes the reverse
   // direction wrote for the forward one). Changes are still announced by path; the read decides.
   NodeFilter include;
+  // Which in-scope changes are announced, by path, when the event comes; empty: all. For changes
+  // a job knows to be its own echo (zk2zk's reverse direction skips the forward copies it sees
+  // created, changed and deleted on the target), so that they cost no read. Called on the
+  // client's delivery thread; must be thread-safe and quick.
+  // `type` is the event's (kNone in classic mode, where events are not typed).
+  std::function<bool(const std::string& path, zk::WatchEventType type)> announce;
 };
 
 class ZooKeeperSource final : public core::Source {
@@ -89,12 +96,10 @@ class ZooKeeperSource final : public core::Source {
   std::string_view Name() const override { return "ZooKeeper"; }
 
  private:
-  class CallbackThread;
-
   void OnWatch(const zk::WatchEvent& event);
   void OnSession(const zk::SessionEvent& event, uint64_t epoch);
   // Hands an in-scope path to the listener, if one is set.
-  void Announce(const std::string& path);
+  void Announce(const std::string& path, zk::WatchEventType type);
   // The current client, or null when closed; `epoch` receives the current epoch.
   std::shared_ptr<zk::ZkClient> CurrentClient(uint64_t* epoch) const;
   bool ClosedSince(uint64_t epoch) const;

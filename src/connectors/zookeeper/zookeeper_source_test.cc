@@ -433,6 +433,34 @@ TEST_F(ZooKeeperSourceTest, NodesTheFilterLeavesOutReadAsAbsentEverywhere) {
   }
 }
 
+TEST_F(ZooKeeperSourceTest, TheAnnounceFilterSeesEachEventsPathAndType) {
+  Create("/dubbo/echo", "mine");
+  std::mutex mutex;
+  std::vector<std::pair<std::string, zk::WatchEventType>> asked;
+  ZooKeeperSourceOptions options;
+  options.announce = [&](const std::string& path, zk::WatchEventType type) {
+    std::lock_guard lock(mutex);
+    asked.emplace_back(path, type);
+    return path != "/dubbo/echo";  // a job's own echo: skipped without a read
+  };
+  ZooKeeperSource source(factory_, scope_, logger_, options);
+  ASSERT_TRUE(source.Open(listener_).ok());
+  ASSERT_TRUE(server_->SetNodeData("/dubbo/echo", "again").ok());
+  ASSERT_TRUE(server_->CreateNode("/dubbo/client", "theirs").ok());
+  ASSERT_TRUE(server_->DeleteNode("/dubbo/client").ok());
+  ASSERT_TRUE(WaitFor([&] { return listener_.Count("/dubbo/client") == 2; }));
+  EXPECT_EQ(listener_.Count("/dubbo/echo"), 0u);
+  std::lock_guard lock(mutex);
+  ASSERT_EQ(asked.size(), 3u);
+  EXPECT_EQ(asked[0],
+            std::make_pair(std::string("/dubbo/echo"), zk::WatchEventType::kNodeDataChanged));
+  EXPECT_EQ(asked[1],
+            std::make_pair(std::string("/dubbo/client"), zk::WatchEventType::kNodeCreated));
+  EXPECT_EQ(asked[2],
+            std::make_pair(std::string("/dubbo/client"), zk::WatchEventType::kNodeDeleted));
+  source.Close();
+}
+
 TEST_F(ZooKeeperSourceTest, CloseEndsReadsAndIsIdempotent) {
   Create("/dubbo/a", "A");
   auto source = NewSource();
