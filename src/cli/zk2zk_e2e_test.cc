@@ -1,6 +1,7 @@
 // `zk2etcd zk2zk` end to end: the built binary between two real ZooKeeper 3.8 servers, started
 // once for the whole binary (a source and a target). Each test copies a subtree of its own under
-// a job name of its own, so the tests share the servers; none kills or pauses them. Nodes are
+// a job name of its own, so the tests share the servers; none kills or pauses them (a test that
+// kills an ensemble starts a server of its own for that side). Nodes are
 // created and checked with the official C client (an oracle independent of zk2etcd's client);
 // "providers" are ephemeral nodes held by sessions of their own, as Dubbo registers them. Every
 // wait is bounded.
@@ -9,6 +10,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -102,12 +104,24 @@ double MetricSum(const std::string& page, const std::string& name,
   return sum;
 }
 
+// The last `lines` lines of a process's log: enough to see what it did last.
+std::string Tail(const Zk2etcdProcess& process, size_t lines = 150) {
+  const std::string log = process.Log();
+  size_t start = log.size();
+  for (size_t seen = 0; start > 0 && seen <= lines;) {
+    if (log[--start] == '\n') ++seen;
+  }
+  return "--- log tail of " + process.log_path() + " ---\n" + log.substr(start);
+}
+
 class Zk2ZkE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FIXTURE_OK_AND_ASSIGN(servers_, SharedEnsembles());
-    source_ = Connect(servers_->source->address());
-    target_ = Connect(servers_->target->address());
+    source_address_ = servers_->source->address();
+    target_address_ = servers_->target->address();
+    source_ = Connect(source_address_);
+    target_ = Connect(target_address_);
     ASSERT_NE(source_, nullptr);
     ASSERT_NE(target_, nullptr);
     static int counter = 0;
@@ -120,8 +134,8 @@ class Zk2ZkE2eTest : public ::testing::Test {
   std::vector<std::string> Args(const std::string& command, std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {"zk2zk",
                                      command,
-                                     "--source-servers=" + servers_->source->address(),
-                                     "--target-servers=" + servers_->target->address(),
+                                     "--source-servers=" + source_address_,
+                                     "--target-servers=" + target_address_,
                                      "--path=" + path_,
                                      "--name=" + name_,
                                      "--source-session-timeout=4s",
@@ -171,9 +185,22 @@ class Zk2ZkE2eTest : public ::testing::Test {
     return failure;
   }
 
+  // Replaces the shared source (or target) with a server of this test's own, which the test may
+  // kill and restart without disturbing the other tests (callers check HasFatalFailure). Its
+  // options are the fixture's defaults: a 200 ms tick and a 1 s minimum session timeout, so that
+  // sessions of 2-4 s are granted as asked and expire within a tick of their timeout.
+  void UsePrivateServer(bool source) {
+    ASSERT_FIXTURE_OK_AND_ASSIGN(private_server_, ZooKeeperServer::Start());
+    (source ? source_address_ : target_address_) = private_server_->address();
+    (source ? source_ : target_) = Connect(private_server_->address());
+    ASSERT_NE(source ? source_ : target_, nullptr);
+  }
+
   // A Dubbo-shaped tree under path_ on the source: its providers are ephemeral, spread over
-  // `sessions` sessions of their own (returned), everything else persistent.
-  std::vector<std::unique_ptr<ZooKeeperCClient>> MakeDubboSource(int sessions) {
+  // `sessions` sessions of their own (returned, with `session_timeout`), everything else
+  // persistent.
+  std::vector<std::unique_ptr<ZooKeeperCClient>> MakeDubboSource(
+      int sessions, milliseconds session_timeout = kSession) {
     testing::DubboTreeShape shape;
     shape.root = path_;
     shape.interfaces = 4;
@@ -185,10 +212,10 @@ class Zk2ZkE2eTest : public ::testing::Test {
       (node.path.find("/providers/") != std::string::npos ? ephemeral : persistent)
           .push_back(std::move(node));
     }
-    auto created = CreateNodes(servers_->source->address(), persistent);
+    auto created = CreateNodes(source_address_, persistent);
     EXPECT_TRUE(created.ok()) << created.error().message;
     std::vector<std::unique_ptr<ZooKeeperCClient>> owners;
-    for (int i = 0; i < sessions; ++i) owners.push_back(Connect(servers_->source->address()));
+    for (int i = 0; i < sessions; ++i) owners.push_back(Connect(source_address_, session_timeout));
     for (size_t i = 0; i < ephemeral.size(); ++i) {
       auto& owner = owners[i % owners.size()];
       EXPECT_TRUE(owner && owner->Create(ephemeral[i].path, ephemeral[i].data, true).ok());
@@ -214,6 +241,9 @@ class Zk2ZkE2eTest : public ::testing::Test {
   }
 
   Ensembles* servers_ = nullptr;
+  // The ensembles of this test: the shared ones, or a private one (UsePrivateServer).
+  std::string source_address_, target_address_;
+  std::unique_ptr<ZooKeeperServer> private_server_;
   std::unique_ptr<ZooKeeperCClient> source_;
   std::unique_ptr<ZooKeeperCClient> target_;
   std::string path_, name_;
@@ -433,6 +463,179 @@ TEST_F(Zk2ZkE2eTest, AKilledProcessRestartsAndConverges) {
   EXPECT_FALSE(StatOf(*source_, moved)) << sync->Log();
   EXPECT_EQ(*target_->Get(path_), std::optional<std::string>("changed while down"));
   EXPECT_EQ(sync->Terminate(seconds(20)), 0) << sync->Log();
+}
+
+// kill -9 of the source ensemble: while it is down a provider registers on the target; after
+// its restart the source changes. The providers whose sessions ended with the source (their
+// clients went while it was down) expire once their timeout passes after the restart, and their
+// copies go from the target; the target's registration reaches the source.
+TEST_F(Zk2ZkE2eTest, ASourceEnsembleKilledAndRestartedWithChangesConverges) {
+  UsePrivateServer(/*source=*/true);
+  if (HasFatalFailure()) return;
+  // The tree's providers are held by two sessions of 3 s; one more provider by a session of the
+  // fixture's 10 s, which reconnects after the restart and keeps its node.
+  auto owners = MakeDubboSource(2, milliseconds(3000));
+  auto survivor = Connect(source_address_);
+  ASSERT_NE(survivor, nullptr);
+  const std::string survivor_provider = path_ + "/org.example.service0.Demo1Service/providers/kept";
+  ASSERT_TRUE(survivor->Create(survivor_provider, "s", true).ok());
+  auto sync = std::make_unique<Zk2etcdProcess>(Args("sync"));
+  ASSERT_FIXTURE_OK(sync->Start());
+  ASSERT_TRUE(Converges()) << Tail(*sync);
+  std::set<std::string> expiring;
+  for (const auto& owner : owners) {
+    for (const std::string& path : OwnedBy(*source_, SourceTree(), owner->session_id())) {
+      expiring.insert(path);
+    }
+  }
+  ASSERT_FALSE(expiring.empty());
+
+  const size_t expired = sync->CountLines("zookeeper session expired");
+  source_.reset();
+  private_server_->Kill9();
+  // The owners' clients go while the source is down: their sessions are not closed, the
+  // restarted server expires them.
+  owners.clear();
+  auto moved = Connect(target_address_);
+  ASSERT_NE(moved, nullptr);
+  const std::string moved_provider =
+      path_ + "/org.example.service0.Demo0Service/providers/registered-while-source-down";
+  ASSERT_TRUE(moved->Create(moved_provider, "on the target", true).ok());
+  // Down for longer than the tool's sessions (4 s): it gives up its session on that side and
+  // needs a new one (and, on the target, its lock again) once the server is back.
+  ASSERT_TRUE(Eventually([&] { return sync->CountLines("zookeeper session expired") > expired; },
+                         seconds(20)))
+      << Tail(*sync);
+
+  const auto restarted = std::chrono::steady_clock::now();
+  ASSERT_FIXTURE_OK(private_server_->Restart());
+  source_ = Connect(source_address_);
+  ASSERT_NE(source_, nullptr);
+  ASSERT_TRUE(source_->Set(path_, "changed after the restart").ok());
+  ASSERT_TRUE(source_->Delete(survivor_provider).ok());
+  const std::string deep = path_ + "/created/after/the/restart";
+  ASSERT_TRUE(source_->CreateRecursive(deep, "d").ok());
+  // The expired sessions' providers go from the source (3 s and a tick after the restart).
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return std::none_of(expiring.begin(), expiring.end(),
+                            [&](const std::string& path) { return StatOf(*source_, path); });
+      },
+      seconds(20)));
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto copy = source_->Get(moved_provider);
+        return copy.ok() && *copy == std::optional<std::string>("on the target");
+      },
+      seconds(30)))
+      << Tail(*sync);
+  ASSERT_TRUE(Converges({}, seconds(30))) << Tail(*sync);
+  std::cout << "converged "
+            << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() -
+                                                        restarted)
+                   .count()
+            << " ms after the source's restart\n";
+  for (const std::string& path : expiring) EXPECT_FALSE(StatOf(*target_, path)) << path;
+  EXPECT_FALSE(StatOf(*target_, survivor_provider));
+  EXPECT_EQ(*target_->Get(path_), std::optional<std::string>("changed after the restart"));
+  EXPECT_EQ(*target_->Get(deep), std::optional<std::string>("d"));
+  auto copy = StatOf(*source_, moved_provider);
+  ASSERT_TRUE(copy.has_value());
+  EXPECT_EQ(copy->ephemeralOwner, 0) << "the reverse copy is persistent";
+  auto original = StatOf(*target_, moved_provider);
+  ASSERT_TRUE(original.has_value());
+  EXPECT_EQ(original->ephemeralOwner, moved->session_id());
+
+  Zk2etcdProcess diff(Args("diff"));
+  EXPECT_EQ(diff.RunToCompletion(seconds(60)), 0) << diff.Log() << Tail(*sync);
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0) << Tail(*sync);
+}
+
+// kill -9 of the target ensemble (which holds the job's lock) while the source changes: after
+// its restart the tool leads again, the target converges, and a node the job did not write is
+// left exactly as it was.
+TEST_F(Zk2ZkE2eTest, ATargetEnsembleKilledAndRestartedWithChangesConverges) {
+  UsePrivateServer(/*source=*/false);
+  if (HasFatalFailure()) return;
+  auto owners = MakeDubboSource(2);
+  auto sync = std::make_unique<Zk2etcdProcess>(Args("sync"));
+  ASSERT_FIXTURE_OK(sync->Start());
+  ASSERT_TRUE(Converges()) << Tail(*sync);
+  ASSERT_TRUE(target_->CreateRecursive(path_ + "/target-only/config", "t").ok());
+  const std::map<std::string, std::string> target_only = {{path_ + "/target-only", ""},
+                                                          {path_ + "/target-only/config", "t"}};
+  auto foreign = StatOf(*target_, path_ + "/target-only/config");
+  ASSERT_TRUE(foreign.has_value());
+  ASSERT_TRUE(Converges(target_only)) << Tail(*sync);
+  const size_t elected = sync->CountLines("elected leader");
+  ASSERT_GE(elected, 1u) << Tail(*sync);
+
+  const size_t expired = sync->CountLines("zookeeper session expired");
+  target_.reset();
+  private_server_->Kill9();
+  // While the target is down: data changes, a consumer deleted, a deep create, and the
+  // providers of one session gone (closed).
+  const std::map<std::string, std::string> before = SourceTree();
+  ASSERT_TRUE(source_->Set(path_, "changed while the target is down").ok());
+  std::string consumer, config;
+  for (const auto& [path, data] : before) {
+    if (path.find("/consumers/") != std::string::npos) consumer = path;
+    if (path.find("/config/dubbo/app") != std::string::npos) config = path;
+  }
+  ASSERT_FALSE(consumer.empty());
+  ASSERT_FALSE(config.empty());
+  ASSERT_TRUE(source_->Delete(consumer).ok());
+  ASSERT_TRUE(source_->Set(config, "changed config").ok());
+  const std::string deep = path_ + "/created/while/the/target/is/down";
+  ASSERT_TRUE(source_->CreateRecursive(deep, "x").ok());
+  const std::set<std::string> closed = OwnedBy(*source_, before, owners.front()->session_id());
+  ASSERT_FALSE(closed.empty());
+  owners.front().reset();
+  // Down for longer than the tool's sessions (4 s): it gives up its session on that side and
+  // needs a new one (and, on the target, its lock again) once the server is back.
+  ASSERT_TRUE(Eventually([&] { return sync->CountLines("zookeeper session expired") > expired; },
+                         seconds(20)))
+      << Tail(*sync);
+
+  const auto restarted = std::chrono::steady_clock::now();
+  ASSERT_FIXTURE_OK(private_server_->Restart());
+  target_ = Connect(target_address_);
+  ASSERT_NE(target_, nullptr);
+  ASSERT_TRUE(source_->Set(path_, "changed after the restart").ok());
+  ASSERT_TRUE(Converges(target_only, seconds(30))) << Tail(*sync);
+  std::cout << "converged "
+            << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() -
+                                                        restarted)
+                   .count()
+            << " ms after the target's restart\n";
+  for (const std::string& path : closed) EXPECT_FALSE(StatOf(*target_, path)) << path;
+  EXPECT_EQ(*target_->Get(deep), std::optional<std::string>("x"));
+  EXPECT_EQ(*target_->Get(path_), std::optional<std::string>("changed after the restart"));
+
+  // The tool lost its lock with its target session and leads again (a new campaign), and a
+  // change made now is copied. (The target may converge before that: the old lock node lives on
+  // until the restarted server expires its session, so writes fenced by it still land, safely.)
+  ASSERT_TRUE(Eventually([&] { return sync->CountLines("elected leader") > elected; }, seconds(30)))
+      << Tail(*sync);
+  // Writes sent under the lost lock that waited out the outage go again under the new one: they
+  // do not depose the new term.
+  EXPECT_EQ(sync->CountLines("a write's leadership fence failed"), 0u) << Tail(*sync);
+  ASSERT_TRUE(Eventually([&] { return Http(HttpPort(*sync), "/readyz").body == "ready: leader\n"; },
+                         seconds(30)))
+      << Http(HttpPort(*sync), "/readyz").body << Tail(*sync);
+  ASSERT_TRUE(source_->Create(path_ + "/after-recovery", "r").ok());
+  ASSERT_TRUE(Converges(target_only, seconds(30))) << Tail(*sync);
+
+  // The target-only node is untouched: same data, same version, same mzxid.
+  auto after = StatOf(*target_, path_ + "/target-only/config");
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->mzxid, foreign->mzxid);
+  EXPECT_EQ(after->version, foreign->version);
+  EXPECT_EQ(*target_->Get(path_ + "/target-only/config"), std::optional<std::string>("t"));
+
+  Zk2etcdProcess diff(Args("diff"));
+  EXPECT_EQ(diff.RunToCompletion(seconds(60)), 0) << diff.Log() << Tail(*sync);
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0) << Tail(*sync);
 }
 
 // Two replicas with --leader-elect: the standby takes over when the leader is killed, loses

@@ -163,11 +163,11 @@ void FencedWriter::SenderLoop() {
       const auto started = clock_.Now();
       const WindowSizer::Ticket ticket = window_.OnTxnStarted(started);
       lock.unlock();
-      sink_.ApplyAsync(
-          std::move(writes), std::move(variants), leader,
-          [this, batch = std::move(batch), ticket, started](core::BatchResult result) mutable {
-            OnBatchDone(std::move(batch), ticket, std::move(result), started);
-          });
+      sink_.ApplyAsync(std::move(writes), std::move(variants), leader,
+                       [this, batch = std::move(batch), ticket, started,
+                        leader](core::BatchResult result) mutable {
+                         OnBatchDone(std::move(batch), ticket, std::move(result), started, leader);
+                       });
       lock.lock();
       continue;
     }
@@ -181,7 +181,8 @@ void FencedWriter::SenderLoop() {
 
 void FencedWriter::OnBatchDone(std::vector<Entry> batch, WindowSizer::Ticket ticket,
                                core::BatchResult result,
-                               std::chrono::steady_clock::time_point started) {
+                               std::chrono::steady_clock::time_point started,
+                               const std::optional<core::Fence>& fence) {
   const auto now = clock_.Now();
   if (observer_) {
     observer_(batch.size(),
@@ -190,11 +191,11 @@ void FencedWriter::OnBatchDone(std::vector<Entry> batch, WindowSizer::Ticket tic
   }
   std::lock_guard lock(mutex_);
   window_.OnTxnDone(ticket, now);
-  HandleBatchDoneLocked(batch, result);
+  HandleBatchDoneLocked(batch, result, fence);
 }
 
-void FencedWriter::HandleBatchDoneLocked(std::vector<Entry>& batch,
-                                         const core::BatchResult& result) {
+void FencedWriter::HandleBatchDoneLocked(std::vector<Entry>& batch, const core::BatchResult& result,
+                                         const std::optional<core::Fence>& fence) {
   --in_flight_txns_;
   in_flight_writes_ -= batch.size();
   wake_.notify_all();
@@ -207,6 +208,14 @@ void FencedWriter::HandleBatchDoneLocked(std::vector<Entry>& batch,
       // Back to the front, in order, to be sent again after a backoff with jitter.
       for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
       retry_at_ = clock_.Now() + backoff_.Next();
+      return;
+    }
+    if (error.code == core::SinkError::Code::kNotLeader && !stopping_ && fence && leader_ &&
+        (fence->key != leader_->key || fence->revision != leader_->revision)) {
+      // Fenced by a leadership this process held before the current one (the batch waited out
+      // an outage in which the lock was lost and won again): the current leader's writes, so
+      // they go again under its fence. Failing them would depose the new term for the old one.
+      for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
       return;
     }
     if (error.code == core::SinkError::Code::kNotLeader) {

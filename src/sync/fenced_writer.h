@@ -7,8 +7,10 @@
 // goes out in full batches (group commit). A batch that fails with a retryable error is sent
 // again after a backoff: fenced writes are safe to repeat. A batch refused for a reason a repeat
 // cannot fix is halved until only the refused writes fail; lost leadership completes the writes
-// with an error. When the sink's answer asks for a write again in another variant (a cheaper form
-// whose guard no longer held, or a form for large values), it goes again, in order.
+// with an error, unless the batch carried an earlier leadership of this process than the one
+// now set (it waited out an outage in which the lock was lost and won again): then it goes again
+// under the current fence. When the sink's answer asks for a write again in another variant (a
+// cheaper form whose guard no longer held, or a form for large values), it goes again, in order.
 //
 // Each write's callback runs exactly once, on the writer's sender thread, never under the
 // writer's lock. Thread-safe.
@@ -124,10 +126,13 @@ class FencedWriter {
   // Takes the next batch off the queue: writes of the first queued one's batch class.
   // REQUIRES: mutex_ held.
   std::vector<Entry> TakeBatchLocked();
+  // `fence`: the leadership the batch was sent under.
   void OnBatchDone(std::vector<Entry> batch, WindowSizer::Ticket ticket, core::BatchResult result,
-                   std::chrono::steady_clock::time_point started);
+                   std::chrono::steady_clock::time_point started,
+                   const std::optional<core::Fence>& fence);
   // Completes, requeues or splits the writes of a finished batch. REQUIRES: mutex_ held.
-  void HandleBatchDoneLocked(std::vector<Entry>& batch, const core::BatchResult& result);
+  void HandleBatchDoneLocked(std::vector<Entry>& batch, const core::BatchResult& result,
+                             const std::optional<core::Fence>& fence);
 
   core::Sink& sink_;
   const FencedWriterOptions options_;

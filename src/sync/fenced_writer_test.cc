@@ -322,6 +322,41 @@ TEST_F(FencedWriterTest, AFenceTheSinkRejectsFailsWithNotLeader) {
   EXPECT_EQ(Write(Put("/b", "1", 10)).value(), WriteOutcome::kApplied);
 }
 
+// A batch sent under a leadership this process has since lost and won again (it waited out an
+// outage) fails its old fence; it goes again under the new one instead of failing with
+// kNotLeader, which would depose the new term.
+TEST_F(FencedWriterTest, ABatchOfAnEarlierLeadershipGoesAgainUnderTheCurrentOne) {
+  MakeWriter();
+  Results results;
+  sink_->SetFence(core::Fence{"/election/lock-0", 7});
+  writer_->SetLeader(core::Fence{"/election/lock-0", 7});
+  sink_->PauseApplies();
+  writer_->Submit(Put("/a", "1", 10), results.Callback("a"));
+  ASSERT_TRUE(WaitFor([&] { return sink_->batches_submitted() == 1; }));
+  // The lock is lost (its session expired) and won again with a new lock node.
+  sink_->SetFence(core::Fence{"/election/lock-1", 9});
+  writer_->SetLeader(core::Fence{"/election/lock-1", 9});
+  sink_->ResumeApplies();
+  ASSERT_TRUE(writer_->Drain(seconds(10)));
+  EXPECT_EQ(results.Count(IsApplied), 1u);
+  ASSERT_TRUE(sink_->Get("/a").has_value());
+  EXPECT_EQ(sink_->Get("/a")->value, "1");
+  EXPECT_EQ(sink_->batches_submitted(), 2u);
+
+  // Deposed for good (no leadership now): the batch fails with kNotLeader.
+  sink_->PauseApplies();
+  writer_->Submit(Put("/b", "1", 10), results.Callback("b"));
+  ASSERT_TRUE(WaitFor([&] { return sink_->batches_submitted() == 3; }));
+  sink_->SetFence(core::Fence{"/election/lock-2", 11});
+  writer_->SetLeader(std::nullopt);
+  sink_->ResumeApplies();
+  ASSERT_TRUE(writer_->Drain(seconds(10)));
+  EXPECT_EQ(
+      results.Count([](const WriteResult& r) { return IsError(r, WriteError::Code::kNotLeader); }),
+      1u);
+  EXPECT_FALSE(sink_->Get("/b").has_value());
+}
+
 TEST_F(FencedWriterTest, StopCompletesQueuedWritesWithStopped) {
   options_.max_txns_in_flight = 1;
   MakeWriter();
