@@ -164,6 +164,17 @@ Result<void, std::string> ApplyConfigFile(FlagSet& flags, const std::string& pat
   return flags.ApplyConfigValues(*values, "--config \"" + path + "\"");
 }
 
+Result<DiffCommandOptions, std::string> ValidateDiffCommandFlags(
+    bool fix, const std::string& output, std::chrono::nanoseconds connect_timeout) {
+  if (output != "text" && output != "json") {
+    return Unexpected{"--output must be text or json, got " + Quoted(output)};
+  }
+  if (auto ok = RequireDuration("connect-timeout", connect_timeout, false); !ok.ok()) {
+    return Unexpected{ok.error()};
+  }
+  return DiffCommandOptions{fix, output == "json", connect_timeout};
+}
+
 Result<void, std::string> RequireDuration(std::string_view flag, std::chrono::nanoseconds value,
                                           bool allow_zero) {
   if (value.count() < 0 || (!allow_zero && value.count() == 0)) {

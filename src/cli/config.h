@@ -107,6 +107,16 @@ Result<void, std::string> CheckDigest(std::string_view flag, std::string_view di
 // spelling of the loopback address (localhost, 127.0.0.1, [::1]).
 bool ShareAServer(const std::vector<std::string>& a, const std::vector<std::string>& b);
 
+// What a job's `diff` command takes besides its scope: --fix, --output (text or json) and
+// --connect-timeout, validated once for every job.
+struct DiffCommandOptions {
+  bool fix = false;
+  bool json = false;
+  std::chrono::nanoseconds connect_timeout{};
+};
+Result<DiffCommandOptions, std::string> ValidateDiffCommandFlags(
+    bool fix, const std::string& output, std::chrono::nanoseconds connect_timeout);
+
 // Checks that a duration flag is positive (or, with allow_zero, not negative).
 Result<void, std::string> RequireDuration(std::string_view flag, std::chrono::nanoseconds value,
                                           bool allow_zero);

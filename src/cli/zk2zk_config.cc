@@ -233,15 +233,11 @@ Result<Zk2ZkConfig, std::string> ValidateZk2ZkFlags(const Zk2ZkFlags& f, Zk2ZkCo
     config.http_addr = f.http_addr;
     config.audit_log = std::string(TrimWhitespace(f.audit_log));
   } else {
-    if (f.output != "text" && f.output != "json") {
-      return Unexpected{"--output must be text or json, got " + Quoted(f.output)};
-    }
-    if (auto ok = RequireDuration("connect-timeout", f.connect_timeout, false); !ok.ok()) {
-      return Unexpected{ok.error()};
-    }
-    config.fix = f.fix;
-    config.json = f.output == "json";
-    config.connect_timeout = f.connect_timeout;
+    auto diff = ValidateDiffCommandFlags(f.fix, f.output, f.connect_timeout);
+    if (!diff.ok()) return Unexpected{diff.error()};
+    config.fix = diff->fix;
+    config.json = diff->json;
+    config.connect_timeout = diff->connect_timeout;
   }
   return config;
 }
