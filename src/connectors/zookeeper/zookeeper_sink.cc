@@ -302,10 +302,15 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
       }
       return Send();
     }
-    infos_outstanding_ = wanted;
-    auto self = shared_from_this();
+    // The plans to ask for, chosen before the first answer can change them (answers come on
+    // another session's thread, or inline).
+    std::vector<size_t> asked;
     for (size_t p = 0; p < plans_.size(); ++p) {
-      if (!plans_[p].needs_info) continue;
+      if (plans_[p].needs_info) asked.push_back(p);
+    }
+    infos_outstanding_ = asked.size();
+    auto self = shared_from_this();
+    for (size_t p : asked) {
       sink_.options_.source_info(
           writes_[plans_[p].write].key,
           [self, p](Result<std::optional<SourceNodeInfo>, std::string> info) {
