@@ -149,7 +149,7 @@ TEST_F(OpsE2eTest, LogLevelChangesThroughTheEndpointAndSighupAndTraceIdsLinkACha
 
   // Passwords never show in /debug/config.
   EXPECT_EQ(Http(port, "/debug/config").body.find("secret"), std::string::npos);
-  EXPECT_EQ(sync.Terminate(seconds(20)), 0);
+  EXPECT_EQ(sync.Terminate(seconds(20)), 0) << sync.Log();
 }
 
 TEST_F(OpsE2eTest, AnAddressInUseIsAClearErrorNamingTheFlag) {
