@@ -125,6 +125,16 @@ class MirrorServiceTest : public ::testing::Test {
     return sink_.Values() == expected;
   }
   bool CheckpointIs(int64_t point) const { return sink_.checkpoint() == point; }
+  // The sink holds a checkpoint before the mirror hears back and records its batch: waits until
+  // the last batch recorded is the one of `point`.
+  static bool BatchRecorded(Mirror& mirror, int64_t point) {
+    return WaitFor(
+        [&] {
+          const std::vector<AppliedBatch> batches = mirror.batches();
+          return !batches.empty() && batches.back().checkpoint == point;
+        },
+        kWait);
+  }
 
   SystemClock clock_;
   std::shared_ptr<ops::MemoryLogSink> log_sink_ = std::make_shared<ops::MemoryLogSink>();
@@ -169,6 +179,7 @@ TEST_F(MirrorServiceTest, CopiesAtStartThenAppliesEachSourceTransactionAtomicall
   // A change of a foreign key is left alone.
   source_.Put("/registry/foreign", "the source's");
   ASSERT_TRUE(WaitFor([&] { return CheckpointIs(source_.point()); }, kWait));
+  ASSERT_TRUE(BatchRecorded(mirror, source_.point()));
   EXPECT_EQ(SinkValue("/registry/foreign"), "another tool's");
   EXPECT_EQ(mirror.batches().back().foreign, 1u);
 
@@ -285,6 +296,7 @@ TEST_F(MirrorServiceTest, AWriteTooLargeForAnAtomicBatchGoesAloneAndTheCheckpoin
   EXPECT_EQ(sink.Get("/registry/small")->value, "s");
   // The small write and the checkpoint went atomically, the large one through the writer.
   EXPECT_EQ(sink.atomic_batches_applied(), atomic_before + 1);
+  ASSERT_TRUE(BatchRecorded(mirror, point));
   const std::vector<AppliedBatch> batches = mirror.batches();
   ASSERT_GE(batches.size(), 2u);
   EXPECT_EQ(batches[batches.size() - 2].applied, 1u);  // the large write, alone
@@ -301,6 +313,7 @@ TEST_F(MirrorServiceTest, AWriteTheSinkSkipsIsNoFailureAndTheCheckpointMovesOn) 
   ASSERT_TRUE(WaitFor([&] { return CheckpointIs(point); }, kWait));
   EXPECT_FALSE(sink_.Get("/registry/expiring").has_value());
   EXPECT_EQ(SinkValue("/registry/b"), "2");
+  ASSERT_TRUE(BatchRecorded(mirror, point));
   EXPECT_EQ(mirror.batches().back().absent, 1u);
   EXPECT_EQ(mirror.batches().back().failed, 0u);
 }
