@@ -1,5 +1,6 @@
 #include "sync/reconciler.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -8,15 +9,10 @@ namespace zk2etcd::sync {
 
 namespace {
 
-// Candidates re-read before their repairs are submitted.
-constexpr size_t kRecheckChunk = 2048;
 // A sink point read before the snapshot is listed at only if the snapshot took this little: the
 // older the point, the likelier the sink compacted it, and a long snapshot hides a round trip
 // anyway.
 constexpr auto kMaxEarlyPointAge = std::chrono::seconds(10);
-// Repairs submitted and not yet answered, at most: the merge waits for the writer beyond this,
-// so that memory holds a few chunks of writes rather than every difference of a full sync.
-constexpr size_t kMaxRepairsInFlight = 16 * kRecheckChunk;
 
 // The candidates' source states as an exact snapshot has them (absent: seen so at its point).
 core::SourceResult<std::vector<core::EntryState>> SnapshotStates(
@@ -228,7 +224,7 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
     if (fix && !confirmed->empty()) {
       if (!repairs.started) StartRepair(repairs);
       const auto wait_start = clock_.Now();
-      repairs.pending.WaitBelow(kMaxRepairsInFlight);
+      repairs.pending.WaitBelow(std::max<size_t>(1, options.max_repairs_in_flight));
       waiting += clock_.Now() - wait_start;
       SubmitRepairs(repairs, report, *confirmed);
     }

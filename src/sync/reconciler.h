@@ -69,8 +69,19 @@ struct RepairResult {
   WriteResult result;   // the outcome, or why the write failed
 };
 
+// Candidates re-read (and their repairs submitted) together: the merge's chunk.
+inline constexpr size_t kRecheckChunk = 2048;
+
 struct ReconcileOptions {
   bool fix = true;
+  // Repairs submitted and not yet answered, at most: the merge waits for the writer beyond this
+  // (a chunk's repairs go together once fewer are outstanding), so that memory holds a few
+  // chunks of writes rather than every difference of a full sync. Four chunks are twice what a
+  // writer can have in flight (64 transactions of at most 64 keys), so it never waits for the
+  // merge; a queued repair costs about 300 bytes, and 16 chunks made the peak of a 100,000-node
+  // first sync 117-118 MiB against 87-90 MiB with 4, in the same time (docs/BENCHMARKS.md,
+  // "Peak memory").
+  size_t max_repairs_in_flight = 4 * kRecheckChunk;
   size_t source_window = 50;  // source requests in flight
   int64_t sink_page_size = 1000;
   // Called with the number of source entries read so far, now and then during the snapshot.

@@ -425,6 +425,27 @@ TEST_F(ReconcilerTest, ACancelledRunStopsBeforeReading) {
   EXPECT_EQ(sink_.Size(), 0u);
 }
 
+TEST_F(ReconcilerTest, TheMergeWaitsForTheWriterBeyondMaxRepairsInFlight) {
+  // Three chunks of differences; at most one chunk of repairs outstanding: while the sink does
+  // not answer, the first chunk's repairs are all the writer holds, and the merge waits.
+  constexpr size_t kKeys = 3 * kRecheckChunk;
+  for (size_t i = 0; i < kKeys; ++i) SourcePut("/dubbo/k" + std::to_string(100000 + i), "v");
+  sink_.PauseApplies();
+  ReconcileOptions options;
+  options.keep_differences = false;
+  options.max_repairs_in_flight = kRecheckChunk;
+  auto run = std::async(std::launch::async, [&] { return TryRun(options); });
+  ASSERT_TRUE(WaitFor([&] { return writer_->pending() == kRecheckChunk; }, seconds(10)));
+  // Give the merge time to go past its limit, if it would.
+  EXPECT_EQ(run.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  EXPECT_EQ(writer_->pending(), kRecheckChunk);
+  sink_.ResumeApplies();
+  auto report = run.get();
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_EQ(report->fixed_puts, kKeys);
+  EXPECT_EQ(sink_.Values(), Expected());
+}
+
 TEST_F(ReconcilerTest, ACancelDuringTheMergeStopsItWithAnError) {
   // More differences than one chunk of re-reads (2048): the merge stops after the first.
   constexpr int kKeys = 5000;
