@@ -12,9 +12,10 @@ FencedWriter::FencedWriter(core::Sink& sink, FencedWriterOptions options, const 
       clock_(clock),
       observer_(std::move(observer)),
       on_refused_(std::move(on_refused)),
-      window_(
-          WindowSizerOptions{std::min<size_t>(8, std::max<size_t>(1, options.max_txns_in_flight)),
-                             std::max<size_t>(1, options.max_txns_in_flight)}) {
+      window_(WindowSizerOptions{
+          .min_window = std::min<size_t>(8, std::max<size_t>(1, options.max_txns_in_flight)),
+          .max_window = std::max<size_t>(1, options.max_txns_in_flight),
+          .initial_window = options.max_txns_in_flight}) {
   sender_ = std::thread([this] { SenderLoop(); });
 }
 

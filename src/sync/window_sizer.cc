@@ -5,9 +5,12 @@
 
 namespace zk2etcd::sync {
 
-WindowSizer::WindowSizer(WindowSizerOptions options)
-    : options_(options), window_(std::max<size_t>(1, options.min_window)) {
-  options_.max_window = std::max(options_.max_window, window_);
+WindowSizer::WindowSizer(WindowSizerOptions options) : options_(options) {
+  options_.min_window = std::max<size_t>(1, options_.min_window);
+  options_.max_window = std::max(options_.max_window, options_.min_window);
+  options_.initial_window =
+      std::clamp(options_.initial_window, options_.min_window, options_.max_window);
+  window_ = options_.initial_window;
 }
 
 WindowSizer::Ticket WindowSizer::OnTxnStarted(TimePoint now) const { return {now, completed_}; }
@@ -25,7 +28,8 @@ size_t WindowSizer::OnTxnDone(const Ticket& ticket, TimePoint now) {
   const double product = options_.gain * rates_.front().value * min_latency_s_;
   const double bounded = std::clamp(std::ceil(product), static_cast<double>(options_.min_window),
                                     static_cast<double>(options_.max_window));
-  window_ = std::max<size_t>(1, static_cast<size_t>(bounded));
+  window_ = static_cast<size_t>(bounded);
+  if (completed_ < options_.initial_window) window_ = std::max(window_, options_.initial_window);
   return window_;
 }
 

@@ -45,11 +45,47 @@ TEST(WindowSizerTest, StartsAtTheMinimum) {
   EXPECT_EQ(sizer.window(), 8u);
 }
 
+TEST(WindowSizerTest, AnInitialWindowHoldsUntilThatManyTransactionsCompleted) {
+  WindowSizer sizer({.min_window = 8, .max_window = 64, .initial_window = 32});
+  EXPECT_EQ(sizer.window(), 32u);
+  TimePoint now{};
+  // Near etcd: the measured window is the minimum, but not before 32 completions.
+  for (int i = 0; i < 31; ++i) {
+    const auto ticket = sizer.OnTxnStarted(now);
+    now += milliseconds(1);
+    EXPECT_EQ(sizer.OnTxnDone(ticket, now), 32u) << i;
+  }
+  const auto ticket = sizer.OnTxnStarted(now);
+  now += milliseconds(1);
+  EXPECT_EQ(sizer.OnTxnDone(ticket, now), 8u);
+}
+
+TEST(WindowSizerTest, AnInitialWindowIsBoundedByTheMinimumAndMaximum) {
+  EXPECT_EQ(WindowSizer({.min_window = 8, .max_window = 64, .initial_window = 100}).window(), 64u);
+  EXPECT_EQ(WindowSizer({.min_window = 8, .max_window = 64, .initial_window = 2}).window(), 8u);
+}
+
+TEST(WindowSizerTest, AnInitialWindowSendsAFirstBurstToADistantEtcdInOneRoundTrip) {
+  // 36 transactions (a 2,251-key first sync) 30 ms away, 1 ms each at etcd.
+  const auto elapsed = [](size_t initial_window) {
+    WindowSizer sizer({.min_window = 8, .max_window = 64, .initial_window = initial_window});
+    TimePoint now{};
+    Simulate(sizer, now, milliseconds(30), milliseconds(1), 36);
+    return now - TimePoint{};
+  };
+  EXPECT_EQ(elapsed(64), milliseconds(30 + 36));
+  // Slow start from 8 (8, then 16, then the rest) takes at least one more round trip.
+  EXPECT_GE(elapsed(8), elapsed(64) + milliseconds(30));
+}
+
 TEST(WindowSizerTest, NearEtcdKeepsTheMinimumWindow) {
   WindowSizer sizer({.min_window = 8, .max_window = 64});
   TimePoint now{};
   // 0.2 ms round trip, 1 ms per transaction: etcd is the limit, one in flight would do.
   EXPECT_EQ(Simulate(sizer, now, microseconds(200), milliseconds(1), 500), 8u);
+  // Also after starting with the largest window.
+  WindowSizer starting_wide({.min_window = 8, .max_window = 64, .initial_window = 64});
+  EXPECT_EQ(Simulate(starting_wide, now, microseconds(200), milliseconds(1), 500), 8u);
 }
 
 TEST(WindowSizerTest, DistantEtcdGetsAboutTwiceTheBandwidthDelayProduct) {
