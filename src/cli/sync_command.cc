@@ -17,6 +17,7 @@
 #include "common/strings.h"
 #include "ownership/redis_ownership_store.h"
 #include "sync/sync_service.h"
+#include "zk/preconnecting_client_factory.h"
 
 namespace zk2etcd::cli {
 
@@ -136,6 +137,11 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   logger->Info("http server listening",
                {{"address", flags.http_addr}, {"port", (*operations)->port()}});
 
+  // The ZooKeeper session opens while etcd is dialled: through a 30 ms round trip, two round
+  // trips less before the first full sync (docs/BENCHMARKS.md, weak network).
+  auto zk_sessions = std::make_unique<zk::PreconnectingZkClientFactory>(
+      NewZooKeeperSessions(config, *logger, clock, (*operations)->zk_observer()));
+  zk_sessions->Preconnect();
   config.etcd.observer = (*operations)->etcd_observer();
   auto etcd = ConnectEtcd(config, *logger, clock, std::nullopt, stop);
   if (!etcd.ok()) {
@@ -148,13 +154,12 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
 
   Zk2EtcdJobOptions job_options;
   job_options.watch_mode = *watch_mode;
-  job_options.zk_observer = (*operations)->zk_observer();
   if (flags.leader_elect) {
     job_options.election = connectors::EtcdElectionOptions{
         flags.election_name, *identity,
         std::chrono::duration_cast<std::chrono::seconds>(flags.lease_duration)};
   }
-  Zk2EtcdJob job = MakeZk2EtcdJob(config, **etcd, *logger, clock, job_options);
+  Zk2EtcdJob job = MakeZk2EtcdJob(config, **etcd, std::move(zk_sessions), *logger, job_options);
 
   sync::FencedWriterOptions writer_options;
   // At most as many transactions in flight as the etcd client sends at once (--concurrent, at

@@ -43,13 +43,20 @@ Zk2EtcdJob Assemble(const Config& config, etcd::EtcdClient& etcd,
 
 }  // namespace
 
-Zk2EtcdJob MakeZk2EtcdJob(const Config& config, etcd::EtcdClient& etcd, ops::Logger& logger,
-                          const Clock& clock, const Zk2EtcdJobOptions& options) {
+std::unique_ptr<zk::ZkClientFactory> NewZooKeeperSessions(const Config& config, ops::Logger& logger,
+                                                          const Clock& clock,
+                                                          OpObserver* observer) {
   zk::ZkClientOptions zk_options = config.zookeeper;
   zk_options.clock = &clock;
   zk_options.logger = &logger;
-  zk_options.observer = options.zk_observer;
-  return Assemble(config, etcd, zk::NewAsioZkClientFactory(zk_options), logger, options);
+  zk_options.observer = observer;
+  return zk::NewAsioZkClientFactory(zk_options);
+}
+
+Zk2EtcdJob MakeZk2EtcdJob(const Config& config, etcd::EtcdClient& etcd,
+                          std::unique_ptr<zk::ZkClientFactory> zk_factory, ops::Logger& logger,
+                          const Zk2EtcdJobOptions& options) {
+  return Assemble(config, etcd, std::move(zk_factory), logger, options);
 }
 
 Zk2EtcdJob MakeZk2EtcdJob(const Config& config, etcd::EtcdClient& etcd,

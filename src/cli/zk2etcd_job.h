@@ -28,8 +28,6 @@ struct Zk2EtcdJobOptions {
   bool change_stream = true;
   // Set with --leader-elect.
   std::optional<connectors::EtcdElectionOptions> election;
-  // Reports every ZooKeeper operation (metrics); may be null.
-  OpObserver* zk_observer = nullptr;
 };
 
 struct Zk2EtcdJob {
@@ -39,9 +37,16 @@ struct Zk2EtcdJob {
   std::unique_ptr<connectors::EtcdElection> election;  // null without --leader-elect
 };
 
-// The job over new ZooKeeper sessions (each Open of the source dials the ensemble).
-Zk2EtcdJob MakeZk2EtcdJob(const Config& config, etcd::EtcdClient& etcd, ops::Logger& logger,
-                          const Clock& clock, const Zk2EtcdJobOptions& options);
+// The ZooKeeper sessions of a sync: AsioZkClients with the config's options, reporting to
+// `observer` (may be null). `logger` and `clock` must outlive the factory.
+std::unique_ptr<zk::ZkClientFactory> NewZooKeeperSessions(const Config& config, ops::Logger& logger,
+                                                          const Clock& clock, OpObserver* observer);
+
+// The job over sessions from `zk_factory` (each Open of the source asks it for one; `sync`
+// passes NewZooKeeperSessions, preconnected).
+Zk2EtcdJob MakeZk2EtcdJob(const Config& config, etcd::EtcdClient& etcd,
+                          std::unique_ptr<zk::ZkClientFactory> zk_factory, ops::Logger& logger,
+                          const Zk2EtcdJobOptions& options);
 
 // The job over one ZooKeeper client already connected (diff dials with a deadline first): its
 // source can be opened once.
