@@ -82,7 +82,7 @@ void FencedWriter::Stop() {
   if (sender_.joinable()) sender_.join();
 }
 
-std::vector<FencedWriter::Entry> FencedWriter::TakeBatchLocked() {
+std::vector<FencedWriter::Entry> FencedWriter::TakeBatchLocked(size_t* batch_bytes) {
   std::vector<Entry> batch;
   std::unordered_set<std::string_view> keys;  // views into `batch`, which never reallocates
   std::unordered_set<std::string> passed;     // keys of writes left for a later batch
@@ -120,6 +120,7 @@ std::vector<FencedWriter::Entry> FencedWriter::TakeBatchLocked() {
     keys.insert(batch.back().write.key);
     it = queue_.erase(it);
   }
+  *batch_bytes = bytes;
   return batch;
 }
 
@@ -143,15 +144,19 @@ void FencedWriter::SenderLoop() {
     }
     if (stopping_ && in_flight_txns_ == 0 && queue_.empty()) break;
     const auto now = clock_.Now();
-    const bool window_open = in_flight_txns_ < window_.window();
+    const bool window_open =
+        in_flight_txns_ == 0 ||
+        (in_flight_txns_ < window_.window() && in_flight_bytes_ < options_.max_bytes_in_flight);
     const auto send_at = std::max(retry_at_, rate_ready_at_);
     if (!stopping_ && !queue_.empty() && window_open && now >= send_at) {
-      std::vector<Entry> batch = TakeBatchLocked();
+      size_t bytes = 0;
+      std::vector<Entry> batch = TakeBatchLocked(&bytes);
       if (options_.rate_limiter != nullptr) {
         rate_ready_at_ = now + options_.rate_limiter->Take(batch.size());
       }
       ++in_flight_txns_;
       in_flight_writes_ += batch.size();
+      in_flight_bytes_ += bytes;
       std::vector<core::SinkWrite> writes;
       std::vector<int> variants;
       writes.reserve(batch.size());
@@ -165,9 +170,10 @@ void FencedWriter::SenderLoop() {
       const WindowSizer::Ticket ticket = window_.OnTxnStarted(started);
       lock.unlock();
       sink_.ApplyAsync(std::move(writes), std::move(variants), leader,
-                       [this, batch = std::move(batch), ticket, started,
+                       [this, batch = std::move(batch), bytes, ticket, started,
                         leader](core::BatchResult result) mutable {
-                         OnBatchDone(std::move(batch), ticket, std::move(result), started, leader);
+                         OnBatchDone(std::move(batch), bytes, ticket, std::move(result), started,
+                                     leader);
                        });
       lock.lock();
       continue;
@@ -180,7 +186,7 @@ void FencedWriter::SenderLoop() {
   }
 }
 
-void FencedWriter::OnBatchDone(std::vector<Entry> batch, WindowSizer::Ticket ticket,
+void FencedWriter::OnBatchDone(std::vector<Entry> batch, size_t bytes, WindowSizer::Ticket ticket,
                                core::BatchResult result,
                                std::chrono::steady_clock::time_point started,
                                const std::optional<core::Fence>& fence) {
@@ -191,6 +197,7 @@ void FencedWriter::OnBatchDone(std::vector<Entry> batch, WindowSizer::Ticket tic
               now - started);
   }
   std::lock_guard lock(mutex_);
+  in_flight_bytes_ -= bytes;
   window_.OnTxnDone(ticket, now);
   HandleBatchDoneLocked(batch, result, fence);
 }

@@ -55,6 +55,10 @@ struct FencedWriterOptions {
   // min(8, this) and this (window_sizer.h): a near sink keeps the small window, a distant one
   // gets as many as one round trip needs.
   size_t max_txns_in_flight = 4;
+  // The most bytes of batches in flight (as the sink counts them: core::WriteCost), whatever the
+  // window says; a batch goes whenever nothing is in flight. The window starts at its largest:
+  // with values near ZooKeeper's 1 MiB limit, 64 batches would hold 64 MiB.
+  size_t max_bytes_in_flight = 16 << 20;
   std::chrono::milliseconds initial_backoff{100};
   // Small enough that writes resume within a fraction of a second of the sink answering again;
   // a retry against a server that refuses connections costs next to nothing.
@@ -123,12 +127,12 @@ class FencedWriter {
   };
 
   void SenderLoop();
-  // Takes the next batch off the queue: writes of the first queued one's batch class.
-  // REQUIRES: mutex_ held.
-  std::vector<Entry> TakeBatchLocked();
+  // Takes the next batch off the queue: writes of the first queued one's batch class; sets
+  // `bytes` to its size as the sink counts it. REQUIRES: mutex_ held.
+  std::vector<Entry> TakeBatchLocked(size_t* bytes);
   // `fence`: the leadership the batch was sent under.
-  void OnBatchDone(std::vector<Entry> batch, WindowSizer::Ticket ticket, core::BatchResult result,
-                   std::chrono::steady_clock::time_point started,
+  void OnBatchDone(std::vector<Entry> batch, size_t bytes, WindowSizer::Ticket ticket,
+                   core::BatchResult result, std::chrono::steady_clock::time_point started,
                    const std::optional<core::Fence>& fence);
   // Completes, requeues or splits the writes of a finished batch. REQUIRES: mutex_ held.
   void HandleBatchDoneLocked(std::vector<Entry>& batch, const core::BatchResult& result,
@@ -148,6 +152,7 @@ class FencedWriter {
   size_t in_flight_txns_ = 0;
   WindowSizer window_;  // how many transactions may be in flight
   size_t in_flight_writes_ = 0;
+  size_t in_flight_bytes_ = 0;
   uint64_t submitted_ = 0;
   uint64_t finished_ = 0;
   uint64_t refused_writes_ = 0;

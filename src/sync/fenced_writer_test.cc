@@ -165,6 +165,32 @@ TEST_F(FencedWriterTest, ABatchCapBelowTheSinksLimitIsKept) {
   EXPECT_EQ(sink_->batches_submitted(), 5u);
 }
 
+TEST_F(FencedWriterTest, BatchesInFlightStayWithinTheByteCap) {
+  options_.max_txns_in_flight = 64;
+  options_.max_writes_per_batch = 1;
+  const std::string value(1000, 'v');
+  const size_t write_bytes = sink_->Cost(Put("/k/0", value, 1), 0).bytes;
+  options_.max_bytes_in_flight = 4 * write_bytes;  // four one-write batches, not 64
+  MakeWriter();
+  Results results;
+  sink_->PauseApplies();
+  for (int i = 0; i < 20; ++i) {
+    writer_->Submit(Put("/k/" + std::to_string(i), value, 1), results.Callback(std::to_string(i)));
+  }
+  EXPECT_TRUE(WaitFor([&] { return sink_->batches_submitted() >= 4; }));
+  std::this_thread::sleep_for(milliseconds(100));  // time to go past the cap, if it would
+  EXPECT_EQ(sink_->batches_submitted(), 4u);
+  sink_->ResumeApplies();
+  ASSERT_TRUE(writer_->Drain(seconds(10)));
+  EXPECT_EQ(results.Count(IsApplied), 20u);
+}
+
+TEST_F(FencedWriterTest, AWriteLargerThanTheByteCapStillGoesAlone) {
+  options_.max_bytes_in_flight = 10;
+  MakeWriter();
+  EXPECT_EQ(Write(Put("/big", std::string(5000, 'v'), 1)).value(), WriteOutcome::kApplied);
+}
+
 TEST_F(FencedWriterTest, WritesOfOneKeyNeverShareABatchAndApplyInOrder) {
   options_.max_txns_in_flight = 1;
   MakeWriter();
