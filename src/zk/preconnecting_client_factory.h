@@ -1,6 +1,6 @@
 // PreconnectingZkClientFactory: a ZkClientFactory whose first client starts connecting before
 // anyone asks for it, so that a process opens its ZooKeeper session while it connects to
-// something else (zk2etcd sync: while etcd is dialled, two round trips less at start).
+// something else (zk2etcd sync: while etcd is dialled).
 //
 // Preconnect() creates the first client through the wrapped factory, with handlers of its own.
 // The first NewClient() hands that client over and installs the caller's handlers: the events it

@@ -7,6 +7,7 @@
 #include <optional>
 #include <vector>
 
+#include "zk/event_recorder_for_test.h"
 #include "zk/fake_zk_client.h"
 
 namespace zk2etcd::zk {
@@ -31,14 +32,7 @@ class RecordingFactory : public ZkClientFactory {
       std::make_shared<std::vector<FakeZkClient*>>();
 };
 
-struct Recorder {
-  std::vector<WatchEvent> watches;
-  std::vector<SessionEvent> sessions;
-  ZkEventHandlers Handlers() {
-    return ZkEventHandlers{[this](const WatchEvent& e) { watches.push_back(e); },
-                           [this](const SessionEvent& e) { sessions.push_back(e); }};
-  }
-};
+using Recorder = testing::EventRecorder;
 
 class PreconnectingZkClientFactoryTest : public ::testing::Test {
  protected:
@@ -74,13 +68,13 @@ TEST_F(PreconnectingZkClientFactoryTest, TheFirstClientIsMadeAtPreconnectAndKeep
   auto client = factory_->NewClient(recorder.Handlers());
   ASSERT_TRUE(client.ok());
   EXPECT_EQ(client->get(), (*made_)[0]);
-  ASSERT_EQ(recorder.sessions.size(), 1u);
-  EXPECT_EQ(recorder.sessions[0].type, SessionEventType::kConnected);
+  ASSERT_EQ(recorder.sessions().size(), 1u);
+  EXPECT_EQ(recorder.sessions()[0].type, SessionEventType::kConnected);
 
   WatchAndCreate(**client, *(*made_)[0], "/a");
-  ASSERT_EQ(recorder.watches.size(), 1u);
-  EXPECT_EQ(recorder.watches[0].type, WatchEventType::kNodeCreated);
-  EXPECT_EQ(recorder.watches[0].path, "/a");
+  ASSERT_EQ(recorder.watches().size(), 1u);
+  EXPECT_EQ(recorder.watches()[0].type, WatchEventType::kNodeCreated);
+  EXPECT_EQ(recorder.watches()[0].path, "/a");
 }
 
 TEST_F(PreconnectingZkClientFactoryTest, EventsAfterTheHandoverGoStraightToTheHandlers) {
@@ -88,10 +82,10 @@ TEST_F(PreconnectingZkClientFactoryTest, EventsAfterTheHandoverGoStraightToTheHa
   Recorder recorder;
   auto client = factory_->NewClient(recorder.Handlers());
   ASSERT_TRUE(client.ok());
-  EXPECT_TRUE(recorder.sessions.empty());
+  EXPECT_TRUE(recorder.sessions().empty());
   (*made_)[0]->RunPending();
-  ASSERT_EQ(recorder.sessions.size(), 1u);
-  EXPECT_EQ(recorder.sessions[0].type, SessionEventType::kConnected);
+  ASSERT_EQ(recorder.sessions().size(), 1u);
+  EXPECT_EQ(recorder.sessions()[0].type, SessionEventType::kConnected);
 }
 
 TEST_F(PreconnectingZkClientFactoryTest, LaterClientsAreNewSessions) {
@@ -103,11 +97,11 @@ TEST_F(PreconnectingZkClientFactoryTest, LaterClientsAreNewSessions) {
   ASSERT_EQ(made_->size(), 2u);
   EXPECT_EQ(b->get(), (*made_)[1]);
   (*made_)[1]->RunPending();
-  EXPECT_TRUE(first.sessions.empty());
-  ASSERT_EQ(second.sessions.size(), 1u);
+  EXPECT_TRUE(first.sessions().empty());
+  ASSERT_EQ(second.sessions().size(), 1u);
   WatchAndCreate(**b, *(*made_)[1], "/b");
-  EXPECT_TRUE(first.watches.empty());
-  EXPECT_EQ(second.watches.size(), 1u);
+  EXPECT_TRUE(first.watches().empty());
+  EXPECT_EQ(second.watches().size(), 1u);
 }
 
 TEST_F(PreconnectingZkClientFactoryTest, WithoutPreconnectItIsTheWrappedFactory) {
@@ -117,7 +111,7 @@ TEST_F(PreconnectingZkClientFactoryTest, WithoutPreconnectItIsTheWrappedFactory)
   ASSERT_TRUE(client.ok());
   ASSERT_EQ(made_->size(), 1u);
   (*made_)[0]->RunPending();
-  EXPECT_EQ(recorder.sessions.size(), 1u);
+  EXPECT_EQ(recorder.sessions().size(), 1u);
 }
 
 TEST_F(PreconnectingZkClientFactoryTest, AClientNeverHandedOverIsClosedWithTheFactory) {
