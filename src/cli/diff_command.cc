@@ -4,6 +4,7 @@
 // conflicts (another writer's value where a znode exists) do.
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <map>
 #include <set>
 #include <thread>
@@ -78,12 +79,16 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
   const auto deadline =
       std::chrono::steady_clock::now() +
       std::chrono::duration_cast<std::chrono::steady_clock::duration>(flags.connect_timeout);
+  // Both sides are dialled at once (through a long round trip, the second costs no time).
+  auto connecting_zookeeper = std::async(std::launch::async, [&] {
+    return ConnectZooKeeper(config, *logger, clock, deadline, never_stop);
+  });
   auto etcd = ConnectEtcd(config, *logger, clock, deadline, never_stop);
+  auto zookeeper = connecting_zookeeper.get();
   if (!etcd.ok()) {
     err << "zk2etcd diff: " << etcd.error() << "\n";
     return kExitUsage;
   }
-  auto zookeeper = ConnectZooKeeper(config, *logger, clock, deadline, never_stop);
   if (!zookeeper.ok()) {
     err << "zk2etcd diff: " << zookeeper.error() << "\n";
     return kExitUsage;
@@ -102,7 +107,8 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
   std::unique_ptr<sync::FencedWriter> writer;
   if (flags.fix) {
     sync::FencedWriterOptions writer_options;
-    writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 8);
+    // As sync's: the window is sized by bandwidth-delay within this (window_sizer.h).
+    writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 64);
     writer = std::make_unique<sync::FencedWriter>(*job.sink, writer_options, clock);
   }
   sync::Reconciler reconciler(config.scope, *job.sink, writer.get(), redis.get(), *logger, clock);
