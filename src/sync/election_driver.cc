@@ -22,11 +22,12 @@ void ElectionDriver::Enqueue(Event event) {
   wake_.notify_all();
 }
 
-void ElectionDriver::FenceFailed(const std::string& reason) {
+void ElectionDriver::FenceFailed(const std::string& reason, std::optional<core::Fence> fence) {
   if (election_ == nullptr) return;  // nothing would handle it
   Event event;
   event.type = Event::Type::kNotLeader;
   event.reason = reason;
+  event.failed_fence = std::move(fence);
   Enqueue(std::move(event));
 }
 
@@ -51,7 +52,17 @@ void ElectionDriver::Poll() {
         if (event.campaign == campaign_ && (campaigning_ || leader_)) StepDown(event.reason);
         break;
       case Event::Type::kNotLeader:
-        if (leader_) StepDown("a write's leadership fence failed: " + event.reason);
+        if (!leader_) break;
+        if (event.failed_fence && (event.failed_fence->key != leader_->key ||
+                                   event.failed_fence->revision != leader_->revision)) {
+          logger_.Info("a write of an earlier leadership failed its fence; the current one stands",
+                       {{"fence", event.failed_fence->key},
+                        {"fence_revision", event.failed_fence->revision},
+                        {"leader", leader_->key},
+                        {"leader_revision", leader_->revision}});
+          break;
+        }
+        StepDown("a write's leadership fence failed: " + event.reason);
         break;
     }
   }

@@ -71,8 +71,10 @@ class ElectionDriver {
   void Poll();
   // Stops leading (or campaigning) at once, for `reason`; campaigns again later. Run thread.
   void StepDown(const std::string& reason);
-  // A write's leadership fence failed (any thread): once handled, a leader steps down.
-  void FenceFailed(const std::string& reason);
+  // A write's leadership fence failed (any thread): once handled, a leader steps down, unless
+  // `fence` (the one the write carried) is not the current leadership's: a write of an earlier
+  // term that waited out an outage must not depose the term won since.
+  void FenceFailed(const std::string& reason, std::optional<core::Fence> fence = std::nullopt);
 
   // Run thread.
   bool Active() const { return election_ == nullptr || leader_.has_value(); }
@@ -90,6 +92,8 @@ class ElectionDriver {
     uint64_t campaign = 0;
     core::Fence fence;
     std::string reason;
+    std::optional<core::Fence> failed_fence =
+        std::nullopt;  // kNotLeader: the fence that failed, if known
   };
 
   void Enqueue(Event event);

@@ -230,7 +230,7 @@ void FencedWriter::HandleBatchDoneLocked(std::vector<Entry>& batch, const core::
       for (Entry& entry : batch) {
         completions_.push_back(
             {std::move(entry.done),
-             Unexpected{WriteError{WriteError::Code::kNotLeader, error, error.message}}});
+             Unexpected{WriteError{WriteError::Code::kNotLeader, error, error.message, fence}}});
       }
       return;
     }

@@ -43,6 +43,9 @@ struct WriteError {
   Code code = Code::kRefused;
   std::optional<core::SinkError> sink_error;
   std::string message;
+  // kNotLeader: the fence the write was sent under (a failure of an earlier leadership of this
+  // process says nothing about the current one). Unset for unfenced writes.
+  std::optional<core::Fence> fence = std::nullopt;
 };
 
 using WriteResult = Result<core::WriteOutcome, WriteError>;

@@ -338,6 +338,10 @@ TEST_F(FencedWriterTest, AFenceTheSinkRejectsFailsWithNotLeader) {
   EXPECT_EQ(refused.error().code, WriteError::Code::kNotLeader);
   ASSERT_TRUE(refused.error().sink_error.has_value());
   EXPECT_EQ(refused.error().sink_error->code, core::SinkError::Code::kNotLeader);
+  // The fence it was sent under, so that the election can tell an old term's failure.
+  ASSERT_TRUE(refused.error().fence.has_value());
+  EXPECT_EQ(refused.error().fence->key, "/election/b");
+  EXPECT_EQ(refused.error().fence->revision, 8);
   EXPECT_FALSE(sink_->Get("/a").has_value());
   EXPECT_EQ(writer_->refused_writes(), 0u);
 

@@ -213,6 +213,7 @@ void IncrementalSync::OnWritten(const std::string& path, const core::SinkWrite& 
   } else {
     change.error = result.error().message;
     change.not_leader = result.error().code == WriteError::Code::kNotLeader;
+    if (change.not_leader) change.fence = result.error().fence;
     // The sink refusing the write needs an operator; a lost leadership or a stop does not.
     const bool refused = result.error().code == WriteError::Code::kRefused;
     logger_.Log(

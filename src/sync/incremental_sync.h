@@ -56,7 +56,8 @@ struct AppliedChange {
   int64_t version = 0;  // the write's source version (a delete: the point of the absence)
   std::optional<core::WriteOutcome> outcome;  // nullopt: failed
   std::string error;
-  bool not_leader = false;  // failed because this process no longer leads
+  bool not_leader = false;           // failed because this process no longer leads
+  std::optional<core::Fence> fence;  // not_leader: the fence that failed, if the write had one
   // From the first change that made the key dirty to the write's completion, and to the end of
   // the source read (the rest is the sink write).
   std::chrono::nanoseconds delay{0};

@@ -292,11 +292,14 @@ class DrivenService {
     thread_.join();
   }
 
-  void FenceFailed(const std::string& reason) { driver_.FenceFailed(reason); }
-  // Waits until `done` holds for the counters; false after 5 s.
-  bool WaitFor(const std::function<bool(int elected, int deposed)>& done) {
+  void FenceFailed(const std::string& reason, std::optional<core::Fence> fence = std::nullopt) {
+    driver_.FenceFailed(reason, std::move(fence));
+  }
+  // Waits until `done` holds for the counters; false after `timeout`.
+  bool WaitFor(const std::function<bool(int elected, int deposed)>& done,
+               std::chrono::milliseconds timeout = seconds(5)) {
     std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, seconds(5), [&] { return done(elected_, deposed_); });
+    return changed_.wait_for(lock, timeout, [&] { return done(elected_, deposed_); });
   }
   core::Fence fence() {
     std::lock_guard lock(mutex_);
@@ -373,11 +376,22 @@ TEST_F(SharedElectionTest, TwoDriversOnOneSharedElectionLeadAndStepDownTogether)
     EXPECT_EQ(forward.fence().revision, backward.fence().revision);
     EXPECT_GT(forward.fence().revision, first_revision);
 
+    // A write sent under the first term fails its fence only now (it waited out an outage): the
+    // term won since stands.
+    forward.FenceFailed("check failed (a write of the first term)",
+                        core::Fence{forward.fence().key, first_revision});
+    EXPECT_FALSE(forward.WaitFor([](int, int deposed) { return deposed > 1; }, milliseconds(300)));
+    // One of the current term's does depose it.
+    forward.FenceFailed("check failed (test)", forward.fence());
+    auto deposed_twice = [](int elected, int deposed) { return deposed == 2 && elected == 3; };
+    ASSERT_TRUE(forward.WaitFor(deposed_twice));
+    ASSERT_TRUE(backward.WaitFor(deposed_twice));
+
     // The real leadership is lost: both step down, and lead again.
     group_->Depose("lost (test)");
-    auto twice = [](int elected, int deposed) { return deposed == 2 && elected == 3; };
-    ASSERT_TRUE(forward.WaitFor(twice));
-    ASSERT_TRUE(backward.WaitFor(twice));
+    auto thrice = [](int elected, int deposed) { return deposed == 3 && elected == 4; };
+    ASSERT_TRUE(forward.WaitFor(thrice));
+    ASSERT_TRUE(backward.WaitFor(thrice));
     EXPECT_EQ(forward.fence().revision, backward.fence().revision);
     EXPECT_EQ(group_->Campaigns(), 1u);
   }

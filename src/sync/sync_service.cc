@@ -30,7 +30,7 @@ IncrementalSyncOptions SyncService::IncrementalOptions() {
   IncrementalSyncOptions options;
   options.read_window = options_.concurrent;
   options.on_change = [this](const AppliedChange& change) {
-    if (change.not_leader) election_driver_.FenceFailed(change.error);
+    if (change.not_leader) election_driver_.FenceFailed(change.error, change.fence);
     if (options_.on_change) options_.on_change(change);
   };
   std::string name(source_.Name());
