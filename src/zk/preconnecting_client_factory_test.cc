@@ -127,5 +127,31 @@ TEST_F(PreconnectingZkClientFactoryTest, AClientNeverHandedOverIsClosedWithTheFa
   EXPECT_FALSE(server_->GetNode("/ephemeral").has_value());  // the session ended
 }
 
+// A factory that cannot make a client (an unusable connect string, say).
+class FailingFactory : public ZkClientFactory {
+ public:
+  ZkResult<std::unique_ptr<ZkClient>> NewClient(ZkEventHandlers /*handlers*/) override {
+    ++calls;
+    return Unexpected{ZkError{ZkErrorCode::kInvalidArgument, "no usable server (test)"}};
+  }
+  int calls = 0;
+};
+
+TEST(PreconnectingZkClientFactoryFailureTest, AFailedPreconnectIsTheFirstClientsError) {
+  auto failing = std::make_unique<FailingFactory>();
+  FailingFactory& inner = *failing;
+  PreconnectingZkClientFactory factory(std::move(failing));
+  factory.Preconnect();
+  EXPECT_EQ(inner.calls, 1);
+  Recorder recorder;
+  auto first = factory.NewClient(recorder.Handlers());
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.error().code, ZkErrorCode::kInvalidArgument);
+  EXPECT_EQ(inner.calls, 1);  // the error kept from Preconnect, not a second attempt
+  auto second = factory.NewClient(recorder.Handlers());
+  EXPECT_FALSE(second.ok());
+  EXPECT_EQ(inner.calls, 2);  // later clients are asked of the wrapped factory again
+}
+
 }  // namespace
 }  // namespace zk2etcd::zk
