@@ -16,8 +16,8 @@
 //      1.6 times slower);
 //   4. with fix: repair each one with a fenced write (core/sink.h), so a repair can never undo a
 //      newer incremental write; deletes wait while the ownership store is unreachable. The merge
-//      waits while more than 16 chunks of repairs are unanswered, so memory holds the snapshot
-//      and those chunks, not every difference (unless keep_differences asks for the list).
+//      waits while more than max_repairs_in_flight repairs are unanswered, so memory holds the
+//      snapshot and a few chunks, not every difference (unless keep_differences asks for them).
 //
 // Used by `sync` (at start, after reconnects, periodically) and by `diff` (fix or report only).
 // Blocking. Thread-safe: concurrent Runs are allowed but pointless; the caller serialises them.
