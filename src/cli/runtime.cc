@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <future>
+#include <memory>
 #include <thread>
 
 #include "cli/config_file.h"
@@ -16,6 +18,22 @@ namespace {
 constexpr BackoffOptions kConnectBackoff{.initial = std::chrono::milliseconds(500),
                                          .max = std::chrono::milliseconds(10000),
                                          .multiplier = 2.0};
+
+// Checks a new session with a read of "/"; gives up (nullopt) as soon as `stop` is set, so that a
+// SIGTERM does not wait for servers that do not answer (the read itself waits up to the session
+// timeout for a connection).
+std::optional<zk::ZkResult<zk::ExistsReply>> ProbeUnlessStopped(zk::ZkClient& client,
+                                                                const std::atomic<bool>& stop) {
+  auto reply = std::make_shared<std::promise<zk::ZkResult<zk::ExistsReply>>>();
+  auto answered = reply->get_future();
+  client.Exists("/", /*watch=*/false, [reply](zk::ZkResult<zk::ExistsReply> result) {
+    reply->set_value(std::move(result));
+  });
+  while (answered.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    if (stop.load()) return std::nullopt;
+  }
+  return answered.get();
+}
 
 }  // namespace
 
@@ -70,6 +88,7 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
   for (int attempt = 1;; ++attempt) {
     etcd::GrpcEtcdClientOptions options = etcd_options;
     options.logger = &logger;
+    options.cancel_dial = &stop;
     auto client = etcd::NewGrpcEtcdClient(options, clock);
     if (client.ok()) {
       auto status = (*client)->Status();
@@ -82,6 +101,7 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
       client = Unexpected{status.error()};
     }
     const etcd::Error& error = client.error();
+    if (stop.load()) return Unexpected{label + ": stopped while connecting"};
     if (error.code == etcd::ErrorCode::kInvalidArgument ||
         error.code == etcd::ErrorCode::kAuthFailed) {
       return Unexpected{label + ": " + error.ToString()};  // retrying cannot fix these
@@ -122,7 +142,12 @@ Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
     auto client = zk::NewAsioZkClient(options, {});
     std::string error;
     if (client.ok()) {
-      auto probe = zk::blocking::Exists(**client, "/");
+      auto answered = ProbeUnlessStopped(**client, stop);
+      if (!answered) {
+        (*client)->Close();  // answers the probe with a connection loss
+        return Unexpected{label + ": stopped while connecting"};
+      }
+      auto& probe = *answered;
       if (probe.ok()) {
         const zk::SessionInfo session = (*client)->session();
         logger.Info(label + " reachable",

@@ -164,6 +164,9 @@ EtcdResult<void> GrpcEtcdClient::Dial() {
         }
       }
       if (connected || std::chrono::steady_clock::now() >= deadline) break;
+      if (options_.cancel_dial != nullptr && options_.cancel_dial->load()) {
+        return Unexpected{Error{ErrorCode::kCancelled, "connecting to etcd was cancelled", 0}};
+      }
       std::this_thread::sleep_for(milliseconds(10));
     }
     if (!connected) {

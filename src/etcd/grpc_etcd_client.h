@@ -15,6 +15,7 @@
 // REQUIRES: not destroyed on its own callback thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -52,6 +53,9 @@ struct GrpcEtcdClientOptions {
   // The factory waits this long for a first connection (and authentication) and fails with the
   // last error if none succeeds. Zero: do not wait; calls connect on demand.
   std::chrono::milliseconds dial_timeout{5000};
+  // When set and true, the factory stops waiting for that first connection and fails with
+  // kCancelled (a SIGTERM while the servers do not answer). Not owned; read only by the factory.
+  const std::atomic<bool>* cancel_dial = nullptr;
   // Deadline of each attempt of a call (Campaign has none).
   std::chrono::milliseconds call_timeout{10000};
   // Attempts per call, across endpoints, when retrying is allowed.
@@ -86,7 +90,7 @@ struct GrpcEtcdClientOptions {
 
 // Builds channels (reading the TLS files), then dials as dial_timeout says. Errors:
 // kInvalidArgument (no endpoints, unreadable files, mixed http/https), kUnavailable or kTlsFailed
-// (no endpoint reachable within dial_timeout), kAuthFailed.
+// (no endpoint reachable within dial_timeout), kAuthFailed, kCancelled (cancel_dial was set).
 Result<std::unique_ptr<EtcdClient>, Error> NewGrpcEtcdClient(GrpcEtcdClientOptions options,
                                                              const Clock& clock);
 
