@@ -15,6 +15,7 @@ std::vector<Subcommand> Subcommands() {
   std::vector<Subcommand> commands;
   commands.push_back(SyncCommand());
   commands.push_back(DiffCommand());
+  ShareConfigFile(commands[0], commands[1]);
   commands.push_back(GenzkCommand());
   commands.push_back(Etcd2EtcdCommand());
   commands.push_back(Zk2ZkCommand());
@@ -84,6 +85,8 @@ int Run(const std::vector<std::string>& args, const EnvLookup& env, std::ostream
   for (const Subcommand& found : commands) {
     if (found.name != name) continue;
     const Subcommand* command = &found;
+    const std::vector<Subcommand>* siblings = &commands;
+    std::string group_name = "zk2etcd";
     std::string full_name = "zk2etcd " + found.name;
     if (!found.subcommands.empty()) {
       // A group: the next argument names one of its commands.
@@ -107,11 +110,19 @@ int Run(const std::vector<std::string>& args, const EnvLookup& env, std::ostream
             << " --help')\n";
         return kExitUsage;
       }
+      siblings = &found.subcommands;
+      group_name = full_name;
       full_name += " " + command->name;
     }
     if (help) rest.clear();
     FlagSet flags(full_name);
     auto run = command->define(flags);
+    for (const Subcommand& sibling : *siblings) {
+      if (sibling.name != command->shares_config_with || !sibling.define) continue;
+      FlagSet sibling_flags(group_name + " " + sibling.name);
+      sibling.define(sibling_flags);  // only to learn its flags' names
+      flags.ShareConfigWith(sibling_flags);
+    }
     if (auto parsed = flags.Parse(rest, env); !parsed.ok()) {
       err << full_name << ": " << parsed.error() << "\n";
       return kExitUsage;

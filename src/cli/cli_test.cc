@@ -1,7 +1,10 @@
 #include "cli/cli.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "cli/config.h"
@@ -196,6 +199,69 @@ TEST(CliTest, Zk2ZkIntoItselfIsOneLineAndExitTwo) {
                                "\"localhost:1\" share a server: source and target must be "
                                "different ensembles\n");
   }
+}
+
+// One --config file serves `sync` and `diff` of a job: each command skips the other's own
+// settings, and still refuses a name neither has (a typo, another job's setting).
+TEST(CliTest, OneConfigFileServesSyncAndDiffOfAJob) {
+  struct Job {
+    std::vector<std::string> group;  // before "sync"/"diff"
+    std::string settings;            // one setting only sync has, one only diff has
+    std::string foreign;             // a setting of another job
+    std::vector<std::string> flags;  // enough to pass validation up to --adopt
+  };
+  const std::vector<Job> jobs = {
+      {{},
+       "fullsync-interval: 5m\noutput: json\n",
+       "reconcile-interval: 1h\n",
+       {"--zookeeper-servers=127.0.0.1:1", "--etcd-servers=127.0.0.1:2"}},
+      {{"etcd2etcd"},
+       "reconcile-interval: 1h\nmax-write-rate: 0\noutput: json\n",
+       "fullsync-interval: 5m\n",
+       {"--source-endpoints=127.0.0.1:1", "--dest-endpoints=127.0.0.1:2", "--prefix=/a",
+        "--name=m"}},
+      {{"zk2zk"},
+       "fullsync-interval: 5m\nprogress-interval: 30s\noutput: json\n",
+       "reconcile-interval: 1h\n",
+       {"--source-servers=127.0.0.1:1", "--target-servers=127.0.0.1:2", "--path=/a"}},
+  };
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("zk2etcd-cli-test-" + std::to_string(::getpid()) + ".yaml"))
+                               .string();
+  auto run = [&](const Job& job, const std::string& command, const std::string& settings) {
+    std::ofstream(path) << settings;
+    std::vector<std::string> args = job.group;
+    args.push_back(command);
+    args.push_back("--config=" + path);
+    args.insert(args.end(), job.flags.begin(), job.flags.end());
+    // A bad value on the command line: the run stops at its check, after the file was read,
+    // before any connection.
+    args.push_back("--adopt=everything");
+    return RunCli(args);
+  };
+  for (const Job& job : jobs) {
+    for (const std::string command : {"sync", "diff"}) {
+      const std::string name = "zk2etcd " + (job.group.empty() ? "" : job.group[0] + " ") + command;
+      const Outcome shared = run(job, command, job.settings);
+      EXPECT_EQ(shared.status, kExitUsage) << name;
+      EXPECT_EQ(shared.err, name +
+                                ": --adopt: unknown adoption policy \"everything\" (use "
+                                "matching, none or all)\n");
+
+      const Outcome foreign = run(job, command, job.settings + job.foreign);
+      EXPECT_EQ(foreign.status, kExitUsage) << name;
+      EXPECT_NE(
+          foreign.err.find("unknown setting \"" + job.foreign.substr(0, job.foreign.find(':'))),
+          std::string::npos)
+          << foreign.err;
+      const std::string sibling = command == "sync" ? "diff" : "sync";
+      EXPECT_NE(
+          foreign.err.find(" or '" + name.substr(0, name.rfind(' ') + 1) + sibling + " --help'"),
+          std::string::npos)
+          << foreign.err;
+    }
+  }
+  std::filesystem::remove(path);
 }
 
 }  // namespace

@@ -372,6 +372,7 @@ Subcommand Etcd2EtcdCommand() {
       "(renamed to\n--dest-prefix when given), in the source's order, resuming after a restart "
       "from a checkpoint kept\nin the destination.";
   group.subcommands = {MirrorSyncCommand(), MirrorDiffCommand()};
+  ShareConfigFile(group.subcommands[0], group.subcommands[1]);
   return group;
 }
 

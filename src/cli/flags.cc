@@ -120,6 +120,18 @@ void FlagSet::AddFloat(std::string name, double* target, double default_value, s
       [target, default_value] { *target = default_value; });
 }
 
+void FlagSet::ShareConfigWith(const FlagSet& sibling) {
+  sibling_command_ = sibling.command_;
+  sibling_settings_ = sibling.Names();
+}
+
+std::vector<std::string> FlagSet::Names() const {
+  std::vector<std::string> names;
+  names.reserve(flags_.size());
+  for (const Flag& flag : flags_) names.push_back(flag.name);
+  return names;
+}
+
 FlagSet::Flag* FlagSet::Find(std::string_view name) {
   for (Flag& flag : flags_) {
     if (flag.name == name) return &flag;
@@ -202,8 +214,14 @@ Result<void, std::string> FlagSet::ApplyConfigValues(
   for (const auto& [name, value] : values) {
     Flag* flag = Find(name);
     if (flag == nullptr) {
-      return Unexpected{source + ": unknown setting \"" + name + "\" (settings are the flag names " +
-                        "of '" + command_ + " --help', without the dashes)"};
+      if (std::find(sibling_settings_.begin(), sibling_settings_.end(), name) !=
+          sibling_settings_.end()) {
+        continue;  // a setting of the sibling command: the file serves both
+      }
+      std::string help = "'" + command_ + " --help'";
+      if (!sibling_command_.empty()) help += " or '" + sibling_command_ + " --help'";
+      return Unexpected{source + ": unknown setting \"" + name +
+                        "\" (settings are the flag names of " + help + ", without the dashes)"};
     }
     if (flag->was_set) continue;
     if (auto set = flag->set(value); !set.ok()) {

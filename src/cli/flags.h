@@ -44,9 +44,17 @@ class FlagSet {
   Result<void, std::string> Parse(const std::vector<std::string>& args, const EnvLookup& env);
 
   // Fills the flags that neither the command line nor the environment set from a configuration
-  // file's values (flag name -> value). An unknown name is an error naming `source`.
-  Result<void, std::string> ApplyConfigValues(const std::vector<std::pair<std::string, std::string>>& values,
-                                              const std::string& source);
+  // file's values (flag name -> value). A name that is a flag of the sibling command (see
+  // ShareConfigWith) is skipped; any other unknown name is an error naming `source`.
+  Result<void, std::string> ApplyConfigValues(
+      const std::vector<std::pair<std::string, std::string>>& values, const std::string& source);
+
+  // One --config file serves both commands of a job (`sync` and `diff`): a setting that only
+  // `sibling` has (e.g. fullsync-interval when running diff) is ignored here rather than refused.
+  void ShareConfigWith(const FlagSet& sibling);
+
+  // The flags' names, in the order they were added.
+  std::vector<std::string> Names() const;
 
   bool help_requested() const { return help_requested_; }
   // True when the flag was given on the command line or through the environment.
@@ -69,8 +77,8 @@ class FlagSet {
     std::string help;
     std::string default_text;
     std::function<Result<void, std::string>(std::string_view)> set;
-    bool was_set = false;        // by the command line or the environment
-    std::string current;         // the value as text, for Dump
+    bool was_set = false;  // by the command line or the environment
+    std::string current;   // the value as text, for Dump
   };
 
   static Flag MakeFlag(std::string name, Kind kind, std::string help, std::string default_text,
@@ -81,6 +89,8 @@ class FlagSet {
   std::string command_;
   std::vector<Flag> flags_;
   bool help_requested_ = false;
+  std::string sibling_command_;                // empty: no sibling shares the config file
+  std::vector<std::string> sibling_settings_;  // the sibling's flag names
 };
 
 }  // namespace zk2etcd::cli

@@ -20,7 +20,16 @@ struct Subcommand {
   std::function<CommandRunner(FlagSet&)> define;  // empty for a group
   std::vector<Subcommand> subcommands = {};       // a group's
   std::string description = {};                   // a group's help text, before its commands
+  // The command of the same list (top level or group) whose --config file this one also reads:
+  // `sync` and `diff` of a job take one file, each ignoring the other's own settings.
+  std::string shares_config_with = {};
 };
+
+// Makes `first` and `second` (of the same list) read one --config file.
+inline void ShareConfigFile(Subcommand& first, Subcommand& second) {
+  first.shares_config_with = second.name;
+  second.shares_config_with = first.name;
+}
 
 Subcommand SyncCommand();
 Subcommand DiffCommand();

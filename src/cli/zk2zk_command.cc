@@ -530,6 +530,7 @@ Subcommand Zk2ZkCommand() {
       "back to the source (reverse),\nso that clients on either side see every provider while "
       "they move.";
   group.subcommands = {Zk2ZkSyncCommand(), Zk2ZkDiffCommand()};
+  ShareConfigFile(group.subcommands[0], group.subcommands[1]);
   return group;
 }
 
