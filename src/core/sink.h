@@ -124,7 +124,8 @@ struct SinkWrite {
 
 enum class WriteOutcome {
   kApplied,        // the entry (and its ownership record) now reflect the write
-  kStale,          // the sink already holds a newer (put) or the same-or-newer (delete) version
+  kStale,          // the sink already holds a newer (put) or the same-or-newer (delete) version;
+                   // from FencedWriter also a write the sink skipped (WriteAnswer::skipped)
   kForeign,        // the entry exists without an ownership record: not ours, left alone
   kAlreadyAbsent,  // delete: neither the entry nor its record exists
 };

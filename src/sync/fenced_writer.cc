@@ -269,6 +269,11 @@ void FencedWriter::HandleBatchDoneLocked(std::vector<Entry>& batch, const core::
   for (size_t i = 0; i < batch.size(); ++i) {
     Entry& entry = batch[i];
     const core::WriteAnswer* answer = i < answers.size() ? &answers[i] : nullptr;
+    if (answer != nullptr && !answer->outcome && !answer->resend_variant && answer->skipped) {
+      // Left out because the source entry is going (its delete follows): superseded, not failed.
+      completions_.push_back({std::move(entry.done), core::WriteOutcome::kStale});
+      continue;
+    }
     if (answer == nullptr || (!answer->outcome && !answer->resend_variant)) {
       completions_.push_back(
           {std::move(entry.done),

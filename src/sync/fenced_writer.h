@@ -6,11 +6,13 @@
 // classes in one) as soon as the window has room, so a lone write goes out at once and a burst
 // goes out in full batches (group commit). A batch that fails with a retryable error is sent
 // again after a backoff: fenced writes are safe to repeat. A batch refused for a reason a repeat
-// cannot fix is halved until only the refused writes fail; lost leadership completes the writes
-// with an error, unless the batch carried an earlier leadership of this process than the one
-// now set (it waited out an outage in which the lock was lost and won again): then it goes again
-// under the current fence. When the sink's answer asks for a write again in another variant (a
-// cheaper form whose guard no longer held, or a form for large values), it goes again, in order.
+// cannot fix is halved until only the refused writes fail. A write the sink skipped because its
+// source entry is going (core::WriteAnswer::skipped) completes as kStale: the change that removes
+// the entry follows. Lost leadership completes the writes with an error, unless the batch carried
+// an earlier leadership of this process than the one now set (it waited out an outage in which
+// the lock was lost and won again): then it goes again under the current fence. When the sink's
+// answer asks for a write again in another variant (a cheaper form whose guard no longer held, or
+// a form for large values), it goes again, in order.
 //
 // Each write's callback runs exactly once, on the writer's sender thread, never under the
 // writer's lock. Thread-safe.

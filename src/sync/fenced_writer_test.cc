@@ -329,6 +329,19 @@ TEST_F(FencedWriterTest, ARefusedWriteIsSplitOutAndTheOthersApply) {
   EXPECT_THAT(refused_keys, ::testing::ElementsAre("/k/5"));
 }
 
+// zk2zk's sink leaves out a create whose source node is gone by the time its ACL is read (a
+// short-lived ephemeral): the node's delete follows, so this is not a failure to report.
+TEST_F(FencedWriterTest, AWriteTheSinkSkippedCompletesAsStaleNotAsAFailure) {
+  size_t refusals = 0;
+  MakeWriter(nullptr, [&refusals](const core::SinkWrite&, const core::SinkError&) { ++refusals; });
+  sink_->SkipKey("/gone");
+  EXPECT_EQ(Write(Put("/gone", "g", 10)).value(), WriteOutcome::kStale);
+  EXPECT_FALSE(sink_->Get("/gone").has_value());
+  EXPECT_EQ(Write(Put("/kept", "k", 10)).value(), WriteOutcome::kApplied);
+  EXPECT_EQ(refusals, 0u);
+  EXPECT_FALSE(writer_->retrying());
+}
+
 TEST_F(FencedWriterTest, AFenceTheSinkRejectsFailsWithNotLeader) {
   MakeWriter();
   sink_->SetFence(core::Fence{"/election/a", 7});
