@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "zk/fake_zk_client.h"
+#include "zk/forwarding_zk_client_for_test.h"
 
 namespace zk2etcd::connectors {
 namespace {
@@ -106,7 +107,9 @@ class RecordingFactory final : public zk::ZkClientFactory {
     std::shared_ptr<zk::FakeZkClient> client = server_->NewClient(std::move(handlers));
     std::lock_guard lock(mutex_);
     clients_.push_back(client);
-    return std::unique_ptr<zk::ZkClient>(std::make_unique<Handle>(std::move(client)));
+    // The election owns a forwarding handle; the fake stays here for Settle().
+    return std::unique_ptr<zk::ZkClient>(
+        std::make_unique<zk::ForwardingZkClient>(std::move(client)));
   }
   zk::FakeZkClient* last() {
     std::lock_guard lock(mutex_);
@@ -126,63 +129,6 @@ class RecordingFactory final : public zk::ZkClientFactory {
   }
 
  private:
-  // What the election owns: the client, forwarded.
-  class Handle final : public zk::ZkClient {
-   public:
-    explicit Handle(std::shared_ptr<zk::FakeZkClient> inner) : inner_(std::move(inner)) {}
-    void GetData(std::string_view path, bool watch,
-                 zk::ZkCallback<zk::GetDataReply> done) override {
-      inner_->GetData(path, watch, std::move(done));
-    }
-    void GetChildren(std::string_view path, bool watch,
-                     zk::ZkCallback<zk::ChildrenReply> done) override {
-      inner_->GetChildren(path, watch, std::move(done));
-    }
-    void Exists(std::string_view path, bool watch, zk::ZkCallback<zk::ExistsReply> done) override {
-      inner_->Exists(path, watch, std::move(done));
-    }
-    void Create(std::string_view path, std::string_view data, zk::CreateMode mode,
-                const std::vector<zk::Acl>& acl, zk::ZkCallback<zk::CreateReply> done) override {
-      inner_->Create(path, data, mode, acl, std::move(done));
-    }
-    void Delete(std::string_view path, int32_t version, zk::ZkCallback<zk::Ack> done) override {
-      inner_->Delete(path, version, std::move(done));
-    }
-    void SetData(std::string_view path, std::string_view data, int32_t version,
-                 zk::ZkCallback<zk::SetDataReply> done) override {
-      inner_->SetData(path, data, version, std::move(done));
-    }
-    void Multi(std::vector<zk::MultiOp> ops, zk::ZkCallback<zk::MultiReply> done) override {
-      inner_->Multi(std::move(ops), std::move(done));
-    }
-    void GetAcl(std::string_view path, zk::ZkCallback<zk::GetAclReply> done) override {
-      inner_->GetAcl(path, std::move(done));
-    }
-    void MultiRead(std::vector<zk::ReadOp> ops, zk::ZkCallback<zk::MultiReadReply> done) override {
-      inner_->MultiRead(std::move(ops), std::move(done));
-    }
-    void Sync(std::string_view path, zk::ZkCallback<zk::SyncReply> done) override {
-      inner_->Sync(path, std::move(done));
-    }
-    void AddWatch(std::string_view path, zk::AddWatchMode mode,
-                  zk::ZkCallback<zk::Ack> done) override {
-      inner_->AddWatch(path, mode, std::move(done));
-    }
-    void RemoveWatches(std::string_view path, zk::WatcherType type,
-                       zk::ZkCallback<zk::Ack> done) override {
-      inner_->RemoveWatches(path, type, std::move(done));
-    }
-    void AddAuth(std::string_view scheme, std::string_view credential,
-                 zk::ZkCallback<zk::Ack> done) override {
-      inner_->AddAuth(scheme, credential, std::move(done));
-    }
-    void Close() override { inner_->Close(); }
-    zk::SessionInfo session() const override { return inner_->session(); }
-
-   private:
-    std::shared_ptr<zk::FakeZkClient> inner_;
-  };
-
   std::shared_ptr<zk::FakeZkServer> server_;
   std::mutex mutex_;
   std::vector<std::shared_ptr<zk::FakeZkClient>> clients_;

@@ -11,6 +11,7 @@
 
 #include "common/wait_for_testing.h"
 #include "zk/fake_zk_client.h"
+#include "zk/forwarding_zk_client_for_test.h"
 
 namespace zk2etcd::connectors {
 namespace {
@@ -78,10 +79,11 @@ class StallingFactory final : public zk::ZkClientFactory {
   size_t held() const { return held_.load(); }
 
  private:
-  class Client final : public zk::ZkClient {
+  // Holds multiRead requests (until Close); everything else goes to the fake.
+  class Client final : public zk::ForwardingZkClient {
    public:
     Client(std::unique_ptr<zk::FakeZkClient> inner, std::atomic<size_t>& held)
-        : inner_(std::move(inner)), held_(held) {}
+        : ForwardingZkClient(std::move(inner)), held_(held) {}
     void MultiRead(std::vector<zk::ReadOp>, zk::ZkCallback<zk::MultiReadReply> done) override {
       std::lock_guard lock(mutex_);
       waiting_.push_back(std::move(done));
@@ -96,55 +98,10 @@ class StallingFactory final : public zk::ZkClientFactory {
       for (auto& done : waiting) {
         done(Unexpected{zk::MakeZkError(zk::ZkErrorCode::kClosed, "multiRead")});
       }
-      inner_->Close();
+      ForwardingZkClient::Close();
     }
-    void GetData(std::string_view path, bool watch,
-                 zk::ZkCallback<zk::GetDataReply> done) override {
-      inner_->GetData(path, watch, std::move(done));
-    }
-    void GetChildren(std::string_view path, bool watch,
-                     zk::ZkCallback<zk::ChildrenReply> done) override {
-      inner_->GetChildren(path, watch, std::move(done));
-    }
-    void Exists(std::string_view path, bool watch, zk::ZkCallback<zk::ExistsReply> done) override {
-      inner_->Exists(path, watch, std::move(done));
-    }
-    void Create(std::string_view path, std::string_view data, zk::CreateMode mode,
-                const std::vector<zk::Acl>& acl, zk::ZkCallback<zk::CreateReply> done) override {
-      inner_->Create(path, data, mode, acl, std::move(done));
-    }
-    void Delete(std::string_view path, int32_t version, zk::ZkCallback<zk::Ack> done) override {
-      inner_->Delete(path, version, std::move(done));
-    }
-    void SetData(std::string_view path, std::string_view data, int32_t version,
-                 zk::ZkCallback<zk::SetDataReply> done) override {
-      inner_->SetData(path, data, version, std::move(done));
-    }
-    void Multi(std::vector<zk::MultiOp> ops, zk::ZkCallback<zk::MultiReply> done) override {
-      inner_->Multi(std::move(ops), std::move(done));
-    }
-    void GetAcl(std::string_view path, zk::ZkCallback<zk::GetAclReply> done) override {
-      inner_->GetAcl(path, std::move(done));
-    }
-    void Sync(std::string_view path, zk::ZkCallback<zk::SyncReply> done) override {
-      inner_->Sync(path, std::move(done));
-    }
-    void AddWatch(std::string_view path, zk::AddWatchMode mode,
-                  zk::ZkCallback<zk::Ack> done) override {
-      inner_->AddWatch(path, mode, std::move(done));
-    }
-    void RemoveWatches(std::string_view path, zk::WatcherType type,
-                       zk::ZkCallback<zk::Ack> done) override {
-      inner_->RemoveWatches(path, type, std::move(done));
-    }
-    void AddAuth(std::string_view scheme, std::string_view credential,
-                 zk::ZkCallback<zk::Ack> done) override {
-      inner_->AddAuth(scheme, credential, std::move(done));
-    }
-    zk::SessionInfo session() const override { return inner_->session(); }
 
    private:
-    std::unique_ptr<zk::FakeZkClient> inner_;
     std::atomic<size_t>& held_;
     std::mutex mutex_;
     std::vector<zk::ZkCallback<zk::MultiReadReply>> waiting_;
