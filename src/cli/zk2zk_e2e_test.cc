@@ -571,6 +571,7 @@ TEST_F(Zk2ZkE2eTest, ATargetEnsembleKilledAndRestartedWithChangesConverges) {
   ASSERT_GE(elected, 1u) << Tail(*sync);
 
   const size_t expired = sync->CountLines("zookeeper session expired");
+  const size_t lost = sync->CountLines("leadership lost");
   target_.reset();
   private_server_->Kill9();
   // While the target is down: data changes, a consumer deleted, a deep create, and the
@@ -591,10 +592,14 @@ TEST_F(Zk2ZkE2eTest, ATargetEnsembleKilledAndRestartedWithChangesConverges) {
   const std::set<std::string> closed = OwnedBy(*source_, before, owners.front()->session_id());
   ASSERT_FALSE(closed.empty());
   owners.front().reset();
-  // Down for longer than the tool's sessions (4 s): it gives up its session on that side and
-  // needs a new one (and, on the target, its lock again) once the server is back.
+  // Down for longer than the tool's sessions (4 s): it gives up its sessions on that side and
+  // needs new ones (and, on the target, its lock again) once the server is back. Each session
+  // expires on its own clock, so wait for the election's too: a server back before that resumes
+  // the election's session, and the lock with it (safe, but not what this test is about).
   ASSERT_TRUE(Eventually([&] { return sync->CountLines("zookeeper session expired") > expired; },
                          seconds(20)))
+      << Tail(*sync);
+  ASSERT_TRUE(Eventually([&] { return sync->CountLines("leadership lost") > lost; }, seconds(20)))
       << Tail(*sync);
 
   const auto restarted = std::chrono::steady_clock::now();
