@@ -643,6 +643,39 @@ TEST_F(Zk2ZkE2eTest, ATargetEnsembleKilledAndRestartedWithChangesConverges) {
   EXPECT_EQ(sync->Terminate(seconds(20)), 0) << Tail(*sync);
 }
 
+// Nodes deleted right after they were created (a client that registers and leaves at once): a
+// copy that finds its source node gone is superseded by the delete, not a failed write. Nothing
+// is logged as an error, no write counts as failed, and the target ends without them.
+TEST_F(Zk2ZkE2eTest, NodesGoneBeforeTheirCopyAreNotFailedWrites) {
+  ASSERT_TRUE(source_->CreateRecursive(path_ + "/providers", "").ok());
+  auto sync = std::make_unique<Zk2etcdProcess>(Args("sync"));
+  ASSERT_FIXTURE_OK(sync->Start());
+  ASSERT_TRUE(Converges()) << Tail(*sync);
+  for (int i = 0; i < 300; ++i) {
+    const std::string node = path_ + "/providers/p" + std::to_string(i);
+    ASSERT_TRUE(source_->Create(node, "x").ok());
+    ASSERT_TRUE(source_->Delete(node).ok());
+  }
+  ASSERT_TRUE(source_->Create(path_ + "/providers/stays", "s").ok());
+  ASSERT_TRUE(Converges()) << Tail(*sync);
+  std::this_thread::sleep_for(seconds(1));  // writes still in flight for the deleted nodes
+  ASSERT_TRUE(Converges()) << Tail(*sync);
+  const HttpResult metrics = Http(HttpPort(*sync), "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  const std::vector<std::string> forward = {"direction=\"forward\""};
+  std::cout << "forward writes: applied "
+            << MetricSum(metrics.body, "zk2etcd_zk2zk_writes_total",
+                         {forward[0], "outcome=\"applied\""})
+            << ", stale "
+            << MetricSum(metrics.body, "zk2etcd_zk2zk_writes_total",
+                         {forward[0], "outcome=\"stale\""})
+            << "\n";
+  EXPECT_EQ(MetricSum(metrics.body, "zk2etcd_zk2zk_writes_total", {"outcome=\"failed\""}), 0)
+      << metrics.body;
+  EXPECT_EQ(sync->CountLines("write failed"), 0u) << Tail(*sync);
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0) << Tail(*sync);
+}
+
 // Two replicas with --leader-elect: the standby takes over when the leader is killed, loses
 // nothing, and diff --fix refuses while a replica runs.
 TEST_F(Zk2ZkE2eTest, TheStandbyTakesOverWhenTheLeaderIsKilled) {
