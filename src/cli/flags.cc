@@ -122,14 +122,8 @@ void FlagSet::AddFloat(std::string name, double* target, double default_value, s
 
 void FlagSet::ShareConfigWith(const FlagSet& sibling) {
   sibling_command_ = sibling.command_;
-  sibling_settings_ = sibling.Names();
-}
-
-std::vector<std::string> FlagSet::Names() const {
-  std::vector<std::string> names;
-  names.reserve(flags_.size());
-  for (const Flag& flag : flags_) names.push_back(flag.name);
-  return names;
+  sibling_settings_.clear();
+  for (const Flag& flag : sibling.flags_) sibling_settings_.push_back(flag.name);
 }
 
 FlagSet::Flag* FlagSet::Find(std::string_view name) {

@@ -53,9 +53,6 @@ class FlagSet {
   // `sibling` has (e.g. fullsync-interval when running diff) is ignored here rather than refused.
   void ShareConfigWith(const FlagSet& sibling);
 
-  // The flags' names, in the order they were added.
-  std::vector<std::string> Names() const;
-
   bool help_requested() const { return help_requested_; }
   // True when the flag was given on the command line or through the environment.
   bool WasSet(std::string_view name) const;
