@@ -5,6 +5,7 @@
 #include <deque>
 #include <mutex>
 
+#include "common/wait_for_testing.h"
 #include "ops/log.h"
 #include "zk/asio_zk_client.h"
 #include "zk/event_recorder_for_test.h"
@@ -128,8 +129,11 @@ TEST(ScriptedServerTest, GarbageHandshakeIsAClearErrorAndTheNextServerIsTried) {
   auto reply = blocking::GetData(*client, "/a");
   ASSERT_TRUE(reply.ok()) << reply.error().message;
   EXPECT_EQ(reply->data, "data:/a");
+  // The server's thread sees the close on its own time (it polls every 50 ms): wait for it, and
+  // before Close(), so that only the client's own handling of the garbage can have closed it.
+  EXPECT_TRUE(WaitFor([&] { return closed_by_client.load(); }, seconds(10)))
+      << "the client must close the connection that sent garbage";
   client->Close();
-  EXPECT_TRUE(closed_by_client) << "the client must close the connection that sent garbage";
   bool logged = false;
   for (const auto& line : sink->Lines()) {
     logged |= line.find("exceeds the limit") != std::string::npos;
