@@ -29,6 +29,9 @@ struct Snapshot {
   // Every change up to this point that the read could see is in `entries`.
   int64_t point = 0;
   size_t requests = 0;  // requests the read took (for figures)
+  // Of those, sent a second time because the first answer was late (ZooKeeper: on a second
+  // session, zk_walker.h).
+  size_t requests_sent_again = 0;
   // Every entry is exactly as it was at `point` (etcd: one read at one revision), so a
   // difference found against it needs no second read to be confirmed. False for a walk that
   // reads entries one by one (ZooKeeper): what it saw of one entry may predate `point`.

@@ -393,6 +393,14 @@ class AsioZkClientFactory final : public ZkClientFactory {
   ZkResult<std::unique_ptr<ZkClient>> NewClient(ZkEventHandlers handlers) override {
     return NewAsioZkClient(options_, std::move(handlers));
   }
+  ZkResult<std::unique_ptr<ZkClient>> NewClientOf(const std::string& server,
+                                                  ZkEventHandlers handlers) override {
+    auto connect = ParseConnectString(options_.connect_string);
+    if (!connect.ok()) return Unexpected{connect.error()};
+    ZkClientOptions options = options_;
+    options.connect_string = server + connect->chroot;
+    return NewAsioZkClient(std::move(options), std::move(handlers));
+  }
 
  private:
   ZkClientOptions options_;

@@ -89,6 +89,11 @@ class FakeFactory final : public ZkClientFactory {
   ZkResult<std::unique_ptr<ZkClient>> NewClient(ZkEventHandlers handlers) override {
     return std::unique_ptr<ZkClient>(server_->NewClient(std::move(handlers), options_));
   }
+  // One server: any name is this one.
+  ZkResult<std::unique_ptr<ZkClient>> NewClientOf(const std::string& /*server*/,
+                                                  ZkEventHandlers handlers) override {
+    return NewClient(std::move(handlers));
+  }
 
  private:
   std::shared_ptr<FakeZkServer> server_;

@@ -79,4 +79,9 @@ ZkResult<std::unique_ptr<ZkClient>> PreconnectingZkClientFactory::NewClient(
   return first;
 }
 
+ZkResult<std::unique_ptr<ZkClient>> PreconnectingZkClientFactory::NewClientOf(
+    const std::string& server, ZkEventHandlers handlers) {
+  return factory_->NewClientOf(server, std::move(handlers));
+}
+
 }  // namespace zk2etcd::zk

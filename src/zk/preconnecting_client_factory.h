@@ -32,6 +32,9 @@ class PreconnectingZkClientFactory : public ZkClientFactory {
   void Preconnect();
 
   ZkResult<std::unique_ptr<ZkClient>> NewClient(ZkEventHandlers handlers) override;
+  // The wrapped factory's.
+  ZkResult<std::unique_ptr<ZkClient>> NewClientOf(const std::string& server,
+                                                  ZkEventHandlers handlers) override;
 
  private:
   class Forwarder;

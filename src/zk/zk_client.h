@@ -121,6 +121,16 @@ class ZkClientFactory {
  public:
   virtual ~ZkClientFactory() = default;
   virtual ZkResult<std::unique_ptr<ZkClient>> NewClient(ZkEventHandlers handlers) = 0;
+  // A client of one given server of the ensemble ("host:port", as SessionInfo::server names
+  // it), with the same chroot, credentials and timeouts: a second session beside one that
+  // NewClient made (reads sent again when the first session's answer is late). kUnimplemented
+  // by default: a factory that cannot choose the server makes none.
+  virtual ZkResult<std::unique_ptr<ZkClient>> NewClientOf(const std::string& server,
+                                                          ZkEventHandlers handlers) {
+    (void)server;
+    (void)handlers;
+    return Unexpected{ZkError{ZkErrorCode::kUnimplemented, "no client of a chosen server", -1}};
+  }
 };
 
 // The fixed op names reported to an OpObserver: "get", "children", "exists", "create", "delete",

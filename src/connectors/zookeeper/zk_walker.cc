@@ -1,8 +1,11 @@
 #include "connectors/zookeeper/zk_walker.h"
 
 #include <algorithm>
+#include <array>
 #include <condition_variable>
 #include <deque>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 
@@ -10,20 +13,42 @@ namespace zk2etcd::connectors {
 
 namespace {
 
-// The walk's shared state. Callbacks arrive on the client's delivery thread; the caller waits.
-class Walk {
+// The walk's shared state. Callbacks arrive on the clients' delivery threads; the caller waits.
+// Every callback holds the walk (shared_from_this): with a second session, the later of two
+// answers to one request may come after Run() returned, and then looks at nothing but that
+// request.
+class Walk : public std::enable_shared_from_this<Walk> {
  public:
+  using SteadyClock = std::chrono::steady_clock;
+
   Walk(zk::ZkClient& client, const core::Scope& scope, const WalkOptions& options)
-      : client_(client), scope_(scope), options_(options) {}
+      : scope_(scope), options_(options) {
+    sessions_[0] = &client;
+    sessions_[1] = UseMultiRead() ? options.hedge : nullptr;
+    hedging_ = sessions_[1] != nullptr;
+  }
 
   Result<core::Snapshot, zk::ZkError> Run() {
     {
       std::lock_guard lock(mutex_);
       for (const std::string& prefix : scope_.prefixes()) todo_.push_back({prefix, false});
+      last_answer_.fill(SteadyClock::now());
     }
     Pump();
     std::unique_lock lock(mutex_);
-    done_.wait(lock, [this] { return in_flight_ == 0 && (todo_.empty() || error_); });
+    const auto finished = [this] { return in_flight_ == 0 && (todo_.empty() || error_); };
+    while (!finished()) {
+      if (!hedging_) {
+        done_.wait(lock, finished);
+        break;
+      }
+      done_.wait_for(lock, kStallCheck);
+      std::vector<Resend> resends = StalledLocked(SteadyClock::now());
+      if (resends.empty()) continue;
+      lock.unlock();
+      for (Resend& resend : resends) Send(resend.read, resend.session);
+      lock.lock();
+    }
     if (error_) return Unexpected{*error_};
     std::sort(tree_.entries.begin(), tree_.entries.end(),
               [](const core::SourceEntry& a, const core::SourceEntry& b) { return a.key < b.key; });
@@ -31,9 +56,26 @@ class Walk {
   }
 
  private:
+  // How often the waiting caller looks for a stalled session.
+  static constexpr auto kStallCheck = std::chrono::milliseconds(5);
+
   struct Request {
     std::string path;
     bool children;  // getChildren (else getData)
+  };
+
+  // One multiRead request, sent on one session or on both.
+  struct MultiRead {
+    uint64_t id = 0;
+    std::vector<std::string> batch;
+    std::vector<zk::ReadOp> ops;
+    std::vector<std::pair<size_t, bool>> layout;  // (index in batch, children?) per op
+    std::array<std::optional<SteadyClock::time_point>, 2> sent;  // per session
+    bool answered = false;
+  };
+  struct Resend {
+    std::shared_ptr<MultiRead> read;
+    int session;
   };
 
   bool UseMultiRead() const { return options_.multi_read_batch > 1 && !options_.set_watches; }
@@ -72,16 +114,18 @@ class Walk {
         SendMultiRead(std::move(batch));
         continue;
       }
+      auto self = shared_from_this();
       if (request.children) {
-        client_.GetChildren(request.path, options_.set_watches,
-                            [this, path = request.path](zk::ZkResult<zk::ChildrenReply> reply) {
-                              OnChildren(path, std::move(reply));
-                            });
+        sessions_[0]->GetChildren(
+            request.path, options_.set_watches,
+            [self, path = request.path](zk::ZkResult<zk::ChildrenReply> reply) {
+              self->OnChildren(path, std::move(reply));
+            });
       } else {
-        client_.GetData(request.path, options_.set_watches,
-                        [this, path = request.path](zk::ZkResult<zk::GetDataReply> reply) {
-                          OnData(path, std::move(reply));
-                        });
+        sessions_[0]->GetData(request.path, options_.set_watches,
+                              [self, path = request.path](zk::ZkResult<zk::GetDataReply> reply) {
+                                self->OnData(path, std::move(reply));
+                              });
       }
     }
   }
@@ -113,12 +157,7 @@ class Walk {
       if (reply.ok()) {
         NoteZxid(reply->zxid);
         if (options_.on_children) options_.on_children(path, reply->children);
-        for (const std::string& child : reply->children) {
-          std::string child_path = path == "/" ? "/" + child : path + "/" + child;
-          if (scope_.Contains(child_path) || scope_.ShouldDescend(child_path)) {
-            todo_.push_front({std::move(child_path), false});
-          }
-        }
+        QueueChildren(path, reply->children);
       } else if (reply.error().code == zk::ZkErrorCode::kNoNode) {
         NoteZxid(reply.error().zxid);
       } else if (!error_) {
@@ -128,55 +167,139 @@ class Walk {
     Finish();
   }
 
-  // getData of every node of the batch, and getChildren of those whose subtree may hold
-  // in-scope nodes.
-  void SendMultiRead(std::vector<std::string> batch) {
-    std::vector<zk::ReadOp> ops;
-    std::vector<std::pair<size_t, bool>> layout;  // (index in batch, children?) per op
-    for (size_t i = 0; i < batch.size(); ++i) {
-      ops.push_back(zk::ReadOp::GetData(batch[i]));
-      layout.emplace_back(i, false);
-      if (scope_.ShouldDescend(batch[i])) {
-        ops.push_back(zk::ReadOp::GetChildren(batch[i]));
-        layout.emplace_back(i, true);
+  void QueueChildren(const std::string& path, const std::vector<std::string>& children) {
+    for (const std::string& child : children) {
+      std::string child_path = path == "/" ? "/" + child : path + "/" + child;
+      if (scope_.Contains(child_path) || scope_.ShouldDescend(child_path)) {
+        todo_.push_front({std::move(child_path), false});
       }
     }
-    client_.MultiRead(std::move(ops), [this, batch = std::move(batch), layout = std::move(layout)](
-                                          zk::ZkResult<zk::MultiReadReply> reply) {
-      {
-        std::lock_guard lock(mutex_);
-        if (!reply.ok()) {
-          if (!error_) error_ = reply.error();
-        } else if (reply->results.size() != layout.size()) {
-          if (!error_) {
-            error_ = zk::MakeZkError(zk::ZkErrorCode::kMarshalling, "multiRead result count");
-          }
-        } else {
-          NoteZxid(reply->zxid);
-          for (size_t r = 0; r < layout.size(); ++r) {
-            zk::ReadResult& result = reply->results[r];
-            const std::string& path = batch[layout[r].first];
-            if (result.error == zk::ZkErrorCode::kNoNode) continue;
-            if (result.error != zk::ZkErrorCode::kOk) {
-              if (!error_) error_ = zk::MakeZkError(result.error, "multiRead " + path);
-              continue;
-            }
-            if (layout[r].second) {
-              for (const std::string& child : result.children) {
-                std::string child_path = path == "/" ? "/" + child : path + "/" + child;
-                if (scope_.Contains(child_path) || scope_.ShouldDescend(child_path)) {
-                  todo_.push_front({std::move(child_path), false});
-                }
-              }
-            } else if (scope_.Contains(path) && Included(path, result.stat)) {
-              tree_.entries.push_back({path, std::move(result.data), result.stat.mzxid});
-              MaybeReportProgress();
-            }
-          }
+  }
+
+  // getData of every node of the batch, and getChildren of those whose subtree may hold
+  // in-scope nodes; on the session that answers now.
+  void SendMultiRead(std::vector<std::string> batch) {
+    auto read = std::make_shared<MultiRead>();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      read->ops.push_back(zk::ReadOp::GetData(batch[i]));
+      read->layout.emplace_back(i, false);
+      if (scope_.ShouldDescend(batch[i])) {
+        read->ops.push_back(zk::ReadOp::GetChildren(batch[i]));
+        read->layout.emplace_back(i, true);
+      }
+    }
+    read->batch = std::move(batch);
+    int session;
+    {
+      std::lock_guard lock(mutex_);
+      read->id = next_id_++;
+      session = preferred_;
+      read->sent[session] = SteadyClock::now();
+      if (hedging_) waiting_.emplace(read->id, read);
+    }
+    Send(read, session);
+  }
+
+  void Send(const std::shared_ptr<MultiRead>& read, int session) {
+    sessions_[session]->MultiRead(read->ops, [self = shared_from_this(), read,
+                                              session](zk::ZkResult<zk::MultiReadReply> reply) {
+      self->OnMultiRead(read, session, std::move(reply));
+    });
+  }
+
+  void OnMultiRead(const std::shared_ptr<MultiRead>& read, int session,
+                   zk::ZkResult<zk::MultiReadReply> reply) {
+    std::vector<Resend> resends;
+    bool taken = false;
+    {
+      std::lock_guard lock(mutex_);
+      const auto now = SteadyClock::now();
+      last_answer_[session] = now;
+      if (read->answered) return;  // the other session answered first
+      if (session == 1 && !(reply.ok() && floor_ && reply->zxid >= *floor_)) {
+        // Not an answer this walk can use (an error, or a server behind the walk's start): the
+        // first session's is awaited instead.
+        StopHedgingLocked(resends);
+      } else {
+        read->answered = true;
+        taken = true;
+        waiting_.erase(read->id);
+        if (session == 0 && reply.ok() && !floor_) floor_ = reply->zxid;
+        const auto latency = now - *read->sent[session];
+        if (!min_latency_ || latency < *min_latency_) min_latency_ = latency;
+        TakeMultiRead(*read, std::move(reply));
+      }
+    }
+    if (!taken) {
+      for (Resend& resend : resends) Send(resend.read, resend.session);
+      return;
+    }
+    Finish();
+  }
+
+  // The requests that wait on a stalled session, to send on the other. A session is stalled when
+  // it answered nothing for `stall` and a request has waited on it as long.
+  std::vector<Resend> StalledLocked(SteadyClock::time_point now) {
+    std::vector<Resend> resends;
+    if (!hedging_ || !floor_ || error_) return resends;
+    const SteadyClock::duration stall = std::max<SteadyClock::duration>(
+        options_.min_stall, 2 * min_latency_.value_or(SteadyClock::duration::zero()));
+    for (int session = 0; session < 2; ++session) {
+      if (now - last_answer_[session] < stall) continue;
+      const int other = 1 - session;
+      for (auto& [id, read] : waiting_) {
+        if (read->sent[session] && !read->sent[other] && now - *read->sent[session] >= stall) {
+          read->sent[other] = now;
+          ++tree_.requests_sent_again;
+          resends.push_back({read, other});
         }
       }
-      Finish();
-    });
+      if (!resends.empty()) preferred_ = other;
+    }
+    return resends;
+  }
+
+  // Ends the use of the second session for this walk; what waits on it alone goes again on the
+  // first.
+  void StopHedgingLocked(std::vector<Resend>& resends) {
+    if (!hedging_) return;
+    hedging_ = false;
+    preferred_ = 0;
+    const auto now = SteadyClock::now();
+    for (auto& [id, read] : waiting_) {
+      if (!read->sent[0]) {
+        read->sent[0] = now;
+        resends.push_back({read, 0});
+      }
+    }
+  }
+
+  void TakeMultiRead(const MultiRead& read, zk::ZkResult<zk::MultiReadReply> reply) {
+    if (!reply.ok()) {
+      if (!error_) error_ = reply.error();
+      return;
+    }
+    if (reply->results.size() != read.layout.size()) {
+      if (!error_)
+        error_ = zk::MakeZkError(zk::ZkErrorCode::kMarshalling, "multiRead result count");
+      return;
+    }
+    NoteZxid(reply->zxid);
+    for (size_t r = 0; r < read.layout.size(); ++r) {
+      zk::ReadResult& result = reply->results[r];
+      const std::string& path = read.batch[read.layout[r].first];
+      if (result.error == zk::ZkErrorCode::kNoNode) continue;
+      if (result.error != zk::ZkErrorCode::kOk) {
+        if (!error_) error_ = zk::MakeZkError(result.error, "multiRead " + path);
+        continue;
+      }
+      if (read.layout[r].second) {
+        QueueChildren(path, result.children);
+      } else if (scope_.Contains(path) && Included(path, result.stat)) {
+        tree_.entries.push_back({path, std::move(result.data), result.stat.mzxid});
+        MaybeReportProgress();
+      }
+    }
   }
 
   void NoteZxid(int64_t zxid) { tree_.point = std::max(tree_.point, zxid); }
@@ -192,8 +315,8 @@ class Walk {
   }
 
   // Sends what the reply queued, then retires the reply. The request stays counted in flight
-  // until the very end, so Run() cannot return (and destroy this walk) while a callback still
-  // runs: after the last unlock nothing here touches the walk.
+  // until the very end, so Run() cannot return (and let the caller's client, scope and options
+  // go) while a callback still uses them: after the last unlock nothing here touches them.
   void Finish() {
     Pump(1);
     std::lock_guard lock(mutex_);
@@ -201,7 +324,7 @@ class Walk {
     if (in_flight_ == 0 && (todo_.empty() || error_)) done_.notify_all();
   }
 
-  zk::ZkClient& client_;
+  std::array<zk::ZkClient*, 2> sessions_{};  // the walk's session, and the second one (or null)
   const core::Scope& scope_;
   const WalkOptions& options_;
   std::mutex mutex_;
@@ -210,6 +333,14 @@ class Walk {
   size_t in_flight_ = 0;
   std::optional<zk::ZkError> error_;
   core::Snapshot tree_;
+  // The second session's state.
+  bool hedging_ = false;
+  int preferred_ = 0;  // the session new requests go to
+  uint64_t next_id_ = 0;
+  std::map<uint64_t, std::shared_ptr<MultiRead>> waiting_;  // unanswered, when hedging
+  std::array<SteadyClock::time_point, 2> last_answer_{};
+  std::optional<int64_t> floor_;  // the zxid of the first session's first answer
+  std::optional<SteadyClock::duration> min_latency_;
 };
 
 // Pipelined getData of a list of paths; same lifetime discipline as Walk.
@@ -363,8 +494,7 @@ Result<std::vector<core::EntryState>, zk::ZkError> ReadNodes(zk::ZkClient& clien
 
 Result<core::Snapshot, zk::ZkError> WalkZkTree(zk::ZkClient& client, const core::Scope& scope,
                                                const WalkOptions& options) {
-  Walk walk(client, scope, options);
-  return walk.Run();
+  return std::make_shared<Walk>(client, scope, options)->Run();
 }
 
 }  // namespace zk2etcd::connectors

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -57,6 +58,18 @@ struct WalkOptions {
   std::function<void(const std::string& path, const std::vector<std::string>& children)>
       on_children;
   NodeFilter include;
+  // A second session, for requests the first is late to answer (a held or lost TCP segment stalls
+  // every answer behind it on that connection): when the session the walk sends to has answered
+  // nothing for a stall (twice the walk's shortest answer time, at least `min_stall`) while
+  // requests wait, they are sent again on the other, new requests go there until it stalls in
+  // turn, and the first answer of each request counts. A stall then costs the walk about
+  // `min_stall` and a round trip instead of the whole hold. Only with multiRead, and only once
+  // `client` has answered a request of this walk: an answer of `hedge` counts only if its zxid
+  // is at least that answer's, so that it sees every change made before the walk (the watches
+  // registered before it announce the rest), whichever server `hedge` reads from; an answer
+  // below it, or an error of `hedge`, ends its use for the walk. Null: no second session.
+  zk::ZkClient* hedge = nullptr;
+  std::chrono::milliseconds min_stall{50};
 };
 
 // The snapshot's entries are sorted by path (byte order); its point is the highest reply zxid

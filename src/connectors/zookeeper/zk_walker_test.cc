@@ -82,15 +82,17 @@ class HoldingZkClient final : public zk::ZkClient {
   std::deque<Held> held_;
 };
 
-// Answers a held request: /dubbo has `leaves` children, every other node none.
-void Answer(HoldingZkClient::Held& held, int leaves) {
+// Answers a held request: /dubbo has `leaves` children, every other node none; data is `data`
+// followed by the path, read at `zxid`.
+void Answer(HoldingZkClient::Held& held, int leaves, int64_t zxid = 7,
+            const std::string& data = "d") {
   zk::MultiReadReply reply;
-  reply.zxid = 7;
+  reply.zxid = zxid;
   for (const zk::ReadOp& op : held.ops) {
     zk::ReadResult result;
     result.kind = op.kind;
     if (op.kind == zk::ReadOp::Kind::kGetData) {
-      result.data = "d" + op.path;
+      result.data = data + op.path;
     } else if (op.path == "/dubbo") {
       for (int i = 0; i < leaves; ++i) result.children.push_back("n" + std::to_string(i));
     }
@@ -144,6 +146,98 @@ TEST(ZkWalkerTest, ReadNodesWithMultiReadSendsEveryBatchAtOnce) {
   ASSERT_EQ(nodes->size(), paths.size());
   EXPECT_TRUE(nodes->back().exists);
   EXPECT_EQ(nodes->back().value, "d" + paths.back());
+}
+
+// A walk of /dubbo with `leaves` children on a first and a second session, both held by the
+// test.
+struct TwoSessionWalk {
+  explicit TwoSessionWalk(std::chrono::milliseconds min_stall) {
+    options.hedge = &second;
+    options.min_stall = min_stall;
+    walk = std::async(std::launch::async, [this] { return WalkZkTree(first, scope, options); });
+  }
+  // The first session answers the root at zxid 7, then holds the level's requests, which go
+  // again on the second session after a stall: returns them (those held by the first session
+  // stay in `stalled`).
+  std::deque<HoldingZkClient::Held> StallTheLevel(int leaves) {
+    auto root = first.TakeAtLeast(1);
+    EXPECT_EQ(root.size(), 1u);
+    if (!root.empty()) Answer(root.front(), leaves, 7);
+    stalled = first.TakeAtLeast(leaves / 15);
+    EXPECT_EQ(stalled.size(), static_cast<size_t>(leaves / 15));
+    auto again = second.TakeAtLeast(leaves / 15);
+    EXPECT_EQ(again.size(), static_cast<size_t>(leaves / 15));
+    return again;
+  }
+
+  HoldingZkClient first, second;
+  const core::Scope scope = core::Scope::Create({"/dubbo"}, {}).value();
+  WalkOptions options;
+  std::future<Result<core::Snapshot, zk::ZkError>> walk;
+  std::deque<HoldingZkClient::Held> stalled;
+};
+
+// The first session answers the root, then stalls (a held TCP segment) with the whole level of 20
+// requests unanswered. After a stall the level goes again on the second session, whose answers
+// end the walk; the first session's answers, when they come at last, change nothing (and find
+// the walk's state alive: the walk returned long before).
+TEST(ZkWalkerTest, RequestsAStalledSessionHoldsGoAgainOnTheSecondSession) {
+  constexpr int kLeaves = 300;  // 20 requests of 15
+  TwoSessionWalk test(std::chrono::milliseconds(20));
+  for (HoldingZkClient::Held& held : test.StallTheLevel(kLeaves)) {
+    Answer(held, kLeaves, 8, "second");
+  }
+  ASSERT_EQ(test.walk.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto tree = test.walk.get();
+  ASSERT_TRUE(tree.ok()) << tree.error().ToString();
+  EXPECT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
+  EXPECT_EQ(tree->requests, static_cast<size_t>(1 + kLeaves / 15));
+  EXPECT_EQ(tree->requests_sent_again, static_cast<size_t>(kLeaves / 15));
+  EXPECT_EQ(tree->entries.back().value, "second" + tree->entries.back().key);
+  EXPECT_EQ(tree->point, 8);
+  for (HoldingZkClient::Held& held : test.stalled) Answer(held, kLeaves, 9, "first");
+  EXPECT_EQ(test.first.held() + test.second.held(), 0u);
+}
+
+// The second session is not used while the first answers: 2,000 nodes answered as they come.
+TEST(ZkWalkerTest, ASessionThatAnswersKeepsEveryRequest) {
+  constexpr int kLeaves = 2000;
+  TwoSessionWalk test(std::chrono::seconds(2));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (test.walk.wait_for(std::chrono::milliseconds(1)) != std::future_status::ready &&
+         std::chrono::steady_clock::now() < deadline) {
+    if (test.first.held() == 0) continue;
+    for (HoldingZkClient::Held& request : test.first.TakeAtLeast(1)) Answer(request, kLeaves);
+  }
+  ASSERT_EQ(test.walk.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  auto tree = test.walk.get();
+  ASSERT_TRUE(tree.ok()) << tree.error().ToString();
+  EXPECT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
+  EXPECT_EQ(tree->requests_sent_again, 0u);
+  EXPECT_EQ(test.second.held(), 0u);
+}
+
+// An answer of the second session read at a zxid below the first session's first answer may
+// predate changes that no watch announced (another server, behind): it is not used, the second
+// session is given up for the walk, and the first session's answers make the snapshot.
+TEST(ZkWalkerTest, AnAnswerOfTheSecondSessionOlderThanTheWalkIsNotUsed) {
+  constexpr int kLeaves = 300;
+  TwoSessionWalk test(std::chrono::milliseconds(20));
+  for (HoldingZkClient::Held& held : test.StallTheLevel(kLeaves)) {
+    Answer(held, kLeaves, 6, "behind");
+  }
+  EXPECT_NE(test.walk.wait_for(std::chrono::milliseconds(100)), std::future_status::ready);
+  for (HoldingZkClient::Held& held : test.stalled) Answer(held, kLeaves, 7, "first");
+  ASSERT_EQ(test.walk.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto tree = test.walk.get();
+  ASSERT_TRUE(tree.ok()) << tree.error().ToString();
+  ASSERT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
+  for (const core::SourceEntry& entry : tree->entries) {
+    if (entry.key != "/dubbo") {
+      EXPECT_EQ(entry.value, "first" + entry.key);
+    }
+  }
+  EXPECT_EQ(tree->point, 7);
 }
 
 }  // namespace

@@ -136,13 +136,28 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
   classic_mode_.store(classic);
   if (classic) classic_.SetClient(client.get());
   const zk::SessionInfo session = client->session();
+  // The walk's second session, to the same server. It connects while the walk starts (what is
+  // sent to it meanwhile waits in it).
+  std::shared_ptr<zk::ZkClient> second;
+  if (!classic && options_.multi_read_batch > 1 && !session.server.empty()) {
+    auto made = factory_.NewClientOf(session.server, {});
+    if (made.ok()) {
+      second = std::move(made).value();
+    } else if (made.error().code != zk::ZkErrorCode::kUnimplemented) {
+      logger_.Debug("no second ZooKeeper session for the walk",
+                    {{"error", made.error().ToString()}});
+    }
+  }
   {
     std::lock_guard lock(mutex_);
     if (epoch_ == epoch) {
       open_ = true;
       session_id_ = session.session_id;
+      second_ = second;
+      second.reset();
     }
   }
+  if (second != nullptr) second->Close();  // a Close() came meanwhile
   if (ClosedSince(epoch)) {
     // A Close() came meanwhile, perhaps before the watcher had the client: `client` is still
     // alive here, and the watcher lets go of it now.
@@ -161,11 +176,12 @@ void ZooKeeperSource::Close() {
   // finds the client taken (Stop's, on another thread) waits for that one to finish, so that the
   // source may be destroyed as soon as any Close returns.
   std::lock_guard close_lock(close_mutex_);
-  std::shared_ptr<zk::ZkClient> client;
+  std::shared_ptr<zk::ZkClient> client, second;
   {
     std::lock_guard lock(mutex_);
     ++epoch_;
     client = std::move(client_);
+    second = std::move(second_);
     listener_ = nullptr;
     open_ = false;
     connected_ = false;
@@ -174,6 +190,7 @@ void ZooKeeperSource::Close() {
   // Fails what is pending (blocking reads, owed callbacks) and waits until nothing more is
   // delivered. Not under mutex_: the delivery thread may be waiting for it.
   if (client != nullptr) client->Close();
+  if (second != nullptr) second->Close();
 }
 
 std::shared_ptr<zk::ZkClient> ZooKeeperSource::CurrentClient(uint64_t* epoch) const {
@@ -269,7 +286,19 @@ core::SourceResult<core::Snapshot> ZooKeeperSource::ReadSnapshot(
   uint64_t epoch;
   const std::shared_ptr<zk::ZkClient> client = CurrentClient(&epoch);
   if (client == nullptr) return Unexpected{Closed()};
+  std::shared_ptr<zk::ZkClient> second;
+  {
+    std::lock_guard lock(mutex_);
+    if (epoch_ == epoch) second = second_;
+  }
+  if (second != nullptr) {
+    const zk::SessionState state = second->session().state;
+    if (state != zk::SessionState::kConnecting && state != zk::SessionState::kConnected) {
+      second.reset();  // ended; the next opening makes a new one
+    }
+  }
   WalkOptions walk;
+  walk.hedge = second.get();
   walk.window = options.window;
   walk.multi_read_batch = options_.multi_read_batch;
   walk.on_progress = options.on_progress;
@@ -283,6 +312,12 @@ core::SourceResult<core::Snapshot> ZooKeeperSource::ReadSnapshot(
   }
   auto snapshot = WalkZkTree(*client, scope_, walk);
   if (!snapshot.ok()) return Unexpected{ErrorOf(snapshot.error(), epoch)};
+  if (snapshot->requests_sent_again > 0) {
+    logger_.Info("the walk sent late requests again on a second session",
+                 {{"requests", snapshot->requests},
+                  {"sent_again", snapshot->requests_sent_again},
+                  {"server", client->session().server}});
+  }
   return std::move(snapshot).value();
 }
 

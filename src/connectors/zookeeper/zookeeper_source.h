@@ -12,9 +12,13 @@
 // then Open a new one).
 //
 // ReadSnapshot is the multiRead walk (zk_walker.h), Reread the batched second read, ReadAsync one
-// getData. Errors: connection trouble is kUnavailable, a closed source or a cancelled walk
-// kClosed, refused credentials kAuthFailed, anything else kOther; messages are the bare ZooKeeper
-// error text (the engine says what it was doing).
+// getData. With persistent watches and multiRead, Open() also opens a second session to the same
+// server (when the factory can: ZkClientFactory::NewClientOf), which the walk uses for requests the
+// first session is late to answer (a held TCP segment stalls every answer behind it); everything
+// else reads on the first, whose order with the watch events the engine relies on. Errors:
+// connection trouble is kUnavailable, a closed source or a cancelled walk kClosed, refused
+// credentials kAuthFailed, anything else kOther; messages are the bare ZooKeeper error text (the
+// engine says what it was doing).
 //
 // Thread-safety: every method is thread-safe. Close() may run while another thread blocks in
 // Open, ReadSnapshot or Reread: those then fail at once with kClosed. The blocking calls must not
@@ -117,6 +121,7 @@ class ZooKeeperSource final : public core::Source {
   // Set by Open, taken by Close; shared with blocking reads in progress, so that Close can end
   // them at once without destroying the client under them. Reads are issued under mutex_.
   std::shared_ptr<zk::ZkClient> client_;
+  std::shared_ptr<zk::ZkClient> second_;      // the walk's second session, when there is one
   std::mutex close_mutex_;                    // held through a whole Close()
   core::SourceListener* listener_ = nullptr;  // from Open to Close
   uint64_t epoch_ = 0;                        // Close() calls so far

@@ -67,6 +67,51 @@ class TestFactory final : public zk::ZkClientFactory {
   std::atomic<zk::FakeZkClient*> last_{nullptr};
 };
 
+// Sessions on the fake server that can also be asked for a session of a named server: records
+// the names asked for, and counts the Close() of those sessions.
+class SecondSessionFactory final : public zk::ZkClientFactory {
+ public:
+  explicit SecondSessionFactory(std::shared_ptr<zk::FakeZkServer> server)
+      : server_(std::move(server)) {}
+  zk::ZkResult<std::unique_ptr<zk::ZkClient>> NewClient(zk::ZkEventHandlers handlers) override {
+    return std::unique_ptr<zk::ZkClient>(server_->NewClient(std::move(handlers)));
+  }
+  zk::ZkResult<std::unique_ptr<zk::ZkClient>> NewClientOf(const std::string& name,
+                                                          zk::ZkEventHandlers handlers) override {
+    {
+      std::lock_guard lock(mutex_);
+      servers_asked_.push_back(name);
+    }
+    return std::unique_ptr<zk::ZkClient>(
+        std::make_unique<Client>(server_->NewClient(std::move(handlers)), closed_));
+  }
+  std::vector<std::string> servers_asked() const {
+    std::lock_guard lock(mutex_);
+    return servers_asked_;
+  }
+  size_t closed() const { return closed_.load(); }
+
+ private:
+  class Client final : public zk::ForwardingZkClient {
+   public:
+    Client(std::unique_ptr<zk::FakeZkClient> inner, std::atomic<size_t>& closed)
+        : ForwardingZkClient(std::move(inner)), closed_(closed) {}
+    void Close() override {
+      if (!closed_once_.exchange(true)) ++closed_;
+      ForwardingZkClient::Close();
+    }
+
+   private:
+    std::atomic<size_t>& closed_;
+    std::atomic<bool> closed_once_{false};
+  };
+
+  std::shared_ptr<zk::FakeZkServer> server_;
+  mutable std::mutex mutex_;
+  std::vector<std::string> servers_asked_;
+  std::atomic<size_t> closed_{0};
+};
+
 // Sessions whose multiReads are never answered: held until Close() fails them with kClosed, as a
 // server that stopped answering leaves them to the client's Close.
 class StallingFactory final : public zk::ZkClientFactory {
@@ -440,6 +485,31 @@ TEST_F(ZooKeeperSourceTest, CloseEndsReadsAndIsIdempotent) {
   std::this_thread::sleep_for(milliseconds(50));
   EXPECT_EQ(listener_.Count("/dubbo/b"), 0u);
   EXPECT_FALSE(listener_.Saw(SourceEventType::kLost));
+}
+
+// With persistent watches, Open() opens the walk's second session to the first session's server,
+// and Close() closes it; each opening has its own. Classic mode (a server without persistent
+// watches, whose walk sets watches and cannot send a read twice) opens none.
+TEST_F(ZooKeeperSourceTest, OpenAddsASecondSessionToTheSameServerForTheWalk) {
+  Create("/dubbo/a", "A");
+  SecondSessionFactory factory(server_);
+  ZooKeeperSource source(factory, scope_, logger_);
+  for (int opening = 1; opening <= 2; ++opening) {
+    ASSERT_TRUE(source.Open(listener_).ok());
+    EXPECT_EQ(factory.servers_asked(), std::vector<std::string>(opening, "fake"));
+    auto snapshot = source.ReadSnapshot({});
+    ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
+    EXPECT_EQ(snapshot->entries.size(), 2u);  // /dubbo and /dubbo/a
+    EXPECT_EQ(factory.closed(), static_cast<size_t>(opening - 1));
+    source.Close();
+    EXPECT_EQ(factory.closed(), static_cast<size_t>(opening));
+  }
+
+  server_->SetAddWatchSupported(false);
+  ZooKeeperSource classic(factory, scope_, logger_);
+  ASSERT_TRUE(classic.Open(listener_).ok());
+  EXPECT_EQ(factory.servers_asked().size(), 2u);
+  classic.Close();
 }
 
 // A walk against a server that never answers ends at once when another thread closes the source.
