@@ -258,6 +258,11 @@ TEST_F(MirrorServiceTest, AStreamThatFallsBehindACompactionReconciles) {
   source_.Put("/registry/late", "also");
   source_.Compact(source_.point());
   source_.BreakStream();
+  // Every change and the break reach the mirror before b applies: the mirror, which applies one
+  // batch at a time, then finds c and late queued behind the break and drops them. (Were the
+  // break to arrive after b applied, the mirror would apply c and late first, its checkpoint
+  // would reach the compaction, and it would resume from there with nothing to reconcile.)
+  source_.Drain();
   sink_.ResumeApplies();
   ASSERT_TRUE(WaitFor([&] { return mirror.reports().size() == 2; }, kWait));
   EXPECT_EQ(mirror.causes().back(), ReconcileCause::kCompaction);
