@@ -142,6 +142,9 @@ void IncrementalSync::OnRead(const std::string& path, core::SourceResult<core::E
 }
 
 void IncrementalSync::Submit(const std::string& path, core::SinkWrite write) {
+  if (write.type == core::SinkWrite::Type::kDelete && options_.on_delete_sent) {
+    options_.on_delete_sent(path, write.version);
+  }
   core::SinkWrite copy = write;
   writer_.Submit(std::move(write), [this, path, copy = std::move(copy)](const WriteResult& result) {
     OnWritten(path, copy, result);

@@ -68,6 +68,9 @@ struct IncrementalSyncOptions {
   size_t read_window = 50;
   // Called for every completed write (on the writer's thread); must be quick.
   std::function<void(const AppliedChange&)> on_change;
+  // Called with the path and point of every delete just before it goes to the writer (on the
+  // thread that sends it); must be quick (RecentDeletes::Note).
+  std::function<void(const std::string& path, int64_t point)> on_delete_sent;
   uint64_t trace_seed = 0x7ace;
   // The recorder's batching and backoff; its callbacks are IncrementalSync's own.
   ownership::OwnershipRecorderOptions recorder;

@@ -106,6 +106,7 @@ struct Reconciler::RepairState {
   std::vector<std::string> forgotten;                         // applied deletes, for the store
   std::optional<std::chrono::steady_clock::time_point> started;
   std::function<void(const RepairResult&)> on_repair;
+  std::function<std::optional<int64_t>(const std::string& path, int64_t version)> deleted_after;
 };
 
 Result<AdoptPolicy, std::string> ParseAdoptPolicy(std::string_view name) {
@@ -200,6 +201,7 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
   const bool fix = options.fix && writer_ != nullptr;
   RepairState repairs;
   repairs.on_repair = options.on_repair;
+  repairs.deleted_after = options.deleted_after;
   std::optional<ReconcileError> failure;
   std::chrono::nanoseconds waiting{0};
   DiffOptions diff_options;
@@ -430,37 +432,73 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
     pending.Add();
     const core::SinkWrite::Type type = write.type;
     const int64_t version = write.version;
-    writer_->Submit(
-        std::move(write),
-        [&, key = difference.key, value = ownership_ != nullptr ? difference.source.value : "",
-         is_put = difference.source.exists, adoption, type, version](const WriteResult& result) {
-          {
-            std::lock_guard lock(pending.mutex());
-            if (!result.ok()) {
-              ++report.failed;
-              logger_.Log(result.error().code == WriteError::Code::kRefused ? ops::LogLevel::kError
-                                                                            : ops::LogLevel::kWarn,
-                          "repair failed", {{"key", key}, {"error", result.error().message}});
-            } else if (*result == core::WriteOutcome::kApplied) {
-              if (adoption) {
-                ++report.adopted;
-              } else if (is_put) {
-                ++report.fixed_puts;
-                if (ownership_ != nullptr) state.recorded.emplace_back(key, value);
-              } else {
-                ++report.fixed_deletes;
-                if (ownership_ != nullptr) state.forgotten.push_back(key);
-              }
-            } else if (*result == core::WriteOutcome::kForeign) {
-              logger_.Info("key turned foreign before its repair; left alone", {{"key", key}});
-            } else {
-              ++report.stale;
-            }
+    writer_->Submit(std::move(write), [&, key = difference.key, path = difference.path,
+                                       value = ownership_ != nullptr ? difference.source.value : "",
+                                       is_put = difference.source.exists, adoption, type,
+                                       version](const WriteResult& result) {
+      std::optional<int64_t> deleted_at;
+      {
+        std::lock_guard lock(pending.mutex());
+        if (!result.ok()) {
+          ++report.failed;
+          logger_.Log(result.error().code == WriteError::Code::kRefused ? ops::LogLevel::kError
+                                                                        : ops::LogLevel::kWarn,
+                      "repair failed", {{"key", key}, {"error", result.error().message}});
+        } else if (*result == core::WriteOutcome::kApplied) {
+          if (adoption) {
+            ++report.adopted;
+          } else if (is_put) {
+            ++report.fixed_puts;
+            if (ownership_ != nullptr) state.recorded.emplace_back(key, value);
+            if (state.deleted_after) deleted_at = state.deleted_after(path, version);
+          } else {
+            ++report.fixed_deletes;
+            if (ownership_ != nullptr) state.forgotten.push_back(key);
           }
-          if (state.on_repair) state.on_repair(RepairResult{type, key, version, result});
-          pending.Done();
-        });
+        } else if (*result == core::WriteOutcome::kForeign) {
+          logger_.Info("key turned foreign before its repair; left alone", {{"key", key}});
+        } else {
+          ++report.stale;
+        }
+      }
+      if (state.on_repair) state.on_repair(RepairResult{type, key, version, result});
+      if (deleted_at) DeleteAgain(state, report, path, key, *deleted_at);
+      pending.Done();
+    });
   }
+}
+
+void Reconciler::DeleteAgain(RepairState& state, ReconcileReport& report, const std::string& path,
+                             const std::string& key, int64_t point) {
+  Pending& pending = state.pending;
+  if (!state.deletes_allowed) {
+    std::lock_guard lock(pending.mutex());
+    ++report.deferred_deletes;  // the next reconciliation deletes it
+    return;
+  }
+  logger_.Info("a node deleted while its repair was under way is deleted again",
+               {{"key", key}, {"deleted_at", point}});
+  core::SinkWrite write;
+  write.key = path;
+  write.type = core::SinkWrite::Type::kDelete;
+  write.version = point;
+  pending.Add();
+  writer_->Submit(std::move(write), [&, key, point](const WriteResult& result) {
+    {
+      std::lock_guard lock(pending.mutex());
+      if (!result.ok()) {
+        ++report.failed;
+        logger_.Warn("deleting again failed", {{"key", key}, {"error", result.error().message}});
+      } else if (*result == core::WriteOutcome::kApplied) {
+        ++report.deleted_again;
+        if (ownership_ != nullptr) state.forgotten.push_back(key);
+      }
+    }
+    if (state.on_repair) {
+      state.on_repair(RepairResult{core::SinkWrite::Type::kDelete, key, point, result});
+    }
+    pending.Done();
+  });
 }
 
 void Reconciler::FinishRepair(RepairState& state, ReconcileReport& report) {

@@ -94,6 +94,11 @@ struct ReconcileOptions {
   AdoptPolicy adopt = AdoptPolicy::kNone;
   // Called for every repair once the sink answered it (on the writer's thread); must be quick.
   std::function<void(const RepairResult&)> on_repair;
+  // For a repair put of `path` at `version` that applied: the point of a delete of `path` that
+  // the incremental path sent since the run began, if newer (RecentDeletes::DeletedAfter). That
+  // delete may have landed before the put, which then created the node again: the path is
+  // deleted again, fenced by that point. Unset (diff): no incremental path runs beside.
+  std::function<std::optional<int64_t>(const std::string& path, int64_t version)> deleted_after;
 };
 
 // A difference confirmed by the second read.
@@ -129,6 +134,9 @@ struct ReconcileReport {
   size_t stale = 0;             // a newer write got there first: nothing to do
   size_t failed = 0;            // repairs that the sink refused
   size_t deferred_deletes = 0;  // not attempted: the ownership store was unreachable
+  // Repair puts that landed after the incremental path deleted their node, deleted again
+  // (ReconcileOptions::deleted_after).
+  size_t deleted_again = 0;
   // The first few kConflict and kForeign keys (kept even without keep_differences), for a
   // warning that names them.
   static constexpr size_t kSampleKeys = 5;
@@ -185,6 +193,10 @@ class Reconciler {
   // Submits the repairs of `differences` (their results count in `report`).
   void SubmitRepairs(RepairState& state, ReconcileReport& report,
                      const std::vector<ConfirmedDifference>& differences);
+  // Deletes again the node a repair put wrote after the incremental path deleted it at `point`.
+  // Called from the put's callback, which still counts as pending.
+  void DeleteAgain(RepairState& state, ReconcileReport& report, const std::string& path,
+                   const std::string& key, int64_t point);
   // Waits for every submitted repair, then updates the ownership store.
   void FinishRepair(RepairState& state, ReconcileReport& report);
 

@@ -38,6 +38,9 @@ IncrementalSyncOptions SyncService::IncrementalOptions() {
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   options.change_log_message = name + " event";
   options.on_ownership_store_back = [this] { OnOwnershipStoreBack(); };
+  options.on_delete_sent = [this](const std::string& path, int64_t point) {
+    recent_deletes_.Note(path, point);
+  };
   return options;
 }
 
@@ -214,8 +217,13 @@ void SyncService::Reconcile() {
   options.on_progress = [this](size_t nodes) {
     logger_.Info("reconciliation progress", {{"nodes_read", nodes}});
   };
+  options.deleted_after = [this](const std::string& path, int64_t version) {
+    return recent_deletes_.DeletedAfter(path, version);
+  };
   logger_.Info("reconciliation started");
+  recent_deletes_.Begin();
   auto result = reconciler_.Run(source_, options);
+  recent_deletes_.End();  // every repair has completed
   if (result.ok()) {
     const ReconcileReport& report = *result;
     logger_.Info("reconciliation done",
@@ -226,6 +234,7 @@ void SyncService::Reconcile() {
                   {"by_kind", KindCounts(report)},
                   {"fixed_puts", report.fixed_puts},
                   {"fixed_deletes", report.fixed_deletes},
+                  {"deleted_again", report.deleted_again},
                   {"adopted", report.adopted},
                   {"stale", report.stale},
                   {"failed", report.failed},

@@ -39,6 +39,7 @@
 #include "sync/election_driver.h"
 #include "sync/fenced_writer.h"
 #include "sync/incremental_sync.h"
+#include "sync/recent_deletes.h"
 #include "sync/reconciler.h"
 
 namespace zk2etcd::sync {
@@ -146,6 +147,8 @@ class SyncService {
   const Clock& clock_;
   const SyncServiceOptions options_;
   std::chrono::nanoseconds fullsync_interval_;  // guarded by mutex_; starts from options_
+  // The incremental path's deletes during a reconciliation, for its repairs (recent_deletes.h).
+  RecentDeletes recent_deletes_;
   IncrementalSync incremental_;
   Reconciler reconciler_;
   Listener listener_{*this};

@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <memory>
@@ -90,6 +91,10 @@ class Replica {
     std::lock_guard lock(mutex_);
     return reports_.size();
   }
+  std::vector<ReconcileReport> reports() const {
+    std::lock_guard lock(mutex_);
+    return reports_;
+  }
   size_t failed_reconciliations() const {
     std::lock_guard lock(mutex_);
     return errors_.size();
@@ -172,6 +177,38 @@ TEST_F(SyncServiceTest, SyncsAtStartThenFollowsChangesAndStopsCleanly) {
   const auto stopped = replica.Stop();
   EXPECT_TRUE(stopped.ok()) << stopped.error();
   EXPECT_FALSE(replica.source().Status().connected);
+}
+
+// A node the first sync reads a second time (to repair it: the sink lacks it) is deleted before
+// the repair goes out, and the incremental path's delete lands first (the sink has nothing to
+// delete yet). The repair's put then creates the node again, as nothing in the sink remembers
+// the deletion: the service deletes it again, and the sink ends without it.
+TEST_F(SyncServiceTest, ANodeDeletedWhileItsRepairIsUnderWayDoesNotStayInTheSink) {
+  Replica replica(scope_, sink_, logger_, clock_);
+  replica.source().Put("/dubbo/a", "A");
+  replica.source().Put("/dubbo/b", "B");
+  std::atomic<bool> deleted{false};
+  replica.source().SetRereadHook([&](const std::vector<std::string>& keys) {
+    if (std::find(keys.begin(), keys.end(), "/dubbo/a") == keys.end() || deleted.exchange(true)) {
+      return;
+    }
+    replica.source().Delete("/dubbo/a");
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          for (const AppliedChange& change : replica.changes()) {
+            if (change.type == core::SinkWrite::Type::kDelete && change.outcome) return true;
+          }
+          return false;
+        },
+        kWait))
+        << "the incremental path's delete did not complete";
+  });
+  replica.Start();
+  ASSERT_TRUE(WaitFor([&] { return replica.reconciliations() >= 1; }, kWait));
+  EXPECT_TRUE(deleted.load());
+  EXPECT_EQ(SinkValue("/dubbo/b"), "B");
+  EXPECT_TRUE(WaitForValue("/dubbo/a", std::nullopt)) << "the deleted node stayed in the sink";
+  EXPECT_EQ(replica.reports().front().deleted_again, 1u);
 }
 
 TEST_F(SyncServiceTest, ALostSourceIsOpenedAgainAndReconciled) {

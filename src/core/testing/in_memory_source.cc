@@ -100,14 +100,24 @@ SourceResult<Snapshot> InMemorySource::ReadSnapshot(const SnapshotOptions& optio
 
 SourceResult<std::vector<EntryState>> InMemorySource::Reread(const std::vector<std::string>& keys,
                                                              const RereadOptions& /*options*/) {
-  std::lock_guard lock(mu_);
-  if (auto error = ReadErrorLocked(SourceError::Code::kClosed))
-    return Unexpected(std::move(*error));
   std::vector<EntryState> states;
-  states.reserve(keys.size());
-  for (const auto& key : keys) states.push_back(StateLocked(key));
-  reads_ += keys.size();
+  std::function<void(const std::vector<std::string>&)> hook;
+  {
+    std::lock_guard lock(mu_);
+    if (auto error = ReadErrorLocked(SourceError::Code::kClosed))
+      return Unexpected(std::move(*error));
+    states.reserve(keys.size());
+    for (const auto& key : keys) states.push_back(StateLocked(key));
+    reads_ += keys.size();
+    hook = reread_hook_;
+  }
+  if (hook) hook(keys);
   return states;
+}
+
+void InMemorySource::SetRereadHook(std::function<void(const std::vector<std::string>& keys)> hook) {
+  std::lock_guard lock(mu_);
+  reread_hook_ = std::move(hook);
 }
 
 void InMemorySource::ReadAsync(const std::string& key,

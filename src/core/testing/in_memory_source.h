@@ -88,6 +88,10 @@ class InMemorySource : public Source {
 
   // Waits until every announcement, event and ReadAsync answer owed so far has been delivered.
   void Drain();
+  // Runs `hook` with the keys of every later successful Reread once they are read, before the
+  // Reread returns (on the reader's thread, outside the source's lock): a change made there
+  // comes after the second read of a reconciliation and before its repairs.
+  void SetRereadHook(std::function<void(const std::vector<std::string>& keys)> hook);
 
   size_t snapshots_read() const;  // successful ReadSnapshot calls
   size_t reads() const;           // keys answered by Reread and ReadAsync (successfully)
@@ -128,7 +132,8 @@ class InMemorySource : public Source {
   SourceError::Code fail_read_code_ = SourceError::Code::kUnavailable;
   size_t snapshots_read_ = 0;
   size_t reads_ = 0;
-  Worker worker_;  // last: joined first
+  std::function<void(const std::vector<std::string>& keys)> reread_hook_;  // guarded by mu_
+  Worker worker_;                                                          // last: joined first
 };
 
 }  // namespace zk2etcd::core::memory
