@@ -475,6 +475,19 @@ TEST(AsioZkClientIntegrationTest, ChrootAndDigestAuth) {
   ASSERT_TRUE(second);
   EXPECT_EQ(blocking::GetData(*second, "/secret")->data, "s3cret");
   second->Close();
+
+  // A factory's client of one named server (a walk's second session) keeps the factory's chroot
+  // and credentials.
+  auto factory = NewAsioZkClientFactory(with_auth);
+  EventRecorder third_recorder;
+  auto third = factory->NewClientOf(server->address(), third_recorder.Handlers());
+  ASSERT_TRUE(third.ok()) << third.error().message;
+  ASSERT_TRUE(third_recorder.WaitForSession(SessionEventType::kConnected, seconds(30)));
+  EXPECT_EQ((*third)->session().server, server->address());
+  auto through_third = blocking::GetData(**third, "/secret");
+  ASSERT_TRUE(through_third.ok()) << through_third.error().message;
+  EXPECT_EQ(through_third->data, "s3cret");
+  (*third)->Close();
 }
 
 // 6. A fake server that answers the connect with an oversized frame: the client closes that

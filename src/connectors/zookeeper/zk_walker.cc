@@ -280,8 +280,9 @@ class Walk : public std::enable_shared_from_this<Walk> {
       return;
     }
     if (reply->results.size() != read.layout.size()) {
-      if (!error_)
+      if (!error_) {
         error_ = zk::MakeZkError(zk::ZkErrorCode::kMarshalling, "multiRead result count");
+      }
       return;
     }
     NoteZxid(reply->zxid);

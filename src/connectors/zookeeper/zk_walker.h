@@ -62,8 +62,8 @@ struct WalkOptions {
   // every answer behind it on that connection): when the session the walk sends to has answered
   // nothing for a stall (twice the walk's shortest answer time, at least `min_stall`) while
   // requests wait, they are sent again on the other, new requests go there until it stalls in
-  // turn, and the first answer of each request counts. A stall then costs the walk about
-  // `min_stall` and a round trip instead of the whole hold. Only with multiRead, and only once
+  // turn, and the first answer of each request counts. A held segment then costs the walk the
+  // stall and a round trip instead of the whole hold. Only with multiRead, and only once
   // `client` has answered a request of this walk: an answer of `hedge` counts only if its zxid
   // is at least that answer's, so that it sees every change made before the walk (the watches
   // registered before it announce the rest), whichever server `hedge` reads from; an answer
