@@ -68,7 +68,6 @@ class Walk : public std::enable_shared_from_this<Walk> {
   struct MultiRead {
     uint64_t id = 0;
     std::vector<std::string> batch;
-    std::vector<zk::ReadOp> ops;
     std::vector<std::pair<size_t, bool>> layout;  // (index in batch, children?) per op
     std::array<std::optional<SteadyClock::time_point>, 2> sent;  // per session
     bool answered = false;
@@ -181,12 +180,8 @@ class Walk : public std::enable_shared_from_this<Walk> {
   void SendMultiRead(std::vector<std::string> batch) {
     auto read = std::make_shared<MultiRead>();
     for (size_t i = 0; i < batch.size(); ++i) {
-      read->ops.push_back(zk::ReadOp::GetData(batch[i]));
       read->layout.emplace_back(i, false);
-      if (scope_.ShouldDescend(batch[i])) {
-        read->ops.push_back(zk::ReadOp::GetChildren(batch[i]));
-        read->layout.emplace_back(i, true);
-      }
+      if (scope_.ShouldDescend(batch[i])) read->layout.emplace_back(i, true);
     }
     read->batch = std::move(batch);
     int session;
@@ -200,9 +195,17 @@ class Walk : public std::enable_shared_from_this<Walk> {
     Send(read, session);
   }
 
+  // Sends `read` on `session`; its ops are made from the batch each time (a request is rarely
+  // sent twice, and keeping them would copy every path once more).
   void Send(const std::shared_ptr<MultiRead>& read, int session) {
-    sessions_[session]->MultiRead(read->ops, [self = shared_from_this(), read,
-                                              session](zk::ZkResult<zk::MultiReadReply> reply) {
+    std::vector<zk::ReadOp> ops;
+    ops.reserve(read->layout.size());
+    for (const auto& [index, children] : read->layout) {
+      const std::string& path = read->batch[index];
+      ops.push_back(children ? zk::ReadOp::GetChildren(path) : zk::ReadOp::GetData(path));
+    }
+    sessions_[session]->MultiRead(std::move(ops), [self = shared_from_this(), read, session](
+                                                      zk::ZkResult<zk::MultiReadReply> reply) {
       self->OnMultiRead(read, session, std::move(reply));
     });
   }
