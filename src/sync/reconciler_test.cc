@@ -392,6 +392,38 @@ TEST_F(ReconcilerTest, DeletesWaitWhileTheOwnershipStoreIsDown) {
   EXPECT_FALSE(sink_.Get("/dubbo/extra").has_value());
 }
 
+// A repair put whose node the incremental path deleted meanwhile (ReconcileOptions::
+// deleted_after names a newer delete) is deleted again, fenced by the delete's point; while the
+// ownership store is down that delete waits like any other; a node created again since the
+// delete (a version at or above its point) keeps its put.
+TEST_F(ReconcilerTest, ARepairPutOverANewerDeleteIsDeletedAgainWhenDeletesMayGo) {
+  ownership::FakeOwnershipStore store;
+  std::map<std::string, int64_t> deleted_at;
+  ReconcileOptions options;
+  options.deleted_after = [&](const std::string& path, int64_t version) -> std::optional<int64_t> {
+    const auto it = deleted_at.find(path);
+    if (it == deleted_at.end() || it->second <= version) return std::nullopt;
+    return it->second;
+  };
+  deleted_at["/dubbo/a"] = source_.Put("/dubbo/a", "1") + 1;
+  store.SetAvailable(false);
+  const ReconcileReport down = Run(options, &store);
+  EXPECT_EQ(down.fixed_puts, 1u);
+  EXPECT_EQ(down.deleted_again, 0u);
+  EXPECT_EQ(down.deferred_deletes, 1u);
+  EXPECT_TRUE(sink_.Get("/dubbo/a").has_value());
+
+  store.SetAvailable(true);
+  deleted_at["/dubbo/b"] = source_.Put("/dubbo/b", "2") + 1;
+  const int64_t c = source_.Put("/dubbo/c", "3");
+  deleted_at["/dubbo/c"] = c;  // created again at the delete's point: not older
+  const ReconcileReport up = Run(options, &store);
+  EXPECT_EQ(up.fixed_puts, 2u);
+  EXPECT_EQ(up.deleted_again, 1u);
+  EXPECT_FALSE(sink_.Get("/dubbo/b").has_value());
+  EXPECT_EQ(sink_.Get("/dubbo/c")->value, "3");
+}
+
 TEST_F(ReconcilerTest, ASnapshotFailureIsASourceError) {
   FillSource();
   source_.FailNextReads(1, core::SourceError::Code::kUnavailable);
