@@ -14,21 +14,17 @@ namespace {
 // anyway.
 constexpr auto kMaxEarlyPointAge = std::chrono::seconds(10);
 
-// The candidates' source states as an exact snapshot has them (absent: seen so at its point).
-core::SourceResult<std::vector<core::EntryState>> SnapshotStates(
-    const core::Snapshot& snapshot, const std::vector<Difference>& candidates) {
-  std::vector<core::EntryState> states(candidates.size());
-  for (size_t i = 0; i < candidates.size(); ++i) {
-    core::EntryState& state = states[i];
-    state.observed_at = snapshot.point;
-    if (!candidates[i].entry_index) continue;
-    const core::SourceEntry& entry = snapshot.entries[*candidates[i].entry_index];
-    state.exists = true;
-    state.value = entry.value;
-    state.version = entry.version;
-    state.lease = entry.lease;
-  }
-  return states;
+// A candidate's source state as the snapshot has it (absent: seen so at its point).
+core::EntryState SnapshotState(const core::Snapshot& snapshot, const Difference& candidate) {
+  core::EntryState state;
+  state.observed_at = snapshot.point;
+  if (!candidate.entry_index) return state;
+  const core::SourceEntry& entry = snapshot.entries[*candidate.entry_index];
+  state.exists = true;
+  state.value = entry.value;
+  state.version = entry.version;
+  state.lease = entry.lease;
+  return state;
 }
 
 // Counts outstanding callbacks and lets one thread wait for all of them.
@@ -212,12 +208,20 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
     auto point = early_point.get();
     if (point.ok()) diff_options.point = *point;  // else listed as before
   }
+  // When repairing, the candidates whose second read the snapshot can stand in for: all of an
+  // exact one; of a walk, those it holds that no announced change may have made stale.
+  const auto from_snapshot = [&](const Difference& candidate) {
+    if (snapshot->exact) return true;
+    return candidate.entry_index.has_value() && options.may_have_changed &&
+           !options.may_have_changed(candidate.path);
+  };
   diff_options.on_differences = [&](std::vector<Difference>& candidates) {
     const auto recheck_start = clock_.Now();
     // An exact snapshot needs no second look at the source when repairing: it is the state at
     // its point, and a job that reads an ordered stream after that point applies the rest.
-    auto confirmed = Recheck(source, candidates, options.source_window, /*read_sink=*/!fix,
-                             options.adopt, fix && snapshot->exact ? &*snapshot : nullptr);
+    auto confirmed =
+        Recheck(source, candidates, options.source_window, /*read_sink=*/!fix, options.adopt,
+                fix ? &*snapshot : nullptr, from_snapshot, &report.reread);
     report.recheck_duration += clock_.Now() - recheck_start;
     if (!confirmed.ok()) {
       failure = confirmed.error();
@@ -272,30 +276,43 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
 
 Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
     core::Source& source, const std::vector<Difference>& candidates, size_t source_window,
-    bool read_sink, AdoptPolicy adopt, const core::Snapshot* exact) {
-  std::vector<std::string> keys;
+    bool read_sink, AdoptPolicy adopt, const core::Snapshot* snapshot,
+    const std::function<bool(const Difference& candidate)>& from_snapshot, size_t* reread) {
+  std::vector<core::EntryState> entries(candidates.size());
+  std::vector<std::string> keys;  // re-read
+  std::vector<size_t> key_index;
   std::vector<size_t> expected_bytes;
-  keys.reserve(candidates.size());
-  expected_bytes.reserve(candidates.size());
-  for (const Difference& candidate : candidates) {
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const Difference& candidate = candidates[i];
+    if (snapshot != nullptr && from_snapshot(candidate)) {
+      entries[i] = SnapshotState(*snapshot, candidate);
+      continue;
+    }
     keys.push_back(candidate.path);
+    key_index.push_back(i);
     expected_bytes.push_back(candidate.source_bytes);
   }
-  core::RereadOptions read_options;
-  read_options.window = source_window;
-  read_options.expected_bytes = &expected_bytes;
-  core::SourceResult<std::vector<core::EntryState>> entries =
-      exact != nullptr ? SnapshotStates(*exact, candidates) : source.Reread(keys, read_options);
-  if (!entries.ok()) {
-    return Unexpected{ReconcileError{
-        ReconcileError::Side::kSource,
-        "re-reading " + std::string(source.Name()) + ": " + entries.error().message}};
+  if (!keys.empty()) {
+    core::RereadOptions read_options;
+    read_options.window = source_window;
+    read_options.expected_bytes = &expected_bytes;
+    auto read = source.Reread(keys, read_options);
+    if (!read.ok()) {
+      return Unexpected{
+          ReconcileError{ReconcileError::Side::kSource,
+                         "re-reading " + std::string(source.Name()) + ": " + read.error().message}};
+    }
+    for (size_t j = 0; j < key_index.size(); ++j) entries[key_index[j]] = std::move((*read)[j]);
+    *reread += keys.size();
   }
 
   // The sink: the entry and its ownership record, read now, or as the first pass saw them.
   std::vector<core::SinkEntry> states;
   if (read_sink) {
-    auto read = sink_.Read(keys);
+    std::vector<std::string> paths;
+    paths.reserve(candidates.size());
+    for (const Difference& candidate : candidates) paths.push_back(candidate.path);
+    auto read = sink_.Read(paths);
     if (!read.ok()) {
       return Unexpected{
           ReconcileError{ReconcileError::Side::kSink,
@@ -317,7 +334,7 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
 
   std::vector<ConfirmedDifference> confirmed;
   for (size_t i = 0; i < candidates.size(); ++i) {
-    core::EntryState& entry = (*entries)[i];
+    core::EntryState& entry = entries[i];
     const core::SinkEntry& state = states[i];
     const std::optional<Difference::Kind> kind =
         Classify(entry.exists ? &entry.value : nullptr, state.value ? &*state.value : nullptr,

@@ -9,7 +9,9 @@
 //   3. read every candidate a second time and keep only what still differs (no pseudo-differences
 //      from changes made during the snapshot): the source with a re-read (not when repairing
 //      from an exact snapshot, core::Snapshot::exact: the repair then writes the state at the
-//      snapshot's point, and the job's ordered stream brings what came after); the sink with a read
+//      snapshot's point, and the job's ordered stream brings what came after; nor, when
+//      repairing beside a change stream, for a key the snapshot holds and the stream announced
+//      no change of since the run began, ReconcileOptions::may_have_changed); the sink with a read
 //      when only reporting, and when repairing through the fenced write's own guards, which check
 //      the entry and its record atomically at the moment of the write (a separate read there
 //      would only compete with the writes: measured on etcd, it made a 100,000-key initial sync
@@ -99,6 +101,15 @@ struct ReconcileOptions {
   // delete may have landed before the put, which then created the node again: the path is
   // deleted again, fenced by that point. Unset (diff): no incremental path runs beside.
   std::function<std::optional<int64_t>(const std::string& path, int64_t version)> deleted_after;
+  // When repairing from a snapshot that is not exact, for a job whose change stream was
+  // registered before the snapshot was read: whether `path` may have changed since the run
+  // began (AnnouncedChanges::MayHaveChanged). A candidate the snapshot holds and for which it
+  // says no is repaired from the snapshot without a second read of the source (its later
+  // changes come through the incremental path, which the fenced repair cannot undo; see
+  // announced_changes.h). Candidates absent from the snapshot are always read again: their
+  // delete is fenced by the point at which the absence was seen, which a walk does not give.
+  // Unset (diff): every candidate is read again.
+  std::function<bool(const std::string& path)> may_have_changed;
 };
 
 // A difference confirmed by the second read.
@@ -137,6 +148,9 @@ struct ReconcileReport {
   // Repair puts that landed after the incremental path deleted their node, deleted again
   // (ReconcileOptions::deleted_after).
   size_t deleted_again = 0;
+  // Candidates read a second time from the source (the others were confirmed from the snapshot:
+  // Snapshot::exact, or ReconcileOptions::may_have_changed).
+  size_t reread = 0;
   // The first few kConflict and kForeign keys (kept even without keep_differences), for a
   // warning that names them.
   static constexpr size_t kSampleKeys = 5;
@@ -183,10 +197,12 @@ class Reconciler {
  private:
   // Step 3: the second read. Returns the candidates that still differ.
   // With `read_sink` false, the sink side keeps the first pass's view and the fenced write
-  // re-checks it.
+  // re-checks it. With `snapshot`, the candidates for which `from_snapshot` says so take the
+  // snapshot's state instead of a re-read; `*reread` counts the others.
   Result<std::vector<ConfirmedDifference>, ReconcileError> Recheck(
       core::Source& source, const std::vector<Difference>& candidates, size_t source_window,
-      bool read_sink, AdoptPolicy adopt, const core::Snapshot* exact);
+      bool read_sink, AdoptPolicy adopt, const core::Snapshot* snapshot,
+      const std::function<bool(const Difference& candidate)>& from_snapshot, size_t* reread);
 
   struct RepairState;
   void StartRepair(RepairState& state);

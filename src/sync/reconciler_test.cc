@@ -164,6 +164,51 @@ TEST_F(ReconcilerTest, RepairsChangedAndMissingKeysAndRemovesExtrasItOwns) {
   EXPECT_EQ(Run().VisibleDifferences(), 0u);
 }
 
+// Beside a change stream (ReconcileOptions::may_have_changed), a candidate the walk holds and
+// the stream announced nothing of is repaired from the walk: no second read. One absent from the
+// walk is read again (its delete needs the point where the absence was seen).
+TEST_F(ReconcilerTest, CandidatesTheStreamAnnouncedNothingOfAreRepairedWithoutASecondRead) {
+  FillSource();
+  sink_.PutOwned("/dubbo/leftover", "ours", 1);
+  ReconcileOptions options;
+  options.may_have_changed = [](const std::string&) { return false; };
+  const size_t reads_before = source_.reads();
+  const ReconcileReport report = Run(options);
+  EXPECT_EQ(report.reread, 1u);
+  EXPECT_EQ(source_.reads() - reads_before, 1u);
+  EXPECT_EQ(report.fixed_puts, 10u);
+  EXPECT_EQ(report.fixed_deletes, 1u);
+  EXPECT_EQ(sink_.Values(), Expected());
+  for (const auto& [key, value] : Expected()) {
+    EXPECT_EQ(sink_.Get(key)->owner->source_version, source_.Get(key)->version) << key;
+  }
+  // Without it (diff --fix: no stream beside), every candidate is read again.
+  SourcePut("/dubbo/k0", "changed");
+  SourcePut("/dubbo/k1", "changed");
+  EXPECT_EQ(Run().reread, 2u);
+}
+
+// Both keys change after the walk read them; only the one the predicate names is read again, so
+// only it is repaired with its newest value. The other is repaired from the walk, at the walk's
+// version: its change is the incremental path's, and its newer version wins over the repair.
+TEST_F(ReconcilerTest, AKeyThatMayHaveChangedSinceTheWalkIsReadAgain) {
+  FillSource();
+  source_.SetSnapshotHook([&] {
+    SourcePut("/dubbo/k0", "newer");
+    SourcePut("/dubbo/k1", "newer");
+  });
+  const int64_t walked_k1 = source_.Get("/dubbo/k1")->version;
+  ReconcileOptions options;
+  options.may_have_changed = [](const std::string& path) { return path == "/dubbo/k0"; };
+  const ReconcileReport report = Run(options);
+  source_.SetSnapshotHook({});
+  EXPECT_EQ(report.reread, 1u);
+  EXPECT_EQ(sink_.Get("/dubbo/k0")->value, "newer");
+  EXPECT_EQ(sink_.Get("/dubbo/k0")->owner->source_version, source_.Get("/dubbo/k0")->version);
+  EXPECT_EQ(sink_.Get("/dubbo/k1")->value, "v1");
+  EXPECT_EQ(sink_.Get("/dubbo/k1")->owner->source_version, walked_k1);
+}
+
 TEST_F(ReconcilerTest, EveryRepairIsReportedWithItsOutcome) {
   FillSource();
   Run();

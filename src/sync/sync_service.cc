@@ -99,10 +99,13 @@ void SyncService::Stop() {
 }
 
 void SyncService::Listener::OnChange(const std::string& key) {
+  service_.announced_changes_.Note(key);
   service_.incremental_.MarkDirty(key);
 }
 
 void SyncService::Listener::OnSourceEvent(const core::SourceEvent& event) {
+  // Changes made while the stream was away were not announced.
+  if (event.type != core::SourceEventType::kConnected) service_.announced_changes_.NoteGap();
   std::lock_guard lock(service_.mutex_);
   service_.source_events_.push_back({event, service_.source_generation_.load()});
   service_.wake_.notify_all();
@@ -220,9 +223,14 @@ void SyncService::Reconcile() {
   options.deleted_after = [this](const std::string& path, int64_t version) {
     return recent_deletes_.DeletedAfter(path, version);
   };
+  options.may_have_changed = [this](const std::string& path) {
+    return announced_changes_.MayHaveChanged(path);
+  };
   logger_.Info("reconciliation started");
   recent_deletes_.Begin();
+  announced_changes_.Begin();
   auto result = reconciler_.Run(source_, options);
+  announced_changes_.End();
   recent_deletes_.End();  // every repair has completed
   if (result.ok()) {
     const ReconcileReport& report = *result;
@@ -235,6 +243,7 @@ void SyncService::Reconcile() {
                   {"fixed_puts", report.fixed_puts},
                   {"fixed_deletes", report.fixed_deletes},
                   {"deleted_again", report.deleted_again},
+                  {"reread", report.reread},
                   {"adopted", report.adopted},
                   {"stale", report.stale},
                   {"failed", report.failed},

@@ -36,6 +36,7 @@
 #include "core/source.h"
 #include "ops/log.h"
 #include "ownership/ownership_store.h"
+#include "sync/announced_changes.h"
 #include "sync/election_driver.h"
 #include "sync/fenced_writer.h"
 #include "sync/incremental_sync.h"
@@ -149,6 +150,9 @@ class SyncService {
   std::chrono::nanoseconds fullsync_interval_;  // guarded by mutex_; starts from options_
   // The incremental path's deletes during a reconciliation, for its repairs (recent_deletes.h).
   RecentDeletes recent_deletes_;
+  // The keys the source announced during a reconciliation: the others are repaired from its
+  // snapshot without a second read (announced_changes.h).
+  AnnouncedChanges announced_changes_;
   IncrementalSync incremental_;
   Reconciler reconciler_;
   Listener listener_{*this};

@@ -182,11 +182,20 @@ TEST_F(SyncServiceTest, SyncsAtStartThenFollowsChangesAndStopsCleanly) {
 // A node the first sync reads a second time (to repair it: the sink lacks it) is deleted before
 // the repair goes out, and the incremental path's delete lands first (the sink has nothing to
 // delete yet). The repair's put then creates the node again, as nothing in the sink remembers
-// the deletion: the service deletes it again, and the sink ends without it.
+// the deletion: the service deletes it again, and the sink ends without it. (The stream has a
+// gap during the snapshot, so every candidate is read a second time: without one, only those
+// announced since the reconciliation began are, and the next test covers that.)
 TEST_F(SyncServiceTest, ANodeDeletedWhileItsRepairIsUnderWayDoesNotStayInTheSink) {
   Replica replica(scope_, sink_, logger_, clock_);
   replica.source().Put("/dubbo/a", "A");
   replica.source().Put("/dubbo/b", "B");
+  std::atomic<bool> gap{false};
+  replica.source().SetSnapshotHook([&] {
+    if (gap.exchange(true)) return;
+    replica.source().Disconnect();
+    replica.source().Reconnect();
+    replica.source().Drain();
+  });
   std::atomic<bool> deleted{false};
   replica.source().SetRereadHook([&](const std::vector<std::string>& keys) {
     if (std::find(keys.begin(), keys.end(), "/dubbo/a") == keys.end() || deleted.exchange(true)) {
@@ -209,6 +218,38 @@ TEST_F(SyncServiceTest, ANodeDeletedWhileItsRepairIsUnderWayDoesNotStayInTheSink
   EXPECT_EQ(SinkValue("/dubbo/b"), "B");
   EXPECT_TRUE(WaitForValue("/dubbo/a", std::nullopt)) << "the deleted node stayed in the sink";
   EXPECT_EQ(replica.reports().front().deleted_again, 1u);
+  EXPECT_EQ(replica.reports().front().reread, 2u);
+}
+
+// The first sync repairs from its snapshot what the source announced no change of since the
+// reconciliation began, and reads a second time only what it did announce: a node changed
+// right after the walk read it ends with its newest value, whichever write lands last.
+TEST_F(SyncServiceTest, OnlyNodesAnnouncedSinceTheReconciliationBeganAreReadASecondTime) {
+  Replica replica(scope_, sink_, logger_, clock_);
+  replica.source().Put("/dubbo/a", "A");
+  replica.source().Put("/dubbo/b", "B");
+  replica.source().Put("/dubbo/c", "C");
+  sink_.PutOwned("/dubbo/gone", "ours", 1);  // absent from the source: always read again
+  std::atomic<bool> changed{false};
+  replica.source().SetSnapshotHook([&] {
+    if (changed.exchange(true)) return;
+    replica.source().Put("/dubbo/b", "B2");
+    replica.source().Drain();  // announced before the second read
+  });
+  const size_t reads_before = replica.source().reads();
+  replica.Start();
+  ASSERT_TRUE(WaitFor([&] { return replica.reconciliations() >= 1; }, kWait));
+  const ReconcileReport report = replica.reports().front();
+  EXPECT_EQ(report.reread, 2u);  // /dubbo/b and /dubbo/gone
+  EXPECT_EQ(report.fixed_puts + report.stale, 3u);
+  EXPECT_EQ(report.fixed_deletes, 1u);
+  EXPECT_TRUE(WaitForValue("/dubbo/b", "B2"));
+  EXPECT_EQ(SinkValue("/dubbo/a"), "A");
+  EXPECT_EQ(SinkValue("/dubbo/c"), "C");
+  EXPECT_EQ(SinkValue("/dubbo/gone"), std::nullopt);
+  // The second read and the incremental path's read of /dubbo/b: nothing else was read again.
+  EXPECT_LE(replica.source().reads() - reads_before, 3u);
+  EXPECT_TRUE(replica.Stop().ok());
 }
 
 TEST_F(SyncServiceTest, ALostSourceIsOpenedAgainAndReconciled) {

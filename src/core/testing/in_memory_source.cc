@@ -77,6 +77,7 @@ void InMemorySource::Close() {
 
 SourceResult<Snapshot> InMemorySource::ReadSnapshot(const SnapshotOptions& options) {
   Snapshot snapshot;
+  std::function<void()> hook;
   {
     std::lock_guard lock(mu_);
     if (auto error = ReadErrorLocked(SourceError::Code::kClosed))
@@ -93,8 +94,10 @@ SourceResult<Snapshot> InMemorySource::ReadSnapshot(const SnapshotOptions& optio
     snapshot.exact = exact_snapshots_;
     snapshot.requests = 1;
     ++snapshots_read_;
+    hook = snapshot_hook_;
   }
   if (options.on_progress) options.on_progress(snapshot.entries.size());
+  if (hook) hook();
   return snapshot;
 }
 
@@ -113,6 +116,11 @@ SourceResult<std::vector<EntryState>> InMemorySource::Reread(const std::vector<s
   }
   if (hook) hook(keys);
   return states;
+}
+
+void InMemorySource::SetSnapshotHook(std::function<void()> hook) {
+  std::lock_guard lock(mu_);
+  snapshot_hook_ = std::move(hook);
 }
 
 void InMemorySource::SetRereadHook(std::function<void(const std::vector<std::string>& keys)> hook) {

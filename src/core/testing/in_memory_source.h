@@ -92,6 +92,10 @@ class InMemorySource : public Source {
   // Reread returns (on the reader's thread, outside the source's lock): a change made there
   // comes after the second read of a reconciliation and before its repairs.
   void SetRereadHook(std::function<void(const std::vector<std::string>& keys)> hook);
+  // Runs `hook` after every later successful ReadSnapshot has read its entries, before it
+  // returns (on the reader's thread, outside the source's lock): a change made there comes after
+  // the snapshot of a reconciliation and before its second read.
+  void SetSnapshotHook(std::function<void()> hook);
 
   size_t snapshots_read() const;  // successful ReadSnapshot calls
   size_t reads() const;           // keys answered by Reread and ReadAsync (successfully)
@@ -133,6 +137,7 @@ class InMemorySource : public Source {
   size_t snapshots_read_ = 0;
   size_t reads_ = 0;
   std::function<void(const std::vector<std::string>& keys)> reread_hook_;  // guarded by mu_
+  std::function<void()> snapshot_hook_;                                    // guarded by mu_
   Worker worker_;                                                          // last: joined first
 };
 
