@@ -241,7 +241,10 @@ TEST_F(SyncServiceTest, OnlyNodesAnnouncedSinceTheReconciliationBeganAreReadASec
   ASSERT_TRUE(WaitFor([&] { return replica.reconciliations() >= 1; }, kWait));
   const ReconcileReport report = replica.reports().front();
   EXPECT_EQ(report.reread, 2u);  // /dubbo/b and /dubbo/gone
-  EXPECT_EQ(report.fixed_puts + report.stale, 3u);
+  // /dubbo/a and /dubbo/c from the walk; /dubbo/b too unless the listing already saw the
+  // incremental path's write of B2 (then it is no difference).
+  EXPECT_GE(report.fixed_puts + report.stale, 2u);
+  EXPECT_LE(report.fixed_puts + report.stale, 3u);
   EXPECT_EQ(report.fixed_deletes, 1u);
   EXPECT_TRUE(WaitForValue("/dubbo/b", "B2"));
   EXPECT_EQ(SinkValue("/dubbo/a"), "A");
