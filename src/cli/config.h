@@ -10,7 +10,11 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <ostream>
 #include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
 
 #include "cli/flags.h"
 #include "connectors/etcd/key_layout.h"
@@ -79,6 +83,25 @@ struct Config {
 
 // Reads --config (if given) into the flags that the command line and environment left unset.
 Result<void, std::string> ApplyConfigFile(FlagSet& flags, const std::string& path);
+
+// What every command does first: reads the --config file `path` into `flags` (ApplyConfigFile),
+// then calls `validate` (which returns a Result<SomeConfig, std::string>). An error of either is
+// printed to `err` as "`command`: error" and the result is nullopt.
+template <typename Validate>
+auto ConfigFromFlags(FlagSet& flags, const std::string& path, std::string_view command,
+                     std::ostream& err, const Validate& validate)
+    -> std::optional<std::decay_t<decltype(*validate())>> {
+  if (auto applied = ApplyConfigFile(flags, path); !applied.ok()) {
+    err << command << ": " << applied.error() << "\n";
+    return std::nullopt;
+  }
+  auto validated = validate();
+  if (!validated.ok()) {
+    err << command << ": " << validated.error() << "\n";
+    return std::nullopt;
+  }
+  return std::move(validated).value();
+}
 
 // Checks every value; on success the result is ready for the clients (without logger, clock or
 // observer, which the caller sets).

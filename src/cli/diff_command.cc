@@ -42,15 +42,9 @@ constexpr DiffReportNames kReportNames = {.source_label = "zookeeper nodes",
                                           .deferred_deletes = true};
 
 int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::ostream& err) {
-  if (auto applied = ApplyConfigFile(flag_set, flags.common.config); !applied.ok()) {
-    err << "zk2etcd diff: " << applied.error() << "\n";
-    return kExitUsage;
-  }
-  auto validated = ValidateCommonFlags(flags.common);
-  if (!validated.ok()) {
-    err << "zk2etcd diff: " << validated.error() << "\n";
-    return kExitUsage;
-  }
+  auto validated = ConfigFromFlags(flag_set, flags.common.config, "zk2etcd diff", err,
+                                   [&] { return ValidateCommonFlags(flags.common); });
+  if (!validated) return kExitUsage;
   if (flags.max_round < 1) {
     err << "zk2etcd diff: --max-round must be >= 1\n";
     return kExitUsage;
@@ -67,7 +61,7 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
     err << "zk2etcd diff: --output must be text or json, got \"" << flags.output << "\"\n";
     return kExitUsage;
   }
-  Config config = std::move(validated).value();
+  Config config = std::move(*validated);
   SystemClock clock;
   auto made_logger = MakeLogger(config, clock);
   if (!made_logger.ok()) {

@@ -9,9 +9,7 @@
 //         error or servers unreachable for --connect-timeout.
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
+#include <memory>
 
 #include "cli/cli.h"
 #include "cli/config.h"
@@ -23,6 +21,7 @@
 #include "cli/runtime.h"
 #include "cli/signals.h"
 #include "cli/subcommand.h"
+#include "common/periodic_task.h"
 #include "common/rate_limiter.h"
 #include "common/strings.h"
 #include "sync/fenced_writer.h"
@@ -43,62 +42,29 @@ LogSettings LogSettingsOf(const Etcd2EtcdConfig& config) {
                      config.log_file_max_bytes, config.log_file_max_backups};
 }
 
-std::string Endpoints(const etcd::GrpcEtcdClientOptions& options) {
-  std::string joined;
-  for (const std::string& endpoint : options.endpoints) {
-    joined += (joined.empty() ? "" : ",") + endpoint;
-  }
-  return joined;
-}
-
 // Parses the --config file and validates; prints the one-line error and returns nullopt.
 std::optional<Etcd2EtcdConfig> Validated(const Etcd2EtcdFlags& flags, FlagSet& flag_set,
                                          MirrorCommand command, std::string_view name,
                                          std::ostream& err) {
-  if (auto applied = ApplyConfigFile(flag_set, flags.config); !applied.ok()) {
-    err << name << ": " << applied.error() << "\n";
-    return std::nullopt;
-  }
-  auto validated = ValidateEtcd2EtcdFlags(flags, command, Hostname());
-  if (!validated.ok()) {
-    err << name << ": " << validated.error() << "\n";
-    return std::nullopt;
-  }
-  return std::move(validated).value();
+  return ConfigFromFlags(flag_set, flags.config, name, err,
+                         [&] { return ValidateEtcd2EtcdFlags(flags, command, Hostname()); });
 }
 
-// Asks the mirror to reconcile when destination leases were lost (their copies vanished).
-class LeaseLossWatcher {
- public:
-  LeaseLossWatcher(connectors::LeaseMirror& leases, sync::MirrorService& service,
-                   ops::Logger& logger)
-      : thread_([this, &leases, &service, &logger] {
-          uint64_t seen = leases.destination_leases_lost();
-          std::unique_lock lock(mutex_);
-          while (!wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; })) {
-            const uint64_t lost = leases.destination_leases_lost();
-            if (lost == seen) continue;
-            logger.Warn("destination leases lost; reconciling",
-                        {{"lost", static_cast<int64_t>(lost - seen)}});
-            seen = lost;
-            service.RequestReconcile();
-          }
-        }) {}
-  ~LeaseLossWatcher() {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stop_ = false;
-  std::thread thread_;
-};
+// Asks the mirror to reconcile when destination leases were lost (their copies vanished):
+// checked every second while the returned task lives.
+std::unique_ptr<PeriodicTask> WatchLeaseLoss(connectors::LeaseMirror& leases,
+                                             sync::MirrorService& service, ops::Logger& logger) {
+  return std::make_unique<PeriodicTask>(
+      std::chrono::seconds(1),
+      [&leases, &service, &logger, seen = leases.destination_leases_lost()]() mutable {
+        const uint64_t lost = leases.destination_leases_lost();
+        if (lost == seen) return;
+        logger.Warn("destination leases lost; reconciling",
+                    {{"lost", static_cast<int64_t>(lost - seen)}});
+        seen = lost;
+        service.RequestReconcile();
+      });
+}
 
 int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& err) {
   const std::optional<Etcd2EtcdConfig> validated =
@@ -136,8 +102,8 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
 
   const connectors::MirrorKeys keys = connectors::MirrorKeysFor(config.meta_prefix, config.name);
   logger->Info("zk2etcd etcd2etcd sync starting",
-               {{"source", Endpoints(config.source)},
-                {"destination", Endpoints(config.dest)},
+               {{"source", JoinCommaList(config.source.endpoints)},
+                {"destination", JoinCommaList(config.dest.endpoints)},
                 {"prefix", config.prefix},
                 {"dest_prefix", config.dest_prefix ? *config.dest_prefix : config.prefix},
                 {"name", config.name},
@@ -219,8 +185,8 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
                               job.election.get(), *logger, clock, options);
   ops->Attach(&service, &writer);
   service_ptr.store(&service);
-  std::optional<LeaseLossWatcher> lease_watcher;
-  if (job.leases) lease_watcher.emplace(*job.leases, service, *logger);
+  std::unique_ptr<PeriodicTask> lease_watcher;
+  if (job.leases) lease_watcher = WatchLeaseLoss(*job.leases, service, *logger);
   if (stop.load()) service.Stop();
   auto result = service.Run();
   service_ptr.store(nullptr);
@@ -338,42 +304,33 @@ int RunMirrorDiff(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
 }
 
 Subcommand MirrorSyncCommand() {
-  return {"sync", "mirror an etcd key prefix into another etcd: a copy, then every change in order",
-          [](FlagSet& flags) -> CommandRunner {
-            auto values = std::make_shared<Etcd2EtcdFlags>();
-            AddEtcd2EtcdFlags(flags, values.get(), MirrorCommand::kSync);
-            FlagSet* set = &flags;
-            return [values, set](std::ostream&, std::ostream& err) {
-              return RunMirrorSync(*values, *set, err);
-            };
-          }};
+  return CommandWithFlags<Etcd2EtcdFlags>(
+      "sync", "mirror an etcd key prefix into another etcd: a copy, then every change in order",
+      [](FlagSet& flags, Etcd2EtcdFlags* values) {
+        AddEtcd2EtcdFlags(flags, values, MirrorCommand::kSync);
+      },
+      [](const Etcd2EtcdFlags& values, FlagSet& flags, std::ostream&, std::ostream& err) {
+        return RunMirrorSync(values, flags, err);
+      });
 }
 
 Subcommand MirrorDiffCommand() {
-  return {"diff", "compare the mirrored prefix with the destination; --fix repairs the differences",
-          [](FlagSet& flags) -> CommandRunner {
-            auto values = std::make_shared<Etcd2EtcdFlags>();
-            AddEtcd2EtcdFlags(flags, values.get(), MirrorCommand::kDiff);
-            FlagSet* set = &flags;
-            return [values, set](std::ostream& out, std::ostream& err) {
-              return RunMirrorDiff(*values, *set, out, err);
-            };
-          }};
+  return CommandWithFlags<Etcd2EtcdFlags>(
+      "diff", "compare the mirrored prefix with the destination; --fix repairs the differences",
+      [](FlagSet& flags, Etcd2EtcdFlags* values) {
+        AddEtcd2EtcdFlags(flags, values, MirrorCommand::kDiff);
+      },
+      RunMirrorDiff);
 }
 
 }  // namespace
 
 Subcommand Etcd2EtcdCommand() {
-  Subcommand group;
-  group.name = "etcd2etcd";
-  group.summary = "mirror an etcd key prefix into another etcd (sync, diff)";
-  group.description =
-      "Mirrors every key that starts with --prefix from a source etcd into a destination etcd "
-      "(renamed to\n--dest-prefix when given), in the source's order, resuming after a restart "
-      "from a checkpoint kept\nin the destination.";
-  group.subcommands = {MirrorSyncCommand(), MirrorDiffCommand()};
-  ShareConfigFile(group.subcommands[0], group.subcommands[1]);
-  return group;
+  return JobGroup("etcd2etcd", "mirror an etcd key prefix into another etcd (sync, diff)",
+                  "Mirrors every key that starts with --prefix from a source etcd into a "
+                  "destination etcd (renamed to\n--dest-prefix when given), in the source's order, "
+                  "resuming after a restart from a checkpoint kept\nin the destination.",
+                  MirrorSyncCommand(), MirrorDiffCommand());
 }
 
 }  // namespace zk2etcd::cli

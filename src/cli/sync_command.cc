@@ -36,15 +36,9 @@ struct SyncFlags {
 };
 
 int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
-  if (auto applied = ApplyConfigFile(flag_set, flags.common.config); !applied.ok()) {
-    err << "zk2etcd sync: " << applied.error() << "\n";
-    return kExitUsage;
-  }
-  auto validated = ValidateCommonFlags(flags.common);
-  if (!validated.ok()) {
-    err << "zk2etcd sync: " << validated.error() << "\n";
-    return kExitUsage;
-  }
+  auto validated = ConfigFromFlags(flag_set, flags.common.config, "zk2etcd sync", err,
+                                   [&] { return ValidateCommonFlags(flags.common); });
+  if (!validated) return kExitUsage;
   for (const auto& [name, value, zero_ok] :
        {std::tuple{"fullsync-interval", flags.fullsync_interval, true},
         std::tuple{"shutdown-timeout", flags.shutdown_timeout, false}}) {
@@ -72,7 +66,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
     err << "zk2etcd sync: --zookeeper-watch-mode: " << watch_mode.error() << "\n";
     return kExitUsage;
   }
-  Config config = std::move(validated).value();
+  Config config = std::move(*validated);
   for (const std::string& prefix : config.scope.prefixes()) {
     const std::string synced = config.layout.KeyFor(prefix);
     if (flags.leader_elect && (core::IsSameOrBelow(flags.election_name, synced) ||

@@ -11,7 +11,6 @@
 //         --connect-timeout, or --fix while a sync of that --name runs.
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -28,6 +27,7 @@
 #include "cli/zk2zk_job.h"
 #include "cli/zk2zk_operations.h"
 #include "common/backoff.h"
+#include "common/periodic_task.h"
 #include "common/strings.h"
 #include "sync/fenced_writer.h"
 #include "sync/reconciler.h"
@@ -45,22 +45,8 @@ constexpr std::string_view kDiffName = "zk2etcd zk2zk diff";
 std::optional<Zk2ZkConfig> Validated(const Zk2ZkFlags& flags, FlagSet& flag_set,
                                      Zk2ZkCommandKind command, std::string_view name,
                                      std::ostream& err) {
-  if (auto applied = ApplyConfigFile(flag_set, flags.config); !applied.ok()) {
-    err << name << ": " << applied.error() << "\n";
-    return std::nullopt;
-  }
-  auto validated = ValidateZk2ZkFlags(flags, command, Hostname());
-  if (!validated.ok()) {
-    err << name << ": " << validated.error() << "\n";
-    return std::nullopt;
-  }
-  return std::move(validated).value();
-}
-
-std::string JoinPaths(const std::vector<std::string>& paths) {
-  std::string joined;
-  for (const std::string& path : paths) joined += (joined.empty() ? "" : ",") + path;
-  return joined;
+  return ConfigFromFlags(flag_set, flags.config, name, err,
+                         [&] { return ValidateZk2ZkFlags(flags, command, Hostname()); });
 }
 
 // Both directions' services, stopped together (by a signal, or when one of them fails).
@@ -88,41 +74,21 @@ class Services {
   sync::SyncService* reverse_ = nullptr;
 };
 
-// Logs "progress" every `interval` (both ensembles' nodes, writes since the start) until
-// destroyed.
-class ProgressLine {
- public:
-  ProgressLine(std::chrono::nanoseconds interval, const Zk2ZkOperations& operations,
-               ops::Logger& logger)
-      : thread_([this, interval, &operations, &logger] {
-          if (interval.count() <= 0) return;
-          std::unique_lock lock(mutex_);
-          while (!wake_.wait_for(lock, interval, [this] { return stop_; })) {
-            const Zk2ZkProgress progress = operations.Progress();
-            if (!progress.counted) continue;  // no full sync yet (or a standby)
-            logger.Info("progress", {{"source_nodes", progress.source_nodes},
-                                     {"target_nodes", progress.target_nodes},
-                                     {"target_ephemerals", progress.target_ephemerals},
-                                     {"writes", progress.forward_writes + progress.reverse_writes},
-                                     {"forward_writes", progress.forward_writes},
-                                     {"reverse_writes", progress.reverse_writes}});
-          }
-        }) {}
-  ~ProgressLine() {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stop_ = false;
-  std::thread thread_;
-};
+// Logs "progress" every `interval` (both ensembles' nodes, writes since the start) while the
+// returned task lives.
+std::unique_ptr<PeriodicTask> LogProgress(std::chrono::nanoseconds interval,
+                                          const Zk2ZkOperations& operations, ops::Logger& logger) {
+  return std::make_unique<PeriodicTask>(interval, [&operations, &logger] {
+    const Zk2ZkProgress progress = operations.Progress();
+    if (!progress.counted) return;  // no full sync yet (or a standby)
+    logger.Info("progress", {{"source_nodes", progress.source_nodes},
+                             {"target_nodes", progress.target_nodes},
+                             {"target_ephemerals", progress.target_ephemerals},
+                             {"writes", progress.forward_writes + progress.reverse_writes},
+                             {"forward_writes", progress.forward_writes},
+                             {"reverse_writes", progress.reverse_writes}});
+  });
+}
 
 // Lists the whole scope of the source ensemble for the reverse copies' records (the forward
 // source leaves those out), retrying until it works or `stop` is set.
@@ -204,8 +170,8 @@ int RunZk2ZkSync(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& err) 
   logger->Info("zk2etcd zk2zk sync starting",
                {{"source", config.source.connect_string},
                 {"target", config.target.connect_string},
-                {"paths", JoinPaths(config.paths)},
-                {"excludes", JoinPaths(config.scope.excludes())},
+                {"paths", JoinCommaList(config.paths)},
+                {"excludes", JoinCommaList(config.scope.excludes())},
                 {"meta_root", config.MetaRoot()},
                 {"reverse_ephemerals", config.reverse_ephemerals},
                 {"copy_acl", config.copy_acl},
@@ -289,8 +255,7 @@ int RunZk2ZkSync(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& err) 
   services_ptr.store(&services);
   if (stop.load()) services.Stop();
 
-  std::optional<ProgressLine> progress;
-  progress.emplace(config.progress_interval, *ops, *logger);
+  std::unique_ptr<PeriodicTask> progress = LogProgress(config.progress_interval, *ops, *logger);
   // One thread per direction; when one ends (stopped, or a fatal error), the other is stopped.
   Result<void, std::string> reverse_result;
   std::thread reverse_thread;
@@ -495,43 +460,34 @@ int RunZk2ZkDiff(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& out, 
 }
 
 Subcommand Zk2ZkSyncCommand() {
-  return {"sync", "copy subtrees to another ensemble and keep them identical, ephemerals both ways",
-          [](FlagSet& flags) -> CommandRunner {
-            auto values = std::make_shared<Zk2ZkFlags>();
-            AddZk2ZkFlags(flags, values.get(), Zk2ZkCommandKind::kSync);
-            FlagSet* set = &flags;
-            return [values, set](std::ostream&, std::ostream& err) {
-              return RunZk2ZkSync(*values, *set, err);
-            };
-          }};
+  return CommandWithFlags<Zk2ZkFlags>(
+      "sync", "copy subtrees to another ensemble and keep them identical, ephemerals both ways",
+      [](FlagSet& flags, Zk2ZkFlags* values) {
+        AddZk2ZkFlags(flags, values, Zk2ZkCommandKind::kSync);
+      },
+      [](const Zk2ZkFlags& values, FlagSet& flags, std::ostream&, std::ostream& err) {
+        return RunZk2ZkSync(values, flags, err);
+      });
 }
 
 Subcommand Zk2ZkDiffCommand() {
-  return {"diff", "compare both ensembles in each direction; --fix repairs the differences",
-          [](FlagSet& flags) -> CommandRunner {
-            auto values = std::make_shared<Zk2ZkFlags>();
-            AddZk2ZkFlags(flags, values.get(), Zk2ZkCommandKind::kDiff);
-            FlagSet* set = &flags;
-            return [values, set](std::ostream& out, std::ostream& err) {
-              return RunZk2ZkDiff(*values, *set, out, err);
-            };
-          }};
+  return CommandWithFlags<Zk2ZkFlags>(
+      "diff", "compare both ensembles in each direction; --fix repairs the differences",
+      [](FlagSet& flags, Zk2ZkFlags* values) {
+        AddZk2ZkFlags(flags, values, Zk2ZkCommandKind::kDiff);
+      },
+      RunZk2ZkDiff);
 }
 
 }  // namespace
 
 Subcommand Zk2ZkCommand() {
-  Subcommand group;
-  group.name = "zk2zk";
-  group.summary = "migrate between ZooKeeper ensembles, ephemeral registrations both ways";
-  group.description =
-      "Copies the --path subtrees of a source ZooKeeper ensemble to a target ensemble and keeps "
-      "them identical\n(forward), and copies the ephemeral nodes that exist only on the target "
-      "back to the source (reverse),\nso that clients on either side see every provider while "
-      "they move.";
-  group.subcommands = {Zk2ZkSyncCommand(), Zk2ZkDiffCommand()};
-  ShareConfigFile(group.subcommands[0], group.subcommands[1]);
-  return group;
+  return JobGroup("zk2zk", "migrate between ZooKeeper ensembles, ephemeral registrations both ways",
+                  "Copies the --path subtrees of a source ZooKeeper ensemble to a target ensemble "
+                  "and keeps them identical\n(forward), and copies the ephemeral nodes that exist "
+                  "only on the target back to the source (reverse),\nso that clients on either "
+                  "side see every provider while they move.",
+                  Zk2ZkSyncCommand(), Zk2ZkDiffCommand());
 }
 
 }  // namespace zk2etcd::cli

@@ -26,6 +26,15 @@ std::vector<std::string> SplitCommaList(std::string_view text) {
   return items;
 }
 
+std::string JoinCommaList(const std::vector<std::string>& items) {
+  std::string joined;
+  for (const std::string& item : items) {
+    if (!joined.empty()) joined += ',';
+    joined += item;
+  }
+  return joined;
+}
+
 namespace {
 
 struct Unit {

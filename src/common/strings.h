@@ -15,6 +15,8 @@ namespace zk2etcd {
 // Splits "a, b,,c" into {"a", "b", "c"}: entries are trimmed and empty entries dropped, so an
 // empty or all-comma string yields an empty list.
 std::vector<std::string> SplitCommaList(std::string_view text);
+// {"a", "b"} as "a,b" (no spaces); empty for an empty list.
+std::string JoinCommaList(const std::vector<std::string>& items);
 
 std::string_view TrimWhitespace(std::string_view text);
 

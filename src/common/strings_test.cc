@@ -18,6 +18,13 @@ TEST(SplitCommaListTest, TrimsAndDropsEmptyEntries) {
   EXPECT_EQ(SplitCommaList("one"), (std::vector<std::string>{"one"}));
 }
 
+TEST(JoinCommaListTest, JoinsWithoutSpacesAndSplitsBack) {
+  EXPECT_EQ(JoinCommaList({}), "");
+  EXPECT_EQ(JoinCommaList({"a"}), "a");
+  EXPECT_EQ(JoinCommaList({"127.0.0.1:2379", "b:2379"}), "127.0.0.1:2379,b:2379");
+  EXPECT_EQ(SplitCommaList(JoinCommaList({"/a", "/b"})), (std::vector<std::string>{"/a", "/b"}));
+}
+
 TEST(ParseGoDurationTest, AcceptsGoForms) {
   EXPECT_EQ(ParseGoDuration("5m").value(), minutes(5));
   EXPECT_EQ(ParseGoDuration("0").value(), nanoseconds(0));

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/strings.h"
+
 namespace zk2etcd::sync {
 
 namespace {
@@ -15,12 +17,6 @@ std::string KindCounts(const ReconcileReport& report) {
     if (!text.empty()) text += " ";
     text += std::string(DifferenceKindName(kind)) + "=" + std::to_string(report.Count(kind));
   }
-  return text;
-}
-
-std::string JoinKeys(const std::vector<std::string>& keys) {
-  std::string text;
-  for (const std::string& key : keys) text += (text.empty() ? "" : ",") + key;
   return text;
 }
 
@@ -262,13 +258,13 @@ void SyncService::Reconcile() {
     if (const size_t foreign = report.Count(Difference::Kind::kForeign); foreign > 0) {
       logger_.Info("keys without an ownership record and absent from " +
                        std::string(source_.Name()) + " are another writer's: left alone",
-                   {{"keys", foreign}, {"first", JoinKeys(report.foreign_samples)}});
+                   {{"keys", foreign}, {"first", JoinCommaList(report.foreign_samples)}});
     }
     if (const size_t conflicts = report.Count(Difference::Kind::kConflict); conflicts > 0) {
       logger_.Warn("keys without an ownership record hold a value that differs from " +
                        std::string(source_.Name()) +
                        ": left alone (--adopt=all would overwrite them)",
-                   {{"keys", conflicts}, {"first", JoinKeys(report.conflict_samples)}});
+                   {{"keys", conflicts}, {"first", JoinCommaList(report.conflict_samples)}});
     }
     if (report.adopted > 0) {
       // Changes that reached these keys while they were not yet ours were refused as foreign;
