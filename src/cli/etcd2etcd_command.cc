@@ -119,13 +119,16 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
 
   config.source.observer = ops->source_observer();
   config.dest.observer = ops->dest_observer();
-  auto source = ConnectEtcd(config.source, "source etcd", *logger, clock, std::nullopt, stop);
+  // A running mirror needs its clusters connected, not their Status first (round trips).
+  auto source = ConnectEtcd(config.source, "source etcd", *logger, clock, std::nullopt, stop,
+                            EtcdCheck::kConnected);
   if (!source.ok()) {
     if (stop.load()) return kExitOk;
     logger->Error("cannot start", {{"error", source.error()}});
     return kExitFailure;
   }
-  auto dest = ConnectEtcd(config.dest, "destination etcd", *logger, clock, std::nullopt, stop);
+  auto dest = ConnectEtcd(config.dest, "destination etcd", *logger, clock, std::nullopt, stop,
+                          EtcdCheck::kConnected);
   if (!dest.ok()) {
     if (stop.load()) return kExitOk;
     logger->Error("cannot start", {{"error", dest.error()}});

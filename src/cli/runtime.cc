@@ -75,27 +75,49 @@ Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const Config& confi
 
 Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
     const Config& config, ops::Logger& logger, const Clock& clock,
-    std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop) {
-  return ConnectEtcd(config.etcd, "etcd", logger, clock, deadline, stop);
+    std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop,
+    EtcdCheck check) {
+  return ConnectEtcd(config.etcd, "etcd", logger, clock, deadline, stop, check);
 }
+
+namespace {
+
+void LogReachable(ops::Logger& logger, const std::string& label,
+                  const etcd::StatusResponse& status) {
+  logger.Info(
+      label + " reachable",
+      {{"endpoint", status.endpoint}, {"version", status.version}, {"revision", status.revision}});
+}
+
+}  // namespace
 
 Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
     const etcd::GrpcEtcdClientOptions& etcd_options, std::string_view name, ops::Logger& logger,
     const Clock& clock, std::optional<std::chrono::steady_clock::time_point> deadline,
-    const std::atomic<bool>& stop) {
+    const std::atomic<bool>& stop, EtcdCheck check) {
   const std::string label(name);
+  if (etcd_options.dial_timeout.count() <= 0) check = EtcdCheck::kAnswered;
   Backoff backoff(kConnectBackoff);
   for (int attempt = 1;; ++attempt) {
     etcd::GrpcEtcdClientOptions options = etcd_options;
     options.logger = &logger;
     options.cancel_dial = &stop;
     auto client = etcd::NewGrpcEtcdClient(options, clock);
+    if (client.ok() && check == EtcdCheck::kConnected) {
+      (*client)->StatusAsync([&logger, label](etcd::EtcdResult<etcd::StatusResponse> status) {
+        if (status.ok()) {
+          LogReachable(logger, label, *status);
+        } else if (status.error().code != etcd::ErrorCode::kCancelled) {
+          logger.Warn(label + " connected but its Status call failed",
+                      {{"error", status.error().ToString()}});
+        }
+      });
+      return std::move(client).value();
+    }
     if (client.ok()) {
       auto status = (*client)->Status();
       if (status.ok()) {
-        logger.Info(label + " reachable", {{"endpoint", status->endpoint},
-                                           {"version", status->version},
-                                           {"revision", status->revision}});
+        LogReachable(logger, label, *status);
         return std::move(client).value();
       }
       client = Unexpected{status.error()};

@@ -46,18 +46,30 @@ bool WaitToRetry(std::chrono::milliseconds delay,
                  std::optional<std::chrono::steady_clock::time_point> deadline,
                  const std::atomic<bool>& stop);
 
-// Dials an etcd cluster with `options` (the logger is set here) until it answers, `deadline`
-// passes (nullopt: never) or `stop` is set. Log lines and errors call the cluster `name` ("etcd",
-// "source etcd", ...): "<name> reachable", "<name> unreachable; retrying". Credentials refused
-// and invalid options are not retried.
+// When ConnectEtcd counts a cluster as reachable.
+enum class EtcdCheck {
+  // Its Status call answered (a one-shot command reports what it finds).
+  kAnswered,
+  // A connection is up (the client's dial waited for it); the Status call goes on while the
+  // caller starts, and its answer is logged when it comes: a long-running command starts a round
+  // trip sooner. As kAnswered when the options' dial_timeout is 0 (the client does not dial).
+  kConnected,
+};
+
+// Dials an etcd cluster with `options` (the logger is set here) until it is reachable (`check`),
+// `deadline` passes (nullopt: never) or `stop` is set. Log lines and errors call the cluster
+// `name` ("etcd", "source etcd", ...): "<name> reachable" (with its version),
+// "<name> unreachable; retrying". Credentials refused and invalid options are not retried.
+// With kConnected, `logger` must outlive the client.
 Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
     const etcd::GrpcEtcdClientOptions& options, std::string_view name, ops::Logger& logger,
     const Clock& clock, std::optional<std::chrono::steady_clock::time_point> deadline,
-    const std::atomic<bool>& stop);
+    const std::atomic<bool>& stop, EtcdCheck check = EtcdCheck::kAnswered);
 // The zk2etcd job's etcd (Config::etcd), named "etcd".
 Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
     const Config& config, ops::Logger& logger, const Clock& clock,
-    std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop);
+    std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop,
+    EtcdCheck check = EtcdCheck::kAnswered);
 
 // Opens a ZooKeeper session with `options` (clock and logger set here) and checks it with a
 // read, retrying likewise; log lines and errors call the ensemble `name` ("zookeeper", "source

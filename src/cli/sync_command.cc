@@ -137,7 +137,8 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
       NewZooKeeperSessions(config, *logger, clock, (*operations)->zk_observer()));
   zk_sessions->Preconnect();
   config.etcd.observer = (*operations)->etcd_observer();
-  auto etcd = ConnectEtcd(config, *logger, clock, std::nullopt, stop);
+  // A running sync needs etcd connected, not its Status first (a round trip at every start).
+  auto etcd = ConnectEtcd(config, *logger, clock, std::nullopt, stop, EtcdCheck::kConnected);
   if (!etcd.ok()) {
     if (stop.load()) return kExitOk;
     logger->Error("cannot start", {{"error", etcd.error()}});

@@ -353,6 +353,11 @@ class EtcdClient {
 
   // Maintenance Status of an endpoint that answers: the health check.
   virtual EtcdResult<StatusResponse> Status() = 0;
+  // Status without waiting for it: `done` runs once with the answer, on the client's callback
+  // thread (with kCancelled, perhaps inline, when the client is destroyed first). By default
+  // Status() is called on the caller's thread.
+  using StatusCallback = std::function<void(EtcdResult<StatusResponse>)>;
+  virtual void StatusAsync(StatusCallback done) { done(Status()); }
 
   // Transactions sent and not yet completed, plus those waiting for the window.
   virtual size_t PendingTxns() const = 0;

@@ -569,22 +569,45 @@ std::unique_ptr<CallHandle> GrpcEtcdClient::Observe(const std::string& name,
   });
 }
 
+namespace {
+
+Starter<pb::StatusRequest, pb::StatusResponse> StatusStarter() {
+  return [](Endpoint& e, grpc::ClientContext* c, const pb::StatusRequest& r,
+            grpc::CompletionQueue* cq) { return e.maintenance->PrepareAsyncStatus(c, r, cq); };
+}
+
+}  // namespace
+
+StatusResponse GrpcEtcdClient::StatusOf(const pb::StatusResponse& response, int endpoint) const {
+  StatusResponse out;
+  out.endpoint = endpoints_[static_cast<size_t>(endpoint)].name;
+  out.version = response.version();
+  out.db_size = response.dbsize();
+  out.member_id = response.header().member_id();
+  out.leader = response.leader();
+  out.revision = response.header().revision();
+  out.raft_term = response.raftterm();
+  for (const auto& error : response.errors()) out.errors.push_back(error);
+  return out;
+}
+
 EtcdResult<StatusResponse> GrpcEtcdClient::Status() {
   return CallSync<pb::StatusRequest, pb::StatusResponse>(
-      Spec(kOpStatus, RetryClass::kIdempotent), pb::StatusRequest(),
-      [](Endpoint& e, grpc::ClientContext* c, const pb::StatusRequest& r,
-         grpc::CompletionQueue* cq) { return e.maintenance->PrepareAsyncStatus(c, r, cq); },
+      Spec(kOpStatus, RetryClass::kIdempotent), pb::StatusRequest(), StatusStarter(),
       [this](pb::StatusResponse& response, int endpoint) -> EtcdResult<StatusResponse> {
-        StatusResponse out;
-        out.endpoint = endpoints_[static_cast<size_t>(endpoint)].name;
-        out.version = response.version();
-        out.db_size = response.dbsize();
-        out.member_id = response.header().member_id();
-        out.leader = response.leader();
-        out.revision = response.header().revision();
-        out.raft_term = response.raftterm();
-        for (const auto& error : response.errors()) out.errors.push_back(error);
-        return out;
+        return StatusOf(response, endpoint);
+      });
+}
+
+void GrpcEtcdClient::StatusAsync(StatusCallback done) {
+  UnaryCall<pb::StatusRequest, pb::StatusResponse>::Launch(
+      this, Spec(kOpStatus, RetryClass::kIdempotent), pb::StatusRequest(), StatusStarter(),
+      [this, done = std::move(done)](EtcdResult<pb::StatusResponse*> result, int endpoint) {
+        if (!result.ok()) {
+          done(Unexpected{std::move(result).error()});
+        } else {
+          done(StatusOf(**result, endpoint));
+        }
       });
 }
 

@@ -597,6 +597,46 @@ int DeadPort() {
   return port.ok() ? *port : 1;
 }
 
+// StatusAsync answers as Status does, on the client's callback thread; a client destroyed with
+// one outstanding answers it with kCancelled.
+TEST(GrpcEtcdClientIntegrationTest, StatusAsyncAnswersOnTheCallbackThreadLikeStatus) {
+  EtcdServer* server = nullptr;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(server, SharedEtcd());
+  auto client = Connect(OptionsFor({server->endpoint()}, nullptr));
+  ASSERT_NE(client, nullptr);
+  std::promise<std::pair<EtcdResult<StatusResponse>, bool>> answered;
+  client->StatusAsync([&](EtcdResult<StatusResponse> status) {
+    answered.set_value({std::move(status), client->OnCallbackThread()});
+  });
+  auto future = answered.get_future();
+  ASSERT_EQ(future.wait_for(seconds(10)), std::future_status::ready);
+  auto [status, on_callback_thread] = future.get();
+  ASSERT_TRUE(status.ok()) << status.error().ToString();
+  EXPECT_TRUE(on_callback_thread);
+  const auto direct = client->Status();
+  ASSERT_TRUE(direct.ok());
+  EXPECT_EQ(status->endpoint, direct->endpoint);
+  EXPECT_EQ(status->version, direct->version);
+  EXPECT_LE(status->revision, direct->revision);
+  EXPECT_FALSE(status->version.empty());
+
+  // Towards a port nobody listens on, without dialling: still outstanding at the destruction.
+  GrpcEtcdClientOptions lazy = OptionsFor({"127.0.0.1:" + std::to_string(DeadPort())}, nullptr);
+  lazy.dial_timeout = milliseconds(0);
+  lazy.backoff = BackoffOptions{seconds(5), seconds(5), 2.0, 0.0};
+  auto doomed = Connect(lazy);
+  ASSERT_NE(doomed, nullptr);
+  std::atomic<int> answers{0};
+  std::atomic<bool> cancelled{false};
+  doomed->StatusAsync([&](EtcdResult<StatusResponse> result) {
+    ++answers;
+    cancelled = !result.ok() && result.error().code == ErrorCode::kCancelled;
+  });
+  doomed.reset();
+  EXPECT_EQ(answers.load(), 1);
+  EXPECT_TRUE(cancelled.load());
+}
+
 TEST(GrpcEtcdClientIntegrationTest, FailsOverFromADeadFirstEndpoint) {
   EtcdServer* server = nullptr;
   ASSERT_FIXTURE_OK_AND_ASSIGN(server, SharedEtcd());

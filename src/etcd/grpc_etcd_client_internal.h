@@ -23,8 +23,8 @@
 #include <unordered_set>
 #include <vector>
 
-#include "common/clock.h"
 #include "common/backoff.h"
+#include "common/clock.h"
 #include "etcd/etcd_client.h"
 #include "etcd/grpc_convert.h"
 #include "etcd/grpc_etcd_client.h"
@@ -116,6 +116,7 @@ class GrpcEtcdClient final : public EtcdClient {
   EtcdResult<KeyValue> Leader(const std::string& name) override;
   std::unique_ptr<CallHandle> Observe(const std::string& name, ObserveCallback callback) override;
   EtcdResult<StatusResponse> Status() override;
+  void StatusAsync(StatusCallback done) override;
   size_t PendingTxns() const override {
     std::lock_guard lock(txn_mutex_);
     return static_cast<size_t>(txns_in_flight_) + txn_queue_.size();
@@ -179,6 +180,7 @@ class GrpcEtcdClient final : public EtcdClient {
                     options_.max_attempts};
   }
   void SendTxn(QueuedTxn txn);
+  StatusResponse StatusOf(const pb::StatusResponse& response, int endpoint) const;
   void ReleaseTxnSlot();
   void OnAuthenticated(EtcdResult<pb::AuthenticateResponse*> result);
   void Run();
