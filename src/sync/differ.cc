@@ -46,6 +46,36 @@ size_t DiffReport::Count(Difference::Kind kind) const {
   return count;
 }
 
+namespace {
+
+// A listing already read (DiffOptions::listed), as a cursor.
+class ListedCursor final : public core::SinkCursor {
+ public:
+  ListedCursor(const std::vector<core::SinkEntry>& entries, int64_t point)
+      : entries_(entries), point_(point) {}
+  void Start() override {}
+  core::SinkResult<std::optional<core::SinkEntry>> Next() override {
+    if (next_ == entries_.size()) return std::optional<core::SinkEntry>();
+    return std::optional<core::SinkEntry>(entries_[next_++]);
+  }
+  int64_t point() const override { return point_; }
+
+ private:
+  const std::vector<core::SinkEntry>& entries_;
+  const int64_t point_;
+  size_t next_ = 0;
+};
+
+// The listing of `prefix` that DiffOptions::listed holds, if any.
+const std::vector<core::SinkEntry>* ListedFor(const DiffOptions& options,
+                                              const std::string& prefix) {
+  if (options.listed == nullptr || options.point == 0) return nullptr;
+  const auto it = options.listed->find(prefix);
+  return it == options.listed->end() ? nullptr : &it->second;
+}
+
+}  // namespace
+
 core::SinkResult<DiffReport> ComputeDiff(const core::Snapshot& snapshot, const core::Scope& scope,
                                          core::Sink& sink, const DiffOptions& options) {
   const int64_t page_size = options.page_size;
@@ -79,7 +109,12 @@ core::SinkResult<DiffReport> ComputeDiff(const core::Snapshot& snapshot, const c
     for (size_t i = split_every; i < below.size(); i += split_every) {
       list_options.splits.push_back(entries[below[i]].key);
     }
-    std::unique_ptr<core::SinkCursor> cursor = sink.List(prefix, list_options);
+    std::unique_ptr<core::SinkCursor> cursor;
+    if (const std::vector<core::SinkEntry>* listed = ListedFor(options, prefix)) {
+      cursor = std::make_unique<ListedCursor>(*listed, options.point);
+    } else {
+      cursor = sink.List(prefix, list_options);
+    }
     cursor->Start();
     auto first = cursor->Next();
     if (!first.ok()) return Unexpected{first.error()};

@@ -12,6 +12,7 @@
 #include <deque>
 #include <functional>
 #include <future>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -90,6 +91,10 @@ struct DiffOptions {
   // only older, which the second read and the fenced repairs already allow for (a repair
   // compares what the listing saw), and kCompacted if the sink compacted it meanwhile.
   int64_t point = 0;
+  // Complete listings of some scope prefixes at `point` (REQUIRES point != 0), in source-key order,
+  // read while the snapshot was read: those prefixes are not listed again (for a small or empty
+  // sink, the listing's round trips overlap the snapshot's).
+  const std::map<std::string, std::vector<core::SinkEntry>>* listed = nullptr;
 };
 
 core::SinkResult<DiffReport> ComputeDiff(const core::Snapshot& snapshot, const core::Scope& scope,

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <condition_variable>
 #include <future>
+#include <map>
+#include <memory>
 #include <mutex>
 
 namespace zk2etcd::sync {
@@ -13,6 +15,55 @@ namespace {
 // older the point, the likelier the sink compacted it, and a long snapshot hides a round trip
 // anyway.
 constexpr auto kMaxEarlyPointAge = std::chrono::seconds(10);
+
+// What is read from the sink while the snapshot is read: the point to list at and, for a small
+// sink, the complete listing of every prefix that fits in a page.
+struct EarlyListing {
+  core::SinkResult<int64_t> point = int64_t{0};
+  std::map<std::string, std::vector<core::SinkEntry>> complete;
+};
+
+// Lists each prefix in turn (the first fixes the point) as long as each fits in one page: it
+// stops a page short, so that no second page is ever requested, and after the first prefix that
+// does not fit (the others keep the normal listing, with its splits). Without `try_listing`, only
+// the point.
+EarlyListing ListEarly(core::Sink& sink, const std::vector<std::string>& prefixes,
+                       int64_t page_size, bool try_listing) {
+  EarlyListing early;
+  if (!try_listing || page_size < 2) {
+    early.point = sink.CurrentPoint();
+    return early;
+  }
+  int64_t point = 0;
+  for (const std::string& prefix : prefixes) {
+    core::ListOptions list_options;
+    list_options.point = point;
+    list_options.page_size = page_size;
+    list_options.prefetch = 4;  // the prefix's ranges at once; never a second page ahead
+    std::unique_ptr<core::SinkCursor> cursor = sink.List(prefix, list_options);
+    cursor->Start();
+    std::vector<core::SinkEntry> entries;
+    bool complete = false;
+    while (static_cast<int64_t>(entries.size()) < page_size - 1) {
+      auto next = cursor->Next();
+      if (!next.ok()) {
+        if (point == 0) early.point = Unexpected{next.error()};
+        break;
+      }
+      if (point == 0) point = cursor->point();
+      if (!next->has_value()) {
+        complete = true;
+        break;
+      }
+      entries.push_back(std::move(**next));
+    }
+    if (point == 0) break;
+    if (!complete) break;
+    early.complete[prefix] = std::move(entries);
+  }
+  if (point != 0) early.point = point;
+  return early;
+}
 
 // A candidate's source state as the snapshot has it (absent: seen so at its point).
 core::EntryState SnapshotState(const core::Snapshot& snapshot, const Difference& candidate) {
@@ -174,9 +225,13 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
   const auto start = clock_.Now();
   // The sink point to list at is read while the snapshot is read (cheap), so that the listing
   // starts with every request at once (DiffOptions::point).
-  std::future<core::SinkResult<int64_t>> early_point;
+  std::future<EarlyListing> early;
   if (!scope_.prefixes().empty()) {
-    early_point = std::async(std::launch::async, [this] { return sink_.CurrentPoint(); });
+    const int64_t last = last_sink_entries_.load();
+    const bool try_listing = last < 0 || last < options.sink_page_size;
+    early = std::async(std::launch::async, [this, page_size = options.sink_page_size, try_listing] {
+      return ListEarly(sink_, scope_.prefixes(), page_size, try_listing);
+    });
   }
   core::SnapshotOptions snapshot_options;
   snapshot_options.window = options.source_window;
@@ -204,9 +259,13 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
   diff_options.page_size = options.sink_page_size;
   diff_options.list_unclaimed = ownership_ != nullptr || options.adopt != AdoptPolicy::kNone;
   diff_options.chunk = kRecheckChunk;
-  if (early_point.valid() && walked - start < kMaxEarlyPointAge) {
-    auto point = early_point.get();
-    if (point.ok()) diff_options.point = *point;  // else listed as before
+  EarlyListing early_listing;
+  if (early.valid() && walked - start < kMaxEarlyPointAge) {
+    early_listing = early.get();
+    if (early_listing.point.ok() && *early_listing.point != 0) {
+      diff_options.point = *early_listing.point;  // else listed as before
+      diff_options.listed = &early_listing.complete;
+    }
   }
   // When repairing, the candidates whose second read the snapshot can stand in for: all of an
   // exact one; of a walk, those it holds that no announced change may have made stale.
@@ -265,6 +324,7 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
   report.diff_duration = merged - walked - report.recheck_duration - waiting;
   report.source_entries = diff->source_entries;
   report.sink_entries = diff->sink_entries;
+  last_sink_entries_.store(static_cast<int64_t>(diff->sink_entries));
   report.in_sync = diff->in_sync;
   report.unclaimed = diff->unclaimed;
   report.sink_point = diff->sink_point;

@@ -209,6 +209,38 @@ TEST_F(ReconcilerTest, AKeyThatMayHaveChangedSinceTheWalkIsReadAgain) {
   EXPECT_EQ(sink_.Get("/dubbo/k1")->owner->source_version, walked_k1);
 }
 
+// A sink that fits in a page is listed while the snapshot is read, once; a larger one (page of
+// 4 here) is listed as usual after a page-short early try, and not tried early again.
+TEST_F(ReconcilerTest, ASmallSinkIsListedOnceWhileTheSnapshotIsRead) {
+  FillSource();
+  size_t listings = sink_.listings_read();
+  const ReconcileReport first = Run();
+  EXPECT_EQ(sink_.listings_read() - listings, 1u);
+  EXPECT_EQ(first.fixed_puts, 10u);
+  sink_.PutOwned("/dubbo/leftover", "ours", 1);  // found through the early listing
+  listings = sink_.listings_read();
+  const ReconcileReport second = Run();
+  EXPECT_EQ(sink_.listings_read() - listings, 1u);
+  EXPECT_EQ(second.Count(Kind::kExtra), 1u);
+  EXPECT_EQ(second.fixed_deletes, 1u);
+  EXPECT_EQ(sink_.Values(), Expected());
+
+  SourcePut("/dubbo/k0", "changed");
+  ReconcileOptions paged;
+  paged.sink_page_size = 4;
+  Reconciler reconciler(scope_, sink_, writer_.get(), nullptr, logger_, clock_);
+  listings = sink_.listings_read();
+  auto third = reconciler.Run(source_, paged);
+  ASSERT_TRUE(third.ok()) << third.error().message;
+  EXPECT_EQ(sink_.listings_read() - listings, 2u);  // the early try, then the listing
+  EXPECT_EQ(third->sink_entries, 10u);
+  EXPECT_EQ(third->Count(Kind::kChanged), 1u);
+  EXPECT_EQ(sink_.Values(), Expected());
+  listings = sink_.listings_read();
+  ASSERT_TRUE(reconciler.Run(source_, paged).ok());
+  EXPECT_EQ(sink_.listings_read() - listings, 1u);  // known to be larger than a page
+}
+
 TEST_F(ReconcilerTest, EveryRepairIsReportedWithItsOutcome) {
   FillSource();
   Run();

@@ -406,6 +406,11 @@ size_t InMemorySink::max_batch_seen() const {
   return max_batch_seen_;
 }
 
+size_t InMemorySink::listings_read() const {
+  std::lock_guard lock(mu_);
+  return listings_read_;
+}
+
 size_t InMemorySink::batches_submitted() const {
   std::lock_guard lock(mu_);
   return batches_submitted_;
@@ -449,6 +454,7 @@ std::optional<SinkError> InMemorySink::ReadErrorLocked() {
 SinkResult<int64_t> InMemorySink::ListAt(const std::string& prefix, int64_t point,
                                          std::vector<SinkEntry>* entries) {
   std::lock_guard lock(mu_);
+  ++listings_read_;
   if (auto error = ReadErrorLocked()) return Unexpected(std::move(*error));
   if (point == 0) point = point_;
   if (point < compacted_) {

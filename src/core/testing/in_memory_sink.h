@@ -127,6 +127,7 @@ class InMemorySink : public Sink, public CheckpointedSink {
   size_t writes_applied() const;   // writes answered kApplied
   size_t max_batch_seen() const;   // the most writes one submitted batch held
   size_t batches_submitted() const;
+  size_t listings_read() const;  // cursors that read their listing (List's Next or Start)
 
  private:
   struct Stored {
@@ -181,6 +182,7 @@ class InMemorySink : public Sink, public CheckpointedSink {
   size_t writes_applied_ = 0;
   size_t max_batch_seen_ = 0;
   size_t batches_submitted_ = 0;
+  size_t listings_read_ = 0;
   Worker worker_;  // last: joined first
 };
 
