@@ -171,6 +171,10 @@ class Sink {
   // The entries below `source_prefix` (a prefix of the source's scope), in source-key order.
   virtual std::unique_ptr<SinkCursor> List(const std::string& source_prefix,
                                            const ListOptions& options) = 0;
+  // Whether a cursor reads a page (ListOptions::page_size) per request, so that its first
+  // page_size - 1 entries cost about one request per range: the reconciler then lists a small sink
+  // while the snapshot is read. False for a sink whose listing reads everything at once.
+  virtual bool ListsByPage() const { return false; }
   // The sink's newest point (cheap), for a listing that should start with every request at once.
   virtual SinkResult<int64_t> CurrentPoint() = 0;
   // The given keys as they are now, in the order given (absent ones with no value). Blocking.

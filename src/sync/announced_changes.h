@@ -12,8 +12,11 @@
 // older than what the incremental path already wrote, and an older put would be refused as
 // stale at best. The same holds for every key once the stream had a gap (a disconnection or a
 // lost session: changes made then were never announced): MayHaveChanged is then true for all.
-// (A gap whose event the source delivers only after the reconciliation decided is covered by the
-// reconciliation the service runs after every reconnect, as before this shortcut.)
+// A gap whose event the source delivers only after the reconciliation decided (a silent
+// partition is noticed by the ZooKeeper client's timeout) can let a repair from the walk write a
+// node back that the server deleted meanwhile; the reconciliation the service runs after every
+// reconnect and every lost session removes it again (before this shortcut, the second read would
+// have failed instead, and that same reconciliation followed).
 // A change a source leaves unannounced by design (zk2zk's reverse direction skips the forward
 // direction's own writes, ZooKeeperSourceOptions::announce) is the job's echo, which needs no
 // repair either.

@@ -24,11 +24,11 @@ struct EarlyListing {
 };
 
 // Lists each prefix in turn (the first fixes the point) as long as each fits in one page: it
-// stops a page short, so that no second page is ever requested, and after the first prefix that
-// does not fit (the others keep the normal listing, with its splits). Without `try_listing`, only
-// the point.
+// stops a page short, so that a second page is requested only when the prefix holds keys the
+// sink's listing skips, and stops after the first prefix that does not fit (the others keep the
+// normal listing, with its splits) or when `cancel` is set. Without `try_listing`, only the point.
 EarlyListing ListEarly(core::Sink& sink, const std::vector<std::string>& prefixes,
-                       int64_t page_size, bool try_listing) {
+                       int64_t page_size, bool try_listing, const std::atomic<bool>* cancel) {
   EarlyListing early;
   if (!try_listing || page_size < 2) {
     early.point = sink.CurrentPoint();
@@ -36,6 +36,7 @@ EarlyListing ListEarly(core::Sink& sink, const std::vector<std::string>& prefixe
   }
   int64_t point = 0;
   for (const std::string& prefix : prefixes) {
+    if (cancel != nullptr && cancel->load()) break;
     core::ListOptions list_options;
     list_options.point = point;
     list_options.page_size = page_size;
@@ -224,13 +225,15 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
                                                         const ReconcileOptions& options) {
   const auto start = clock_.Now();
   // The sink point to list at is read while the snapshot is read (cheap), so that the listing
-  // starts with every request at once (DiffOptions::point).
+  // starts with every request at once (DiffOptions::point); a sink that lists by page and was not
+  // found larger than a page is listed then too (ListEarly).
   std::future<EarlyListing> early;
   if (!scope_.prefixes().empty()) {
-    const int64_t last = last_sink_entries_.load();
-    const bool try_listing = last < 0 || last < options.sink_page_size;
-    early = std::async(std::launch::async, [this, page_size = options.sink_page_size, try_listing] {
-      return ListEarly(sink_, scope_.prefixes(), page_size, try_listing);
+    const bool try_listing =
+        sink_.ListsByPage() && last_sink_entries_.load() < options.sink_page_size;
+    early = std::async(std::launch::async, [this, page_size = options.sink_page_size, try_listing,
+                                            cancel = options.cancel] {
+      return ListEarly(sink_, scope_.prefixes(), page_size, try_listing, cancel);
     });
   }
   core::SnapshotOptions snapshot_options;

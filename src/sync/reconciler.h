@@ -222,8 +222,8 @@ class Reconciler {
   ownership::OwnershipStore* ownership_;
   ops::Logger& logger_;
   const Clock& clock_;
-  // The sink entries the last run compared, or -1 before the first: a sink that held more than a
-  // page is not listed early (each early page of a large scope is a wasted request).
+  // The sink entries the last run compared, or -1 before the first: a sink that held a page or
+  // more is not listed early again (each early page of a large scope is a wasted request).
   std::atomic<int64_t> last_sink_entries_{-1};
 };
 

@@ -216,6 +216,7 @@ TEST_F(ReconcilerTest, ASmallSinkIsListedOnceWhileTheSnapshotIsRead) {
   size_t listings = sink_.listings_read();
   const ReconcileReport first = Run();
   EXPECT_EQ(sink_.listings_read() - listings, 1u);
+  EXPECT_EQ(sink_.points_read(), 0u);  // the early listing gave the point
   EXPECT_EQ(first.fixed_puts, 10u);
   sink_.PutOwned("/dubbo/leftover", "ours", 1);  // found through the early listing
   listings = sink_.listings_read();
@@ -239,6 +240,24 @@ TEST_F(ReconcilerTest, ASmallSinkIsListedOnceWhileTheSnapshotIsRead) {
   listings = sink_.listings_read();
   ASSERT_TRUE(reconciler.Run(source_, paged).ok());
   EXPECT_EQ(sink_.listings_read() - listings, 1u);  // known to be larger than a page
+}
+
+// A sink whose listing reads everything at once (ZooKeeper) is never listed early: only its
+// point is read while the snapshot is.
+TEST_F(ReconcilerTest, ASinkThatDoesNotListByPageIsListedOnlyAfterTheSnapshot) {
+  core::memory::InMemorySink::Options options;
+  options.lists_by_page = false;
+  core::memory::InMemorySink whole(options);
+  FencedWriter writer(whole, writer_options_, clock_);
+  Reconciler reconciler(scope_, whole, &writer, nullptr, logger_, clock_);
+  FillSource();
+  auto report = reconciler.Run(source_, {});
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_EQ(whole.points_read(), 1u);    // while the snapshot was read
+  EXPECT_EQ(whole.listings_read(), 1u);  // after it
+  EXPECT_EQ(report->fixed_puts, 10u);
+  EXPECT_EQ(whole.Values(), Expected());
+  writer.Stop();
 }
 
 TEST_F(ReconcilerTest, EveryRepairIsReportedWithItsOutcome) {

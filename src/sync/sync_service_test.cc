@@ -231,8 +231,11 @@ TEST_F(SyncServiceTest, OnlyNodesAnnouncedSinceTheReconciliationBeganAreReadASec
   replica.source().Put("/dubbo/c", "C");
   sink_.PutOwned("/dubbo/gone", "ours", 1);  // absent from the source: always read again
   std::atomic<bool> changed{false};
+  const size_t listings_before = sink_.listings_read();
   replica.source().SetSnapshotHook([&] {
     if (changed.exchange(true)) return;
+    // After the sink was listed (while the walk ran), so that /dubbo/b is a difference.
+    EXPECT_TRUE(WaitFor([&] { return sink_.listings_read() > listings_before; }, kWait));
     replica.source().Put("/dubbo/b", "B2");
     replica.source().Drain();  // announced before the second read
   });
@@ -241,10 +244,9 @@ TEST_F(SyncServiceTest, OnlyNodesAnnouncedSinceTheReconciliationBeganAreReadASec
   ASSERT_TRUE(WaitFor([&] { return replica.reconciliations() >= 1; }, kWait));
   const ReconcileReport report = replica.reports().front();
   EXPECT_EQ(report.reread, 2u);  // /dubbo/b and /dubbo/gone
-  // /dubbo/a and /dubbo/c from the walk; /dubbo/b too unless the listing already saw the
-  // incremental path's write of B2 (then it is no difference).
-  EXPECT_GE(report.fixed_puts + report.stale, 2u);
-  EXPECT_LE(report.fixed_puts + report.stale, 3u);
+  // /dubbo/a and /dubbo/c from the walk, /dubbo/b from its second read (B2, or stale if the
+  // incremental path's write of B2 landed first).
+  EXPECT_EQ(report.fixed_puts + report.stale, 3u);
   EXPECT_EQ(report.fixed_deletes, 1u);
   EXPECT_TRUE(WaitForValue("/dubbo/b", "B2"));
   EXPECT_EQ(SinkValue("/dubbo/a"), "A");

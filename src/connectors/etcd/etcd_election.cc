@@ -1,5 +1,6 @@
 #include "connectors/etcd/etcd_election.h"
 
+#include <chrono>
 #include <future>
 #include <utility>
 
@@ -70,10 +71,17 @@ Result<uint64_t, std::string> EtcdElection::Campaign(
   // The new lease is granted while the election's leader is read (one round trip instead of
   // two before the campaign starts): the two do not depend on each other, and a stale lease
   // that ClearStaleLeadership revokes is never the new one.
+  const auto checking = std::chrono::steady_clock::now();
   auto granting =
       std::async(std::launch::async, [this] { return etcd_.LeaseGrant(options_.lease_ttl); });
   ClearStaleLeadership();
   auto lease = granting.get();
+  if (lease.ok() && std::chrono::steady_clock::now() - checking > options_.lease_ttl / 2) {
+    // The check was slow (etcd struggling, a failover): the new lease, not kept alive yet, may be
+    // about to expire. A fresh one instead.
+    (void)etcd_.LeaseRevoke(lease->id);
+    lease = etcd_.LeaseGrant(options_.lease_ttl);
+  }
   if (!lease.ok()) {
     return Unexpected{"cannot grant the election lease: " + lease.error().ToString()};
   }

@@ -69,6 +69,7 @@ class EtcdSink final : public core::Sink, public core::CheckpointedSink {
  public:
   EtcdSink(etcd::EtcdClient& etcd, const KeyLayout& layout, EtcdSinkOptions options = {});
 
+  bool ListsByPage() const override { return true; }
   std::unique_ptr<core::SinkCursor> List(const std::string& source_prefix,
                                          const core::ListOptions& options) override;
   core::SinkResult<int64_t> CurrentPoint() override;

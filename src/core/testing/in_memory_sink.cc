@@ -76,6 +76,7 @@ std::unique_ptr<SinkCursor> InMemorySink::List(const std::string& source_prefix,
 
 SinkResult<int64_t> InMemorySink::CurrentPoint() {
   std::lock_guard lock(mu_);
+  ++points_read_;
   if (auto error = ReadErrorLocked()) return Unexpected(std::move(*error));
   return point_;
 }
@@ -404,6 +405,11 @@ size_t InMemorySink::writes_applied() const {
 size_t InMemorySink::max_batch_seen() const {
   std::lock_guard lock(mu_);
   return max_batch_seen_;
+}
+
+size_t InMemorySink::points_read() const {
+  std::lock_guard lock(mu_);
+  return points_read_;
 }
 
 size_t InMemorySink::listings_read() const {

@@ -55,12 +55,15 @@ class InMemorySink : public Sink, public CheckpointedSink {
     // The bytes of an atomic batch (AtomicLimits), when not 0 (else max_bytes): lower, it makes
     // a large write go through ApplyAsync alone, as etcd's nested form does for large values.
     size_t max_atomic_bytes = 0;
+    // What ListsByPage says: false plays a sink whose listing reads everything at once.
+    bool lists_by_page = true;
   };
   InMemorySink() : InMemorySink(Options{}) {}
   explicit InMemorySink(Options options);
   ~InMemorySink() override;  // batches still held answer kCancelled
 
   // core::Sink.
+  bool ListsByPage() const override { return options_.lists_by_page; }
   std::unique_ptr<SinkCursor> List(const std::string& source_prefix,
                                    const ListOptions& options) override;
   SinkResult<int64_t> CurrentPoint() override;
@@ -128,6 +131,7 @@ class InMemorySink : public Sink, public CheckpointedSink {
   size_t max_batch_seen() const;   // the most writes one submitted batch held
   size_t batches_submitted() const;
   size_t listings_read() const;  // cursors that read their listing (List's Next or Start)
+  size_t points_read() const;    // CurrentPoint calls
 
  private:
   struct Stored {
@@ -183,6 +187,7 @@ class InMemorySink : public Sink, public CheckpointedSink {
   size_t max_batch_seen_ = 0;
   size_t batches_submitted_ = 0;
   size_t listings_read_ = 0;
+  size_t points_read_ = 0;
   Worker worker_;  // last: joined first
 };
 
