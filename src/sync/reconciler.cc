@@ -16,10 +16,11 @@ namespace {
 // anyway.
 constexpr auto kMaxEarlyPointAge = std::chrono::seconds(10);
 
-// What is read from the sink while the snapshot is read: the point to list at and, for a small
-// sink, the complete listing of every prefix that fits in a page.
+// What is read from the sink while the snapshot is read: the point to list at (0 when it could
+// not be read: the merge then lists as without it) and, for a small sink, the complete listing of
+// every prefix that fits in a page.
 struct EarlyListing {
-  core::SinkResult<int64_t> point = int64_t{0};
+  int64_t point = 0;
   std::map<std::string, std::vector<core::SinkEntry>> complete;
 };
 
@@ -31,7 +32,7 @@ EarlyListing ListEarly(core::Sink& sink, const std::vector<std::string>& prefixe
                        int64_t page_size, bool try_listing, const std::atomic<bool>* cancel) {
   EarlyListing early;
   if (!try_listing || page_size < 2) {
-    early.point = sink.CurrentPoint();
+    if (auto point = sink.CurrentPoint(); point.ok()) early.point = *point;
     return early;
   }
   int64_t point = 0;
@@ -47,10 +48,7 @@ EarlyListing ListEarly(core::Sink& sink, const std::vector<std::string>& prefixe
     bool complete = false;
     while (static_cast<int64_t>(entries.size()) < page_size - 1) {
       auto next = cursor->Next();
-      if (!next.ok()) {
-        if (point == 0) early.point = Unexpected{next.error()};
-        break;
-      }
+      if (!next.ok()) break;
       if (point == 0) point = cursor->point();
       if (!next->has_value()) {
         complete = true;
@@ -62,7 +60,7 @@ EarlyListing ListEarly(core::Sink& sink, const std::vector<std::string>& prefixe
     if (!complete) break;
     early.complete[prefix] = std::move(entries);
   }
-  if (point != 0) early.point = point;
+  early.point = point;
   return early;
 }
 
@@ -265,8 +263,8 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
   EarlyListing early_listing;
   if (early.valid() && walked - start < kMaxEarlyPointAge) {
     early_listing = early.get();
-    if (early_listing.point.ok() && *early_listing.point != 0) {
-      diff_options.point = *early_listing.point;  // else listed as before
+    if (early_listing.point != 0) {
+      diff_options.point = early_listing.point;  // else listed as before
       diff_options.listed = &early_listing.complete;
     }
   }

@@ -242,6 +242,17 @@ TEST_F(ReconcilerTest, ASmallSinkIsListedOnceWhileTheSnapshotIsRead) {
   EXPECT_EQ(sink_.listings_read() - listings, 1u);  // known to be larger than a page
 }
 
+// An early listing that fails is no failure: the merge lists as it would have without it.
+TEST_F(ReconcilerTest, AFailedEarlyListingIsListedAgainAfterTheSnapshot) {
+  FillSource();
+  sink_.FailNextReads(1);  // the early listing's
+  const size_t listings = sink_.listings_read();
+  const ReconcileReport report = Run();
+  EXPECT_EQ(sink_.listings_read() - listings, 2u);
+  EXPECT_EQ(report.fixed_puts, 10u);
+  EXPECT_EQ(sink_.Values(), Expected());
+}
+
 // A sink whose listing reads everything at once (ZooKeeper) is never listed early: only its
 // point is read while the snapshot is.
 TEST_F(ReconcilerTest, ASinkThatDoesNotListByPageIsListedOnlyAfterTheSnapshot) {
