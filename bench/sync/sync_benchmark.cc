@@ -593,6 +593,8 @@ int WeakNetworkScenario(const Options& options, const testing::ZooKeeperServer& 
       const std::vector<std::string> argv = SyncArgv(options, zk_address, etcd_endpoint, "info");
       const std::string name = std::string(weak ? "weak" : "loopback") + "-" + std::to_string(run);
       const std::string log_path = log_dir + "/" + name + ".log";
+      // The tool appends to its log: a log left by an earlier runner would give its phases.
+      std::filesystem::remove(log_path);
       ToolProcess tool(name, argv, log_path);
       const double seconds = StartAndTimeInitialSync(tool, etcd, tree_nodes);
       tool.Stop();

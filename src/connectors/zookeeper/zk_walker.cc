@@ -1,7 +1,6 @@
 #include "connectors/zookeeper/zk_walker.h"
 
 #include <algorithm>
-#include <array>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -23,22 +22,31 @@ class Walk : public std::enable_shared_from_this<Walk> {
 
   Walk(zk::ZkClient& client, const core::Scope& scope, const WalkOptions& options)
       : scope_(scope), options_(options) {
-    sessions_[0] = &client;
-    sessions_[1] = UseMultiRead() ? options.hedge : nullptr;
-    hedging_ = sessions_[1] != nullptr;
+    sessions_.push_back(&client);
+    if (UseMultiRead()) {
+      for (zk::ZkClient* helper : options.helpers) {
+        if (helper != nullptr) sessions_.push_back(helper);
+      }
+    }
+    spreading_ = sessions_.size() > 1;
+    usable_.assign(sessions_.size(), true);
+    stalled_.assign(sessions_.size(), false);
+    sent_to_.assign(sessions_.size(), 0);
+    last_answer_.assign(sessions_.size(), SteadyClock::now());
+    newest_answered_send_.resize(sessions_.size());
   }
 
   Result<core::Snapshot, zk::ZkError> Run() {
     {
       std::lock_guard lock(mutex_);
       for (const std::string& prefix : scope_.prefixes()) todo_.push_back({prefix, false});
-      last_answer_.fill(SteadyClock::now());
+      last_answer_.assign(sessions_.size(), SteadyClock::now());
     }
     Pump();
     std::unique_lock lock(mutex_);
     const auto finished = [this] { return in_flight_ == 0 && (todo_.empty() || error_); };
     while (!finished()) {
-      if (!hedging_) {
+      if (!spreading_) {
         done_.wait(lock, finished);
         break;
       }
@@ -64,12 +72,12 @@ class Walk : public std::enable_shared_from_this<Walk> {
     bool children;  // getChildren (else getData)
   };
 
-  // One multiRead request, sent on one session or on both.
+  // One multiRead request, sent on one session or more.
   struct MultiRead {
     uint64_t id = 0;
     std::vector<std::string> batch;
-    std::vector<std::pair<size_t, bool>> layout;  // (index in batch, children?) per op
-    std::array<std::optional<SteadyClock::time_point>, 2> sent;  // per session
+    std::vector<std::pair<size_t, bool>> layout;               // (index in batch, children?) per op
+    std::vector<std::optional<SteadyClock::time_point>> sent;  // per session
     bool answered = false;
   };
   struct Resend {
@@ -176,7 +184,7 @@ class Walk : public std::enable_shared_from_this<Walk> {
   }
 
   // getData of every node of the batch, and getChildren of those whose subtree may hold
-  // in-scope nodes; on the session that answers now.
+  // in-scope nodes.
   void SendMultiRead(std::vector<std::string> batch) {
     auto read = std::make_shared<MultiRead>();
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -184,15 +192,41 @@ class Walk : public std::enable_shared_from_this<Walk> {
       if (scope_.ShouldDescend(batch[i])) read->layout.emplace_back(i, true);
     }
     read->batch = std::move(batch);
+    read->sent.resize(sessions_.size());
     int session;
     {
       std::lock_guard lock(mutex_);
       read->id = next_id_++;
-      session = preferred_;
+      session = SessionForNewLocked(*read);
       read->sent[session] = SteadyClock::now();
-      if (hedging_) waiting_.emplace(read->id, read);
+      ++sent_to_[session];
+      if (spreading_) waiting_.emplace(read->id, read);
     }
     Send(read, session);
+  }
+
+  // The first session until it has answered; then, when a round trip is long enough to spread
+  // over (`spread_from`), the session with the fewest requests waiting, else the first session
+  // unless it is stalled.
+  int SessionForNewLocked(const MultiRead& read) const {
+    if (!floor_) return 0;
+    const bool spread = min_latency_ && *min_latency_ >= options_.spread_from;
+    if (!spread && usable_[0] && !stalled_[0]) return 0;
+    return PickLocked(read, /*avoid_stalled=*/false);
+  }
+
+  // Of the usable sessions `read` was not sent on, the one with the fewest requests waiting,
+  // a stalled one last (or not at all with `avoid_stalled`); -1 if there is none.
+  int PickLocked(const MultiRead& read, bool avoid_stalled) const {
+    int best = -1;
+    for (int s = 0; s < static_cast<int>(sessions_.size()); ++s) {
+      if (!usable_[s] || read.sent[s] || (avoid_stalled && stalled_[s])) continue;
+      if (best < 0 || std::make_pair(bool{stalled_[s]}, sent_to_[s]) <
+                          std::make_pair(bool{stalled_[best]}, sent_to_[best])) {
+        best = s;
+      }
+    }
+    return best;
   }
 
   // Sends `read` on `session`; its ops are made from the batch each time (a request is rarely
@@ -218,11 +252,17 @@ class Walk : public std::enable_shared_from_this<Walk> {
       std::lock_guard lock(mutex_);
       const auto now = SteadyClock::now();
       last_answer_[session] = now;
-      if (read->answered) return;  // the other session answered first
-      if (session == 1 && !(reply.ok() && floor_ && reply->zxid >= *floor_)) {
+      stalled_[session] = false;
+      --sent_to_[session];
+      if (!newest_answered_send_[session] ||
+          *read->sent[session] > *newest_answered_send_[session]) {
+        newest_answered_send_[session] = read->sent[session];
+      }
+      if (read->answered) return;  // another session answered first
+      if (session != 0 && !(reply.ok() && floor_ && reply->zxid >= *floor_)) {
         // Not an answer this walk can use (an error, or a server behind the walk's start): the
-        // first session's is awaited instead.
-        StopHedgingLocked(resends);
+        // session is given up for the walk, and what waits on it alone goes elsewhere.
+        DropSessionLocked(session, resends);
       } else {
         read->answered = true;
         taken = true;
@@ -240,40 +280,84 @@ class Walk : public std::enable_shared_from_this<Walk> {
     Finish();
   }
 
-  // The requests that wait on a stalled session, to send on the other. A session is stalled when
-  // it answered nothing for `stall` and a request has waited on it as long.
+  // Whether `read` waits only on sessions that are stalled or given up.
+  bool StuckLocked(const MultiRead& read) const {
+    for (size_t s = 0; s < sessions_.size(); ++s) {
+      if (read.sent[s] && usable_[s] && !stalled_[s]) return false;
+    }
+    return true;
+  }
+
+  // The requests that wait only on stalled sessions, to send on another. All sessions read from
+  // one server, which answers in the order requests arrive, so a session is stalled (a held
+  // segment on its connection) when it has answered nothing for a while although another session
+  // answered a request sent after its oldest unanswered one; a slow server, which slows every
+  // session alike, stalls none. When no other session has anything to answer (the walk's last
+  // requests), a session is stalled after `stall` without an answer. It is no longer stalled
+  // when it answers.
   std::vector<Resend> StalledLocked(SteadyClock::time_point now) {
     std::vector<Resend> resends;
-    if (!hedging_ || !floor_ || error_) return resends;
-    const SteadyClock::duration stall = std::max<SteadyClock::duration>(
-        options_.min_stall, 2 * min_latency_.value_or(SteadyClock::duration::zero()));
-    for (int session = 0; session < 2; ++session) {
-      if (now - last_answer_[session] < stall) continue;
-      const int other = 1 - session;
-      for (auto& [id, read] : waiting_) {
-        if (read->sent[session] && !read->sent[other] && now - *read->sent[session] >= stall) {
-          read->sent[other] = now;
-          ++tree_.requests_sent_again;
-          resends.push_back({read, other});
-        }
+    if (!spreading_ || !floor_ || error_) return resends;
+    const auto min_latency = min_latency_.value_or(SteadyClock::duration::zero());
+    const SteadyClock::duration stall =
+        std::max<SteadyClock::duration>(options_.min_stall, 2 * min_latency);
+    const SteadyClock::duration overtaken_gap =
+        std::max<SteadyClock::duration>(options_.min_stall / 2, min_latency);
+    std::vector<std::optional<SteadyClock::time_point>> oldest(sessions_.size());
+    for (const auto& [id, read] : waiting_) {
+      for (size_t s = 0; s < sessions_.size(); ++s) {
+        if (read->sent[s] && (!oldest[s] || *read->sent[s] < *oldest[s])) oldest[s] = read->sent[s];
       }
-      if (!resends.empty()) preferred_ = other;
+    }
+    bool any_stalled = false;
+    for (size_t s = 0; s < sessions_.size(); ++s) {
+      if (!usable_[s] || stalled_[s] || !oldest[s]) {
+        any_stalled = any_stalled || stalled_[s];
+        continue;
+      }
+      const auto quiet = now - std::max(last_answer_[s], *oldest[s]);
+      bool overtaken = false, others_waiting = false;
+      for (size_t o = 0; o < sessions_.size(); ++o) {
+        if (o == s || !usable_[o]) continue;
+        overtaken =
+            overtaken || (newest_answered_send_[o] && *newest_answered_send_[o] > *oldest[s]);
+        others_waiting = others_waiting || (oldest[o] && !stalled_[o]);
+      }
+      if ((overtaken && quiet >= overtaken_gap) || (!others_waiting && quiet >= stall)) {
+        stalled_[s] = true;
+        any_stalled = true;
+      }
+    }
+    if (!any_stalled) return resends;
+    for (auto& [id, read] : waiting_) {
+      if (!StuckLocked(*read)) continue;
+      const int other = PickLocked(*read, /*avoid_stalled=*/true);
+      if (other < 0) continue;
+      read->sent[other] = now;
+      ++sent_to_[other];
+      ++tree_.requests_sent_again;
+      resends.push_back({read, other});
     }
     return resends;
   }
 
-  // Ends the use of the second session for this walk; what waits on it alone goes again on the
-  // first.
-  void StopHedgingLocked(std::vector<Resend>& resends) {
-    if (!hedging_) return;
-    hedging_ = false;
-    preferred_ = 0;
+  // Gives `session` up for this walk; what waits on it alone goes again on another (the first
+  // session at least is always usable).
+  void DropSessionLocked(int session, std::vector<Resend>& resends) {
+    if (!usable_[session]) return;
+    usable_[session] = false;
     const auto now = SteadyClock::now();
     for (auto& [id, read] : waiting_) {
-      if (!read->sent[0]) {
-        read->sent[0] = now;
-        resends.push_back({read, 0});
+      bool waits_elsewhere = false;
+      for (size_t s = 0; s < sessions_.size(); ++s) {
+        waits_elsewhere = waits_elsewhere || (read->sent[s] && usable_[s]);
       }
+      if (waits_elsewhere) continue;
+      int other = PickLocked(*read, /*avoid_stalled=*/false);
+      if (other < 0) other = 0;  // sent on the first session once already: again
+      read->sent[other] = now;
+      ++sent_to_[other];
+      resends.push_back({read, other});
     }
   }
 
@@ -328,7 +412,7 @@ class Walk : public std::enable_shared_from_this<Walk> {
     if (in_flight_ == 0 && (todo_.empty() || error_)) done_.notify_all();
   }
 
-  std::array<zk::ZkClient*, 2> sessions_{};  // the walk's session, and the second one (or null)
+  std::vector<zk::ZkClient*> sessions_;  // the walk's session first, then the helpers
   const core::Scope& scope_;
   const WalkOptions& options_;
   std::mutex mutex_;
@@ -337,12 +421,17 @@ class Walk : public std::enable_shared_from_this<Walk> {
   size_t in_flight_ = 0;
   std::optional<zk::ZkError> error_;
   core::Snapshot tree_;
-  // The second session's state.
-  bool hedging_ = false;
-  int preferred_ = 0;  // the session new requests go to
+  // With helpers: per session, whether the walk still uses it, whether it is stalled, how many
+  // sends await its answer, and when it last answered.
+  bool spreading_ = false;
+  std::vector<bool> usable_;
+  std::vector<bool> stalled_;
+  std::vector<size_t> sent_to_;
+  std::vector<SteadyClock::time_point> last_answer_;
+  // Per session, when the latest-sent request it answered was sent.
+  std::vector<std::optional<SteadyClock::time_point>> newest_answered_send_;
   uint64_t next_id_ = 0;
-  std::map<uint64_t, std::shared_ptr<MultiRead>> waiting_;  // unanswered, when hedging
-  std::array<SteadyClock::time_point, 2> last_answer_{};
+  std::map<uint64_t, std::shared_ptr<MultiRead>> waiting_;  // unanswered, when spreading
   std::optional<int64_t> floor_;  // the zxid of the first session's first answer
   std::optional<SteadyClock::duration> min_latency_;
 };

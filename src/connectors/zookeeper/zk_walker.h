@@ -58,18 +58,30 @@ struct WalkOptions {
   std::function<void(const std::string& path, const std::vector<std::string>& children)>
       on_children;
   NodeFilter include;
-  // A second session, for requests the first is late to answer (a held or lost TCP segment stalls
-  // every answer behind it on that connection): when the session the walk sends to has answered
-  // nothing for a stall (twice the walk's shortest answer time, at least `min_stall`) while
-  // requests wait, they are sent again on the other, new requests go there until it stalls in
-  // turn, and the first answer of each request counts. A held segment then costs the walk the
-  // stall and a round trip instead of the whole hold. Only with multiRead, and only once
-  // `client` has answered a request of this walk: an answer of `hedge` counts only if its zxid
-  // is at least that answer's, so that it sees every change made before the walk (the watches
-  // registered before it announce the rest), whichever server `hedge` reads from; an answer
-  // below it, or an error of `hedge`, ends its use for the walk. Null: no second session.
-  zk::ZkClient* hedge = nullptr;
+  // More sessions to read with (null ones are skipped), so that a held or lost TCP segment, which
+  // stalls every answer behind it on its connection, stalls only the requests sent on that one.
+  // Only with multiRead, and only once `client` has answered a request of this walk: new requests
+  // then go to the session with the fewest unanswered ones if the walk's shortest answer time is
+  // at least `spread_from`, else to `client` (unless it is stalled). A session is stalled when
+  // it has answered nothing for the walk's shortest answer time (at least min_stall / 2) although
+  // another session answered a request sent after its oldest unanswered one (one server answers
+  // in arrival order; a slow server slows every session alike and stalls none), or, when no other
+  // session has requests waiting, after a stall without an answer (twice the shortest answer
+  // time, at least `min_stall`). A stalled session gets no new request while another can take
+  // it, what waits on stalled sessions alone is sent again on one that is not, and the first
+  // answer of each request counts; a session is no longer stalled when it answers. A held
+  // segment then costs the walk a stall and a round trip on part of its requests instead of the
+  // whole hold on all of them. An answer of a helper counts only if its zxid is at least that of
+  // `client`'s first answer, so that it sees every change made before the walk (the watches
+  // registered before it announce the rest), whichever server the helper reads from; an answer
+  // below it, or an error of a helper, ends that helper's use for the walk. Empty: `client`
+  // alone.
+  std::vector<zk::ZkClient*> helpers;
   std::chrono::milliseconds min_stall{50};
+  // Below this round trip every request goes to `client` while it answers: on loopback, spreading
+  // a 110,000-node walk over four sessions made `diff` slower (medians of 10: 1.74 s against
+  // 1.66 s; docs/BENCHMARKS.md, "The walk spread over four sessions").
+  std::chrono::microseconds spread_from{5000};
 };
 
 // The snapshot's entries are sorted by path (byte order); its point is the highest reply zxid

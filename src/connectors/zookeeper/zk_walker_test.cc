@@ -148,88 +148,197 @@ TEST(ZkWalkerTest, ReadNodesWithMultiReadSendsEveryBatchAtOnce) {
   EXPECT_EQ(nodes->back().value, "d" + paths.back());
 }
 
-// A walk of /dubbo with `leaves` children on a first and a second session, both held by the
-// test.
-struct TwoSessionWalk {
-  explicit TwoSessionWalk(std::chrono::milliseconds min_stall) {
-    options.hedge = &second;
+// A walk of /dubbo on a first session and `helpers` more, all held by the test; requests are
+// spread over the sessions whatever the round trip, unless `spread` is false.
+struct SpreadWalk {
+  SpreadWalk(size_t helpers, std::chrono::milliseconds min_stall, bool spread = true)
+      : sessions(1 + helpers) {
+    for (size_t i = 1; i < sessions.size(); ++i) options.helpers.push_back(&sessions[i]);
     options.min_stall = min_stall;
-    walk = std::async(std::launch::async, [this] { return WalkZkTree(first, scope, options); });
+    options.spread_from = spread ? std::chrono::microseconds(0) : std::chrono::hours(1);
+    walk =
+        std::async(std::launch::async, [this] { return WalkZkTree(sessions[0], scope, options); });
   }
-  // The first session answers the root at zxid 7, then holds the level's requests, which go
-  // again on the second session after a stall: returns them (those held by the first session
-  // stay in `stalled`).
-  std::deque<HoldingZkClient::Held> StallTheLevel(int leaves) {
-    auto root = first.TakeAtLeast(1);
+  // The first session answers the root (/dubbo with `leaves` children) at zxid 7; returns the
+  // requests of the level as each session holds them.
+  std::vector<std::deque<HoldingZkClient::Held>> AnswerTheRoot(int leaves,
+                                                               const std::vector<size_t>& spread) {
+    auto root = sessions[0].TakeAtLeast(1);
     EXPECT_EQ(root.size(), 1u);
     if (!root.empty()) Answer(root.front(), leaves, 7);
-    stalled = first.TakeAtLeast(leaves / 15);
-    EXPECT_EQ(stalled.size(), static_cast<size_t>(leaves / 15));
-    auto again = second.TakeAtLeast(leaves / 15);
-    EXPECT_EQ(again.size(), static_cast<size_t>(leaves / 15));
-    return again;
+    std::vector<std::deque<HoldingZkClient::Held>> level;
+    for (size_t i = 0; i < sessions.size(); ++i) {
+      level.push_back(sessions[i].TakeAtLeast(spread[i]));
+      EXPECT_EQ(level.back().size(), spread[i]) << "session " << i;
+    }
+    return level;
+  }
+  zk2etcd::Result<core::Snapshot, zk::ZkError> Finished() {
+    EXPECT_EQ(walk.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    return walk.get();
   }
 
-  HoldingZkClient first, second;
+  std::deque<HoldingZkClient> sessions;
   const core::Scope scope = core::Scope::Create({"/dubbo"}, {}).value();
   WalkOptions options;
-  std::future<Result<core::Snapshot, zk::ZkError>> walk;
-  std::deque<HoldingZkClient::Held> stalled;
+  std::future<zk2etcd::Result<core::Snapshot, zk::ZkError>> walk;
 };
 
-// The first session answers the root, then stalls (a held TCP segment) with the whole level of 20
-// requests unanswered. After a stall the level goes again on the second session, whose answers
-// end the walk; the first session's answers, when they come at last, change nothing (and find
-// the walk's state alive: the walk returned long before).
-TEST(ZkWalkerTest, RequestsAStalledSessionHoldsGoAgainOnTheSecondSession) {
+// Once the first session has answered (the root), the walk's requests go to the session with the
+// fewest unanswered: a level of 20 requests is 7, 7 and 6 on three sessions. While every session
+// answers, no request is sent twice.
+TEST(ZkWalkerTest, ALevelIsSpreadOverTheSessionsOnceTheFirstHasAnswered) {
   constexpr int kLeaves = 300;  // 20 requests of 15
-  TwoSessionWalk test(std::chrono::milliseconds(20));
-  for (HoldingZkClient::Held& held : test.StallTheLevel(kLeaves)) {
-    Answer(held, kLeaves, 8, "second");
+  SpreadWalk test(2, std::chrono::seconds(5));
+  for (auto& held : test.AnswerTheRoot(kLeaves, {7, 7, 6})) {
+    for (HoldingZkClient::Held& request : held) Answer(request, kLeaves, 8);
   }
-  ASSERT_EQ(test.walk.wait_for(std::chrono::seconds(10)), std::future_status::ready);
-  auto tree = test.walk.get();
+  auto tree = test.Finished();
   ASSERT_TRUE(tree.ok()) << tree.error().ToString();
   EXPECT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
   EXPECT_EQ(tree->requests, static_cast<size_t>(1 + kLeaves / 15));
-  EXPECT_EQ(tree->requests_sent_again, static_cast<size_t>(kLeaves / 15));
-  EXPECT_EQ(tree->entries.back().value, "second" + tree->entries.back().key);
+  EXPECT_EQ(tree->requests_sent_again, 0u);
   EXPECT_EQ(tree->point, 8);
-  for (HoldingZkClient::Held& held : test.stalled) Answer(held, kLeaves, 9, "first");
-  EXPECT_EQ(test.first.held() + test.second.held(), 0u);
 }
 
-// The second session is not used while the first answers: 2,000 nodes answered as they come.
-TEST(ZkWalkerTest, ASessionThatAnswersKeepsEveryRequest) {
+// On a short round trip (below spread_from) the first session keeps every request while it
+// answers, and the helpers are not used: 2,000 nodes answered as they come.
+TEST(ZkWalkerTest, OnAShortRoundTripTheFirstSessionKeepsEveryRequest) {
   constexpr int kLeaves = 2000;
-  TwoSessionWalk test(std::chrono::seconds(2));
+  SpreadWalk test(2, std::chrono::seconds(2), /*spread=*/false);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (test.walk.wait_for(std::chrono::milliseconds(1)) != std::future_status::ready &&
          std::chrono::steady_clock::now() < deadline) {
-    if (test.first.held() == 0) continue;
-    for (HoldingZkClient::Held& request : test.first.TakeAtLeast(1)) Answer(request, kLeaves);
+    if (test.sessions[0].held() == 0) continue;
+    for (HoldingZkClient::Held& request : test.sessions[0].TakeAtLeast(1)) {
+      Answer(request, kLeaves);
+    }
   }
-  ASSERT_EQ(test.walk.wait_for(std::chrono::seconds(0)), std::future_status::ready);
-  auto tree = test.walk.get();
+  auto tree = test.Finished();
   ASSERT_TRUE(tree.ok()) << tree.error().ToString();
   EXPECT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
   EXPECT_EQ(tree->requests_sent_again, 0u);
-  EXPECT_EQ(test.second.held(), 0u);
+  EXPECT_EQ(test.sessions[1].held() + test.sessions[2].held(), 0u);
 }
 
-// An answer of the second session read at a zxid below the first session's first answer may
-// predate changes that no watch announced (another server, behind): it is not used, the second
-// session is given up for the walk, and the first session's answers make the snapshot.
-TEST(ZkWalkerTest, AnAnswerOfTheSecondSessionOlderThanTheWalkIsNotUsed) {
+// Without spreading, when the first session stalls with the whole level of 20 requests
+// unanswered, the level goes again on a helper after a stall, and the walk ends on its answers.
+TEST(ZkWalkerTest, WithoutSpreadingAStalledFirstSessionsRequestsGoAgainOnAHelper) {
   constexpr int kLeaves = 300;
-  TwoSessionWalk test(std::chrono::milliseconds(20));
-  for (HoldingZkClient::Held& held : test.StallTheLevel(kLeaves)) {
-    Answer(held, kLeaves, 6, "behind");
+  SpreadWalk test(1, std::chrono::milliseconds(20), /*spread=*/false);
+  auto level = test.AnswerTheRoot(kLeaves, {20, 0});
+  auto again = test.sessions[1].TakeAtLeast(20);
+  EXPECT_EQ(again.size(), 20u);
+  for (HoldingZkClient::Held& held : again) Answer(held, kLeaves, 8, "second");
+  auto tree = test.Finished();
+  ASSERT_TRUE(tree.ok()) << tree.error().ToString();
+  EXPECT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
+  EXPECT_EQ(tree->requests_sent_again, 20u);
+  EXPECT_EQ(tree->entries.back().value, "second" + tree->entries.back().key);
+  EXPECT_EQ(tree->point, 8);
+  for (HoldingZkClient::Held& held : level[0]) Answer(held, kLeaves, 9, "first");
+}
+
+// The first session stalls (a held TCP segment) with its half of the level unanswered, while the
+// second answers its own half. After a stall the first's half goes again on the second, whose
+// answers end the walk; the first session's answers, when they come at last, change nothing (and
+// find the walk's state alive: the walk returned long before).
+TEST(ZkWalkerTest, RequestsAStalledSessionHoldsGoAgainOnAnother) {
+  constexpr int kLeaves = 300;
+  SpreadWalk test(1, std::chrono::milliseconds(20));
+  auto level = test.AnswerTheRoot(kLeaves, {10, 10});
+  for (HoldingZkClient::Held& held : level[1]) Answer(held, kLeaves, 8, "second");
+  auto again = test.sessions[1].TakeAtLeast(10);
+  EXPECT_EQ(again.size(), 10u);
+  for (HoldingZkClient::Held& held : again) Answer(held, kLeaves, 8, "second");
+  auto tree = test.Finished();
+  ASSERT_TRUE(tree.ok()) << tree.error().ToString();
+  EXPECT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
+  EXPECT_EQ(tree->requests, static_cast<size_t>(1 + kLeaves / 15));
+  EXPECT_EQ(tree->requests_sent_again, 10u);
+  for (const core::SourceEntry& entry : tree->entries) {
+    if (entry.key != "/dubbo") {
+      EXPECT_EQ(entry.value, "second" + entry.key);
+    }
   }
-  EXPECT_NE(test.walk.wait_for(std::chrono::milliseconds(100)), std::future_status::ready);
-  for (HoldingZkClient::Held& held : test.stalled) Answer(held, kLeaves, 7, "first");
-  ASSERT_EQ(test.walk.wait_for(std::chrono::seconds(10)), std::future_status::ready);
-  auto tree = test.walk.get();
+  for (HoldingZkClient::Held& held : level[0]) Answer(held, kLeaves, 9, "first");
+  EXPECT_EQ(test.sessions[0].held() + test.sessions[1].held(), 0u);
+}
+
+// Answers a held request: every getChildren lists `children` children c0, c1, ...
+void AnswerWithChildren(HoldingZkClient::Held& held, int children, int64_t zxid) {
+  zk::MultiReadReply reply;
+  reply.zxid = zxid;
+  for (const zk::ReadOp& op : held.ops) {
+    zk::ReadResult result;
+    result.kind = op.kind;
+    if (op.kind == zk::ReadOp::Kind::kGetChildren) {
+      for (int i = 0; i < children; ++i) result.children.push_back("c" + std::to_string(i));
+    }
+    reply.results.push_back(std::move(result));
+  }
+  held.done(std::move(reply));
+}
+
+// A session is stalled as soon as another answered a request sent after its oldest unanswered
+// one, though that other session still has requests waiting: a level of 4 requests goes r0, r2
+// to the first session and r1, r3 to the second; the second answers r1 and holds r3, and the
+// first session's r0 and r2 go again on the second.
+TEST(ZkWalkerTest, ASessionOvertakenByAnotherIsStalledWhileTheOtherStillWaits) {
+  constexpr int kLeaves = 60;  // 4 requests of 15
+  SpreadWalk test(1, std::chrono::milliseconds(20));
+  auto level = test.AnswerTheRoot(kLeaves, {2, 2});
+  Answer(level[1].front(), kLeaves, 8);
+  auto again = test.sessions[1].TakeAtLeast(2);
+  EXPECT_EQ(again.size(), 2u);
+  for (HoldingZkClient::Held& held : again) Answer(held, kLeaves, 8);
+  Answer(level[1].back(), kLeaves, 8);
+  auto tree = test.Finished();
+  ASSERT_TRUE(tree.ok()) << tree.error().ToString();
+  EXPECT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
+  EXPECT_EQ(tree->requests_sent_again, 2u);
+  for (HoldingZkClient::Held& held : level[0]) Answer(held, kLeaves, 9);
+}
+
+// A stalled session gets no new request while another can take it: with the first session
+// stalled, the children that the second session's answers queue all go to the second.
+TEST(ZkWalkerTest, AStalledSessionGetsNoNewRequests) {
+  constexpr int kInterfaces = 30;  // 2 requests of 15 (getData and getChildren of each)
+  SpreadWalk test(1, std::chrono::milliseconds(20));
+  auto level = test.AnswerTheRoot(kInterfaces, {1, 1});
+  for (HoldingZkClient::Held& held : level[1]) AnswerWithChildren(held, 0, 8);
+  // The first session's request goes again on the second after a stall; its 15 interfaces have
+  // 15 providers each: 225 nodes, 15 requests, all on the second session.
+  auto again = test.sessions[1].TakeAtLeast(1);
+  ASSERT_EQ(again.size(), 1u);
+  AnswerWithChildren(again.front(), 15, 8);
+  auto providers = test.sessions[1].TakeAtLeast(15);
+  EXPECT_EQ(providers.size(), 15u);
+  EXPECT_EQ(test.sessions[0].held(), 0u);
+  for (HoldingZkClient::Held& held : providers) AnswerWithChildren(held, 0, 9);
+  auto tree = test.Finished();
+  ASSERT_TRUE(tree.ok()) << tree.error().ToString();
+  EXPECT_EQ(tree->entries.size(), static_cast<size_t>(1 + kInterfaces + 15 * 15));
+  EXPECT_EQ(tree->requests_sent_again, 1u);
+  for (HoldingZkClient::Held& held : level[0]) AnswerWithChildren(held, 0, 9);
+}
+
+// An answer of a helper read at a zxid below the first session's first answer may predate
+// changes that no watch announced (another server, behind): it is not used, the helper is given
+// up for the walk, what waited on it goes again on the first session, and the first session's
+// answers make the snapshot.
+TEST(ZkWalkerTest, AnAnswerOfAHelperOlderThanTheWalkIsNotUsed) {
+  constexpr int kLeaves = 300;
+  SpreadWalk test(1, std::chrono::seconds(5));
+  auto level = test.AnswerTheRoot(kLeaves, {10, 10});
+  for (HoldingZkClient::Held& held : level[1]) Answer(held, kLeaves, 6, "behind");
+  auto again = test.sessions[0].TakeAtLeast(10);
+  EXPECT_EQ(again.size(), 10u);
+  EXPECT_NE(test.walk.wait_for(std::chrono::milliseconds(50)), std::future_status::ready);
+  for (auto* held : {&level[0], &again}) {
+    for (HoldingZkClient::Held& request : *held) Answer(request, kLeaves, 7, "first");
+  }
+  auto tree = test.Finished();
   ASSERT_TRUE(tree.ok()) << tree.error().ToString();
   ASSERT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
   for (const core::SourceEntry& entry : tree->entries) {

@@ -136,28 +136,32 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
   classic_mode_.store(classic);
   if (classic) classic_.SetClient(client.get());
   const zk::SessionInfo session = client->session();
-  // The walk's second session, to the same server. It connects while the walk starts (what is
-  // sent to it meanwhile waits in it).
-  std::shared_ptr<zk::ZkClient> second;
-  if (!classic && options_.multi_read_batch > 1 && !session.server.empty()) {
+  // The walk's other sessions, to the same server. They connect while the walk starts (what is
+  // sent to them meanwhile waits in them).
+  std::vector<std::shared_ptr<zk::ZkClient>> helpers;
+  for (size_t i = 1; !classic && options_.multi_read_batch > 1 && !session.server.empty() &&
+                     i < options_.walk_sessions;
+       ++i) {
     auto made = factory_.NewClientOf(session.server, {});
-    if (made.ok()) {
-      second = std::move(made).value();
-    } else if (made.error().code != zk::ZkErrorCode::kUnimplemented) {
-      logger_.Debug("no second ZooKeeper session for the walk",
-                    {{"error", made.error().ToString()}});
+    if (!made.ok()) {
+      if (made.error().code != zk::ZkErrorCode::kUnimplemented) {
+        logger_.Debug("no more ZooKeeper sessions for the walk",
+                      {{"sessions", i}, {"error", made.error().ToString()}});
+      }
+      break;
     }
+    helpers.push_back(std::move(made).value());
   }
   {
     std::lock_guard lock(mutex_);
     if (epoch_ == epoch) {
       open_ = true;
       session_id_ = session.session_id;
-      second_ = second;
-      second.reset();
+      helpers_ = std::move(helpers);
+      helpers.clear();
     }
   }
-  if (second != nullptr) second->Close();  // a Close() came meanwhile
+  for (auto& helper : helpers) helper->Close();  // a Close() came meanwhile
   if (ClosedSince(epoch)) {
     // A Close() came meanwhile, perhaps before the watcher had the client: `client` is still
     // alive here, and the watcher lets go of it now.
@@ -176,12 +180,14 @@ void ZooKeeperSource::Close() {
   // finds the client taken (Stop's, on another thread) waits for that one to finish, so that the
   // source may be destroyed as soon as any Close returns.
   std::lock_guard close_lock(close_mutex_);
-  std::shared_ptr<zk::ZkClient> client, second;
+  std::shared_ptr<zk::ZkClient> client;
+  std::vector<std::shared_ptr<zk::ZkClient>> helpers;
   {
     std::lock_guard lock(mutex_);
     ++epoch_;
     client = std::move(client_);
-    second = std::move(second_);
+    helpers = std::move(helpers_);
+    helpers_.clear();
     listener_ = nullptr;
     open_ = false;
     connected_ = false;
@@ -190,7 +196,7 @@ void ZooKeeperSource::Close() {
   // Fails what is pending (blocking reads, owed callbacks) and waits until nothing more is
   // delivered. Not under mutex_: the delivery thread may be waiting for it.
   if (client != nullptr) client->Close();
-  if (second != nullptr) second->Close();
+  for (auto& helper : helpers) helper->Close();
 }
 
 std::shared_ptr<zk::ZkClient> ZooKeeperSource::CurrentClient(uint64_t* epoch) const {
@@ -286,19 +292,19 @@ core::SourceResult<core::Snapshot> ZooKeeperSource::ReadSnapshot(
   uint64_t epoch;
   const std::shared_ptr<zk::ZkClient> client = CurrentClient(&epoch);
   if (client == nullptr) return Unexpected{Closed()};
-  std::shared_ptr<zk::ZkClient> second;
+  std::vector<std::shared_ptr<zk::ZkClient>> helpers;
   {
     std::lock_guard lock(mutex_);
-    if (epoch_ == epoch) second = second_;
-  }
-  if (second != nullptr) {
-    const zk::SessionState state = second->session().state;
-    if (state != zk::SessionState::kConnecting && state != zk::SessionState::kConnected) {
-      second.reset();  // ended; the next opening makes a new one
-    }
+    if (epoch_ == epoch) helpers = helpers_;
   }
   WalkOptions walk;
-  walk.hedge = second.get();
+  for (const auto& helper : helpers) {
+    const zk::SessionState state = helper->session().state;
+    // One that ended is left out; the next opening makes new ones.
+    if (state == zk::SessionState::kConnecting || state == zk::SessionState::kConnected) {
+      walk.helpers.push_back(helper.get());
+    }
+  }
   walk.window = options.window;
   walk.multi_read_batch = options_.multi_read_batch;
   walk.on_progress = options.on_progress;
@@ -313,7 +319,7 @@ core::SourceResult<core::Snapshot> ZooKeeperSource::ReadSnapshot(
   auto snapshot = WalkZkTree(*client, scope_, walk);
   if (!snapshot.ok()) return Unexpected{ErrorOf(snapshot.error(), epoch)};
   if (snapshot->requests_sent_again > 0) {
-    logger_.Info("the walk sent late requests again on a second session",
+    logger_.Info("the walk sent late requests again on another session",
                  {{"requests", snapshot->requests},
                   {"sent_again", snapshot->requests_sent_again},
                   {"server", client->session().server}});

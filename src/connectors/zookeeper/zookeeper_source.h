@@ -12,13 +12,14 @@
 // then Open a new one).
 //
 // ReadSnapshot is the multiRead walk (zk_walker.h), Reread the batched second read, ReadAsync one
-// getData. With persistent watches and multiRead, Open() also opens a second session to the same
-// server (when the factory can: ZkClientFactory::NewClientOf), which the walk uses for requests the
-// first session is late to answer (a held TCP segment stalls every answer behind it); everything
-// else reads on the first, whose order with the watch events the engine relies on. Errors:
-// connection trouble is kUnavailable, a closed source or a cancelled walk kClosed, refused
-// credentials kAuthFailed, anything else kOther; messages are the bare ZooKeeper error text (the
-// engine says what it was doing).
+// getData. With persistent watches and multiRead, Open() also opens more sessions to the same
+// server (walk_sessions - 1, when the factory can: ZkClientFactory::NewClientOf), over which the
+// walk spreads its requests once the first has answered, so that a held TCP segment, which stalls
+// every answer behind it, stalls only the requests of one connection, and those go again on
+// another (WalkOptions::helpers); everything else reads on the first, whose order with the watch
+// events the engine relies on. Errors: connection trouble is kUnavailable, a closed source or a
+// cancelled walk kClosed, refused credentials kAuthFailed, anything else kOther; messages are the
+// bare ZooKeeper error text (the engine says what it was doing).
 //
 // Thread-safety: every method is thread-safe. Close() may run while another thread blocks in
 // Open, ReadSnapshot or Reread: those then fail at once with kClosed. The blocking calls must not
@@ -58,6 +59,12 @@ struct ZooKeeperSourceOptions {
   // Nodes per multiRead request of ReadSnapshot and Reread (WalkOptions::multi_read_batch;
   // 0 or 1: no multiRead).
   size_t multi_read_batch = 15;
+  // Sessions the walk reads with (with persistent watches and multiRead): the first, and
+  // walk_sessions - 1 more to the same server, opened by Open() and kept until Close()
+  // (zk_walker.h, WalkOptions::helpers). Through 15 ms each way with 0.5% of TCP chunks held
+  // 200 ms, a 22,501-node walk took about 0.55 s with 4 against 0.9 s with 2, and 0.45 s with 8
+  // (docs/BENCHMARKS.md, "The walk spread over four sessions"); 1: the first alone.
+  size_t walk_sessions = 4;
   // False: Open() registers no watch and the source announces no change (a snapshot-only source,
   // for `diff`).
   bool change_stream = true;
@@ -121,12 +128,12 @@ class ZooKeeperSource final : public core::Source {
   // Set by Open, taken by Close; shared with blocking reads in progress, so that Close can end
   // them at once without destroying the client under them. Reads are issued under mutex_.
   std::shared_ptr<zk::ZkClient> client_;
-  std::shared_ptr<zk::ZkClient> second_;      // the walk's second session, when there is one
-  std::mutex close_mutex_;                    // held through a whole Close()
-  core::SourceListener* listener_ = nullptr;  // from Open to Close
-  uint64_t epoch_ = 0;                        // Close() calls so far
-  bool open_ = false;                         // Open succeeded and no Close since
-  bool connected_ = false;                    // as the current session's last event said
+  std::vector<std::shared_ptr<zk::ZkClient>> helpers_;  // the walk's other sessions
+  std::mutex close_mutex_;                              // held through a whole Close()
+  core::SourceListener* listener_ = nullptr;            // from Open to Close
+  uint64_t epoch_ = 0;                                  // Close() calls so far
+  bool open_ = false;                                   // Open succeeded and no Close since
+  bool connected_ = false;                              // as the current session's last event said
   int64_t session_id_ = 0;
 
   // Runs the ReadAsync callbacks that no client thread can run (no client, or one that would

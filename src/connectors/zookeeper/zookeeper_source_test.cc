@@ -487,28 +487,30 @@ TEST_F(ZooKeeperSourceTest, CloseEndsReadsAndIsIdempotent) {
   EXPECT_FALSE(listener_.Saw(SourceEventType::kLost));
 }
 
-// With persistent watches, Open() opens the walk's second session to the first session's server,
-// and Close() closes it; each opening has its own. Classic mode (a server without persistent
-// watches, whose walk sets watches and cannot send a read twice) opens none.
-TEST_F(ZooKeeperSourceTest, OpenAddsASecondSessionToTheSameServerForTheWalk) {
+// With persistent watches, Open() opens the walk's other sessions (walk_sessions - 1) to the first
+// session's server, and Close() closes them; each opening has its own. Classic mode (a server
+// without persistent watches, whose walk sets watches and cannot send a read twice) opens none.
+TEST_F(ZooKeeperSourceTest, OpenAddsTheWalksSessionsToTheSameServer) {
   Create("/dubbo/a", "A");
   SecondSessionFactory factory(server_);
-  ZooKeeperSource source(factory, scope_, logger_);
+  ZooKeeperSourceOptions options;
+  options.walk_sessions = 3;
+  ZooKeeperSource source(factory, scope_, logger_, options);
   for (int opening = 1; opening <= 2; ++opening) {
     ASSERT_TRUE(source.Open(listener_).ok());
-    EXPECT_EQ(factory.servers_asked(), std::vector<std::string>(opening, "fake"));
+    EXPECT_EQ(factory.servers_asked(), std::vector<std::string>(2 * opening, "fake"));
     auto snapshot = source.ReadSnapshot({});
     ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
     EXPECT_EQ(snapshot->entries.size(), 2u);  // /dubbo and /dubbo/a
-    EXPECT_EQ(factory.closed(), static_cast<size_t>(opening - 1));
+    EXPECT_EQ(factory.closed(), static_cast<size_t>(2 * (opening - 1)));
     source.Close();
-    EXPECT_EQ(factory.closed(), static_cast<size_t>(opening));
+    EXPECT_EQ(factory.closed(), static_cast<size_t>(2 * opening));
   }
 
   server_->SetAddWatchSupported(false);
-  ZooKeeperSource classic(factory, scope_, logger_);
+  ZooKeeperSource classic(factory, scope_, logger_, options);
   ASSERT_TRUE(classic.Open(listener_).ok());
-  EXPECT_EQ(factory.servers_asked().size(), 2u);
+  EXPECT_EQ(factory.servers_asked().size(), 4u);
   classic.Close();
 }
 
