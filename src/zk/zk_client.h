@@ -122,8 +122,8 @@ class ZkClientFactory {
   virtual ~ZkClientFactory() = default;
   virtual ZkResult<std::unique_ptr<ZkClient>> NewClient(ZkEventHandlers handlers) = 0;
   // A client of one given server of the ensemble ("host:port", as SessionInfo::server names
-  // it), with the same chroot, credentials and timeouts: a second session beside one that
-  // NewClient made (reads sent again when the first session's answer is late). kUnimplemented
+  // it), with the same chroot, credentials and timeouts: another session beside one that
+  // NewClient made (the walk's helper sessions, connectors/zookeeper/zk_walker.h). kUnimplemented
   // by default: a factory that cannot choose the server makes none.
   virtual ZkResult<std::unique_ptr<ZkClient>> NewClientOf(const std::string& server,
                                                           ZkEventHandlers handlers) {

@@ -13,7 +13,7 @@ namespace zk2etcd::connectors {
 namespace {
 
 // The walk's shared state. Callbacks arrive on the clients' delivery threads; the caller waits.
-// Every callback holds the walk (shared_from_this): with a second session, the later of two
+// Every callback holds the walk (shared_from_this): with helper sessions, the later of two
 // answers to one request may come after Run() returned, and then looks at nothing but that
 // request.
 class Walk : public std::enable_shared_from_this<Walk> {
@@ -258,7 +258,8 @@ class Walk : public std::enable_shared_from_this<Walk> {
           *read->sent[session] > *newest_answered_send_[session]) {
         newest_answered_send_[session] = read->sent[session];
       }
-      if (read->answered) return;  // another session answered first
+      // Another session answered first, or this one was given up (its answers no longer count).
+      if (read->answered || !usable_[session]) return;
       if (session != 0 && !(reply.ok() && floor_ && reply->zxid >= *floor_)) {
         // Not an answer this walk can use (an error, or a server behind the walk's start): the
         // session is given up for the walk, and what waits on it alone goes elsewhere.
@@ -274,7 +275,7 @@ class Walk : public std::enable_shared_from_this<Walk> {
       }
     }
     if (!taken) {
-      for (Resend& resend : resends) Send(resend.read, resend.session);
+      SendAgain(resends);
       return;
     }
     Finish();
@@ -309,6 +310,10 @@ class Walk : public std::enable_shared_from_this<Walk> {
         if (read->sent[s] && (!oldest[s] || *read->sent[s] < *oldest[s])) oldest[s] = read->sent[s];
       }
     }
+    // Rule (b) looks at the sessions stalled before this pass: a session marked stalled in it
+    // still counts as waiting, so that two sessions are not marked at once with nowhere left to
+    // send their requests.
+    const std::vector<bool> stalled_before = stalled_;
     bool any_stalled = false;
     for (size_t s = 0; s < sessions_.size(); ++s) {
       if (!usable_[s] || stalled_[s] || !oldest[s]) {
@@ -321,7 +326,7 @@ class Walk : public std::enable_shared_from_this<Walk> {
         if (o == s || !usable_[o]) continue;
         overtaken =
             overtaken || (newest_answered_send_[o] && *newest_answered_send_[o] > *oldest[s]);
-        others_waiting = others_waiting || (oldest[o] && !stalled_[o]);
+        others_waiting = others_waiting || (oldest[o] && !stalled_before[o]);
       }
       if ((overtaken && quiet >= overtaken_gap) || (!others_waiting && quiet >= stall)) {
         stalled_[s] = true;
@@ -353,10 +358,12 @@ class Walk : public std::enable_shared_from_this<Walk> {
         waits_elsewhere = waits_elsewhere || (read->sent[s] && usable_[s]);
       }
       if (waits_elsewhere) continue;
-      int other = PickLocked(*read, /*avoid_stalled=*/false);
-      if (other < 0) other = 0;  // sent on the first session once already: again
+      // The first session is always usable, so a read that waits on no usable session was not
+      // sent on it, and there is a session to pick.
+      const int other = PickLocked(*read, /*avoid_stalled=*/false);
       read->sent[other] = now;
       ++sent_to_[other];
+      ++tree_.requests_sent_again;
       resends.push_back({read, other});
     }
   }
@@ -407,9 +414,27 @@ class Walk : public std::enable_shared_from_this<Walk> {
   // go) while a callback still uses them: after the last unlock nothing here touches them.
   void Finish() {
     Pump(1);
+    Retire();
+  }
+
+  // Ends a callback's hold on the walk: Run() may return once nothing is in flight.
+  void Retire() {
     std::lock_guard lock(mutex_);
     --in_flight_;
     if (in_flight_ == 0 && (todo_.empty() || error_)) done_.notify_all();
+  }
+
+  // Sends `resends` from a callback, holding the walk meanwhile (as one more request in
+  // flight), so that Run() cannot return, and the caller let the sessions go, while a send is
+  // under way.
+  void SendAgain(std::vector<Resend>& resends) {
+    if (resends.empty()) return;
+    {
+      std::lock_guard lock(mutex_);
+      ++in_flight_;
+    }
+    for (Resend& resend : resends) Send(resend.read, resend.session);
+    Retire();
   }
 
   std::vector<zk::ZkClient*> sessions_;  // the walk's session first, then the helpers

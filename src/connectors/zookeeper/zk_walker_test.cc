@@ -6,9 +6,12 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <future>
+#include <iostream>
 #include <mutex>
+#include <thread>
 
 namespace zk2etcd::connectors {
 namespace {
@@ -148,33 +151,45 @@ TEST(ZkWalkerTest, ReadNodesWithMultiReadSendsEveryBatchAtOnce) {
   EXPECT_EQ(nodes->back().value, "d" + paths.back());
 }
 
-// A walk of /dubbo on a first session and `helpers` more, all held by the test; requests are
-// spread over the sessions whatever the round trip, unless `spread` is false.
+constexpr std::chrono::microseconds kNeverSpread = std::chrono::hours(1);
+
+// A walk of /dubbo on a first session and `helpers` more, all held by the test; by default
+// requests are spread over the sessions whatever the round trip.
 struct SpreadWalk {
-  SpreadWalk(size_t helpers, std::chrono::milliseconds min_stall, bool spread = true)
+  SpreadWalk(size_t helpers, std::chrono::milliseconds min_stall,
+             std::chrono::microseconds spread_from = std::chrono::microseconds(0))
       : sessions(1 + helpers) {
     for (size_t i = 1; i < sessions.size(); ++i) options.helpers.push_back(&sessions[i]);
     options.min_stall = min_stall;
-    options.spread_from = spread ? std::chrono::microseconds(0) : std::chrono::hours(1);
+    options.spread_from = spread_from;
     walk =
         std::async(std::launch::async, [this] { return WalkZkTree(sessions[0], scope, options); });
   }
-  // The first session answers the root (/dubbo with `leaves` children) at zxid 7; returns the
-  // requests of the level as each session holds them.
-  std::vector<std::deque<HoldingZkClient::Held>> AnswerTheRoot(int leaves,
-                                                               const std::vector<size_t>& spread) {
+  // The first session answers the root (/dubbo with `leaves` children) at zxid 7, after
+  // `delay`; returns the requests of the level as each session holds them (a session expected to
+  // hold none is left alone: what a stall sends there later is the test's to take).
+  std::vector<std::deque<HoldingZkClient::Held>> AnswerTheRoot(
+      int leaves, const std::vector<size_t>& spread,
+      std::chrono::milliseconds delay = std::chrono::milliseconds(0)) {
     auto root = sessions[0].TakeAtLeast(1);
     EXPECT_EQ(root.size(), 1u);
+    std::this_thread::sleep_for(delay);
     if (!root.empty()) Answer(root.front(), leaves, 7);
-    std::vector<std::deque<HoldingZkClient::Held>> level;
+    std::vector<std::deque<HoldingZkClient::Held>> level(sessions.size());
     for (size_t i = 0; i < sessions.size(); ++i) {
-      level.push_back(sessions[i].TakeAtLeast(spread[i]));
-      EXPECT_EQ(level.back().size(), spread[i]) << "session " << i;
+      if (spread[i] == 0) continue;
+      level[i] = sessions[i].TakeAtLeast(spread[i]);
+      EXPECT_EQ(level[i].size(), spread[i]) << "session " << i;
     }
     return level;
   }
+  // The walk's result. A walk that has not ended within 10 s would hang the test (the future
+  // waits for it): the test binary stops at once instead.
   zk2etcd::Result<core::Snapshot, zk::ZkError> Finished() {
-    EXPECT_EQ(walk.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    if (walk.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      std::cerr << "the walk did not end within 10 s\n";
+      std::abort();
+    }
     return walk.get();
   }
 
@@ -205,7 +220,7 @@ TEST(ZkWalkerTest, ALevelIsSpreadOverTheSessionsOnceTheFirstHasAnswered) {
 // answers, and the helpers are not used: 2,000 nodes answered as they come.
 TEST(ZkWalkerTest, OnAShortRoundTripTheFirstSessionKeepsEveryRequest) {
   constexpr int kLeaves = 2000;
-  SpreadWalk test(2, std::chrono::seconds(2), /*spread=*/false);
+  SpreadWalk test(2, std::chrono::seconds(2), kNeverSpread);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (test.walk.wait_for(std::chrono::milliseconds(1)) != std::future_status::ready &&
          std::chrono::steady_clock::now() < deadline) {
@@ -225,7 +240,7 @@ TEST(ZkWalkerTest, OnAShortRoundTripTheFirstSessionKeepsEveryRequest) {
 // unanswered, the level goes again on a helper after a stall, and the walk ends on its answers.
 TEST(ZkWalkerTest, WithoutSpreadingAStalledFirstSessionsRequestsGoAgainOnAHelper) {
   constexpr int kLeaves = 300;
-  SpreadWalk test(1, std::chrono::milliseconds(20), /*spread=*/false);
+  SpreadWalk test(1, std::chrono::milliseconds(20), kNeverSpread);
   auto level = test.AnswerTheRoot(kLeaves, {20, 0});
   auto again = test.sessions[1].TakeAtLeast(20);
   EXPECT_EQ(again.size(), 20u);
@@ -237,6 +252,20 @@ TEST(ZkWalkerTest, WithoutSpreadingAStalledFirstSessionsRequestsGoAgainOnAHelper
   EXPECT_EQ(tree->entries.back().value, "second" + tree->entries.back().key);
   EXPECT_EQ(tree->point, 8);
   for (HoldingZkClient::Held& held : level[0]) Answer(held, kLeaves, 9, "first");
+}
+
+// The walk measures the round trip: with the root answered 20 ms after it was sent, and
+// spread_from 5 ms, the level is spread over both sessions.
+TEST(ZkWalkerTest, ALongRoundTripSpreadsTheWalk) {
+  constexpr int kLeaves = 300;
+  SpreadWalk test(1, std::chrono::seconds(5), std::chrono::milliseconds(5));
+  for (auto& held : test.AnswerTheRoot(kLeaves, {10, 10}, std::chrono::milliseconds(20))) {
+    for (HoldingZkClient::Held& request : held) Answer(request, kLeaves, 8);
+  }
+  auto tree = test.Finished();
+  ASSERT_TRUE(tree.ok()) << tree.error().ToString();
+  EXPECT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
+  EXPECT_EQ(tree->requests_sent_again, 0u);
 }
 
 // The first session stalls (a held TCP segment) with its half of the level unanswered, while the
@@ -321,6 +350,32 @@ TEST(ZkWalkerTest, AStalledSessionGetsNoNewRequests) {
   EXPECT_EQ(tree->entries.size(), static_cast<size_t>(1 + kInterfaces + 15 * 15));
   EXPECT_EQ(tree->requests_sent_again, 1u);
   for (HoldingZkClient::Held& held : level[0]) AnswerWithChildren(held, 0, 9);
+}
+
+// An error of a helper ends its use for the walk: what waited on it goes again on the first
+// session, and its later answers are not used.
+TEST(ZkWalkerTest, AHelperThatFailsIsGivenUp) {
+  constexpr int kLeaves = 300;
+  SpreadWalk test(1, std::chrono::seconds(5));
+  auto level = test.AnswerTheRoot(kLeaves, {10, 10});
+  level[1].front().done(
+      Unexpected{zk::MakeZkError(zk::ZkErrorCode::kConnectionLoss, "connection lost")});
+  level[1].pop_front();
+  auto again = test.sessions[0].TakeAtLeast(10);
+  EXPECT_EQ(again.size(), 10u);
+  for (HoldingZkClient::Held& held : level[1]) Answer(held, kLeaves, 8, "given up");
+  for (auto* held : {&level[0], &again}) {
+    for (HoldingZkClient::Held& request : *held) Answer(request, kLeaves, 8, "first");
+  }
+  auto tree = test.Finished();
+  ASSERT_TRUE(tree.ok()) << tree.error().ToString();
+  ASSERT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
+  for (const core::SourceEntry& entry : tree->entries) {
+    if (entry.key != "/dubbo") {
+      EXPECT_EQ(entry.value, "first" + entry.key);
+    }
+  }
+  EXPECT_EQ(tree->requests_sent_again, 10u);
 }
 
 // An answer of a helper read at a zxid below the first session's first answer may predate

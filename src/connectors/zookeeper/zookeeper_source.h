@@ -12,11 +12,12 @@
 // then Open a new one).
 //
 // ReadSnapshot is the multiRead walk (zk_walker.h), Reread the batched second read, ReadAsync one
-// getData. With persistent watches and multiRead, Open() also opens more sessions to the same
-// server (walk_sessions - 1, when the factory can: ZkClientFactory::NewClientOf), over which the
-// walk spreads its requests once the first has answered, so that a held TCP segment, which stalls
-// every answer behind it, stalls only the requests of one connection, and those go again on
-// another (WalkOptions::helpers); everything else reads on the first, whose order with the watch
+// getData. With multiRead, unless in classic mode, Open() also opens more sessions to the same
+// server (walk_sessions - 1, when the factory can: ZkClientFactory::NewClientOf), which the walk
+// reads with besides the first (WalkOptions::helpers): when the round trip is long it spreads its
+// requests over all of them, so that a held TCP segment, which stalls every answer behind it,
+// stalls only the requests of one connection, and what a stalled session holds goes again on
+// another; everything else reads on the first, whose order with the watch
 // events the engine relies on. Errors: connection trouble is kUnavailable, a closed source or a
 // cancelled walk kClosed, refused credentials kAuthFailed, anything else kOther; messages are the
 // bare ZooKeeper error text (the engine says what it was doing).
@@ -59,11 +60,13 @@ struct ZooKeeperSourceOptions {
   // Nodes per multiRead request of ReadSnapshot and Reread (WalkOptions::multi_read_batch;
   // 0 or 1: no multiRead).
   size_t multi_read_batch = 15;
-  // Sessions the walk reads with (with persistent watches and multiRead): the first, and
+  // Sessions the walk reads with (with multiRead, unless in classic mode): the first, and
   // walk_sessions - 1 more to the same server, opened by Open() and kept until Close()
   // (zk_walker.h, WalkOptions::helpers). Through 15 ms each way with 0.5% of TCP chunks held
-  // 200 ms, a 22,501-node walk took about 0.55 s with 4 against 0.9 s with 2, and 0.45 s with 8
-  // (docs/BENCHMARKS.md, "The walk spread over four sessions"); 1: the first alone.
+  // 200 ms, a 22,501-node walk took 0.55-0.58 s (medians) with 4, against 0.86-0.93 s when the
+  // second of two sessions only took a stalled first one's requests; a first version with 8 took
+  // 0.41-0.56 s, for the same full sync (docs/BENCHMARKS.md, "The walk spread over four
+  // sessions"). 1: the first alone.
   size_t walk_sessions = 4;
   // False: Open() registers no watch and the source announces no change (a snapshot-only source,
   // for `diff`).
