@@ -117,10 +117,11 @@ class JobTest : public ::testing::Test {
   }
 
   std::unique_ptr<ZooKeeperSource> NewSource(
-      connectors::WatchMode mode = connectors::WatchMode::kAuto) {
+      connectors::WatchMode mode = connectors::WatchMode::kAuto, size_t walk_sessions = 4) {
     connectors::ZooKeeperSourceOptions options;
     options.watch_mode = mode;
     options.multi_read_batch = 15;
+    options.walk_sessions = walk_sessions;
     return std::make_unique<ZooKeeperSource>(*factory_, scope_, logger_, options);
   }
 

@@ -146,6 +146,11 @@ TEST_F(EngineTest, AFirstSyncIntoAnEmptyEtcdWritesEveryNodeOnceAndCountsThem) {
 TEST_F(EngineTest, AFirstSyncWhoseWalkFailsHalfwayLeavesConsistentKeysAndTheNextRunEndsTheJob) {
   for (int i = 0; i < 6000; ++i) Create("/dubbo/a/providers/p" + std::to_string(i));
   for (int i = 0; i < 6000; ++i) Create("/dubbo/z/providers/p" + std::to_string(i));
+  // The walk reads on its first session alone: an error of one of its other sessions only gives
+  // that session up (the request goes again on another), and this walk must fail. Which session
+  // a request goes to depends on the round trip measured (on a loaded machine the fake's may
+  // exceed WalkOptions::spread_from).
+  source_ = NewSource(connectors::WatchMode::kAuto, /*walk_sessions=*/1);
   OpenSource();
   zk_server_->InjectError(zk::op_names::kMultiRead, zk::ZkErrorCode::kConnectionLoss, 1,
                           "/dubbo/z/providers/p5");

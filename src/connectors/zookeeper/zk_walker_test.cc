@@ -151,6 +151,16 @@ TEST(ZkWalkerTest, ReadNodesWithMultiReadSendsEveryBatchAtOnce) {
   EXPECT_EQ(nodes->back().value, "d" + paths.back());
 }
 
+// The walk read /dubbo and its `leaves` children, each child's data `from` followed by its path.
+void ExpectLeavesFrom(const core::Snapshot& tree, int leaves, const std::string& from) {
+  ASSERT_EQ(tree.entries.size(), static_cast<size_t>(leaves + 1));
+  for (const core::SourceEntry& entry : tree.entries) {
+    if (entry.key != "/dubbo") {
+      EXPECT_EQ(entry.value, from + entry.key);
+    }
+  }
+}
+
 constexpr std::chrono::microseconds kNeverSpread = std::chrono::hours(1);
 
 // A walk of /dubbo on a first session and `helpers` more, all held by the test; by default
@@ -282,14 +292,9 @@ TEST(ZkWalkerTest, RequestsAStalledSessionHoldsGoAgainOnAnother) {
   for (HoldingZkClient::Held& held : again) Answer(held, kLeaves, 8, "second");
   auto tree = test.Finished();
   ASSERT_TRUE(tree.ok()) << tree.error().ToString();
-  EXPECT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
   EXPECT_EQ(tree->requests, static_cast<size_t>(1 + kLeaves / 15));
   EXPECT_EQ(tree->requests_sent_again, 10u);
-  for (const core::SourceEntry& entry : tree->entries) {
-    if (entry.key != "/dubbo") {
-      EXPECT_EQ(entry.value, "second" + entry.key);
-    }
-  }
+  ExpectLeavesFrom(*tree, kLeaves, "second");
   for (HoldingZkClient::Held& held : level[0]) Answer(held, kLeaves, 9, "first");
   EXPECT_EQ(test.sessions[0].held() + test.sessions[1].held(), 0u);
 }
@@ -369,12 +374,7 @@ TEST(ZkWalkerTest, AHelperThatFailsIsGivenUp) {
   }
   auto tree = test.Finished();
   ASSERT_TRUE(tree.ok()) << tree.error().ToString();
-  ASSERT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
-  for (const core::SourceEntry& entry : tree->entries) {
-    if (entry.key != "/dubbo") {
-      EXPECT_EQ(entry.value, "first" + entry.key);
-    }
-  }
+  ExpectLeavesFrom(*tree, kLeaves, "first");
   EXPECT_EQ(tree->requests_sent_again, 10u);
 }
 
@@ -395,12 +395,7 @@ TEST(ZkWalkerTest, AnAnswerOfAHelperOlderThanTheWalkIsNotUsed) {
   }
   auto tree = test.Finished();
   ASSERT_TRUE(tree.ok()) << tree.error().ToString();
-  ASSERT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
-  for (const core::SourceEntry& entry : tree->entries) {
-    if (entry.key != "/dubbo") {
-      EXPECT_EQ(entry.value, "first" + entry.key);
-    }
-  }
+  ExpectLeavesFrom(*tree, kLeaves, "first");
   EXPECT_EQ(tree->point, 7);
 }
 
