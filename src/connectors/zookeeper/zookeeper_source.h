@@ -17,10 +17,10 @@
 // reads with besides the first (WalkOptions::helpers): when the round trip is long it spreads its
 // requests over all of them, so that a held TCP segment, which stalls every answer behind it,
 // stalls only the requests of one connection, and what a stalled session holds goes again on
-// another; everything else reads on the first, whose order with the watch
-// events the engine relies on. Errors: connection trouble is kUnavailable, a closed source or a
-// cancelled walk kClosed, refused credentials kAuthFailed, anything else kOther; messages are the
-// bare ZooKeeper error text (the engine says what it was doing).
+// another; everything else reads on the first, whose order with the watch events the engine
+// relies on. Errors: connection trouble is kUnavailable, a closed source or a cancelled walk
+// kClosed, refused credentials kAuthFailed, anything else kOther; messages are the bare ZooKeeper
+// error text (the engine says what it was doing).
 //
 // Thread-safety: every method is thread-safe. Close() may run while another thread blocks in
 // Open, ReadSnapshot or Reread: those then fail at once with kClosed. The blocking calls must not
