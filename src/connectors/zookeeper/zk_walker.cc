@@ -32,8 +32,7 @@ class Walk : public std::enable_shared_from_this<Walk> {
     usable_.assign(sessions_.size(), true);
     stalled_.assign(sessions_.size(), false);
     sent_to_.assign(sessions_.size(), 0);
-    last_answer_.assign(sessions_.size(), SteadyClock::now());
-    newest_answered_send_.resize(sessions_.size());
+    newest_answered_send_.resize(sessions_.size());  // last_answer_: set by Run()
   }
 
   Result<core::Snapshot, zk::ZkError> Run() {

@@ -104,6 +104,12 @@ void Answer(HoldingZkClient::Held& held, int leaves, int64_t zxid = 7,
   held.done(std::move(reply));
 }
 
+// Answers every request of `held` as Answer() does.
+void AnswerAll(std::deque<HoldingZkClient::Held>& held, int leaves, int64_t zxid = 7,
+               const std::string& data = "d") {
+  for (HoldingZkClient::Held& request : held) Answer(request, leaves, zxid, data);
+}
+
 // A level of 3,000 nodes is 200 multiReads of 15: all of them go out at once, though the
 // window asked for is 50 (kMinMultiReadWindow), so that a long round trip costs one per level.
 TEST(ZkWalkerTest, AWideLevelIsRequestedInOneGoWithMultiRead) {
@@ -122,7 +128,7 @@ TEST(ZkWalkerTest, AWideLevelIsRequestedInOneGoWithMultiRead) {
   auto level = client.TakeAtLeast(kLeaves / 15);
   EXPECT_EQ(level.size(), static_cast<size_t>(kLeaves / 15));
   while (!level.empty()) {
-    for (HoldingZkClient::Held& held : level) Answer(held, kLeaves);
+    AnswerAll(level, kLeaves);
     level = client.held() > 0 ? client.TakeAtLeast(1) : std::deque<HoldingZkClient::Held>{};
   }
   ASSERT_EQ(walk.wait_for(std::chrono::seconds(10)), std::future_status::ready);
@@ -142,7 +148,7 @@ TEST(ZkWalkerTest, ReadNodesWithMultiReadSendsEveryBatchAtOnce) {
   auto reads = std::async(std::launch::async, [&] { return ReadNodes(client, paths, options); });
   auto batches = client.TakeAtLeast(200);
   EXPECT_EQ(batches.size(), 200u);
-  for (HoldingZkClient::Held& held : batches) Answer(held, 0);
+  AnswerAll(batches, 0);
   ASSERT_EQ(reads.wait_for(std::chrono::seconds(10)), std::future_status::ready);
   auto nodes = reads.get();
   ASSERT_TRUE(nodes.ok()) << nodes.error().ToString();
@@ -216,7 +222,7 @@ TEST(ZkWalkerTest, ALevelIsSpreadOverTheSessionsOnceTheFirstHasAnswered) {
   constexpr int kLeaves = 300;  // 20 requests of 15
   SpreadWalk test(2, std::chrono::seconds(5));
   for (auto& held : test.AnswerTheRoot(kLeaves, {7, 7, 6})) {
-    for (HoldingZkClient::Held& request : held) Answer(request, kLeaves, 8);
+    AnswerAll(held, kLeaves, 8);
   }
   auto tree = test.Finished();
   ASSERT_TRUE(tree.ok()) << tree.error().ToString();
@@ -254,14 +260,14 @@ TEST(ZkWalkerTest, WithoutSpreadingAStalledFirstSessionsRequestsGoAgainOnAHelper
   auto level = test.AnswerTheRoot(kLeaves, {20, 0});
   auto again = test.sessions[1].TakeAtLeast(20);
   EXPECT_EQ(again.size(), 20u);
-  for (HoldingZkClient::Held& held : again) Answer(held, kLeaves, 8, "second");
+  AnswerAll(again, kLeaves, 8, "second");
   auto tree = test.Finished();
   ASSERT_TRUE(tree.ok()) << tree.error().ToString();
   EXPECT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
   EXPECT_EQ(tree->requests_sent_again, 20u);
   EXPECT_EQ(tree->entries.back().value, "second" + tree->entries.back().key);
   EXPECT_EQ(tree->point, 8);
-  for (HoldingZkClient::Held& held : level[0]) Answer(held, kLeaves, 9, "first");
+  AnswerAll(level[0], kLeaves, 9, "first");
 }
 
 // The walk measures the round trip: with the root answered 20 ms after it was sent, and
@@ -270,7 +276,7 @@ TEST(ZkWalkerTest, ALongRoundTripSpreadsTheWalk) {
   constexpr int kLeaves = 300;
   SpreadWalk test(1, std::chrono::seconds(5), std::chrono::milliseconds(5));
   for (auto& held : test.AnswerTheRoot(kLeaves, {10, 10}, std::chrono::milliseconds(20))) {
-    for (HoldingZkClient::Held& request : held) Answer(request, kLeaves, 8);
+    AnswerAll(held, kLeaves, 8);
   }
   auto tree = test.Finished();
   ASSERT_TRUE(tree.ok()) << tree.error().ToString();
@@ -286,16 +292,16 @@ TEST(ZkWalkerTest, RequestsAStalledSessionHoldsGoAgainOnAnother) {
   constexpr int kLeaves = 300;
   SpreadWalk test(1, std::chrono::milliseconds(20));
   auto level = test.AnswerTheRoot(kLeaves, {10, 10});
-  for (HoldingZkClient::Held& held : level[1]) Answer(held, kLeaves, 8, "second");
+  AnswerAll(level[1], kLeaves, 8, "second");
   auto again = test.sessions[1].TakeAtLeast(10);
   EXPECT_EQ(again.size(), 10u);
-  for (HoldingZkClient::Held& held : again) Answer(held, kLeaves, 8, "second");
+  AnswerAll(again, kLeaves, 8, "second");
   auto tree = test.Finished();
   ASSERT_TRUE(tree.ok()) << tree.error().ToString();
   EXPECT_EQ(tree->requests, static_cast<size_t>(1 + kLeaves / 15));
   EXPECT_EQ(tree->requests_sent_again, 10u);
   ExpectLeavesFrom(*tree, kLeaves, "second");
-  for (HoldingZkClient::Held& held : level[0]) Answer(held, kLeaves, 9, "first");
+  AnswerAll(level[0], kLeaves, 9, "first");
   EXPECT_EQ(test.sessions[0].held() + test.sessions[1].held(), 0u);
 }
 
@@ -325,13 +331,13 @@ TEST(ZkWalkerTest, ASessionOvertakenByAnotherIsStalledWhileTheOtherStillWaits) {
   Answer(level[1].front(), kLeaves, 8);
   auto again = test.sessions[1].TakeAtLeast(2);
   EXPECT_EQ(again.size(), 2u);
-  for (HoldingZkClient::Held& held : again) Answer(held, kLeaves, 8);
+  AnswerAll(again, kLeaves, 8);
   Answer(level[1].back(), kLeaves, 8);
   auto tree = test.Finished();
   ASSERT_TRUE(tree.ok()) << tree.error().ToString();
   EXPECT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
   EXPECT_EQ(tree->requests_sent_again, 2u);
-  for (HoldingZkClient::Held& held : level[0]) Answer(held, kLeaves, 9);
+  AnswerAll(level[0], kLeaves, 9);
 }
 
 // A stalled session gets no new request while another can take it: with the first session
@@ -368,10 +374,9 @@ TEST(ZkWalkerTest, AHelperThatFailsIsGivenUp) {
   level[1].pop_front();
   auto again = test.sessions[0].TakeAtLeast(10);
   EXPECT_EQ(again.size(), 10u);
-  for (HoldingZkClient::Held& held : level[1]) Answer(held, kLeaves, 8, "given up");
-  for (auto* held : {&level[0], &again}) {
-    for (HoldingZkClient::Held& request : *held) Answer(request, kLeaves, 8, "first");
-  }
+  AnswerAll(level[1], kLeaves, 8, "given up");
+  AnswerAll(level[0], kLeaves, 8, "first");
+  AnswerAll(again, kLeaves, 8, "first");
   auto tree = test.Finished();
   ASSERT_TRUE(tree.ok()) << tree.error().ToString();
   ExpectLeavesFrom(*tree, kLeaves, "first");
@@ -386,13 +391,12 @@ TEST(ZkWalkerTest, AnAnswerOfAHelperOlderThanTheWalkIsNotUsed) {
   constexpr int kLeaves = 300;
   SpreadWalk test(1, std::chrono::seconds(5));
   auto level = test.AnswerTheRoot(kLeaves, {10, 10});
-  for (HoldingZkClient::Held& held : level[1]) Answer(held, kLeaves, 6, "behind");
+  AnswerAll(level[1], kLeaves, 6, "behind");
   auto again = test.sessions[0].TakeAtLeast(10);
   EXPECT_EQ(again.size(), 10u);
   EXPECT_NE(test.walk.wait_for(std::chrono::milliseconds(50)), std::future_status::ready);
-  for (auto* held : {&level[0], &again}) {
-    for (HoldingZkClient::Held& request : *held) Answer(request, kLeaves, 7, "first");
-  }
+  AnswerAll(level[0], kLeaves, 7, "first");
+  AnswerAll(again, kLeaves, 7, "first");
   auto tree = test.Finished();
   ASSERT_TRUE(tree.ok()) << tree.error().ToString();
   ExpectLeavesFrom(*tree, kLeaves, "first");

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <future>
 #include <thread>
 
@@ -68,11 +69,13 @@ class TestFactory final : public zk::ZkClientFactory {
 };
 
 // Sessions on the fake server that can also be asked for a session of a named server: records
-// the names asked for, and counts the Close() of those sessions.
+// the names asked for, and counts the Close() of those sessions. After `named_sessions` of them,
+// asking for one more fails (a server that refuses more connections).
 class SecondSessionFactory final : public zk::ZkClientFactory {
  public:
-  explicit SecondSessionFactory(std::shared_ptr<zk::FakeZkServer> server)
-      : server_(std::move(server)) {}
+  explicit SecondSessionFactory(std::shared_ptr<zk::FakeZkServer> server,
+                                size_t named_sessions = SIZE_MAX)
+      : server_(std::move(server)), named_sessions_(named_sessions) {}
   zk::ZkResult<std::unique_ptr<zk::ZkClient>> NewClient(zk::ZkEventHandlers handlers) override {
     return std::unique_ptr<zk::ZkClient>(server_->NewClient(std::move(handlers)));
   }
@@ -81,6 +84,10 @@ class SecondSessionFactory final : public zk::ZkClientFactory {
     {
       std::lock_guard lock(mutex_);
       servers_asked_.push_back(name);
+      if (servers_asked_.size() > named_sessions_) {
+        return Unexpected{
+            zk::MakeZkError(zk::ZkErrorCode::kConnectionLoss, "too many connections")};
+      }
     }
     return std::unique_ptr<zk::ZkClient>(
         std::make_unique<Client>(server_->NewClient(std::move(handlers)), closed_));
@@ -107,6 +114,7 @@ class SecondSessionFactory final : public zk::ZkClientFactory {
   };
 
   std::shared_ptr<zk::FakeZkServer> server_;
+  const size_t named_sessions_;
   mutable std::mutex mutex_;
   std::vector<std::string> servers_asked_;
   std::atomic<size_t> closed_{0};
@@ -512,6 +520,23 @@ TEST_F(ZooKeeperSourceTest, OpenAddsTheWalksSessionsToTheSameServer) {
   ASSERT_TRUE(classic.Open(listener_).ok());
   EXPECT_EQ(factory.servers_asked().size(), 4u);
   classic.Close();
+}
+
+// A server that refuses the walk's second helper: Open() stops asking, the walk reads with the
+// first session and the one helper it got, and Close() closes that one.
+TEST_F(ZooKeeperSourceTest, AWalkSessionTheServerRefusesIsDoneWithout) {
+  Create("/dubbo/a", "A");
+  SecondSessionFactory factory(server_, /*named_sessions=*/1);
+  ZooKeeperSourceOptions options;
+  options.walk_sessions = 4;
+  ZooKeeperSource source(factory, scope_, logger_, options);
+  ASSERT_TRUE(source.Open(listener_).ok());
+  EXPECT_EQ(factory.servers_asked().size(), 2u);  // one made, one refused, no third asked
+  auto snapshot = source.ReadSnapshot({});
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
+  EXPECT_EQ(snapshot->entries.size(), 2u);
+  source.Close();
+  EXPECT_EQ(factory.closed(), 1u);
 }
 
 // A walk against a server that never answers ends at once when another thread closes the source.
