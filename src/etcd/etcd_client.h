@@ -362,6 +362,11 @@ class EtcdClient {
   // Transactions sent and not yet completed, plus those waiting for the window.
   virtual size_t PendingTxns() const = 0;
 
+  // Whether etcd is far from this client: setting up its connection took several milliseconds
+  // (GrpcEtcdClientOptions::far_dial), so every request costs that round trip and what needs
+  // fewer of them is faster (connectors::EtcdSinkOptions::far_batch_bytes). Fixed at the dial.
+  virtual bool Far() const { return false; }
+
   // True on the thread that runs this client's callbacks.
   virtual bool OnCallbackThread() const = 0;
 };

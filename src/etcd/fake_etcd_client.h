@@ -145,6 +145,7 @@ struct FakeEtcdOptions {
   // kInvalidArgument "etcdserver: request is too large" and changes nothing. 0: no limit.
   size_t max_request_bytes = 0;
   OpObserver* observer = nullptr;  // optional, not owned
+  bool far = false;                // what Far() answers
 };
 
 enum class FaultPhase {
@@ -202,6 +203,7 @@ class FakeEtcdClient final : public EtcdClient {
   EtcdResult<StatusResponse> Status() override;
   size_t PendingTxns() const override;
   bool OnCallbackThread() const override;
+  bool Far() const override { return options_.far; }
 
  private:
   friend class FakeEtcdStore;

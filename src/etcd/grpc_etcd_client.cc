@@ -130,16 +130,24 @@ EtcdResult<void> GrpcEtcdClient::Init() {
     endpoint.auth = pb::Auth::NewStub(endpoint.channel);
     endpoint.election = epb::Election::NewStub(endpoint.channel);
     endpoint.txn_kv.push_back(pb::KV::NewStub(endpoint.channel));
-    for (int extra = 1; extra < options_.txn_connections; ++extra) {
-      // A local subchannel pool (above) gives every channel a connection of its own.
-      endpoint.txn_channels.push_back(
-          grpc::CreateCustomChannel(targets[i], credentials, arguments));
-      endpoint.txn_kv.push_back(pb::KV::NewStub(endpoint.txn_channels.back()));
-    }
     endpoints_.push_back(std::move(endpoint));
   }
+  targets_ = std::move(targets);
+  credentials_ = std::move(credentials);
+  arguments_ = std::move(arguments);
+  for (size_t i = 0; i < endpoints_.size(); ++i) AddTxnConnections(i, options_.txn_connections);
   thread_ = std::thread([this] { Run(); });
   return {};
+}
+
+void GrpcEtcdClient::AddTxnConnections(size_t index, int count) {
+  Endpoint& endpoint = endpoints_[index];
+  while (static_cast<int>(endpoint.txn_kv.size()) < count) {
+    // A local subchannel pool (Init) gives every channel a connection of its own.
+    endpoint.txn_channels.push_back(
+        grpc::CreateCustomChannel(targets_[index], credentials_, arguments_));
+    endpoint.txn_kv.push_back(pb::KV::NewStub(endpoint.txn_channels.back()));
+  }
 }
 
 void GrpcEtcdClient::Run() {
@@ -151,7 +159,8 @@ void GrpcEtcdClient::Run() {
 
 EtcdResult<void> GrpcEtcdClient::Dial() {
   if (options_.dial_timeout.count() > 0) {
-    const SteadyTime deadline = std::chrono::steady_clock::now() + options_.dial_timeout;
+    const SteadyTime started = std::chrono::steady_clock::now();
+    const SteadyTime deadline = started + options_.dial_timeout;
     bool connected = false;
     while (!connected) {
       grpc_connectivity_state first_state = GRPC_CHANNEL_IDLE;
@@ -160,6 +169,15 @@ EtcdResult<void> GrpcEtcdClient::Dial() {
         if (i == 0) first_state = state;
         if (state == GRPC_CHANNEL_READY) {
           preferred_.store(static_cast<int>(i));
+          const auto took = std::chrono::steady_clock::now() - started;
+          far_ = took >= options_.far_dial;
+          if (far_ && options_.far_txn_connections > options_.txn_connections) {
+            AddTxnConnections(i, options_.far_txn_connections);
+            Log(ops::LogLevel::kInfo, "etcd is far: transactions spread over more connections",
+                {{"endpoint", endpoints_[i].name},
+                 {"dial_ms", std::chrono::duration<double, std::milli>(took).count()},
+                 {"connections", options_.far_txn_connections}});
+          }
           // The transaction connections connect in the background meanwhile.
           for (const auto& channel : endpoints_[i].txn_channels) channel->GetState(true);
           connected = true;

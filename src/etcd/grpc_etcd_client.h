@@ -71,12 +71,19 @@ struct GrpcEtcdClientOptions {
   int max_txns_in_flight = 4;
   int max_txn_ops = kDefaultMaxTxnOps;
   // Connections per endpoint that transactions are spread over, round-robin (every other call
-  // uses the first). etcd's HTTP/2 receive window is per connection and grows slowly, so through
-  // one connection a burst of transactions trickles at about 64 KiB per round trip: with 30 ms
-  // round trips, 2,251 repairs took 0.35 s on 1 connection, 0.22 s on 4, 0.18 s on 8 and
-  // on 16 (docs/BENCHMARKS.md, "A weak network"). The extra connections of the endpoint the
-  // factory dials start connecting at once; others connect on their first transaction. At least 1.
+  // uses the first). etcd's HTTP/2 receive window is per connection, starts at 64 KiB and grows
+  // only a round trip at a time, so through one connection a burst of transactions trickles at
+  // about 64 KiB per round trip. Through 30 ms round trips, 2,251 repairs (3 MB of transactions)
+  // took 0.35 s on 1 connection, 0.22 s on 4, 0.16 s on 8 and 0.10 s on 32 in transactions of
+  // up to 1 MiB; in 56 KiB ones (connectors/etcd/etcd_sink.h) 0.16 s on 8, 0.11 s on 16 and
+  // 0.08 s on 32 and on 64 (docs/BENCHMARKS.md). Near etcd the window is no limit, and 32
+  // connections cost 6 ms at start-up on loopback; so `txn_connections` to begin with, and
+  // `far_txn_connections` once the dial has taken `far_dial` or longer (at least one round trip:
+  // TCP's handshake, then HTTP/2's settings). The extra connections of the endpoint the factory
+  // dials start connecting at once; others connect on their first transaction. At least 1.
   int txn_connections = 8;
+  int far_txn_connections = 32;
+  std::chrono::milliseconds far_dial{5};
   // HTTP/2 keep-alive pings, which detect a dead server under an idle watch. etcd refuses pings
   // more frequent than every 5 s.
   std::chrono::milliseconds keepalive_time{10000};

@@ -383,6 +383,24 @@ TEST(GrpcEtcdClientIntegrationTest, PagedReadsAndManyTransactionsInFlight) {
   EXPECT_EQ(*CountRange(*client, RangeRequest::Prefix(prefix + "/")), kKeys);
 }
 
+// Sends 12 transactions of 10 puts each at once under a new prefix named after `name`, and
+// checks that all of them applied.
+void SendTwelveTransactions(EtcdClient& client, const std::string& name) {
+  const std::string prefix = UniquePath(name);
+  constexpr int kTxns = 12;
+  std::atomic<int> done{0};
+  std::atomic<int> failed{0};
+  for (int txn = 0; txn < kTxns; ++txn) {
+    client.TxnAsync(Puts(prefix, txn * 10, 10), {}, [&](EtcdResult<TxnResponse> result) {
+      if (!result.ok() || !result->succeeded) ++failed;
+      ++done;
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return done.load() == kTxns; }, seconds(30)));
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(*CountRange(client, RangeRequest::Prefix(prefix + "/")), kTxns * 10);
+}
+
 // Transactions are spread over txn_connections connections to the endpoint (a proxy in
 // front of etcd counts them); every other call uses the first.
 TEST(GrpcEtcdClientIntegrationTest, TransactionsAreSpreadOverTheConfiguredConnections) {
@@ -398,23 +416,38 @@ TEST(GrpcEtcdClientIntegrationTest, TransactionsAreSpreadOverTheConfiguredConnec
                                  testing::DelayingTcpProxy::Start(server->client_port(), no_delay));
     GrpcEtcdClientOptions options = OptionsFor({proxy->address()}, nullptr);
     options.txn_connections = connections;
+    options.far_txn_connections = connections;  // however long the dial takes on a busy machine
     options.max_txns_in_flight = 6;
     auto client = Connect(options);
     ASSERT_NE(client, nullptr);
-    const std::string prefix = UniquePath("spread");
-    constexpr int kTxns = 12;
-    std::atomic<int> done{0};
-    std::atomic<int> failed{0};
-    for (int txn = 0; txn < kTxns; ++txn) {
-      client->TxnAsync(Puts(prefix, txn * 10, 10), {}, [&](EtcdResult<TxnResponse> result) {
-        if (!result.ok() || !result->succeeded) ++failed;
-        ++done;
-      });
-    }
-    ASSERT_TRUE(WaitFor([&] { return done.load() == kTxns; }, seconds(30)));
-    EXPECT_EQ(failed.load(), 0);
-    EXPECT_EQ(*CountRange(*client, RangeRequest::Prefix(prefix + "/")), kTxns * 10);
+    SendTwelveTransactions(*client, "spread");
     EXPECT_EQ(proxy->stats().connections, static_cast<uint64_t>(connections));
+  }
+}
+
+// A dial that takes far_dial or longer (here at least the proxy's 20 ms round trip) opens
+// far_txn_connections for transactions; a shorter one keeps txn_connections.
+TEST(GrpcEtcdClientIntegrationTest, AFarEtcdGetsMoreConnectionsForTransactions) {
+  EtcdServer* server = nullptr;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(server, SharedEtcd());
+  for (const auto& [far_dial, expected] :
+       {std::pair{milliseconds(5), 6}, std::pair{milliseconds(60'000), 2}}) {
+    SCOPED_TRACE(far_dial.count());
+    testing::DelayingProxyOptions delay;
+    delay.one_way_delay = milliseconds(10);
+    delay.hold_fraction = 0;
+    std::unique_ptr<testing::DelayingTcpProxy> proxy;
+    ASSERT_FIXTURE_OK_AND_ASSIGN(proxy,
+                                 testing::DelayingTcpProxy::Start(server->client_port(), delay));
+    GrpcEtcdClientOptions options = OptionsFor({proxy->address()}, nullptr);
+    options.txn_connections = 2;
+    options.far_txn_connections = 6;
+    options.far_dial = far_dial;
+    options.max_txns_in_flight = 12;
+    auto client = Connect(options);
+    ASSERT_NE(client, nullptr);
+    SendTwelveTransactions(*client, "far");
+    EXPECT_EQ(proxy->stats().connections, static_cast<uint64_t>(expected));
   }
 }
 

@@ -73,6 +73,7 @@ class GrpcEtcdClient final : public EtcdClient {
     options_.max_attempts = std::max(options_.max_attempts, 1);
     options_.max_txns_in_flight = std::max(options_.max_txns_in_flight, 1);
     options_.txn_connections = std::max(options_.txn_connections, 1);
+    options_.far_txn_connections = std::max(options_.far_txn_connections, options_.txn_connections);
   }
 
   ~GrpcEtcdClient() override {
@@ -122,6 +123,7 @@ class GrpcEtcdClient final : public EtcdClient {
     return static_cast<size_t>(txns_in_flight_) + txn_queue_.size();
   }
   bool OnCallbackThread() const override { return std::this_thread::get_id() == thread_id_.load(); }
+  bool Far() const override { return far_; }
 
   // For the operations.
   grpc::CompletionQueue* cq() { return &cq_; }
@@ -185,9 +187,18 @@ class GrpcEtcdClient final : public EtcdClient {
   void OnAuthenticated(EtcdResult<pb::AuthenticateResponse*> result);
   void Run();
 
+  // Adds connections for transactions to endpoints_[index] until it has `count`.
+  // REQUIRES: no transaction sent yet (Init and Dial only).
+  void AddTxnConnections(size_t index, int count);
+
   GrpcEtcdClientOptions options_;
   const Clock& clock_;
   std::vector<Endpoint> endpoints_;
+  bool far_ = false;  // set by Dial, before the client is handed out
+  // What Init built the channels from, for the connections Dial adds.
+  std::vector<std::string> targets_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
+  grpc::ChannelArguments arguments_;
   bool tls_ = false;
   std::atomic<int> preferred_{0};
   grpc::CompletionQueue cq_;

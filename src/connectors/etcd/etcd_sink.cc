@@ -273,7 +273,8 @@ int EtcdSink::BatchClass(int variant) const {
 core::BatchLimits EtcdSink::Limits(int batch_class) const {
   core::BatchLimits limits;
   limits.max_writes = static_cast<size_t>(std::max(1, options_.max_keys_per_txn));
-  limits.max_bytes = options_.max_txn_bytes;
+  limits.max_bytes = etcd_.Far() ? std::min(options_.far_batch_bytes, options_.max_txn_bytes)
+                                 : options_.max_txn_bytes;
   limits.overhead_bytes = kTxnOverheadBytes;
   if (batch_class == static_cast<int>(EtcdBatchClass::kFlat)) {
     // Each write puts or deletes two records, and spends one or two compares; the leadership
@@ -405,6 +406,8 @@ core::SinkResult<std::optional<int64_t>> EtcdSink::ReadCheckpoint() {
 
 core::BatchLimits EtcdSink::AtomicLimits() const {
   core::BatchLimits limits = Limits(static_cast<int>(EtcdBatchClass::kNested));
+  // A source transaction stays one transaction up to etcd's own limit, even when etcd is far.
+  limits.max_bytes = options_.max_txn_bytes;
   // The checkpoint's put is one more operation of the outer transaction, which also lowers the
   // limit of the nested ones: one write less.
   limits.max_writes = static_cast<size_t>(std::max(1, options_.max_keys_per_txn - 1));

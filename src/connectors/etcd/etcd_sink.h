@@ -48,8 +48,17 @@ enum class EtcdVariant : int { kNested = 0, kZxid = 1, kFresh = 2, kFlat = 3 };
 enum class EtcdBatchClass : int { kNested = 0, kFlat = 1 };
 
 struct EtcdSinkOptions {
-  // The most bytes of one transaction (etcd's --max-request-bytes is 1.5 MiB by default).
+  // The most bytes of one transaction (etcd's --max-request-bytes is 1.5 MiB by default): a
+  // batch of independent writes near etcd, and an atomic batch (AtomicLimits) wherever etcd is.
   size_t max_txn_bytes = 1 << 20;
+  // Where a batch of independent writes (Limits) is cut when etcd is far (EtcdClient::Far); a
+  // larger write goes alone. etcd's gRPC server opens each stream and each connection with an
+  // HTTP/2 receive window of 64 KiB, which grows only a round trip later: a larger transaction
+  // waits for that round trip. Through a 30 ms round trip, 2,251 Dubbo-shaped repairs (3 MB, 84
+  // KB per transaction of 64 writes) took repair_s 0.10 s on 32 connections in 1 MiB batches and
+  // 0.08 s in 56 KiB ones; on loopback the smaller batches cost 10 ms more (docs/BENCHMARKS.md,
+  // "Transactions that fit etcd's first window").
+  size_t far_batch_bytes = 56 << 10;
   int max_keys_per_txn = MaxKeysPerTxn();
   // Where checkpoints are recorded (MirrorKeys::checkpoint_key); empty: none (ReadCheckpoint and
   // ApplyAtomicAsync fail with kRefused).
@@ -89,8 +98,9 @@ class EtcdSink final : public core::Sink, public core::CheckpointedSink {
 
   // core::CheckpointedSink. ReadCheckpoint: the checkpoint key's value, EncodeZxid of the point
   // (kOther when it holds anything else). AtomicLimits: the nested batch class's, one write less
-  // (the checkpoint's put takes its place). ApplyAtomicAsync: one transaction; a lost fence answers
-  // kNotLeader for the whole batch and nothing (checkpoint included) is written.
+  // (the checkpoint's put takes its place), up to max_txn_bytes however far etcd is.
+  // ApplyAtomicAsync: one transaction; a lost fence answers kNotLeader for the whole batch and
+  // nothing (checkpoint included) is written.
   // With leases: a put whose source lease is already gone (kLeaseExpiredLabel) is left out of the
   // transaction and answered with an error that starts with "lease_expired": the source deleted
   // that key at a later revision, which the change stream delivers after this batch. Any other

@@ -392,11 +392,21 @@ TEST_F(EtcdSinkTest, LimitsFollowTheTransactionForm) {
   EXPECT_EQ(flat.max_writes, static_cast<size_t>(etcd::kDefaultMaxTxnOps / 2));
   EXPECT_EQ(flat.max_ops, etcd::kDefaultMaxTxnOps);
   EXPECT_EQ(flat.fence_ops, 1);
+  EXPECT_EQ(flat.max_bytes, size_t{1} << 20);
 
   EtcdSink small(etcd_, layout_, {.max_txn_bytes = 4096, .max_keys_per_txn = 8});
   EXPECT_EQ(small.Limits(0).max_writes, 8u);
   EXPECT_EQ(small.Limits(1).max_writes, 8u);
   EXPECT_EQ(small.Limits(1).max_bytes, 4096u);
+
+  // A far etcd: batches within the 64 KiB that etcd's gRPC server first lets a stream and a
+  // connection send, but never above max_txn_bytes.
+  etcd::FakeEtcdClient far_etcd(clock_, {.far = true});
+  EtcdSink far(far_etcd, layout_);
+  EXPECT_EQ(far.Limits(0).max_bytes, size_t{56} << 10);
+  EXPECT_EQ(far.Limits(1).max_bytes, size_t{56} << 10);
+  EtcdSink far_and_small(far_etcd, layout_, {.max_txn_bytes = 4096});
+  EXPECT_EQ(far_and_small.Limits(1).max_bytes, 4096u);
 }
 
 // A mirror's sink: key-prefix layout, checkpoints.
@@ -430,6 +440,13 @@ class CheckpointedEtcdSinkTest : public ::testing::Test {
   KeyLayout layout_ =
       KeyLayout::ForMirror("/registry", std::string("/copy"), keys_.records_prefix).value();
   EtcdSink sink_{etcd_, layout_, {.checkpoint_key = keys_.checkpoint_key}};
+};
+
+// The same against a far etcd, where batches of independent writes are cut small.
+class FarCheckpointedEtcdSinkTest : public CheckpointedEtcdSinkTest {
+ protected:
+  etcd::FakeEtcdClient far_etcd_{clock_, {.far = true}};
+  EtcdSink far_sink_{far_etcd_, layout_, {.checkpoint_key = keys_.checkpoint_key}};
 };
 
 TEST_F(CheckpointedEtcdSinkTest, ReadCheckpointIsNoneUntilOneIsRecorded) {
@@ -537,6 +554,33 @@ TEST_F(CheckpointedEtcdSinkTest, AnEmptyBatchRecordsOnlyTheCheckpoint) {
   EXPECT_EQ(etcd_.store().revision(), before + 1);
   EXPECT_EQ(Checkpoint(), std::optional<int64_t>(42));
   EXPECT_TRUE(etcd_.store().List("/copy").empty());
+}
+
+// A source transaction is cut by etcd's own limit on a request, not by the smaller size that
+// batches of independent writes are cut at when etcd is far (EtcdSinkOptions::far_batch_bytes).
+TEST_F(FarCheckpointedEtcdSinkTest,
+       AnAtomicBatchLargerThanABatchOfIndependentWritesIsOneTransaction) {
+  const core::BatchLimits limits = far_sink_.AtomicLimits();
+  EXPECT_EQ(limits.max_bytes, size_t{1} << 20);
+  std::vector<SinkWrite> writes;
+  size_t bytes = limits.overhead_bytes;
+  for (int i = 0; i < 8; ++i) {
+    writes.push_back(Put(NumberedPath("/registry/large", i), std::string(40 << 10, 'v'), 7));
+    bytes += far_sink_.AtomicCost(writes.back()).bytes;
+  }
+  ASSERT_GT(bytes, far_sink_.Limits(0).max_bytes);
+  ASSERT_LE(bytes, limits.max_bytes);
+  const int64_t before = far_etcd_.store().revision();
+  std::promise<core::BatchResult> answer;
+  far_sink_.ApplyAtomicAsync(std::move(writes), 7, std::nullopt, [&](core::BatchResult result) {
+    answer.set_value(std::move(result));
+  });
+  auto result = answer.get_future().get();
+  ASSERT_TRUE(result.ok()) << result.error().ToString();
+  EXPECT_EQ(far_etcd_.store().revision(), before + 1);
+  auto large = far_etcd_.store().Get(layout_.KeyFor(NumberedPath("/registry/large", 7)));
+  ASSERT_TRUE(large.has_value());
+  EXPECT_EQ(large->value, std::string(40 << 10, 'v'));
 }
 
 TEST_F(CheckpointedEtcdSinkTest, AFullAtomicBatchFitsEtcdsLimitsAndErrorsAreMapped) {
