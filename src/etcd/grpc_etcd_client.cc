@@ -170,9 +170,13 @@ EtcdResult<void> GrpcEtcdClient::Dial() {
         if (state == GRPC_CHANNEL_READY) {
           preferred_.store(static_cast<int>(i));
           const auto took = std::chrono::steady_clock::now() - started;
-          far_ = took >= options_.far_dial;
+          // Only the first endpoint's readiness is seen as it comes (the others are looked at
+          // every 10 ms below), so only its dial measures the distance.
+          far_ = i == 0 && took >= options_.far_dial;
           if (far_ && options_.far_txn_connections > options_.txn_connections) {
-            AddTxnConnections(i, options_.far_txn_connections);
+            for (size_t j = 0; j < endpoints_.size(); ++j) {
+              AddTxnConnections(j, options_.far_txn_connections);
+            }
             Log(ops::LogLevel::kInfo, "etcd is far: transactions spread over more connections",
                 {{"endpoint", endpoints_[i].name},
                  {"dial_ms", std::chrono::duration<double, std::milli>(took).count()},

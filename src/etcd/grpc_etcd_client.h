@@ -1,6 +1,7 @@
 // The production EtcdClient: etcd's v3 gRPC API through Debian's gRPC C++.
 //
-// One channel per endpoint (plus txn_connections - 1 for transactions); calls go to a preferred
+// One channel per endpoint (plus txn_connections - 1 for transactions, far_txn_connections - 1
+// when etcd is far); calls go to a preferred
 // endpoint and move to the next one when it fails (so a DNS name per member works, as in
 // --etcd-servers). Every call runs asynchronously on one completion queue served by one client
 // thread, which also runs the callbacks; synchronous methods wait for their asynchronous call.
@@ -78,9 +79,11 @@ struct GrpcEtcdClientOptions {
   // up to 1 MiB; in 56 KiB ones (connectors/etcd/etcd_sink.h) 0.16 s on 8, 0.11 s on 16 and
   // 0.08 s on 32 and on 64 (docs/BENCHMARKS.md). Near etcd the window is no limit, and 32
   // connections cost 6 ms at start-up on loopback; so `txn_connections` to begin with, and
-  // `far_txn_connections` once the dial has taken `far_dial` or longer (at least one round trip:
-  // TCP's handshake, then HTTP/2's settings). The extra connections of the endpoint the factory
-  // dials start connecting at once; others connect on their first transaction. At least 1.
+  // `far_txn_connections` once the dial of the first endpoint has taken `far_dial` or longer (at
+  // least one round trip: TCP's handshake, then HTTP/2's settings; a name to resolve and a TLS
+  // handshake count too). A dial that settles on another endpoint, or none (dial_timeout <= 0),
+  // keeps `txn_connections`. The extra connections of the endpoint the factory dials start
+  // connecting at once; others connect on their first transaction. At least 1.
   int txn_connections = 8;
   int far_txn_connections = 32;
   std::chrono::milliseconds far_dial{5};

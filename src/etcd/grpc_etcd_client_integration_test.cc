@@ -446,6 +446,7 @@ TEST(GrpcEtcdClientIntegrationTest, AFarEtcdGetsMoreConnectionsForTransactions) 
     options.max_txns_in_flight = 12;
     auto client = Connect(options);
     ASSERT_NE(client, nullptr);
+    EXPECT_EQ(client->Far(), expected == 6);
     SendTwelveTransactions(*client, "far");
     EXPECT_EQ(proxy->stats().connections, static_cast<uint64_t>(expected));
   }

@@ -128,7 +128,7 @@ struct Endpoint {
   std::unique_ptr<pb::Auth::Stub> auth;
   std::unique_ptr<epb::Election::Stub> election;
   // Transactions go round-robin over `channel` and these extra connections to the same endpoint
-  // (GrpcEtcdClientOptions::txn_connections).
+  // (GrpcEtcdClientOptions::txn_connections, or far_txn_connections when etcd is far).
   std::vector<std::shared_ptr<grpc::Channel>> txn_channels;
   std::vector<std::unique_ptr<pb::KV::Stub>> txn_kv;
 };
