@@ -103,6 +103,7 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
     sync::FencedWriterOptions writer_options;
     // As sync's: the window is sized by bandwidth-delay within this (window_sizer.h).
     writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 64);
+    writer_options.logger = logger.get();
     writer = std::make_unique<sync::FencedWriter>(*job.sink, writer_options, clock);
   }
   sync::Reconciler reconciler(config.scope, *job.sink, writer.get(), redis.get(), *logger, clock);

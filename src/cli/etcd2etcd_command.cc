@@ -163,6 +163,8 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
   sync::FencedWriterOptions writer_options;
   writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 64);
   writer_options.rate_limiter = rate_limiter.get();
+  writer_options.logger = logger.get();
+  writer_options.log_name = "destination etcd";
   sync::FencedWriter writer(*job.sink, writer_options, clock);
 
   sync::MirrorServiceOptions options;
@@ -273,6 +275,8 @@ int RunMirrorDiff(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
   if (config.fix) {
     sync::FencedWriterOptions writer_options;
     writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 8);
+    writer_options.logger = logger.get();
+    writer_options.log_name = "destination etcd";
     writer = std::make_unique<sync::FencedWriter>(*job.sink, writer_options, clock);
   }
   sync::Reconciler reconciler(*job.scope, *job.sink, writer.get(), nullptr, *logger, clock);

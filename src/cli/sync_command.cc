@@ -161,6 +161,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   // most 64); within that the writer sizes its window by bandwidth-delay: 8 near etcd, more
   // when it is far (docs/BENCHMARKS.md, weak network).
   writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 64);
+  writer_options.logger = logger.get();
   SyncOperations* ops = operations->get();
   sync::FencedWriter writer(
       *job.sink, writer_options, clock,

@@ -210,10 +210,13 @@ int RunZk2ZkSync(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& err) 
       ops->OnRefusedWrite(direction, error);
     };
   };
+  writer_options.logger = logger.get();
+  writer_options.log_name = "target ZooKeeper";
   sync::FencedWriter forward_writer(*job.forward_sink, writer_options, clock, nullptr,
                                     refusals(Direction::kForward));
   std::unique_ptr<sync::FencedWriter> reverse_writer;
   if (job.reverse_source) {
+    writer_options.log_name = "source ZooKeeper";
     reverse_writer = std::make_unique<sync::FencedWriter>(*job.reverse_sink, writer_options, clock,
                                                           nullptr, refusals(Direction::kReverse));
   }
@@ -402,6 +405,9 @@ int RunZk2ZkDiff(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& out, 
     if (config.fix) {
       sync::FencedWriterOptions writer_options;
       writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 8);
+      writer_options.logger = logger.get();
+      writer_options.log_name =
+          direction.names == &kForwardNames ? "target ZooKeeper" : "source ZooKeeper";
       writer = std::make_unique<sync::FencedWriter>(*direction.sink, writer_options, clock);
     }
     sync::Reconciler reconciler(config.scope, *direction.sink, writer.get(), nullptr, *logger,

@@ -50,6 +50,11 @@ bool FencedWriter::retrying() const {
   return backoff_.current().count() > 0;
 }
 
+std::chrono::steady_clock::time_point FencedWriter::retry_at() const {
+  std::lock_guard lock(mutex_);
+  return retry_at_;
+}
+
 uint64_t FencedWriter::refused_writes() const {
   std::lock_guard lock(mutex_);
   return refused_writes_;
@@ -196,10 +201,45 @@ void FencedWriter::OnBatchDone(std::vector<Entry> batch, size_t bytes, WindowSiz
               result.ok() ? std::nullopt : std::optional<core::SinkError>(result.error()),
               now - started);
   }
+  LogFailures(result, now);
   std::lock_guard lock(mutex_);
   in_flight_bytes_ -= bytes;
   window_.OnTxnDone(ticket, now);
   HandleBatchDoneLocked(batch, result, fence);
+}
+
+void FencedWriter::LogFailures(const core::BatchResult& result,
+                               std::chrono::steady_clock::time_point now) {
+  if (options_.logger == nullptr) return;
+  const auto seconds_since = [now](std::chrono::steady_clock::time_point then) {
+    return std::chrono::duration<double>(now - then).count();
+  };
+  const std::string sink =
+      options_.log_name.empty() ? std::string(sink_.Name()) : options_.log_name;
+  std::lock_guard lock(log_mutex_);
+  if (result.ok()) {
+    if (!failing_since_) return;
+    options_.logger->Info(
+        sink + " writes applied again",
+        {{"failing_s", seconds_since(*failing_since_)}, {"failed_attempts", failed_attempts_}});
+    failing_since_.reset();
+    failed_attempts_ = 0;
+    return;
+  }
+  // Only what is retried: a refused write and a lost leadership are reported where they end.
+  if (!result.error().Retryable()) return;
+  ++failed_attempts_;
+  if (!failing_since_) {
+    failing_since_ = now;
+    failure_logged_at_ = now;
+    options_.logger->Warn(sink + " writes failing; retrying", {{"error", result.error().message}});
+  } else if (now - failure_logged_at_ >= options_.failure_log_period) {
+    failure_logged_at_ = now;
+    options_.logger->Warn(sink + " writes still failing; retrying",
+                          {{"error", result.error().message},
+                           {"failing_s", seconds_since(*failing_since_)},
+                           {"failed_attempts", failed_attempts_}});
+  }
 }
 
 void FencedWriter::HandleBatchDoneLocked(std::vector<Entry>& batch, const core::BatchResult& result,

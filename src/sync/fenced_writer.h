@@ -25,6 +25,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 
 #include "common/backoff.h"
@@ -32,6 +33,7 @@
 #include "common/rate_limiter.h"
 #include "common/result.h"
 #include "core/sink.h"
+#include "ops/log.h"
 #include "sync/window_sizer.h"
 
 namespace zk2etcd::sync {
@@ -72,6 +74,13 @@ struct FencedWriterOptions {
   // When set, every batch takes its writes from this limiter and waits as it says
   // (--max-write-rate). Must outlive the writer.
   RateLimiter* rate_limiter = nullptr;
+  // When set, failures that are retried are logged: a warning with the sink's error when they
+  // start ("<sink> writes failing; retrying"), again at most every `failure_log_period` while
+  // they go on ("... still failing ..."), and an info line when a batch is applied again
+  // ("<sink> writes applied again"). Must outlive the writer.
+  ops::Logger* logger = nullptr;
+  std::chrono::seconds failure_log_period{60};
+  std::string log_name;  // the sink, as the lines name it (empty: Sink::Name())
 };
 
 class FencedWriter {
@@ -108,6 +117,9 @@ class FencedWriter {
   size_t pending() const;
   // Whether the last batch attempt failed and writes are waiting to be retried.
   bool retrying() const;
+  // When the writes of the last failed attempt may go again (on the writer's clock); set when the
+  // failure is handled, kept until an attempt succeeds.
+  std::chrono::steady_clock::time_point retry_at() const;
   // Writes that the sink refused on their own (completed with kRefused).
   uint64_t refused_writes() const;
   // Writes sent again in another variant because the sink's answer asked for it.
@@ -139,6 +151,9 @@ class FencedWriter {
   void OnBatchDone(std::vector<Entry> batch, size_t bytes, WindowSizer::Ticket ticket,
                    core::BatchResult result, std::chrono::steady_clock::time_point started,
                    const std::optional<core::Fence>& fence);
+  // Logs the start, the continuation and the end of retried failures (FencedWriterOptions::
+  // logger). Not under mutex_.
+  void LogFailures(const core::BatchResult& result, std::chrono::steady_clock::time_point now);
   // Completes, requeues or splits the writes of a finished batch. REQUIRES: mutex_ held.
   void HandleBatchDoneLocked(std::vector<Entry>& batch, const core::BatchResult& result,
                              const std::optional<core::Fence>& fence);
@@ -174,6 +189,12 @@ class FencedWriter {
   std::chrono::steady_clock::time_point retry_at_{};
   std::chrono::steady_clock::time_point rate_ready_at_{};  // the rate limiter's
   bool stopping_ = false;
+
+  std::mutex log_mutex_;  // guards the failure log's state (LogFailures)
+  std::optional<std::chrono::steady_clock::time_point> failing_since_;
+  std::chrono::steady_clock::time_point failure_logged_at_{};
+  uint64_t failed_attempts_ = 0;
+
   std::thread sender_;
 };
 

@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/wait_for_testing.h"
 #include "core/testing/in_memory_sink.h"
+#include "ops/log.h"
 
 namespace zk2etcd::sync {
 namespace {
@@ -268,6 +269,51 @@ TEST(FencedWriterClockTest, RetriesWaitForTheInjectedClock) {
   ASSERT_EQ(future.wait_for(seconds(10)), std::future_status::ready);
   EXPECT_EQ(future.get().value(), WriteOutcome::kApplied);
   writer.Stop();
+}
+
+// Failures that are retried are logged when they start, at most every failure_log_period while
+// they go on, and when a batch is applied again; on the writer's clock.
+TEST(FencedWriterClockTest, RetriedFailuresAreLoggedWhenTheyStartWhileTheyLastAndWhenTheyEnd) {
+  FakeClock clock;
+  auto log_sink = std::make_shared<ops::MemoryLogSink>();
+  ops::Logger logger(log_sink, ops::LogFormat::kJson, ops::LogLevel::kDebug, clock);
+  core::memory::InMemorySink sink;
+  FencedWriterOptions options;
+  // The writer sleeps the backoff in real time, computed on its clock: a short one, and the
+  // clock advanced far past it after each failure.
+  options.initial_backoff = milliseconds(100);
+  options.max_backoff = milliseconds(100);
+  options.logger = &logger;
+  options.failure_log_period = seconds(60);
+  std::promise<WriteResult> done;  // outlives the writer, whatever fails below
+  FencedWriter writer(sink, options, clock);
+  constexpr size_t kFailures = 8;  // at 0, 16, ..., 112 s of the clock; applied at 128 s
+  sink.FailNextApplies(static_cast<int>(kFailures), core::SinkError::Code::kUnavailable);
+  writer.Submit(Put("/a", "1", 10), [&done](const WriteResult& result) { done.set_value(result); });
+  for (size_t attempt = 1; attempt <= kFailures; ++attempt) {
+    // Attempt `attempt` failed and its retry is due later on the clock.
+    ASSERT_TRUE(WaitFor(
+        [&] { return sink.batches_submitted() == attempt && writer.retry_at() > clock.Now(); }));
+    clock.Advance(seconds(16));
+  }
+  auto future = done.get_future();
+  ASSERT_EQ(future.wait_for(seconds(10)), std::future_status::ready);
+  EXPECT_EQ(future.get().value(), WriteOutcome::kApplied);
+  writer.Stop();
+
+  std::vector<std::string> failing, still, again;
+  for (const std::string& line : log_sink->Lines()) {
+    if (line.find("writes failing; retrying") != std::string::npos) failing.push_back(line);
+    if (line.find("writes still failing; retrying") != std::string::npos) still.push_back(line);
+    if (line.find("writes applied again") != std::string::npos) again.push_back(line);
+  }
+  ASSERT_EQ(failing.size(), 1u);
+  EXPECT_THAT(failing[0], ::testing::HasSubstr("batch failed (injected)"));
+  EXPECT_THAT(failing[0], ::testing::HasSubstr("\"level\":\"warn\""));
+  ASSERT_EQ(still.size(), 1u);  // at 64 s, the fifth; the next would come at 124 s or later
+  EXPECT_THAT(still[0], ::testing::HasSubstr("\"failed_attempts\":5"));
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_THAT(again[0], ::testing::HasSubstr("\"failed_attempts\":8"));
 }
 
 TEST_F(FencedWriterTest, RetryingIsTrueWhileTheSinkFails) {
