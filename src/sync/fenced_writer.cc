@@ -132,10 +132,24 @@ std::vector<FencedWriter::Entry> FencedWriter::TakeBatchLocked(size_t* batch_byt
 void FencedWriter::SenderLoop() {
   std::unique_lock lock(mutex_);
   while (true) {
-    if (!completions_.empty()) {
+    if (!completions_.empty() || !failure_lines_.empty()) {
       std::deque<Completion> ready;
       ready.swap(completions_);
+      std::vector<FailureLogLine> lines;
+      lines.swap(failure_lines_);
       lock.unlock();
+      for (const FailureLogLine& line : lines) {
+        if (line.error.empty()) {
+          options_.logger->Log(
+              line.level, line.message,
+              {{"failing_s", line.failing_s}, {"failed_batches", line.failed_batches}});
+        } else {
+          options_.logger->Log(line.level, line.message,
+                               {{"error", line.error},
+                                {"failing_s", line.failing_s},
+                                {"failed_batches", line.failed_batches}});
+        }
+      }
       for (Completion& completion : ready) {
         if (completion.refused && on_refused_) {
           on_refused_(*completion.refused, *completion.result.error().sink_error);
@@ -201,45 +215,44 @@ void FencedWriter::OnBatchDone(std::vector<Entry> batch, size_t bytes, WindowSiz
               result.ok() ? std::nullopt : std::optional<core::SinkError>(result.error()),
               now - started);
   }
-  LogFailures(result, now);
   std::lock_guard lock(mutex_);
   in_flight_bytes_ -= bytes;
   window_.OnTxnDone(ticket, now);
+  NoteForFailureLogLocked(result, now);
   HandleBatchDoneLocked(batch, result, fence);
 }
 
-void FencedWriter::LogFailures(const core::BatchResult& result,
-                               std::chrono::steady_clock::time_point now) {
+void FencedWriter::NoteForFailureLogLocked(const core::BatchResult& result,
+                                           std::chrono::steady_clock::time_point now) {
   if (options_.logger == nullptr) return;
   const auto seconds_since = [now](std::chrono::steady_clock::time_point then) {
     return std::chrono::duration<double>(now - then).count();
   };
   const std::string sink =
       options_.log_name.empty() ? std::string(sink_.Name()) : options_.log_name;
-  std::lock_guard lock(log_mutex_);
   if (result.ok()) {
     if (!failing_since_) return;
-    options_.logger->Info(
-        sink + " writes applied again",
-        {{"failing_s", seconds_since(*failing_since_)}, {"failed_attempts", failed_attempts_}});
+    if (failure_warned_) {
+      failure_lines_.push_back({ops::LogLevel::kInfo, sink + " writes applied again", "",
+                                seconds_since(*failing_since_), failed_batches_});
+    }
     failing_since_.reset();
-    failed_attempts_ = 0;
+    failed_batches_ = 0;
+    failure_warned_ = false;
     return;
   }
-  // Only what is retried: a refused write and a lost leadership are reported where they end.
-  if (!result.error().Retryable()) return;
-  ++failed_attempts_;
-  if (!failing_since_) {
-    failing_since_ = now;
-    failure_logged_at_ = now;
-    options_.logger->Warn(sink + " writes failing; retrying", {{"error", result.error().message}});
-  } else if (now - failure_logged_at_ >= options_.failure_log_period) {
-    failure_logged_at_ = now;
-    options_.logger->Warn(sink + " writes still failing; retrying",
-                          {{"error", result.error().message},
-                           {"failing_s", seconds_since(*failing_since_)},
-                           {"failed_attempts", failed_attempts_}});
-  }
+  // Only what is retried: a refused write and a lost leadership are reported where they end, and
+  // a stopping writer retries nothing.
+  if (!result.error().Retryable() || stopping_) return;
+  ++failed_batches_;
+  if (!failing_since_) failing_since_ = now;
+  if (failure_warned_at_ && now - *failure_warned_at_ < options_.failure_log_period) return;
+  failure_lines_.push_back(
+      {ops::LogLevel::kWarn,
+       sink + (failure_warned_ ? " writes still failing; retrying" : " writes failing; retrying"),
+       result.error().message, seconds_since(*failing_since_), failed_batches_});
+  failure_warned_ = true;
+  failure_warned_at_ = now;
 }
 
 void FencedWriter::HandleBatchDoneLocked(std::vector<Entry>& batch, const core::BatchResult& result,

@@ -15,7 +15,7 @@
 // a form for large values), it goes again, in order.
 //
 // Each write's callback runs exactly once, on the writer's sender thread, never under the
-// writer's lock. Thread-safe.
+// writer's lock; so do the lines of the failure log (FencedWriterOptions::logger). Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -74,10 +74,11 @@ struct FencedWriterOptions {
   // When set, every batch takes its writes from this limiter and waits as it says
   // (--max-write-rate). Must outlive the writer.
   RateLimiter* rate_limiter = nullptr;
-  // When set, failures that are retried are logged: a warning with the sink's error when they
-  // start ("<sink> writes failing; retrying"), again at most every `failure_log_period` while
-  // they go on ("... still failing ..."), and an info line when a batch is applied again
-  // ("<sink> writes applied again"). Must outlive the writer.
+  // When set, failed batches that are retried are logged, from the sender thread: a warning with
+  // the sink's error when they start ("<sink> writes failing; retrying") and while they go on
+  // ("<sink> writes still failing; retrying"), at most one warning every `failure_log_period`
+  // however the failures come and go, and an info line when a batch is applied after a warned
+  // failure ("<sink> writes applied again"). Must outlive the writer.
   ops::Logger* logger = nullptr;
   std::chrono::seconds failure_log_period{60};
   std::string log_name;  // the sink, as the lines name it (empty: Sink::Name())
@@ -151,9 +152,10 @@ class FencedWriter {
   void OnBatchDone(std::vector<Entry> batch, size_t bytes, WindowSizer::Ticket ticket,
                    core::BatchResult result, std::chrono::steady_clock::time_point started,
                    const std::optional<core::Fence>& fence);
-  // Logs the start, the continuation and the end of retried failures (FencedWriterOptions::
-  // logger). Not under mutex_.
-  void LogFailures(const core::BatchResult& result, std::chrono::steady_clock::time_point now);
+  // Notes a batch's answer in the failure log's state, queueing a line for the sender thread to
+  // log when one is due (FencedWriterOptions::logger). REQUIRES: mutex_ held.
+  void NoteForFailureLogLocked(const core::BatchResult& result,
+                               std::chrono::steady_clock::time_point now);
   // Completes, requeues or splits the writes of a finished batch. REQUIRES: mutex_ held.
   void HandleBatchDoneLocked(std::vector<Entry>& batch, const core::BatchResult& result,
                              const std::optional<core::Fence>& fence);
@@ -190,10 +192,20 @@ class FencedWriter {
   std::chrono::steady_clock::time_point rate_ready_at_{};  // the rate limiter's
   bool stopping_ = false;
 
-  std::mutex log_mutex_;  // guards the failure log's state (LogFailures)
+  // The failure log (NoteForFailureLogLocked): the current run of failed batches, when the last
+  // warning went, and the lines the sender thread logs next.
+  struct FailureLogLine {
+    ops::LogLevel level;
+    std::string message;
+    std::string error;  // empty on the "applied again" line
+    double failing_s = 0;
+    uint64_t failed_batches = 0;
+  };
   std::optional<std::chrono::steady_clock::time_point> failing_since_;
-  std::chrono::steady_clock::time_point failure_logged_at_{};
-  uint64_t failed_attempts_ = 0;
+  uint64_t failed_batches_ = 0;
+  bool failure_warned_ = false;  // a warning was logged in the current run
+  std::optional<std::chrono::steady_clock::time_point> failure_warned_at_;
+  std::vector<FailureLogLine> failure_lines_;
 
   std::thread sender_;
 };

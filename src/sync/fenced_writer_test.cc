@@ -271,49 +271,101 @@ TEST(FencedWriterClockTest, RetriesWaitForTheInjectedClock) {
   writer.Stop();
 }
 
-// Failures that are retried are logged when they start, at most every failure_log_period while
-// they go on, and when a batch is applied again; on the writer's clock.
-TEST(FencedWriterClockTest, RetriedFailuresAreLoggedWhenTheyStartWhileTheyLastAndWhenTheyEnd) {
-  FakeClock clock;
-  auto log_sink = std::make_shared<ops::MemoryLogSink>();
-  ops::Logger logger(log_sink, ops::LogFormat::kJson, ops::LogLevel::kDebug, clock);
-  core::memory::InMemorySink sink;
-  FencedWriterOptions options;
-  // The writer sleeps the backoff in real time, computed on its clock: a short one, and the
-  // clock advanced far past it after each failure.
-  options.initial_backoff = milliseconds(100);
-  options.max_backoff = milliseconds(100);
-  options.logger = &logger;
-  options.failure_log_period = seconds(60);
-  std::promise<WriteResult> done;  // outlives the writer, whatever fails below
-  FencedWriter writer(sink, options, clock);
-  constexpr size_t kFailures = 8;  // at 0, 16, ..., 112 s of the clock; applied at 128 s
-  sink.FailNextApplies(static_cast<int>(kFailures), core::SinkError::Code::kUnavailable);
-  writer.Submit(Put("/a", "1", 10), [&done](const WriteResult& result) { done.set_value(result); });
-  for (size_t attempt = 1; attempt <= kFailures; ++attempt) {
-    // Attempt `attempt` failed and its retry is due later on the clock.
-    ASSERT_TRUE(WaitFor(
-        [&] { return sink.batches_submitted() == attempt && writer.retry_at() > clock.Now(); }));
-    clock.Advance(seconds(16));
+// What the failure log tests share: a writer on a fake clock over an in-memory sink, logging to
+// memory. The writer sleeps its backoff in real time, computed on its clock: a short one, and the
+// clock moved far past it after each failure.
+class FencedWriterFailureLogTest : public ::testing::Test {
+ protected:
+  FencedWriterFailureLogTest() {
+    options_.initial_backoff = milliseconds(100);
+    options_.max_backoff = milliseconds(100);
+    options_.logger = &logger_;
+    options_.failure_log_period = seconds(60);
+    options_.log_name = "the sink";
   }
-  auto future = done.get_future();
-  ASSERT_EQ(future.wait_for(seconds(10)), std::future_status::ready);
-  EXPECT_EQ(future.get().value(), WriteOutcome::kApplied);
-  writer.Stop();
+  ~FencedWriterFailureLogTest() override {
+    if (writer_) writer_->Stop();
+  }
 
-  std::vector<std::string> failing, still, again;
-  for (const std::string& line : log_sink->Lines()) {
-    if (line.find("writes failing; retrying") != std::string::npos) failing.push_back(line);
-    if (line.find("writes still failing; retrying") != std::string::npos) still.push_back(line);
-    if (line.find("writes applied again") != std::string::npos) again.push_back(line);
+  // Writes `key` while the sink fails its next `failures` batches with `code`, moving the clock
+  // 16 s on after each retryable failure has been handled (so the n-th attempt goes 16 * (n - 1)
+  // s after the first), and returns the write's result.
+  WriteResult WriteThroughFailures(
+      const std::string& key, size_t failures,
+      core::SinkError::Code code = core::SinkError::Code::kUnavailable) {
+    sink_.FailNextApplies(static_cast<int>(failures), code);
+    const size_t before = sink_.batches_submitted();
+    auto done = std::make_shared<std::promise<WriteResult>>();  // outlives a failed ASSERT
+    writer_->Submit(Put(key, "v", 10),
+                    [done](const WriteResult& result) { done->set_value(result); });
+    for (size_t attempt = 1; code == core::SinkError::Code::kUnavailable && attempt <= failures;
+         ++attempt) {
+      // Attempt `attempt` failed and its retry is due later on the clock.
+      EXPECT_TRUE(WaitFor([&] {
+        return sink_.batches_submitted() == before + attempt && writer_->retry_at() > clock_.Now();
+      }));
+      clock_.Advance(seconds(16));
+    }
+    auto future = done->get_future();
+    EXPECT_EQ(future.wait_for(seconds(10)), std::future_status::ready);
+    return future.get();
   }
+
+  // The lines logged so far whose message is `message`.
+  std::vector<std::string> Lines(const std::string& message) const {
+    std::vector<std::string> found;
+    for (const std::string& line : log_sink_->Lines()) {
+      if (line.find("\"msg\":\"" + message + "\"") != std::string::npos) found.push_back(line);
+    }
+    return found;
+  }
+
+  FakeClock clock_;
+  std::shared_ptr<ops::MemoryLogSink> log_sink_ = std::make_shared<ops::MemoryLogSink>();
+  ops::Logger logger_{log_sink_, ops::LogFormat::kJson, ops::LogLevel::kDebug, clock_};
+  core::memory::InMemorySink sink_;
+  FencedWriterOptions options_;
+  std::unique_ptr<FencedWriter> writer_;
+};
+
+// A run of failures is logged when it starts, at most every failure_log_period while it lasts,
+// and when a batch is applied again.
+TEST_F(FencedWriterFailureLogTest, ARunOfFailuresIsLoggedWhenItStartsWhileItLastsAndWhenItEnds) {
+  writer_ = std::make_unique<FencedWriter>(sink_, options_, clock_);
+  // Attempts at 0, 16, ..., 112 s of the clock, applied at 128 s.
+  ASSERT_EQ(WriteThroughFailures("/a", 8).value(), WriteOutcome::kApplied);
+  writer_->Stop();
+
+  const auto failing = Lines("the sink writes failing; retrying");
   ASSERT_EQ(failing.size(), 1u);
-  EXPECT_THAT(failing[0], ::testing::HasSubstr("batch failed (injected)"));
   EXPECT_THAT(failing[0], ::testing::HasSubstr("\"level\":\"warn\""));
+  EXPECT_THAT(failing[0], ::testing::HasSubstr("batch failed (injected)"));
+  const auto still = Lines("the sink writes still failing; retrying");
   ASSERT_EQ(still.size(), 1u);  // at 64 s, the fifth; the next would come at 124 s or later
-  EXPECT_THAT(still[0], ::testing::HasSubstr("\"failed_attempts\":5"));
+  EXPECT_THAT(still[0], ::testing::HasSubstr("\"level\":\"warn\""));
+  EXPECT_THAT(still[0], ::testing::HasSubstr("\"failing_s\":64"));
+  EXPECT_THAT(still[0], ::testing::HasSubstr("\"failed_batches\":5"));
+  const auto again = Lines("the sink writes applied again");
   ASSERT_EQ(again.size(), 1u);
-  EXPECT_THAT(again[0], ::testing::HasSubstr("\"failed_attempts\":8"));
+  EXPECT_THAT(again[0], ::testing::HasSubstr("\"level\":\"info\""));
+  EXPECT_THAT(again[0], ::testing::HasSubstr("\"failing_s\":128"));
+  EXPECT_THAT(again[0], ::testing::HasSubstr("\"failed_batches\":8"));
+}
+
+// Failures that come and go log at most one warning a period (and an "applied again" only after
+// a warned run); failures that are not retried log nothing.
+TEST_F(FencedWriterFailureLogTest, FailuresThatComeAndGoWarnAtMostOnceAPeriod) {
+  writer_ = std::make_unique<FencedWriter>(sink_, options_, clock_);
+  ASSERT_EQ(WriteThroughFailures("/a", 1).value(), WriteOutcome::kApplied);  // warned at 0 s
+  ASSERT_EQ(WriteThroughFailures("/b", 1).value(), WriteOutcome::kApplied);  // 16 s: silent
+  // Not retried: not logged.
+  ASSERT_FALSE(WriteThroughFailures("/c", 1, core::SinkError::Code::kRefused).ok());
+  clock_.Advance(seconds(60));
+  ASSERT_EQ(WriteThroughFailures("/d", 1).value(), WriteOutcome::kApplied);  // 92 s: warned
+  writer_->Stop();
+  EXPECT_EQ(Lines("the sink writes failing; retrying").size(), 2u);
+  EXPECT_EQ(Lines("the sink writes applied again").size(), 2u);
+  EXPECT_TRUE(Lines("the sink writes still failing; retrying").empty());
 }
 
 TEST_F(FencedWriterTest, RetryingIsTrueWhileTheSinkFails) {
