@@ -228,12 +228,14 @@ void FencedWriter::NoteForFailureLogLocked(const core::BatchResult& result,
   const auto seconds_since = [now](std::chrono::steady_clock::time_point then) {
     return std::chrono::duration<double>(now - then).count();
   };
-  const std::string sink =
-      options_.log_name.empty() ? std::string(sink_.Name()) : options_.log_name;
+  // Built only for a line: this runs for every batch.
+  const auto sink = [this] {
+    return options_.log_name.empty() ? std::string(sink_.Name()) : options_.log_name;
+  };
   if (result.ok()) {
     if (!failing_since_) return;
     if (failure_warned_) {
-      failure_lines_.push_back({ops::LogLevel::kInfo, sink + " writes applied again", "",
+      failure_lines_.push_back({ops::LogLevel::kInfo, sink() + " writes applied again", "",
                                 seconds_since(*failing_since_), failed_batches_});
     }
     failing_since_.reset();
@@ -249,7 +251,7 @@ void FencedWriter::NoteForFailureLogLocked(const core::BatchResult& result,
   if (failure_warned_at_ && now - *failure_warned_at_ < options_.failure_log_period) return;
   failure_lines_.push_back(
       {ops::LogLevel::kWarn,
-       sink + (failure_warned_ ? " writes still failing; retrying" : " writes failing; retrying"),
+       sink() + (failure_warned_ ? " writes still failing; retrying" : " writes failing; retrying"),
        result.error().message, seconds_since(*failing_since_), failed_batches_});
   failure_warned_ = true;
   failure_warned_at_ = now;
