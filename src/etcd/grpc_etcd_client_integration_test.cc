@@ -631,6 +631,31 @@ int DeadPort() {
   return port.ok() ? *port : 1;
 }
 
+// A dial that settles on an endpoint other than the first measures no distance (only the first
+// endpoint's readiness is seen as it comes; the others are looked at every 10 ms): the client is
+// not far and keeps txn_connections, however long the dial took.
+TEST(GrpcEtcdClientIntegrationTest, ADialThatSettlesOnAnotherEndpointKeepsTheNearConnections) {
+  EtcdServer* server = nullptr;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(server, SharedEtcd());
+  testing::DelayingProxyOptions delay;
+  delay.one_way_delay = milliseconds(10);
+  delay.hold_fraction = 0;
+  std::unique_ptr<testing::DelayingTcpProxy> proxy;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(proxy,
+                               testing::DelayingTcpProxy::Start(server->client_port(), delay));
+  GrpcEtcdClientOptions options =
+      OptionsFor({"127.0.0.1:" + std::to_string(DeadPort()), proxy->address()}, nullptr);
+  options.txn_connections = 2;
+  options.far_txn_connections = 6;
+  options.far_dial = milliseconds(5);
+  options.max_txns_in_flight = 12;
+  auto client = Connect(options);
+  ASSERT_NE(client, nullptr);
+  EXPECT_FALSE(client->Far());
+  SendTwelveTransactions(*client, "settled");
+  EXPECT_EQ(proxy->stats().connections, 2u);
+}
+
 // StatusAsync answers as Status does, on the client's callback thread; a client destroyed with
 // one outstanding answers it with kCancelled.
 TEST(GrpcEtcdClientIntegrationTest, StatusAsyncAnswersOnTheCallbackThreadLikeStatus) {
