@@ -383,6 +383,14 @@ TEST(GrpcEtcdClientIntegrationTest, PagedReadsAndManyTransactionsInFlight) {
   EXPECT_EQ(*CountRange(*client, RangeRequest::Prefix(prefix + "/")), kKeys);
 }
 
+// A proxy in front of `server` that delays every chunk by `one_way` and holds none.
+auto StartDelayingProxy(EtcdServer& server, milliseconds one_way) {
+  testing::DelayingProxyOptions options;
+  options.one_way_delay = one_way;
+  options.hold_fraction = 0;
+  return testing::DelayingTcpProxy::Start(server.client_port(), options);
+}
+
 // Sends 12 transactions of 10 puts each at once under a new prefix named after `name`, and
 // checks that all of them applied.
 void SendTwelveTransactions(EtcdClient& client, const std::string& name) {
@@ -408,12 +416,8 @@ TEST(GrpcEtcdClientIntegrationTest, TransactionsAreSpreadOverTheConfiguredConnec
   ASSERT_FIXTURE_OK_AND_ASSIGN(server, SharedEtcd());
   for (const int connections : {1, 3}) {
     SCOPED_TRACE(connections);
-    testing::DelayingProxyOptions no_delay;
-    no_delay.one_way_delay = std::chrono::microseconds(0);
-    no_delay.hold_fraction = 0;
     std::unique_ptr<testing::DelayingTcpProxy> proxy;
-    ASSERT_FIXTURE_OK_AND_ASSIGN(proxy,
-                                 testing::DelayingTcpProxy::Start(server->client_port(), no_delay));
+    ASSERT_FIXTURE_OK_AND_ASSIGN(proxy, StartDelayingProxy(*server, milliseconds(0)));
     GrpcEtcdClientOptions options = OptionsFor({proxy->address()}, nullptr);
     options.txn_connections = connections;
     options.far_txn_connections = connections;  // however long the dial takes on a busy machine
@@ -433,12 +437,8 @@ TEST(GrpcEtcdClientIntegrationTest, AFarEtcdGetsMoreConnectionsForTransactions) 
   for (const auto& [far_dial, expected] :
        {std::pair{milliseconds(5), 6}, std::pair{milliseconds(60'000), 2}}) {
     SCOPED_TRACE(far_dial.count());
-    testing::DelayingProxyOptions delay;
-    delay.one_way_delay = milliseconds(10);
-    delay.hold_fraction = 0;
     std::unique_ptr<testing::DelayingTcpProxy> proxy;
-    ASSERT_FIXTURE_OK_AND_ASSIGN(proxy,
-                                 testing::DelayingTcpProxy::Start(server->client_port(), delay));
+    ASSERT_FIXTURE_OK_AND_ASSIGN(proxy, StartDelayingProxy(*server, milliseconds(10)));
     GrpcEtcdClientOptions options = OptionsFor({proxy->address()}, nullptr);
     options.txn_connections = 2;
     options.far_txn_connections = 6;
@@ -637,12 +637,8 @@ int DeadPort() {
 TEST(GrpcEtcdClientIntegrationTest, ADialThatSettlesOnAnotherEndpointKeepsTheNearConnections) {
   EtcdServer* server = nullptr;
   ASSERT_FIXTURE_OK_AND_ASSIGN(server, SharedEtcd());
-  testing::DelayingProxyOptions delay;
-  delay.one_way_delay = milliseconds(10);
-  delay.hold_fraction = 0;
   std::unique_ptr<testing::DelayingTcpProxy> proxy;
-  ASSERT_FIXTURE_OK_AND_ASSIGN(proxy,
-                               testing::DelayingTcpProxy::Start(server->client_port(), delay));
+  ASSERT_FIXTURE_OK_AND_ASSIGN(proxy, StartDelayingProxy(*server, milliseconds(10)));
   GrpcEtcdClientOptions options =
       OptionsFor({"127.0.0.1:" + std::to_string(DeadPort()), proxy->address()}, nullptr);
   options.txn_connections = 2;
