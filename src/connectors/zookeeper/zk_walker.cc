@@ -12,6 +12,29 @@ namespace zk2etcd::connectors {
 
 namespace {
 
+using Layout = std::vector<std::pair<size_t, bool>>;  // (index in batch, children?) per op
+
+// getData of every node of the batch, and getChildren of those whose subtree may hold in-scope
+// nodes.
+Layout LayoutOf(const core::Scope& scope, const std::vector<std::string>& batch) {
+  Layout layout;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    layout.emplace_back(i, false);
+    if (scope.ShouldDescend(batch[i])) layout.emplace_back(i, true);
+  }
+  return layout;
+}
+
+std::vector<zk::ReadOp> OpsOf(const std::vector<std::string>& batch, const Layout& layout) {
+  std::vector<zk::ReadOp> ops;
+  ops.reserve(layout.size());
+  for (const auto& [index, children] : layout) {
+    const std::string& path = batch[index];
+    ops.push_back(children ? zk::ReadOp::GetChildren(path) : zk::ReadOp::GetData(path));
+  }
+  return ops;
+}
+
 // The walk's shared state. Callbacks arrive on the clients' delivery threads; the caller waits.
 // Every callback holds the walk (shared_from_this): with helper sessions, the later of two
 // answers to one request may come after Run() returned, and then looks at nothing but that
@@ -36,10 +59,30 @@ class Walk : public std::enable_shared_from_this<Walk> {
   }
 
   Result<core::Snapshot, zk::ZkError> Run() {
+    std::vector<std::shared_ptr<MultiRead>> head_reads;
     {
       std::lock_guard lock(mutex_);
-      for (const std::string& prefix : scope_.prefixes()) todo_.push_back({prefix, false});
       last_answer_.assign(sessions_.size(), SteadyClock::now());
+      if (TakeHead()) {
+        // The head's requests count as this walk's, sent on the first session when it sent them.
+        for (const std::vector<std::string>& batch : options_.head->batches()) {
+          int first = 0;
+          std::shared_ptr<MultiRead> read = NewMultiReadLocked(batch, &first);
+          *read->sent[0] = options_.head->sent_at();
+          ++in_flight_;
+          ++tree_.requests;
+          head_reads.push_back(std::move(read));
+        }
+      } else {
+        for (const std::string& prefix : scope_.prefixes()) todo_.push_back({prefix, false});
+      }
+    }
+    for (size_t i = 0; i < head_reads.size(); ++i) {
+      options_.head->OnAnswer(
+          i, [self = shared_from_this(), read = head_reads[i]](
+                 zk::ZkResult<zk::MultiReadReply> reply, SteadyClock::time_point answered_at) {
+            self->OnMultiRead(read, 0, std::move(reply), answered_at);
+          });
     }
     Pump();
     std::unique_lock lock(mutex_);
@@ -75,7 +118,7 @@ class Walk : public std::enable_shared_from_this<Walk> {
   struct MultiRead {
     uint64_t id = 0;
     std::vector<std::string> batch;
-    std::vector<std::pair<size_t, bool>> layout;               // (index in batch, children?) per op
+    Layout layout;
     std::vector<std::optional<SteadyClock::time_point>> sent;  // per session
     bool answered = false;
   };
@@ -85,6 +128,14 @@ class Walk : public std::enable_shared_from_this<Walk> {
   };
 
   bool UseMultiRead() const { return options_.multi_read_batch > 1 && !options_.set_watches; }
+
+  // Whether the walk starts from options_.head: sent on its first session, batched as it
+  // batches, and not another walk's.
+  bool TakeHead() const {
+    const std::shared_ptr<WalkHead>& head = options_.head;
+    return head != nullptr && UseMultiRead() && head->client() == sessions_[0] &&
+           head->multi_read_batch() == options_.multi_read_batch && head->Claim();
+  }
 
   size_t Window() const {
     return UseMultiRead() ? std::max(options_.window, kMinMultiReadWindow) : options_.window;
@@ -182,24 +233,27 @@ class Walk : public std::enable_shared_from_this<Walk> {
     }
   }
 
-  // getData of every node of the batch, and getChildren of those whose subtree may hold
-  // in-scope nodes.
-  void SendMultiRead(std::vector<std::string> batch) {
+  // A read of `batch` (LayoutOf), counted as sent now on `*session` (if negative, on the
+  // session SessionForNewLocked picks, returned there).
+  std::shared_ptr<MultiRead> NewMultiReadLocked(std::vector<std::string> batch, int* session) {
     auto read = std::make_shared<MultiRead>();
-    for (size_t i = 0; i < batch.size(); ++i) {
-      read->layout.emplace_back(i, false);
-      if (scope_.ShouldDescend(batch[i])) read->layout.emplace_back(i, true);
-    }
+    read->layout = LayoutOf(scope_, batch);
     read->batch = std::move(batch);
     read->sent.resize(sessions_.size());
-    int session;
+    read->id = next_id_++;
+    if (*session < 0) *session = SessionForNewLocked(*read);
+    read->sent[*session] = SteadyClock::now();
+    ++sent_to_[*session];
+    if (spreading_) waiting_.emplace(read->id, read);
+    return read;
+  }
+
+  void SendMultiRead(std::vector<std::string> batch) {
+    std::shared_ptr<MultiRead> read;
+    int session = -1;
     {
       std::lock_guard lock(mutex_);
-      read->id = next_id_++;
-      session = SessionForNewLocked(*read);
-      read->sent[session] = SteadyClock::now();
-      ++sent_to_[session];
-      if (spreading_) waiting_.emplace(read->id, read);
+      read = NewMultiReadLocked(std::move(batch), &session);
     }
     Send(read, session);
   }
@@ -231,26 +285,20 @@ class Walk : public std::enable_shared_from_this<Walk> {
   // Sends `read` on `session`; its ops are made from the batch each time (a request is rarely
   // sent twice, and keeping them would copy every path once more).
   void Send(const std::shared_ptr<MultiRead>& read, int session) {
-    std::vector<zk::ReadOp> ops;
-    ops.reserve(read->layout.size());
-    for (const auto& [index, children] : read->layout) {
-      const std::string& path = read->batch[index];
-      ops.push_back(children ? zk::ReadOp::GetChildren(path) : zk::ReadOp::GetData(path));
-    }
-    sessions_[session]->MultiRead(std::move(ops), [self = shared_from_this(), read, session](
-                                                      zk::ZkResult<zk::MultiReadReply> reply) {
-      self->OnMultiRead(read, session, std::move(reply));
-    });
+    sessions_[session]->MultiRead(
+        OpsOf(read->batch, read->layout),
+        [self = shared_from_this(), read, session](zk::ZkResult<zk::MultiReadReply> reply) {
+          self->OnMultiRead(read, session, std::move(reply), SteadyClock::now());
+        });
   }
 
   void OnMultiRead(const std::shared_ptr<MultiRead>& read, int session,
-                   zk::ZkResult<zk::MultiReadReply> reply) {
+                   zk::ZkResult<zk::MultiReadReply> reply, SteadyClock::time_point answered_at) {
     std::vector<Resend> resends;
     bool taken = false;
     {
       std::lock_guard lock(mutex_);
-      const auto now = SteadyClock::now();
-      last_answer_[session] = now;
+      last_answer_[session] = std::max(last_answer_[session], answered_at);
       stalled_[session] = false;
       --sent_to_[session];
       if (!newest_answered_send_[session] ||
@@ -268,7 +316,7 @@ class Walk : public std::enable_shared_from_this<Walk> {
         taken = true;
         waiting_.erase(read->id);
         if (session == 0 && reply.ok() && !floor_) floor_ = reply->zxid;
-        const auto latency = now - *read->sent[session];
+        const auto latency = answered_at - *read->sent[session];
         if (!min_latency_ || latency < *min_latency_) min_latency_ = latency;
         TakeMultiRead(*read, std::move(reply));
       }
@@ -607,6 +655,61 @@ Result<std::vector<core::EntryState>, zk::ZkError> ReadNodes(zk::ZkClient& clien
                                                              const NodeReadOptions& options) {
   NodeReads reads(client, paths, options);
   return reads.Run();
+}
+
+std::shared_ptr<WalkHead> WalkHead::Send(zk::ZkClient& client, const core::Scope& scope,
+                                         size_t multi_read_batch) {
+  std::shared_ptr<WalkHead> head(new WalkHead());
+  head->client_ = &client;
+  head->multi_read_batch_ = multi_read_batch;
+  const std::vector<std::string>& prefixes = scope.prefixes();
+  for (size_t begin = 0; begin < prefixes.size(); begin += std::max<size_t>(1, multi_read_batch)) {
+    const size_t end = std::min(prefixes.size(), begin + std::max<size_t>(1, multi_read_batch));
+    head->batches_.emplace_back(prefixes.begin() + begin, prefixes.begin() + end);
+  }
+  head->slots_.resize(head->batches_.size());
+  head->sent_at_ = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < head->batches_.size(); ++i) {
+    const std::vector<std::string>& batch = head->batches_[i];
+    client.MultiRead(
+        OpsOf(batch, LayoutOf(scope, batch)),
+        [head, i](zk::ZkResult<zk::MultiReadReply> reply) { head->Answered(i, std::move(reply)); });
+  }
+  return head;
+}
+
+void WalkHead::Answered(size_t batch, zk::ZkResult<zk::MultiReadReply> reply) {
+  const auto now = std::chrono::steady_clock::now();
+  Answer answer;
+  {
+    std::lock_guard lock(mutex_);
+    Slot& slot = slots_[batch];
+    if (!slot.answer) {
+      slot.reply = std::move(reply);
+      slot.answered_at = now;
+      return;
+    }
+    answer = std::move(slot.answer);
+    slot.answer = nullptr;
+  }
+  answer(std::move(reply), now);
+}
+
+void WalkHead::OnAnswer(size_t batch, Answer answer) {
+  std::optional<zk::ZkResult<zk::MultiReadReply>> reply;
+  std::chrono::steady_clock::time_point answered_at;
+  {
+    std::lock_guard lock(mutex_);
+    Slot& slot = slots_[batch];
+    if (!slot.reply) {
+      slot.answer = std::move(answer);
+      return;
+    }
+    reply = std::move(slot.reply);
+    slot.reply.reset();
+    answered_at = slot.answered_at;
+  }
+  answer(std::move(*reply), answered_at);
 }
 
 Result<core::Snapshot, zk::ZkError> WalkZkTree(zk::ZkClient& client, const core::Scope& scope,

@@ -403,5 +403,108 @@ TEST(ZkWalkerTest, AnAnswerOfAHelperOlderThanTheWalkIsNotUsed) {
   EXPECT_EQ(tree->point, 7);
 }
 
+using WalkResult = zk2etcd::Result<core::Snapshot, zk::ZkError>;
+
+// Stops the test binary if the walk has not ended within 10 s of the guard's end: a failed
+// assertion's early return would otherwise wait for it for ever (the future's destructor).
+struct EndsWithin10s {
+  std::future<WalkResult>& walk;
+  ~EndsWithin10s() {
+    if (walk.valid() && walk.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      std::cerr << "the walk did not end within 10 s\n";
+      std::abort();
+    }
+  }
+};
+
+// Whether a held request reads the root's children (the walk's first request).
+bool ReadsTheRoot(const HoldingZkClient::Held& held) {
+  for (const zk::ReadOp& op : held.ops) {
+    if (op.kind == zk::ReadOp::Kind::kGetChildren && op.path == "/dubbo") return true;
+  }
+  return false;
+}
+
+// A walk given a head (the root's multiRead, sent before it on the same session) sends no root
+// request of its own: its first requests are the next level, whether the head was answered
+// before the walk started or after; the head counts as one of its requests.
+TEST(ZkWalkerTest, AWalkStartsFromItsHeadAnsweredBeforeOrAfterItStarted) {
+  constexpr int kLeaves = 30;  // 2 requests of 15
+  const core::Scope scope = core::Scope::Create({"/dubbo"}, {}).value();
+  for (const bool answered_first : {true, false}) {
+    SCOPED_TRACE(answered_first ? "answered before the walk" : "answered during the walk");
+    HoldingZkClient client;
+    WalkOptions options;
+    options.head = WalkHead::Send(client, scope, options.multi_read_batch);
+    auto head = client.TakeAtLeast(1);
+    ASSERT_EQ(head.size(), 1u);
+    ASSERT_TRUE(ReadsTheRoot(head.front()));
+    if (answered_first) Answer(head.front(), kLeaves, 7, "head");
+    auto walk = std::async(std::launch::async, [&] { return WalkZkTree(client, scope, options); });
+    EndsWithin10s guard{walk};
+    if (!answered_first) {
+      // The walk waits for the head instead of reading the root again.
+      EXPECT_NE(walk.wait_for(std::chrono::milliseconds(50)), std::future_status::ready);
+      EXPECT_EQ(client.held(), 0u);
+      Answer(head.front(), kLeaves, 7, "head");
+    }
+    auto level = client.TakeAtLeast(kLeaves / 15);
+    ASSERT_EQ(level.size(), static_cast<size_t>(kLeaves / 15));
+    for (const HoldingZkClient::Held& held : level) EXPECT_FALSE(ReadsTheRoot(held));
+    AnswerAll(level, kLeaves, 8, "level");
+    ASSERT_EQ(walk.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    auto tree = walk.get();
+    ASSERT_TRUE(tree.ok()) << tree.error().ToString();
+    ASSERT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
+    EXPECT_EQ(tree->entries[0].value, "head/dubbo");
+    EXPECT_EQ(tree->entries[1].value, "level/dubbo/n0");
+    EXPECT_EQ(tree->requests, static_cast<size_t>(1 + kLeaves / 15));
+    EXPECT_EQ(tree->point, 8);
+  }
+}
+
+// A head is one walk's: a second walk given it, and a walk on another session, read the root
+// themselves (the head's answer would not be theirs to use).
+TEST(ZkWalkerTest, AHeadServesOneWalkOnItsOwnSession) {
+  const core::Scope scope = core::Scope::Create({"/dubbo"}, {}).value();
+  HoldingZkClient client, other;
+  WalkOptions options;
+  options.head = WalkHead::Send(client, scope, options.multi_read_batch);
+  auto head = client.TakeAtLeast(1);
+  ASSERT_EQ(head.size(), 1u);
+  Answer(head.front(), 0);
+
+  auto on_other = std::async(std::launch::async, [&] { return WalkZkTree(other, scope, options); });
+  EndsWithin10s other_guard{on_other};
+  auto root = other.TakeAtLeast(1);
+  ASSERT_EQ(root.size(), 1u);
+  EXPECT_TRUE(ReadsTheRoot(root.front()));
+  Answer(root.front(), 0);
+  ASSERT_EQ(on_other.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  ASSERT_TRUE(on_other.get().ok());
+
+  // The head is answered: the walk sends nothing and ends.
+  auto first = std::async(std::launch::async, [&] { return WalkZkTree(client, scope, options); });
+  EndsWithin10s first_guard{first};
+  if (first.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    ADD_FAILURE() << "the walk sent requests of its own";
+    auto sent = client.TakeAtLeast(1);
+    AnswerAll(sent, 0);
+  }
+  auto first_tree = first.get();
+  ASSERT_TRUE(first_tree.ok()) << first_tree.error().ToString();
+  EXPECT_EQ(first_tree->entries.size(), 1u);
+  EXPECT_EQ(client.held(), 0u);
+
+  auto second = std::async(std::launch::async, [&] { return WalkZkTree(client, scope, options); });
+  EndsWithin10s second_guard{second};
+  root = client.TakeAtLeast(1);
+  ASSERT_EQ(root.size(), 1u);
+  EXPECT_TRUE(ReadsTheRoot(root.front()));
+  Answer(root.front(), 0);
+  ASSERT_EQ(second.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  ASSERT_TRUE(second.get().ok());
+}
+
 }  // namespace
 }  // namespace zk2etcd::connectors

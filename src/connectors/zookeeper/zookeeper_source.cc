@@ -107,11 +107,29 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
     return Unexpected{Closed()};
   }
   // Watches first, then the walk: nothing can change unseen in between. In classic mode the
-  // walk itself sets the watches, each in the read that sees the node.
+  // walk itself sets the watches, each in the read that sees the node. Every watch is asked for
+  // at once, and the walk's first requests go right behind them (WalkHead): the session answers
+  // in order, so they read after the watches are in place, and the walk that follows starts a
+  // round trip further on. The walk's other sessions connect meanwhile.
   bool classic = options_.change_stream && options_.watch_mode == WatchMode::kClassic;
-  for (size_t i = 0; options_.change_stream && !classic && i < scope_.prefixes().size(); ++i) {
+  const bool persistent = options_.change_stream && !classic;
+  const uint64_t head_mark = head_invalidations_.load();
+  std::vector<std::future<zk::ZkResult<zk::Ack>>> watches;
+  for (size_t i = 0; persistent && i < scope_.prefixes().size(); ++i) {
+    auto added = std::make_shared<std::promise<zk::ZkResult<zk::Ack>>>();
+    watches.push_back(added->get_future());
+    client->AddWatch(
+        scope_.prefixes()[i], zk::AddWatchMode::kPersistentRecursive,
+        [added](zk::ZkResult<zk::Ack> result) { added->set_value(std::move(result)); });
+  }
+  std::shared_ptr<WalkHead> head;
+  if (persistent && options_.multi_read_batch > 1 && !scope_.prefixes().empty()) {
+    head = WalkHead::Send(*client, scope_, options_.multi_read_batch);
+  }
+  if (persistent && !client->session().server.empty()) OpenHelpers(*client, epoch);
+  for (size_t i = 0; i < watches.size(); ++i) {
     const std::string& prefix = scope_.prefixes()[i];
-    auto added = zk::blocking::AddWatch(*client, prefix, zk::AddWatchMode::kPersistentRecursive);
+    auto added = watches[i].get();
     if (added.ok()) continue;
     SourceError error = ErrorOf(added.error(), epoch);
     if (added.error().code == zk::ZkErrorCode::kUnimplemented) {
@@ -136,13 +154,48 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
     return Unexpected{std::move(error)};
   }
   classic_mode_.store(classic);
-  if (classic) classic_.SetClient(client.get());
+  if (classic) {
+    classic_.SetClient(client.get());
+    CloseHelpers(epoch);  // made in vain: the server has no persistent watches
+    head = nullptr;       // read without watches in place
+  } else {
+    OpenHelpers(*client, epoch);  // unless made above
+  }
   const zk::SessionInfo session = client->session();
+  {
+    std::lock_guard lock(mutex_);
+    if (epoch_ == epoch) {
+      open_ = true;
+      session_id_ = session.session_id;
+      head_ = std::move(head);
+      head_mark_ = head_mark;
+    }
+  }
+  if (ClosedSince(epoch)) {
+    // A Close() came meanwhile, perhaps before the watcher had the client: `client` is still
+    // alive here, and the watcher lets go of it now.
+    classic_.SetClient(nullptr);
+    return Unexpected{Closed()};
+  }
+  logger_.Info("zookeeper session open, watches registered",
+               {{"session_id", session.session_id},
+                {"server", session.server},
+                {"prefixes", scope_.prefixes().size()}});
+  return {};
+}
+
+void ZooKeeperSource::OpenHelpers(zk::ZkClient& client, uint64_t epoch) {
+  const zk::SessionInfo session = client.session();
+  {
+    std::lock_guard lock(mutex_);
+    if (epoch_ != epoch || helpers_opened_) return;
+    helpers_opened_ = true;
+  }
   // The walk's other sessions, to the same server. They connect while the walk starts (what is
   // sent to them meanwhile waits in them).
   std::vector<std::shared_ptr<zk::ZkClient>> helpers;
-  for (size_t i = 1; !classic && options_.multi_read_batch > 1 && !session.server.empty() &&
-                     i < options_.walk_sessions;
+  for (size_t i = 1;
+       options_.multi_read_batch > 1 && !session.server.empty() && i < options_.walk_sessions;
        ++i) {
     auto made = factory_.NewClientOf(session.server, {});
     if (!made.ok()) {
@@ -157,24 +210,33 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
   {
     std::lock_guard lock(mutex_);
     if (epoch_ == epoch) {
-      open_ = true;
-      session_id_ = session.session_id;
       helpers_ = std::move(helpers);
       helpers.clear();
     }
   }
   for (auto& helper : helpers) helper->Close();  // a Close() came meanwhile
-  if (ClosedSince(epoch)) {
-    // A Close() came meanwhile, perhaps before the watcher had the client: `client` is still
-    // alive here, and the watcher lets go of it now.
-    classic_.SetClient(nullptr);
-    return Unexpected{Closed()};
+}
+
+bool ZooKeeperSource::ReadByHead(const std::string& path) const {
+  const size_t slash = path.rfind('/');
+  const std::string_view parent = slash == 0 || slash == std::string::npos
+                                      ? std::string_view("/")
+                                      : std::string_view(path).substr(0, slash);
+  for (const std::string& prefix : scope_.prefixes()) {
+    if (path == prefix || parent == prefix) return true;
   }
-  logger_.Info("zookeeper session open, watches registered",
-               {{"session_id", session.session_id},
-                {"server", session.server},
-                {"prefixes", scope_.prefixes().size()}});
-  return {};
+  return false;
+}
+
+void ZooKeeperSource::CloseHelpers(uint64_t epoch) {
+  std::vector<std::shared_ptr<zk::ZkClient>> helpers;
+  {
+    std::lock_guard lock(mutex_);
+    if (epoch_ != epoch) return;  // Close() took them
+    helpers = std::move(helpers_);
+    helpers_.clear();
+  }
+  for (auto& helper : helpers) helper->Close();
 }
 
 void ZooKeeperSource::Close() {
@@ -190,6 +252,8 @@ void ZooKeeperSource::Close() {
     client = std::move(client_);
     helpers = std::move(helpers_);
     helpers_.clear();
+    helpers_opened_ = false;
+    head_ = nullptr;
     listener_ = nullptr;
     open_ = false;
     connected_ = false;
@@ -229,6 +293,12 @@ SourceError ZooKeeperSource::ErrorOf(const zk::ZkError& error, uint64_t epoch) c
 }
 
 void ZooKeeperSource::OnWatch(const zk::WatchEvent& event) {
+  // A change of what the walk's head read (a prefix node, or a child added to or removed from
+  // one) makes it stale; counted before the change is announced, so that a walk that starts
+  // after the announcement never uses a head that missed it.
+  if (!classic_mode_.load() && IsNodeChange(event.type) && ReadByHead(event.path)) {
+    head_invalidations_.fetch_add(1);
+  }
   if (classic_mode_.load()) classic_.OnWatchEvent(event);
   if (IsNodeChange(event.type)) Announce(event.path, event.type);
 }
@@ -274,6 +344,8 @@ void ZooKeeperSource::OnSession(const zk::SessionEvent& event, uint64_t epoch) {
   {
     std::lock_guard lock(mutex_);
     if (epoch != epoch_) return;  // an old session's, or one that Close() is ending
+    // Anything but the first connection may have let changes go unannounced.
+    if (event.type != zk::SessionEventType::kConnected) head_invalidations_.fetch_add(1);
     connected_ = connected;
     listener = listener_;
   }
@@ -305,11 +377,21 @@ core::SourceResult<core::Snapshot> ZooKeeperSource::ReadSnapshot(
   const std::shared_ptr<zk::ZkClient> client = CurrentClient(&epoch);
   if (client == nullptr) return Unexpected{Closed()};
   std::vector<std::shared_ptr<zk::ZkClient>> helpers;
+  std::shared_ptr<WalkHead> head;
+  uint64_t head_mark = 0;
   {
     std::lock_guard lock(mutex_);
-    if (epoch_ == epoch) helpers = helpers_;
+    if (epoch_ == epoch) {
+      helpers = helpers_;
+      head = std::move(head_);
+      head_ = nullptr;
+      head_mark = head_mark_;
+    }
   }
   WalkOptions walk;
+  // The head is only good if nothing it read may have changed since it was sent (the engine
+  // started noting announced changes before this call).
+  if (head != nullptr && head_invalidations_.load() == head_mark) walk.head = std::move(head);
   for (const auto& helper : helpers) {
     const zk::SessionState state = helper->session().state;
     // One that ended is left out; the next opening makes new ones.

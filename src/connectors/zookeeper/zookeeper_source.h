@@ -12,15 +12,19 @@
 // then Open a new one).
 //
 // ReadSnapshot is the multiRead walk (zk_walker.h), Reread the batched second read, ReadAsync one
-// getData. With multiRead, unless in classic mode, Open() also opens more sessions to the same
-// server (walk_sessions - 1, when the factory can: ZkClientFactory::NewClientOf), which the walk
-// reads with besides the first (WalkOptions::helpers): when the round trip is long it spreads its
-// requests over all of them, so that a held TCP segment, which stalls every answer behind it,
-// stalls only the requests of one connection, and what a stalled session holds goes again on
-// another; everything else reads on the first, whose order with the watch events the engine
-// relies on. Errors: connection trouble is kUnavailable, a closed source or a cancelled walk
-// kClosed, refused credentials kAuthFailed, anything else kOther; messages are the bare ZooKeeper
-// error text (the engine says what it was doing).
+// getData. Open() asks for every watch at once and sends the walk's first requests right behind
+// them (WalkHead), so that the walk that follows the opening starts a round trip further on; a
+// change of a prefix node or of its child list, or a session event, after that send makes the
+// next walk read them again. With multiRead, unless in classic mode, Open() also opens more
+// sessions to the same server (walk_sessions - 1, when the factory can:
+// ZkClientFactory::NewClientOf), which the walk reads with besides the first
+// (WalkOptions::helpers): when the round trip is long it spreads its requests over all of them, so
+// that a held TCP segment, which stalls every answer behind it, stalls only the requests of one
+// connection, and what a stalled session holds goes again on another; everything else reads on the
+// first, whose order with the watch events the engine relies on. Errors: connection trouble is
+// kUnavailable, a closed source or a cancelled walk kClosed, refused credentials kAuthFailed,
+// anything else kOther; messages are the bare ZooKeeper error text (the engine says what it was
+// doing).
 //
 // Thread-safety: every method is thread-safe. Close() may run while another thread blocks in
 // Open, ReadSnapshot or Reread: those then fail at once with kClosed. The blocking calls must not
@@ -110,6 +114,12 @@ class ZooKeeperSource final : public core::Source {
   std::string_view Name() const override { return "ZooKeeper"; }
 
  private:
+  // Opens the walk's other sessions to the server `client` is connected to, once per opening
+  // (nothing if Close() came after `epoch`). CloseHelpers closes them.
+  void OpenHelpers(zk::ZkClient& client, uint64_t epoch);
+  void CloseHelpers(uint64_t epoch);
+  // Whether a change of `path` may make the walk's head stale: a prefix node, or a child of one.
+  bool ReadByHead(const std::string& path) const;
   void OnWatch(const zk::WatchEvent& event);
   void OnSession(const zk::SessionEvent& event, uint64_t epoch);
   // Hands an in-scope path to the listener, if one is set.
@@ -138,6 +148,13 @@ class ZooKeeperSource final : public core::Source {
   bool open_ = false;                                   // Open succeeded and no Close since
   bool connected_ = false;                              // as the current session's last event said
   int64_t session_id_ = 0;
+  bool helpers_opened_ = false;  // this opening made its helpers
+  // The first requests of the next walk, sent by Open() behind the watches (WalkHead); taken by
+  // ReadSnapshot, which uses it only if head_invalidations_ is still head_mark_: no change of
+  // what it read, and no session event, came after it was sent.
+  std::shared_ptr<WalkHead> head_;
+  uint64_t head_mark_ = 0;
+  std::atomic<uint64_t> head_invalidations_{0};
 
   // Runs the ReadAsync callbacks that no client thread can run (no client, or one that would
   // call back inline).

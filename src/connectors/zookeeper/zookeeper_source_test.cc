@@ -164,6 +164,38 @@ class StallingFactory final : public zk::ZkClientFactory {
   std::atomic<size_t> held_{0};
 };
 
+// Sessions on the fake server that count the reads of /dubbo's children (the walk's first
+// request).
+class RootReadCountingFactory final : public zk::ZkClientFactory {
+ public:
+  explicit RootReadCountingFactory(std::shared_ptr<zk::FakeZkServer> server)
+      : server_(std::move(server)) {}
+  zk::ZkResult<std::unique_ptr<zk::ZkClient>> NewClient(zk::ZkEventHandlers handlers) override {
+    return std::unique_ptr<zk::ZkClient>(
+        std::make_unique<Client>(server_->NewClient(std::move(handlers)), root_reads_));
+  }
+  size_t root_reads() const { return root_reads_.load(); }
+
+ private:
+  class Client final : public zk::ForwardingZkClient {
+   public:
+    Client(std::unique_ptr<zk::FakeZkClient> inner, std::atomic<size_t>& root_reads)
+        : ForwardingZkClient(std::move(inner)), root_reads_(root_reads) {}
+    void MultiRead(std::vector<zk::ReadOp> ops, zk::ZkCallback<zk::MultiReadReply> done) override {
+      for (const zk::ReadOp& op : ops) {
+        if (op.kind == zk::ReadOp::Kind::kGetChildren && op.path == "/dubbo") ++root_reads_;
+      }
+      ForwardingZkClient::MultiRead(std::move(ops), std::move(done));
+    }
+
+   private:
+    std::atomic<size_t>& root_reads_;
+  };
+
+  std::shared_ptr<zk::FakeZkServer> server_;
+  std::atomic<size_t> root_reads_{0};
+};
+
 // The result of ReadAsync, and whether its callback ran on the calling thread.
 struct AsyncRead {
   core::SourceResult<core::EntryState> result;
@@ -515,11 +547,67 @@ TEST_F(ZooKeeperSourceTest, OpenAddsTheWalksSessionsToTheSameServer) {
     EXPECT_EQ(factory.closed(), static_cast<size_t>(2 * opening));
   }
 
+  // On a server without persistent watches the sessions, asked for while the watches were
+  // (the server was known), are closed at once: classic watches read with one session.
   server_->SetAddWatchSupported(false);
   ZooKeeperSource classic(factory, scope_, logger_, options);
   ASSERT_TRUE(classic.Open(listener_).ok());
-  EXPECT_EQ(factory.servers_asked().size(), 4u);
+  EXPECT_EQ(factory.servers_asked().size(), 6u);
+  EXPECT_EQ(factory.closed(), 6u);
   classic.Close();
+  EXPECT_EQ(factory.closed(), 6u);
+}
+
+// Open() sends the walk's first request behind the watches, and the snapshot that follows uses
+// its answer instead of reading the root again; a change below the prefix's children leaves it
+// good. A child added to the prefix after Open() (or a session event) makes the walk read the
+// root again, so that the snapshot holds the new child.
+TEST_F(ZooKeeperSourceTest, TheWalkAfterAnOpeningStartsFromTheReadSentBehindTheWatches) {
+  Create("/dubbo/a/x", "X");
+  RootReadCountingFactory factory(server_);
+  ZooKeeperSourceOptions options;
+  options.multi_read_batch = 15;
+  ZooKeeperSource source(factory, scope_, logger_, options);
+  const auto keys_of = [](const core::Snapshot& snapshot) {
+    std::vector<std::string> keys;
+    for (const core::SourceEntry& entry : snapshot.entries) keys.push_back(entry.key);
+    return keys;
+  };
+
+  ASSERT_TRUE(source.Open(listener_).ok());
+  EXPECT_EQ(factory.root_reads(), 1u);
+  Create("/dubbo/a/y", "Y");  // below the head's reach
+  ASSERT_TRUE(Announced("/dubbo/a/y"));
+  auto snapshot = source.ReadSnapshot({});
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
+  EXPECT_EQ(factory.root_reads(), 1u);
+  EXPECT_EQ(keys_of(*snapshot),
+            (std::vector<std::string>{"/dubbo", "/dubbo/a", "/dubbo/a/x", "/dubbo/a/y"}));
+  snapshot = source.ReadSnapshot({});  // a later walk reads the root itself
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
+  EXPECT_EQ(factory.root_reads(), 2u);
+  source.Close();
+
+  ASSERT_TRUE(source.Open(listener_).ok());
+  EXPECT_EQ(factory.root_reads(), 3u);
+  Create("/dubbo/b", "B");  // a child of the prefix: the head did not see it
+  ASSERT_TRUE(Announced("/dubbo/b"));
+  snapshot = source.ReadSnapshot({});
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
+  EXPECT_EQ(factory.root_reads(), 4u);
+  EXPECT_EQ(keys_of(*snapshot), (std::vector<std::string>{"/dubbo", "/dubbo/a", "/dubbo/a/x",
+                                                          "/dubbo/a/y", "/dubbo/b"}));
+  source.Close();
+
+  ASSERT_TRUE(source.Open(listener_).ok());
+  EXPECT_EQ(factory.root_reads(), 5u);
+  ASSERT_TRUE(server_->SetNodeData("/dubbo", "root").ok());  // the prefix node itself
+  ASSERT_TRUE(Announced("/dubbo"));
+  snapshot = source.ReadSnapshot({});
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
+  EXPECT_EQ(factory.root_reads(), 6u);
+  ASSERT_FALSE(snapshot->entries.empty());
+  EXPECT_EQ(snapshot->entries[0].value, "root");
 }
 
 // A server that refuses the walk's second helper: Open() stops asking, the walk reads with the
