@@ -4,10 +4,13 @@
 //
 // Why that is safe: the stream was registered before the snapshot was read (a ZooKeeper
 // persistent watch, or one-shot watches set by the reads themselves), so every change made to an
-// entry after the snapshot read it is announced. For a key with no announcement since Begin, the
-// snapshot's state was current when it was read, and any later change reaches the sink through
-// the incremental path: a put is fenced by the source version (an older repair never undoes a
-// newer put), and a delete that lands before the repair's put is deleted again (RecentDeletes).
+// entry after the snapshot read it is announced. (The ZooKeeper source may have read the prefixes
+// before Begin, right behind the watch registration: it uses that read only if no change in scope
+// was announced between that read and the walk, ZooKeeperSource's WalkHead, so the same holds.)
+// For a key with no announcement since Begin, the snapshot's state was current when it was read,
+// and any later change reaches the sink through the incremental path: a put is fenced by the
+// source version (an older repair never undoes a newer put), and a delete that lands before the
+// repair's put is deleted again (RecentDeletes).
 // A key announced since Begin is read again, as every key was before: its snapshot state may be
 // older than what the incremental path already wrote, and an older put would be refused as
 // stale at best. The same holds for every key once the stream had a gap (a disconnection or a

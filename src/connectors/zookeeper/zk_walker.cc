@@ -69,6 +69,7 @@ class Walk : public std::enable_shared_from_this<Walk> {
           int first = 0;
           std::shared_ptr<MultiRead> read = NewMultiReadLocked(batch, &first);
           *read->sent[0] = options_.head->sent_at();
+          read->measures_round_trip = options_.head->measures_round_trip();
           ++in_flight_;
           ++tree_.requests;
           head_reads.push_back(std::move(read));
@@ -121,6 +122,7 @@ class Walk : public std::enable_shared_from_this<Walk> {
     Layout layout;
     std::vector<std::optional<SteadyClock::time_point>> sent;  // per session
     bool answered = false;
+    bool measures_round_trip = true;  // its answer time counts for min_latency_
   };
   struct Resend {
     std::shared_ptr<MultiRead> read;
@@ -317,7 +319,9 @@ class Walk : public std::enable_shared_from_this<Walk> {
         waiting_.erase(read->id);
         if (session == 0 && reply.ok() && !floor_) floor_ = reply->zxid;
         const auto latency = answered_at - *read->sent[session];
-        if (!min_latency_ || latency < *min_latency_) min_latency_ = latency;
+        if (read->measures_round_trip && (!min_latency_ || latency < *min_latency_)) {
+          min_latency_ = latency;
+        }
         TakeMultiRead(*read, std::move(reply));
       }
     }
@@ -668,6 +672,7 @@ std::shared_ptr<WalkHead> WalkHead::Send(zk::ZkClient& client, const core::Scope
     head->batches_.emplace_back(prefixes.begin() + begin, prefixes.begin() + end);
   }
   head->slots_.resize(head->batches_.size());
+  head->measures_round_trip_ = client.session().state == zk::SessionState::kConnected;
   head->sent_at_ = std::chrono::steady_clock::now();
   for (size_t i = 0; i < head->batches_.size(); ++i) {
     const std::vector<std::string>& batch = head->batches_[i];

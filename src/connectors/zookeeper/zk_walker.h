@@ -57,13 +57,19 @@ class WalkHead {
                                     std::chrono::steady_clock::time_point answered_at)>;
 
   // Sends the prefixes' multiRead on `client`, batched as a walk with `multi_read_batch` (> 1)
-  // batches them. `client` and `scope` must outlive the head's requests.
+  // batches them. `client` and `scope` must outlive the head's requests. The head's zxid becomes
+  // the walk's floor for its helper sessions (WalkOptions::helpers): whoever passes the head to
+  // a walk must know that nothing in scope changed since it was sent, or that such a change is
+  // read again.
   static std::shared_ptr<WalkHead> Send(zk::ZkClient& client, const core::Scope& scope,
                                         size_t multi_read_batch);
 
   const zk::ZkClient* client() const { return client_; }
   size_t multi_read_batch() const { return multi_read_batch_; }
   std::chrono::steady_clock::time_point sent_at() const { return sent_at_; }
+  // Whether its answer times measure a round trip: false when it was sent before the session
+  // had connected (the connection's set-up would count).
+  bool measures_round_trip() const { return measures_round_trip_; }
   // The prefixes of each request, in the order sent.
   const std::vector<std::vector<std::string>>& batches() const { return batches_; }
   // True for the first caller only: the head is that caller's.
@@ -84,6 +90,7 @@ class WalkHead {
   const zk::ZkClient* client_ = nullptr;
   size_t multi_read_batch_ = 0;
   std::chrono::steady_clock::time_point sent_at_;
+  bool measures_round_trip_ = false;
   std::vector<std::vector<std::string>> batches_;
   std::atomic<bool> claimed_{false};
   std::mutex mutex_;
@@ -121,7 +128,8 @@ struct WalkOptions {
   // answer of each request counts; a session is no longer stalled when it answers. A held
   // segment then costs the walk a stall and a round trip on part of its requests instead of the
   // whole hold on all of them. An answer of a helper counts only if its zxid is at least that of
-  // `client`'s first answer, so that it sees every change made before the walk (the watches
+  // `client`'s first answer (the head's, when the walk starts from a WalkHead), so that it sees
+  // every change made before the walk (the watches
   // registered before it announce the rest), whichever server the helper reads from; an answer
   // below it, or an error of a helper, ends that helper's use for the walk. Empty: `client`
   // alone.

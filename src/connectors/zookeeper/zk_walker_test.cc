@@ -73,7 +73,13 @@ class HoldingZkClient final : public zk::ZkClient {
     done(Fail());
   }
   void Close() override {}
-  zk::SessionInfo session() const override { return {}; }
+  zk::SessionInfo session() const override {
+    zk::SessionInfo info;
+    info.state = connected ? zk::SessionState::kConnected : zk::SessionState::kConnecting;
+    return info;
+  }
+
+  std::atomic<bool> connected{true};
 
  private:
   static Unexpected<zk::ZkError> Fail() {
@@ -504,6 +510,47 @@ TEST(ZkWalkerTest, AHeadServesOneWalkOnItsOwnSession) {
   Answer(root.front(), 0);
   ASSERT_EQ(second.wait_for(std::chrono::seconds(10)), std::future_status::ready);
   ASSERT_TRUE(second.get().ok());
+}
+
+// With helpers, a walk that starts from a head spreads the next level at once: the head's answer
+// is the first session's first (the helpers' zxid floor), and its round trip, measured on a
+// connected session, is the one the walk spreads from. A head sent while the session was still
+// connecting measures no round trip (the connection's set-up would count): the level then stays
+// on the first session, which answers.
+TEST(ZkWalkerTest, AWalkFromAHeadSpreadsTheNextLevelIfTheHeadMeasuredARoundTrip) {
+  constexpr int kLeaves = 300;  // 20 requests of 15
+  const core::Scope scope = core::Scope::Create({"/dubbo"}, {}).value();
+  for (const bool connected : {true, false}) {
+    SCOPED_TRACE(connected ? "head sent connected" : "head sent while connecting");
+    std::deque<HoldingZkClient> sessions(3);
+    WalkOptions options;
+    for (size_t i = 1; i < sessions.size(); ++i) options.helpers.push_back(&sessions[i]);
+    options.min_stall = std::chrono::seconds(5);
+    options.spread_from = std::chrono::microseconds(1);
+    sessions[0].connected = connected;
+    options.head = WalkHead::Send(sessions[0], scope, options.multi_read_batch);
+    sessions[0].connected = true;
+    auto head = sessions[0].TakeAtLeast(1);
+    ASSERT_EQ(head.size(), 1u);
+    Answer(head.front(), kLeaves, 7);
+    auto walk =
+        std::async(std::launch::async, [&] { return WalkZkTree(sessions[0], scope, options); });
+    EndsWithin10s guard{walk};
+    const std::vector<size_t> spread =
+        connected ? std::vector<size_t>{7, 7, 6} : std::vector<size_t>{20, 0, 0};
+    for (size_t i = 0; i < sessions.size(); ++i) {
+      if (spread[i] == 0) continue;
+      auto level = sessions[i].TakeAtLeast(spread[i]);
+      EXPECT_EQ(level.size(), spread[i]) << "session " << i;
+      AnswerAll(level, kLeaves, 8);
+    }
+    auto tree = walk.get();
+    ASSERT_TRUE(tree.ok()) << tree.error().ToString();
+    EXPECT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
+    EXPECT_EQ(tree->requests, static_cast<size_t>(1 + kLeaves / 15));
+    EXPECT_EQ(tree->requests_sent_again, 0u);
+    EXPECT_EQ(sessions[1].held() + sessions[2].held(), 0u);
+  }
 }
 
 }  // namespace

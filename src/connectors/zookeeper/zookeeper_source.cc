@@ -110,7 +110,9 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
   // walk itself sets the watches, each in the read that sees the node. Every watch is asked for
   // at once, and the walk's first requests go right behind them (WalkHead): the session answers
   // in order, so they read after the watches are in place, and the walk that follows starts a
-  // round trip further on. The walk's other sessions connect meanwhile.
+  // round trip further on. When the session is already connected (sync preconnects it), the
+  // walk's other sessions connect meanwhile, unless this server was found without persistent
+  // watches before.
   bool classic = options_.change_stream && options_.watch_mode == WatchMode::kClassic;
   const bool persistent = options_.change_stream && !classic;
   const uint64_t head_mark = head_invalidations_.load();
@@ -126,7 +128,9 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
   if (persistent && options_.multi_read_batch > 1 && !scope_.prefixes().empty()) {
     head = WalkHead::Send(*client, scope_, options_.multi_read_batch);
   }
-  if (persistent && !client->session().server.empty()) OpenHelpers(*client, epoch);
+  if (persistent && !client->session().server.empty() && !lacks_persistent_watches_.load()) {
+    OpenHelpers(*client, epoch);
+  }
   for (size_t i = 0; i < watches.size(); ++i) {
     const std::string& prefix = scope_.prefixes()[i];
     auto added = watches[i].get();
@@ -138,6 +142,7 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
             "the ZooKeeper server has no persistent watches (older than 3.6): using "
             "one-shot watches on every node");
         classic = true;
+        lacks_persistent_watches_.store(true);
         break;
       }
       error = SourceError{SourceError::Code::kUnsupported,
@@ -169,6 +174,7 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
       session_id_ = session.session_id;
       head_ = std::move(head);
       head_mark_ = head_mark;
+      head_held_.store(head_ != nullptr);
     }
   }
   if (ClosedSince(epoch)) {
@@ -217,17 +223,6 @@ void ZooKeeperSource::OpenHelpers(zk::ZkClient& client, uint64_t epoch) {
   for (auto& helper : helpers) helper->Close();  // a Close() came meanwhile
 }
 
-bool ZooKeeperSource::ReadByHead(const std::string& path) const {
-  const size_t slash = path.rfind('/');
-  const std::string_view parent = slash == 0 || slash == std::string::npos
-                                      ? std::string_view("/")
-                                      : std::string_view(path).substr(0, slash);
-  for (const std::string& prefix : scope_.prefixes()) {
-    if (path == prefix || parent == prefix) return true;
-  }
-  return false;
-}
-
 void ZooKeeperSource::CloseHelpers(uint64_t epoch) {
   std::vector<std::shared_ptr<zk::ZkClient>> helpers;
   {
@@ -236,7 +231,14 @@ void ZooKeeperSource::CloseHelpers(uint64_t epoch) {
     helpers = std::move(helpers_);
     helpers_.clear();
   }
-  for (auto& helper : helpers) helper->Close();
+  CloseAtOnce(helpers);
+}
+
+void ZooKeeperSource::InvalidateHead() {
+  head_invalidations_.fetch_add(1);
+  if (!head_held_.exchange(false)) return;
+  std::lock_guard lock(mutex_);
+  head_ = nullptr;  // its answer may be large (a prefix's children): not kept for nothing
 }
 
 void ZooKeeperSource::Close() {
@@ -254,24 +256,31 @@ void ZooKeeperSource::Close() {
     helpers_.clear();
     helpers_opened_ = false;
     head_ = nullptr;
+    head_held_.store(false);
     listener_ = nullptr;
     open_ = false;
     connected_ = false;
   }
   classic_.SetClient(nullptr);
   // Fails what is pending (blocking reads, owed callbacks) and waits until nothing more is
-  // delivered. Not under mutex_: the delivery thread may be waiting for it. The sessions close
-  // at once: each waits up to 2 s for a server that does not answer its close, and one after the
-  // other four would keep a stopping process 8 s.
+  // delivered. Not under mutex_: the delivery thread may be waiting for it.
+  if (client != nullptr) helpers.insert(helpers.begin(), std::move(client));
+  CloseAtOnce(helpers);
+}
+
+void ZooKeeperSource::CloseAtOnce(std::vector<std::shared_ptr<zk::ZkClient>>& clients) {
+  // The first on this thread, the others each on a thread of its own. Each waits up to 2 s for a
+  // server that does not answer its close: one after the other, four would keep a stopping process
+  // 8 s.
   std::vector<std::future<void>> closing;
-  for (auto& helper : helpers) {
+  for (size_t i = 1; i < clients.size(); ++i) {
     try {
-      closing.push_back(std::async(std::launch::async, [helper] { helper->Close(); }));
+      closing.push_back(std::async(std::launch::async, [client = clients[i]] { client->Close(); }));
     } catch (const std::system_error&) {
-      helper->Close();  // no thread to spare: closed here
+      clients[i]->Close();  // no thread to spare: closed here
     }
   }
-  if (client != nullptr) client->Close();
+  if (!clients.empty()) clients[0]->Close();
   for (auto& closed : closing) closed.wait();
 }
 
@@ -293,12 +302,12 @@ SourceError ZooKeeperSource::ErrorOf(const zk::ZkError& error, uint64_t epoch) c
 }
 
 void ZooKeeperSource::OnWatch(const zk::WatchEvent& event) {
-  // A change of what the walk's head read (a prefix node, or a child added to or removed from
-  // one) makes it stale; counted before the change is announced, so that a walk that starts
-  // after the announcement never uses a head that missed it.
-  if (!classic_mode_.load() && IsNodeChange(event.type) && ReadByHead(event.path)) {
-    head_invalidations_.fetch_add(1);
-  }
+  // Any change in scope after the walk's head was sent makes it unusable: counted before the
+  // change is announced, so that a walk that starts after the announcement never uses a head
+  // that missed it. (Only the prefixes' data and children lists come from the head, but with no
+  // change at all between the head and the walk, the head's zxid is as good a floor for the
+  // helper sessions as the walk's own first answer: WalkOptions::helpers.)
+  if (IsNodeChange(event.type)) InvalidateHead();
   if (classic_mode_.load()) classic_.OnWatchEvent(event);
   if (IsNodeChange(event.type)) Announce(event.path, event.type);
 }
@@ -345,7 +354,11 @@ void ZooKeeperSource::OnSession(const zk::SessionEvent& event, uint64_t epoch) {
     std::lock_guard lock(mutex_);
     if (epoch != epoch_) return;  // an old session's, or one that Close() is ending
     // Anything but the first connection may have let changes go unannounced.
-    if (event.type != zk::SessionEventType::kConnected) head_invalidations_.fetch_add(1);
+    if (event.type != zk::SessionEventType::kConnected) {
+      head_invalidations_.fetch_add(1);
+      head_held_.store(false);
+      head_ = nullptr;
+    }
     connected_ = connected;
     listener = listener_;
   }
@@ -389,8 +402,8 @@ core::SourceResult<core::Snapshot> ZooKeeperSource::ReadSnapshot(
     }
   }
   WalkOptions walk;
-  // The head is only good if nothing it read may have changed since it was sent (the engine
-  // started noting announced changes before this call).
+  // The head is only good if nothing in scope changed since it was sent (the engine started
+  // noting announced changes before this call: a change announced later is read again).
   if (head != nullptr && head_invalidations_.load() == head_mark) walk.head = std::move(head);
   for (const auto& helper : helpers) {
     const zk::SessionState state = helper->session().state;

@@ -13,18 +13,17 @@
 //
 // ReadSnapshot is the multiRead walk (zk_walker.h), Reread the batched second read, ReadAsync one
 // getData. Open() asks for every watch at once and sends the walk's first requests right behind
-// them (WalkHead), so that the walk that follows the opening starts a round trip further on; a
-// change of a prefix node or of its child list, or a session event, after that send makes the
-// next walk read them again. With multiRead, unless in classic mode, Open() also opens more
-// sessions to the same server (walk_sessions - 1, when the factory can:
-// ZkClientFactory::NewClientOf), which the walk reads with besides the first
-// (WalkOptions::helpers): when the round trip is long it spreads its requests over all of them, so
-// that a held TCP segment, which stalls every answer behind it, stalls only the requests of one
-// connection, and what a stalled session holds goes again on another; everything else reads on the
-// first, whose order with the watch events the engine relies on. Errors: connection trouble is
-// kUnavailable, a closed source or a cancelled walk kClosed, refused credentials kAuthFailed,
-// anything else kOther; messages are the bare ZooKeeper error text (the engine says what it was
-// doing).
+// them (WalkHead), so that the walk that follows the opening starts a round trip further on; any
+// change in scope, or a session event, after that send makes the next walk read them again. With
+// multiRead, unless in classic mode, Open() also opens more sessions to the same server
+// (walk_sessions - 1, when the factory can: ZkClientFactory::NewClientOf), which the walk reads
+// with besides the first (WalkOptions::helpers): when the round trip is long it spreads its
+// requests over all of them, so that a held TCP segment, which stalls every answer behind it,
+// stalls only the requests of one connection, and what a stalled session holds goes again on
+// another; everything else reads on the first, whose order with the watch events the engine relies
+// on. Errors: connection trouble is kUnavailable, a closed source or a cancelled walk kClosed,
+// refused credentials kAuthFailed, anything else kOther; messages are the bare ZooKeeper error text
+// (the engine says what it was doing).
 //
 // Thread-safety: every method is thread-safe. Close() may run while another thread blocks in
 // Open, ReadSnapshot or Reread: those then fail at once with kClosed. The blocking calls must not
@@ -65,8 +64,9 @@ struct ZooKeeperSourceOptions {
   // 0 or 1: no multiRead).
   size_t multi_read_batch = 15;
   // Sessions the walk reads with (with multiRead, unless in classic mode): the first, and
-  // walk_sessions - 1 more to the same server, opened by Open() and kept until Close()
-  // (zk_walker.h, WalkOptions::helpers). Through 15 ms each way with 0.5% of TCP chunks held
+  // walk_sessions - 1 more to the same server, opened by Open() and kept until Close() (closed
+  // at once if the server turns out to have no persistent watches; zk_walker.h,
+  // WalkOptions::helpers). Through 15 ms each way with 0.5% of TCP chunks held
   // 200 ms, a 22,501-node walk took 0.55-0.58 s (medians) with 4, against 0.86-0.93 s when the
   // second of two sessions only took a stalled first one's requests; a first version with 8 took
   // 0.41-0.56 s, for the same full sync (docs/BENCHMARKS.md, "The walk spread over four
@@ -118,8 +118,10 @@ class ZooKeeperSource final : public core::Source {
   // (nothing if Close() came after `epoch`). CloseHelpers closes them.
   void OpenHelpers(zk::ZkClient& client, uint64_t epoch);
   void CloseHelpers(uint64_t epoch);
-  // Whether a change of `path` may make the walk's head stale: a prefix node, or a child of one.
-  bool ReadByHead(const std::string& path) const;
+  // Makes the walk's head unusable (a change or a session event came after it was sent).
+  void InvalidateHead();
+  // Closes `clients` in parallel; returns when every one is closed.
+  static void CloseAtOnce(std::vector<std::shared_ptr<zk::ZkClient>>& clients);
   void OnWatch(const zk::WatchEvent& event);
   void OnSession(const zk::SessionEvent& event, uint64_t epoch);
   // Hands an in-scope path to the listener, if one is set.
@@ -150,11 +152,15 @@ class ZooKeeperSource final : public core::Source {
   int64_t session_id_ = 0;
   bool helpers_opened_ = false;  // this opening made its helpers
   // The first requests of the next walk, sent by Open() behind the watches (WalkHead); taken by
-  // ReadSnapshot, which uses it only if head_invalidations_ is still head_mark_: no change of
-  // what it read, and no session event, came after it was sent.
+  // ReadSnapshot, which uses it only if head_invalidations_ is still head_mark_: no change in
+  // scope, and no session event, came after it was sent. head_held_: head_ may be set.
   std::shared_ptr<WalkHead> head_;
   uint64_t head_mark_ = 0;
   std::atomic<uint64_t> head_invalidations_{0};
+  std::atomic<bool> head_held_{false};
+  // An opening in WatchMode::kAuto found no persistent watches: later openings make the walk's
+  // other sessions only once the watches are answered (none, in classic mode).
+  std::atomic<bool> lacks_persistent_watches_{false};
 
   // Runs the ReadAsync callbacks that no client thread can run (no client, or one that would
   // call back inline).

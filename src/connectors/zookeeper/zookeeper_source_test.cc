@@ -165,16 +165,18 @@ class StallingFactory final : public zk::ZkClientFactory {
 };
 
 // Sessions on the fake server that count the reads of /dubbo's children (the walk's first
-// request).
+// request), keeping the last one within reach of the test.
 class RootReadCountingFactory final : public zk::ZkClientFactory {
  public:
   explicit RootReadCountingFactory(std::shared_ptr<zk::FakeZkServer> server)
       : server_(std::move(server)) {}
   zk::ZkResult<std::unique_ptr<zk::ZkClient>> NewClient(zk::ZkEventHandlers handlers) override {
-    return std::unique_ptr<zk::ZkClient>(
-        std::make_unique<Client>(server_->NewClient(std::move(handlers)), root_reads_));
+    auto client = server_->NewClient(std::move(handlers));
+    last_ = client.get();
+    return std::unique_ptr<zk::ZkClient>(std::make_unique<Client>(std::move(client), root_reads_));
   }
   size_t root_reads() const { return root_reads_.load(); }
+  zk::FakeZkClient* last() const { return last_; }
 
  private:
   class Client final : public zk::ForwardingZkClient {
@@ -194,6 +196,7 @@ class RootReadCountingFactory final : public zk::ZkClientFactory {
 
   std::shared_ptr<zk::FakeZkServer> server_;
   std::atomic<size_t> root_reads_{0};
+  std::atomic<zk::FakeZkClient*> last_{nullptr};
 };
 
 // The result of ReadAsync, and whether its callback ran on the calling thread.
@@ -529,7 +532,8 @@ TEST_F(ZooKeeperSourceTest, CloseEndsReadsAndIsIdempotent) {
 
 // With persistent watches, Open() opens the walk's other sessions (walk_sessions - 1) to the first
 // session's server, and Close() closes them; each opening has its own. Classic mode (a server
-// without persistent watches, whose walk sets watches and cannot send a read twice) opens none.
+// without persistent watches, whose walk sets watches and cannot send a read twice) keeps none:
+// those asked for while the watches were are closed at once, and later openings ask for none.
 TEST_F(ZooKeeperSourceTest, OpenAddsTheWalksSessionsToTheSameServer) {
   Create("/dubbo/a", "A");
   SecondSessionFactory factory(server_);
@@ -547,44 +551,46 @@ TEST_F(ZooKeeperSourceTest, OpenAddsTheWalksSessionsToTheSameServer) {
     EXPECT_EQ(factory.closed(), static_cast<size_t>(2 * opening));
   }
 
-  // On a server without persistent watches the sessions, asked for while the watches were
-  // (the server was known), are closed at once: classic watches read with one session.
   server_->SetAddWatchSupported(false);
   ZooKeeperSource classic(factory, scope_, logger_, options);
   ASSERT_TRUE(classic.Open(listener_).ok());
+  EXPECT_TRUE(classic.Status().classic_watches);
   EXPECT_EQ(factory.servers_asked().size(), 6u);
   EXPECT_EQ(factory.closed(), 6u);
+  classic.Close();
+  ASSERT_TRUE(classic.Open(listener_).ok());
+  EXPECT_TRUE(classic.Status().classic_watches);
+  EXPECT_EQ(factory.servers_asked().size(), 6u);
   classic.Close();
   EXPECT_EQ(factory.closed(), 6u);
 }
 
 // Open() sends the walk's first request behind the watches, and the snapshot that follows uses
-// its answer instead of reading the root again; a change below the prefix's children leaves it
-// good. A child added to the prefix after Open() (or a session event) makes the walk read the
-// root again, so that the snapshot holds the new child.
+// its answer instead of reading the root again. Any change in scope after Open() (a new child of
+// the prefix, which the head did not see, or a change deeper down), or a session event, makes
+// the walk read the root again, and the snapshot holds the change.
 TEST_F(ZooKeeperSourceTest, TheWalkAfterAnOpeningStartsFromTheReadSentBehindTheWatches) {
   Create("/dubbo/a/x", "X");
   RootReadCountingFactory factory(server_);
   ZooKeeperSourceOptions options;
   options.multi_read_batch = 15;
   ZooKeeperSource source(factory, scope_, logger_, options);
-  const auto keys_of = [](const core::Snapshot& snapshot) {
+  const auto read = [&]() -> std::vector<std::string> {
+    auto snapshot = source.ReadSnapshot({});
+    EXPECT_TRUE(snapshot.ok()) << snapshot.error().message;
     std::vector<std::string> keys;
-    for (const core::SourceEntry& entry : snapshot.entries) keys.push_back(entry.key);
+    if (!snapshot.ok()) return keys;
+    for (const core::SourceEntry& entry : snapshot->entries) {
+      keys.push_back(entry.key + "=" + entry.value);
+    }
     return keys;
   };
 
   ASSERT_TRUE(source.Open(listener_).ok());
   EXPECT_EQ(factory.root_reads(), 1u);
-  Create("/dubbo/a/y", "Y");  // below the head's reach
-  ASSERT_TRUE(Announced("/dubbo/a/y"));
-  auto snapshot = source.ReadSnapshot({});
-  ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
+  EXPECT_EQ(read(), (std::vector<std::string>{"/dubbo=", "/dubbo/a=", "/dubbo/a/x=X"}));
   EXPECT_EQ(factory.root_reads(), 1u);
-  EXPECT_EQ(keys_of(*snapshot),
-            (std::vector<std::string>{"/dubbo", "/dubbo/a", "/dubbo/a/x", "/dubbo/a/y"}));
-  snapshot = source.ReadSnapshot({});  // a later walk reads the root itself
-  ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
+  EXPECT_EQ(read().size(), 3u);  // a later walk reads the root itself
   EXPECT_EQ(factory.root_reads(), 2u);
   source.Close();
 
@@ -592,22 +598,29 @@ TEST_F(ZooKeeperSourceTest, TheWalkAfterAnOpeningStartsFromTheReadSentBehindTheW
   EXPECT_EQ(factory.root_reads(), 3u);
   Create("/dubbo/b", "B");  // a child of the prefix: the head did not see it
   ASSERT_TRUE(Announced("/dubbo/b"));
-  snapshot = source.ReadSnapshot({});
-  ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
+  EXPECT_EQ(read(),
+            (std::vector<std::string>{"/dubbo=", "/dubbo/a=", "/dubbo/a/x=X", "/dubbo/b=B"}));
   EXPECT_EQ(factory.root_reads(), 4u);
-  EXPECT_EQ(keys_of(*snapshot), (std::vector<std::string>{"/dubbo", "/dubbo/a", "/dubbo/a/x",
-                                                          "/dubbo/a/y", "/dubbo/b"}));
   source.Close();
 
   ASSERT_TRUE(source.Open(listener_).ok());
   EXPECT_EQ(factory.root_reads(), 5u);
-  ASSERT_TRUE(server_->SetNodeData("/dubbo", "root").ok());  // the prefix node itself
-  ASSERT_TRUE(Announced("/dubbo"));
-  snapshot = source.ReadSnapshot({});
-  ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
+  ASSERT_TRUE(server_->SetNodeData("/dubbo/a/x", "X2").ok());  // below the head's reach
+  ASSERT_TRUE(Announced("/dubbo/a/x"));
+  EXPECT_EQ(read(),
+            (std::vector<std::string>{"/dubbo=", "/dubbo/a=", "/dubbo/a/x=X2", "/dubbo/b=B"}));
   EXPECT_EQ(factory.root_reads(), 6u);
-  ASSERT_FALSE(snapshot->entries.empty());
-  EXPECT_EQ(snapshot->entries[0].value, "root");
+  source.Close();
+
+  ASSERT_TRUE(source.Open(listener_).ok());
+  EXPECT_EQ(factory.root_reads(), 7u);
+  factory.last()->Disconnect();
+  ASSERT_TRUE(WaitFor([&] { return listener_.Saw(SourceEventType::kDisconnected); }));
+  factory.last()->Reconnect();
+  ASSERT_TRUE(WaitFor([&] { return listener_.Saw(SourceEventType::kReconnected); }));
+  EXPECT_EQ(read().size(), 4u);
+  EXPECT_EQ(factory.root_reads(), 8u);
+  source.Close();
 }
 
 // A server that refuses the walk's second helper: Open() stops asking, the walk reads with the
