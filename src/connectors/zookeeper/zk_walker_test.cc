@@ -538,12 +538,15 @@ TEST(ZkWalkerTest, AWalkFromAHeadSpreadsTheNextLevelIfTheHeadMeasuredARoundTrip)
     EndsWithin10s guard{walk};
     const std::vector<size_t> spread =
         connected ? std::vector<size_t>{7, 7, 6} : std::vector<size_t>{20, 0, 0};
+    // The whole level is taken before any of it is answered: an answer would make its session
+    // the least loaded for the requests still being sent.
+    std::vector<std::deque<HoldingZkClient::Held>> level(sessions.size());
     for (size_t i = 0; i < sessions.size(); ++i) {
       if (spread[i] == 0) continue;
-      auto level = sessions[i].TakeAtLeast(spread[i]);
-      EXPECT_EQ(level.size(), spread[i]) << "session " << i;
-      AnswerAll(level, kLeaves, 8);
+      level[i] = sessions[i].TakeAtLeast(spread[i]);
+      EXPECT_EQ(level[i].size(), spread[i]) << "session " << i;
     }
+    for (auto& held : level) AnswerAll(held, kLeaves, 8);
     auto tree = walk.get();
     ASSERT_TRUE(tree.ok()) << tree.error().ToString();
     EXPECT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
