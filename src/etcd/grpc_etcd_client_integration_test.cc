@@ -430,7 +430,8 @@ TEST(GrpcEtcdClientIntegrationTest, TransactionsAreSpreadOverTheConfiguredConnec
 }
 
 // A dial that takes far_dial or longer (here at least the proxy's 20 ms round trip) opens
-// far_txn_connections for transactions; a shorter one keeps txn_connections.
+// far_txn_connections for transactions; a shorter one keeps txn_connections. Either way they
+// connect before any transaction is sent (in the background, off the dialling thread).
 TEST(GrpcEtcdClientIntegrationTest, AFarEtcdGetsMoreConnectionsForTransactions) {
   EtcdServer* server = nullptr;
   ASSERT_FIXTURE_OK_AND_ASSIGN(server, SharedEtcd());
@@ -447,6 +448,10 @@ TEST(GrpcEtcdClientIntegrationTest, AFarEtcdGetsMoreConnectionsForTransactions) 
     auto client = Connect(options);
     ASSERT_NE(client, nullptr);
     EXPECT_EQ(client->Far(), expected == 6);
+    // The dial's connection, which carries the first share of transactions, and the others.
+    EXPECT_TRUE(WaitFor(
+        [&] { return proxy->stats().connections >= static_cast<uint64_t>(expected); }, seconds(10)))
+        << proxy->stats().connections;
     SendTwelveTransactions(*client, "far");
     EXPECT_EQ(proxy->stats().connections, static_cast<uint64_t>(expected));
   }
