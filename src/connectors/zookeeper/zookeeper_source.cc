@@ -142,7 +142,6 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
             "the ZooKeeper server has no persistent watches (older than 3.6): using "
             "one-shot watches on every node");
         classic = true;
-        lacks_persistent_watches_.store(true);
         break;
       }
       error = SourceError{SourceError::Code::kUnsupported,
@@ -159,6 +158,9 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
     return Unexpected{std::move(error)};
   }
   classic_mode_.store(classic);
+  // What this server said, for the next opening (which may find another server of the ensemble,
+  // or this one upgraded, and then learns again).
+  if (options_.watch_mode == WatchMode::kAuto) lacks_persistent_watches_.store(classic);
   if (classic) {
     classic_.SetClient(client.get());
     CloseHelpers(epoch);  // made in vain: the server has no persistent watches
@@ -172,9 +174,11 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
     if (epoch_ == epoch) {
       open_ = true;
       session_id_ = session.session_id;
-      head_ = std::move(head);
+      // Held first, then checked: a change counted meanwhile either finds it held (and drops
+      // it) or is seen here.
+      head_held_.store(head != nullptr);
+      if (head_invalidations_.load() == head_mark) head_ = std::move(head);
       head_mark_ = head_mark;
-      head_held_.store(head_ != nullptr);
     }
   }
   if (ClosedSince(epoch)) {
@@ -220,7 +224,7 @@ void ZooKeeperSource::OpenHelpers(zk::ZkClient& client, uint64_t epoch) {
       helpers.clear();
     }
   }
-  for (auto& helper : helpers) helper->Close();  // a Close() came meanwhile
+  CloseAtOnce(helpers);  // a Close() came meanwhile
 }
 
 void ZooKeeperSource::CloseHelpers(uint64_t epoch) {
@@ -307,7 +311,7 @@ void ZooKeeperSource::OnWatch(const zk::WatchEvent& event) {
   // that missed it. (Only the prefixes' data and children lists come from the head, but with no
   // change at all between the head and the walk, the head's zxid is as good a floor for the
   // helper sessions as the walk's own first answer: WalkOptions::helpers.)
-  if (IsNodeChange(event.type)) InvalidateHead();
+  if (IsNodeChange(event.type) && scope_.Contains(event.path)) InvalidateHead();
   if (classic_mode_.load()) classic_.OnWatchEvent(event);
   if (IsNodeChange(event.type)) Announce(event.path, event.type);
 }
@@ -405,6 +409,7 @@ core::SourceResult<core::Snapshot> ZooKeeperSource::ReadSnapshot(
   // The head is only good if nothing in scope changed since it was sent (the engine started
   // noting announced changes before this call: a change announced later is read again).
   if (head != nullptr && head_invalidations_.load() == head_mark) walk.head = std::move(head);
+  head = nullptr;  // unused: not kept through the walk
   for (const auto& helper : helpers) {
     const zk::SessionState state = helper->session().state;
     // One that ended is left out; the next opening makes new ones.

@@ -568,7 +568,8 @@ TEST_F(ZooKeeperSourceTest, OpenAddsTheWalksSessionsToTheSameServer) {
 // Open() sends the walk's first request behind the watches, and the snapshot that follows uses
 // its answer instead of reading the root again. Any change in scope after Open() (a new child of
 // the prefix, which the head did not see, or a change deeper down), or a session event, makes
-// the walk read the root again, and the snapshot holds the change.
+// the walk read the root again, and the snapshot holds the change; a change out of scope does
+// not.
 TEST_F(ZooKeeperSourceTest, TheWalkAfterAnOpeningStartsFromTheReadSentBehindTheWatches) {
   Create("/dubbo/a/x", "X");
   RootReadCountingFactory factory(server_);
@@ -612,14 +613,24 @@ TEST_F(ZooKeeperSourceTest, TheWalkAfterAnOpeningStartsFromTheReadSentBehindTheW
   EXPECT_EQ(factory.root_reads(), 6u);
   source.Close();
 
+  // A change out of scope (an excluded subtree, which the prefix's watch still reports) leaves
+  // the head good. The read behind it is delivered after its event.
   ASSERT_TRUE(source.Open(listener_).ok());
   EXPECT_EQ(factory.root_reads(), 7u);
+  Create("/dubbo/config/x", "excluded");
+  ASSERT_TRUE(ReadAsyncAndWait(source, "/dubbo/config/x").result.ok());
+  EXPECT_EQ(read().size(), 4u);
+  EXPECT_EQ(factory.root_reads(), 7u);
+  source.Close();
+
+  ASSERT_TRUE(source.Open(listener_).ok());
+  EXPECT_EQ(factory.root_reads(), 8u);
   factory.last()->Disconnect();
   ASSERT_TRUE(WaitFor([&] { return listener_.Saw(SourceEventType::kDisconnected); }));
   factory.last()->Reconnect();
   ASSERT_TRUE(WaitFor([&] { return listener_.Saw(SourceEventType::kReconnected); }));
   EXPECT_EQ(read().size(), 4u);
-  EXPECT_EQ(factory.root_reads(), 8u);
+  EXPECT_EQ(factory.root_reads(), 9u);
   source.Close();
 }
 
