@@ -77,8 +77,14 @@ class SecondSessionFactory final : public zk::ZkClientFactory {
                                 size_t named_sessions = SIZE_MAX)
       : server_(std::move(server)), named_sessions_(named_sessions) {}
   zk::ZkResult<std::unique_ptr<zk::ZkClient>> NewClient(zk::ZkEventHandlers handlers) override {
+    if (fail_watches_) {
+      return std::unique_ptr<zk::ZkClient>(
+          std::make_unique<WatchFailingClient>(server_->NewClient(std::move(handlers))));
+    }
     return std::unique_ptr<zk::ZkClient>(server_->NewClient(std::move(handlers)));
   }
+  // Whether the sessions NewClient makes from now on fail every addWatch (a connection loss).
+  void FailWatches(bool fail) { fail_watches_ = fail; }
   zk::ZkResult<std::unique_ptr<zk::ZkClient>> NewClientOf(const std::string& name,
                                                           zk::ZkEventHandlers handlers) override {
     {
@@ -113,7 +119,17 @@ class SecondSessionFactory final : public zk::ZkClientFactory {
     std::atomic<bool> closed_once_{false};
   };
 
+  class WatchFailingClient final : public zk::ForwardingZkClient {
+   public:
+    explicit WatchFailingClient(std::unique_ptr<zk::FakeZkClient> inner)
+        : ForwardingZkClient(std::move(inner)) {}
+    void AddWatch(std::string_view, zk::AddWatchMode, zk::ZkCallback<zk::Ack> done) override {
+      done(Unexpected{zk::MakeZkError(zk::ZkErrorCode::kConnectionLoss, "addWatch")});
+    }
+  };
+
   std::shared_ptr<zk::FakeZkServer> server_;
+  std::atomic<bool> fail_watches_{false};
   const size_t named_sessions_;
   mutable std::mutex mutex_;
   std::vector<std::string> servers_asked_;
@@ -649,6 +665,37 @@ TEST_F(ZooKeeperSourceTest, AWalkSessionTheServerRefusesIsDoneWithout) {
   EXPECT_EQ(snapshot->entries.size(), 2u);
   source.Close();
   EXPECT_EQ(factory.closed(), 1u);
+}
+
+// A watch the server does not register fails the opening (kUnavailable, to be retried) and says
+// so; the walk's sessions asked for meanwhile are closed, and the next opening of the same
+// source starts afresh (its own sessions, its own first read).
+TEST_F(ZooKeeperSourceTest, AWatchThatFailsFailsTheOpeningAndClosesWhatItOpened) {
+  Create("/dubbo/a", "A");
+  SecondSessionFactory factory(server_);
+  ZooKeeperSourceOptions options;
+  options.walk_sessions = 3;
+  ZooKeeperSource source(factory, scope_, logger_, options);
+  factory.FailWatches(true);
+  auto opened = source.Open(listener_);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.error().code, SourceError::Code::kUnavailable);
+  EXPECT_TRUE(Logged("cannot register the persistent recursive watch; retrying"));
+  EXPECT_EQ(factory.servers_asked().size(), 2u);
+  EXPECT_EQ(factory.closed(), 2u);
+  EXPECT_FALSE(source.Status().connected);
+  EXPECT_FALSE(source.ReadSnapshot({}).ok());  // closed: no client, no head
+
+  factory.FailWatches(false);
+  ASSERT_TRUE(source.Open(listener_).ok());
+  EXPECT_EQ(factory.servers_asked().size(), 4u);
+  Create("/dubbo/b", "B");
+  ASSERT_TRUE(Announced("/dubbo/b"));
+  auto snapshot = source.ReadSnapshot({});
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error().message;
+  EXPECT_EQ(snapshot->entries.size(), 3u);  // /dubbo, /dubbo/a, /dubbo/b
+  source.Close();
+  EXPECT_EQ(factory.closed(), 4u);
 }
 
 // A walk against a server that never answers ends at once when another thread closes the source.
