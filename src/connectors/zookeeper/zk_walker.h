@@ -49,8 +49,8 @@ using NodeFilter = std::function<bool(const std::string& path, const zk::Stat& s
 // order it was asked, so they read after the watches are in place), and the walk that follows on
 // the same session finds the top of the tree read: a round trip less at every opening (30 ms
 // through 15 ms each way). Whoever passes a head to a walk must know that nothing changed unseen
-// since it was sent (ZooKeeperSource drops a head once a change or a session event came after
-// it). Used by one walk at most. Thread-safe.
+// since it was sent (ZooKeeperSource drops a head once a change in scope or a session event came
+// after it). Used by one walk at most. Thread-safe.
 class WalkHead {
  public:
   using Answer = std::function<void(zk::ZkResult<zk::MultiReadReply> reply,
