@@ -469,6 +469,26 @@ TEST(ZkWalkerTest, AWalkStartsFromItsHeadAnsweredBeforeOrAfterItStarted) {
   }
 }
 
+// A head whose request failed fails the walk with that error, as a failed request of its own
+// would (the engine retries the reconciliation).
+TEST(ZkWalkerTest, AHeadThatFailedFailsTheWalk) {
+  const core::Scope scope = core::Scope::Create({"/dubbo"}, {}).value();
+  HoldingZkClient client;
+  WalkOptions options;
+  options.head = WalkHead::Send(client, scope, options.multi_read_batch);
+  auto head = client.TakeAtLeast(1);
+  ASSERT_EQ(head.size(), 1u);
+  head.front().done(
+      Unexpected{zk::MakeZkError(zk::ZkErrorCode::kConnectionLoss, "lost with the head")});
+  auto walk = std::async(std::launch::async, [&] { return WalkZkTree(client, scope, options); });
+  EndsWithin10s guard{walk};
+  ASSERT_EQ(walk.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto tree = walk.get();
+  ASSERT_FALSE(tree.ok());
+  EXPECT_EQ(tree.error().code, zk::ZkErrorCode::kConnectionLoss);
+  EXPECT_EQ(client.held(), 0u);  // nothing sent after it
+}
+
 // A head is one walk's: a second walk given it, and a walk on another session, read the root
 // themselves (the head's answer would not be theirs to use).
 TEST(ZkWalkerTest, AHeadServesOneWalkOnItsOwnSession) {
