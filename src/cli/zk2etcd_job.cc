@@ -27,17 +27,8 @@ class ConnectedClientFactory : public zk::ZkClientFactory {
 Zk2EtcdJob Assemble(const Config& config, etcd::EtcdClient& etcd,
                     std::unique_ptr<zk::ZkClientFactory> factory, ops::Logger& logger,
                     const Zk2EtcdJobOptions& options) {
-  Zk2EtcdJob job;
-  job.zk_factory = std::move(factory);
-  connectors::ZooKeeperSourceOptions source_options;
-  source_options.watch_mode = options.watch_mode;
-  source_options.change_stream = options.change_stream;
-  job.source = std::make_unique<connectors::ZooKeeperSource>(*job.zk_factory, config.scope, logger,
-                                                             source_options);
-  job.sink = std::make_unique<connectors::EtcdSink>(etcd, config.layout);
-  if (options.election) {
-    job.election = std::make_unique<connectors::EtcdElection>(etcd, logger, *options.election);
-  }
+  Zk2EtcdJob job = MakeZk2EtcdSourceSide(config, std::move(factory), logger, options);
+  AddEtcdSide(job, config, etcd, logger, options);
   return job;
 }
 
@@ -51,6 +42,27 @@ std::unique_ptr<zk::ZkClientFactory> NewZooKeeperSessions(const Config& config, 
   zk_options.logger = &logger;
   zk_options.observer = observer;
   return zk::NewAsioZkClientFactory(zk_options);
+}
+
+Zk2EtcdJob MakeZk2EtcdSourceSide(const Config& config,
+                                 std::unique_ptr<zk::ZkClientFactory> zk_factory,
+                                 ops::Logger& logger, const Zk2EtcdJobOptions& options) {
+  Zk2EtcdJob job;
+  job.zk_factory = std::move(zk_factory);
+  connectors::ZooKeeperSourceOptions source_options;
+  source_options.watch_mode = options.watch_mode;
+  source_options.change_stream = options.change_stream;
+  job.source = std::make_unique<connectors::ZooKeeperSource>(*job.zk_factory, config.scope, logger,
+                                                             source_options);
+  return job;
+}
+
+void AddEtcdSide(Zk2EtcdJob& job, const Config& config, etcd::EtcdClient& etcd, ops::Logger& logger,
+                 const Zk2EtcdJobOptions& options) {
+  job.sink = std::make_unique<connectors::EtcdSink>(etcd, config.layout);
+  if (options.election) {
+    job.election = std::make_unique<connectors::EtcdElection>(etcd, logger, *options.election);
+  }
 }
 
 Zk2EtcdJob MakeZk2EtcdJob(const Config& config, etcd::EtcdClient& etcd,

@@ -42,6 +42,15 @@ struct Zk2EtcdJob {
 std::unique_ptr<zk::ZkClientFactory> NewZooKeeperSessions(const Config& config, ops::Logger& logger,
                                                           const Clock& clock, OpObserver* observer);
 
+// The job's ZooKeeper side alone (its sessions and source; no sink yet), so that `sync` can open
+// the source while it dials etcd (ZooKeeperSource::OpenAhead); AddEtcdSide completes it.
+Zk2EtcdJob MakeZk2EtcdSourceSide(const Config& config,
+                                 std::unique_ptr<zk::ZkClientFactory> zk_factory,
+                                 ops::Logger& logger, const Zk2EtcdJobOptions& options);
+// The sink and, with options.election, the election, over `etcd`.
+void AddEtcdSide(Zk2EtcdJob& job, const Config& config, etcd::EtcdClient& etcd, ops::Logger& logger,
+                 const Zk2EtcdJobOptions& options);
+
 // The job over sessions from `zk_factory` (each Open of the source asks it for one; `sync`
 // passes NewZooKeeperSessions, preconnected).
 Zk2EtcdJob MakeZk2EtcdJob(const Config& config, etcd::EtcdClient& etcd,

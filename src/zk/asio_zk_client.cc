@@ -224,6 +224,9 @@ void AsioZkClient::RemoveWatches(std::string_view path, WatcherType type, ZkCall
 
 void AsioZkClient::AddAuth(std::string_view scheme, std::string_view credential,
                            ZkCallback<Ack> done) {
+  // From now on nothing goes behind a handshake: what is asked for after this must follow the
+  // credentials, which are sent once the handshake is answered.
+  credentials_added_.store(true);
   // Observed here because auth replies bypass the request pipeline.
   const SteadyTime start = clock_.Now();
   auto observed = [this, start, done = std::move(done)](ZkResult<Ack> result) {

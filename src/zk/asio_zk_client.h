@@ -8,6 +8,14 @@
 // enqueues: callbacks, watch events and session events run on a separate delivery thread, in the
 // order the server answered (see zk_client.h for the contract).
 //
+// A new session's reads and watch registrations (not its writes, nor what follows a write, and
+// nothing once credentials are configured or added) go right behind its ConnectRequest, in the
+// same write when they were asked for before the connection was up: the server takes them once
+// it has set the session up and answers them right behind the handshake, a round trip sooner. If
+// the connection ends before the handshake is answered, they wait for the next connection, as
+// anything unsent does (a server may have run them for a session the client never learned of,
+// which is harmless for a read or a watch: that session's watches go with it).
+//
 // A frame that is malformed, truncated or longer than `max_frame_bytes` closes the connection
 // with an error that names the problem (logged, and in SessionInfo::last_error and the
 // kDisconnected event's reason); the client then reconnects. Nothing the server sends can make

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <mutex>
 #include <set>
 
@@ -527,6 +528,69 @@ TEST(AsioZkClientIntegrationTest, MalformedFrameFromAFakeServerThenTheRealOne) {
   EXPECT_TRUE(blocking::Exists(*client, "/").ok());
   client->Close();
   EXPECT_TRUE(closed_by_client);
+}
+
+// 6b. What a new session sends behind its handshake (reads, a watch registration) a real server
+// answers once the session is set up: the requests wait in the client while a first server takes
+// them and ends the connection unanswered, so that all of them go behind the real server's
+// handshake.
+TEST(AsioZkClientIntegrationTest, ARealServerAnswersWhatANewSessionSentBehindItsHandshake) {
+  ZooKeeperServer* server = nullptr;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(server, SharedZooKeeper());
+  const std::string root = UniquePath("behind-handshake");
+  std::unique_ptr<ZooKeeperCClient> other;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(other, ZooKeeperCClient::Connect(server->address(), seconds(20)));
+  ASSERT_FIXTURE_OK(other->Create(root, "root-data"));
+  ASSERT_FIXTURE_OK(other->Create(root + "/a", "a-data"));
+  std::mutex mutex;
+  std::vector<int32_t> taken_by_the_first;
+  std::promise<void> asked;
+  std::shared_future<void> all_asked = asked.get_future().share();
+  testing::ScriptedServer first([&](testing::ScriptedConnection& c, int) {
+    if (!c.ReadFrame()) return;
+    all_asked.wait();
+    const auto behind = c.ReadArriving();
+    std::lock_guard lock(mutex);
+    taken_by_the_first = testing::TypesOf(behind);
+  });
+  ZkClientOptions options = Options(first.address() + "," + server->address());
+  options.random = [] { return uint64_t{0}; };  // the first server first
+  EventRecorder recorder;
+  auto created = NewAsioZkClient(options, recorder.Handlers());
+  ASSERT_TRUE(created.ok());
+  std::unique_ptr<ZkClient> client = std::move(created).value();
+  std::promise<ZkResult<Ack>> watch;
+  std::promise<ZkResult<MultiReadReply>> read;
+  std::promise<ZkResult<ExistsReply>> missing;
+  client->AddWatch(root, AddWatchMode::kPersistentRecursive,
+                   [&](ZkResult<Ack> r) { watch.set_value(std::move(r)); });
+  client->MultiRead({ReadOp::GetData(root), ReadOp::GetChildren(root)},
+                    [&](ZkResult<MultiReadReply> r) { read.set_value(std::move(r)); });
+  client->Exists(root + "/b", false,
+                 [&](ZkResult<ExistsReply> r) { missing.set_value(std::move(r)); });
+  asked.set_value();
+  auto watched = watch.get_future().get();
+  ASSERT_TRUE(watched.ok()) << watched.error().message;
+  auto reply = read.get_future().get();
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  ASSERT_EQ(reply->results.size(), 2u);
+  EXPECT_EQ(reply->results[0].data, "root-data");
+  EXPECT_EQ(reply->results[1].children, (std::vector<std::string>{"a"}));
+  auto absent = missing.get_future().get();
+  ASSERT_TRUE(absent.ok()) << absent.error().message;
+  EXPECT_FALSE(absent->stat.has_value());
+  EXPECT_EQ(recorder.LastSession(SessionEventType::kConnected).server, server->address());
+  // The watch registered behind the handshake is the session's: it sees a change.
+  ASSERT_FIXTURE_OK(other->Create(root + "/b", "b-data"));
+  ASSERT_TRUE(recorder.WaitForWatchCount(1, seconds(20)));
+  EXPECT_EQ(recorder.watches()[0], Event(WatchEventType::kNodeCreated, root + "/b"));
+  client->Close();
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(taken_by_the_first,
+            (std::vector<int32_t>{static_cast<int32_t>(proto::OpCode::kAddWatch),
+                                  static_cast<int32_t>(proto::OpCode::kMultiRead),
+                                  static_cast<int32_t>(proto::OpCode::kExists)}))
+      << "the requests went behind the first server's handshake too";
 }
 
 // 7. A refused multi names its failed operation by index; GetAcl returns the ACL as the server

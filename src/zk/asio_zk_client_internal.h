@@ -92,6 +92,7 @@ class AsioZkClient final : public ZkClient {
     proto::RequestFrame frame(0, op);
     body(frame.writer());
     request.frame = std::move(frame).Finish();
+    request.replayable = proto::ReplayableOp(op);
   }
 
   static void SetWatch(Request& request, const std::string& server_path, WatchKind on_success,
@@ -145,7 +146,15 @@ class AsioZkClient final : public ZkClient {
   void HandleAuthReply(const proto::ReplyHeader& header);
   void SendPing();
   int32_t NextXid();
+  // Whether requests may go behind this connection's ConnectRequest: a new session (no session
+  // to resume) without credentials (they must precede every request asked for after them).
+  bool PipelinesHandshake() const;
   void Flush();
+  // Moves what may be sent now from pending_ to in_flight_, appending it to write_buffer_.
+  void AppendRequests(bool behind_handshake);
+  // The requests sent behind a ConnectRequest that was never answered go back to the front of
+  // pending_, in order, for the next connection.
+  void RequeueUnanswered();
   void OnWritten(uint64_t generation, const std::error_code& ec);
   void TearDownConnection();
   void FailInFlight(ZkErrorCode code, const std::string& suffix, SteadyTime now);
@@ -171,6 +180,7 @@ class AsioZkClient final : public ZkClient {
   const ConnectString connect_;
   const ZkEventHandlers handlers_;
   std::atomic<bool> multi_read_unsupported_{false};
+  std::atomic<bool> credentials_added_{false};  // AddAuth was called
 
   // Shared with callers, under mutex_.
   mutable std::mutex mutex_;

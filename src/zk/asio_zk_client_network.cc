@@ -67,9 +67,9 @@ void AsioZkClient::DrainSubmissions() {
     drain_posted_ = false;
   }
   for (auto& request : batch) pending_.push_back(std::move(request));
-  if (link_ == Link::kConnected) {
-    Flush();
-  } else if (link_ != Link::kDone && link_ != Link::kClosing) {
+  // While a new session's handshake is under way, its reads go behind it (Flush).
+  if (link_ == Link::kConnected || link_ == Link::kHandshaking) Flush();
+  if (link_ != Link::kConnected && link_ != Link::kDone && link_ != Link::kClosing) {
     ExpireUnsent(clock_.Now());
     ArmTimer();
   }
@@ -136,6 +136,9 @@ void AsioZkClient::OnTcpConnected() {
   link_ = Link::kHandshaking;
   frames_.Reset();
   write_buffer_ = connect_frame_;
+  // A new session's reads go in the same segment: the server takes them once the session is set
+  // up and answers them right behind the handshake, a round trip sooner.
+  if (PipelinesHandshake()) AppendRequests(/*behind_handshake=*/true);
   writing_ = true;
   const uint64_t generation = generation_;
   asio::async_write(
@@ -204,6 +207,8 @@ void AsioZkClient::HandleHandshake(std::string_view frame) {
   }
   link_ = Link::kConnected;
   hosts_.OnConnected();
+  // What went behind the handshake is answered on this connection: no resend, no frame to keep.
+  for (auto& request : in_flight_) std::string().swap(request->frame);
   if (options_.logger != nullptr) {
     options_.logger->Info(event.type == SessionEventType::kConnected
                               ? "zookeeper session established"
@@ -391,24 +396,22 @@ int32_t AsioZkClient::NextXid() {
   return xid;
 }
 
+bool AsioZkClient::PipelinesHandshake() const {
+  return !session_.has_session() && auth_.empty() && !credentials_added_.load();
+}
+
 void AsioZkClient::Flush() {
-  if (writing_ || (link_ != Link::kConnected && link_ != Link::kClosing)) return;
+  if (writing_) return;
+  // Behind a new session's unanswered handshake, only replayable requests go (a server that
+  // ends the connection before answering it may or may not have run them).
+  const bool behind_handshake = link_ == Link::kHandshaking && PipelinesHandshake();
+  if (link_ != Link::kConnected && link_ != Link::kClosing && !behind_handshake) return;
   write_buffer_.clear();
   while (!control_out_.empty()) {
     write_buffer_ += control_out_.front();
     control_out_.pop_front();
   }
-  while (!pending_.empty() && write_buffer_.size() < kMaxWriteBatch) {
-    Request& request = *pending_.front();
-    if (request.counts_in_window && window_used_ >= options_.max_in_flight) break;
-    request.xid = NextXid();
-    proto::PatchXid(request.frame, request.xid);
-    write_buffer_ += request.frame;
-    std::string().swap(request.frame);
-    if (request.counts_in_window) ++window_used_;
-    in_flight_.push_back(std::move(pending_.front()));
-    pending_.pop_front();
-  }
+  AppendRequests(behind_handshake);
   if (write_buffer_.empty()) return;
   writing_ = true;
   session_.OnSend(clock_.Now());
@@ -416,6 +419,31 @@ void AsioZkClient::Flush() {
   asio::async_write(
       socket_, asio::buffer(write_buffer_),
       [this, generation](const std::error_code& ec, size_t) { OnWritten(generation, ec); });
+}
+
+void AsioZkClient::AppendRequests(bool behind_handshake) {
+  while (!pending_.empty() && write_buffer_.size() < kMaxWriteBatch) {
+    Request& request = *pending_.front();
+    if (request.counts_in_window && window_used_ >= options_.max_in_flight) break;
+    if (behind_handshake && !request.replayable) break;  // it and what follows wait: order holds
+    request.xid = NextXid();
+    proto::PatchXid(request.frame, request.xid);
+    write_buffer_ += request.frame;
+    // Kept until the handshake is answered: it goes again if the connection ends before.
+    if (!behind_handshake) std::string().swap(request.frame);
+    if (request.counts_in_window) ++window_used_;
+    in_flight_.push_back(std::move(pending_.front()));
+    pending_.pop_front();
+  }
+}
+
+void AsioZkClient::RequeueUnanswered() {
+  while (!in_flight_.empty()) {
+    std::unique_ptr<Request> request = std::move(in_flight_.back());
+    in_flight_.pop_back();
+    if (request->counts_in_window) --window_used_;
+    pending_.push_front(std::move(request));
+  }
 }
 
 void AsioZkClient::OnWritten(uint64_t generation, const std::error_code& ec) {
@@ -466,6 +494,8 @@ void AsioZkClient::ConnectionFailed(std::string reason, bool timed_out) {
   }
   const SteadyTime now = clock_.Now();
   const bool was_connected = link_ == Link::kConnected;
+  // Before a handshake is answered, only replayable requests were sent (Flush).
+  if (link_ == Link::kHandshaking) RequeueUnanswered();
   TearDownConnection();
   last_error_ = reason;
   FailInFlight(ZkErrorCode::kConnectionLoss, " (" + reason + ")", now);

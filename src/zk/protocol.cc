@@ -102,6 +102,25 @@ std::string RequestFrame::Finish() && {
   return std::move(bytes_);
 }
 
+bool ReplayableOp(OpCode op) {
+  switch (op) {
+    case OpCode::kExists:
+    case OpCode::kGetData:
+    case OpCode::kGetAcl:
+    case OpCode::kGetChildren:
+    case OpCode::kGetChildren2:
+    case OpCode::kSync:
+    case OpCode::kMultiRead:
+    case OpCode::kGetEphemerals:
+    case OpCode::kGetAllChildrenNumber:
+    case OpCode::kAddWatch:
+    case OpCode::kWhoAmI:
+      return true;
+    default:
+      return false;
+  }
+}
+
 void PatchXid(std::string& frame, int32_t xid) {
   const auto bits = static_cast<uint32_t>(xid);
   frame[4] = static_cast<char>(bits >> 24);

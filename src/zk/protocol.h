@@ -68,6 +68,11 @@ inline constexpr int32_t kPingXid = -2;
 inline constexpr int32_t kAuthXid = -4;
 inline constexpr int32_t kSetWatchesXid = -8;
 
+// Whether running a request of `op` twice has the same outcome as running it once: reads and
+// watch registrations, not writes (a create would fail the second time, a setData would bump the
+// version again) nor watch removals.
+bool ReplayableOp(OpCode op);
+
 // The server's default jute.maxbuffer is 1 MiB - 1: no request frame may be larger.
 inline constexpr size_t kServerMaxRequestBytes = 0xfffff;
 // Bytes before the record in a request frame: length, xid, type.

@@ -53,6 +53,10 @@ class Request : public Completion {
   std::optional<WatcherType> remove_on_success;
   bool counts_in_window = true;
   bool is_close = false;
+  // A read or a watch registration (ReplayableOp): the same outcome if the server runs it twice,
+  // so it may go right behind the ConnectRequest of a new session and, when that connection ends
+  // unanswered, wait for the next one (AsioZkClient::Flush).
+  bool replayable = false;
   int32_t xid = 0;
   SteadyTime enqueued{};
   std::chrono::nanoseconds duration{0};

@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "zk/jute.h"
 #include "zk/protocol.h"
@@ -61,13 +62,23 @@ class ScriptedConnection {
     if (!frame) return std::nullopt;
     auto request = proto::DecodeConnectRequest(*frame);
     if (!request.ok()) return std::nullopt;
-    if (!Write(proto::EncodeConnectResponse(
-            proto::ConnectResponse{0, timeout_ms, timeout_ms > 0 ? session_id : 0,
-                                   timeout_ms > 0 ? password : std::string(16, '\0'), false}))) {
-      return std::nullopt;
-    }
+    if (!AnswerHandshake(session_id, timeout_ms, std::move(password))) return std::nullopt;
     return *request;
   }
+
+  // The answer of Handshake(), for a script that reads what follows the ConnectRequest first.
+  bool AnswerHandshake(int64_t session_id, int32_t timeout_ms,
+                       std::string password = std::string(16, 'p')) {
+    return Write(proto::EncodeConnectResponse(
+        proto::ConnectResponse{0, timeout_ms, timeout_ms > 0 ? session_id : 0,
+                               timeout_ms > 0 ? password : std::string(16, '\0'), false}));
+  }
+
+  // The headers of the frames that arrive, each within `quiet` of the one before (the first
+  // within `quiet` of the call): after the ConnectRequest and before the handshake is answered,
+  // what a new session sent behind it.
+  std::vector<proto::RequestHeader> ReadArriving(
+      std::chrono::milliseconds quiet = std::chrono::milliseconds(500));
 
   // Sends a reply frame.
   bool Reply(int32_t xid, int64_t zxid, int32_t err, std::string_view body = {}) {
@@ -175,6 +186,20 @@ inline proto::RequestHeader HeaderOf(std::string_view frame, JuteReader* body = 
   proto::ReadRequestHeader(r, &header);
   if (body != nullptr) *body = r;
   return header;
+}
+
+inline std::vector<proto::RequestHeader> ScriptedConnection::ReadArriving(
+    std::chrono::milliseconds quiet) {
+  std::vector<proto::RequestHeader> arrived;
+  while (auto frame = ReadFrame(quiet)) arrived.push_back(HeaderOf(*frame));
+  return arrived;
+}
+
+// The request types of `headers`, in order.
+inline std::vector<int32_t> TypesOf(const std::vector<proto::RequestHeader>& headers) {
+  std::vector<int32_t> types;
+  for (const auto& header : headers) types.push_back(header.type);
+  return types;
 }
 
 }  // namespace zk2etcd::zk::testing

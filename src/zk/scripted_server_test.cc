@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <deque>
+#include <future>
 #include <mutex>
 
 #include "common/wait_for_testing.h"
@@ -385,6 +386,164 @@ TEST(ScriptedServerTest, MultiReadFallsBackToPipelinedReadsOnAnOldServer) {
   EXPECT_EQ(multi_reads.load(), 1) << "after one Unimplemented the client stops trying";
   EXPECT_EQ(plain_reads.load(), 3);
   client->Close();
+}
+
+constexpr auto Op(proto::OpCode op) { return static_cast<int32_t>(op); }
+
+TEST(ScriptedServerTest, ANewSessionsReadsGoBehindItsHandshakeAndItsWritesWaitForTheAnswer) {
+  std::mutex mutex;
+  std::vector<int32_t> before_answer, after_answer;
+  std::promise<void> asked;
+  std::shared_future<void> all_asked = asked.get_future().share();
+  ScriptedServer server([&](ScriptedConnection& c, int) {
+    if (!c.ReadFrame()) return;  // the ConnectRequest
+    all_asked.wait();
+    const std::vector<proto::RequestHeader> early = c.ReadArriving();
+    if (!c.AnswerHandshake(0x31, 6000)) return;
+    int64_t zxid = 40;
+    for (const auto& header : early) {
+      if (header.type == Op(proto::OpCode::kGetData)) {
+        c.Reply(header.xid, ++zxid, 0, GetDataBody("early"));
+      } else {
+        c.Reply(header.xid, ++zxid, 0);  // addWatch
+      }
+    }
+    {
+      std::lock_guard lock(mutex);
+      before_answer = testing::TypesOf(early);
+    }
+    ServeBasics(c, &zxid, [&](const proto::RequestHeader& header, JuteReader&) {
+      {
+        std::lock_guard lock(mutex);
+        after_answer.push_back(header.type);
+      }
+      if (header.type != Op(proto::OpCode::kDelete)) return false;
+      c.Reply(header.xid, ++zxid, 0);
+      return true;
+    });
+  });
+  EventRecorder recorder;
+  auto client = Connect(Options(server.address()), recorder);
+  // Asked for before the connection is up: two reads, a write, a read.
+  std::promise<ZkResult<GetDataReply>> first, last;
+  std::promise<ZkResult<Ack>> watch;
+  std::promise<ZkResult<Ack>> deleted;
+  client->GetData("/a", false, [&](ZkResult<GetDataReply> r) { first.set_value(std::move(r)); });
+  client->AddWatch("/a", AddWatchMode::kPersistentRecursive,
+                   [&](ZkResult<Ack> r) { watch.set_value(std::move(r)); });
+  client->Delete("/b", -1, [&](ZkResult<Ack> r) { deleted.set_value(std::move(r)); });
+  client->GetData("/c", false, [&](ZkResult<GetDataReply> r) { last.set_value(std::move(r)); });
+  asked.set_value();
+  auto first_reply = first.get_future().get();
+  ASSERT_TRUE(first_reply.ok()) << first_reply.error().message;
+  EXPECT_EQ(first_reply->data, "early");
+  EXPECT_TRUE(watch.get_future().get().ok());
+  EXPECT_TRUE(deleted.get_future().get().ok());
+  auto last_reply = last.get_future().get();
+  ASSERT_TRUE(last_reply.ok()) << last_reply.error().message;
+  EXPECT_EQ(last_reply->data, "data:/c") << "answered after the handshake, in order";
+  client->Close();
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(before_answer,
+            (std::vector<int32_t>{Op(proto::OpCode::kGetData), Op(proto::OpCode::kAddWatch)}))
+      << "the reads went with the ConnectRequest; the write, and what follows it, did not";
+  ASSERT_GE(after_answer.size(), 2u);
+  EXPECT_EQ(after_answer[0], Op(proto::OpCode::kDelete));
+  EXPECT_EQ(after_answer[1], Op(proto::OpCode::kGetData));
+}
+
+TEST(ScriptedServerTest, ReadsBehindAHandshakeThatWasNeverAnsweredGoAgainOnTheNextConnection) {
+  std::mutex mutex;
+  std::vector<std::vector<int32_t>> early_by_connection;
+  std::vector<int64_t> session_ids_asked;
+  std::promise<void> asked;
+  std::shared_future<void> all_asked = asked.get_future().share();
+  ScriptedServer server([&](ScriptedConnection& c, int index) {
+    if (index == 0) {
+      // Takes the ConnectRequest and the read behind it, then ends the connection unanswered.
+      if (!c.ReadFrame()) return;
+      all_asked.wait();
+      const auto early = c.ReadArriving();
+      std::lock_guard lock(mutex);
+      early_by_connection.push_back(testing::TypesOf(early));
+      return;
+    }
+    auto request = c.Handshake(0x32, 6000);
+    if (!request) return;
+    {
+      std::lock_guard lock(mutex);
+      session_ids_asked.push_back(request->session_id);
+    }
+    int64_t zxid = 50;
+    ServeBasics(c, &zxid);
+  });
+  EventRecorder recorder;
+  auto client = Connect(Options(server.address()), recorder);
+  std::atomic<int> answers{0};
+  std::promise<ZkResult<GetDataReply>> reply;
+  client->GetData("/a", false, [&](ZkResult<GetDataReply> r) {
+    if (++answers == 1) reply.set_value(std::move(r));
+  });
+  asked.set_value();
+  auto got = reply.get_future().get();
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(got->data, "data:/a");
+  client->Close();
+  EXPECT_EQ(answers.load(), 1) << "one answer, from the connection that was answered";
+  std::lock_guard lock(mutex);
+  ASSERT_EQ(early_by_connection.size(), 1u);
+  EXPECT_EQ(early_by_connection[0], (std::vector<int32_t>{Op(proto::OpCode::kGetData)}));
+  EXPECT_EQ(session_ids_asked, (std::vector<int64_t>{0})) << "still a new session";
+}
+
+// Credentials must precede what is asked for after them, and they are sent once the handshake
+// is answered: with credentials configured, or added before a request, nothing goes behind it.
+TEST(ScriptedServerTest, WithCredentialsNothingGoesBehindTheHandshake) {
+  for (const bool configured : {true, false}) {
+    SCOPED_TRACE(configured ? "configured" : "added after the client was made");
+    std::mutex mutex;
+    std::vector<int32_t> before_answer, after_answer;
+    std::promise<void> asked;
+    std::shared_future<void> all_asked = asked.get_future().share();
+    ScriptedServer server([&](ScriptedConnection& c, int) {
+      if (!c.ReadFrame()) return;
+      all_asked.wait();
+      const auto early = c.ReadArriving();
+      {
+        std::lock_guard lock(mutex);
+        before_answer = testing::TypesOf(early);
+      }
+      if (!c.AnswerHandshake(0x33, 6000)) return;
+      int64_t zxid = 60;
+      ServeBasics(c, &zxid, [&](const proto::RequestHeader& header, JuteReader&) {
+        std::lock_guard lock(mutex);
+        after_answer.push_back(header.type);
+        return false;
+      });
+    });
+    ZkClientOptions options = Options(server.address());
+    if (configured) options.auth = {{"digest", "alice:pw"}};
+    EventRecorder recorder;
+    auto client = Connect(options, recorder);
+    std::promise<ZkResult<Ack>> added;
+    if (!configured) {
+      client->AddAuth("digest", "alice:pw", [&](ZkResult<Ack> r) { added.set_value(r); });
+    }
+    std::promise<ZkResult<GetDataReply>> read;
+    client->GetData("/a", false, [&](ZkResult<GetDataReply> r) { read.set_value(std::move(r)); });
+    asked.set_value();
+    auto reply = read.get_future().get();
+    ASSERT_TRUE(reply.ok()) << reply.error().message;
+    if (!configured) {
+      EXPECT_TRUE(added.get_future().get().ok());
+    }
+    client->Close();
+    std::lock_guard lock(mutex);
+    EXPECT_TRUE(before_answer.empty()) << before_answer.size() << " frames before the answer";
+    ASSERT_GE(after_answer.size(), 2u);
+    EXPECT_EQ(after_answer[0], Op(proto::OpCode::kAuth)) << "the credentials first";
+    EXPECT_EQ(after_answer[1], Op(proto::OpCode::kGetData));
+  }
 }
 
 TEST(ScriptedServerTest, CredentialsGoFirstOnEveryConnection) {

@@ -77,7 +77,63 @@ ZooKeeperSource::~ZooKeeperSource() {
   callbacks_.reset();  // runs the callbacks still owed
 }
 
+void ZooKeeperSource::OpenAhead() {
+  uint64_t epoch;
+  {
+    std::lock_guard lock(mutex_);
+    if (listener_ != nullptr || ahead_ != nullptr || client_ != nullptr) return;
+    epoch = epoch_;
+    ahead_ended_ = false;
+    ahead_events_.clear();
+    connected_ = false;
+  }
+  auto started = StartOpening(epoch);
+  if (!started.ok()) return;  // Open() starts afresh and reports
+  std::lock_guard lock(mutex_);
+  // Else a Close() came meanwhile and closed its client.
+  if (epoch_ == epoch) ahead_ = std::make_unique<Opening>(std::move(started).value());
+}
+
+std::unique_ptr<ZooKeeperSource::Opening> ZooKeeperSource::TakeOpeningAhead(
+    core::SourceListener& listener) {
+  std::unique_ptr<Opening> opening;
+  bool drop = false;
+  {
+    std::lock_guard delivering(session_events_mutex_);
+    std::vector<core::SourceEvent> events;
+    {
+      std::lock_guard lock(mutex_);
+      opening = std::move(ahead_);
+      // It serves unless a Close() came, or its session ended (expired, credentials refused).
+      if (opening != nullptr && (opening->epoch != epoch_ || ahead_ended_)) {
+        drop = opening->epoch == epoch_;
+        opening = nullptr;
+      }
+      // Set under the lock the event handlers read it under, which they hold through a
+      // delivery: the session's events so far reach the listener first, in order, then the
+      // later ones; changes from here on.
+      if (opening != nullptr) {
+        listener_ = &listener;
+        events.swap(ahead_events_);
+      }
+      ahead_events_.clear();
+    }
+    for (const core::SourceEvent& event : events) listener.OnSourceEvent(event);
+  }
+  if (drop) Close();  // its session, and the helpers it made
+  return opening;
+}
+
 core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
+  std::unique_ptr<Opening> opening = TakeOpeningAhead(listener);
+  if (opening != nullptr) {
+    auto finished = FinishOpening(*opening);
+    // Its requests may have failed long before (ZooKeeper out of reach for a session timeout
+    // while etcd was dialled): one opening afresh now rather than after the caller's backoff.
+    if (finished.ok() || finished.error().code != SourceError::Code::kUnavailable) {
+      return finished;
+    }
+  }
   uint64_t epoch;
   {
     std::lock_guard lock(mutex_);
@@ -86,6 +142,12 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
     open_ = false;
     connected_ = false;
   }
+  auto started = StartOpening(epoch);
+  if (!started.ok()) return Unexpected{started.error()};
+  return FinishOpening(*started);
+}
+
+core::SourceResult<ZooKeeperSource::Opening> ZooKeeperSource::StartOpening(uint64_t epoch) {
   classic_mode_.store(false);
   classic_.Clear();  // a new session holds none of the old one's watches
   zk::ZkEventHandlers handlers;
@@ -97,43 +159,50 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
     Close();
     return Unexpected{SourceError{SourceError::Code::kUnavailable, created.error().ToString()}};
   }
-  std::shared_ptr<zk::ZkClient> client = std::move(created).value();
+  Opening opening;
+  opening.epoch = epoch;
+  opening.client = std::move(created).value();
+  zk::ZkClient& client = *opening.client;
   {
     std::lock_guard lock(mutex_);
-    if (epoch_ == epoch) client_ = client;
+    if (epoch_ == epoch) client_ = opening.client;
   }
   if (ClosedSince(epoch)) {
-    client->Close();
+    client.Close();
     return Unexpected{Closed()};
   }
   // Watches first, then the walk: nothing can change unseen in between. In classic mode the
   // walk itself sets the watches, each in the read that sees the node. Every watch is asked for
   // at once, and the walk's first requests go right behind them (WalkHead): the session answers
   // in order, so they read after the watches are in place, and the walk that follows starts a
-  // round trip further on. When the session is already connected (sync preconnects it), the
-  // walk's other sessions connect meanwhile, unless this server was found without persistent
-  // watches before.
-  bool classic = options_.change_stream && options_.watch_mode == WatchMode::kClassic;
-  const bool persistent = options_.change_stream && !classic;
-  const uint64_t head_mark = head_invalidations_.load();
-  std::vector<std::future<zk::ZkResult<zk::Ack>>> watches;
+  // round trip further on. A new session sends both behind its handshake (asio_zk_client.h).
+  // When the session is already connected (sync preconnects it), the walk's other sessions
+  // connect meanwhile, unless this server was found without persistent watches before.
+  opening.classic = options_.change_stream && options_.watch_mode == WatchMode::kClassic;
+  const bool persistent = options_.change_stream && !opening.classic;
+  opening.head_mark = head_invalidations_.load();
   for (size_t i = 0; persistent && i < scope_.prefixes().size(); ++i) {
     auto added = std::make_shared<std::promise<zk::ZkResult<zk::Ack>>>();
-    watches.push_back(added->get_future());
-    client->AddWatch(
-        scope_.prefixes()[i], zk::AddWatchMode::kPersistentRecursive,
-        [added](zk::ZkResult<zk::Ack> result) { added->set_value(std::move(result)); });
+    opening.watches.push_back(added->get_future());
+    client.AddWatch(scope_.prefixes()[i], zk::AddWatchMode::kPersistentRecursive,
+                    [added](zk::ZkResult<zk::Ack> result) { added->set_value(std::move(result)); });
   }
-  std::shared_ptr<WalkHead> head;
   if (persistent && options_.multi_read_batch > 1 && !scope_.prefixes().empty()) {
-    head = WalkHead::Send(*client, scope_, options_.multi_read_batch);
+    opening.head = WalkHead::Send(client, scope_, options_.multi_read_batch);
   }
-  if (persistent && !client->session().server.empty() && !lacks_persistent_watches_.load()) {
-    OpenHelpers(*client, epoch);
+  if (persistent && !client.session().server.empty() && !lacks_persistent_watches_.load()) {
+    OpenHelpers(client, epoch);
   }
-  for (size_t i = 0; i < watches.size(); ++i) {
+  return opening;
+}
+
+core::SourceResult<void> ZooKeeperSource::FinishOpening(Opening& opening) {
+  const uint64_t epoch = opening.epoch;
+  std::shared_ptr<zk::ZkClient> client = opening.client;
+  bool classic = opening.classic;
+  for (size_t i = 0; i < opening.watches.size(); ++i) {
     const std::string& prefix = scope_.prefixes()[i];
-    auto added = watches[i].get();
+    auto added = opening.watches[i].get();
     if (added.ok()) continue;
     SourceError error = ErrorOf(added.error(), epoch);
     if (added.error().code == zk::ZkErrorCode::kUnimplemented) {
@@ -161,6 +230,7 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
   // What this server said, for the next opening (which may find another server of the ensemble,
   // or this one upgraded, and then learns again).
   if (options_.watch_mode == WatchMode::kAuto) lacks_persistent_watches_.store(classic);
+  std::shared_ptr<WalkHead> head = std::move(opening.head);
   if (classic) {
     classic_.SetClient(client.get());
     CloseHelpers(epoch);  // made in vain: the server has no persistent watches
@@ -177,8 +247,8 @@ core::SourceResult<void> ZooKeeperSource::Open(core::SourceListener& listener) {
       // Held first, then checked: a change counted meanwhile either finds it held (and drops
       // it) or is seen here.
       head_held_.store(head != nullptr);
-      if (head_invalidations_.load() == head_mark) head_ = std::move(head);
-      head_mark_ = head_mark;
+      if (head_invalidations_.load() == opening.head_mark) head_ = std::move(head);
+      head_mark_ = opening.head_mark;
     }
   }
   if (ClosedSince(epoch)) {
@@ -253,6 +323,9 @@ void ZooKeeperSource::Close() {
   std::shared_ptr<zk::ZkClient> client;
   std::vector<std::shared_ptr<zk::ZkClient>> helpers;
   {
+    // After any delivery under way (a session event, or Open() handing over an opening started
+    // ahead): once Close() returns, the listener hears nothing more.
+    std::lock_guard delivering(session_events_mutex_);
     std::lock_guard lock(mutex_);
     ++epoch_;
     client = std::move(client_);
@@ -261,6 +334,7 @@ void ZooKeeperSource::Close() {
     helpers_opened_ = false;
     head_ = nullptr;
     head_held_.store(false);
+    ahead_ = nullptr;  // its client is client_
     listener_ = nullptr;
     open_ = false;
     connected_ = false;
@@ -353,6 +427,9 @@ void ZooKeeperSource::OnSession(const zk::SessionEvent& event, uint64_t epoch) {
       out = {core::SourceEventType::kLost, "ZooKeeper session ended: " + event.reason};
       break;
   }
+  // Held through the delivery: Open() hands an opening started ahead to its listener under it,
+  // so that an event either came before (and is handed over in order) or reaches it after.
+  std::lock_guard delivering(session_events_mutex_);
   core::SourceListener* listener;
   {
     std::lock_guard lock(mutex_);
@@ -362,6 +439,12 @@ void ZooKeeperSource::OnSession(const zk::SessionEvent& event, uint64_t epoch) {
       head_invalidations_.fetch_add(1);
       head_held_.store(false);
       head_ = nullptr;
+    }
+    if (listener_ == nullptr) {  // an opening started ahead: for Open() to hand over
+      ahead_events_.push_back(out);
+      if (out.type == core::SourceEventType::kLost || out.type == core::SourceEventType::kFatal) {
+        ahead_ended_ = true;
+      }
     }
     connected_ = connected;
     listener = listener_;

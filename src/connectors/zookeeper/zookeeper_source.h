@@ -25,17 +25,23 @@
 // refused credentials kAuthFailed, anything else kOther; messages are the bare ZooKeeper error text
 // (the engine says what it was doing).
 //
-// Thread-safety: every method is thread-safe. Close() may run while another thread blocks in
-// Open, ReadSnapshot or Reread: those then fail at once with kClosed. The blocking calls must not
-// be made from the listener or a ReadAsync callback (they run on the client's delivery thread).
+// `sync` starts the first opening before it dials etcd (OpenAhead), so that the watches and the
+// walk's first requests go behind the session's handshake; Open() then completes it.
+//
+// Thread-safety: every method is thread-safe (OpenAhead: see there). Close() may run while another
+// thread blocks in Open, ReadSnapshot or Reread: those then fail at once with kClosed. The blocking
+// calls must not be made from the listener or a ReadAsync callback (they run on the client's
+// delivery thread).
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -101,6 +107,17 @@ class ZooKeeperSource final : public core::Source {
   // (WatchMode::kPersistent on a server without persistent watches), kAuthFailed, or kClosed
   // (Close() was called meanwhile).
   core::SourceResult<void> Open(core::SourceListener& listener) override;
+  // Starts the first opening now, before there is a listener to give Open(): the session is
+  // asked for (a new one sends the watches and the walk's first requests behind its handshake,
+  // asio_zk_client.h), and the next Open() completes this opening instead of starting another,
+  // a round trip sooner when the caller had something else to wait for meanwhile (`sync` dials
+  // etcd). Open() hands its listener the session's events so far, in order (on the thread that
+  // calls Open). Changes before Open() are not announced; the walk after it reads them (and they
+  // make it read the prefixes again). If a Close() came, or the session ended (expired,
+  // credentials refused), Open() starts afresh, and once more if the opening's watches failed.
+  // Does nothing once opened or started; a failure is Open()'s to report. Not concurrently with
+  // Open() or another OpenAhead() (call it before the thread that opens starts).
+  void OpenAhead();
   void Close() override;
   core::SourceResult<core::Snapshot> ReadSnapshot(const core::SnapshotOptions& options) override;
   core::SourceResult<std::vector<core::EntryState>> Reread(
@@ -117,6 +134,21 @@ class ZooKeeperSource final : public core::Source {
   // Opens the walk's other sessions to the server `client` is connected to, once per opening
   // (nothing if Close() came after `epoch`). CloseHelpers closes them.
   void OpenHelpers(zk::ZkClient& client, uint64_t epoch);
+  // An opening whose watches and head are sent: StartOpening sends them, FinishOpening waits for
+  // the watches and makes the source open (or closes it and fails).
+  struct Opening {
+    uint64_t epoch = 0;
+    std::shared_ptr<zk::ZkClient> client;
+    std::vector<std::future<zk::ZkResult<zk::Ack>>> watches;
+    std::shared_ptr<WalkHead> head;
+    uint64_t head_mark = 0;
+    bool classic = false;  // WatchMode::kClassic asked for
+  };
+  core::SourceResult<Opening> StartOpening(uint64_t epoch);
+  core::SourceResult<void> FinishOpening(Opening& opening);
+  // OpenAhead's opening for `listener`, which is handed its session's events so far; null when
+  // there is none, or a Close() came, or its session ended (then it is closed).
+  std::unique_ptr<Opening> TakeOpeningAhead(core::SourceListener& listener);
   void CloseHelpers(uint64_t epoch);
   // Makes the walk's head unusable (a change or a session event came after it was sent).
   void InvalidateHead();
@@ -151,6 +183,14 @@ class ZooKeeperSource final : public core::Source {
   bool connected_ = false;                              // as the current session's last event said
   int64_t session_id_ = 0;
   bool helpers_opened_ = false;  // this opening made its helpers
+  // OpenAhead's opening, until Open() takes it or Close() drops it, with what its session said
+  // before there was a listener.
+  std::unique_ptr<Opening> ahead_;
+  bool ahead_ended_ = false;                     // its session expired or was refused
+  std::vector<core::SourceEvent> ahead_events_;  // its session's events, for the listener
+  // Held by OnSession through a delivery, by Open() while it hands an opening started ahead to
+  // its listener, and by Close() while it lets go of the listener (taken before mutex_).
+  std::mutex session_events_mutex_;
   // The first requests of the next walk, sent by Open() behind the watches (WalkHead); taken by
   // ReadSnapshot, which uses it only if head_invalidations_ is still head_mark_: no change in
   // scope, and no session event, came after it was sent. head_held_: head_ may be set.

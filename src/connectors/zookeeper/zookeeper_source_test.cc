@@ -40,6 +40,12 @@ class RecordingListener final : public core::SourceListener {
     std::lock_guard lock(mutex_);
     return std::count(changes_.begin(), changes_.end(), key);
   }
+  std::vector<SourceEventType> event_types() const {
+    std::lock_guard lock(mutex_);
+    std::vector<SourceEventType> types;
+    for (const core::SourceEvent& event : events_) types.push_back(event.type);
+    return types;
+  }
   bool Saw(SourceEventType type) const {
     std::lock_guard lock(mutex_);
     return std::any_of(events_.begin(), events_.end(),
@@ -189,9 +195,11 @@ class RootReadCountingFactory final : public zk::ZkClientFactory {
   zk::ZkResult<std::unique_ptr<zk::ZkClient>> NewClient(zk::ZkEventHandlers handlers) override {
     auto client = server_->NewClient(std::move(handlers));
     last_ = client.get();
+    ++clients_;
     return std::unique_ptr<zk::ZkClient>(std::make_unique<Client>(std::move(client), root_reads_));
   }
   size_t root_reads() const { return root_reads_.load(); }
+  size_t clients() const { return clients_.load(); }
   zk::FakeZkClient* last() const { return last_; }
 
  private:
@@ -212,6 +220,7 @@ class RootReadCountingFactory final : public zk::ZkClientFactory {
 
   std::shared_ptr<zk::FakeZkServer> server_;
   std::atomic<size_t> root_reads_{0};
+  std::atomic<size_t> clients_{0};
   std::atomic<zk::FakeZkClient*> last_{nullptr};
 };
 
@@ -647,6 +656,144 @@ TEST_F(ZooKeeperSourceTest, TheWalkAfterAnOpeningStartsFromTheReadSentBehindTheW
   ASSERT_TRUE(WaitFor([&] { return listener_.Saw(SourceEventType::kReconnected); }));
   EXPECT_EQ(read().size(), 4u);
   EXPECT_EQ(factory.root_reads(), 9u);
+  source.Close();
+}
+
+// The keys and values of a snapshot of `source`, in order.
+std::vector<std::string> SnapshotKeys(ZooKeeperSource& source) {
+  auto snapshot = source.ReadSnapshot({});
+  EXPECT_TRUE(snapshot.ok()) << snapshot.error().message;
+  std::vector<std::string> keys;
+  if (!snapshot.ok()) return keys;
+  for (const core::SourceEntry& entry : snapshot->entries) {
+    keys.push_back(entry.key + "=" + entry.value);
+  }
+  return keys;
+}
+
+// sync starts the opening while it dials etcd: Open() completes it, with the session, the watch
+// and the walk's first read sent once, and the session's first connection handed to its listener.
+TEST_F(ZooKeeperSourceTest, AnOpeningStartedAheadIsCompletedByOpen) {
+  Create("/dubbo/a/x", "X");
+  RootReadCountingFactory factory(server_);
+  ZooKeeperSource source(factory, scope_, logger_, {});
+  source.OpenAhead();
+  source.OpenAhead();  // started already: nothing more
+  ASSERT_TRUE(WaitFor([&] { return factory.root_reads() == 1; }));
+  // Read on that session: answered after its first connection was delivered to the source.
+  ASSERT_TRUE(ReadAsyncAndWait(source, "/dubbo").result.ok());
+  ASSERT_TRUE(source.Open(listener_).ok());
+  EXPECT_EQ(factory.clients(), 1u);
+  EXPECT_EQ(factory.root_reads(), 1u);
+  EXPECT_EQ(listener_.event_types(), (std::vector<SourceEventType>{SourceEventType::kConnected}))
+      << "handed to the listener by Open()";
+  EXPECT_TRUE(source.Status().connected);
+  EXPECT_EQ(server_->WatchCount(source.Status().session_id), 1u);
+  EXPECT_EQ(SnapshotKeys(source),
+            (std::vector<std::string>{"/dubbo=", "/dubbo/a=", "/dubbo/a/x=X"}));
+  EXPECT_EQ(factory.root_reads(), 1u) << "the walk started from the read sent ahead";
+  Create("/dubbo/b", "B");
+  EXPECT_TRUE(Announced("/dubbo/b"));
+  source.OpenAhead();  // open: nothing
+  EXPECT_EQ(factory.clients(), 1u);
+  source.Close();
+}
+
+// A change between the watch and Open() reaches no listener, but the walk after Open() reads it
+// (the read sent ahead did not see it, so the walk reads the prefix again).
+TEST_F(ZooKeeperSourceTest, AChangeBeforeOpenIsReadByTheWalkAfterIt) {
+  Create("/dubbo/a", "A");
+  RootReadCountingFactory factory(server_);
+  ZooKeeperSource source(factory, scope_, logger_, {});
+  source.OpenAhead();
+  ASSERT_TRUE(WaitFor([&] { return factory.root_reads() == 1; }));
+  ASSERT_TRUE(WaitFor([&] {
+    const zk::FakeZkClient* client = factory.last();
+    return client != nullptr && server_->WatchCount(client->session().session_id) == 1;
+  }));
+  Create("/dubbo/b", "B");
+  // Read on the same session: answered after the change's event was delivered.
+  ASSERT_TRUE(ReadAsyncAndWait(source, "/dubbo/b").result.ok());
+  ASSERT_TRUE(source.Open(listener_).ok());
+  EXPECT_EQ(factory.clients(), 1u);
+  EXPECT_EQ(SnapshotKeys(source),
+            (std::vector<std::string>{"/dubbo=", "/dubbo/a=A", "/dubbo/b=B"}));
+  EXPECT_EQ(factory.root_reads(), 2u);
+  EXPECT_EQ(listener_.Count("/dubbo/b"), 0u);
+  ASSERT_TRUE(server_->SetNodeData("/dubbo/b", "B2").ok());
+  EXPECT_TRUE(Announced("/dubbo/b"));
+  source.Close();
+}
+
+// A connection lost and found again before Open(): the opening started ahead still serves (the
+// client registered the watch again; the walk after Open() reads what changed), and its listener
+// hears the session's events in order.
+TEST_F(ZooKeeperSourceTest, TheSessionsEventsBeforeOpenReachItsListenerInOrder) {
+  Create("/dubbo/a", "A");
+  RootReadCountingFactory factory(server_);
+  ZooKeeperSource source(factory, scope_, logger_, {});
+  source.OpenAhead();
+  ASSERT_TRUE(WaitFor([&] { return factory.root_reads() == 1; }));
+  zk::FakeZkClient* ahead = factory.last();
+  ahead->Disconnect();
+  Create("/dubbo/b", "B");
+  ahead->Reconnect();
+  // Read on that session: answered after its session events were delivered to the source.
+  ASSERT_TRUE(ReadAsyncAndWait(source, "/dubbo/a").result.ok());
+  ASSERT_TRUE(source.Open(listener_).ok());
+  EXPECT_EQ(factory.clients(), 1u);
+  EXPECT_EQ(listener_.event_types(), (std::vector<SourceEventType>{SourceEventType::kConnected,
+                                                                   SourceEventType::kDisconnected,
+                                                                   SourceEventType::kReconnected}));
+  EXPECT_TRUE(source.Status().connected);
+  EXPECT_EQ(SnapshotKeys(source),
+            (std::vector<std::string>{"/dubbo=", "/dubbo/a=A", "/dubbo/b=B"}));
+  EXPECT_EQ(factory.root_reads(), 2u) << "the read sent ahead is not used after a reconnect";
+  Create("/dubbo/c", "C");
+  EXPECT_TRUE(Announced("/dubbo/c"));
+  source.Close();
+}
+
+// A session that ended before Open() (expired), a Close() before Open(), or watches that failed
+// (ZooKeeper out of reach for a whole session timeout while etcd was dialled): Open() starts
+// afresh on a new session.
+TEST_F(ZooKeeperSourceTest, AnOpeningStartedAheadThatCannotServeIsStartedAfresh) {
+  Create("/dubbo/a", "A");
+  {
+    RootReadCountingFactory factory(server_);
+    ZooKeeperSource source(factory, scope_, logger_, {});
+    source.OpenAhead();
+    ASSERT_TRUE(WaitFor([&] { return factory.root_reads() == 1; }));
+    const int64_t ahead_session = factory.last()->session().session_id;
+    server_->ExpireSession(ahead_session);
+    ASSERT_TRUE(WaitFor([&] { return ReadAsyncAndWait(source, "/dubbo/a").result.ok() == false; }));
+    ASSERT_TRUE(source.Open(listener_).ok());
+    EXPECT_EQ(factory.clients(), 2u);
+    EXPECT_NE(source.Status().session_id, ahead_session);
+    EXPECT_FALSE(listener_.Saw(SourceEventType::kLost));
+    EXPECT_EQ(SnapshotKeys(source), (std::vector<std::string>{"/dubbo=", "/dubbo/a=A"}));
+    source.Close();
+
+    source.OpenAhead();
+    ASSERT_TRUE(WaitFor([&] { return factory.clients() == 3u; }));
+    const int64_t closed_session = factory.last()->session().session_id;
+    source.Close();
+    EXPECT_EQ(server_->WatchCount(closed_session), 0u);
+    ASSERT_TRUE(source.Open(listener_).ok());
+    EXPECT_EQ(factory.clients(), 4u);
+    Create("/dubbo/c", "C");
+    EXPECT_TRUE(Announced("/dubbo/c"));
+    source.Close();
+  }
+  SecondSessionFactory failing(server_);
+  ZooKeeperSource source(failing, scope_, logger_, {});
+  failing.FailWatches(true);
+  source.OpenAhead();
+  failing.FailWatches(false);
+  ASSERT_TRUE(source.Open(listener_).ok());
+  EXPECT_TRUE(source.Status().connected);
+  Create("/dubbo/d", "D");
+  EXPECT_TRUE(Announced("/dubbo/d"));
   source.Close();
 }
 
