@@ -548,7 +548,7 @@ TEST(AsioZkClientIntegrationTest, ARealServerAnswersWhatANewSessionSentBehindIts
   std::shared_future<void> all_asked = asked.get_future().share();
   testing::ScriptedServer first([&](testing::ScriptedConnection& c, int) {
     if (!c.ReadFrame()) return;
-    all_asked.wait();
+    all_asked.wait_for(seconds(10));  // bounded: a test that failed early does not hang
     const auto behind = c.ReadArriving();
     std::lock_guard lock(mutex);
     taken_by_the_first = testing::TypesOf(behind);

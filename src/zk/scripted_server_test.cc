@@ -396,8 +396,8 @@ TEST(ScriptedServerTest, ANewSessionsReadsGoBehindItsHandshakeAndItsWritesWaitFo
   std::promise<void> asked;
   std::shared_future<void> all_asked = asked.get_future().share();
   ScriptedServer server([&](ScriptedConnection& c, int) {
-    if (!c.ReadFrame()) return;  // the ConnectRequest
-    all_asked.wait();
+    if (!c.ReadFrame()) return;       // the ConnectRequest
+    all_asked.wait_for(seconds(10));  // bounded: a test that failed early does not hang
     const std::vector<proto::RequestHeader> early = c.ReadArriving();
     if (!c.AnswerHandshake(0x31, 6000)) return;
     int64_t zxid = 40;
@@ -462,7 +462,7 @@ TEST(ScriptedServerTest, ReadsBehindAHandshakeThatWasNeverAnsweredGoAgainOnTheNe
     if (index == 0) {
       // Takes the ConnectRequest and the read behind it, then ends the connection unanswered.
       if (!c.ReadFrame()) return;
-      all_asked.wait();
+      all_asked.wait_for(seconds(10));  // bounded: a test that failed early does not hang
       const auto early = c.ReadArriving();
       std::lock_guard lock(mutex);
       early_by_connection.push_back(testing::TypesOf(early));
@@ -507,7 +507,7 @@ TEST(ScriptedServerTest, WithCredentialsNothingGoesBehindTheHandshake) {
     std::shared_future<void> all_asked = asked.get_future().share();
     ScriptedServer server([&](ScriptedConnection& c, int) {
       if (!c.ReadFrame()) return;
-      all_asked.wait();
+      all_asked.wait_for(seconds(10));  // bounded: a test that failed early does not hang
       const auto early = c.ReadArriving();
       {
         std::lock_guard lock(mutex);
