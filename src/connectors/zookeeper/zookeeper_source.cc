@@ -178,8 +178,7 @@ core::SourceResult<ZooKeeperSource::Opening> ZooKeeperSource::StartOpening(uint6
   // round trip further on. A new session sends both behind its handshake (asio_zk_client.h).
   // When the session is already connected (sync preconnects it), the walk's other sessions
   // connect meanwhile, unless this server was found without persistent watches before.
-  opening.classic = options_.change_stream && options_.watch_mode == WatchMode::kClassic;
-  const bool persistent = options_.change_stream && !opening.classic;
+  const bool persistent = options_.change_stream && !ClassicAsked();
   opening.head_mark = head_invalidations_.load();
   for (size_t i = 0; persistent && i < scope_.prefixes().size(); ++i) {
     auto added = std::make_shared<std::promise<zk::ZkResult<zk::Ack>>>();
@@ -199,7 +198,7 @@ core::SourceResult<ZooKeeperSource::Opening> ZooKeeperSource::StartOpening(uint6
 core::SourceResult<void> ZooKeeperSource::FinishOpening(Opening& opening) {
   const uint64_t epoch = opening.epoch;
   std::shared_ptr<zk::ZkClient> client = opening.client;
-  bool classic = opening.classic;
+  bool classic = ClassicAsked();
   for (size_t i = 0; i < opening.watches.size(); ++i) {
     const std::string& prefix = scope_.prefixes()[i];
     auto added = opening.watches[i].get();

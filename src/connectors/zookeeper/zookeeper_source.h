@@ -142,8 +142,11 @@ class ZooKeeperSource final : public core::Source {
     std::vector<std::future<zk::ZkResult<zk::Ack>>> watches;
     std::shared_ptr<WalkHead> head;
     uint64_t head_mark = 0;
-    bool classic = false;  // WatchMode::kClassic asked for
   };
+  // WatchMode::kClassic asked for, with a change stream.
+  bool ClassicAsked() const {
+    return options_.change_stream && options_.watch_mode == WatchMode::kClassic;
+  }
   core::SourceResult<Opening> StartOpening(uint64_t epoch);
   core::SourceResult<void> FinishOpening(Opening& opening);
   // OpenAhead's opening for `listener`, which is handed its session's events so far; null when

@@ -595,22 +595,31 @@ TEST_F(ZooKeeperSourceTest, OpenAddsTheWalksSessionsToTheSameServer) {
 // the prefix, which the head did not see, or a change deeper down), or a session event, makes
 // the walk read the root again, and the snapshot holds the change; a change out of scope does
 // not.
+// The keys and values of a snapshot of `source`, in order.
+std::vector<std::string> SnapshotKeys(ZooKeeperSource& source) {
+  auto snapshot = source.ReadSnapshot({});
+  EXPECT_TRUE(snapshot.ok()) << snapshot.error().message;
+  std::vector<std::string> keys;
+  if (!snapshot.ok()) return keys;
+  for (const core::SourceEntry& entry : snapshot->entries) {
+    keys.push_back(entry.key + "=" + entry.value);
+  }
+  return keys;
+}
+
+// Starts `source`'s opening ahead and waits until its walk's first read was sent.
+bool StartedAhead(ZooKeeperSource& source, const RootReadCountingFactory& factory) {
+  source.OpenAhead();
+  return WaitFor([&] { return factory.root_reads() == 1; });
+}
+
 TEST_F(ZooKeeperSourceTest, TheWalkAfterAnOpeningStartsFromTheReadSentBehindTheWatches) {
   Create("/dubbo/a/x", "X");
   RootReadCountingFactory factory(server_);
   ZooKeeperSourceOptions options;
   options.multi_read_batch = 15;
   ZooKeeperSource source(factory, scope_, logger_, options);
-  const auto read = [&]() -> std::vector<std::string> {
-    auto snapshot = source.ReadSnapshot({});
-    EXPECT_TRUE(snapshot.ok()) << snapshot.error().message;
-    std::vector<std::string> keys;
-    if (!snapshot.ok()) return keys;
-    for (const core::SourceEntry& entry : snapshot->entries) {
-      keys.push_back(entry.key + "=" + entry.value);
-    }
-    return keys;
-  };
+  const auto read = [&] { return SnapshotKeys(source); };
 
   ASSERT_TRUE(source.Open(listener_).ok());
   EXPECT_EQ(factory.root_reads(), 1u);
@@ -659,27 +668,14 @@ TEST_F(ZooKeeperSourceTest, TheWalkAfterAnOpeningStartsFromTheReadSentBehindTheW
   source.Close();
 }
 
-// The keys and values of a snapshot of `source`, in order.
-std::vector<std::string> SnapshotKeys(ZooKeeperSource& source) {
-  auto snapshot = source.ReadSnapshot({});
-  EXPECT_TRUE(snapshot.ok()) << snapshot.error().message;
-  std::vector<std::string> keys;
-  if (!snapshot.ok()) return keys;
-  for (const core::SourceEntry& entry : snapshot->entries) {
-    keys.push_back(entry.key + "=" + entry.value);
-  }
-  return keys;
-}
-
 // sync starts the opening while it dials etcd: Open() completes it, with the session, the watch
 // and the walk's first read sent once, and the session's first connection handed to its listener.
 TEST_F(ZooKeeperSourceTest, AnOpeningStartedAheadIsCompletedByOpen) {
   Create("/dubbo/a/x", "X");
   RootReadCountingFactory factory(server_);
   ZooKeeperSource source(factory, scope_, logger_, {});
-  source.OpenAhead();
+  ASSERT_TRUE(StartedAhead(source, factory));
   source.OpenAhead();  // started already: nothing more
-  ASSERT_TRUE(WaitFor([&] { return factory.root_reads() == 1; }));
   // Read on that session: answered after its first connection was delivered to the source.
   ASSERT_TRUE(ReadAsyncAndWait(source, "/dubbo").result.ok());
   ASSERT_TRUE(source.Open(listener_).ok());
@@ -705,8 +701,7 @@ TEST_F(ZooKeeperSourceTest, AChangeBeforeOpenIsReadByTheWalkAfterIt) {
   Create("/dubbo/a", "A");
   RootReadCountingFactory factory(server_);
   ZooKeeperSource source(factory, scope_, logger_, {});
-  source.OpenAhead();
-  ASSERT_TRUE(WaitFor([&] { return factory.root_reads() == 1; }));
+  ASSERT_TRUE(StartedAhead(source, factory));
   ASSERT_TRUE(WaitFor([&] {
     const zk::FakeZkClient* client = factory.last();
     return client != nullptr && server_->WatchCount(client->session().session_id) == 1;
@@ -732,8 +727,7 @@ TEST_F(ZooKeeperSourceTest, TheSessionsEventsBeforeOpenReachItsListenerInOrder) 
   Create("/dubbo/a", "A");
   RootReadCountingFactory factory(server_);
   ZooKeeperSource source(factory, scope_, logger_, {});
-  source.OpenAhead();
-  ASSERT_TRUE(WaitFor([&] { return factory.root_reads() == 1; }));
+  ASSERT_TRUE(StartedAhead(source, factory));
   zk::FakeZkClient* ahead = factory.last();
   ahead->Disconnect();
   Create("/dubbo/b", "B");
@@ -762,8 +756,7 @@ TEST_F(ZooKeeperSourceTest, AnOpeningStartedAheadThatCannotServeIsStartedAfresh)
   {
     RootReadCountingFactory factory(server_);
     ZooKeeperSource source(factory, scope_, logger_, {});
-    source.OpenAhead();
-    ASSERT_TRUE(WaitFor([&] { return factory.root_reads() == 1; }));
+    ASSERT_TRUE(StartedAhead(source, factory));
     const int64_t ahead_session = factory.last()->session().session_id;
     server_->ExpireSession(ahead_session);
     ASSERT_TRUE(WaitFor([&] { return ReadAsyncAndWait(source, "/dubbo/a").result.ok() == false; }));
