@@ -2,10 +2,12 @@
 // real ZooKeeper 3.8, etcd 3.4 and Redis 7 servers (issue 5's "what it must show").
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <sstream>
 #include <thread>
 
 #include "cli/e2e_support.h"
+#include "testing/delaying_proxy.h"
 #include "testing/loopback.h"
 #include "testing/redis_server.h"
 #include "testing/server_support.h"
@@ -95,6 +97,81 @@ TEST_F(SyncE2eTest, InitialSyncOfALargeDubboTreeIsExactAndARestartWritesNothing)
   EXPECT_EQ(view_->ModRevisions("/dubbo"), keys);
   EXPECT_EQ(view_->ModRevisions("/zk2etcd/meta/"), meta);
   EXPECT_EQ(again->Terminate(seconds(20)), 0);
+}
+
+// Through a slow network (both servers behind 10 ms each way), the first sync into an empty etcd
+// writes while it walks (reconciler.h, "Repairs during the walk"), while providers are created,
+// changed and deleted all along: etcd still ends equal to ZooKeeper.
+TEST_F(SyncE2eTest, AFirstSyncThroughASlowNetworkWritesWhileItWalksAndMissesNoChange) {
+  testing::DubboTreeShape shape;
+  shape.interfaces = 150;
+  shape.providers_per_interface = 10;
+  shape.consumers_per_interface = 3;
+  const std::vector<testing::ZNode> tree = testing::MakeDubboTree(shape);
+  ASSERT_FIXTURE_OK(CreateNodes(zookeeper_->address(), tree));
+  std::vector<std::string> providers;
+  for (const testing::ZNode& node : tree) {
+    if (node.path.find("/providers/") != std::string::npos) providers.push_back(node.path);
+  }
+  ASSERT_GE(providers.size(), 1000u);
+  const testing::DelayingProxyOptions slow{.one_way_delay = milliseconds(10), .hold_fraction = 0};
+  ASSERT_FIXTURE_OK_AND_ASSIGN(auto zk_proxy,
+                               testing::DelayingTcpProxy::Start(zookeeper_->port(), slow));
+  ASSERT_FIXTURE_OK_AND_ASSIGN(auto etcd_proxy,
+                               testing::DelayingTcpProxy::Start(etcd_->client_port(), slow));
+
+  // Changes from before the start until after the first reconciliation: creates, data changes
+  // and deletes of providers the walk reads.
+  auto sync = std::make_unique<Zk2etcdProcess>(std::vector<std::string>{
+      "sync", "--zookeeper-servers=" + zk_proxy->address(),
+      "--etcd-servers=" + etcd_proxy->address(), "--log-format=text", "--http-addr=127.0.0.1:0"});
+  std::atomic<bool> reconciled{false};
+  std::atomic<int> changes{0};
+  std::thread changer([&] {
+    auto client = ZooKeeperCClient::Connect(zookeeper_->address(), seconds(20));
+    if (!client.ok()) return;
+    const auto deadline = std::chrono::steady_clock::now() + kConverge;
+    for (size_t i = 0; !reconciled.load() && std::chrono::steady_clock::now() < deadline; ++i) {
+      const std::string& provider = providers[(i * 7) % providers.size()];
+      bool done = false;
+      switch (i % 3) {
+        case 0:
+          done = (*client)->Create(provider + "-late" + std::to_string(i), "late").ok();
+          break;
+        case 1:
+          done = (*client)->Set(provider, "changed " + std::to_string(i)).ok();
+          break;
+        default:
+          done = (*client)->Delete(provider).ok();
+          break;
+      }
+      if (done) ++changes;
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+  });
+  auto started = sync->Start();
+  const bool walking = started.ok() && sync->WaitForLog("reconciliation started", 1, kConverge);
+  const int changes_before = changes.load();
+  const bool first_done = walking && sync->WaitForLog("reconciliation done", 1, kConverge);
+  reconciled = true;
+  changer.join();
+  ASSERT_TRUE(started.ok()) << started.error().message;
+  ASSERT_TRUE(first_done) << sync->Log();
+  EXPECT_GT(changes.load() - changes_before, 10) << "changes made during the reconciliation";
+
+  // The first reconciliation created keys before its walk was complete: its repairs began before
+  // the walk ended (they are timed from the first one).
+  const std::string log = sync->Log();
+  const auto field = [&](const std::string& name) {
+    const size_t at = log.find(" " + name + "=");
+    return at == std::string::npos ? -1.0 : std::stod(log.substr(at + name.size() + 2));
+  };
+  EXPECT_GT(field("repaired_during_walk"), 1000) << log;
+  EXPECT_GT(field("walk_s") + field("repair_s"), field("seconds")) << log;
+  // Converged by that reconciliation and the watch events alone: no second one was needed.
+  EXPECT_TRUE(Converged(ZkExpected())) << sync->Log();
+  EXPECT_EQ(sync->CountLines("reconciliation done"), 1u) << sync->Log();
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0) << sync->Log();
 }
 
 // Each defect of the Go zk2etcd v1.3.0 (design brief §1), shown absent.

@@ -175,6 +175,11 @@ class Sink {
   // page_size - 1 entries cost about one request per range: the reconciler then lists a small sink
   // while the snapshot is read. False for a sink whose listing reads everything at once.
   virtual bool ListsByPage() const { return false; }
+  // Whether a round trip to the sink is long (etcd: its dial took 5 ms or more, see
+  // EtcdClient::Far): writing while the source is still read then hides round trips, where on a
+  // near sink it only competes with the read for the machine (sync/reconciler.h, "Repairs during
+  // the walk").
+  virtual bool Far() const { return false; }
   // The sink's newest point (cheap), for a listing that should start with every request at once.
   virtual SinkResult<int64_t> CurrentPoint() = 0;
   // The given keys as they are now, in the order given (absent ones with no value). Blocking.

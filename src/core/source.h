@@ -58,6 +58,13 @@ struct SnapshotOptions {
   std::function<void(size_t entries_read)> on_progress;
   // When set and true, the read stops early with kClosed.
   const std::atomic<bool>* cancel = nullptr;
+  // When set, a source that reads piece by piece (the ZooKeeper walk) may hand over each entry
+  // as it reads it, before the snapshot is complete: from any thread (its own, or the caller's),
+  // one call at a time, none after the read returned, with the key, value and version the
+  // snapshot will hold, at most once per entry of one read (none for an entry it leaves out). A
+  // read that fails may have handed entries over: they were read. Must only copy or enqueue:
+  // the read waits for it. A source that reads in one piece (etcd's range) does not call it.
+  std::function<void(const SourceEntry& entry)> on_entry;
 };
 
 struct RereadOptions {

@@ -6,6 +6,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
+#include <unordered_map>
 
 namespace zk2etcd::sync {
 
@@ -15,6 +17,10 @@ namespace {
 // older the point, the likelier the sink compacted it, and a long snapshot hides a round trip
 // anyway.
 constexpr auto kMaxEarlyPointAge = std::chrono::seconds(10);
+
+// An early listing that took this long or longer confirms that the sink is far (core::Sink::Far,
+// which etcd's dial decides): only then are keys written during the walk.
+constexpr auto kFarListing = std::chrono::milliseconds(5);
 
 // What is read from the sink while the snapshot is read: the point to list at (0 when it could
 // not be read: the merge then lists as without it) and, for a small sink, the complete listing of
@@ -95,6 +101,19 @@ class Pending {
     std::unique_lock lock(mutex_);
     zero_.wait(lock, [this, limit] { return count_ < limit; });
   }
+  // The same, but gives up (false) once `cancel` is set (looked at every 50 ms).
+  bool WaitBelowUnless(size_t limit, const std::atomic<bool>* cancel) {
+    if (cancel == nullptr) {
+      WaitBelow(limit);
+      return true;
+    }
+    std::unique_lock lock(mutex_);
+    while (!zero_.wait_for(lock, std::chrono::milliseconds(50),
+                           [this, limit] { return count_ < limit; })) {
+      if (cancel->load()) return false;
+    }
+    return true;
+  }
   std::mutex& mutex() { return mutex_; }
 
  private:
@@ -147,13 +166,111 @@ void ApplyAdoptPolicy(AdoptPolicy adopt, const std::vector<Difference>& candidat
 // waited for.
 struct Reconciler::RepairState {
   Pending pending;
-  bool deletes_allowed = true;
+  // Whether deletes may go: set by StartRepair from the ownership store's ping (read by writer
+  // callbacks, DeleteAgain).
+  std::atomic<bool> deletes_allowed{true};
+  // StartRepair ran for the merge's repairs (those during the walk ping before theirs, and the
+  // merge's deletes need a ping of their own time).
+  bool merge_started = false;
   std::vector<std::pair<std::string, std::string>> recorded;  // applied puts, for the store
   std::vector<std::string> forgotten;                         // applied deletes, for the store
   std::optional<std::chrono::steady_clock::time_point> started;
   std::function<void(const RepairResult&)> on_repair;
   std::function<std::optional<int64_t>(const std::string& path, int64_t version)> deleted_after;
 };
+
+// The entries the snapshot hands over while it is read, for the repairs during the walk (see the
+// header). Offer is called on the source's threads; the rest on the repairing thread.
+struct Reconciler::WalkRepairs {
+  // Entries waiting for the repairing thread, at most: beyond, an entry is left to the merge, so
+  // that memory holds a chunk of copies while the writer is behind, not the snapshot twice.
+  static constexpr size_t kMaxQueued = kRecheckChunk;
+  // Entries taken at once, at least (but the last ones): the writer sends what it is given as
+  // soon as it has room, and a trickle would make many small transactions.
+  static constexpr size_t kMinTaken = 256;
+  // Entries handed over, at most: each repaired key is remembered (for the merge) until the run
+  // ends, about 180 bytes with a Dubbo path (6 MiB for all of these); beyond, the merge repairs
+  // the rest.
+  static constexpr size_t kMaxOffered = 16 * kRecheckChunk;
+
+  void Offer(const core::SourceEntry& entry) {
+    std::lock_guard lock(mutex);
+    if (!accepting || queued.size() >= kMaxQueued || offered >= kMaxOffered) return;
+    ++offered;
+    queued.push_back(entry);
+    if (queued.size() == kMinTaken) changed.notify_one();
+  }
+  // No more entries: the snapshot was read (or failed), or the listing cannot serve.
+  void Close() {
+    std::lock_guard lock(mutex);
+    accepting = false;
+    changed.notify_one();
+  }
+  // Waits for entries and takes them; false once closed and nothing is left. `*walking`: whether
+  // they were taken before Close (while the snapshot was still being read).
+  bool Take(std::vector<core::SourceEntry>& entries, bool* walking) {
+    std::unique_lock lock(mutex);
+    changed.wait(lock, [this] { return queued.size() >= kMinTaken || !accepting; });
+    if (queued.empty()) return false;
+    *walking = accepting;
+    entries.swap(queued);
+    return true;
+  }
+
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::vector<core::SourceEntry> queued;  // guarded by mutex
+  bool accepting = true;                  // guarded by mutex
+  size_t offered = 0;                     // guarded by mutex
+  // The keys repaired, with the version written: the merge leaves a kMissing candidate to them
+  // when the snapshot holds that version. Written by the repairing thread, read by the merge
+  // after that thread ended.
+  std::unordered_map<std::string, int64_t> repaired;
+};
+
+void Reconciler::RepairDuringWalk(WalkRepairs& walk, const std::unordered_set<std::string>& listed,
+                                  RepairState& repairs, ReconcileReport& report,
+                                  const ReconcileOptions& options) {
+  std::vector<core::SourceEntry> entries;
+  bool walking = true;
+  while (walk.Take(entries, &walking)) {
+    if (options.cancel != nullptr && options.cancel->load()) break;
+    std::vector<ConfirmedDifference> missing;
+    for (core::SourceEntry& entry : entries) {
+      // A key the sink holds (or holds a record of), or one the change stream announced since
+      // the run began (its entry may be older than what the incremental path wrote), is the
+      // merge's.
+      if (listed.contains(entry.key) || walk.repaired.contains(entry.key) ||
+          !scope_.Contains(entry.key) || options.may_have_changed(entry.key)) {
+        continue;
+      }
+      ConfirmedDifference difference;
+      difference.kind = Difference::Kind::kMissing;
+      difference.key = sink_.SinkKeyFor(entry.key);
+      difference.path = entry.key;
+      difference.source.exists = true;
+      difference.source.value = std::move(entry.value);
+      difference.source.version = entry.version;
+      difference.source.lease = entry.lease;
+      difference.source.observed_at = entry.version;
+      walk.repaired.emplace(std::move(entry.key), difference.source.version);
+      missing.push_back(std::move(difference));
+    }
+    entries.clear();
+    if (missing.empty()) continue;
+    if (!repairs.started) StartRepair(repairs);
+    if (!repairs.pending.WaitBelowUnless(std::max<size_t>(1, options.max_repairs_in_flight),
+                                         options.cancel)) {
+      // Cancelled: not submitted, so not repaired here; the run fails anyway.
+      for (const ConfirmedDifference& difference : missing) walk.repaired.erase(difference.path);
+      break;
+    }
+    SubmitRepairs(repairs, report, missing);
+    report.counts[static_cast<size_t>(Difference::Kind::kMissing)] += missing.size();
+    if (walking) report.repaired_during_walk += missing.size();
+  }
+  walk.Close();  // cancelled: whatever comes is the merge's
+}
 
 Result<AdoptPolicy, std::string> ParseAdoptPolicy(std::string_view name) {
   if (name == "matching") return AdoptPolicy::kMatching;
@@ -222,47 +339,89 @@ Reconciler::Reconciler(const core::Scope& scope, core::Sink& sink, FencedWriter*
 Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
                                                         const ReconcileOptions& options) {
   const auto start = clock_.Now();
+  const bool fix = options.fix && writer_ != nullptr;
   // The sink point to list at is read while the snapshot is read (cheap), so that the listing
   // starts with every request at once (DiffOptions::point); a sink that lists by page and was not
   // found larger than a page is listed then too (ListEarly).
   std::future<EarlyListing> early;
+  bool try_listing = false;
   if (!scope_.prefixes().empty()) {
-    const bool try_listing =
-        sink_.ListsByPage() && last_sink_entries_.load() < options.sink_page_size;
+    try_listing = sink_.ListsByPage() && last_sink_entries_.load() < options.sink_page_size;
     early = std::async(std::launch::async, [this, page_size = options.sink_page_size, try_listing,
                                             cancel = options.cancel] {
       return ListEarly(sink_, scope_.prefixes(), page_size, try_listing, cancel);
     });
   }
-  core::SnapshotOptions snapshot_options;
-  snapshot_options.window = options.source_window;
-  snapshot_options.on_progress = options.on_progress;
-  snapshot_options.cancel = options.cancel;
-  auto snapshot = source.ReadSnapshot(snapshot_options);
-  if (!snapshot.ok()) {
-    return Unexpected{ReconcileError{
-        ReconcileError::Side::kSource,
-        "reading the " + std::string(source.Name()) + " tree: " + snapshot.error().message}};
-  }
-  const auto walked = clock_.Now();
-
   // The merge hands over its differences chunk by chunk; each chunk is read a second time and
   // its repairs are submitted at once, so the sink writes of one chunk overlap the reads of the
   // next, and memory holds a few chunks rather than every difference.
   ReconcileReport report;
-  const bool fix = options.fix && writer_ != nullptr;
   RepairState repairs;
   repairs.on_repair = options.on_repair;
   repairs.deleted_after = options.deleted_after;
+  core::SnapshotOptions snapshot_options;
+  snapshot_options.window = options.source_window;
+  snapshot_options.on_progress = options.on_progress;
+  snapshot_options.cancel = options.cancel;
+  // Repairs during the walk (see the header), on a thread that first waits for the early listing.
+  EarlyListing early_listing;
+  WalkRepairs walk_repairs;
+  std::thread repairing;
+  if (fix && try_listing && sink_.Far() && options.may_have_changed && !options.keep_differences) {
+    snapshot_options.on_entry = [&walk_repairs](const core::SourceEntry& entry) {
+      walk_repairs.Offer(entry);
+    };
+    repairing = std::thread([&] {
+      early_listing = early.get();
+      // The sink's dial said far; its listing, a round trip at least, must say so too (a dial
+      // on a busy machine can take a few milliseconds on loopback).
+      bool complete = early_listing.point != 0 && clock_.Now() - start >= kFarListing;
+      std::unordered_set<std::string> listed;
+      for (const std::string& prefix : scope_.prefixes()) {
+        const auto it = early_listing.complete.find(prefix);
+        if (it == early_listing.complete.end()) {
+          complete = false;  // larger than a page, or not listed: the merge's alone
+          break;
+        }
+        for (const core::SinkEntry& entry : it->second) listed.insert(entry.key);
+      }
+      if (!complete) {
+        walk_repairs.Close();
+        return;
+      }
+      RepairDuringWalk(walk_repairs, listed, repairs, report, options);
+    });
+  }
+  // Ends the repairs during the walk however this function leaves before that.
+  struct EndWalkRepairs {
+    WalkRepairs& walk;
+    std::thread& thread;
+    void operator()() {
+      if (!thread.joinable()) return;
+      walk.Close();  // what was handed over is still repaired
+      thread.join();
+    }
+    ~EndWalkRepairs() { (*this)(); }
+  } end_walk_repairs{walk_repairs, repairing};
+  auto snapshot = source.ReadSnapshot(snapshot_options);
+  const auto walked = clock_.Now();
+  end_walk_repairs();
+  // Waiting for the early listing and for the writer there is no part of the merge.
+  std::chrono::nanoseconds waiting = clock_.Now() - walked;
+  if (!snapshot.ok()) {
+    if (repairs.started) FinishRepair(repairs, report);  // what was submitted completes
+    return Unexpected{ReconcileError{
+        ReconcileError::Side::kSource,
+        "reading the " + std::string(source.Name()) + " tree: " + snapshot.error().message}};
+  }
+
   std::optional<ReconcileError> failure;
-  std::chrono::nanoseconds waiting{0};
   DiffOptions diff_options;
   diff_options.page_size = options.sink_page_size;
   diff_options.list_unclaimed = ownership_ != nullptr || options.adopt != AdoptPolicy::kNone;
   diff_options.chunk = kRecheckChunk;
-  EarlyListing early_listing;
-  if (early.valid() && walked - start < kMaxEarlyPointAge) {
-    early_listing = early.get();
+  if (walked - start < kMaxEarlyPointAge) {
+    if (early.valid()) early_listing = early.get();  // else taken by the repairs during the walk
     if (early_listing.point != 0) {
       diff_options.point = early_listing.point;  // else listed as before
       diff_options.listed = &early_listing.complete;
@@ -275,7 +434,15 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
     return candidate.entry_index.has_value() && options.may_have_changed &&
            !options.may_have_changed(candidate.path);
   };
+  // A missing key repaired during the walk, with the version the snapshot holds, is done.
+  const auto repaired_during_walk = [&](const Difference& candidate) {
+    if (candidate.kind != Difference::Kind::kMissing || !candidate.entry_index) return false;
+    const auto it = walk_repairs.repaired.find(candidate.path);
+    return it != walk_repairs.repaired.end() &&
+           it->second == snapshot->entries[*candidate.entry_index].version;
+  };
   diff_options.on_differences = [&](std::vector<Difference>& candidates) {
+    if (!walk_repairs.repaired.empty()) std::erase_if(candidates, repaired_during_walk);
     const auto recheck_start = clock_.Now();
     // An exact snapshot needs no second look at the source when repairing: it is the state at
     // its point, and a job that reads an ordered stream after that point applies the rest.
@@ -288,7 +455,10 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
       return false;
     }
     if (fix && !confirmed->empty()) {
-      if (!repairs.started) StartRepair(repairs);
+      if (!repairs.merge_started) {
+        StartRepair(repairs);
+        repairs.merge_started = true;
+      }
       const auto wait_start = clock_.Now();
       repairs.pending.WaitBelow(std::max<size_t>(1, options.max_repairs_in_flight));
       waiting += clock_.Now() - wait_start;
@@ -459,8 +629,9 @@ void Reconciler::Repair(ReconcileReport& report,
 
 void Reconciler::StartRepair(RepairState& state) {
   if (ownership_ != nullptr) {
-    if (auto ping = ownership_->Ping(); !ping.ok()) {
-      state.deletes_allowed = false;
+    auto ping = ownership_->Ping();
+    state.deletes_allowed = ping.ok();
+    if (!ping.ok()) {
       logger_.Warn("ownership store unreachable: deletes wait until it is back",
                    {{"error", ping.error().message}});
     }

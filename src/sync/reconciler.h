@@ -20,6 +20,16 @@
 //      newer incremental write; deletes wait while the ownership store is unreachable. The merge
 //      waits while more than max_repairs_in_flight repairs are unanswered, so memory holds the
 //      snapshot and a few chunks, not every difference (unless keep_differences asks for them).
+// Repairs during the walk: when the sink is far (core::Sink::Far) and was small enough to be
+// listed whole while the snapshot is read (an empty etcd at a first sync), and the run repairs
+// beside a change stream (may_have_changed) without keeping its differences, the entries the
+// source hands over as it reads them (core::SnapshotOptions::on_entry) whose keys that listing
+// lacks are created at once, before the snapshot is complete: such a key is missing whatever the
+// rest of the snapshot holds, and the entry needs no second read unless the stream announced a
+// change of it (then it is left to the merge). The merge leaves those keys to these repairs. A
+// first sync then writes while it walks, instead of after (ReconcileReport::repaired_during_walk);
+// on a near sink the writes would only compete with the walk for the machine (a 100,000-node
+// first sync on loopback took longer, docs/BENCHMARKS.md).
 //
 // Used by `sync` (at start, after reconnects, periodically) and by `diff` (fix or report only).
 // Blocking. Thread-safe: concurrent Runs are allowed but pointless; the caller serialises them.
@@ -32,6 +42,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "common/clock.h"
@@ -151,6 +162,10 @@ struct ReconcileReport {
   // Candidates read a second time from the source (the others were confirmed from the snapshot:
   // Snapshot::exact, or ReconcileOptions::may_have_changed).
   size_t reread = 0;
+  // kMissing keys whose repairs were submitted while the snapshot was still being read (counted
+  // in `counts` too; see "Repairs during the walk" above). Entries handed over during the walk
+  // whose repairs went only after it are counted in `counts` alone.
+  size_t repaired_during_walk = 0;
   // The first few kConflict and kForeign keys (kept even without keep_differences), for a
   // warning that names them.
   static constexpr size_t kSampleKeys = 5;
@@ -205,6 +220,13 @@ class Reconciler {
       const std::function<bool(const Difference& candidate)>& from_snapshot, size_t* reread);
 
   struct RepairState;
+  struct WalkRepairs;
+  // Repairs during the walk, on a thread of its own until the walk ends: submits the creates of
+  // the handed-over entries whose keys the complete early listing (`listed`: every key it holds,
+  // records without entries included) lacks.
+  void RepairDuringWalk(WalkRepairs& walk, const std::unordered_set<std::string>& listed,
+                        RepairState& repairs, ReconcileReport& report,
+                        const ReconcileOptions& options);
   void StartRepair(RepairState& state);
   // Submits the repairs of `differences` (their results count in `report`).
   void SubmitRepairs(RepairState& state, ReconcileReport& report,

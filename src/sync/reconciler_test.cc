@@ -602,5 +602,248 @@ TEST_F(ReconcilerTest, ACancelDuringTheMergeStopsItWithAnError) {
                             << " repairs";
 }
 
+// Repairs during the walk (reconciler.h): a far sink that was listed whole while the snapshot was
+// read gets the creates of the keys it lacks as the source hands its entries over.
+class RepairsDuringTheWalkTest : public ReconcilerTest {
+ protected:
+  // Forwards to the fixture's source; the entries it hands over can be altered (an older read of
+  // a key than the snapshot's) and its snapshot made to fail after handing them over.
+  class HandingOverSource final : public core::Source {
+   public:
+    explicit HandingOverSource(core::Source& source) : source_(source) {}
+    core::SourceResult<void> Open(core::SourceListener& listener) override {
+      return source_.Open(listener);
+    }
+    void Close() override { source_.Close(); }
+    core::SourceResult<core::Snapshot> ReadSnapshot(const core::SnapshotOptions& options) override {
+      core::SnapshotOptions inner = options;
+      if (options.on_entry) {
+        inner.on_entry = [this, &options](const core::SourceEntry& entry) {
+          core::SourceEntry copy = entry;
+          if (alter) alter(copy);
+          options.on_entry(copy);
+        };
+      }
+      auto snapshot = source_.ReadSnapshot(inner);
+      if (fail_after_handing_over) {
+        return Unexpected{core::SourceError{core::SourceError::Code::kUnavailable, "walk lost"}};
+      }
+      return snapshot;
+    }
+    core::SourceResult<std::vector<core::EntryState>> Reread(
+        const std::vector<std::string>& keys, const core::RereadOptions& options) override {
+      return source_.Reread(keys, options);
+    }
+    void ReadAsync(const std::string& key,
+                   std::function<void(core::SourceResult<core::EntryState>)> done) override {
+      source_.ReadAsync(key, std::move(done));
+    }
+    core::SourceStatus Status() const override { return source_.Status(); }
+    std::string_view Name() const override { return source_.Name(); }
+
+    std::function<void(core::SourceEntry&)> alter;
+    bool fail_after_handing_over = false;
+
+   private:
+    core::Source& source_;
+  };
+
+  RepairsDuringTheWalkTest() {
+    far_writer_ = std::make_unique<FencedWriter>(far_sink_, writer_options_, clock_);
+  }
+  ~RepairsDuringTheWalkTest() override { far_writer_->Stop(); }
+
+  // Beside a change stream that announced nothing (unless `announced` says so), not keeping the
+  // differences: as `sync` runs.
+  static ReconcileOptions AsSync(std::function<bool(const std::string&)> announced = {}) {
+    ReconcileOptions options;
+    options.keep_differences = false;
+    options.may_have_changed =
+        announced ? std::move(announced) : [](const std::string&) { return false; };
+    return options;
+  }
+
+  Result<ReconcileReport, ReconcileError> RunFar(const ReconcileOptions& options,
+                                                 core::Source& source) {
+    Reconciler reconciler(scope_, far_sink_, far_writer_.get(), nullptr, logger_, clock_);
+    return reconciler.Run(source, options);
+  }
+
+  // Sets `*count`, once the snapshot was read and before it returns, to the writes `sink` has
+  // applied by then, after waiting up to `wait` for 256 of them (what the repairs during the walk
+  // take at once).
+  void CountWritesDuringTheSnapshot(core::memory::InMemorySink& sink,
+                                    std::chrono::milliseconds wait, size_t* count) {
+    source_.SetSnapshotHook([&sink, wait, count] {
+      WaitFor([&] { return sink.writes_applied() >= 256; }, wait);
+      *count = sink.writes_applied();
+    });
+  }
+
+  // More keys than the repairs take at once (256), so that some go before the snapshot returns.
+  static constexpr int kKeys = 300;
+  void FillManyKeys() {
+    for (int i = 0; i < kKeys; ++i) SourcePut("/dubbo/k" + std::to_string(100 + i), "v");
+  }
+
+  // A sink that says it is far, and whose listing takes a round trip of 10 ms.
+  static core::memory::InMemorySink::Options Far() {
+    core::memory::InMemorySink::Options options;
+    options.far = true;
+    options.list_delay = std::chrono::milliseconds(10);
+    return options;
+  }
+
+  core::memory::InMemorySink far_sink_{Far()};
+  std::unique_ptr<FencedWriter> far_writer_;
+};
+
+TEST_F(RepairsDuringTheWalkTest, AFarEmptySinkIsWrittenWhileTheSnapshotIsRead) {
+  FillManyKeys();
+  SourcePut("/dubbo/config/excluded", "x");
+  size_t during = 0;
+  CountWritesDuringTheSnapshot(far_sink_, seconds(10), &during);
+  auto report = RunFar(AsSync(), source_);
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_GE(during, 256u);
+  // Those taken before the snapshot returned (at least the first 256; the rest may have been
+  // taken after).
+  EXPECT_GE(report->repaired_during_walk, 256u);
+  EXPECT_LE(report->repaired_during_walk, static_cast<size_t>(kKeys));
+  EXPECT_EQ(report->Count(Kind::kMissing), static_cast<size_t>(kKeys));
+  EXPECT_EQ(report->VisibleDifferences(), static_cast<size_t>(kKeys));
+  EXPECT_EQ(report->fixed_puts, static_cast<size_t>(kKeys));
+  EXPECT_EQ(report->reread, 0u);
+  EXPECT_EQ(far_sink_.writes_applied(), static_cast<size_t>(kKeys));  // each key once
+  EXPECT_EQ(far_sink_.Values(), Expected());
+  for (const auto& [key, value] : Expected()) {
+    auto entry = far_sink_.Get(key);
+    ASSERT_TRUE(entry && entry->owner) << key;
+    EXPECT_EQ(entry->owner->source_version, source_.Get(key)->version) << key;
+  }
+
+  source_.SetSnapshotHook({});
+  auto again = RunFar(AsSync(), source_);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->repaired_during_walk, 0u);
+  EXPECT_EQ(again->in_sync, static_cast<size_t>(kKeys));
+  EXPECT_EQ(far_sink_.writes_applied(), static_cast<size_t>(kKeys));
+}
+
+TEST_F(RepairsDuringTheWalkTest, KeysTheSinkHoldsOrTheStreamAnnouncedAreLeftToTheMerge) {
+  FillManyKeys();
+  far_sink_.PutOwned("/dubbo/k100", "older", 1);  // ours, changed
+  far_sink_.PutForeign("/dubbo/k101", "theirs");  // another writer's
+  far_sink_.PutRecord("/dubbo/k102", 1);          // our record, without a value
+  // The first entries taken (256) hold at most these four.
+  size_t during = 0;
+  source_.SetSnapshotHook([&] {
+    WaitFor([&] { return far_sink_.writes_applied() >= 252; }, seconds(10));
+    during = far_sink_.writes_applied();
+  });
+  auto report =
+      RunFar(AsSync([](const std::string& path) { return path == "/dubbo/k103"; }), source_);
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_GE(during, 252u);
+  EXPECT_GE(report->repaired_during_walk, 252u);
+  EXPECT_EQ(report->Count(Kind::kMissing), static_cast<size_t>(kKeys - 2));
+  EXPECT_EQ(report->Count(Kind::kChanged), 1u);
+  EXPECT_EQ(report->Count(Kind::kForeign), 1u);
+  EXPECT_EQ(report->reread, 1u);  // the announced one
+  EXPECT_EQ(report->fixed_puts, static_cast<size_t>(kKeys - 1));
+  std::map<std::string, std::string> expected = Expected();
+  expected["/dubbo/k101"] = "theirs";
+  EXPECT_EQ(far_sink_.Values(), expected);
+}
+
+TEST_F(RepairsDuringTheWalkTest, OnlyAFarSinkListedWholeBesideAChangeStreamIsWrittenDuringTheWalk) {
+  FillManyKeys();
+  // Nothing is written before the snapshot is read (given time to, if it were).
+  constexpr auto kTime = std::chrono::milliseconds(200);
+  size_t during = 1;
+  // A near sink.
+  CountWritesDuringTheSnapshot(sink_, kTime, &during);
+  auto near = TryRun(AsSync());
+  ASSERT_TRUE(near.ok()) << near.error().message;
+  EXPECT_EQ(during, 0u);
+  EXPECT_EQ(near->repaired_during_walk, 0u);
+  EXPECT_EQ(near->fixed_puts, static_cast<size_t>(kKeys));
+  // Without a change stream (diff --fix), and keeping the differences (diff).
+  ReconcileOptions without_stream = AsSync();
+  without_stream.may_have_changed = {};
+  ReconcileOptions keeping = AsSync();
+  keeping.keep_differences = true;
+  // And a sink that says it is far but lists at once (a dial slowed down by a busy machine): a
+  // clock that does not move sees the listing take no time, however busy this machine is.
+  ReconcileOptions as_sync = AsSync();
+  FakeClock still;
+  struct Case {
+    const ReconcileOptions& options;
+    core::memory::InMemorySink::Options sink;
+    const Clock& clock;
+  };
+  for (const Case& run : {Case{without_stream, Far(), clock_}, Case{keeping, Far(), clock_},
+                          Case{as_sync, Far(), still}}) {
+    core::memory::InMemorySink sink(run.sink);
+    FencedWriter writer(sink, writer_options_, clock_);
+    Reconciler reconciler(scope_, sink, &writer, nullptr, logger_, run.clock);
+    during = 1;
+    CountWritesDuringTheSnapshot(sink, kTime, &during);
+    auto report = reconciler.Run(source_, run.options);
+    writer.Stop();
+    ASSERT_TRUE(report.ok()) << report.error().message;
+    EXPECT_EQ(during, 0u);
+    EXPECT_EQ(report->repaired_during_walk, 0u);
+    EXPECT_EQ(report->fixed_puts, static_cast<size_t>(kKeys));
+    EXPECT_EQ(sink.Values(), Expected());
+  }
+  // A sink larger than a page is not listed whole.
+  far_sink_.PutOwned("/dubbo/a", "ours", 1);
+  far_sink_.PutOwned("/dubbo/b", "ours", 1);
+  ReconcileOptions paged = AsSync();
+  paged.sink_page_size = 2;
+  during = 1;
+  const size_t before = far_sink_.writes_applied();
+  CountWritesDuringTheSnapshot(far_sink_, kTime, &during);
+  auto report = RunFar(paged, source_);
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_EQ(during, before);
+  EXPECT_EQ(report->repaired_during_walk, 0u);
+  EXPECT_EQ(report->fixed_puts, static_cast<size_t>(kKeys));
+  EXPECT_EQ(far_sink_.Values(), Expected());
+}
+
+// A key handed over at one version and held by the snapshot at a newer one (read twice by a walk
+// that started again) is repaired by the merge too, so the sink ends with the newer value.
+TEST_F(RepairsDuringTheWalkTest, AKeyTheSnapshotHoldsNewerThanHandedOverIsRepairedAgain) {
+  FillManyKeys();
+  const int64_t older = SourcePut("/dubbo/k100", "older");
+  SourcePut("/dubbo/k100", "newer");
+  HandingOverSource source(source_);
+  source.alter = [older](core::SourceEntry& entry) {
+    if (entry.key != "/dubbo/k100") return;
+    entry.value = "older";
+    entry.version = older;
+  };
+  auto report = RunFar(AsSync(), source);
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_EQ(report->fixed_puts, static_cast<size_t>(kKeys + 1));  // k100 twice
+  EXPECT_EQ(far_sink_.Values(), Expected());
+  EXPECT_EQ(far_sink_.Get("/dubbo/k100")->value, "newer");
+}
+
+// A snapshot that fails after handing entries over fails the run, which returns only once their
+// repairs were answered (they are genuine reads: they stay written).
+TEST_F(RepairsDuringTheWalkTest, ASnapshotThatFailsAfterHandingEntriesOverWaitsForTheirRepairs) {
+  FillManyKeys();
+  HandingOverSource source(source_);
+  source.fail_after_handing_over = true;
+  auto report = RunFar(AsSync(), source);
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.error().side, ReconcileError::Side::kSource);
+  EXPECT_EQ(far_writer_->pending(), 0u);
+  EXPECT_EQ(far_sink_.Values(), Expected());
+}
+
 }  // namespace
 }  // namespace zk2etcd::sync

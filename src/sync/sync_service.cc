@@ -240,6 +240,7 @@ void SyncService::Reconcile() {
                   {"fixed_deletes", report.fixed_deletes},
                   {"deleted_again", report.deleted_again},
                   {"reread", report.reread},
+                  {"repaired_during_walk", report.repaired_during_walk},
                   {"adopted", report.adopted},
                   {"stale", report.stale},
                   {"failed", report.failed},

@@ -79,6 +79,7 @@ class EtcdSink final : public core::Sink, public core::CheckpointedSink {
   EtcdSink(etcd::EtcdClient& etcd, const KeyLayout& layout, EtcdSinkOptions options = {});
 
   bool ListsByPage() const override { return true; }
+  bool Far() const override { return etcd_.Far(); }
   std::unique_ptr<core::SinkCursor> List(const std::string& source_prefix,
                                          const core::ListOptions& options) override;
   core::SinkResult<int64_t> CurrentPoint() override;

@@ -196,7 +196,7 @@ class Walk : public std::enable_shared_from_this<Walk> {
         NoteZxid(reply->zxid);
         if (scope_.Contains(path) && Included(path, reply->stat)) {
           tree_.entries.push_back({path, std::move(reply->data), reply->stat.mzxid});
-          MaybeReportProgress();
+          EntryTaken();
         }
         if ((reply->stat.num_children > 0 || options_.set_watches) && scope_.ShouldDescend(path)) {
           todo_.push_front({path, true});  // depth first keeps the queue short
@@ -443,14 +443,16 @@ class Walk : public std::enable_shared_from_this<Walk> {
         QueueChildren(path, result.children);
       } else if (scope_.Contains(path) && Included(path, result.stat)) {
         tree_.entries.push_back({path, std::move(result.data), result.stat.mzxid});
-        MaybeReportProgress();
+        EntryTaken();
       }
     }
   }
 
   void NoteZxid(int64_t zxid) { tree_.point = std::max(tree_.point, zxid); }
 
-  void MaybeReportProgress() {
+  // After an entry was added to the snapshot: hands it over and reports progress.
+  void EntryTaken() {
+    if (options_.on_entry) options_.on_entry(tree_.entries.back());
     if (options_.on_progress && tree_.entries.size() % 10000 == 0) {
       options_.on_progress(tree_.entries.size());
     }

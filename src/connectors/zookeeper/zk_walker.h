@@ -105,6 +105,11 @@ struct WalkOptions {
   size_t multi_read_batch = 15;
   // Called now and then with the number of nodes read so far (from the client's thread).
   std::function<void(size_t nodes_read)> on_progress;
+  // Called with each entry the snapshot takes, as it takes it (core::SnapshotOptions::on_entry):
+  // on whichever thread handles the answer (a session's delivery thread, or the caller's for a
+  // head answered before the walk began), under the walk's lock, once per entry, never after the
+  // walk returned. Must only copy or enqueue.
+  std::function<void(const core::SourceEntry& entry)> on_entry;
   // When set and true, no more requests are sent and the walk ends with kClosed.
   const std::atomic<bool>* cancel = nullptr;
   // Classic watch mode (servers without persistent watches): every read also sets a one-shot

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -141,6 +142,53 @@ TEST(ZkWalkerTest, AWideLevelIsRequestedInOneGoWithMultiRead) {
   auto tree = walk.get();
   ASSERT_TRUE(tree.ok()) << tree.error().ToString();
   EXPECT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves + 1));
+}
+
+// Each entry the snapshot takes is handed over as it is read (WalkOptions::on_entry), once:
+// the root's before its children are answered, and in the end exactly the snapshot's entries.
+TEST(ZkWalkerTest, EveryEntryIsHandedOverOnceAsItIsRead) {
+  constexpr int kLeaves = 40;
+  HoldingZkClient client;
+  const core::Scope scope = core::Scope::Create({"/dubbo"}, {"/dubbo/n7"}).value();
+  std::mutex mutex;
+  std::vector<core::SourceEntry> handed_over;
+  WalkOptions options;
+  options.on_entry = [&](const core::SourceEntry& entry) {
+    std::lock_guard lock(mutex);
+    handed_over.push_back(entry);
+  };
+  auto walk = std::async(std::launch::async, [&] { return WalkZkTree(client, scope, options); });
+  auto root = client.TakeAtLeast(1);
+  EXPECT_EQ(root.size(), 1u);
+  AnswerAll(root, kLeaves, /*zxid=*/7);
+  auto level = client.TakeAtLeast(3);  // 39 leaves in scope, 15 per request
+  EXPECT_EQ(level.size(), 3u);
+  {
+    std::lock_guard lock(mutex);
+    EXPECT_EQ(handed_over.size(), 1u);
+    if (!handed_over.empty()) {
+      EXPECT_EQ(handed_over[0].key, "/dubbo");
+      EXPECT_EQ(handed_over[0].value, "d/dubbo");
+    }
+  }
+  // Every request answered before anything can end the test (the walk would wait for them).
+  while (!level.empty()) {
+    AnswerAll(level, kLeaves, /*zxid=*/9);
+    level = client.held() > 0 ? client.TakeAtLeast(1) : std::deque<HoldingZkClient::Held>{};
+  }
+  ASSERT_EQ(walk.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto tree = walk.get();
+  ASSERT_TRUE(tree.ok()) << tree.error().ToString();
+  ASSERT_EQ(tree->entries.size(), static_cast<size_t>(kLeaves));  // the excluded one left out
+  std::lock_guard lock(mutex);
+  std::sort(handed_over.begin(), handed_over.end(),
+            [](const core::SourceEntry& a, const core::SourceEntry& b) { return a.key < b.key; });
+  ASSERT_EQ(handed_over.size(), tree->entries.size());
+  for (size_t i = 0; i < handed_over.size(); ++i) {
+    EXPECT_EQ(handed_over[i].key, tree->entries[i].key);
+    EXPECT_EQ(handed_over[i].value, tree->entries[i].value);
+    EXPECT_EQ(handed_over[i].version, tree->entries[i].version);
+  }
 }
 
 // The same for the second read: 2,000 nodes at up to 64 per request, all at once.

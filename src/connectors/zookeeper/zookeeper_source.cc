@@ -502,6 +502,7 @@ core::SourceResult<core::Snapshot> ZooKeeperSource::ReadSnapshot(
   walk.window = options.window;
   walk.multi_read_batch = options_.multi_read_batch;
   walk.on_progress = options.on_progress;
+  walk.on_entry = options.on_entry;
   walk.cancel = options.cancel;
   walk.include = options_.include;
   if (classic_mode_.load()) {

@@ -1,6 +1,7 @@
 #include "core/testing/in_memory_sink.h"
 
 #include <algorithm>
+#include <thread>
 #include <utility>
 
 #include "core/scope.h"
@@ -36,6 +37,9 @@ class InMemorySink::Cursor : public SinkCursor {
   void Load() {
     if (loaded_) return;
     loaded_ = true;
+    // A far sink's round trip, outside the sink's lock.
+    if (sink_.options_.list_delay.count() > 0)
+      std::this_thread::sleep_for(sink_.options_.list_delay);
     auto point = sink_.ListAt(prefix_, requested_, &entries_);
     if (point.ok()) {
       point_ = *point;

@@ -28,6 +28,7 @@
 // Thread-safety: every method is thread-safe (a cursor is thread-compatible).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -57,6 +58,9 @@ class InMemorySink : public Sink, public CheckpointedSink {
     size_t max_atomic_bytes = 0;
     // What ListsByPage says: false plays a sink whose listing reads everything at once.
     bool lists_by_page = true;
+    bool far = false;  // what Far says
+    // How long a listing's first read takes (a far sink's round trip); 0: none.
+    std::chrono::milliseconds list_delay{0};
   };
   InMemorySink() : InMemorySink(Options{}) {}
   explicit InMemorySink(Options options);
@@ -64,6 +68,7 @@ class InMemorySink : public Sink, public CheckpointedSink {
 
   // core::Sink.
   bool ListsByPage() const override { return options_.lists_by_page; }
+  bool Far() const override { return options_.far; }
   std::unique_ptr<SinkCursor> List(const std::string& source_prefix,
                                    const ListOptions& options) override;
   SinkResult<int64_t> CurrentPoint() override;

@@ -96,6 +96,9 @@ SourceResult<Snapshot> InMemorySource::ReadSnapshot(const SnapshotOptions& optio
     ++snapshots_read_;
     hook = snapshot_hook_;
   }
+  if (options.on_entry) {
+    for (const SourceEntry& entry : snapshot.entries) options.on_entry(entry);
+  }
   if (options.on_progress) options.on_progress(snapshot.entries.size());
   if (hook) hook();
   return snapshot;

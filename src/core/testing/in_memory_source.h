@@ -92,9 +92,10 @@ class InMemorySource : public Source {
   // Reread returns (on the reader's thread, outside the source's lock): a change made there
   // comes after the second read of a reconciliation and before its repairs.
   void SetRereadHook(std::function<void(const std::vector<std::string>& keys)> hook);
-  // Runs `hook` after every later successful ReadSnapshot has read its entries, before it
-  // returns (on the reader's thread, outside the source's lock): a change made there comes after
-  // the snapshot of a reconciliation and before its second read.
+  // Runs `hook` after every later successful ReadSnapshot has read its entries (and handed each
+  // to SnapshotOptions::on_entry), before it returns (on the reader's thread, outside the
+  // source's lock): a change made there comes after the snapshot of a reconciliation and before
+  // its second read.
   void SetSnapshotHook(std::function<void()> hook);
 
   size_t snapshots_read() const;  // successful ReadSnapshot calls
