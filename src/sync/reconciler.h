@@ -164,7 +164,9 @@ struct ReconcileReport {
   size_t reread = 0;
   // kMissing keys whose repairs were submitted while the snapshot was still being read (counted
   // in `counts` too; see "Repairs during the walk" above). Entries handed over during the walk
-  // whose repairs went only after it are counted in `counts` alone.
+  // whose repairs went only after it are counted in `counts` alone. After a walk of 10 s
+  // or more, whose merge lists the sink afresh, a key repaired during it may count as in sync
+  // as well.
   size_t repaired_during_walk = 0;
   // The first few kConflict and kForeign keys (kept even without keep_differences), for a
   // warning that names them.
