@@ -101,6 +101,15 @@ class Pending {
     std::unique_lock lock(mutex_);
     zero_.wait(lock, [this, limit] { return count_ < limit; });
   }
+  // Waits at most `timeout` until fewer than `limit` are outstanding; whether they are.
+  bool WaitBelowFor(size_t limit, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return zero_.wait_for(lock, timeout, [this, limit] { return count_ < limit; });
+  }
+  size_t count() {
+    std::lock_guard lock(mutex_);
+    return count_;
+  }
   // The same, but gives up (false) once `cancel` is set (looked at every 50 ms).
   bool WaitBelowUnless(size_t limit, const std::atomic<bool>* cancel) {
     if (cancel == nullptr) {
@@ -177,6 +186,10 @@ struct Reconciler::RepairState {
   std::optional<std::chrono::steady_clock::time_point> started;
   std::function<void(const RepairResult&)> on_repair;
   std::function<std::optional<int64_t>(const std::string& path, int64_t version)> deleted_after;
+  // ReconcileOptions' cancel, cancel_grace and abandon_repairs (FinishRepair).
+  const std::atomic<bool>* cancel = nullptr;
+  std::chrono::milliseconds cancel_grace{0};
+  std::function<void()> abandon;
 };
 
 // The entries the snapshot hands over while it is read, for the repairs during the walk (see the
@@ -359,6 +372,9 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
   RepairState repairs;
   repairs.on_repair = options.on_repair;
   repairs.deleted_after = options.deleted_after;
+  repairs.cancel = options.cancel;
+  repairs.cancel_grace = options.cancel_grace;
+  repairs.abandon = options.abandon_repairs;
   core::SnapshotOptions snapshot_options;
   snapshot_options.window = options.source_window;
   snapshot_options.on_progress = options.on_progress;
@@ -460,8 +476,13 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
         repairs.merge_started = true;
       }
       const auto wait_start = clock_.Now();
-      repairs.pending.WaitBelow(std::max<size_t>(1, options.max_repairs_in_flight));
+      const bool room = repairs.pending.WaitBelowUnless(
+          std::max<size_t>(1, options.max_repairs_in_flight), options.cancel);
       waiting += clock_.Now() - wait_start;
+      if (!room) {
+        failure = ReconcileError{ReconcileError::Side::kSource, "reconciliation cancelled"};
+        return false;
+      }
       SubmitRepairs(repairs, report, *confirmed);
     }
     for (ConfirmedDifference& difference : *confirmed) {
@@ -690,9 +711,12 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
         std::lock_guard lock(pending.mutex());
         if (!result.ok()) {
           ++report.failed;
-          logger_.Log(result.error().code == WriteError::Code::kRefused ? ops::LogLevel::kError
-                                                                        : ops::LogLevel::kWarn,
-                      "repair failed", {{"key", key}, {"error", result.error().message}});
+          // Abandoned at a stop: FinishRepair said how many, once.
+          if (result.error().code != WriteError::Code::kStopped) {
+            logger_.Log(result.error().code == WriteError::Code::kRefused ? ops::LogLevel::kError
+                                                                          : ops::LogLevel::kWarn,
+                        "repair failed", {{"key", key}, {"error", result.error().message}});
+          }
         } else if (*result == core::WriteOutcome::kApplied) {
           if (adoption) {
             ++report.adopted;
@@ -751,7 +775,17 @@ void Reconciler::DeleteAgain(RepairState& state, ReconcileReport& report, const 
 }
 
 void Reconciler::FinishRepair(RepairState& state, ReconcileReport& report) {
-  state.pending.Wait();
+  if (!state.abandon || state.pending.WaitBelowUnless(1, state.cancel)) {
+    state.pending.Wait();
+  } else if (!state.pending.WaitBelowFor(1, state.cancel_grace)) {
+    // Stopping, and the sink does not answer: the stop must not wait for it.
+    logger_.Warn(
+        "repairs still unanswered at the stop deadline are abandoned; the next start "
+        "reconciles them",
+        {{"repairs", state.pending.count()}});
+    state.abandon();
+    state.pending.Wait();  // the abandoned ones complete with an error
+  }
   if (state.started) report.repair_duration = clock_.Now() - *state.started;
   if (ownership_ == nullptr) return;
   if (!state.recorded.empty()) {

@@ -101,6 +101,12 @@ struct ReconcileOptions {
   std::function<void(size_t entries_read)> on_progress;
   // When set and true, the run stops early (between requests) with an error.
   const std::atomic<bool>* cancel = nullptr;
+  // Once `cancel` is set, repairs already submitted get this long to be answered; then
+  // `abandon_repairs` is called (the caller stops its writer, which completes them with an
+  // error) and the run returns once every repair's callback ran. Unset: the run waits for them,
+  // however long the sink takes (a stop during an outage of the sink would wait for its end).
+  std::chrono::milliseconds cancel_grace{10000};
+  std::function<void()> abandon_repairs;
   // Keep every confirmed difference in the report (diff lists them); without, the report only
   // counts them, and memory holds one chunk of differences at a time (sync).
   bool keep_differences = true;

@@ -207,6 +207,10 @@ void SyncService::Reconcile() {
   const auto started = clock_.Now();
   ReconcileOptions options;
   options.cancel = &cancel_;
+  // A stop gives the reconciliation's repairs the drain's time, then stops the writer (its
+  // writes complete with an error; the next start reconciles them).
+  options.cancel_grace = options_.drain_timeout;
+  options.abandon_repairs = [this] { writer_.Stop(); };
   options.fix = true;
   options.source_window = options_.concurrent;
   options.keep_differences = false;  // counted, not listed: memory stays one chunk

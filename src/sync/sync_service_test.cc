@@ -34,7 +34,8 @@ constexpr auto kWait = seconds(10);
 class Replica {
  public:
   Replica(const core::Scope& scope, core::memory::InMemorySink& sink, ops::Logger& logger,
-          const Clock& clock, core::LeaderElection* election = nullptr)
+          const Clock& clock, core::LeaderElection* election = nullptr,
+          milliseconds drain_timeout = seconds(5))
       : source_(scope) {
     FencedWriterOptions writer_options;
     writer_options.initial_backoff = milliseconds(5);
@@ -45,7 +46,7 @@ class Replica {
     options.retry_initial = milliseconds(10);
     options.retry_max = milliseconds(100);
     options.election_retry_max = milliseconds(100);
-    options.drain_timeout = seconds(5);
+    options.drain_timeout = drain_timeout;
     options.on_reconcile = [this](const Result<ReconcileReport, ReconcileError>& result) {
       std::lock_guard lock(mutex_);
       if (result.ok()) {
@@ -185,6 +186,32 @@ TEST_F(SyncServiceTest, SyncsAtStartThenFollowsChangesAndStopsCleanly) {
 // the deletion: the service deletes it again, and the sink ends without it. (The stream has a
 // gap during the snapshot, so every candidate is read a second time: without one, only those
 // announced since the reconciliation began are, and the next test covers that.)
+// A stop while the sink answers none of the first sync's repairs (etcd down) does not wait for
+// the sink: the repairs get the drain's time, then the writer is stopped and Run returns.
+TEST_F(SyncServiceTest, AStopWhileTheSinkAnswersNoRepairEndsAfterTheDrainTime) {
+  Replica replica(scope_, sink_, logger_, clock_, nullptr, milliseconds(300));
+  for (int i = 0; i < 10; ++i) replica.source().Put("/dubbo/k" + std::to_string(i), "v");
+  sink_.FailNextApplies(1'000'000);  // every batch, for as long as the test runs
+  replica.Start();
+  const auto logged = [&](const std::string& text) {
+    for (const std::string& line : log_sink_->Lines()) {
+      if (line.find(text) != std::string::npos) return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(WaitFor([&] { return logged("reconciliation started"); }, kWait));
+  std::this_thread::sleep_for(milliseconds(200));  // the repairs fail and are retried
+  const auto stop_at = std::chrono::steady_clock::now();
+  replica.service().Stop();
+  const auto exit = replica.WaitForExit();
+  if (!exit) sink_.FailNextApplies(0);  // let the writer finish, so the replica can go
+  ASSERT_TRUE(exit.has_value()) << "Run still waits for the sink";
+  EXPECT_TRUE(exit->ok()) << exit->error();
+  EXPECT_LT(std::chrono::steady_clock::now() - stop_at, seconds(3));
+  EXPECT_TRUE(logged("repairs still unanswered at the stop deadline are abandoned"));
+  EXPECT_EQ(sink_.Size(), 0u);
+}
+
 TEST_F(SyncServiceTest, ANodeDeletedWhileItsRepairIsUnderWayDoesNotStayInTheSink) {
   Replica replica(scope_, sink_, logger_, clock_);
   replica.source().Put("/dubbo/a", "A");
