@@ -174,6 +174,33 @@ TEST_F(SyncE2eTest, AFirstSyncThroughASlowNetworkWritesWhileItWalksAndMissesNoCh
   EXPECT_EQ(sync->Terminate(seconds(20)), 0) << sync->Log();
 }
 
+// SIGTERM during a first sync's repairs while etcd does not answer (paused): the repairs get
+// --shutdown-timeout, then are abandoned, and the process exits 0 once the transactions in flight
+// and the resignation have waited out their deadlines (each attempt --etcd-request-timeout; 14 s
+// measured here), instead of waiting for etcd to come back (it did before).
+TEST_F(SyncE2eTest, AStopWhileEtcdDoesNotAnswerDoesNotWaitForIt) {
+  testing::DubboTreeShape shape;
+  shape.interfaces = 500;
+  shape.providers_per_interface = 30;
+  shape.consumers_per_interface = 10;
+  ASSERT_FIXTURE_OK(CreateNodes(zookeeper_->address(), testing::MakeDubboTree(shape)));
+  auto sync = std::make_unique<Zk2etcdProcess>(
+      Args("sync", {"--shutdown-timeout=1s", "--etcd-request-timeout=2s", "--log-level=info"}));
+  ASSERT_FIXTURE_OK(sync->Start());
+  // Half-way through the walk, long after the listing of the (empty) etcd: the repairs that
+  // follow find etcd paused.
+  ASSERT_TRUE(sync->WaitForLog("nodes_read=10000", 1, kConverge)) << sync->Log();
+  etcd_->Pause();
+  std::this_thread::sleep_for(milliseconds(500));
+  const auto stop_at = std::chrono::steady_clock::now();
+  const int exit_code = sync->Terminate(seconds(30));
+  const auto took = std::chrono::steady_clock::now() - stop_at;
+  etcd_->Resume();
+  EXPECT_EQ(exit_code, 0) << sync->Log();
+  EXPECT_LT(took, seconds(25)) << sync->Log();
+  EXPECT_TRUE(sync->WaitForLog("abandoned", 1, seconds(1))) << sync->Log();
+}
+
 // Each defect of the Go zk2etcd v1.3.0 (design brief §1), shown absent.
 TEST_F(SyncE2eTest, GoToolDefectsAreAbsent) {
   ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p1", "v1"));
