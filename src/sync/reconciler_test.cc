@@ -602,6 +602,46 @@ TEST_F(ReconcilerTest, ACancelDuringTheMergeStopsItWithAnError) {
                             << " repairs";
 }
 
+// A stop while the merge waits for room in a writer whose sink answers no batch: the merge gives
+// up its wait, the repairs submitted get the grace, then are abandoned, and the run ends.
+TEST_F(ReconcilerTest, ACancelWhileTheMergeWaitsForTheWriterEndsTheRunAfterTheGrace) {
+  constexpr size_t kKeys = 3 * kRecheckChunk;
+  for (size_t i = 0; i < kKeys; ++i) SourcePut("/dubbo/k" + std::to_string(100000 + i), "v");
+  sink_.FailNextApplies(1'000'000);  // every batch, for as long as the test runs
+  std::atomic<bool> cancel{false};
+  std::atomic<int> abandoned{0};
+  std::atomic<size_t> answered{0};
+  ReconcileOptions options;
+  options.keep_differences = false;
+  options.max_repairs_in_flight = kRecheckChunk;
+  options.cancel = &cancel;
+  options.cancel_grace = std::chrono::milliseconds(100);
+  options.abandon_repairs = [&] {
+    ++abandoned;
+    writer_->Stop();  // as SyncService does: the writer completes them with kStopped
+  };
+  options.on_repair = [&](const RepairResult&) { ++answered; };
+  auto run = std::async(std::launch::async, [&] { return TryRun(options); });
+  // The first chunk's repairs are all the writer holds; the merge waits for room.
+  EXPECT_TRUE(WaitFor([&] { return writer_->pending() == kRecheckChunk; }, seconds(10)));
+  cancel.store(true);
+  const bool ended = run.wait_for(seconds(10)) == std::future_status::ready;
+  if (!ended) sink_.FailNextApplies(0);  // let it end, so that the test fails instead of hanging
+  auto report = run.get();
+  ASSERT_TRUE(ended) << "the merge still waited for the writer 10 s after the cancel";
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.error().side, ReconcileError::Side::kSource);
+  EXPECT_EQ(abandoned.load(), 1);
+  EXPECT_EQ(answered.load(), kRecheckChunk);  // the first chunk's, each once; no other submitted
+  EXPECT_EQ(sink_.Size(), 0u);
+  bool warned = false;
+  for (const std::string& line : log_sink_->Lines()) {
+    warned |= line.find("repairs still unanswered at the stop deadline are abandoned") !=
+              std::string::npos;
+  }
+  EXPECT_TRUE(warned);
+}
+
 // Repairs during the walk (reconciler.h): a far sink that was listed whole while the snapshot was
 // read gets the creates of the keys it lacks as the source hands its entries over.
 class RepairsDuringTheWalkTest : public ReconcilerTest {
@@ -622,6 +662,7 @@ class RepairsDuringTheWalkTest : public ReconcilerTest {
           core::SourceEntry copy = entry;
           if (alter) alter(copy);
           options.on_entry(copy);
+          if (hand_over_twice) options.on_entry(copy);
         };
       }
       auto snapshot = source_.ReadSnapshot(inner);
@@ -643,6 +684,7 @@ class RepairsDuringTheWalkTest : public ReconcilerTest {
 
     std::function<void(core::SourceEntry&)> alter;
     bool fail_after_handing_over = false;
+    bool hand_over_twice = false;  // as a read answered by two of the walk's sessions
 
    private:
     core::Source& source_;
@@ -842,6 +884,66 @@ TEST_F(RepairsDuringTheWalkTest, ASnapshotThatFailsAfterHandingEntriesOverWaitsF
   ASSERT_FALSE(report.ok());
   EXPECT_EQ(report.error().side, ReconcileError::Side::kSource);
   EXPECT_EQ(far_writer_->pending(), 0u);
+  EXPECT_EQ(far_sink_.Values(), Expected());
+}
+
+// A stop while the repairs during the walk wait for room in a writer whose sink answers no batch:
+// the repairing thread gives up its wait and submits nothing more, the snapshot's end does not
+// wait for it, and the run ends once the grace is over.
+TEST_F(RepairsDuringTheWalkTest, ACancelWhileTheWriterIsFullEndsTheRepairsDuringTheWalk) {
+  constexpr int kMany = 600;
+  for (int i = 0; i < kMany; ++i) SourcePut("/dubbo/k" + std::to_string(1000 + i), "v");
+  far_sink_.FailNextApplies(1'000'000);  // every batch, for as long as the test runs
+  HandingOverSource source(source_);
+  int handed_over = 0;  // on the snapshot's thread only
+  source.alter = [&](core::SourceEntry&) {
+    // The first 256 are taken at once and submitted; the rest come once the writer holds them,
+    // so that their repairs must wait for room (one repair in flight at most).
+    if (++handed_over == 257) {
+      EXPECT_TRUE(WaitFor([&] { return far_writer_->pending() >= 256; }, seconds(10)));
+    }
+  };
+  std::atomic<bool> cancel{false};
+  source_.SetSnapshotHook([&] { cancel.store(true); });
+  std::atomic<int> abandoned{0};
+  std::atomic<size_t> answered{0};
+  ReconcileOptions options = AsSync();
+  options.max_repairs_in_flight = 1;
+  options.cancel = &cancel;
+  options.cancel_grace = std::chrono::milliseconds(100);
+  options.abandon_repairs = [&] {
+    ++abandoned;
+    far_writer_->Stop();
+  };
+  options.on_repair = [&](const RepairResult&) { ++answered; };
+  auto run = std::async(std::launch::async, [&] { return RunFar(options, source); });
+  const bool ended = run.wait_for(seconds(10)) == std::future_status::ready;
+  if (!ended) far_sink_.FailNextApplies(0);  // let it end, so that the test fails, not hangs
+  auto report = run.get();
+  ASSERT_TRUE(ended) << "the run still waited for the writer 10 s after the cancel";
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.error().side, ReconcileError::Side::kSource);
+  EXPECT_EQ(abandoned.load(), 1);
+  EXPECT_EQ(answered.load(), 256u);  // the first 256, each once; nothing else was submitted
+  EXPECT_EQ(far_sink_.Size(), 0u);
+}
+
+// The walk may hand an entry over twice (a read answered on two of its sessions): the key is
+// created and counted once.
+TEST_F(RepairsDuringTheWalkTest, AnEntryHandedOverTwiceIsRepairedOnce) {
+  FillManyKeys();
+  HandingOverSource source(source_);
+  source.hand_over_twice = true;
+  size_t during = 0;
+  CountWritesDuringTheSnapshot(far_sink_, seconds(10), &during);
+  auto report = RunFar(AsSync(), source);
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_GE(during, 256u);
+  EXPECT_GE(report->repaired_during_walk, 256u);
+  EXPECT_LE(report->repaired_during_walk, static_cast<size_t>(kKeys));
+  EXPECT_EQ(report->Count(Kind::kMissing), static_cast<size_t>(kKeys));
+  EXPECT_EQ(report->fixed_puts, static_cast<size_t>(kKeys));
+  EXPECT_EQ(far_sink_.writes_applied(), static_cast<size_t>(kKeys));
   EXPECT_EQ(far_sink_.Values(), Expected());
 }
 
