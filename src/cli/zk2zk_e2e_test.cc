@@ -737,12 +737,19 @@ TEST_F(Zk2ZkE2eTest, DiffReportsAndFixRepairs) {
   ASSERT_TRUE(source_->Create(path_ + "/d/new", "only at the source").ok());  // missing
   ASSERT_TRUE(source_->Delete(path_ + "/d/k5").ok());                         // extra (a copy)
   ASSERT_TRUE(target_->Create(path_ + "/d/zz-foreign", "the target's own").ok());
+  // Copies changed and deleted on the target (by a client, an operator): restored.
+  ASSERT_TRUE(target_->Set(path_ + "/d/k1", "changed on the target").ok());
+  ASSERT_TRUE(target_->Delete(path_ + "/d/k2").ok());
 
   Zk2etcdProcess json(Args("diff", {"--output=json"}));
   EXPECT_EQ(json.RunToCompletion(seconds(60)), 1) << json.Log();
   const std::string report = json.Log();
-  EXPECT_NE(report.find("\"missing\":[\"" + path_ + "/d/new\"]"), std::string::npos) << report;
-  EXPECT_NE(report.find("\"changed\":[\"" + path_ + "/d/k0\"]"), std::string::npos) << report;
+  EXPECT_NE(report.find("\"missing\":[\"" + path_ + "/d/k2\",\"" + path_ + "/d/new\"]"),
+            std::string::npos)
+      << report;
+  EXPECT_NE(report.find("\"changed\":[\"" + path_ + "/d/k0\",\"" + path_ + "/d/k1\"]"),
+            std::string::npos)
+      << report;
   EXPECT_NE(report.find("\"extra\":[\"" + path_ + "/d/k5\"]"), std::string::npos) << report;
   EXPECT_NE(report.find("\"foreign\":[\"" + path_ + "/d/zz-foreign\"]"), std::string::npos)
       << report;
@@ -750,7 +757,8 @@ TEST_F(Zk2ZkE2eTest, DiffReportsAndFixRepairs) {
 
   Zk2etcdProcess text(Args("diff"));
   EXPECT_EQ(text.RunToCompletion(seconds(60)), 1) << text.Log();
-  EXPECT_NE(text.Log().find("missing keys:\n  " + path_ + "/d/new"), std::string::npos)
+  EXPECT_NE(text.Log().find("missing keys:\n  " + path_ + "/d/k2\n  " + path_ + "/d/new"),
+            std::string::npos)
       << text.Log();
 
   Zk2etcdProcess fix(Args("diff", {"--fix"}));

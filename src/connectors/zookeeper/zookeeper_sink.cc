@@ -218,7 +218,14 @@ class ZooKeeperSink::Batch : public std::enable_shared_from_this<ZooKeeperSink::
                            : zk::MultiOp::Create(record_path, version_text);
     };
     if (owned_version) {
-      if (*owned_version >= write.version) return Answer(i, WriteOutcome::kStale);
+      // The version the record holds: the node was written from it, but may have been changed
+      // or deleted on the target since (by a client, an operator): written again unless it is
+      // as written. An older one: written. A newer one: stale.
+      if (*owned_version > write.version) return Answer(i, WriteOutcome::kStale);
+      if (*owned_version == write.version &&
+          (write.type == SinkWrite::Type::kAdopt || (node.exists && node.data == write.value))) {
+        return Answer(i, WriteOutcome::kStale);
+      }
       if (node.exists && IsEphemeralNode(node.stat)) return Answer(i, WriteOutcome::kForeign);
       if (write.type == SinkWrite::Type::kAdopt) return Answer(i, WriteOutcome::kStale);
       if (node.exists) {

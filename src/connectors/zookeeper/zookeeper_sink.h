@@ -12,8 +12,9 @@
 // Every write is one `multi`: the leadership fence, the node's create/setData/delete, and the
 // record's, each conditioned on the versions the sink read just before (a pre-read of node and
 // record per write, one multiRead per batch), so that a write applies only if the record still
-// holds an older source version than the write's, or, for a node without a record, only with a
-// claim of its exact mzxid (adoption). A multi that fails on one write (a concurrent change)
+// holds an older source version than the write's (or the same one, for a put whose node was
+// changed or deleted on the target since: it is restored), or, for a node without a record, only
+// with a claim of its exact mzxid (adoption). A multi that fails on one write (a concurrent change)
 // applies nothing: that write is read and decided again, the others go again at once. Writes of
 // one batch go in one multi: puts in path order (parents first), deletes in reverse path order
 // (children first).

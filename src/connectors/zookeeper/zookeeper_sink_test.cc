@@ -109,6 +109,29 @@ TEST_F(ZooKeeperSinkTest, ALateWriteNeverOverwritesANewerOne) {
   EXPECT_EQ(ApplyOne(*sink, Delete("/app/a", 500)), WriteOutcome::kAlreadyAbsent);
 }
 
+// A copy changed or deleted on the target (by a client, an operator) is written again from the
+// version its record holds; one that is as written is left alone.
+TEST_F(ZooKeeperSinkTest, ACopyChangedOrDeletedOnTheTargetIsRestoredAtTheSameVersion) {
+  auto sink = MakeSink();
+  ASSERT_TRUE(server_->CreateNodeAll("/app", "").ok());
+  EXPECT_EQ(ApplyOne(*sink, Put("/app/a", "v1", 100)), WriteOutcome::kApplied);
+  EXPECT_EQ(ApplyOne(*sink, Put("/app/b", "v1", 100)), WriteOutcome::kApplied);
+  const int64_t untouched_mzxid = server_->GetNode("/app/a")->stat.mzxid;
+  EXPECT_EQ(ApplyOne(*sink, Put("/app/a", "v1", 100)), WriteOutcome::kStale);  // as written
+  EXPECT_EQ(server_->GetNode("/app/a")->stat.mzxid, untouched_mzxid);
+  ASSERT_TRUE(server_->SetNodeData("/app/a", "tampered").ok());
+  ASSERT_TRUE(server_->DeleteNode("/app/b").ok());
+  EXPECT_EQ(ApplyOne(*sink, Put("/app/a", "v1", 100)), WriteOutcome::kApplied);
+  EXPECT_EQ(ApplyOne(*sink, Put("/app/b", "v1", 100)), WriteOutcome::kApplied);
+  EXPECT_EQ(DataOf("/app/a"), "v1");
+  EXPECT_EQ(DataOf("/app/b"), "v1");
+  EXPECT_EQ(DataOf(std::string(kMeta) + "/owned/app/b"), "100");
+  // An older version still never overwrites.
+  ASSERT_TRUE(server_->SetNodeData("/app/a", "tampered").ok());
+  EXPECT_EQ(ApplyOne(*sink, Put("/app/a", "v0", 50)), WriteOutcome::kStale);
+  EXPECT_EQ(DataOf("/app/a"), "tampered");
+}
+
 TEST_F(ZooKeeperSinkTest, ANodeItDidNotWriteIsLeftAloneUnlessClaimedExactly) {
   auto sink = MakeSink();
   ASSERT_TRUE(server_->CreateNodeAll("/app/client", "theirs").ok());
