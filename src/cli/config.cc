@@ -14,7 +14,31 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-// host:port in one spelling: no scheme, the host in lower case, the loopback as 127.0.0.1.
+// Whether `host` (lower case) names this machine's own addresses whatever the server binds: the
+// loopback network (127.0.0.0/8, ::1, localhost) and the wildcard addresses (0.0.0.0, ::), which a
+// client connects to as the loopback.
+bool IsThisMachine(std::string_view host) {
+  if (host.starts_with('[') && host.ends_with(']')) host = host.substr(1, host.size() - 2);
+  if (host.starts_with("::ffff:")) host.remove_prefix(7);  // an IPv4-mapped address
+  if (host == "localhost" || host.ends_with(".localhost") || host == "::1" || host == "::" ||
+      host == "0:0:0:0:0:0:0:1" || host == "0:0:0:0:0:0:0:0" || host == "0.0.0.0" || host == "0") {
+    return true;
+  }
+  // 127.x.y.z, each part a number.
+  if (!host.starts_with("127.")) return false;
+  int dots = 0;
+  for (const char c : host) {
+    if (c == '.') {
+      ++dots;
+    } else if (!std::isdigit(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
+  return dots == 3;
+}
+
+// host:port in one spelling: no scheme, the host in lower case, this machine (IsThisMachine) as
+// 127.0.0.1.
 std::string NormalizedServer(std::string_view endpoint) {
   if (endpoint.starts_with("http://")) endpoint.remove_prefix(7);
   if (endpoint.starts_with("https://")) endpoint.remove_prefix(8);
@@ -24,7 +48,7 @@ std::string NormalizedServer(std::string_view endpoint) {
       colon == std::string_view::npos ? std::string_view() : endpoint.substr(colon);
   std::transform(host.begin(), host.end(), host.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (host == "localhost" || host == "[::1]" || host == "::1") host = "127.0.0.1";
+  if (IsThisMachine(host)) host = "127.0.0.1";
   return host + std::string(port);
 }
 

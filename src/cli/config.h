@@ -127,7 +127,8 @@ Result<void, std::string> CheckDigest(std::string_view flag, std::string_view di
 
 // True when two server lists share a server, and so name the same cluster or ensemble: a
 // host:port in both, whatever the http:// or https:// scheme, the case of the host, or the
-// spelling of the loopback address (localhost, 127.0.0.1, [::1]).
+// spelling of this machine's address (localhost, 127.0.0.0/8, [::1], and the wildcard addresses
+// 0.0.0.0 and [::], through which a client reaches the loopback).
 bool ShareAServer(const std::vector<std::string>& a, const std::vector<std::string>& b);
 
 // What a job's `diff` command takes besides its scope: --fix, --output (text or json) and

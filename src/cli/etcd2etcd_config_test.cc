@@ -272,6 +272,14 @@ TEST(Etcd2EtcdConfigTest, OverlapAndServers) {
   EXPECT_TRUE(KeyPrefixesOverlap("/reg", "/registry"));
   EXPECT_FALSE(KeyPrefixesOverlap("/registry", "/copy"));
   EXPECT_TRUE(ShareAServer({"https://LOCALHOST:2379"}, {"127.0.0.1:2379"}));
+  // Every spelling of this machine: the loopback network and the wildcard addresses.
+  for (const char* spelling : {"0.0.0.0:2379", "127.0.0.2:2379", "[::]:2379", "[::1]:2379",
+                               "[::ffff:127.0.0.1]:2379", "http://0.0.0.0:2379"}) {
+    EXPECT_TRUE(ShareAServer({spelling}, {"localhost:2379"})) << spelling;
+  }
+  EXPECT_FALSE(ShareAServer({"0.0.0.0:2379"}, {"127.0.0.1:2380"}));
+  EXPECT_FALSE(ShareAServer({"127.0.0.1.example.com:2379"}, {"127.0.0.1:2379"}));
+  EXPECT_FALSE(ShareAServer({"10.0.0.1:2379"}, {"127.0.0.1:2379"}));
   EXPECT_TRUE(ShareAServer({"a:1", "b:2"}, {"c:3", "b:2"}));
   EXPECT_FALSE(ShareAServer({"a:1"}, {"a:2"}));
 }
