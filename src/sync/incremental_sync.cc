@@ -13,7 +13,9 @@ IncrementalSync::IncrementalSync(const core::Scope& scope, core::Sink& sink, Fen
       logger_(logger),
       clock_(clock),
       options_(std::move(options)),
-      trace_random_(options_.trace_seed) {
+      trace_random_(options_.trace_seed
+                        ? *options_.trace_seed
+                        : (uint64_t{std::random_device{}()} << 32) | std::random_device{}()) {
   if (ownership == nullptr) return;
   ownership::OwnershipRecorderOptions recorder = options_.recorder;
   recorder.on_reachable = [this] { OnOwnershipStoreBack(); };

@@ -31,6 +31,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -71,7 +72,9 @@ struct IncrementalSyncOptions {
   // Called with the path and point of every delete just before it goes to the writer (on the
   // thread that sends it); must be quick (RecentDeletes::Note).
   std::function<void(const std::string& path, int64_t point)> on_delete_sent;
-  uint64_t trace_seed = 0x7ace;
+  // Seeds the trace ids; unset: std::random_device, so that ids differ between processes, runs
+  // and the directions of one process (zk2zk).
+  std::optional<uint64_t> trace_seed;
   // The recorder's batching and backoff; its callbacks are IncrementalSync's own.
   ownership::OwnershipRecorderOptions recorder;
   // The debug line logged for each announced change (e.g. "zookeeper event").

@@ -240,6 +240,33 @@ TEST_F(IncrementalSyncTest, AppliedChangesCarryTheSinkKeyVersionAndOutcome) {
   EXPECT_NE(changes[0].trace_id, changes[1].trace_id);
 }
 
+// Trace ids tie a change's log lines and audit line together: a restarted process (or the other
+// direction of zk2zk) must not hand out the same ones.
+TEST_F(IncrementalSyncTest, EachInstanceDrawsItsOwnTraceIds) {
+  source_.Put("/dubbo/a", "1");
+  ASSERT_TRUE(WaitForValue("/dubbo/a", "1"));
+  ASSERT_TRUE(sync_->WaitIdle(seconds(10)));
+  IncrementalSyncOptions options;
+  options.on_change = [this](const AppliedChange& change) {
+    std::lock_guard lock(mutex_);
+    changes_.push_back(change);
+  };
+  auto restarted =
+      std::make_unique<IncrementalSync>(scope_, sink_, *writer_, nullptr, logger_, clock_, options);
+  restarted->SetSource(&source_);
+  sync_->Stop();
+  forwarder_.sync_ = restarted.get();
+  source_.Put("/dubbo/b", "1");
+  ASSERT_TRUE(WaitForValue("/dubbo/b", "1"));
+  ASSERT_TRUE(restarted->WaitIdle(seconds(10)));
+  source_.Close();
+  restarted->Stop();
+  const std::vector<AppliedChange> changes = Changes();
+  ASSERT_EQ(changes.size(), 2u);
+  // Each instance's first id.
+  EXPECT_NE(changes[0].trace_id, changes[1].trace_id);
+}
+
 TEST_F(IncrementalSyncTest, AFailedWriteIsReportedWithItsError) {
   sink_.SetFence(core::Fence{"/election/other", 1});
   writer_->SetLeader(core::Fence{"/election/me", 2});
