@@ -59,6 +59,10 @@ class Services {
   }
   void Stop() {
     std::lock_guard lock(mutex_);
+    // Neither campaigns again when the other, stopping first, resigns their shared election.
+    for (sync::SyncService* service : {forward_, reverse_}) {
+      if (service != nullptr) service->StopCampaigning();
+    }
     if (forward_ != nullptr) forward_->Stop();
     if (reverse_ != nullptr) reverse_->Stop();
   }

@@ -384,6 +384,11 @@ TEST_F(Zk2ZkE2eTest, CopiesBothWaysFollowsChangesAndNeverLoops) {
   EXPECT_TRUE(sync->WaitForLog("progress", 1, seconds(5))) << sync->Log();
   EXPECT_NE(sync->Log().find("source_nodes="), std::string::npos);
   EXPECT_EQ(sync->Terminate(seconds(20)), 0) << sync->Log();
+  // The direction that stops second does not campaign again when the first resigns the lock.
+  const std::string log = sync->Log();
+  const size_t stopping = log.find("signal received");
+  ASSERT_NE(stopping, std::string::npos) << log;
+  EXPECT_EQ(log.find("campaigning for leadership", stopping), std::string::npos) << log;
   std::ifstream audit_file(dir->File(audit));
   std::stringstream audit_buffer;
   audit_buffer << audit_file.rdbuf();

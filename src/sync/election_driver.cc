@@ -32,7 +32,7 @@ void ElectionDriver::FenceFailed(const std::string& reason, std::optional<core::
 }
 
 std::optional<std::chrono::steady_clock::time_point> ElectionDriver::NextCampaignAt() const {
-  if (election_ == nullptr || leader_ || campaigning_) return std::nullopt;
+  if (election_ == nullptr || leader_ || campaigning_ || no_campaigns_.load()) return std::nullopt;
   return next_campaign_at_;
 }
 
@@ -66,7 +66,9 @@ void ElectionDriver::Poll() {
         break;
     }
   }
-  if (!leader_ && !campaigning_ && clock_.Now() >= next_campaign_at_) StartCampaign();
+  if (!leader_ && !campaigning_ && !no_campaigns_.load() && clock_.Now() >= next_campaign_at_) {
+    StartCampaign();
+  }
 }
 
 void ElectionDriver::StartCampaign() {
@@ -112,7 +114,9 @@ void ElectionDriver::BecomeLeader(core::Fence fence) {
 }
 
 void ElectionDriver::StepDown(const std::string& reason) {
-  if (leader_) {
+  if (no_campaigns_.load()) {
+    if (leader_ || campaigning_) logger_.Info("leadership ended: stopping", {{"reason", reason}});
+  } else if (leader_) {
     logger_.Warn("leadership lost: standing by", {{"reason", reason}});
   } else {
     logger_.Warn("campaign ended; campaigning again", {{"reason", reason}});

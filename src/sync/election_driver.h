@@ -15,6 +15,11 @@
 //     the first time (losing a lease to an outage is no reason to wait once the server answers);
 //     repeated step-downs back off.
 //
+//   - After StopCampaigning() (the process stops), no campaign starts, and StepDown logs
+//     "leadership ended: stopping" at info level instead of campaigning again: another service of
+//     the process that resigns a shared election (zk2zk) must not make this one take a new lock
+//     on its way out.
+//
 // Without an election (null), the process always leads: Active() is true, Poll() does nothing and
 // nothing is ever enqueued.
 //
@@ -24,6 +29,7 @@
 // the owner's mutex held (they take it themselves); the hooks may take it too.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -71,6 +77,8 @@ class ElectionDriver {
   void Poll();
   // Stops leading (or campaigning) at once, for `reason`; campaigns again later. Run thread.
   void StepDown(const std::string& reason);
+  // No campaign starts from now on (any thread): the process is stopping.
+  void StopCampaigning() { no_campaigns_.store(true); }
   // A write's leadership fence failed (any thread): once handled, a leader steps down, unless
   // `fence` (the one the write carried) is not the current leadership's: a write of an earlier
   // term that waited out an outage must not depose the term won since.
@@ -118,6 +126,7 @@ class ElectionDriver {
   std::chrono::steady_clock::time_point next_campaign_at_{};
 
   std::deque<Event> events_;  // guarded by mutex_
+  std::atomic<bool> no_campaigns_{false};
 };
 
 }  // namespace zk2etcd::sync

@@ -80,7 +80,10 @@ SyncService::~SyncService() {
   incremental_.StopOwnershipUpdates();
 }
 
+void SyncService::StopCampaigning() { election_driver_.StopCampaigning(); }
+
 void SyncService::Stop() {
+  StopCampaigning();
   cancel_.store(true);
   {
     std::lock_guard lock(mutex_);

@@ -95,7 +95,11 @@ class SyncService {
 
   // Runs until Stop(). Returns an error only for conditions that retrying cannot fix.
   Result<void, std::string> Run();
+  // Makes Run return soon (thread-safe, does not wait); implies StopCampaigning().
   void Stop();
+  // No new campaign for leadership from now on (thread-safe): for a process that stops several
+  // services sharing one election, so that none campaigns again when another resigns it.
+  void StopCampaigning();
   // Asks for a reconciliation as soon as possible.
   void RequestReconcile();
   // Changes the period of full syncs from the next one on (SIGHUP). Thread-safe.

@@ -21,6 +21,7 @@
 #include "core/testing/in_memory_sink.h"
 #include "core/testing/in_memory_source.h"
 #include "ops/log.h"
+#include "sync/shared_election.h"
 
 namespace zk2etcd::sync {
 namespace {
@@ -362,6 +363,39 @@ TEST_F(SyncServiceTest, AnOpenFailingForNowIsRetried) {
   replica.Start();
   ASSERT_TRUE(WaitForValue("/dubbo/a", "1"));
   EXPECT_TRUE(replica.Stop().ok());
+}
+
+// Two services of one process under one shared election (zk2zk's two directions): once the
+// process stops, the one that stops second does not campaign again when the first resigns.
+TEST_F(SyncServiceTest, ServicesStoppingTogetherDoNotCampaignAgainWhenOneResigns) {
+  auto group = std::make_shared<core::memory::InMemoryElectionGroup>();
+  core::memory::InMemoryElection real(group, "p");
+  auto shared = std::make_unique<SharedElection>(real, 2);
+  auto forward = std::make_unique<Replica>(scope_, sink_, logger_, clock_, &shared->member(0));
+  auto reverse = std::make_unique<Replica>(scope_, sink_, logger_, clock_, &shared->member(1));
+  forward->Start();
+  reverse->Start();
+  ASSERT_TRUE(WaitFor(
+      [&] { return forward->service().Status().leader && reverse->service().Status().leader; },
+      kWait));
+  forward->service().StopCampaigning();
+  reverse->service().StopCampaigning();
+  EXPECT_TRUE(forward->Stop().ok());  // resigns the shared election: the reverse's ends
+  ASSERT_TRUE(WaitFor([&] { return !reverse->service().Status().leader; }, kWait));
+  std::this_thread::sleep_for(milliseconds(300));  // the election's retry is at most 100 ms
+  EXPECT_EQ(group->Campaigns(), 0u);
+  EXPECT_FALSE(reverse->service().Status().campaigning);
+  EXPECT_TRUE(reverse->Stop().ok());
+  bool ended = false;
+  for (const std::string& line : log_sink_->Lines()) {
+    ended |= line.find("leadership ended: stopping") != std::string::npos;
+    EXPECT_EQ(line.find("campaigning again"), std::string::npos) << line;
+    EXPECT_EQ(line.find("leadership lost"), std::string::npos) << line;
+  }
+  EXPECT_TRUE(ended);
+  reverse.reset();
+  forward.reset();
+  shared.reset();
 }
 
 class ElectionTest : public SyncServiceTest {
