@@ -175,6 +175,7 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
   // Copies bound to leases expired while no mirror ran: reconcile even when resuming.
   options.reconcile_on_resume = reconcile_for_leases;
   options.drain_timeout = config.shutdown_timeout;
+  options.source_name = "source etcd";
   // The engine logs each reconciliation ("reconciliation done" with its counts, or "reconciliation
   // failed; retrying"); here only the metrics.
   options.on_reconcile = [ops, &clock](sync::ReconcileCause cause, const auto& result) {

@@ -408,6 +408,56 @@ TEST_F(Etcd2EtcdE2eTest, EachServerPausedDuringWritesConverges) {
   EXPECT_EQ(mirror->Terminate(seconds(20)), 0) << mirror->Log();
 }
 
+// The source killed and started again: the outage shows in the metric and in /readyz, is
+// logged once when it starts and once when it ends (not at every reconnect attempt), and the
+// mirror catches up.
+TEST_F(Etcd2EtcdE2eTest, ASourceOutageIsReportedOnceAndCaughtUp) {
+  Put("outage/before", "1");
+  auto mirror = std::make_unique<Zk2etcdProcess>(Args("sync"));
+  ASSERT_FIXTURE_OK(mirror->Start());
+  ASSERT_TRUE(Converges()) << mirror->Log();
+  ASSERT_TRUE(Eventually([&] { return HttpPort(*mirror) != 0; }, seconds(20))) << mirror->Log();
+  const int port = HttpPort(*mirror);
+  ASSERT_TRUE(Eventually([&] { return Http(port, "/readyz").status == 200; }, seconds(20)));
+  const auto source_connected = [&](const char* value) {
+    return Http(port, "/metrics")
+               .body.find(std::string("zk2etcd_mirror_source_connected ") + value + "\n") !=
+           std::string::npos;
+  };
+  EXPECT_TRUE(source_connected("1"));
+  EtcdServer& source = *servers_->source;
+  source.Kill9();
+  // Whatever happens below, the other tests get their source back.
+  struct StartAgain {
+    EtcdServer& server;
+    ~StartAgain() {
+      if (!server.running()) (void)server.Restart();
+    }
+  } start_again{source};
+  EXPECT_TRUE(Eventually([&] { return source_connected("0"); }, seconds(20))) << mirror->Log();
+  const HttpResult ready = Http(port, "/readyz");
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_NE(ready.body.find("source etcd not connected"), std::string::npos) << ready.body;
+  std::this_thread::sleep_for(seconds(3));  // reconnect attempts: 50 ms doubling up to 2 s
+  ASSERT_FIXTURE_OK(source.Restart());
+  EXPECT_TRUE(Eventually([&] { return source_connected("1"); }, seconds(30))) << mirror->Log();
+  ASSERT_TRUE(
+      Eventually([&] { return source_->Put(prefix_ + "outage/after", "2").ok(); }, seconds(20)));
+  ASSERT_TRUE(Converges()) << mirror->Log();
+  EXPECT_TRUE(Eventually([&] { return Http(port, "/readyz").status == 200; }, seconds(20)));
+  EXPECT_EQ(mirror->Terminate(seconds(20)), 0) << mirror->Log();
+  const std::string log = mirror->Log();
+  const auto count = [&](const std::string& text) {
+    size_t n = 0;
+    for (size_t at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("source etcd unreachable; retrying"), 1u) << log;
+  EXPECT_EQ(count("source etcd answers again"), 1u) << log;
+  EXPECT_EQ(count("etcd watch interrupted; resuming"), 1u) << log;
+  EXPECT_EQ(count("etcd watch resumed"), 1u) << log;
+}
+
 // Two replicas; the leader is killed during writes; the standby takes over within the lease,
 // says how long it took, and no key is lost or stale.
 TEST_F(Etcd2EtcdE2eTest, LeaderFailoverDuringWritesLosesNothing) {

@@ -224,6 +224,10 @@ struct WatchRequest {
   std::string range_end;       // as in RangeRequest
   int64_t start_revision = 0;  // 0: from now on
   bool prev_kv = false;
+  // Also call back, without events, when the stream is interrupted (the first failed attempt of
+  // a run: WatchEvents::interrupted) and when it is watching again after that (resumed), so that
+  // the watcher can tell that its source is unreachable. The stream resumes by itself either way.
+  bool report_interruptions = false;
 
   static WatchRequest Prefix(std::string prefix, int64_t start_revision);
 };
@@ -240,6 +244,11 @@ struct WatchEvent {
 struct WatchEvents {
   int64_t header_revision = 0;
   std::vector<WatchEvent> events;
+  // WatchRequest::report_interruptions only, each time without events: the error that
+  // interrupted the stream (set once per interruption, however many attempts follow), or
+  // `resumed` once it watches again.
+  std::optional<std::string> interrupted;
+  bool resumed = false;
 };
 
 // ---------------------------------------------------------------------------------------------

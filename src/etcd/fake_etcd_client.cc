@@ -782,8 +782,36 @@ void FakeEtcdClient::SetUnavailable(bool unavailable) {
     // The last keep-alive before the outage: leases run out one TTL from now.
     store_->ExpireLeases();
   }
+  // Watches that report interruptions hear of the outage at once, and of its end before the
+  // events it held (as the real client's stream says "resumed" when it is created again).
+  std::vector<std::function<void()>> notices;
+  {
+    std::lock_guard store_lock(store_->mutex_);
+    for (const auto& subscription : store_->subscriptions_) {
+      if (subscription->client != this || subscription->done ||
+          subscription->kind != Subscription::Kind::kWatch ||
+          !subscription->watch.report_interruptions) {
+        continue;
+      }
+      notices.push_back(
+          [gate = subscription->gate, callback = subscription->watch_callback, unavailable] {
+            std::lock_guard gate_lock(gate->mutex);
+            if (gate->cancelled || gate->ended) return;
+            WatchEvents notice;
+            if (unavailable) {
+              notice.interrupted = "etcd unavailable (fake)";
+            } else {
+              notice.resumed = true;
+            }
+            callback(std::move(notice));
+          });
+    }
+  }
   {
     std::lock_guard lock(mutex_);
+    if (unavailable_ != unavailable) {
+      for (auto& notice : notices) tasks_.push_back(std::move(notice));
+    }
     unavailable_ = unavailable;
     if (!unavailable) {
       for (auto& task : held_stream_tasks_) tasks_.push_back(std::move(task));

@@ -103,6 +103,20 @@ bool WatchStream::HandleResponse() {
   if (response_.created()) {
     client_->Log(ops::LogLevel::kDebug, "etcd watch created",
                  {{"key", request_.key}, {"start_revision", next_revision_}});
+    if (failures_ > 0) {
+      client_->Log(ops::LogLevel::kInfo, "etcd watch resumed",
+                   {{"key", request_.key},
+                    {"endpoint", client_->endpoint(endpoint_).name},
+                    {"failed_attempts", failures_},
+                    {"next_revision", next_revision_}});
+      if (request_.report_interruptions) {
+        Deliver([this] {
+          WatchEvents resumed;
+          resumed.resumed = true;
+          callback_(std::move(resumed));
+        });
+      }
+    }
     failures_ = 0;
     reauthenticated_ = false;
     if (next_revision_ == 0) next_revision_ = response_.header().revision() + 1;
@@ -156,12 +170,24 @@ void WatchStream::AfterStream() {
     return;
   }
   const milliseconds delay = NoteFailure(error);
-  client_->Log(ops::LogLevel::kWarn, "etcd watch interrupted; resuming",
+  // A warning for the first failed attempt of an interruption; its retries are debug lines, and
+  // "etcd watch resumed" ends it.
+  const bool first = failures_ == 1;
+  client_->Log(first ? ops::LogLevel::kWarn : ops::LogLevel::kDebug,
+               first ? "etcd watch interrupted; resuming" : "etcd watch still interrupted",
                {{"key", request_.key},
                 {"endpoint", client_->endpoint(endpoint_).name},
                 {"error", error.message},
                 {"next_revision", next_revision_},
+                {"attempt", failures_},
                 {"delay_ms", static_cast<int64_t>(delay.count())}});
+  if (first && request_.report_interruptions) {
+    Deliver([this, message = error.message] {
+      WatchEvents interrupted;
+      interrupted.interrupted = message;
+      callback_(std::move(interrupted));
+    });
+  }
   if (!SetAlarm(delay, &alarm_tag_)) Fail(CancelledError());
 }
 

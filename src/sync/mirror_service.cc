@@ -194,12 +194,14 @@ void MirrorService::HandleSourceEvents() {
       case core::SourceEventType::kConnected:
         break;
       case core::SourceEventType::kDisconnected: {
+        logger_.Warn(options_.source_name + " unreachable; retrying", {{"reason", event.reason}});
         std::lock_guard lock(mutex_);
         status_.source_connected = false;
         break;
       }
       case core::SourceEventType::kReconnected: {
         // An ordered stream resumes where it was: nothing to do but say so.
+        logger_.Info(options_.source_name + " answers again", {{"reason", event.reason}});
         std::lock_guard lock(mutex_);
         status_.source_connected = true;
         break;

@@ -93,6 +93,9 @@ struct MirrorServiceOptions {
   std::chrono::milliseconds retry_max{500};
   // How long Stop() lets queued change sets be applied.
   std::chrono::milliseconds drain_timeout{10000};
+  // The source, as the lines about its outages name it ("<source_name> unreachable; retrying",
+  // "<source_name> answers again").
+  std::string source_name = "source";
   // Called after every reconciliation (on the Run thread).
   std::function<void(ReconcileCause, const Result<ReconcileReport, ReconcileError>&)> on_reconcile;
   // Called after every applied batch (on the Run thread).

@@ -336,6 +336,30 @@ TEST_F(MirrorServiceTest, ASinkOutageIsRetriedAndNothingIsLost) {
   }
 }
 
+// An interrupted change stream (its server unreachable) shows in the status and is logged once
+// when it starts and once when it ends; the stream then goes on.
+TEST_F(MirrorServiceTest, ASourceOutageShowsInTheStatusAndIsLoggedWhenItStartsAndEnds) {
+  source_.Put("/registry/a", "1");
+  Mirror mirror(scope_, source_, sink_, logger_, clock_);
+  mirror.Start();
+  ASSERT_TRUE(WaitFor([&] { return mirror.reports().size() == 1; }, kWait));
+  EXPECT_TRUE(mirror.service().Status().source_connected);
+  source_.Disconnect();
+  ASSERT_TRUE(WaitFor([&] { return !mirror.service().Status().source_connected; }, kWait));
+  source_.Reconnect();
+  ASSERT_TRUE(WaitFor([&] { return mirror.service().Status().source_connected; }, kWait));
+  source_.Put("/registry/b", "2");
+  ASSERT_TRUE(WaitFor([&] { return Converged(); }, kWait));
+  EXPECT_TRUE(mirror.Stop().ok());
+  int unreachable = 0, back = 0;
+  for (const std::string& line : log_sink_->Lines()) {
+    unreachable += line.find("source unreachable; retrying") != std::string::npos;
+    back += line.find("source answers again") != std::string::npos;
+  }
+  EXPECT_EQ(unreachable, 1);
+  EXPECT_EQ(back, 1);
+}
+
 TEST_F(MirrorServiceTest, OnlyTheLeaderWritesAndANewLeadershipResumesFromTheCheckpoint) {
   auto group = std::make_shared<core::memory::InMemoryElectionGroup>();
   group->AttachSink(&sink_);

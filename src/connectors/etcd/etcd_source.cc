@@ -251,10 +251,11 @@ core::SourceResult<void> EtcdSource::OpenAfter(core::SourceListener& listener, i
   });
   if (options_.change_stream) {
     // The callback never runs inline, and only posts to the delivery thread (no mutex_).
-    watch_ = client_.Watch(etcd::WatchRequest::Prefix(prefix_, point + 1),
-                           [this, epoch](etcd::EtcdResult<etcd::WatchEvents> result) {
-                             OnWatchResult(epoch, std::move(result));
-                           });
+    etcd::WatchRequest request = etcd::WatchRequest::Prefix(prefix_, point + 1);
+    request.report_interruptions = true;  // kDisconnected and kReconnected
+    watch_ = client_.Watch(request, [this, epoch](etcd::EtcdResult<etcd::WatchEvents> result) {
+      OnWatchResult(epoch, std::move(result));
+    });
   }
   return {};
 }
@@ -339,6 +340,23 @@ void EtcdSource::Deliver(uint64_t epoch, etcd::EtcdResult<etcd::WatchEvents> res
     return;
   }
 
+  if (result->interrupted || result->resumed) {
+    // The stream resumes by itself from the next revision: nothing is missed meanwhile.
+    const std::string watch = "etcd: the watch of prefix " + Quoted(prefix_);
+    const core::SourceEvent event =
+        result->resumed ? core::SourceEvent{core::SourceEventType::kReconnected,
+                                            watch + " resumed where it stopped"}
+                        : core::SourceEvent{core::SourceEventType::kDisconnected,
+                                            watch + " was interrupted: " + *result->interrupted};
+    core::SourceListener* listener;
+    {
+      std::lock_guard lock(mutex_);
+      if (epoch != epoch_ || stream_ended_ || listener_ == nullptr) return;
+      listener = listener_;
+    }
+    listener->OnSourceEvent(event);
+    return;
+  }
   int64_t next_point;
   {
     std::lock_guard lock(mutex_);

@@ -10,7 +10,9 @@
 //     core::ChangeSets (one per revision, in revision order: a multi-key transaction or a
 //     DeleteRange is one ChangeSet) and handed to listener.OnChangeSet, each exactly once. The
 //     client's watch survives lost connections by itself, resuming after the last revision it
-//     delivered. When the watch ends for good the listener gets one SourceEvent and nothing
+//     delivered; the listener hears of it (kDisconnected when the watch is interrupted, once per
+//     interruption, and kReconnected when it watches again: nothing was missed). When the watch
+//     ends for good the listener gets one SourceEvent and nothing
 //     more: kCompacted (the watch fell behind a compaction while reconnecting: reconcile, then
 //     OpenAfter the snapshot's point), kFatal (credentials or permissions refused) or kLost
 //     (anything else: Close, then open again). Open(listener) is OpenAfter(CurrentPoint()).

@@ -300,6 +300,28 @@ TEST_F(EtcdSourceTest, OpenWatchesFromNow) {
   EXPECT_EQ(listener_.event_types(), std::vector<SourceEventType>{SourceEventType::kConnected});
 }
 
+// An outage of etcd interrupts the watch: the listener hears of it once, and of its end, and
+// the stream goes on where it stopped.
+TEST_F(EtcdSourceTest, AnInterruptedWatchIsReportedOnceAndGoesOnWhereItStopped) {
+  EtcdSource source(etcd_, "/registry");
+  ASSERT_TRUE(source.Open(listener_).ok());
+  ASSERT_TRUE(listener_.WaitForEvents(1));
+  etcd_.SetUnavailable(true);
+  ASSERT_TRUE(listener_.WaitForEvents(2));
+  etcd_.SetUnavailable(true);  // still the same outage
+  etcd_.SetUnavailable(false);
+  ASSERT_TRUE(listener_.WaitForEvents(3));
+  const int64_t revision = Put("/registry/after", "announced");
+  ASSERT_TRUE(listener_.WaitForSets(1));
+  source.Close();
+  EXPECT_EQ(listener_.event_types(), (std::vector<SourceEventType>{SourceEventType::kConnected,
+                                                                   SourceEventType::kDisconnected,
+                                                                   SourceEventType::kReconnected}));
+  EXPECT_NE(listener_.events()[1].reason.find("interrupted"), std::string::npos);
+  ASSERT_EQ(listener_.sets().size(), 1u);
+  EXPECT_EQ(listener_.sets()[0].point, revision);
+}
+
 TEST_F(EtcdSourceTest, OpenAfterACompactedPointFailsWithCompacted) {
   const int64_t point = Put("/registry/a", "1");
   Put("/registry/a", "2");
