@@ -176,6 +176,7 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
   options.reconcile_on_resume = reconcile_for_leases;
   options.drain_timeout = config.shutdown_timeout;
   options.source_name = "source etcd";
+  options.sink_name = "destination etcd";
   // The engine logs each reconciliation ("reconciliation done" with its counts, or "reconciliation
   // failed; retrying"); here only the metrics.
   options.on_reconcile = [ops, &clock](sync::ReconcileCause cause, const auto& result) {

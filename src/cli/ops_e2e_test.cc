@@ -199,9 +199,17 @@ TEST_F(OpsE2eTest, SigtermWhileZooKeeperDoesNotAnswerExitsWithinSeconds) {
   ASSERT_TRUE(port.ok());
   Zk2etcdProcess unreachable({"sync", "--zookeeper-servers=127.0.0.1:" + std::to_string(*port),
                               "--etcd-servers=" + etcd_->endpoint(), "--log-format=text",
-                              "--http-addr=127.0.0.1:0", "--leader-elect=false"});
+                              "--http-addr=127.0.0.1:0", "--leader-elect=false",
+                              "--log-level=debug"});
   ASSERT_FIXTURE_OK(unreachable.Start());
+  // Two attempts (a warning, then "... failed again" at debug level).
   ASSERT_TRUE(unreachable.WaitForLog("zookeeper connection attempt failed", 2, seconds(30)))
+      << unreachable.Log();
+  EXPECT_EQ(unreachable.Log().find("WARN zookeeper connection attempt failed again"),
+            std::string::npos)
+      << "every attempt was a warning:\n"
+      << unreachable.Log();
+  EXPECT_NE(unreachable.Log().find("WARN zookeeper connection attempt failed"), std::string::npos)
       << unreachable.Log();
   auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(unreachable.Terminate(seconds(40)), 0) << unreachable.Log();

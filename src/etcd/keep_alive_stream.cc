@@ -104,6 +104,10 @@ void KeepAliveStream::OnEvent(Event event, bool ok) {
       }
       ttl_seconds_ = response_.ttl();
       last_renewed_ = client_->clock().Now();
+      if (failures_ > 0) {
+        client_->Log(ops::LogLevel::kInfo, "etcd lease keep-alive resumed",
+                     {{"lease", id_}, {"failed_attempts", failures_}});
+      }
       failures_ = 0;
       reauthenticated_ = false;
       client_->Report(kOpLeaseKeepAlive, kSuccessLabel, last_renewed_ - sent_at_);
@@ -165,9 +169,15 @@ void KeepAliveStream::ContinueAfterStream() {
     return;
   }
   const milliseconds delay = NoteFailure(error);
-  client_->Log(ops::LogLevel::kWarn, "etcd lease keep-alive interrupted; reconnecting",
+  // A warning for the first failed attempt of an interruption; its retries are debug lines, and
+  // "etcd lease keep-alive resumed" ends it.
+  const bool first = failures_ == 1;
+  client_->Log(first ? ops::LogLevel::kWarn : ops::LogLevel::kDebug,
+               first ? "etcd lease keep-alive interrupted; reconnecting"
+                     : "etcd lease keep-alive still interrupted",
                {{"lease", id_},
                 {"error", error.message},
+                {"attempt", failures_},
                 {"delay_ms", static_cast<int64_t>(delay.count())}});
   connect_on_alarm_ = true;
   Arm(std::min(delay, Remaining()));

@@ -16,6 +16,11 @@ FencedWriter::FencedWriter(core::Sink& sink, FencedWriterOptions options, const 
           .min_window = std::min<size_t>(8, std::max<size_t>(1, options.max_txns_in_flight)),
           .max_window = std::max<size_t>(1, options.max_txns_in_flight),
           .initial_window = options.max_txns_in_flight}) {
+  if (options_.logger != nullptr) {
+    failure_log_.emplace(
+        (options_.log_name.empty() ? std::string(sink_.Name()) : options_.log_name) + " writes",
+        options_.failure_log_period);
+  }
   sender_ = std::thread([this] { SenderLoop(); });
 }
 
@@ -135,20 +140,11 @@ void FencedWriter::SenderLoop() {
     if (!completions_.empty() || !failure_lines_.empty()) {
       std::deque<Completion> ready;
       ready.swap(completions_);
-      std::vector<FailureLogLine> lines;
+      std::vector<ops::FailureLog::Line> lines;
       lines.swap(failure_lines_);
       lock.unlock();
-      for (const FailureLogLine& line : lines) {
-        if (line.error.empty()) {
-          options_.logger->Log(
-              line.level, line.message,
-              {{"failing_s", line.failing_s}, {"failed_batches", line.failed_batches}});
-        } else {
-          options_.logger->Log(line.level, line.message,
-                               {{"error", line.error},
-                                {"failing_s", line.failing_s},
-                                {"failed_batches", line.failed_batches}});
-        }
+      for (const ops::FailureLog::Line& line : lines) {
+        line.LogTo(*options_.logger, "failed_batches");
       }
       for (Completion& completion : ready) {
         if (completion.refused && on_refused_) {
@@ -224,37 +220,16 @@ void FencedWriter::OnBatchDone(std::vector<Entry> batch, size_t bytes, WindowSiz
 
 void FencedWriter::NoteForFailureLogLocked(const core::BatchResult& result,
                                            std::chrono::steady_clock::time_point now) {
-  if (options_.logger == nullptr) return;
-  const auto seconds_since = [now](std::chrono::steady_clock::time_point then) {
-    return std::chrono::duration<double>(now - then).count();
-  };
-  // Built only for a line: this runs for every batch.
-  const auto sink = [this] {
-    return options_.log_name.empty() ? std::string(sink_.Name()) : options_.log_name;
-  };
+  if (!failure_log_) return;
+  std::optional<ops::FailureLog::Line> line;
   if (result.ok()) {
-    if (!failing_since_) return;
-    if (failure_warned_) {
-      failure_lines_.push_back({ops::LogLevel::kInfo, sink() + " writes applied again", "",
-                                seconds_since(*failing_since_), failed_batches_});
-    }
-    failing_since_.reset();
-    failed_batches_ = 0;
-    failure_warned_ = false;
-    return;
+    line = failure_log_->OnSuccess(now);
+  } else if (result.error().Retryable() && !stopping_) {
+    // Only what is retried: a refused write and a lost leadership are reported where they end,
+    // and a stopping writer retries nothing.
+    line = failure_log_->OnFailure(now, result.error().message);
   }
-  // Only what is retried: a refused write and a lost leadership are reported where they end, and
-  // a stopping writer retries nothing.
-  if (!result.error().Retryable() || stopping_) return;
-  ++failed_batches_;
-  if (!failing_since_) failing_since_ = now;
-  if (failure_warned_at_ && now - *failure_warned_at_ < options_.failure_log_period) return;
-  failure_lines_.push_back(
-      {ops::LogLevel::kWarn,
-       sink() + (failure_warned_ ? " writes still failing; retrying" : " writes failing; retrying"),
-       result.error().message, seconds_since(*failing_since_), failed_batches_});
-  failure_warned_ = true;
-  failure_warned_at_ = now;
+  if (line) failure_lines_.push_back(std::move(*line));
 }
 
 void FencedWriter::HandleBatchDoneLocked(std::vector<Entry>& batch, const core::BatchResult& result,

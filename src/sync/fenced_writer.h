@@ -33,6 +33,7 @@
 #include "common/rate_limiter.h"
 #include "common/result.h"
 #include "core/sink.h"
+#include "ops/failure_log.h"
 #include "ops/log.h"
 #include "sync/window_sizer.h"
 
@@ -192,20 +193,10 @@ class FencedWriter {
   std::chrono::steady_clock::time_point rate_ready_at_{};  // the rate limiter's
   bool stopping_ = false;
 
-  // The failure log (NoteForFailureLogLocked): the current run of failed batches, when the last
-  // warning went, and the lines the sender thread logs next.
-  struct FailureLogLine {
-    ops::LogLevel level;
-    std::string message;
-    std::string error;  // empty on the "applied again" line
-    double failing_s = 0;
-    uint64_t failed_batches = 0;
-  };
-  std::optional<std::chrono::steady_clock::time_point> failing_since_;
-  uint64_t failed_batches_ = 0;
-  bool failure_warned_ = false;  // a warning was logged in the current run
-  std::optional<std::chrono::steady_clock::time_point> failure_warned_at_;
-  std::vector<FailureLogLine> failure_lines_;
+  // The failure log (NoteForFailureLogLocked; with a logger only), and the lines the sender
+  // thread logs next.
+  std::optional<ops::FailureLog> failure_log_;
+  std::vector<ops::FailureLog::Line> failure_lines_;
 
   std::thread sender_;
 };

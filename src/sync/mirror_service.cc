@@ -74,6 +74,9 @@ MirrorService::MirrorService(const core::Scope& scope, core::Source& source, cor
       logger_(logger),
       clock_(clock),
       options_(std::move(options)),
+      apply_failures_(
+          (options_.sink_name.empty() ? std::string(sink.Name()) : options_.sink_name) + " writes",
+          std::chrono::seconds(60)),
       reconciler_(scope, sink, &writer, /*ownership=*/nullptr, logger, clock),
       listener_(std::make_unique<Listener>(*this)),
       retry_backoff_(
@@ -421,8 +424,11 @@ bool MirrorService::ApplyBatch(std::vector<core::SinkWrite> writes, int64_t chec
       election_driver_.StepDown("the leadership fence failed");
       return false;
     }
-    logger_.Warn("applying changes failed; retrying",
-                 {{"sink", sink_.Name()}, {"writes", keys.size()}, {"error", error.message}});
+    // Logged when the failures start, at most once a minute while they last, and when a batch
+    // applies again (ops::FailureLog): not at every retry.
+    if (auto line = apply_failures_.OnFailure(now, error.message)) {
+      line->LogTo(logger_, "failed_batches");
+    }
     if (options_.on_applied) {
       batch.failed = keys.size();
       options_.on_applied(batch);
@@ -449,6 +455,7 @@ bool MirrorService::ApplyBatch(std::vector<core::SinkWrite> writes, int64_t chec
       logger_.Debug("change of a foreign key left alone", {{"key", keys[i]}});
     }
   }
+  if (auto line = apply_failures_.OnSuccess(now)) line->LogTo(logger_, "failed_batches");
   applied_point_ = std::max(applied_point_, checkpoint);
   retry_backoff_.Reset();
   {

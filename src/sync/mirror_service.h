@@ -50,6 +50,7 @@
 #include "core/scope.h"
 #include "core/sink.h"
 #include "core/source.h"
+#include "ops/failure_log.h"
 #include "ops/log.h"
 #include "sync/election_driver.h"
 #include "sync/fenced_writer.h"
@@ -96,6 +97,9 @@ struct MirrorServiceOptions {
   // The source, as the lines about its outages name it ("<source_name> unreachable; retrying",
   // "<source_name> answers again").
   std::string source_name = "source";
+  // The sink, as the lines about failing writes name it ("<sink_name> writes failing; retrying");
+  // empty: Sink::Name().
+  std::string sink_name;
   // Called after every reconciliation (on the Run thread).
   std::function<void(ReconcileCause, const Result<ReconcileReport, ReconcileError>&)> on_reconcile;
   // Called after every applied batch (on the Run thread).
@@ -173,6 +177,7 @@ class MirrorService {
   ops::Logger& logger_;
   const Clock& clock_;
   const MirrorServiceOptions options_;
+  ops::FailureLog apply_failures_;  // Run thread
   Reconciler reconciler_;
   std::unique_ptr<Listener> listener_;
 

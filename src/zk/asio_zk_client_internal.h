@@ -209,6 +209,9 @@ class AsioZkClient final : public ZkClient {
   std::string last_error_;
   std::string connect_frame_;
   SteadyTime disconnected_since_{};
+  // Connection attempts that failed since the last handshake: the first is a warning, the rest
+  // debug lines, so that an outage is not a warning every few hundred milliseconds.
+  int64_t failed_attempts_ = 0;
   std::deque<std::unique_ptr<Request>> pending_;    // waiting to be sent, in order
   std::deque<std::unique_ptr<Request>> in_flight_;  // sent, answered in this order
   size_t window_used_ = 0;

@@ -215,8 +215,10 @@ void AsioZkClient::HandleHandshake(std::string_view frame) {
                               : "zookeeper session reconnected",
                           {{"server", current_server_},
                            {"session_id", FormatSessionId(session_.session_id())},
-                           {"timeout_ms", static_cast<int64_t>(session_.timeout().count())}});
+                           {"timeout_ms", static_cast<int64_t>(session_.timeout().count())},
+                           {"failed_attempts", failed_attempts_}});
   }
+  failed_attempts_ = 0;
   const bool reconnected = event.type == SessionEventType::kReconnected;
   DeliverSessionEvent(std::move(event));
   // Credentials first, then the watches, then the waiting requests.
@@ -507,9 +509,15 @@ void AsioZkClient::ConnectionFailed(std::string reason, bool timed_out) {
     }
     DeliverSessionEvent(session_.OnConnectionLost(now, current_server_, reason));
   } else {
+    ++failed_attempts_;
     if (options_.logger != nullptr) {
-      options_.logger->Warn("zookeeper connection attempt failed",
-                            {{"server", current_server_}, {"reason", reason}});
+      // The first of an outage; the next ones (the servers tried in turn, with backoff) are debug
+      // lines until a handshake succeeds ("failed_attempts" on its line).
+      options_.logger->Log(
+          failed_attempts_ == 1 ? ops::LogLevel::kWarn : ops::LogLevel::kDebug,
+          failed_attempts_ == 1 ? "zookeeper connection attempt failed"
+                                : "zookeeper connection attempt failed again",
+          {{"server", current_server_}, {"reason", reason}, {"attempt", failed_attempts_}});
     }
     session_.OnAttemptFailed(timed_out);
     hosts_.OnAttemptFailed();
