@@ -79,6 +79,9 @@ void MirrorOperations::Attach(sync::MirrorService* service, const sync::FencedWr
       {}, [service] { return static_cast<double>(service->Status().queued_change_sets); });
 }
 
+// A batch of changes unanswered this long makes the leader not ready.
+constexpr std::chrono::seconds kUnanswered{5};
+
 ops::HttpResponse MirrorOperations::Ready() const {
   const sync::MirrorService* service = service_.load();
   const sync::FencedWriter* writer = writer_.load();
@@ -87,8 +90,11 @@ ops::HttpResponse MirrorOperations::Ready() const {
   std::vector<std::string> missing;
   if (status.leader) {
     if (!status.source_connected) missing.push_back("source etcd not connected");
-    if (writer != nullptr && writer->retrying())
+    // A failed write waiting to be retried, or a batch unanswered for a while (the client
+    // retries a call against a destination that does not answer until its deadline).
+    if ((writer != nullptr && writer->retrying()) || status.unanswered_for >= kUnanswered) {
       missing.push_back("destination etcd not answering");
+    }
     if (!status.first_sync_done) missing.push_back("not caught up yet");
   } else if (!status.campaigning) {
     missing.push_back("neither leading nor campaigning");

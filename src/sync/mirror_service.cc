@@ -114,7 +114,13 @@ MirrorStatus MirrorService::Status() const {
   std::lock_guard lock(mutex_);
   MirrorStatus status = status_;
   status.queued_change_sets = queue_.size();
-  if (!queue_.empty()) status.oldest_queued_age = clock_.Now() - queue_.front().arrived;
+  const auto now = clock_.Now();
+  if (!queue_.empty()) status.oldest_queued_age = now - queue_.front().arrived;
+  if (applying_since_) {
+    status.oldest_queued_age =
+        std::max<std::chrono::nanoseconds>(status.oldest_queued_age, now - applying_oldest_);
+    status.unanswered_for = now - *applying_since_;
+  }
   return status;
 }
 
@@ -412,9 +418,18 @@ bool MirrorService::ApplyBatch(std::vector<core::SinkWrite> writes, int64_t chec
   for (const core::SinkWrite& write : writes) keys.push_back(write.key);
   const auto started = clock_.Now();
   std::promise<core::BatchResult> answered;
+  {
+    std::lock_guard lock(mutex_);
+    applying_since_ = started;
+    applying_oldest_ = oldest;
+  }
   checkpoints_.ApplyAtomicAsync(std::move(writes), checkpoint, election_driver_.leader(),
                                 [&answered](core::BatchResult r) { answered.set_value(r); });
   core::BatchResult result = answered.get_future().get();
+  {
+    std::lock_guard lock(mutex_);
+    applying_since_.reset();
+  }
   const auto now = clock_.Now();
   batch.duration = now - started;
   batch.delay = now - oldest;

@@ -118,8 +118,11 @@ struct MirrorStatus {
   int64_t checkpoint = 0;    // the last point recorded in the sink
   int64_t latest_point = 0;  // the newest point the stream delivered
   size_t queued_change_sets = 0;
-  // How long the oldest queued change set has waited (0 when none).
+  // How long the oldest change set not yet applied has waited (0 when none): queued, or in the
+  // batch being applied.
   std::chrono::nanoseconds oldest_queued_age{0};
+  // How long the batch being applied has waited for the sink's answer (0 when none is).
+  std::chrono::nanoseconds unanswered_for{0};
   uint64_t changes_applied = 0;  // writes that applied
   std::chrono::system_clock::time_point last_reconcile_success{};
 };
@@ -198,6 +201,9 @@ class MirrorService {
   bool stop_ = false;
   std::atomic<bool> cancel_{false};
   bool reconcile_requested_ = false;
+  // The batch being applied (ApplyBatch): since when, and its oldest change set's arrival.
+  std::optional<std::chrono::steady_clock::time_point> applying_since_;  // guarded by mutex_
+  std::chrono::steady_clock::time_point applying_oldest_{};              // guarded by mutex_
   MirrorStatus status_;
   // Campaigns and follows the election; its events are queued under mutex_.
   ElectionDriver election_driver_;

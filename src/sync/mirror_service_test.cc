@@ -347,6 +347,28 @@ TEST_F(MirrorServiceTest, ASinkOutageIsRetriedAndNothingIsLost) {
 
 // An interrupted change stream (its server unreachable) shows in the status and is logged once
 // when it starts and once when it ends; the stream then goes on.
+// A batch the sink does not answer shows in the status: how long it has waited, and the lag of
+// its changes (they left the queue, but are not applied).
+TEST_F(MirrorServiceTest, ABatchTheSinkDoesNotAnswerShowsInTheStatus) {
+  Mirror mirror(scope_, source_, sink_, logger_, clock_);
+  mirror.Start();
+  ASSERT_TRUE(WaitFor([&] { return sink_.checkpoint().has_value(); }, kWait));
+  EXPECT_EQ(mirror.service().Status().unanswered_for.count(), 0);
+  sink_.PauseApplies();
+  source_.Put("/registry/a", "1");
+  ASSERT_TRUE(
+      WaitFor([&] { return mirror.service().Status().unanswered_for > milliseconds(200); }, kWait));
+  const MirrorStatus status = mirror.service().Status();
+  EXPECT_EQ(status.queued_change_sets, 0u);  // taken into the batch
+  EXPECT_GE(status.oldest_queued_age, status.unanswered_for);
+  sink_.ResumeApplies();
+  ASSERT_TRUE(WaitFor([&] { return CheckpointIs(source_.point()); }, kWait));
+  ASSERT_TRUE(
+      WaitFor([&] { return mirror.service().Status().unanswered_for.count() == 0; }, kWait));
+  EXPECT_EQ(mirror.service().Status().oldest_queued_age.count(), 0);
+  EXPECT_TRUE(mirror.Stop().ok());
+}
+
 TEST_F(MirrorServiceTest, ASourceOutageShowsInTheStatusAndIsLoggedWhenItStartsAndEnds) {
   source_.Put("/registry/a", "1");
   Mirror mirror(scope_, source_, sink_, logger_, clock_);
