@@ -162,8 +162,9 @@ void AddEtcd2EtcdFlags(FlagSet& flags, Etcd2EtcdFlags* v, MirrorCommand command)
     flags.AddDuration("reconcile-interval", &v->reconcile_interval, seconds(0),
                       "compare the whole range with the source and repair this often; 0s: only "
                       "at start and after a compaction");
-    flags.AddString("http-addr", &v->http_addr, ":80",
-                    "listen address of /metrics, /healthz, /readyz, /log and /reconcile");
+    flags.AddString(
+        "http-addr", &v->http_addr, ":80",
+        "listen address of /metrics, /healthz, /readyz, /log, /debug/config and /reconcile");
     flags.AddDuration("shutdown-timeout", &v->shutdown_timeout, seconds(10),
                       "on SIGTERM, how long queued changes may take to be applied");
   } else {

@@ -9,6 +9,7 @@
 
 #include "cli/config_file.h"
 #include "common/backoff.h"
+#include "zk/connect_string.h"
 
 namespace zk2etcd::cli {
 
@@ -170,6 +171,16 @@ Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
         return Unexpected{label + ": stopped while connecting"};
       }
       auto& probe = *answered;
+      if (probe.ok() && !probe->stat) {
+        // "/" is the chroot: without it every path would be created (or read as absent) in a
+        // tree that is not there.
+        (*client)->Close();
+        auto parsed = zk::ParseConnectString(options.connect_string);
+        return Unexpected{label + ": the chroot " +
+                          (parsed.ok() ? parsed->chroot : options.connect_string) +
+                          " of the connect string does not exist on that ensemble (create it, "
+                          "or fix the connect string)"};
+      }
       if (probe.ok()) {
         const zk::SessionInfo session = (*client)->session();
         logger.Info(label + " reachable",

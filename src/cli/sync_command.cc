@@ -241,7 +241,7 @@ Subcommand SyncCommand() {
                         "restart takes over its own stale leadership at once (default: the "
                         "hostname, a Kubernetes pod's name)");
         flags.AddString("http-addr", &values->http_addr, ":80",
-                        "listen address of /metrics, /healthz, /readyz and /log");
+                        "listen address of /metrics, /healthz, /readyz, /log and /debug/config");
         flags.AddDuration("shutdown-timeout", &values->shutdown_timeout, std::chrono::seconds(10),
                           "on SIGTERM, how long queued writes may take to finish");
         FlagSet* set = &flags;

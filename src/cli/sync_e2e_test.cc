@@ -268,6 +268,21 @@ TEST_F(SyncE2eTest, ZooKeeperOutageDeletesNothingAndFullSyncsAreNotDoubled) {
   int back_to_back = 0;
   for (size_t i = 1; i < starts.size(); ++i) back_to_back += starts[i] - starts[i - 1] < 0.5;
   EXPECT_LE(back_to_back, 1) << "the resume may add one reconciliation, not a pair per period";
+
+  // A chroot that does not exist would read as an empty tree and delete every key the tool
+  // wrote: sync stops with an error that names it, diff exits 2, and etcd keeps its keys.
+  const auto synced = Synced();
+  const std::string missing = "--zookeeper-servers=" + zookeeper_->address() + "/no-such-chroot";
+  Zk2etcdProcess chrooted(Args("sync", {missing, "--leader-elect=false"}));
+  EXPECT_EQ(chrooted.RunToCompletion(seconds(30)), 1) << chrooted.Log();
+  EXPECT_NE(chrooted.Log().find("chroot of the connect string does not exist"), std::string::npos)
+      << chrooted.Log();
+  Zk2etcdProcess diff(Args("diff", {missing}));
+  EXPECT_EQ(diff.RunToCompletion(seconds(30)), 2) << diff.Log();
+  EXPECT_NE(diff.Log().find("/no-such-chroot of the connect string does not exist"),
+            std::string::npos)
+      << diff.Log();
+  EXPECT_EQ(Synced(), synced);
 }
 
 TEST_F(SyncE2eTest, ForeignKeysSurviveAndKeysZooKeeperLostAreRemoved) {

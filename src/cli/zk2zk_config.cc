@@ -103,7 +103,7 @@ void AddZk2ZkFlags(FlagSet& flags, Zk2ZkFlags* v, Zk2ZkCommandKind command) {
                     "over its own stale lock node at once (default: the hostname, a Kubernetes "
                     "pod's name)");
     flags.AddString("http-addr", &v->http_addr, ":80",
-                    "listen address of /metrics, /healthz, /readyz and /log");
+                    "listen address of /metrics, /healthz, /readyz, /log and /debug/config");
     flags.AddDuration("shutdown-timeout", &v->shutdown_timeout, seconds(10),
                       "on SIGTERM, how long queued writes may take to finish");
     flags.AddString("audit-log", &v->audit_log, "",

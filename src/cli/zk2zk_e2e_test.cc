@@ -795,6 +795,26 @@ TEST_F(Zk2ZkE2eTest, AnUnreachableEnsembleIsRetriedAndLogged) {
 }
 
 // Bad input: one line and exit 2, before any connection (the servers named do not exist).
+// A chroot that does not exist on its ensemble is an error that names it (sync: exit 1 after the
+// start line; diff: exit 2), not a loop of failed creates.
+TEST_F(Zk2ZkE2eTest, AMissingChrootIsAnErrorThatNamesIt) {
+  const std::string chroot = "/no-such-chroot-" + name_;
+  for (const std::string command : {"sync", "diff"}) {
+    std::vector<std::string> args = Args(command);
+    for (std::string& arg : args) {
+      if (arg.starts_with("--target-servers=")) arg += chroot;
+    }
+    Zk2etcdProcess process(args);
+    EXPECT_EQ(process.RunToCompletion(seconds(30)), command == "sync" ? 1 : 2) << command << "\n"
+                                                                               << process.Log();
+    EXPECT_NE(process.Log().find("target zookeeper: the chroot " + chroot +
+                                 " of the connect string does not exist"),
+              std::string::npos)
+        << command << "\n"
+        << process.Log();
+  }
+}
+
 TEST_F(Zk2ZkE2eTest, BadInputIsOneLineAndExitTwo) {
   const std::vector<std::string> both = {"--source-servers=127.0.0.1:1",
                                          "--target-servers=127.0.0.1:2"};
@@ -809,6 +829,8 @@ TEST_F(Zk2ZkE2eTest, BadInputIsOneLineAndExitTwo) {
        "share a server: source and target must be different ensembles"},
       {{"zk2zk", "diff", "--source-servers=10.0.0.1:2181,127.0.0.1:1/a",
         "--target-servers=127.0.0.1:1/b"},
+       "share a server"},
+      {{"zk2zk", "sync", "--source-servers=127.0.0.2:1", "--target-servers=0.0.0.0:1"},
        "share a server"},
       {with("sync", {"--path=/dubbo,/dubbo/providers"}),
        "--path \"/dubbo/providers\" lies below --path \"/dubbo\""},

@@ -1,5 +1,7 @@
 #include "cli/zk2zk_operations.h"
 
+#include <algorithm>
+
 #include "common/build_values.h"
 
 namespace zk2etcd::cli {
@@ -100,9 +102,13 @@ void Zk2ZkOperations::OnReconcile(Direction direction,
   if (direction == Direction::kForward) {
     counts_.counted = true;
     counts_.source_nodes = report.source_entries;
-    counts_.target_nodes = report.sink_entries;
+    // What the target holds once the repairs are done: a first copy into an empty target
+    // counts its creates, not the empty listing.
+    const size_t removed =
+        std::min(report.fixed_deletes, report.sink_entries + report.fixed_creates);
+    counts_.target_nodes = report.sink_entries + report.fixed_creates - removed;
     metrics_.nodes->WithLabels({"source"}).Set(static_cast<double>(report.source_entries));
-    metrics_.nodes->WithLabels({"target"}).Set(static_cast<double>(report.sink_entries));
+    metrics_.nodes->WithLabels({"target"}).Set(static_cast<double>(counts_.target_nodes));
   } else {
     counts_.target_ephemerals = report.source_entries;
   }

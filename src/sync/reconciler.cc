@@ -705,6 +705,7 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
     writer_->Submit(std::move(write), [&, key = difference.key, path = difference.path,
                                        value = ownership_ != nullptr ? difference.source.value : "",
                                        is_put = difference.source.exists, adoption, type,
+                                       creates = difference.kind == Difference::Kind::kMissing,
                                        version](const WriteResult& result) {
       std::optional<int64_t> deleted_at;
       {
@@ -722,6 +723,7 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
             ++report.adopted;
           } else if (is_put) {
             ++report.fixed_puts;
+            if (creates) ++report.fixed_creates;
             if (ownership_ != nullptr) state.recorded.emplace_back(key, value);
             if (state.deleted_after) deleted_at = state.deleted_after(path, version);
           } else {

@@ -158,6 +158,7 @@ struct ReconcileReport {
   // Confirmed differences by kind (Difference::Kind as index), kept or not.
   std::array<size_t, kDifferenceKindCount> counts{};
   size_t fixed_puts = 0;
+  size_t fixed_creates = 0;  // of fixed_puts, those of keys the sink lacked (kMissing)
   size_t fixed_deletes = 0;
   size_t stale = 0;             // a newer write got there first: nothing to do
   size_t failed = 0;            // repairs that the sink refused

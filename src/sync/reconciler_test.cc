@@ -112,6 +112,7 @@ TEST_F(ReconcilerTest, AFirstSyncWritesEveryInScopeEntryOnce) {
   EXPECT_EQ(report.Count(Kind::kMissing), 10u);
   EXPECT_EQ(report.VisibleDifferences(), 10u);
   EXPECT_EQ(report.fixed_puts, 10u);
+  EXPECT_EQ(report.fixed_creates, 10u);
   EXPECT_EQ(report.fixed_deletes, 0u);
   EXPECT_EQ(report.failed, 0u);
   EXPECT_EQ(report.first_pass_differences, 10u);
@@ -156,6 +157,7 @@ TEST_F(ReconcilerTest, RepairsChangedAndMissingKeysAndRemovesExtrasItOwns) {
   EXPECT_EQ(report.Count(Kind::kExtra), 2u);
   EXPECT_EQ(report.Count(Kind::kOrphanMeta), 1u);
   EXPECT_EQ(report.fixed_puts, 3u);
+  EXPECT_EQ(report.fixed_creates, 1u);  // k2; k0 and k3 were there
   EXPECT_EQ(report.fixed_deletes, 3u);  // k1, the leftover, and the orphan record
   EXPECT_EQ(report.failed, 0u);
   EXPECT_EQ(sink_.Values(), Expected());

@@ -178,6 +178,13 @@ core::SourceResult<ZooKeeperSource::Opening> ZooKeeperSource::StartOpening(uint6
   // round trip further on. A new session sends both behind its handshake (asio_zk_client.h).
   // When the session is already connected (sync preconnects it), the walk's other sessions
   // connect meanwhile, unless this server was found without persistent watches before.
+  // "/" is the chroot when the connect string has one: a chroot that does not exist would read
+  // as an empty tree, and every key the job wrote would go (asked first, behind the handshake).
+  auto root = std::make_shared<std::promise<zk::ZkResult<zk::ExistsReply>>>();
+  opening.root = root->get_future();
+  client.Exists("/", /*watch=*/false, [root](zk::ZkResult<zk::ExistsReply> result) {
+    root->set_value(std::move(result));
+  });
   const bool persistent = options_.change_stream && !ClassicAsked();
   opening.head_mark = head_invalidations_.load();
   for (size_t i = 0; persistent && i < scope_.prefixes().size(); ++i) {
@@ -198,6 +205,12 @@ core::SourceResult<ZooKeeperSource::Opening> ZooKeeperSource::StartOpening(uint6
 core::SourceResult<void> ZooKeeperSource::FinishOpening(Opening& opening) {
   const uint64_t epoch = opening.epoch;
   std::shared_ptr<zk::ZkClient> client = opening.client;
+  if (auto root = opening.root.get(); root.ok() && !root->stat) {
+    Close();
+    return Unexpected{SourceError{SourceError::Code::kUnsupported,
+                                  "ZooKeeper: the chroot of the connect string does not exist on "
+                                  "the ensemble (create it, or fix the connect string)"}};
+  }
   bool classic = ClassicAsked();
   for (size_t i = 0; i < opening.watches.size(); ++i) {
     const std::string& prefix = scope_.prefixes()[i];

@@ -9,7 +9,8 @@
 // every ReadAsync set them, each in the read that sees the node. Session events become
 // SourceEvents: kConnected, kDisconnected, kReconnected (persistent watches do not replay what
 // changed meanwhile), kFatal (credentials refused), kLost (the session expired or ended: Close,
-// then Open a new one).
+// then Open a new one). Open() also checks that the session's "/" exists: a connect string's
+// chroot that does not exist is kUnsupported (its tree would read as empty).
 //
 // ReadSnapshot is the multiRead walk (zk_walker.h), Reread the batched second read, ReadAsync one
 // getData. Open() asks for every watch at once and sends the walk's first requests right behind
@@ -139,6 +140,8 @@ class ZooKeeperSource final : public core::Source {
   struct Opening {
     uint64_t epoch = 0;
     std::shared_ptr<zk::ZkClient> client;
+    // "/" of the session: the connect string's chroot, which must exist.
+    std::future<zk::ZkResult<zk::ExistsReply>> root;
     std::vector<std::future<zk::ZkResult<zk::Ack>>> watches;
     std::shared_ptr<WalkHead> head;
     uint64_t head_mark = 0;
