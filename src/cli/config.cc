@@ -6,6 +6,7 @@
 
 #include "cli/config_file.h"
 #include "common/strings.h"
+#include "zk/connect_string.h"
 
 namespace zk2etcd::cli {
 
@@ -60,6 +61,11 @@ bool ShareAServer(const std::vector<std::string>& a, const std::vector<std::stri
   return std::any_of(b.begin(), b.end(), [&](const std::string& endpoint) {
     return servers.count(NormalizedServer(endpoint)) > 0;
   });
+}
+
+std::string ChrootOf(std::string_view connect_string) {
+  auto parsed = zk::ParseConnectString(connect_string);
+  return parsed.ok() ? parsed->chroot : std::string();
 }
 
 Result<ZooKeeperServers, std::string> ParseZooKeeperServers(std::string_view flag,

@@ -131,6 +131,9 @@ Result<void, std::string> CheckDigest(std::string_view flag, std::string_view di
 // 0.0.0.0 and [::], through which a client reaches the loopback).
 bool ShareAServer(const std::vector<std::string>& a, const std::vector<std::string>& b);
 
+// The chroot of a ZooKeeper connect string ("host:port,host:port/chroot"), "" for none.
+std::string ChrootOf(std::string_view connect_string);
+
 // What a job's `diff` command takes besides its scope: --fix, --output (text or json) and
 // --connect-timeout, validated once for every job.
 struct DiffCommandOptions {

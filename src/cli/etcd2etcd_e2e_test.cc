@@ -397,16 +397,20 @@ TEST_F(Etcd2EtcdE2eTest, EachServerPausedDuringWritesConverges) {
     });
     std::this_thread::sleep_for(seconds(1));
     paused->Pause();
+    const auto paused_at = std::chrono::steady_clock::now();
     if (paused == servers_->dest.get()) {
-      // Changes wait for the destination: the leader is not ready (a batch unanswered 5 s).
-      std::this_thread::sleep_for(seconds(7));
-      const HttpResult ready = Http(HttpPort(*mirror), "/readyz");
-      EXPECT_EQ(ready.status, 503) << ready.body;
-      EXPECT_NE(ready.body.find("destination etcd not answering"), std::string::npos) << ready.body;
-      std::this_thread::sleep_for(seconds(3));
-    } else {
-      std::this_thread::sleep_for(seconds(10));
+      // Changes wait for the destination: the leader is not ready once a batch has waited 5 s.
+      HttpResult ready;
+      EXPECT_TRUE(Eventually(
+          [&] {
+            ready = Http(HttpPort(*mirror), "/readyz");
+            return ready.status == 503 &&
+                   ready.body.find("destination etcd not answering") != std::string::npos;
+          },
+          milliseconds(9500)))
+          << ready.status << " " << ready.body;
     }
+    std::this_thread::sleep_until(paused_at + seconds(10));
     paused->Resume();
     std::this_thread::sleep_for(seconds(2));
     writing.store(false);

@@ -9,7 +9,6 @@
 
 #include "cli/config_file.h"
 #include "common/backoff.h"
-#include "zk/connect_string.h"
 
 namespace zk2etcd::cli {
 
@@ -175,9 +174,7 @@ Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
         // "/" is the chroot: without it every path would be created (or read as absent) in a
         // tree that is not there.
         (*client)->Close();
-        auto parsed = zk::ParseConnectString(options.connect_string);
-        return Unexpected{label + ": the chroot " +
-                          (parsed.ok() ? parsed->chroot : options.connect_string) +
+        return Unexpected{label + ": the chroot " + ChrootOf(options.connect_string) +
                           " of the connect string does not exist on that ensemble (create it, "
                           "or fix the connect string)"};
       }

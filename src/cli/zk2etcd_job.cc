@@ -52,6 +52,7 @@ Zk2EtcdJob MakeZk2EtcdSourceSide(const Config& config,
   connectors::ZooKeeperSourceOptions source_options;
   source_options.watch_mode = options.watch_mode;
   source_options.change_stream = options.change_stream;
+  source_options.chroot = ChrootOf(config.zookeeper.connect_string);
   job.source = std::make_unique<connectors::ZooKeeperSource>(*job.zk_factory, config.scope, logger,
                                                              source_options);
   return job;

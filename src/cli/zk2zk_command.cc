@@ -59,12 +59,15 @@ class Services {
   }
   void Stop() {
     std::lock_guard lock(mutex_);
-    // Neither campaigns again when the other, stopping first, resigns their shared election.
-    for (sync::SyncService* service : {forward_, reverse_}) {
-      if (service != nullptr) service->StopCampaigning();
-    }
+    StopCampaigningLocked();
     if (forward_ != nullptr) forward_->Stop();
     if (reverse_ != nullptr) reverse_->Stop();
+  }
+  // Neither campaigns again when the other, stopping or failing first, resigns their shared
+  // election (SyncServiceOptions::on_leaving).
+  void StopCampaigning() {
+    std::lock_guard lock(mutex_);
+    StopCampaigningLocked();
   }
   void SetFullSyncInterval(std::chrono::nanoseconds interval) {
     std::lock_guard lock(mutex_);
@@ -73,6 +76,12 @@ class Services {
   }
 
  private:
+  void StopCampaigningLocked() {
+    for (sync::SyncService* service : {forward_, reverse_}) {
+      if (service != nullptr) service->StopCampaigning();
+    }
+  }
+
   std::mutex mutex_;
   sync::SyncService* forward_ = nullptr;
   sync::SyncService* reverse_ = nullptr;
@@ -231,6 +240,7 @@ int RunZk2ZkSync(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& err) 
     options.concurrent = config.concurrent;
     options.adopt = config.adopt;
     options.drain_timeout = config.shutdown_timeout;
+    options.on_leaving = [&services] { services.StopCampaigning(); };
     AuditLog* audit_log = audit.get();
     const std::string_view name = DirectionName(direction);
     options.on_change = [ops, audit_log, direction, name](const sync::AppliedChange& change) {

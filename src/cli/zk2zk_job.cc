@@ -74,6 +74,7 @@ Zk2ZkJob MakeZk2ZkJob(const Zk2ZkConfig& config, ops::Logger& logger, const Cloc
   connectors::ZooKeeperSourceOptions forward_source;
   forward_source.watch_mode = config.watch_mode;
   forward_source.change_stream = options.change_stream;
+  forward_source.chroot = ChrootOf(config.source.connect_string);
   forward_source.multi_read_batch = 15;
   // Never copy forward what the reverse direction wrote: the copies of the target's ephemerals
   // (and the nodes its sequence counter moves make for a moment).
@@ -87,6 +88,7 @@ Zk2ZkJob MakeZk2ZkJob(const Zk2ZkConfig& config, ops::Logger& logger, const Cloc
     connectors::ZooKeeperSourceOptions reverse_source;
     reverse_source.watch_mode = config.watch_mode;
     reverse_source.change_stream = options.change_stream;
+    reverse_source.chroot = ChrootOf(config.target.connect_string);
     // Only the target's ephemerals: the forward copies are persistent, so they never go back.
     reverse_source.include = [](const std::string& path, const zk::Stat& stat) {
       return zk::NodeKindOf(stat) == zk::NodeKind::kEphemeral &&

@@ -3,7 +3,9 @@
 //   - the first failure of a run: a warning, "<what> failing; retrying", with the error;
 //   - while the run lasts: at most one warning each `period`, "<what> still failing; retrying";
 //   - the first success after a warned run: an info line, "<what> applied again".
-// Each line carries how long the run has lasted (failing_s) and its failures so far.
+// Each line carries how long the run has lasted (failing_s) and its failures so far. The period
+// holds across runs: a run that starts within `period` of the last warning is not warned about,
+// and then neither is its end.
 //
 // Decides only; the caller logs the line it is given (outside its own locks, if it likes). Not
 // thread-safe: call it under the caller's lock.

@@ -344,8 +344,6 @@ TEST_F(MirrorServiceTest, ASinkOutageIsRetriedAndNothingIsLost) {
   EXPECT_EQ(count("memory sink writes failing; retrying") + count("still failing"), 1);
 }
 
-// An interrupted change stream (its server unreachable) shows in the status and is logged once
-// when it starts and once when it ends; the stream then goes on.
 // A batch the sink does not answer shows in the status: how long it has waited, and the lag of
 // its changes (they left the queue, but are not applied).
 TEST_F(MirrorServiceTest, ABatchTheSinkDoesNotAnswerShowsInTheStatus) {
@@ -368,6 +366,8 @@ TEST_F(MirrorServiceTest, ABatchTheSinkDoesNotAnswerShowsInTheStatus) {
   EXPECT_TRUE(mirror.Stop().ok());
 }
 
+// An interrupted change stream (its server unreachable) shows in the status and is logged once
+// when it starts and once when it ends; the stream then goes on.
 TEST_F(MirrorServiceTest, ASourceOutageShowsInTheStatusAndIsLoggedWhenItStartsAndEnds) {
   source_.Put("/registry/a", "1");
   Mirror mirror(scope_, source_, sink_, logger_, clock_);

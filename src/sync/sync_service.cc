@@ -400,6 +400,8 @@ Result<void, std::string> SyncService::Run() {
              election_driver_.HasEventsLocked();
     });
   }
+  StopCampaigning();
+  if (options_.on_leaving) options_.on_leaving();
   logger_.Info("stopping: draining queued writes", {{"pending_writes", writer_.pending()},
                                                     {"queued_paths", incremental_.queue_depth()}});
   incremental_.Stop();

@@ -46,6 +46,10 @@
 namespace zk2etcd::sync {
 
 struct SyncServiceOptions {
+  // Called on the Run thread as Run leaves its loop (stopped, or a fatal error), before it drains
+  // its writes and resigns: a process whose services share an election (zk2zk) stops every one
+  // of them campaigning here, so that none takes a new lock when this one resigns.
+  std::function<void()> on_leaving;
   // Failed campaigns (the election's server unreachable) are retried at most this far apart, so
   // that leadership is back within a fraction of a second of the server answering again.
   std::chrono::milliseconds election_retry_max{500};

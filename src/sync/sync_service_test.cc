@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -36,7 +37,7 @@ class Replica {
  public:
   Replica(const core::Scope& scope, core::memory::InMemorySink& sink, ops::Logger& logger,
           const Clock& clock, core::LeaderElection* election = nullptr,
-          milliseconds drain_timeout = seconds(5))
+          milliseconds drain_timeout = seconds(5), std::function<void()> on_leaving = nullptr)
       : source_(scope) {
     FencedWriterOptions writer_options;
     writer_options.initial_backoff = milliseconds(5);
@@ -48,6 +49,7 @@ class Replica {
     options.retry_max = milliseconds(100);
     options.election_retry_max = milliseconds(100);
     options.drain_timeout = drain_timeout;
+    options.on_leaving = std::move(on_leaving);
     options.on_reconcile = [this](const Result<ReconcileReport, ReconcileError>& result) {
       std::lock_guard lock(mutex_);
       if (result.ok()) {
@@ -365,21 +367,28 @@ TEST_F(SyncServiceTest, AnOpenFailingForNowIsRetried) {
   EXPECT_TRUE(replica.Stop().ok());
 }
 
-// Two services of one process under one shared election (zk2zk's two directions): once the
-// process stops, the one that stops second does not campaign again when the first resigns.
-TEST_F(SyncServiceTest, ServicesStoppingTogetherDoNotCampaignAgainWhenOneResigns) {
+// Two services of one process under one shared election (zk2zk's two directions): the one that
+// leaves its Run first (a stop, or a fatal error) stops both campaigning (on_leaving) before it
+// resigns, so the other does not campaign again and take a new lock.
+TEST_F(SyncServiceTest, ServicesSharingAnElectionDoNotCampaignAgainWhenOneLeaves) {
   auto group = std::make_shared<core::memory::InMemoryElectionGroup>();
   core::memory::InMemoryElection real(group, "p");
   auto shared = std::make_unique<SharedElection>(real, 2);
-  auto forward = std::make_unique<Replica>(scope_, sink_, logger_, clock_, &shared->member(0));
-  auto reverse = std::make_unique<Replica>(scope_, sink_, logger_, clock_, &shared->member(1));
+  std::function<void()> leaving;  // set before either runs
+  const auto on_leaving = [&leaving] { leaving(); };
+  auto forward = std::make_unique<Replica>(scope_, sink_, logger_, clock_, &shared->member(0),
+                                           seconds(5), on_leaving);
+  auto reverse = std::make_unique<Replica>(scope_, sink_, logger_, clock_, &shared->member(1),
+                                           seconds(5), on_leaving);
+  leaving = [&] {
+    forward->service().StopCampaigning();
+    reverse->service().StopCampaigning();
+  };
   forward->Start();
   reverse->Start();
   ASSERT_TRUE(WaitFor(
       [&] { return forward->service().Status().leader && reverse->service().Status().leader; },
       kWait));
-  forward->service().StopCampaigning();
-  reverse->service().StopCampaigning();
   EXPECT_TRUE(forward->Stop().ok());  // resigns the shared election: the reverse's ends
   ASSERT_TRUE(WaitFor([&] { return !reverse->service().Status().leader; }, kWait));
   std::this_thread::sleep_for(milliseconds(300));  // the election's retry is at most 100 ms

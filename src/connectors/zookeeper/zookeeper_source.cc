@@ -205,11 +205,23 @@ core::SourceResult<ZooKeeperSource::Opening> ZooKeeperSource::StartOpening(uint6
 core::SourceResult<void> ZooKeeperSource::FinishOpening(Opening& opening) {
   const uint64_t epoch = opening.epoch;
   std::shared_ptr<zk::ZkClient> client = opening.client;
-  if (auto root = opening.root.get(); root.ok() && !root->stat) {
+  // No opening without an answer on the chroot: in classic mode nothing else here would fail,
+  // and a session that resumed would read a missing chroot as an empty tree.
+  auto root = opening.root.get();
+  if (!root.ok()) {
+    SourceError error = ErrorOf(root.error(), epoch);
+    if (error.code == SourceError::Code::kOther) error.code = SourceError::Code::kUnavailable;
     Close();
-    return Unexpected{SourceError{SourceError::Code::kUnsupported,
-                                  "ZooKeeper: the chroot of the connect string does not exist on "
-                                  "the ensemble (create it, or fix the connect string)"}};
+    return Unexpected{std::move(error)};
+  }
+  if (!root->stat) {
+    Close();
+    return Unexpected{SourceError{
+        SourceError::Code::kUnsupported,
+        "ZooKeeper: the chroot " +
+            (options_.chroot.empty() ? std::string() : options_.chroot + " ") +
+            "of the connect string does not exist on the ensemble (create it, or fix the "
+            "connect string)"}};
   }
   bool classic = ClassicAsked();
   for (size_t i = 0; i < opening.watches.size(); ++i) {

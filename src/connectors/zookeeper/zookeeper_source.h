@@ -67,6 +67,8 @@ Result<WatchMode, std::string> ParseWatchMode(std::string_view name);
 
 struct ZooKeeperSourceOptions {
   WatchMode watch_mode = WatchMode::kAuto;
+  // The connect string's chroot ("" for none), only to name it when it does not exist.
+  std::string chroot;
   // Nodes per multiRead request of ReadSnapshot and Reread (WalkOptions::multi_read_batch;
   // 0 or 1: no multiRead).
   size_t multi_read_batch = 15;

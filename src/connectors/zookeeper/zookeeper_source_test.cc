@@ -283,6 +283,45 @@ class ZooKeeperSourceTest : public ::testing::Test {
   RecordingListener listener_;
 };
 
+// A connect string's chroot that does not exist would read as an empty tree (and a sync would
+// delete every key it wrote): the opening fails for good, naming it, in either watch mode; a
+// chroot that exists opens.
+TEST_F(ZooKeeperSourceTest, AChrootThatDoesNotExistFailsTheOpening) {
+  Create("/app/dubbo");
+  for (const WatchMode mode : {WatchMode::kAuto, WatchMode::kClassic}) {
+    ZooKeeperSourceOptions options;
+    options.watch_mode = mode;
+    options.chroot = "/missing";
+    auto missing = server_->NewFactory({.chroot = "/missing"});
+    ZooKeeperSource source(*missing, scope_, logger_, options);
+    auto opened = source.Open(listener_);
+    ASSERT_FALSE(opened.ok());
+    EXPECT_EQ(opened.error().code, SourceError::Code::kUnsupported);
+    EXPECT_TRUE(opened.error().Fatal());
+    EXPECT_NE(
+        opened.error().message.find("the chroot /missing of the connect string does not exist"),
+        std::string::npos)
+        << opened.error().message;
+    options.chroot = "/app";
+    auto present = server_->NewFactory({.chroot = "/app"});
+    ZooKeeperSource fine(*present, scope_, logger_, options);
+    EXPECT_TRUE(fine.Open(listener_).ok());
+    fine.Close();
+  }
+}
+
+// An opening whose look at the chroot fails (the connection lost) is no opening, also in classic
+// mode, where nothing else would fail it: the next one succeeds.
+TEST_F(ZooKeeperSourceTest, AnOpeningWhoseChrootCheckFailsIsRetried) {
+  Create("/dubbo");
+  server_->InjectError(zk::op_names::kExists, zk::ZkErrorCode::kConnectionLoss, 1, "/");
+  auto source = NewSource(WatchMode::kClassic);
+  auto opened = source->Open(listener_);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.error().code, SourceError::Code::kUnavailable);
+  EXPECT_TRUE(source->Open(listener_).ok());
+}
+
 TEST_F(ZooKeeperSourceTest, OpenRegistersWatchesAndAnnouncesInScopeChanges) {
   Create("/dubbo");
   auto source = NewSource();
