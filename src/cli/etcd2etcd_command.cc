@@ -86,6 +86,7 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
     return kExitFailure;
   }
   MirrorOperations* ops = operations->get();
+  flag_set.SetDerived("leader-elect-identity", config.identity);
   ops->SetConfigDump(flag_set.Dump());
   if (auto served = ops->Serve(config.http_addr); !served.ok()) {
     err << kSyncName << ": --http-addr: " << served.error() << "\n";

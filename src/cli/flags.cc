@@ -231,10 +231,21 @@ std::vector<std::string> FlagSet::Dump() const {
   std::vector<std::string> lines;
   for (const Flag& flag : flags_) {
     std::string value = flag.current.empty() && !flag.was_set ? flag.default_text : flag.current;
+    // The help shows a string's default quoted; here it is the value itself.
+    if (flag.kind == Kind::kString && value == flag.default_text && value.size() >= 2 &&
+        value.front() == '"' && value.back() == '"') {
+      value = value.substr(1, value.size() - 2);
+    }
+    if (flag.kind == Kind::kBool && value.empty()) value = "false";
+    if (value.empty() && !flag.derived.empty()) value = flag.derived;
     if (flag.kind == Kind::kSecret) value = flag.current.empty() ? "" : "<redacted>";
     lines.push_back(flag.name + "=" + value);
   }
   return lines;
+}
+
+void FlagSet::SetDerived(std::string_view name, std::string value) {
+  if (Flag* flag = Find(name)) flag->derived = std::move(value);
 }
 
 std::string FlagSet::FlagUsage() const {

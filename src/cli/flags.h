@@ -57,8 +57,13 @@ class FlagSet {
   // True when the flag was given on the command line or through the environment.
   bool WasSet(std::string_view name) const;
 
-  // Lines "name=value" for every flag, secrets shown as <redacted> when set (for /debug).
+  // Lines "name=value" for every flag, as the program uses it (for /debug/config): unquoted,
+  // false for an unset switch, the derived value (SetDerived) for one left empty, secrets shown
+  // as <redacted> when set.
   std::vector<std::string> Dump() const;
+  // The value the program derived for flag `name` when it was left empty (e.g. the hostname as
+  // --leader-elect-identity), for Dump.
+  void SetDerived(std::string_view name, std::string value);
 
   // "Flags:" section for --help: one line per flag with type, help, default and variable.
   std::string FlagUsage() const;
@@ -76,6 +81,7 @@ class FlagSet {
     std::function<Result<void, std::string>(std::string_view)> set;
     bool was_set = false;  // by the command line or the environment
     std::string current;   // the value as text, for Dump
+    std::string derived;   // SetDerived
   };
 
   static Flag MakeFlag(std::string name, Kind kind, std::string help, std::string default_text,

@@ -45,6 +45,25 @@ TEST_F(FlagSetTest, DefaultsApplyWhenNothingIsGiven) {
   EXPECT_FALSE(flags_.WasSet("concurrent"));
 }
 
+// /debug/config: each flag as the program uses it, defaults unquoted, unset switches false, a
+// value derived at run time where the flag was left empty, secrets never.
+TEST_F(FlagSetTest, DumpShowsTheValuesInUse) {
+  std::string identity;
+  flags_.AddString("leader-elect-identity", &identity, "", "identity");
+  ASSERT_TRUE(Parse({"--etcd-password=s3cret"}).ok());
+  flags_.SetDerived("leader-elect-identity", "host-1");
+  const std::vector<std::string> dump = flags_.Dump();
+  const std::vector<std::string> expected = {
+      "zookeeper-prefix=/dubbo", "etcd-password=<redacted>", "fix=false",
+      "concurrent=50",           "fullsync-interval=5m0s",   "leader-elect-identity=host-1"};
+  EXPECT_EQ(dump, expected);
+  ASSERT_TRUE(Parse({"--leader-elect-identity=pod-7", "--zookeeper-prefix=/a", "--fix"}).ok());
+  const std::vector<std::string> given = flags_.Dump();
+  EXPECT_EQ(given[0], "zookeeper-prefix=/a");
+  EXPECT_EQ(given[2], "fix=true");
+  EXPECT_EQ(given[5], "leader-elect-identity=pod-7");
+}
+
 TEST_F(FlagSetTest, AcceptsEqualsAndSeparateValueForms) {
   ASSERT_TRUE(Parse({"--zookeeper-prefix=/a,/b", "--concurrent", "8", "--fix",
                      "--fullsync-interval=0"})

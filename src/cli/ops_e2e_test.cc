@@ -2,6 +2,7 @@
 // ids, configuration file and SIGHUP, graceful shutdown (issue 7's "what it must show").
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <regex>
@@ -147,8 +148,15 @@ TEST_F(OpsE2eTest, LogLevelChangesThroughTheEndpointAndSighupAndTraceIdsLinkACha
   ASSERT_TRUE(sync.WaitForLog("SIGHUP: log level changed", 1, seconds(10))) << sync.Log();
   EXPECT_EQ(Http(port, "/log").body, "warn\n");
 
-  // Passwords never show in /debug/config.
-  EXPECT_EQ(Http(port, "/debug/config").body.find("secret"), std::string::npos);
+  // Passwords never show in /debug/config; values show as used: unquoted, the identity derived
+  // from the hostname.
+  const std::string settings = Http(port, "/debug/config").body;
+  EXPECT_EQ(settings.find("secret"), std::string::npos);
+  EXPECT_EQ(settings.find("=\""), std::string::npos) << settings;
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof(host) - 1), 0);
+  EXPECT_NE(settings.find("leader-elect-identity=" + std::string(host) + "\n"), std::string::npos)
+      << settings;
   EXPECT_EQ(sync.Terminate(seconds(20)), 0) << sync.Log();
 }
 

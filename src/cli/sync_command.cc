@@ -90,6 +90,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
     err << "zk2etcd sync: " << operations.error() << "\n";
     return kExitFailure;
   }
+  if (identity.ok()) flag_set.SetDerived("leader-elect-identity", *identity);
   (*operations)->SetConfigDump(flag_set.Dump());
   if (auto served = (*operations)->Serve(flags.http_addr); !served.ok()) {
     err << "zk2etcd sync: --http-addr: " << served.error() << "\n";

@@ -155,6 +155,7 @@ int RunZk2ZkSync(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& err) 
     return kExitFailure;
   }
   Zk2ZkOperations* ops = operations->get();
+  flag_set.SetDerived("leader-elect-identity", config.identity);
   ops->SetConfigDump(flag_set.Dump());
   if (auto served = ops->Serve(config.http_addr); !served.ok()) {
     err << kSyncName << ": --http-addr: " << served.error() << "\n";
