@@ -738,6 +738,19 @@ class RepairsDuringTheWalkTest : public ReconcilerTest {
     return options;
   }
 
+  // A first sync of the kKeys keys into the far sink: each key created once, from the walk's
+  // entries, at least the first 256 (taken at once) before the snapshot returned (`during`:
+  // CountWritesDuringTheSnapshot); the rest may have been taken after.
+  void ExpectEveryKeyCreatedOnceDuringTheWalk(const ReconcileReport& report, size_t during) {
+    EXPECT_GE(during, 256u);
+    EXPECT_GE(report.repaired_during_walk, 256u);
+    EXPECT_LE(report.repaired_during_walk, static_cast<size_t>(kKeys));
+    EXPECT_EQ(report.Count(Kind::kMissing), static_cast<size_t>(kKeys));
+    EXPECT_EQ(report.fixed_puts, static_cast<size_t>(kKeys));
+    EXPECT_EQ(far_sink_.writes_applied(), static_cast<size_t>(kKeys));  // each key once
+    EXPECT_EQ(far_sink_.Values(), Expected());
+  }
+
   core::memory::InMemorySink far_sink_{Far()};
   std::unique_ptr<FencedWriter> far_writer_;
 };
@@ -749,17 +762,9 @@ TEST_F(RepairsDuringTheWalkTest, AFarEmptySinkIsWrittenWhileTheSnapshotIsRead) {
   CountWritesDuringTheSnapshot(far_sink_, seconds(10), &during);
   auto report = RunFar(AsSync(), source_);
   ASSERT_TRUE(report.ok()) << report.error().message;
-  EXPECT_GE(during, 256u);
-  // Those taken before the snapshot returned (at least the first 256; the rest may have been
-  // taken after).
-  EXPECT_GE(report->repaired_during_walk, 256u);
-  EXPECT_LE(report->repaired_during_walk, static_cast<size_t>(kKeys));
-  EXPECT_EQ(report->Count(Kind::kMissing), static_cast<size_t>(kKeys));
+  ExpectEveryKeyCreatedOnceDuringTheWalk(*report, during);
   EXPECT_EQ(report->VisibleDifferences(), static_cast<size_t>(kKeys));
-  EXPECT_EQ(report->fixed_puts, static_cast<size_t>(kKeys));
   EXPECT_EQ(report->reread, 0u);
-  EXPECT_EQ(far_sink_.writes_applied(), static_cast<size_t>(kKeys));  // each key once
-  EXPECT_EQ(far_sink_.Values(), Expected());
   for (const auto& [key, value] : Expected()) {
     auto entry = far_sink_.Get(key);
     ASSERT_TRUE(entry && entry->owner) << key;
@@ -940,13 +945,7 @@ TEST_F(RepairsDuringTheWalkTest, AnEntryHandedOverTwiceIsRepairedOnce) {
   CountWritesDuringTheSnapshot(far_sink_, seconds(10), &during);
   auto report = RunFar(AsSync(), source);
   ASSERT_TRUE(report.ok()) << report.error().message;
-  EXPECT_GE(during, 256u);
-  EXPECT_GE(report->repaired_during_walk, 256u);
-  EXPECT_LE(report->repaired_during_walk, static_cast<size_t>(kKeys));
-  EXPECT_EQ(report->Count(Kind::kMissing), static_cast<size_t>(kKeys));
-  EXPECT_EQ(report->fixed_puts, static_cast<size_t>(kKeys));
-  EXPECT_EQ(far_sink_.writes_applied(), static_cast<size_t>(kKeys));
-  EXPECT_EQ(far_sink_.Values(), Expected());
+  ExpectEveryKeyCreatedOnceDuringTheWalk(*report, during);
 }
 
 }  // namespace
