@@ -50,6 +50,22 @@ FixtureResult<int> PickFreePort() {
   return static_cast<int>(ntohs(address.sin_port));
 }
 
+FixtureResult<std::unique_ptr<SilentListener>> SilentListener::Start() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address = Loopback(0);
+  socklen_t length = sizeof(address);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      listen(fd, 64) != 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    const std::string error = std::strerror(errno);
+    if (fd >= 0) close(fd);
+    return Unexpected{FixtureError{"silent listener on 127.0.0.1:0: " + error}};
+  }
+  return std::unique_ptr<SilentListener>(
+      new SilentListener(fd, static_cast<int>(ntohs(address.sin_port))));
+}
+
+SilentListener::~SilentListener() { close(fd_); }
+
 FixtureResult<std::string> TcpExchange(int port, const std::string& request,
                                        std::chrono::milliseconds timeout, size_t enough) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;

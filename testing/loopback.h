@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include "testing/process.h"
@@ -16,5 +17,23 @@ FixtureResult<int> PickFreePort();
 // arrived, or `timeout` passes. Fails if the connection cannot be made or nothing was received.
 FixtureResult<std::string> TcpExchange(int port, const std::string& request,
                                        std::chrono::milliseconds timeout, size_t enough = 65536);
+
+// A server that takes connections and never answers (an etcd or ZooKeeper that is paused or
+// hangs): 127.0.0.1:port() listens, and the kernel completes each TCP handshake into the backlog,
+// which is never accepted. Closed on destruction.
+class SilentListener {
+ public:
+  static FixtureResult<std::unique_ptr<SilentListener>> Start();
+  ~SilentListener();
+  SilentListener(const SilentListener&) = delete;
+  SilentListener& operator=(const SilentListener&) = delete;
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  SilentListener(int fd, int port) : fd_(fd), port_(port) {}
+  int fd_;
+  int port_;
+};
 
 }  // namespace zk2etcd::testing

@@ -172,12 +172,17 @@ TEST_F(AdoptE2eTest, DiffTellsWhatEachPolicyWouldAdoptNoneTouchesNothingAndAllTa
   view_->Put(conflict, "theirs");
   view_->Put(foreign, "r");
 
-  {
-    Zk2etcdProcess diff(Args("diff", root, {"--output=json", "--log-level=warn"}));
-    EXPECT_EQ(diff.RunToCompletion(seconds(60)), 1) << diff.Log();
+  // Whichever policy diff is given, it tells what each would adopt.
+  for (const std::string policy : {"matching", "none", "all"}) {
+    Zk2etcdProcess diff(
+        Args("diff", root, {"--output=json", "--log-level=warn", "--adopt=" + policy}));
+    // Without a policy, the differing key is foreign like the other: no difference of ours.
+    EXPECT_EQ(diff.RunToCompletion(seconds(60)), policy == "none" ? 0 : 1) << policy << "\n"
+                                                                           << diff.Log();
     const std::string would = "\"would_adopt\":{\"matching\":" + std::to_string(copied.size() - 1) +
                               ",\"all\":" + std::to_string(copied.size() + 1) + "}";
-    EXPECT_NE(diff.Log().find(would), std::string::npos) << would << "\n" << diff.Log();
+    EXPECT_NE(diff.Log().find(would), std::string::npos) << policy << ": " << would << "\n"
+                                                         << diff.Log();
   }
 
   // none: the behaviour before adoption existed: no key becomes ours, so nothing is written.
@@ -227,6 +232,17 @@ TEST_F(AdoptE2eTest, DiffFixAdoptsMatchingKeysWithoutRewritingThem) {
   Zk2etcdProcess again(Args("diff", root, {"--fix"}));
   EXPECT_EQ(again.RunToCompletion(seconds(60)), 0) << again.Log();
   EXPECT_EQ(view_->Get(provider), std::nullopt);
+
+  // A conflict that --fix leaves alone is still a difference: exit 1, not consistent.
+  const std::string conflict = Provider(copied, root + "/", 4);
+  view_->Delete("/zk2etcd/meta" + conflict);
+  view_->Put(conflict, "another tool's");
+  Zk2etcdProcess conflicted(Args("diff", root, {"--fix", "--output=json"}));
+  EXPECT_EQ(conflicted.RunToCompletion(seconds(60)), 1) << conflicted.Log();
+  EXPECT_NE(conflicted.Log().find("\"conflict\":[\"" + conflict + "\"]"), std::string::npos)
+      << conflicted.Log();
+  EXPECT_NE(conflicted.Log().find("\"consistent\":false"), std::string::npos) << conflicted.Log();
+  EXPECT_EQ(view_->Get(conflict), "another tool's");
 }
 
 }  // namespace

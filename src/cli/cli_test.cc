@@ -95,6 +95,30 @@ TEST(CliTest, ElectionIdentityIsTheFlagElseTheHostnameAndNeverEmpty) {
   EXPECT_FALSE(ElectionIdentity(" ", "").ok());
 }
 
+TEST(CliTest, AnExcludeOutsideEveryPrefixIsWarnedAboutUnlessNotChosen) {
+  auto sink = std::make_shared<ops::MemoryLogSink>();
+  FakeClock clock;
+  ops::Logger logger(sink, ops::LogFormat::kText, ops::LogLevel::kInfo, clock);
+  CommonFlags defaults;
+  defaults.zookeeper_prefix = "/services";
+  defaults.zookeeper_exclude_prefix = std::string(kDefaultExcludePrefix);
+  auto scope = core::Scope::Create({"/services"}, {"/dubbo/config", "/servicez", "/services/x"});
+  ASSERT_TRUE(scope.ok());
+
+  WarnAboutIgnoredExcludes(*scope, {}, ExcludesNotChosen(defaults), logger);
+  const std::vector<std::string> lines = sink->Lines();
+  ASSERT_EQ(lines.size(), 1u) << ::testing::PrintToString(lines);
+  EXPECT_NE(lines[0].find("--zookeeper-exclude-prefix lies outside every --zookeeper-prefix and "
+                          "excludes nothing"),
+            std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[0].find("/servicez"), std::string::npos) << lines[0];
+
+  CommonFlags chosen = defaults;
+  chosen.zookeeper_exclude_prefix = "/dubbo/config,/servicez";
+  EXPECT_TRUE(ExcludesNotChosen(chosen).empty());
+}
+
 TEST(CliTest, SyncHelpShowsTheIdentityFlagItsVariableAndTheFiveSecondLease) {
   const Outcome outcome = RunCli({"sync", "--help"});
   EXPECT_EQ(outcome.status, 0);

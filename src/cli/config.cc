@@ -68,6 +68,16 @@ std::string ChrootOf(std::string_view connect_string) {
   return parsed.ok() ? parsed->chroot : std::string();
 }
 
+void WarnAboutIgnoredExcludes(const core::Scope& scope, const core::ScopeFlagNames& flags,
+                              const std::vector<std::string>& not_chosen, ops::Logger& logger) {
+  for (const std::string& exclude : scope.ignored_excludes()) {
+    if (std::find(not_chosen.begin(), not_chosen.end(), exclude) != not_chosen.end()) continue;
+    logger.Warn(std::string(flags.excludes) + " lies outside every " + std::string(flags.prefixes) +
+                    " and excludes nothing",
+                {{"exclude", exclude}});
+  }
+}
+
 Result<ZooKeeperServers, std::string> ParseZooKeeperServers(std::string_view flag,
                                                             std::string_view value) {
   ZooKeeperServers servers;
@@ -110,12 +120,15 @@ Result<void, std::string> CheckHostPorts(std::string_view flag,
     }
     const size_t colon = address.rfind(':');
     const std::string_view port = colon == std::string_view::npos ? "" : address.substr(colon + 1);
-    const bool numeric = !port.empty() && port.size() <= 5 &&
+    const bool numeric = !port.empty() && port.size() <= 9 &&
                          port.find_first_not_of("0123456789") == std::string_view::npos;
     if (colon == 0 || colon == std::string_view::npos || !numeric ||
-        std::stoi(std::string(port)) == 0 || std::stoi(std::string(port)) > 65535 ||
         address.find('/') != std::string_view::npos) {
       return Unexpected{std::string(flag) + ": \"" + entry + "\" is not host:port"};
+    }
+    if (const int number = std::stoi(std::string(port)); number == 0 || number > 65535) {
+      return Unexpected{std::string(flag) + ": \"" + entry + "\": port " + std::string(port) +
+                        " is out of range (1-65535)"};
     }
   }
   return {};
@@ -141,7 +154,8 @@ void AddCommonFlags(FlagSet& flags, CommonFlags* v) {
                   "/chroot after the last one)");
   flags.AddString("zookeeper-prefix", &v->zookeeper_prefix, "/dubbo",
                   "comma-separated list of zookeeper path prefix to be synced");
-  flags.AddString("zookeeper-exclude-prefix", &v->zookeeper_exclude_prefix, "/dubbo/config",
+  flags.AddString("zookeeper-exclude-prefix", &v->zookeeper_exclude_prefix,
+                  std::string(kDefaultExcludePrefix),
                   "comma-separated list of zookeeper path prefix to be excluded");
   flags.AddSecret("zookeeper-digest", &v->zookeeper_digest,
                   "digest credentials user:password for zookeeper nodes with ACLs");
@@ -224,6 +238,13 @@ Result<std::string, std::string> ElectionIdentity(std::string_view configured,
         "--leader-elect-identity is empty and the hostname is unknown; set a stable identity")};
   }
   return identity;
+}
+
+std::vector<std::string> ExcludesNotChosen(const CommonFlags& f) {
+  if (f.zookeeper_exclude_prefix == kDefaultExcludePrefix) {
+    return {std::string(kDefaultExcludePrefix)};
+  }
+  return {};
 }
 
 Result<Config, std::string> ValidateCommonFlags(const CommonFlags& f) {

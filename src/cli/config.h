@@ -27,6 +27,9 @@
 
 namespace zk2etcd::cli {
 
+// --zookeeper-exclude-prefix when not given: Dubbo's configuration subtree.
+inline constexpr std::string_view kDefaultExcludePrefix = "/dubbo/config";
+
 struct CommonFlags {
   std::string zookeeper_servers;
   std::string zookeeper_prefix;
@@ -103,6 +106,10 @@ auto ConfigFromFlags(FlagSet& flags, const std::string& path, std::string_view c
   return std::move(validated).value();
 }
 
+// The excludes of `flags` that the operator did not choose (the default, when left as it is), for
+// WarnAboutIgnoredExcludes.
+std::vector<std::string> ExcludesNotChosen(const CommonFlags& flags);
+
 // Checks every value; on success the result is ready for the clients (without logger, clock or
 // observer, which the caller sets).
 Result<Config, std::string> ValidateCommonFlags(const CommonFlags& flags);
@@ -133,6 +140,12 @@ bool ShareAServer(const std::vector<std::string>& a, const std::vector<std::stri
 
 // The chroot of a ZooKeeper connect string ("host:port,host:port/chroot"), "" for none.
 std::string ChrootOf(std::string_view connect_string);
+
+// Logs a warning for each exclude that lies outside every prefix of `scope` and so excludes
+// nothing (Scope::ignored_excludes), except those in `not_chosen`: a default the operator did not
+// pick, or one the job adds itself. `flags` names the two flags in the line.
+void WarnAboutIgnoredExcludes(const core::Scope& scope, const core::ScopeFlagNames& flags,
+                              const std::vector<std::string>& not_chosen, ops::Logger& logger);
 
 // What a job's `diff` command takes besides its scope: --fix, --output (text or json) and
 // --connect-timeout, validated once for every job.

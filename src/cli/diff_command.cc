@@ -69,6 +69,7 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
     return kExitUsage;
   }
   std::unique_ptr<ops::Logger> logger = std::move(made_logger).value();
+  WarnAboutIgnoredExcludes(config.scope, {}, ExcludesNotChosen(flags.common), *logger);
   const std::atomic<bool> never_stop{false};
   const auto deadline =
       std::chrono::steady_clock::now() +

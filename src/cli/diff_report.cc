@@ -26,7 +26,9 @@ std::string JsonString(std::string_view text) {
 }  // namespace
 
 size_t RemainingDifferences(const sync::ReconcileReport& report, bool fixed) {
-  if (fixed) return report.failed + report.deferred_deletes;
+  // A conflict is never repaired (the policy left another writer's value alone), so it remains.
+  if (fixed)
+    return report.failed + report.deferred_deletes + report.Count(Difference::Kind::kConflict);
   size_t remaining = 0;
   for (const auto& difference : report.differences) {
     if (difference.kind == Difference::Kind::kUnclaimed ||
@@ -69,7 +71,7 @@ void PrintDiffText(const sync::ReconcileReport& report, bool fixed, const DiffRe
     for (const sync::ConfirmedDifference& difference : report.differences) {
       if (difference.kind != kind) continue;
       if (!header) {
-        out << "\n" << sync::DifferenceKindName(kind) << " keys:\n";
+        out << "\n" << sync::DifferenceKindName(kind) << " " << names.entries << ":\n";
         header = true;
       }
       out << "  " << difference.key << "\n";

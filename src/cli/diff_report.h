@@ -31,12 +31,15 @@ struct DiffReportNames {
   std::string_view source_field;
   std::string_view sink_field;
   std::string_view revision_field;
+  // What the entries are called in the text report's lists ("missing keys:", "missing nodes:").
+  std::string_view entries = "keys";
   // Whether a --fix report counts the deletes deferred by an unreachable ownership store.
   bool deferred_deletes = false;
 };
 
 // The differences that keep the exit status at 1: after a repair (`fixed`), what failed or was
-// deferred; otherwise every reported difference but foreign keys (another writer's).
+// deferred, and the conflicts (left alone, so still different); otherwise every reported
+// difference but foreign keys (another writer's).
 size_t RemainingDifferences(const sync::ReconcileReport& report, bool fixed);
 
 // The human-readable report: the counts, then the keys of each kind of difference.

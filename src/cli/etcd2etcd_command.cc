@@ -124,14 +124,20 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
   auto source = ConnectEtcd(config.source, "source etcd", *logger, clock, std::nullopt, stop,
                             EtcdCheck::kConnected);
   if (!source.ok()) {
-    if (stop.load()) return kExitOk;
+    if (stop.load()) {
+      logger->Info("zk2etcd etcd2etcd sync stopped", {{"before", "source etcd connected"}});
+      return kExitOk;
+    }
     logger->Error("cannot start", {{"error", source.error()}});
     return kExitFailure;
   }
   auto dest = ConnectEtcd(config.dest, "destination etcd", *logger, clock, std::nullopt, stop,
                           EtcdCheck::kConnected);
   if (!dest.ok()) {
-    if (stop.load()) return kExitOk;
+    if (stop.load()) {
+      logger->Info("zk2etcd etcd2etcd sync stopped", {{"before", "destination etcd connected"}});
+      return kExitOk;
+    }
     logger->Error("cannot start", {{"error", dest.error()}});
     return kExitFailure;
   }

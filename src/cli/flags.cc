@@ -133,6 +133,18 @@ FlagSet::Flag* FlagSet::Find(std::string_view name) {
   return nullptr;
 }
 
+bool FlagSet::NamesAFlag(std::string_view arg) const {
+  if (!arg.starts_with("--")) return false;
+  if (arg == "--help") return true;
+  const size_t equals = arg.find('=');
+  const std::string_view name =
+      arg.substr(2, equals == std::string_view::npos ? std::string_view::npos : equals - 2);
+  for (const Flag& flag : flags_) {
+    if (flag.name == name) return true;
+  }
+  return false;
+}
+
 bool FlagSet::WasSet(std::string_view name) const {
   for (const Flag& flag : flags_) {
     if (flag.name == name) return flag.was_set;
@@ -177,8 +189,12 @@ Result<void, std::string> FlagSet::Parse(const std::vector<std::string>& args,
       value = arg.substr(equals + 1);
     } else if (flag->kind == Kind::kBool) {
       value = "true";
-    } else if (i + 1 < args.size()) {
+    } else if (i + 1 < args.size() && !NamesAFlag(args[i + 1])) {
       value = args[++i];
+    } else if (i + 1 < args.size()) {
+      // "--prefix --http-addr=:0" forgot the value: taking the next flag as it would hide both.
+      return Unexpected{"flag --" + name + " needs a value, and \"" + args[i + 1] +
+                        "\" that follows it is a flag (write --" + name + "=VALUE)" + see_help};
     } else {
       return Unexpected{"flag --" + name + " needs a value" + see_help};
     }

@@ -40,7 +40,8 @@ class FlagSet {
 
   // Parses `args` (everything after the command). Positional arguments are refused. On error the
   // message is one line naming the flag or variable and the bad value. Sets help_requested()
-  // instead of failing when -h or --help is present.
+  // instead of failing when -h or --help is present. A flag that needs a value and is followed by
+  // another of this set's flags ("--prefix --http-addr=:0") is an error, not that flag as value.
   Result<void, std::string> Parse(const std::vector<std::string>& args, const EnvLookup& env);
 
   // Fills the flags that neither the command line nor the environment set from a configuration
@@ -87,6 +88,8 @@ class FlagSet {
   static Flag MakeFlag(std::string name, Kind kind, std::string help, std::string default_text,
                        std::function<Result<void, std::string>(std::string_view)> set);
   Flag* Find(std::string_view name);
+  // True when `arg` is "--help" or "--NAME" / "--NAME=..." for one of this set's flags.
+  bool NamesAFlag(std::string_view arg) const;
   void Add(Flag flag, std::function<void()> apply_default);
 
   std::string command_;

@@ -112,6 +112,22 @@ TEST_F(FlagSetTest, ErrorsNameTheFlagAndValue) {
   ASSERT_FALSE(shorthand.ok());
 }
 
+TEST_F(FlagSetTest, AFlagFollowedByAnotherFlagHasNoValue) {
+  auto followed = Parse({"--zookeeper-prefix", "--concurrent=3"});
+  ASSERT_FALSE(followed.ok());
+  EXPECT_EQ(followed.error(),
+            "flag --zookeeper-prefix needs a value, and \"--concurrent=3\" that follows it is a "
+            "flag (write --zookeeper-prefix=VALUE) (see 'zk2etcd sync --help')");
+  EXPECT_FALSE(Parse({"--zookeeper-prefix", "--fix"}).ok());
+  EXPECT_FALSE(Parse({"--zookeeper-prefix", "--help"}).ok());
+
+  // A value that only looks like a flag is still a value.
+  ASSERT_TRUE(Parse({"--zookeeper-prefix", "--not-a-flag"}).ok());
+  EXPECT_EQ(prefix_, "--not-a-flag");
+  ASSERT_TRUE(Parse({"--zookeeper-prefix=--fix"}).ok());
+  EXPECT_EQ(prefix_, "--fix");
+}
+
 TEST_F(FlagSetTest, BadEnvironmentValueNamesTheVariable) {
   env_["ZK2ETCD_FIX"] = "maybe";
   auto parsed = Parse({});

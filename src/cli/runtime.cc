@@ -102,6 +102,13 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
     etcd::GrpcEtcdClientOptions options = etcd_options;
     options.logger = &logger;
     options.cancel_dial = &stop;
+    if (deadline && options.dial_timeout.count() > 0) {
+      // One attempt may not outlast the caller's deadline (diff's --connect-timeout).
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          *deadline - std::chrono::steady_clock::now());
+      options.dial_timeout =
+          std::max(std::chrono::milliseconds(100), std::min(options.dial_timeout, left));
+    }
     auto client = etcd::NewGrpcEtcdClient(options, clock);
     if (client.ok() && check == EtcdCheck::kConnected) {
       (*client)->StatusAsync([&logger, label](etcd::EtcdResult<etcd::StatusResponse> status) {

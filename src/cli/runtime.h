@@ -59,8 +59,9 @@ enum class EtcdCheck {
 // Dials an etcd cluster with `options` (the logger is set here) until it is reachable (`check`),
 // `deadline` passes (nullopt: never) or `stop` is set. Log lines and errors call the cluster
 // `name` ("etcd", "source etcd", ...): "<name> reachable" (with its version),
-// "<name> unreachable; retrying". Credentials refused and invalid options are not retried.
-// With kConnected, `logger` must outlive the client.
+// "<name> unreachable; retrying". Credentials refused and invalid options are not retried. An
+// attempt's dial timeout is cut to what is left before `deadline`. With kConnected, `logger` must
+// outlive the client.
 Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
     const etcd::GrpcEtcdClientOptions& options, std::string_view name, ops::Logger& logger,
     const Clock& clock, std::optional<std::chrono::steady_clock::time_point> deadline,

@@ -129,6 +129,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
                 {"adopt", sync::AdoptPolicyName(config.adopt)},
                 {"leader_elect_identity", identity.ok() ? *identity : ""},
                 {"concurrent", config.concurrent}});
+  WarnAboutIgnoredExcludes(config.scope, {}, ExcludesNotChosen(flags.common), *logger);
   logger->Info("http server listening",
                {{"address", flags.http_addr}, {"port", (*operations)->port()}});
 
@@ -153,7 +154,10 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   // A running sync needs etcd connected, not its Status first (a round trip at every start).
   auto connected = ConnectEtcd(config, *logger, clock, std::nullopt, stop, EtcdCheck::kConnected);
   if (!connected.ok()) {
-    if (stop.load()) return kExitOk;
+    if (stop.load()) {
+      logger->Info("zk2etcd sync stopped", {{"before", "etcd connected"}});
+      return kExitOk;
+    }
     logger->Error("cannot start", {{"error", connected.error()}});
     return kExitFailure;
   }

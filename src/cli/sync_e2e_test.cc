@@ -374,12 +374,31 @@ TEST_F(SyncE2eTest, ConvergesAfterSessionExpiryAndAnEtcdPause) {
   EXPECT_TRUE(sync->WaitForLog("session", 1, seconds(1)));
 
   // etcd paused for 15 s while ZooKeeper changes.
+  const auto paused = std::chrono::steady_clock::now();
   etcd_->Pause();
   ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/during-etcd-pause", "w"));
   ASSERT_FIXTURE_OK(zk_->Set("/dubbo/svc/providers/p1", "v2"));
-  std::this_thread::sleep_for(seconds(15));
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/queued/providers/q" + std::to_string(i), "q"));
+  }
+  // The lease (5 s) runs out meanwhile: once the process says it lost leadership, its metric and
+  // /readyz say so too (the lease's revoke, which etcd does not answer, is not waited for).
+  EXPECT_TRUE(sync->WaitForLog("leadership lost: standing by", 1, seconds(12))) << sync->Log();
+  const int port = HttpPort(*sync);
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return Http(port, "/metrics").body.find("\nzk2etcd_leader 0") != std::string::npos &&
+               Http(port, "/readyz").body.find("ready: leader") == std::string::npos;
+      },
+      seconds(1)))
+      << Http(port, "/readyz").body << sync->Log();
+  std::this_thread::sleep_until(paused + seconds(15));
   etcd_->Resume();
   EXPECT_TRUE(Converged(ZkExpected())) << sync->Log();
+  // The writes queued under the lost leadership fail their fence: the step-down says so once,
+  // not a line per key.
+  EXPECT_EQ(sync->CountLines("leadership lost: standing by"), 1u) << sync->Log();
+  EXPECT_EQ(sync->CountLines("write failed"), 0u) << sync->Log();
   EXPECT_EQ(sync->Terminate(seconds(20)), 0);
 }
 
@@ -506,6 +525,43 @@ TEST(CliE2eTest, BadInputFailsFastWithOneLineAndUnreachableServersGiveExitTwo) {
                               "--etcd-servers=127.0.0.1:" + std::to_string(dead_etcd),
                               "--connect-timeout=3s", "--etcd-dial-timeout=1s"});
   EXPECT_EQ(unreachable.RunToCompletion(seconds(30)), 2) << unreachable.Log();
+
+  // An etcd that takes the connection and never answers: --connect-timeout bounds the wait,
+  // although one dial attempt may take --etcd-dial-timeout (5 s by default).
+  std::unique_ptr<testing::SilentListener> silent;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(silent, testing::SilentListener::Start());
+  Zk2etcdProcess silent_etcd({"diff", "--zookeeper-servers=127.0.0.1:" + std::to_string(dead_zk),
+                              "--etcd-servers=" + silent->address(), "--connect-timeout=2s"});
+  const auto silent_start = std::chrono::steady_clock::now();
+  EXPECT_EQ(silent_etcd.RunToCompletion(seconds(30)), 2) << silent_etcd.Log();
+  EXPECT_LT(std::chrono::steady_clock::now() - silent_start, milliseconds(4500))
+      << silent_etcd.Log();
+
+  // A flag left without its value is refused, not given the next flag as its value.
+  Zk2etcdProcess no_value({"sync", "--zookeeper-servers=127.0.0.1:1", "--etcd-servers=127.0.0.1:2",
+                           "--zookeeper-prefix", "--http-addr=127.0.0.1:0"});
+  EXPECT_EQ(no_value.RunToCompletion(seconds(10)), 2);
+  EXPECT_EQ(no_value.CountLines("flag --zookeeper-prefix needs a value, and "
+                                "\"--http-addr=127.0.0.1:0\" that follows it is a flag"),
+            1u)
+      << no_value.Log();
+
+  // An exclude outside every prefix is warned about; SIGTERM while connecting stops it, and says
+  // so.
+  Zk2etcdProcess waiting({"sync", "--zookeeper-servers=127.0.0.1:" + std::to_string(dead_zk),
+                          "--etcd-servers=127.0.0.1:" + std::to_string(dead_etcd),
+                          "--etcd-dial-timeout=1s", "--zookeeper-prefix=/services",
+                          "--zookeeper-exclude-prefix=/servicez/x", "--http-addr=127.0.0.1:0",
+                          "--log-format=text"});
+  ASSERT_FIXTURE_OK(waiting.Start());
+  EXPECT_TRUE(waiting.WaitForLog("etcd unreachable; retrying", 1, seconds(10))) << waiting.Log();
+  EXPECT_EQ(waiting.CountLines("--zookeeper-exclude-prefix lies outside every --zookeeper-prefix "
+                               "and excludes nothing"),
+            1u)
+      << waiting.Log();
+  EXPECT_EQ(waiting.CountLines("/dubbo/config"), 0u) << waiting.Log();
+  EXPECT_EQ(waiting.Terminate(seconds(5)), 0) << waiting.Log();
+  EXPECT_EQ(waiting.CountLines("zk2etcd sync stopped"), 1u) << waiting.Log();
 }
 
 }  // namespace

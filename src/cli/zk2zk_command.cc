@@ -126,6 +126,20 @@ bool LoadReverseOwnership(connectors::ZooKeeperSink& sink, ops::Logger& logger,
   return false;
 }
 
+constexpr DiffReportNames kForwardNames = {.source_label = "source nodes",
+                                           .sink_label = "target nodes",
+                                           .source_field = "source_nodes",
+                                           .sink_field = "target_nodes",
+                                           .revision_field = "target_zxid",
+                                           .entries = "nodes"};
+// The reverse sink lists only the nodes it owns (its copies), not the whole source.
+constexpr DiffReportNames kReverseNames = {.source_label = "target ephemerals",
+                                           .sink_label = "copies on the source",
+                                           .source_field = "target_ephemerals",
+                                           .sink_field = "source_copies",
+                                           .revision_field = "source_zxid",
+                                           .entries = "nodes"};
+
 int RunZk2ZkSync(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& err) {
   const std::optional<Zk2ZkConfig> validated =
       Validated(flags, flag_set, Zk2ZkCommandKind::kSync, kSyncName, err);
@@ -196,6 +210,7 @@ int RunZk2ZkSync(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& err) 
                 {"leader_elect_identity", config.identity},
                 {"audit_log", config.audit_log},
                 {"concurrent", config.concurrent}});
+  WarnAboutIgnoredExcludes(config.scope, kZk2ZkScopeFlags, {config.MetaRoot()}, *logger);
   logger->Info("http server listening", {{"address", config.http_addr}, {"port", ops->port()}});
 
   // Both ensembles answer (and take the credentials) before anything is built: unreachable ones
@@ -204,7 +219,10 @@ int RunZk2ZkSync(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& err) 
                                       std::pair{&config.target, "target zookeeper"}}) {
     auto probe = ConnectZooKeeper(*options, name, *logger, clock, std::nullopt, stop);
     if (!probe.ok()) {
-      if (stop.load()) return kExitOk;
+      if (stop.load()) {
+        logger->Info("zk2etcd zk2zk sync stopped", {{"before", std::string(name) + " connected"}});
+        return kExitOk;
+      }
       logger->Error("cannot start", {{"error", probe.error()}});
       return kExitFailure;
     }
@@ -215,7 +233,10 @@ int RunZk2ZkSync(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& err) 
   job_options.source_observer = ops->source_observer();
   job_options.target_observer = ops->target_observer();
   Zk2ZkJob job = MakeZk2ZkJob(config, *logger, clock, job_options);
-  if (!LoadReverseOwnership(*job.reverse_sink, *logger, stop)) return kExitOk;
+  if (!LoadReverseOwnership(*job.reverse_sink, *logger, stop)) {
+    logger->Info("zk2etcd zk2zk sync stopped", {{"before", "reverse copies loaded"}});
+    return kExitOk;
+  }
 
   sync::FencedWriterOptions writer_options;
   writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 64);
@@ -242,6 +263,9 @@ int RunZk2ZkSync(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& err) 
     options.adopt = config.adopt;
     options.drain_timeout = config.shutdown_timeout;
     options.on_leaving = [&services] { services.StopCampaigning(); };
+    const DiffReportNames& names = direction == Direction::kForward ? kForwardNames : kReverseNames;
+    options.source_entries_field = names.source_field;
+    options.sink_entries_field = names.sink_field;
     AuditLog* audit_log = audit.get();
     const std::string_view name = DirectionName(direction);
     options.on_change = [ops, audit_log, direction, name](const sync::AppliedChange& change) {
@@ -328,18 +352,6 @@ Result<std::optional<std::string>, std::string> RunningLeader(zk::ZkClient& targ
   return std::optional<std::string>();  // every lock node went meanwhile
 }
 
-constexpr DiffReportNames kForwardNames = {.source_label = "source nodes",
-                                           .sink_label = "target nodes",
-                                           .source_field = "source_nodes",
-                                           .sink_field = "target_nodes",
-                                           .revision_field = "target_zxid"};
-// The reverse sink lists only the nodes it owns (its copies), not the whole source.
-constexpr DiffReportNames kReverseNames = {.source_label = "target ephemerals",
-                                           .sink_label = "copies on the source",
-                                           .source_field = "target_ephemerals",
-                                           .sink_field = "source_copies",
-                                           .revision_field = "source_zxid"};
-
 int RunZk2ZkDiff(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& out, std::ostream& err) {
   const std::optional<Zk2ZkConfig> validated =
       Validated(flags, flag_set, Zk2ZkCommandKind::kDiff, kDiffName, err);
@@ -352,6 +364,7 @@ int RunZk2ZkDiff(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& out, 
     return kExitUsage;
   }
   std::unique_ptr<ops::Logger> logger = std::move(made_logger).value();
+  WarnAboutIgnoredExcludes(config.scope, kZk2ZkScopeFlags, {config.MetaRoot()}, *logger);
   const std::atomic<bool> never_stop{false};
   const auto deadline =
       std::chrono::steady_clock::now() +

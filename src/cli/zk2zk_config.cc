@@ -177,8 +177,7 @@ Result<Zk2ZkConfig, std::string> ValidateZk2ZkFlags(const Zk2ZkFlags& f, Zk2ZkCo
     }
   }
   excludes.push_back(MetaRootOf(f.meta_path, f.name));
-  auto scope =
-      core::Scope::Create(paths, excludes, {.prefixes = "--path", .excludes = "--exclude"});
+  auto scope = core::Scope::Create(paths, excludes, kZk2ZkScopeFlags);
   if (!scope.ok()) return Unexpected{scope.error()};
 
   Zk2ZkConfig config(std::move(scope).value());

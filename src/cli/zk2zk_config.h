@@ -125,6 +125,10 @@ struct Zk2ZkConfig {
 // <meta_path>/<name> ("/" + name when meta_path is "/").
 std::string MetaRootOf(std::string_view meta_path, std::string_view name);
 
+// zk2zk's names for the flags of its scope, for messages.
+inline constexpr core::ScopeFlagNames kZk2ZkScopeFlags{.prefixes = "--path",
+                                                       .excludes = "--exclude"};
+
 // Checks every value of `command`'s flags; `hostname` is the election identity's default.
 Result<Zk2ZkConfig, std::string> ValidateZk2ZkFlags(const Zk2ZkFlags& flags,
                                                     Zk2ZkCommandKind command,

@@ -176,6 +176,9 @@ TEST(Zk2ZkConfigTest, BadInputIsOneLineNamingTheFlag) {
       {{"--target-servers=10.1.0.1:2181"}, "--source-servers is empty"},
       {{"--source-servers=10.0.0.1:2181"}, "--target-servers is empty"},
       {Args({"--source-servers=zk-a"}), "--source-servers: \"zk-a\" is not host:port"},
+      {Args({"--source-servers=zk-a:99999"}),
+       "--source-servers: \"zk-a:99999\": port 99999 is out of range (1-65535)"},
+      {Args({"--source-servers=zk-a:0"}), "port 0 is out of range"},
       {Args({"--target-servers=10.1.0.1:2181/bad/"}), "--target-servers chroot"},
       // The same ensemble: a server in both lists, however the loopback is spelt.
       {Args({"--source-servers=10.0.0.1:2181,10.9.9.9:2181", "--target-servers=10.9.9.9:2181"}),

@@ -383,6 +383,19 @@ TEST_F(Zk2ZkE2eTest, CopiesBothWaysFollowsChangesAndNeverLoops) {
   // The progress line and the audit log.
   EXPECT_TRUE(sync->WaitForLog("progress", 1, seconds(5))) << sync->Log();
   EXPECT_NE(sync->Log().find("source_nodes="), std::string::npos);
+  // Each direction's reconciliation line counts in its own words, none in etcd's.
+  size_t forward_lines = 0, reverse_lines = 0;
+  std::istringstream lines(sync->Log());
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("reconciliation done") == std::string::npos) continue;
+    forward_lines += line.find(" source_nodes=") != std::string::npos &&
+                     line.find(" target_nodes=") != std::string::npos;
+    reverse_lines += line.find(" target_ephemerals=") != std::string::npos &&
+                     line.find(" source_copies=") != std::string::npos;
+    EXPECT_EQ(line.find("etcd"), std::string::npos) << line;
+  }
+  EXPECT_GE(forward_lines, 1u) << sync->Log();
+  EXPECT_GE(reverse_lines, 1u) << sync->Log();
   EXPECT_EQ(sync->Terminate(seconds(20)), 0) << sync->Log();
   // The direction that stops second does not campaign again when the first resigns the lock.
   const std::string log = sync->Log();
@@ -762,7 +775,7 @@ TEST_F(Zk2ZkE2eTest, DiffReportsAndFixRepairs) {
 
   Zk2etcdProcess text(Args("diff"));
   EXPECT_EQ(text.RunToCompletion(seconds(60)), 1) << text.Log();
-  EXPECT_NE(text.Log().find("missing keys:\n  " + path_ + "/d/k2\n  " + path_ + "/d/new"),
+  EXPECT_NE(text.Log().find("missing nodes:\n  " + path_ + "/d/k2\n  " + path_ + "/d/new"),
             std::string::npos)
       << text.Log();
 
@@ -792,6 +805,7 @@ TEST_F(Zk2ZkE2eTest, AnUnreachableEnsembleIsRetriedAndLogged) {
   std::this_thread::sleep_for(seconds(2));
   ASSERT_EQ(sync.CountLines("target zookeeper unreachable; retrying"), 2u) << sync.Log();
   EXPECT_EQ(sync.Terminate(seconds(2)), 0) << sync.Log();
+  EXPECT_EQ(sync.CountLines("zk2etcd zk2zk sync stopped"), 1u) << sync.Log();
 }
 
 // Bad input: one line and exit 2, before any connection (the servers named do not exist).

@@ -89,7 +89,16 @@ Result<Scope, std::string> Scope::Create(const std::vector<std::string>& prefixe
                     [&](const std::string& prefix) { return IsSameOrBelow(exclude, prefix); });
     if (inside_some_prefix) merged_excludes.push_back(std::move(exclude));
   }
-  return Scope(std::move(merged_prefixes), std::move(merged_excludes), /*key_prefix=*/false);
+  std::vector<std::string> ignored_excludes;
+  for (const std::string& exclude : excludes) {
+    const bool inside_some_prefix =
+        std::any_of(merged_prefixes.begin(), merged_prefixes.end(),
+                    [&](const std::string& prefix) { return IsSameOrBelow(exclude, prefix); });
+    if (!inside_some_prefix) ignored_excludes.push_back(exclude);
+  }
+  Scope scope(std::move(merged_prefixes), std::move(merged_excludes), /*key_prefix=*/false);
+  scope.ignored_excludes_ = std::move(ignored_excludes);
+  return scope;
 }
 
 Scope Scope::ForKeyPrefix(std::string prefix) {

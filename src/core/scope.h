@@ -59,6 +59,9 @@ class Scope {
   const std::vector<std::string>& prefixes() const { return prefixes_; }
   // The excludes that lie inside some prefix (others cannot matter), sorted.
   const std::vector<std::string>& excludes() const { return excludes_; }
+  // The excludes given to Create that lie outside every prefix, so exclude nothing, in the order
+  // given (for a warning: a typo there silently syncs what the operator meant to leave out).
+  const std::vector<std::string>& ignored_excludes() const { return ignored_excludes_; }
 
  private:
   Scope(std::vector<std::string> prefixes, std::vector<std::string> excludes, bool key_prefix)
@@ -66,6 +69,7 @@ class Scope {
 
   std::vector<std::string> prefixes_;
   std::vector<std::string> excludes_;
+  std::vector<std::string> ignored_excludes_;
   bool key_prefix_ = false;
 };
 

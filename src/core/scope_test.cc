@@ -68,6 +68,10 @@ TEST(ScopeTest, ShouldDescendIntoAncestorsOfPrefixesButNotExcludes) {
 TEST(ScopeTest, ExcludesOutsideEveryPrefixAreDropped) {
   Scope scope = MakeScope({"/dubbo"}, {"/other", "/dubbo/config", "/dubbo/config/deeper"});
   EXPECT_EQ(scope.excludes(), (std::vector<std::string>{"/dubbo/config"}));
+  EXPECT_EQ(scope.ignored_excludes(), (std::vector<std::string>{"/other"}));
+
+  Scope boundary = MakeScope({"/dubbo"}, {"/dubbox", "/dubbo/x"});
+  EXPECT_EQ(boundary.ignored_excludes(), (std::vector<std::string>{"/dubbox"}));
 }
 
 TEST(ScopeTest, RejectsBadInputWithOneClearLine) {

@@ -500,14 +500,35 @@ EtcdResult<LeaseGrantResponse> GrpcEtcdClient::LeaseGrant(std::chrono::seconds t
       });
 }
 
+namespace {
+
+Starter<pb::LeaseRevokeRequest, pb::LeaseRevokeResponse> LeaseRevokeStarter() {
+  return [](Endpoint& e, grpc::ClientContext* c, const pb::LeaseRevokeRequest& r,
+            grpc::CompletionQueue* cq) { return e.lease->PrepareAsyncLeaseRevoke(c, r, cq); };
+}
+
+}  // namespace
+
 EtcdResult<void> GrpcEtcdClient::LeaseRevoke(int64_t id) {
   pb::LeaseRevokeRequest proto;
   proto.set_id(id);
   return CallSync<pb::LeaseRevokeRequest, pb::LeaseRevokeResponse>(
-      Spec(kOpLeaseRevoke, RetryClass::kIdempotent), std::move(proto),
-      [](Endpoint& e, grpc::ClientContext* c, const pb::LeaseRevokeRequest& r,
-         grpc::CompletionQueue* cq) { return e.lease->PrepareAsyncLeaseRevoke(c, r, cq); },
+      Spec(kOpLeaseRevoke, RetryClass::kIdempotent), std::move(proto), LeaseRevokeStarter(),
       [](pb::LeaseRevokeResponse&, int) -> EtcdResult<void> { return {}; });
+}
+
+void GrpcEtcdClient::LeaseRevokeAsync(int64_t id, LeaseRevokeCallback done) {
+  pb::LeaseRevokeRequest proto;
+  proto.set_id(id);
+  UnaryCall<pb::LeaseRevokeRequest, pb::LeaseRevokeResponse>::Launch(
+      this, Spec(kOpLeaseRevoke, RetryClass::kIdempotent), std::move(proto), LeaseRevokeStarter(),
+      [done = std::move(done)](EtcdResult<pb::LeaseRevokeResponse*> result, int /*endpoint*/) {
+        if (!result.ok()) {
+          done(Unexpected{std::move(result).error()});
+        } else {
+          done({});
+        }
+      });
 }
 
 EtcdResult<LeaseTimeToLiveResponse> GrpcEtcdClient::LeaseTimeToLive(int64_t id) {

@@ -109,6 +109,7 @@ class GrpcEtcdClient final : public EtcdClient {
   std::unique_ptr<CallHandle> Watch(const WatchRequest& request, WatchCallback callback) override;
   EtcdResult<LeaseGrantResponse> LeaseGrant(std::chrono::seconds ttl, int64_t id) override;
   EtcdResult<void> LeaseRevoke(int64_t id) override;
+  void LeaseRevokeAsync(int64_t id, LeaseRevokeCallback done) override;
   EtcdResult<LeaseTimeToLiveResponse> LeaseTimeToLive(int64_t id) override;
   std::unique_ptr<CallHandle> LeaseKeepAlive(int64_t id, LeaseLostCallback on_lost) override;
   std::unique_ptr<CallHandle> Campaign(const std::string& name, int64_t lease,

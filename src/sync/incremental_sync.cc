@@ -219,10 +219,13 @@ void IncrementalSync::OnWritten(const std::string& path, const core::SinkWrite& 
     change.error = result.error().message;
     change.not_leader = result.error().code == WriteError::Code::kNotLeader;
     if (change.not_leader) change.fence = result.error().fence;
-    // The sink refusing the write needs an operator; a lost leadership or a stop does not.
+    // The sink refusing the write needs an operator. A lost leadership or a stop does not, and
+    // fails every queued write at once: the step-down's own line says it once, each write is
+    // counted (zk2etcd_etcd_op_total{status="not_leader"}), and the next leader's full sync
+    // repairs what they left.
     const bool refused = result.error().code == WriteError::Code::kRefused;
     logger_.Log(
-        refused ? ops::LogLevel::kError : ops::LogLevel::kWarn, "write failed",
+        refused ? ops::LogLevel::kError : ops::LogLevel::kDebug, "write failed",
         {{"key", change.key}, {"trace_id", change.trace_id}, {"error", result.error().message}});
   }
   if (options_.on_change) options_.on_change(change);

@@ -157,6 +157,7 @@ void ApplyAdoptPolicy(AdoptPolicy adopt, const std::vector<Difference>& candidat
         // kAll takes it; kMatching names a differing value a conflict.
         if (was_equal || adopt == AdoptPolicy::kAll) {
           difference.claimed_by_policy = true;
+          difference.claimed_only_by_all = !was_equal;
           difference.kind =
               difference.source.exists ? Difference::Kind::kChanged : Difference::Kind::kExtra;
         } else if (difference.source.exists) {
@@ -310,9 +311,10 @@ size_t ReconcileReport::WouldAdopt(AdoptPolicy policy) const {
     case AdoptPolicy::kNone:
       return 0;
     case AdoptPolicy::kMatching:
-      return unclaimed;
+      return unclaimed + claimed_behind;
     case AdoptPolicy::kAll:
-      return unclaimed + Count(Difference::Kind::kForeign) + Count(Difference::Kind::kConflict);
+      return unclaimed + claimed_behind + claimed_only_by_all + Count(Difference::Kind::kForeign) +
+             Count(Difference::Kind::kConflict);
   }
   return 0;
 }
@@ -334,8 +336,13 @@ size_t ReconcileReport::Count(Difference::Kind kind) const {
 
 void ReconcileReport::RecountFromList() {
   counts.fill(0);
+  claimed_behind = 0;
+  claimed_only_by_all = 0;
   for (const ConfirmedDifference& difference : differences) {
     ++counts[static_cast<size_t>(difference.kind)];
+    if (difference.claimed_by_policy && difference.kind != Difference::Kind::kUnclaimed) {
+      ++(difference.claimed_only_by_all ? claimed_only_by_all : claimed_behind);
+    }
   }
 }
 
@@ -487,6 +494,9 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
     }
     for (ConfirmedDifference& difference : *confirmed) {
       ++report.counts[static_cast<size_t>(difference.kind)];
+      if (difference.claimed_by_policy && difference.kind != Difference::Kind::kUnclaimed) {
+        ++(difference.claimed_only_by_all ? report.claimed_only_by_all : report.claimed_behind);
+      }
       std::vector<std::string>* samples =
           difference.kind == Difference::Kind::kConflict  ? &report.conflict_samples
           : difference.kind == Difference::Kind::kForeign ? &report.foreign_samples

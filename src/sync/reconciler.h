@@ -141,6 +141,9 @@ struct ConfirmedDifference {
   int64_t record_version = 0;            // when the ownership record exists
   bool owned_by_store = false;     // no ownership record, but the ownership store vouches for it
   bool claimed_by_policy = false;  // no ownership record, but the AdoptPolicy makes it ours
+  // Claimed only because the policy is AdoptPolicy::kAll: a value that differs, or no source
+  // entry (kMatching would have left it alone as kConflict or kForeign).
+  bool claimed_only_by_all = false;
 };
 
 struct ReconcileReport {
@@ -149,6 +152,12 @@ struct ReconcileReport {
   size_t in_sync = 0;
   size_t unclaimed = 0;  // equal keys without an ownership record (Difference::Kind::kUnclaimed)
   size_t adopted = 0;    // unclaimed keys made ours (ownership store or policy), now with a record
+  // Keys without a record that the policy claimed although they were not equal (so counted as
+  // changed or extra): copies the source changed or deleted since they were equal (taken by
+  // kMatching and kAll), and the differing or source-less keys that only kAll takes. For
+  // WouldAdopt, whichever policy this run used.
+  size_t claimed_behind = 0;
+  size_t claimed_only_by_all = 0;
   int64_t sink_point = 0;
   int64_t source_point = 0;           // the snapshot's (core::Snapshot::point)
   size_t first_pass_differences = 0;  // before the second read

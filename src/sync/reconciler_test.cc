@@ -400,6 +400,8 @@ TEST_F(AdoptionTest, MatchingAdoptsEqualKeysAndLeavesConflictsAlone) {
   EXPECT_EQ(report.Count(Kind::kForeign), 1u);
   EXPECT_THAT(report.foreign_samples, ElementsAre("/sink/dubbo/absent"));
   EXPECT_EQ(report.fixed_puts, 1u);  // /dubbo/mine
+  EXPECT_EQ(report.WouldAdopt(AdoptPolicy::kMatching), 1u);
+  EXPECT_EQ(report.WouldAdopt(AdoptPolicy::kAll), 3u);
   // Only the record was written: the value and its version are as they were.
   auto equal = sink_.Get("/dubbo/equal");
   ASSERT_TRUE(equal->owner.has_value());
@@ -423,6 +425,9 @@ TEST_F(AdoptionTest, AllMakesEveryUnownedKeyOurs) {
   EXPECT_EQ(report.fixed_deletes, 1u);  // absent
   EXPECT_EQ(report.Count(Kind::kConflict), 0u);
   EXPECT_EQ(report.Count(Kind::kForeign), 0u);
+  // What each policy would adopt does not depend on the one this run used.
+  EXPECT_EQ(report.WouldAdopt(AdoptPolicy::kMatching), 1u);
+  EXPECT_EQ(report.WouldAdopt(AdoptPolicy::kAll), 3u);
   EXPECT_EQ(sink_.Values(), Expected());
   for (const std::string key : {"/dubbo/equal", "/dubbo/differs", "/dubbo/mine"}) {
     EXPECT_TRUE(sink_.Get(key)->owner.has_value()) << key;

@@ -238,8 +238,8 @@ void SyncService::Reconcile() {
   if (result.ok()) {
     const ReconcileReport& report = *result;
     logger_.Info("reconciliation done",
-                 {{"zk_nodes", report.source_entries},
-                  {"etcd_keys", report.sink_entries},
+                 {{options_.source_entries_field, report.source_entries},
+                  {options_.sink_entries_field, report.sink_entries},
                   {"in_sync", report.in_sync},
                   {"differences", report.VisibleDifferences()},
                   {"by_kind", KindCounts(report)},
@@ -264,8 +264,11 @@ void SyncService::Reconcile() {
                    {{"keys", report.unclaimed}});
     }
     if (const size_t foreign = report.Count(Difference::Kind::kForeign); foreign > 0) {
-      logger_.Info("keys without an ownership record and absent from " +
-                       std::string(source_.Name()) + " are another writer's: left alone",
+      // Without a policy, a key that differs from its source entry is foreign too.
+      const std::string which = options_.adopt == AdoptPolicy::kNone
+                                    ? "keys without an ownership record that differ from "
+                                    : "keys without an ownership record and absent from ";
+      logger_.Info(which + std::string(source_.Name()) + " are another writer's: left alone",
                    {{"keys", foreign}, {"first", JoinCommaList(report.foreign_samples)}});
     }
     if (const size_t conflicts = report.Count(Difference::Kind::kConflict); conflicts > 0) {

@@ -53,6 +53,10 @@ struct SyncServiceOptions {
   // Failed campaigns (the election's server unreachable) are retried at most this far apart, so
   // that leadership is back within a fraction of a second of the server answering again.
   std::chrono::milliseconds election_retry_max{500};
+  // The fields of the "reconciliation done" line that count the source's entries and the sink's
+  // (zk2zk names them for its ensembles, and each direction differently).
+  std::string source_entries_field = "zk_nodes";
+  std::string sink_entries_field = "etcd_keys";
   // 0 disables the periodic reconciliation.
   std::chrono::nanoseconds fullsync_interval = std::chrono::minutes(5);
   // Requests in flight on each side (--concurrent).

@@ -159,7 +159,11 @@ void EtcdElection::RevokeLeaseLocked() {
 void EtcdElection::Abandon() {
   std::lock_guard calls(calls_mutex_);
   StopLocked();
-  RevokeLeaseLocked();
+  // Not waited for: the lease is usually gone already, and when etcd does not answer (the outage
+  // that ended the campaign) a wait would hold the engine's Run thread for a whole call timeout,
+  // with the process still reported as leader. A revoke that fails ends with the lease's TTL.
+  if (lease_id_ != 0) etcd_.LeaseRevokeAsync(lease_id_, [](etcd::EtcdResult<void>) {});
+  lease_id_ = 0;
 }
 
 void EtcdElection::Resign() {

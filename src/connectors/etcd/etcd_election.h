@@ -9,9 +9,12 @@
 // replica's identity (a killed predecessor) is stale and its lease is revoked, so that the
 // replica leads again without waiting for the lease to expire (DecideTakeover).
 //
-// Thread-safety: every method is thread-safe (Campaign, Abandon and Resign are serialised and
-// make blocking etcd calls: not on the etcd client's callback thread). Events come on the client's
-// callback thread. REQUIRES: the client and the logger outlive the election.
+// Abandon revokes the lease without waiting for the answer; Resign waits (a standby takes over
+// at once).
+//
+// Thread-safety: every method is thread-safe (Campaign, Abandon and Resign are serialised;
+// Campaign and Resign make blocking etcd calls: not on the etcd client's callback thread). Events
+// come on the client's callback thread. REQUIRES: the client and the logger outlive the election.
 #pragma once
 
 #include <chrono>

@@ -10,6 +10,14 @@
 namespace zk2etcd::connectors {
 
 namespace {
+// The election key this process's writes are fenced on is gone: its lease ended (an outage longer
+// than the lease) or another replica leads.
+constexpr char kFenceFailed[] =
+    "the leadership fence failed: this replica no longer leads (its lease ended, or another "
+    "replica leads)";
+}  // namespace
+
+namespace {
 
 // The bytes of a transaction besides its writes: the leadership compare and the envelope.
 constexpr size_t kTxnOverheadBytes = 1024;
@@ -454,9 +462,8 @@ void EtcdSink::ApplyAtomicAsync(std::vector<core::SinkWrite> writes, int64_t che
           return;
         }
         if (!result->succeeded) {
-          done(Unexpected{core::SinkError{core::SinkError::Code::kNotLeader,
-                                          "the leadership fence failed: another process leads",
-                                          "not_leader"}});
+          done(Unexpected{
+              core::SinkError{core::SinkError::Code::kNotLeader, kFenceFailed, "not_leader"}});
           return;
         }
         std::vector<core::WriteAnswer> answers = std::move(lease_errors);
@@ -493,9 +500,8 @@ core::BatchResult EtcdSink::AnswerOf(const std::vector<FencedWrite>& writes,
     return answers;
   }
   if (!response.succeeded) {
-    return Unexpected{core::SinkError{core::SinkError::Code::kNotLeader,
-                                      "the leadership fence failed: another process leads",
-                                      "not_leader"}};
+    return Unexpected{
+        core::SinkError{core::SinkError::Code::kNotLeader, kFenceFailed, "not_leader"}};
   }
   for (size_t i = 0; i < writes.size(); ++i) {
     const std::optional<FencedReply> reply = ReplyOf(response, i, writes[i], forms[i]);
