@@ -2,6 +2,7 @@
 // differences. Exit status: 0 in sync, 1 differences remain, 2 usage error or servers unreachable.
 // Foreign keys (another writer's, with no znode) are listed but do not count as differences;
 // conflicts (another writer's value where a znode exists) do.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -154,6 +155,8 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
     report->sink_entries = counts.sink_entries;
     report->in_sync = counts.in_sync;
     report->sink_point = counts.sink_point;
+    // Equal unowned keys are counted, not listed: those of every round are at most the fewest.
+    report->unclaimed = std::min(report->unclaimed, counts.unclaimed);
   }
   if (flags.fix) reconciler.Repair(*report);
 

@@ -134,8 +134,8 @@ FlagSet::Flag* FlagSet::Find(std::string_view name) {
 }
 
 bool FlagSet::NamesAFlag(std::string_view arg) const {
+  if (arg == "-h" || arg == "-help" || arg == "--help") return true;
   if (!arg.starts_with("--")) return false;
-  if (arg == "--help") return true;
   const size_t equals = arg.find('=');
   const std::string_view name =
       arg.substr(2, equals == std::string_view::npos ? std::string_view::npos : equals - 2);
@@ -193,8 +193,10 @@ Result<void, std::string> FlagSet::Parse(const std::vector<std::string>& args,
       value = args[++i];
     } else if (i + 1 < args.size()) {
       // "--prefix --http-addr=:0" forgot the value: taking the next flag as it would hide both.
-      return Unexpected{"flag --" + name + " needs a value, and \"" + args[i + 1] +
-                        "\" that follows it is a flag (write --" + name + "=VALUE)" + see_help};
+      // Only the next flag's name is shown: its value may be a secret.
+      const std::string next = args[i + 1].substr(0, args[i + 1].find('='));
+      return Unexpected{"flag --" + name + " needs a value, and " + next +
+                        " that follows it is a flag (write --" + name + "=VALUE)" + see_help};
     } else {
       return Unexpected{"flag --" + name + " needs a value" + see_help};
     }

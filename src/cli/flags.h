@@ -88,7 +88,8 @@ class FlagSet {
   static Flag MakeFlag(std::string name, Kind kind, std::string help, std::string default_text,
                        std::function<Result<void, std::string>(std::string_view)> set);
   Flag* Find(std::string_view name);
-  // True when `arg` is "--help" or "--NAME" / "--NAME=..." for one of this set's flags.
+  // True when `arg` asks for help (as Parse reads it) or is "--NAME" / "--NAME=..." for one of
+  // this set's flags.
   bool NamesAFlag(std::string_view arg) const;
   void Add(Flag flag, std::function<void()> apply_default);
 

@@ -116,10 +116,15 @@ TEST_F(FlagSetTest, AFlagFollowedByAnotherFlagHasNoValue) {
   auto followed = Parse({"--zookeeper-prefix", "--concurrent=3"});
   ASSERT_FALSE(followed.ok());
   EXPECT_EQ(followed.error(),
-            "flag --zookeeper-prefix needs a value, and \"--concurrent=3\" that follows it is a "
-            "flag (write --zookeeper-prefix=VALUE) (see 'zk2etcd sync --help')");
+            "flag --zookeeper-prefix needs a value, and --concurrent that follows it is a flag "
+            "(write --zookeeper-prefix=VALUE) (see 'zk2etcd sync --help')");
   EXPECT_FALSE(Parse({"--zookeeper-prefix", "--fix"}).ok());
   EXPECT_FALSE(Parse({"--zookeeper-prefix", "--help"}).ok());
+  EXPECT_FALSE(Parse({"--zookeeper-prefix", "-h"}).ok());
+  // The next flag's value is not repeated: it may be a secret.
+  auto secret = Parse({"--zookeeper-prefix", "--etcd-password=s3cret"});
+  ASSERT_FALSE(secret.ok());
+  EXPECT_EQ(secret.error().find("s3cret"), std::string::npos) << secret.error();
 
   // A value that only looks like a flag is still a value.
   ASSERT_TRUE(Parse({"--zookeeper-prefix", "--not-a-flag"}).ok());

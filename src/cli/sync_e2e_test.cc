@@ -187,9 +187,10 @@ TEST_F(SyncE2eTest, AStopWhileEtcdDoesNotAnswerDoesNotWaitForIt) {
   auto sync = std::make_unique<Zk2etcdProcess>(
       Args("sync", {"--shutdown-timeout=1s", "--etcd-request-timeout=2s", "--log-level=info"}));
   ASSERT_FIXTURE_OK(sync->Start());
-  // Half-way through the walk, long after the listing of the (empty) etcd: the repairs that
-  // follow find etcd paused.
-  ASSERT_TRUE(sync->WaitForLog("nodes_read=10000", 1, kConverge)) << sync->Log();
+  // As the first repairs land (the walk is over, the listing of the empty etcd long done): the
+  // rest of the 22,501 find etcd paused.
+  ASSERT_TRUE(Eventually([&] { return !view_->List("/dubbo/").empty(); }, kConverge))
+      << sync->Log();
   etcd_->Pause();
   std::this_thread::sleep_for(milliseconds(500));
   const auto stop_at = std::chrono::steady_clock::now();
@@ -358,6 +359,8 @@ TEST_F(SyncE2eTest, ConvergesAfterKill9OfTheToolAndRestartOfZooKeeper) {
   ASSERT_FIXTURE_OK_AND_ASSIGN(zk_, ZooKeeperCClient::Connect(zookeeper_->address(), seconds(20)));
   ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/after-zk-restart", "y"));
   EXPECT_TRUE(Converged(ZkExpected()));
+  // One outage, one line: the full sync's extra reading sessions log theirs at debug level.
+  EXPECT_EQ(sync->CountLines("zookeeper connection lost"), 1u) << sync->Log();
   EXPECT_EQ(sync->Terminate(seconds(20)), 0);
 }
 
@@ -390,13 +393,13 @@ TEST_F(SyncE2eTest, ConvergesAfterSessionExpiryAndAnEtcdPause) {
         return Http(port, "/metrics").body.find("\nzk2etcd_leader 0") != std::string::npos &&
                Http(port, "/readyz").body.find("ready: leader") == std::string::npos;
       },
-      seconds(1)))
+      seconds(3)))
       << Http(port, "/readyz").body << sync->Log();
   std::this_thread::sleep_until(paused + seconds(15));
   etcd_->Resume();
   EXPECT_TRUE(Converged(ZkExpected())) << sync->Log();
-  // The writes queued under the lost leadership fail their fence: the step-down says so once,
-  // not a line per key.
+  // The writes queued under the lost leadership fail their fence (or land under the next one):
+  // the step-down says so once, not a line per key.
   EXPECT_EQ(sync->CountLines("leadership lost: standing by"), 1u) << sync->Log();
   EXPECT_EQ(sync->CountLines("write failed"), 0u) << sync->Log();
   EXPECT_EQ(sync->Terminate(seconds(20)), 0);
@@ -527,22 +530,22 @@ TEST(CliE2eTest, BadInputFailsFastWithOneLineAndUnreachableServersGiveExitTwo) {
   EXPECT_EQ(unreachable.RunToCompletion(seconds(30)), 2) << unreachable.Log();
 
   // An etcd that takes the connection and never answers: --connect-timeout bounds the wait,
-  // although one dial attempt may take --etcd-dial-timeout (5 s by default).
+  // although one dial attempt may take --etcd-dial-timeout (here 30 s).
   std::unique_ptr<testing::SilentListener> silent;
   ASSERT_FIXTURE_OK_AND_ASSIGN(silent, testing::SilentListener::Start());
   Zk2etcdProcess silent_etcd({"diff", "--zookeeper-servers=127.0.0.1:" + std::to_string(dead_zk),
-                              "--etcd-servers=" + silent->address(), "--connect-timeout=2s"});
+                              "--etcd-servers=" + silent->address(), "--connect-timeout=2s",
+                              "--etcd-dial-timeout=30s"});
   const auto silent_start = std::chrono::steady_clock::now();
   EXPECT_EQ(silent_etcd.RunToCompletion(seconds(30)), 2) << silent_etcd.Log();
-  EXPECT_LT(std::chrono::steady_clock::now() - silent_start, milliseconds(4500))
-      << silent_etcd.Log();
+  EXPECT_LT(std::chrono::steady_clock::now() - silent_start, seconds(15)) << silent_etcd.Log();
 
   // A flag left without its value is refused, not given the next flag as its value.
   Zk2etcdProcess no_value({"sync", "--zookeeper-servers=127.0.0.1:1", "--etcd-servers=127.0.0.1:2",
                            "--zookeeper-prefix", "--http-addr=127.0.0.1:0"});
   EXPECT_EQ(no_value.RunToCompletion(seconds(10)), 2);
-  EXPECT_EQ(no_value.CountLines("flag --zookeeper-prefix needs a value, and "
-                                "\"--http-addr=127.0.0.1:0\" that follows it is a flag"),
+  EXPECT_EQ(no_value.CountLines("flag --zookeeper-prefix needs a value, and --http-addr that "
+                                "follows it is a flag"),
             1u)
       << no_value.Log();
 

@@ -342,9 +342,9 @@ class EtcdClient {
   // Revoking a lease that does not exist is kNotFound.
   virtual EtcdResult<void> LeaseRevoke(int64_t id) = 0;
   // LeaseRevoke without waiting for it: `done` runs once with the answer, on the client's
-  // callback thread (with kCancelled when the client is destroyed first). For a best-effort
-  // revoke that must not hold its caller while etcd does not answer. By default LeaseRevoke() is
-  // called on the caller's thread.
+  // callback thread (with kCancelled, perhaps inline, when the client is destroyed first). For a
+  // best-effort revoke that must not hold its caller while etcd does not answer. By default
+  // LeaseRevoke() is called on the caller's thread.
   using LeaseRevokeCallback = std::function<void(EtcdResult<void>)>;
   virtual void LeaseRevokeAsync(int64_t id, LeaseRevokeCallback done) { done(LeaseRevoke(id)); }
   virtual EtcdResult<LeaseTimeToLiveResponse> LeaseTimeToLive(int64_t id) = 0;

@@ -674,6 +674,7 @@ FakeEtcdClient::~FakeEtcdClient() {
     std::erase_if(store_->subscriptions_, [this](const auto& s) { return s->client == this; });
   }
   std::deque<SentTxn> abandoned;
+  std::vector<std::pair<int64_t, LeaseRevokeCallback>> held_revokes;
   {
     std::unique_lock lock(mutex_);
     changed_.wait(lock, [this] { return tasks_.empty() && !running_task_; });
@@ -682,11 +683,13 @@ FakeEtcdClient::~FakeEtcdClient() {
     for (auto& txn : waiting_) abandoned.push_back(std::move(txn));
     waiting_.clear();
     held_stream_tasks_.clear();
+    held_revokes.swap(held_lease_revokes_);
   }
   changed_.notify_all();
   thread_.join();
   const Error cancelled{ErrorCode::kCancelled, "the etcd client was destroyed", 0};
   for (SentTxn& txn : abandoned) txn.done(Unexpected{cancelled});
+  for (auto& [id, done] : held_revokes) done(Unexpected{cancelled});
   for (const auto& subscription : mine) {
     std::lock_guard lock(subscription->gate->mutex);
     const bool deliver = !subscription->gate->cancelled && !subscription->gate->ended;
@@ -1110,6 +1113,28 @@ EtcdResult<void> FakeEtcdClient::LeaseRevoke(int64_t id) {
     store_->RevokeLocked(id, Error{ErrorCode::kNotFound, "lease revoked", 0});
     return {};
   });
+}
+
+void FakeEtcdClient::LeaseRevokeAsync(int64_t id, LeaseRevokeCallback done) {
+  {
+    std::lock_guard lock(mutex_);
+    if (hold_lease_revokes_) {
+      held_lease_revokes_.emplace_back(id, std::move(done));
+      return;
+    }
+  }
+  EtcdResult<void> result = LeaseRevoke(id);
+  Post([done = std::move(done), result = std::move(result)]() mutable { done(std::move(result)); });
+}
+
+void FakeEtcdClient::HoldLeaseRevokes(bool hold) {
+  std::vector<std::pair<int64_t, LeaseRevokeCallback>> released;
+  {
+    std::lock_guard lock(mutex_);
+    hold_lease_revokes_ = hold;
+    if (!hold) released.swap(held_lease_revokes_);
+  }
+  for (auto& [id, done] : released) LeaseRevokeAsync(id, std::move(done));
 }
 
 EtcdResult<LeaseTimeToLiveResponse> FakeEtcdClient::LeaseTimeToLive(int64_t id) {

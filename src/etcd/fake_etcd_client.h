@@ -170,6 +170,9 @@ class FakeEtcdClient final : public EtcdClient {
   void ClearFaults();
   void SetUnavailable(bool unavailable);
   void HoldTxns(bool hold);
+  // While held, LeaseRevokeAsync requests wait unanswered (an etcd that does not answer); when
+  // released they are applied and answered in order. LeaseRevoke is not held.
+  void HoldLeaseRevokes(bool hold);
   void SetTxnDelay(std::chrono::nanoseconds delay);
   // Expires leases and completes delayed transactions that are due.
   void Tick();
@@ -192,6 +195,8 @@ class FakeEtcdClient final : public EtcdClient {
   std::unique_ptr<CallHandle> Watch(const WatchRequest& request, WatchCallback callback) override;
   EtcdResult<LeaseGrantResponse> LeaseGrant(std::chrono::seconds ttl, int64_t id = 0) override;
   EtcdResult<void> LeaseRevoke(int64_t id) override;
+  // Applied at once (unless held) and answered on the callback thread, as the real client does.
+  void LeaseRevokeAsync(int64_t id, LeaseRevokeCallback done) override;
   EtcdResult<LeaseTimeToLiveResponse> LeaseTimeToLive(int64_t id) override;
   std::unique_ptr<CallHandle> LeaseKeepAlive(int64_t id, LeaseLostCallback on_lost) override;
   std::unique_ptr<CallHandle> Campaign(const std::string& name, int64_t lease,
@@ -255,6 +260,8 @@ class FakeEtcdClient final : public EtcdClient {
   bool stopping_ = false;
   bool unavailable_ = false;
   bool hold_txns_ = false;
+  bool hold_lease_revokes_ = false;
+  std::vector<std::pair<int64_t, LeaseRevokeCallback>> held_lease_revokes_;
   std::chrono::nanoseconds txn_delay_{0};
   std::vector<Fault> faults_;
   std::map<std::string, int, std::less<>> calls_;

@@ -220,9 +220,8 @@ void IncrementalSync::OnWritten(const std::string& path, const core::SinkWrite& 
     change.not_leader = result.error().code == WriteError::Code::kNotLeader;
     if (change.not_leader) change.fence = result.error().fence;
     // The sink refusing the write needs an operator. A lost leadership or a stop does not, and
-    // fails every queued write at once: the step-down's own line says it once, each write is
-    // counted (zk2etcd_etcd_op_total{status="not_leader"}), and the next leader's full sync
-    // repairs what they left.
+    // fails every queued write at once: the step-down (or the drain at a stop) says it once, each
+    // write is counted (on_change), and the next leader's full sync repairs what they left.
     const bool refused = result.error().code == WriteError::Code::kRefused;
     logger_.Log(
         refused ? ops::LogLevel::kError : ops::LogLevel::kDebug, "write failed",

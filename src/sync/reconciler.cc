@@ -311,10 +311,9 @@ size_t ReconcileReport::WouldAdopt(AdoptPolicy policy) const {
     case AdoptPolicy::kNone:
       return 0;
     case AdoptPolicy::kMatching:
-      return unclaimed + claimed_behind;
+      return unclaimed;
     case AdoptPolicy::kAll:
-      return unclaimed + claimed_behind + claimed_only_by_all + Count(Difference::Kind::kForeign) +
-             Count(Difference::Kind::kConflict);
+      return unclaimed + unowned_unequal;
   }
   return 0;
 }
@@ -336,13 +335,10 @@ size_t ReconcileReport::Count(Difference::Kind kind) const {
 
 void ReconcileReport::RecountFromList() {
   counts.fill(0);
-  claimed_behind = 0;
-  claimed_only_by_all = 0;
+  unowned_unequal = 0;
   for (const ConfirmedDifference& difference : differences) {
     ++counts[static_cast<size_t>(difference.kind)];
-    if (difference.claimed_by_policy && difference.kind != Difference::Kind::kUnclaimed) {
-      ++(difference.claimed_only_by_all ? claimed_only_by_all : claimed_behind);
-    }
+    unowned_unequal += difference.UnownedUnequal() ? 1 : 0;
   }
 }
 
@@ -494,9 +490,7 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
     }
     for (ConfirmedDifference& difference : *confirmed) {
       ++report.counts[static_cast<size_t>(difference.kind)];
-      if (difference.claimed_by_policy && difference.kind != Difference::Kind::kUnclaimed) {
-        ++(difference.claimed_only_by_all ? report.claimed_only_by_all : report.claimed_behind);
-      }
+      report.unowned_unequal += difference.UnownedUnequal() ? 1 : 0;
       std::vector<std::string>* samples =
           difference.kind == Difference::Kind::kConflict  ? &report.conflict_samples
           : difference.kind == Difference::Kind::kForeign ? &report.foreign_samples
@@ -609,6 +603,7 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
     difference.source = std::move(entry);
     difference.sink_exists = state.value.has_value();
     difference.sink_version = state.value ? state.version : 0;
+    difference.first_pass_unclaimed = candidates[i].kind == Difference::Kind::kUnclaimed;
     if (state.owner) {
       difference.owner_version = state.owner->source_version;
       difference.record_version = state.owner->record_version;

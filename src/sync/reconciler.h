@@ -144,6 +144,16 @@ struct ConfirmedDifference {
   // Claimed only because the policy is AdoptPolicy::kAll: a value that differs, or no source
   // entry (kMatching would have left it alone as kConflict or kForeign).
   bool claimed_only_by_all = false;
+  // The first pass saw the key equal and without a record (counted in ReconcileReport::unclaimed).
+  bool first_pass_unclaimed = false;
+
+  // A key without any ownership record that is not equal to its source entry and was not equal at
+  // the first pass: what kAll would take beyond the equal keys (kForeign, kConflict, or claimed
+  // only by kAll), whichever policy ran.
+  bool UnownedUnequal() const {
+    return !first_pass_unclaimed && (kind == Difference::Kind::kForeign ||
+                                     kind == Difference::Kind::kConflict || claimed_only_by_all);
+  }
 };
 
 struct ReconcileReport {
@@ -152,12 +162,9 @@ struct ReconcileReport {
   size_t in_sync = 0;
   size_t unclaimed = 0;  // equal keys without an ownership record (Difference::Kind::kUnclaimed)
   size_t adopted = 0;    // unclaimed keys made ours (ownership store or policy), now with a record
-  // Keys without a record that the policy claimed although they were not equal (so counted as
-  // changed or extra): copies the source changed or deleted since they were equal (taken by
-  // kMatching and kAll), and the differing or source-less keys that only kAll takes. For
-  // WouldAdopt, whichever policy this run used.
-  size_t claimed_behind = 0;
-  size_t claimed_only_by_all = 0;
+  // Confirmed differences for which ConfirmedDifference::UnownedUnequal() holds: with
+  // `unclaimed`, what kAll would adopt (WouldAdopt), whichever policy this run used.
+  size_t unowned_unequal = 0;
   int64_t sink_point = 0;
   int64_t source_point = 0;           // the snapshot's (core::Snapshot::point)
   size_t first_pass_differences = 0;  // before the second read

@@ -375,8 +375,30 @@ class AdoptionTest : public ReconcilerTest {
     sink_.PutForeign("/dubbo/absent", "theirs");
     equal_version_ = sink_.Get("/dubbo/equal")->version;
   }
+  // What each policy would adopt when the source changes the equal key after the snapshot, so
+  // that the second read sees it differ: it still counts once (in `unclaimed`).
+  void ExpectAKeyChangedAfterTheSnapshotCountsOnce(AdoptPolicy policy) {
+    source_.SetSnapshotHook([this] { SourcePut("/dubbo/equal", "changed after the snapshot"); });
+    const ReconcileReport report = RunWith(policy);
+    source_.SetSnapshotHook(nullptr);
+    EXPECT_EQ(report.unclaimed, 1u);
+    EXPECT_EQ(report.WouldAdopt(AdoptPolicy::kMatching), 1u);
+    EXPECT_EQ(report.WouldAdopt(AdoptPolicy::kAll), 3u);
+  }
   int64_t equal_version_ = 0;
 };
+
+TEST_F(AdoptionTest, AKeyChangedAfterTheSnapshotCountsOnceWithoutAPolicy) {
+  ExpectAKeyChangedAfterTheSnapshotCountsOnce(AdoptPolicy::kNone);
+}
+TEST_F(AdoptionTest, AKeyChangedAfterTheSnapshotCountsOnceWhenMatching) {
+  ExpectAKeyChangedAfterTheSnapshotCountsOnce(AdoptPolicy::kMatching);
+  // A faithful copy that fell behind: adopted and brought up to date.
+  EXPECT_EQ(sink_.Get("/dubbo/equal")->value, "changed after the snapshot");
+}
+TEST_F(AdoptionTest, AKeyChangedAfterTheSnapshotCountsOnceWithAll) {
+  ExpectAKeyChangedAfterTheSnapshotCountsOnce(AdoptPolicy::kAll);
+}
 
 TEST_F(AdoptionTest, NoneLeavesEveryUnownedKeyAlone) {
   const ReconcileReport report = RunWith(AdoptPolicy::kNone);

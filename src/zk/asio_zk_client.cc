@@ -402,6 +402,7 @@ class AsioZkClientFactory final : public ZkClientFactory {
     if (!connect.ok()) return Unexpected{connect.error()};
     ZkClientOptions options = options_;
     options.connect_string = server + connect->chroot;
+    options.beside_another_session = true;
     return NewAsioZkClient(std::move(options), std::move(handlers));
   }
 

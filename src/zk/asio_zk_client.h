@@ -78,6 +78,10 @@ struct ZkClientOptions {
   std::function<uint64_t()> random;
   OpObserver* observer = nullptr;
   ops::Logger* logger = nullptr;
+  // A session beside another one to the same server (ZkClientFactory::NewClientOf: the walk's
+  // helpers): its connection lines (lost, attempts, established, expired) are debug lines, since
+  // the session it sits beside logs the same outage.
+  bool beside_another_session = false;
 };
 
 // Parses the options, starts the client's threads and begins connecting; the handlers see

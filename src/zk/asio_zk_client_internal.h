@@ -126,6 +126,11 @@ class AsioZkClient final : public ZkClient {
 
   void DeliverSessionEvent(SessionEvent event);
   void PublishSession();
+  // The level of a connection line: `level`, or debug for a session beside another
+  // (ZkClientOptions::beside_another_session).
+  ops::LogLevel ConnectionLevel(ops::LogLevel level) const {
+    return options_.beside_another_session ? ops::LogLevel::kDebug : level;
+  }
   void DrainSubmissions();
 
   // Requests that wait for a connection fail once no server was reachable for a whole session

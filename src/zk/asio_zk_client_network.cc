@@ -200,7 +200,8 @@ void AsioZkClient::HandleHandshake(std::string_view frame) {
   SessionEvent event = session_.OnConnectResponse(*response, clock_.Now(), current_server_);
   if (event.type == SessionEventType::kExpired) {
     if (options_.logger != nullptr) {
-      options_.logger->Warn("zookeeper session expired", {{"reason", event.reason}});
+      options_.logger->Log(ConnectionLevel(ops::LogLevel::kWarn), "zookeeper session expired",
+                           {{"reason", event.reason}});
     }
     Terminate(ZkErrorCode::kSessionExpired, std::move(event));
     return;
@@ -210,13 +211,14 @@ void AsioZkClient::HandleHandshake(std::string_view frame) {
   // What went behind the handshake is answered on this connection: no resend, no frame to keep.
   for (auto& request : in_flight_) std::string().swap(request->frame);
   if (options_.logger != nullptr) {
-    options_.logger->Info(event.type == SessionEventType::kConnected
-                              ? "zookeeper session established"
-                              : "zookeeper session reconnected",
-                          {{"server", current_server_},
-                           {"session_id", FormatSessionId(session_.session_id())},
-                           {"timeout_ms", static_cast<int64_t>(session_.timeout().count())},
-                           {"failed_attempts", failed_attempts_}});
+    options_.logger->Log(ConnectionLevel(ops::LogLevel::kInfo),
+                         event.type == SessionEventType::kConnected
+                             ? "zookeeper session established"
+                             : "zookeeper session reconnected",
+                         {{"server", current_server_},
+                          {"session_id", FormatSessionId(session_.session_id())},
+                          {"timeout_ms", static_cast<int64_t>(session_.timeout().count())},
+                          {"failed_attempts", failed_attempts_}});
   }
   failed_attempts_ = 0;
   const bool reconnected = event.type == SessionEventType::kReconnected;
@@ -504,8 +506,8 @@ void AsioZkClient::ConnectionFailed(std::string reason, bool timed_out) {
   if (was_connected) {
     disconnected_since_ = now;
     if (options_.logger != nullptr) {
-      options_.logger->Warn("zookeeper connection lost",
-                            {{"server", current_server_}, {"reason", reason}});
+      options_.logger->Log(ConnectionLevel(ops::LogLevel::kWarn), "zookeeper connection lost",
+                           {{"server", current_server_}, {"reason", reason}});
     }
     DeliverSessionEvent(session_.OnConnectionLost(now, current_server_, reason));
   } else {
@@ -514,7 +516,7 @@ void AsioZkClient::ConnectionFailed(std::string reason, bool timed_out) {
       // The first of an outage; the next ones (the servers tried in turn, with backoff) are debug
       // lines until a handshake succeeds ("failed_attempts" on its line).
       options_.logger->Log(
-          failed_attempts_ == 1 ? ops::LogLevel::kWarn : ops::LogLevel::kDebug,
+          failed_attempts_ == 1 ? ConnectionLevel(ops::LogLevel::kWarn) : ops::LogLevel::kDebug,
           failed_attempts_ == 1 ? "zookeeper connection attempt failed"
                                 : "zookeeper connection attempt failed again",
           {{"server", current_server_}, {"reason", reason}, {"attempt", failed_attempts_}});
@@ -586,7 +588,8 @@ void AsioZkClient::OnTimer() {
           session_.Expire("no ZooKeeper server answered for the session timeout of " +
                           std::to_string(session_.timeout().count()) + " ms");
       if (options_.logger != nullptr) {
-        options_.logger->Warn("zookeeper session expired", {{"reason", event.reason}});
+        options_.logger->Log(ConnectionLevel(ops::LogLevel::kWarn), "zookeeper session expired",
+                             {{"reason", event.reason}});
       }
       Terminate(ZkErrorCode::kSessionExpired, std::move(event));
       return;

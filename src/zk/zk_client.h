@@ -123,8 +123,9 @@ class ZkClientFactory {
   virtual ZkResult<std::unique_ptr<ZkClient>> NewClient(ZkEventHandlers handlers) = 0;
   // A client of one given server of the ensemble ("host:port", as SessionInfo::server names
   // it), with the same chroot, credentials and timeouts: another session beside one that
-  // NewClient made (the walk's helper sessions, connectors/zookeeper/zk_walker.h). kUnimplemented
-  // by default: a factory that cannot choose the server makes none.
+  // NewClient made (the walk's helper sessions, connectors/zookeeper/zk_walker.h), whose
+  // connection lines are debug lines (that session logs the same outage). kUnimplemented by
+  // default: a factory that cannot choose the server makes none.
   virtual ZkResult<std::unique_ptr<ZkClient>> NewClientOf(const std::string& server,
                                                           ZkEventHandlers handlers) {
     (void)server;

@@ -161,9 +161,18 @@ void EtcdElection::Abandon() {
   StopLocked();
   // Not waited for: the lease is usually gone already, and when etcd does not answer (the outage
   // that ended the campaign) a wait would hold the engine's Run thread for a whole call timeout,
-  // with the process still reported as leader. A revoke that fails ends with the lease's TTL.
-  if (lease_id_ != 0) etcd_.LeaseRevokeAsync(lease_id_, [](etcd::EtcdResult<void>) {});
+  // with the process still reported as leader. A revoke that fails ends with the lease's TTL,
+  // unless Resign comes first and revokes it again.
+  if (lease_id_ == 0) return;
+  const int64_t id = lease_id_;
   lease_id_ = 0;
+  abandoned_lease_->store(id);
+  etcd_.LeaseRevokeAsync(id, [abandoned = abandoned_lease_, id](etcd::EtcdResult<void> result) {
+    if (result.ok() || result.error().code == etcd::ErrorCode::kNotFound) {
+      int64_t expected = id;
+      abandoned->compare_exchange_strong(expected, 0);
+    }
+  });
 }
 
 void EtcdElection::Resign() {
@@ -178,6 +187,11 @@ void EtcdElection::Resign() {
     }
   }
   RevokeLeaseLocked();
+  // A lease abandoned in an outage whose revoke has not been answered: a standby would wait for
+  // its TTL if a campaign of it was still queued.
+  if (const int64_t abandoned = abandoned_lease_->exchange(0); abandoned != 0) {
+    (void)etcd_.LeaseRevoke(abandoned);
+  }
 }
 
 std::string EtcdElection::Describe() const {

@@ -10,13 +10,14 @@
 // replica leads again without waiting for the lease to expire (DecideTakeover).
 //
 // Abandon revokes the lease without waiting for the answer; Resign waits (a standby takes over
-// at once).
+// at once), and revokes again a lease that Abandon left unconfirmed.
 //
 // Thread-safety: every method is thread-safe (Campaign, Abandon and Resign are serialised;
 // Campaign and Resign make blocking etcd calls: not on the etcd client's callback thread). Events
 // come on the client's callback thread. REQUIRES: the client and the logger outlive the election.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -92,6 +93,10 @@ class EtcdElection final : public core::LeaderElection {
   // Serialises Campaign, Abandon and Resign; guards what follows.
   std::mutex calls_mutex_;
   int64_t lease_id_ = 0;
+  // The lease Abandon revoked without waiting, until etcd confirms it gone (set by the revoke's
+  // callback, on the client's callback thread; shared so that the callback never outlives it).
+  std::shared_ptr<std::atomic<int64_t>> abandoned_lease_ =
+      std::make_shared<std::atomic<int64_t>>(0);
   int64_t previous_lease_id_ = 0;  // the last lease this process campaigned with
   bool leader_checked_ = false;    // a campaign has read the current leader once
   std::unique_ptr<etcd::CallHandle> campaign_;

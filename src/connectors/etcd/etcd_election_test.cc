@@ -133,6 +133,35 @@ TEST_F(EtcdElectionTest, ACampaignOnAFreeElectionIsElectedAndAbandonStopsItsEven
   EXPECT_EQ(events.size(), 2u);
 }
 
+// Abandon does not wait for etcd to answer the lease's revoke (an outage must not hold the
+// engine); a Resign that comes before the answer revokes the lease again, so that a standby does
+// not wait for its TTL.
+TEST_F(EtcdElectionTest, AbandonDoesNotWaitForTheRevokeAndResignRevokesALeaseLeftUnconfirmed) {
+  EtcdElection election(etcd_, logger_, Options("replica-a"));
+  Events events;
+  ASSERT_TRUE(election.Campaign(events.Callback()).ok());
+  ASSERT_TRUE(events.Wait(1).has_value());
+  etcd_.HoldLeaseRevokes(true);
+  election.Abandon();
+  EXPECT_TRUE(etcd_.Leader(kName).ok()) << "the revoke is still unanswered";
+  EXPECT_EQ(etcd_.Calls("lease_revoke"), 0);
+  election.Resign();
+  EXPECT_FALSE(etcd_.Leader(kName).ok());
+  EXPECT_EQ(etcd_.Calls("lease_revoke"), 1);
+  etcd_.HoldLeaseRevokes(false);  // the held revoke now finds no lease
+  etcd_.Drain();
+  EXPECT_EQ(etcd_.Calls("lease_revoke"), 2);
+
+  // Answered: nothing is left for Resign to revoke.
+  ASSERT_TRUE(election.Campaign(events.Callback()).ok());
+  ASSERT_TRUE(events.Wait(2).has_value());
+  election.Abandon();
+  etcd_.Drain();
+  EXPECT_FALSE(etcd_.Leader(kName).ok());
+  election.Resign();
+  EXPECT_EQ(etcd_.Calls("lease_revoke"), 3);
+}
+
 TEST_F(EtcdElectionTest, ALostLeaseEndsTheCampaign) {
   EtcdElection election(etcd_, logger_, Options("replica-a"));
   Events events;

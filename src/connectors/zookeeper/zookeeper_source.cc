@@ -475,8 +475,9 @@ void ZooKeeperSource::OnSession(const zk::SessionEvent& event, uint64_t epoch) {
   }
   switch (event.type) {
     case zk::SessionEventType::kDisconnected:
-      logger_.Warn("zookeeper connection lost; reconnecting",
-                   {{"server", event.server}, {"reason", event.reason}});
+      // The client's own "zookeeper connection lost" warning says it for the operator.
+      logger_.Debug("zookeeper connection lost; reconnecting",
+                    {{"server", event.server}, {"reason", event.reason}});
       break;
     case zk::SessionEventType::kReconnected:
       logger_.Info(
