@@ -90,7 +90,15 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
     return kExitUsage;
   }
   std::unique_ptr<ownership::RedisOwnershipStore> redis;
-  if (config.redis) redis = ownership::RedisOwnershipStore::Create(*config.redis).value();
+  if (config.redis) {
+    redis = ownership::RedisOwnershipStore::Create(*config.redis).value();
+    // The Go tool's records are in Redis: a report without them would call its keys foreign.
+    if (auto answered = WaitForOwnershipStore(*redis, *logger, deadline, never_stop);
+        !answered.ok()) {
+      err << "zk2etcd diff: " << answered.error() << "\n";
+      return kExitUsage;
+    }
+  }
   Zk2EtcdJobOptions job_options;
   job_options.change_stream = false;  // one comparison: nothing to follow
   Zk2EtcdJob job =

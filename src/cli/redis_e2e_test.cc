@@ -130,6 +130,15 @@ TEST_F(RedisE2eTest, ChangesReachEtcdWithinASecondWhileRedisHangsAndStopDoesNotW
   const auto terminated = std::chrono::steady_clock::now();
   EXPECT_EQ(sync->Terminate(seconds(20)), 0);
   EXPECT_LT(std::chrono::steady_clock::now() - terminated, seconds(8)) << sync->Log();
+
+  // diff cannot tell the Go tool's keys from another writer's without Redis: it gives up with
+  // exit 2 at --connect-timeout instead of printing a report that calls them foreign.
+  Zk2etcdProcess diff({"diff", "--zookeeper-servers=" + zookeeper_->address(),
+                       "--etcd-servers=" + etcd_->endpoint(), "--redis-server=" + redis_->address(),
+                       "--connect-timeout=4s", "--log-format=text"});
+  EXPECT_EQ(diff.RunToCompletion(seconds(60)), 2) << diff.Log();
+  EXPECT_EQ(diff.CountLines("zk2etcd diff: redis unreachable"), 1u) << diff.Log();
+  EXPECT_GE(diff.CountLines("redis unreachable; retrying"), 1u) << diff.Log();
 }
 
 }  // namespace

@@ -145,6 +145,24 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
   }
 }
 
+Result<void, std::string> WaitForOwnershipStore(
+    ownership::OwnershipStore& store, ops::Logger& logger,
+    std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop) {
+  Backoff backoff(kConnectBackoff);
+  for (int attempt = 1;; ++attempt) {
+    auto ping = store.Ping();
+    if (ping.ok()) return {};
+    if (stop.load()) return Unexpected{std::string("redis: stopped while connecting")};
+    const std::chrono::milliseconds delay = backoff.Next();
+    logger.Warn(
+        "redis unreachable; retrying",
+        {{"attempt", attempt}, {"error", ping.error().message}, {"retry_in_ms", delay.count()}});
+    if (!WaitToRetry(delay, deadline, stop)) {
+      return Unexpected{"redis unreachable: " + ping.error().message};
+    }
+  }
+}
+
 Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
     const Config& config, ops::Logger& logger, const Clock& clock,
     std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop) {
