@@ -140,6 +140,7 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
     logger->Info("diff round done",
                  {{"round", round},
                   {"differences", result->VisibleDifferences()},
+                  {"of_which_foreign", result->Count(Difference::Kind::kForeign)},
                   {"seconds", std::chrono::duration<double>(result->duration).count()}});
     if (!report) {
       report = std::move(*result);

@@ -141,6 +141,14 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
     logger->Error("cannot start", {{"error", dest.error()}});
     return kExitFailure;
   }
+  if (config.adopt != sync::AdoptPolicy::kNone) {
+    auto other = OtherMirrorOwningKeysInRange(**dest, config);
+    if (!other.ok() || *other) {
+      logger->Error("cannot start",
+                    {{"error", other.ok() ? OtherMirrorMessage(config, **other) : other.error()}});
+      return other.ok() ? kExitUsage : kExitFailure;
+    }
+  }
   auto made_job = MakeEtcd2EtcdJob(config, **source, **dest, *logger, clock, {});
   if (!made_job.ok()) {
     logger->Error("cannot start", {{"error", made_job.error()}});
@@ -180,7 +188,9 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
   options.adopt = config.adopt;
   options.rate_limiter = rate_limiter.get();
   // Copies bound to leases expired while no mirror ran: reconcile even when resuming.
-  options.reconcile_on_resume = reconcile_for_leases;
+  // --adopt=all is a deliberate switch-over: it takes effect at this start, not at the next
+  // reconciliation, also when the mirror resumes from its checkpoint.
+  options.reconcile_on_resume = reconcile_for_leases || config.adopt == sync::AdoptPolicy::kAll;
   options.drain_timeout = config.shutdown_timeout;
   options.source_name = "source etcd";
   options.sink_name = "destination etcd";
@@ -258,6 +268,21 @@ int RunMirrorDiff(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
     return kExitUsage;
   }
   Etcd2EtcdJob job = std::move(made_job).value();
+  if (config.adopt != sync::AdoptPolicy::kNone) {
+    auto other = OtherMirrorOwningKeysInRange(**dest, config);
+    if (!other.ok()) {
+      err << kDiffName << ": " << other.error() << "\n";
+      return kExitUsage;
+    }
+    if (*other && config.fix) {
+      err << kDiffName << ": --fix: " << OtherMirrorMessage(config, **other) << "\n";
+      return kExitUsage;
+    }
+    if (*other) {
+      logger->Warn("another mirror owns keys in range: what this report would adopt is partly its",
+                   {{"mirror", **other}});
+    }
+  }
   if (config.fix) {
     // A running mirror repairs by itself, and a repair made beside it could bring back a key it
     // deletes meanwhile (the repair writes the snapshot's state): --fix only where none leads.

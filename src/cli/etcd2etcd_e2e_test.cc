@@ -265,6 +265,30 @@ TEST_F(Etcd2EtcdE2eTest, ADestinationAnotherToolFilledIsTakenOver) {
   ASSERT_TRUE(Eventually([&] { return List(*dest_, dest_prefix_) == expected; }, kConverge))
       << mirror->Log();
   EXPECT_EQ(mirror->Terminate(seconds(20)), 0) << mirror->Log();
+
+  // Restarted with --adopt=all, the mirror resumes from its checkpoint and still takes the
+  // conflict and the foreign key at once (a reconciliation at start), not at some later one.
+  mirror = std::make_unique<Zk2etcdProcess>(Args("sync", {"--adopt=all"}));
+  ASSERT_FIXTURE_OK(mirror->Start());
+  EXPECT_TRUE(Eventually([&] { return List(*dest_, dest_prefix_) == Expected(); }, kConverge))
+      << mirror->Log();
+  EXPECT_EQ(mirror->CountLines("resuming from the checkpoint"), 1u) << mirror->Log();
+  EXPECT_EQ(mirror->Terminate(seconds(20)), 0) << mirror->Log();
+
+  // A second mirror (another --name) on the same range would adopt the first one's keys: sync
+  // and diff --fix refuse, naming the first mirror; nothing is written.
+  const int64_t revision = dest_->Status()->revision;
+  const std::string other = "--name=" + name_ + "-second";
+  Zk2etcdProcess second(Args("sync", {other}));
+  EXPECT_EQ(second.RunToCompletion(seconds(60)), 2) << second.Log();
+  // The text log escapes the quotes of the error's value.
+  EXPECT_EQ(second.CountLines("mirror \\\"" + name_ + "\\\" owns keys under \\\"" + dest_prefix_ +
+                              "\\\" on the destination"),
+            1u)
+      << second.Log();
+  Zk2etcdProcess second_fix(Args("diff", {other, "--fix"}));
+  EXPECT_EQ(second_fix.RunToCompletion(seconds(60)), 2) << second_fix.Log();
+  EXPECT_EQ(dest_->Status()->revision, revision);
 }
 
 // Puts, deletes, a DeleteRange and a multi-key transaction, in order; the transaction's keys

@@ -38,4 +38,49 @@ Result<Etcd2EtcdJob, std::string> MakeEtcd2EtcdJob(const Etcd2EtcdConfig& config
   return job;
 }
 
+Result<std::optional<std::string>, std::string> OtherMirrorOwningKeysInRange(
+    etcd::EtcdClient& destination, const Etcd2EtcdConfig& config) {
+  std::string root = config.meta_prefix;
+  if (!root.empty() && root.back() == '/') root.pop_back();
+  root += '/';
+  const std::string root_end = etcd::PrefixEnd(root);
+  std::string cursor = root;
+  while (true) {
+    etcd::RangeRequest next{cursor, root_end, 1, 0, true, false};
+    auto found = destination.Range(next);
+    if (!found.ok()) return Unexpected{"listing the mirrors: " + found.error().ToString()};
+    if (found->kvs.empty()) return std::optional<std::string>();
+    const std::string& key = found->kvs.front().key;
+    const size_t slash = key.find('/', root.size());
+    const std::string name = key.substr(
+        root.size(), slash == std::string::npos ? std::string::npos : slash - root.size());
+    if (name != config.name && slash != std::string::npos) {
+      const std::string records =
+          connectors::MirrorKeysFor(config.meta_prefix, name).records_prefix +
+          config.DestinationRange();
+      etcd::RangeRequest owned = etcd::RangeRequest::Prefix(records);
+      owned.limit = 1;
+      owned.keys_only = true;
+      auto record = destination.Range(owned);
+      if (!record.ok())
+        return Unexpected{"reading the records of mirror \"" + name +
+                          "\": " + record.error().ToString()};
+      if (!record->kvs.empty()) return std::optional<std::string>(name);
+    }
+    // The next name: past every key of this one ("name/..."; '0' follows '/').
+    cursor = root + name + (slash == std::string::npos ? std::string(1, '\0') : "0");
+  }
+}
+
+std::string OtherMirrorMessage(const Etcd2EtcdConfig& config, const std::string& other) {
+  const connectors::MirrorKeys keys = connectors::MirrorKeysFor(config.meta_prefix, other);
+  std::string base = keys.records_prefix.substr(0, keys.records_prefix.rfind('/') + 1);
+  return "mirror \"" + other + "\" owns keys under \"" + config.DestinationRange() +
+         "\" on the destination (its records are under " + keys.records_prefix +
+         "), and --adopt=" + std::string(sync::AdoptPolicyName(config.adopt)) +
+         " would take them: two mirrors must not share keys. Give this mirror another "
+         "--dest-prefix, run it with --adopt=none, or, once \"" +
+         other + "\" is stopped for good, hand its keys over by deleting its keys under " + base;
+}
+
 }  // namespace zk2etcd::cli

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "cli/etcd2etcd_config.h"
@@ -49,5 +50,15 @@ Result<Etcd2EtcdJob, std::string> MakeEtcd2EtcdJob(const Etcd2EtcdConfig& config
                                                    etcd::EtcdClient& destination,
                                                    ops::Logger& logger, const Clock& clock,
                                                    const Etcd2EtcdJobOptions& options);
+
+// Another mirror (another --name under the same --meta-prefix) whose ownership records cover keys
+// of this mirror's destination range: adopting there would take that mirror's keys, so `sync`
+// and `diff --fix` refuse to adopt while one does. The mirrors are found by skipping from one
+// name to the next (a request each, keys only); one more request each looks for a record.
+// Returns the first such mirror's name, nullopt when none, or the error of a request.
+Result<std::optional<std::string>, std::string> OtherMirrorOwningKeysInRange(
+    etcd::EtcdClient& destination, const Etcd2EtcdConfig& config);
+// The refusal for OtherMirrorOwningKeysInRange's `other`: what the overlap is, and the ways out.
+std::string OtherMirrorMessage(const Etcd2EtcdConfig& config, const std::string& other);
 
 }  // namespace zk2etcd::cli

@@ -6,6 +6,8 @@
 #include <thread>
 #include <utility>
 
+#include "common/strings.h"
+
 namespace zk2etcd::sync {
 
 std::string_view ReconcileCauseName(ReconcileCause cause) {
@@ -299,6 +301,19 @@ bool MirrorService::Reconcile(ReconcileCause cause) {
           keys += (keys.empty() ? "" : " ") + key;
         logger_.Warn("keys without this mirror's ownership record are left alone (foreign)",
                      {{"count", report.Count(Difference::Kind::kForeign)}, {"first", keys}});
+      }
+      if (!report.conflict_samples.empty()) {
+        logger_.Warn(
+            "keys without this mirror's ownership record differ from the source: left "
+            "alone (--adopt=all would overwrite them)",
+            {{"count", report.Count(Difference::Kind::kConflict)},
+             {"first", JoinCommaList(report.conflict_samples)}});
+      }
+      if (report.unclaimed > 0 && options_.adopt == AdoptPolicy::kNone) {
+        logger_.Warn(
+            "keys equal to the source but without this mirror's ownership record are "
+            "left alone and will not follow the source (--adopt=matching adopts them)",
+            {{"count", report.unclaimed}});
       }
       if (options_.reconcile_interval.count() > 0) {
         next_periodic_ = clock_.Now() + options_.reconcile_interval;
