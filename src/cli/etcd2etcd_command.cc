@@ -142,11 +142,29 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
     return kExitFailure;
   }
   if (config.adopt != sync::AdoptPolicy::kNone) {
-    auto other = OtherMirrorOwningKeysInRange(**dest, config);
-    if (!other.ok() || *other) {
-      logger->Error("cannot start",
-                    {{"error", other.ok() ? OtherMirrorMessage(config, **other) : other.error()}});
-      return other.ok() ? kExitUsage : kExitFailure;
+    Backoff backoff(kConnectBackoff);
+    for (int attempt = 1;; ++attempt) {
+      auto other = OtherMirrorOwningKeysInRange(**dest, config);
+      if (other.ok() && *other) {
+        logger->Error("cannot start", {{"error", OtherMirrorMessage(config, **other)}});
+        return kExitUsage;
+      }
+      if (other.ok()) break;
+      if (other.error().code == etcd::ErrorCode::kPermissionDenied) {
+        // A user whose role covers only this mirror's keys cannot list the others: not a
+        // reason to stop, but the operator should know the check did not run.
+        logger->Warn("cannot look for other mirrors' records; adopting without that check",
+                     {{"error", other.error().ToString()}});
+        break;
+      }
+      const std::chrono::milliseconds delay = backoff.Next();
+      logger->Warn("destination etcd unreachable; retrying", {{"attempt", attempt},
+                                                              {"error", other.error().ToString()},
+                                                              {"retry_in_ms", delay.count()}});
+      if (!WaitToRetry(delay, std::nullopt, stop)) {
+        logger->Info("zk2etcd etcd2etcd sync stopped", {{"before", "the mirrors were listed"}});
+        return kExitOk;
+      }
     }
   }
   auto made_job = MakeEtcd2EtcdJob(config, **source, **dest, *logger, clock, {});
@@ -270,15 +288,17 @@ int RunMirrorDiff(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
   Etcd2EtcdJob job = std::move(made_job).value();
   if (config.adopt != sync::AdoptPolicy::kNone) {
     auto other = OtherMirrorOwningKeysInRange(**dest, config);
-    if (!other.ok()) {
-      err << kDiffName << ": " << other.error() << "\n";
+    if (!other.ok() && other.error().code != etcd::ErrorCode::kPermissionDenied) {
+      err << kDiffName << ": destination etcd: " << other.error().ToString() << "\n";
       return kExitUsage;
     }
-    if (*other && config.fix) {
+    if (!other.ok()) {
+      logger->Warn("cannot look for other mirrors' records; adopting without that check",
+                   {{"error", other.error().ToString()}});
+    } else if (*other && config.fix) {
       err << kDiffName << ": --fix: " << OtherMirrorMessage(config, **other) << "\n";
       return kExitUsage;
-    }
-    if (*other) {
+    } else if (*other) {
       logger->Warn("another mirror owns keys in range: what this report would adopt is partly its",
                    {{"mirror", **other}});
     }

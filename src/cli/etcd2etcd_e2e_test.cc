@@ -272,12 +272,13 @@ TEST_F(Etcd2EtcdE2eTest, ADestinationAnotherToolFilledIsTakenOver) {
   ASSERT_FIXTURE_OK(mirror->Start());
   EXPECT_TRUE(Eventually([&] { return List(*dest_, dest_prefix_) == Expected(); }, kConverge))
       << mirror->Log();
-  EXPECT_EQ(mirror->CountLines("resuming from the checkpoint"), 1u) << mirror->Log();
+  EXPECT_EQ(mirror->CountLines("reconciling at start instead of resuming from the checkpoint"), 1u)
+      << mirror->Log();
   EXPECT_EQ(mirror->Terminate(seconds(20)), 0) << mirror->Log();
 
   // A second mirror (another --name) on the same range would adopt the first one's keys: sync
   // and diff --fix refuse, naming the first mirror; nothing is written.
-  const int64_t revision = dest_->Status()->revision;
+  const std::map<std::string, int64_t> taken_over = ModRevisions(*dest_, dest_prefix_);
   const std::string other = "--name=" + name_ + "-second";
   Zk2etcdProcess second(Args("sync", {other}));
   EXPECT_EQ(second.RunToCompletion(seconds(60)), 2) << second.Log();
@@ -288,7 +289,10 @@ TEST_F(Etcd2EtcdE2eTest, ADestinationAnotherToolFilledIsTakenOver) {
       << second.Log();
   Zk2etcdProcess second_fix(Args("diff", {other, "--fix"}));
   EXPECT_EQ(second_fix.RunToCompletion(seconds(60)), 2) << second_fix.Log();
-  EXPECT_EQ(dest_->Status()->revision, revision);
+  EXPECT_EQ(second_fix.CountLines("--fix: mirror \"" + name_ + "\" owns keys under"), 1u)
+      << second_fix.Log();
+  EXPECT_EQ(ModRevisions(*dest_, dest_prefix_), taken_over);
+  EXPECT_TRUE(List(*dest_, "/etcd2etcd/" + name_ + "-second/").empty());
 }
 
 // Puts, deletes, a DeleteRange and a multi-key transaction, in order; the transaction's keys

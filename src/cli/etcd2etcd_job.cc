@@ -38,7 +38,7 @@ Result<Etcd2EtcdJob, std::string> MakeEtcd2EtcdJob(const Etcd2EtcdConfig& config
   return job;
 }
 
-Result<std::optional<std::string>, std::string> OtherMirrorOwningKeysInRange(
+Result<std::optional<std::string>, etcd::Error> OtherMirrorOwningKeysInRange(
     etcd::EtcdClient& destination, const Etcd2EtcdConfig& config) {
   std::string root = config.meta_prefix;
   if (!root.empty() && root.back() == '/') root.pop_back();
@@ -46,9 +46,13 @@ Result<std::optional<std::string>, std::string> OtherMirrorOwningKeysInRange(
   const std::string root_end = etcd::PrefixEnd(root);
   std::string cursor = root;
   while (true) {
-    etcd::RangeRequest next{cursor, root_end, 1, 0, true, false};
+    etcd::RangeRequest next;
+    next.key = cursor;
+    next.range_end = root_end;
+    next.limit = 1;
+    next.keys_only = true;
     auto found = destination.Range(next);
-    if (!found.ok()) return Unexpected{"listing the mirrors: " + found.error().ToString()};
+    if (!found.ok()) return Unexpected{found.error()};
     if (found->kvs.empty()) return std::optional<std::string>();
     const std::string& key = found->kvs.front().key;
     const size_t slash = key.find('/', root.size());
@@ -62,9 +66,7 @@ Result<std::optional<std::string>, std::string> OtherMirrorOwningKeysInRange(
       owned.limit = 1;
       owned.keys_only = true;
       auto record = destination.Range(owned);
-      if (!record.ok())
-        return Unexpected{"reading the records of mirror \"" + name +
-                          "\": " + record.error().ToString()};
+      if (!record.ok()) return Unexpected{record.error()};
       if (!record->kvs.empty()) return std::optional<std::string>(name);
     }
     // The next name: past every key of this one ("name/..."; '0' follows '/').
@@ -79,7 +81,7 @@ std::string OtherMirrorMessage(const Etcd2EtcdConfig& config, const std::string&
          "\" on the destination (its records are under " + keys.records_prefix +
          "), and --adopt=" + std::string(sync::AdoptPolicyName(config.adopt)) +
          " would take them: two mirrors must not share keys. Give this mirror another "
-         "--dest-prefix, run it with --adopt=none, or, once \"" +
+         "--dest-prefix, or, once \"" +
          other + "\" is stopped for good, hand its keys over by deleting its keys under " + base;
 }
 

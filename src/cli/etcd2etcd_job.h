@@ -55,8 +55,11 @@ Result<Etcd2EtcdJob, std::string> MakeEtcd2EtcdJob(const Etcd2EtcdConfig& config
 // of this mirror's destination range: adopting there would take that mirror's keys, so `sync`
 // and `diff --fix` refuse to adopt while one does. The mirrors are found by skipping from one
 // name to the next (a request each, keys only); one more request each looks for a record.
-// Returns the first such mirror's name, nullopt when none, or the error of a request.
-Result<std::optional<std::string>, std::string> OtherMirrorOwningKeysInRange(
+// Returns the first such mirror's name, nullopt when none, or the error of a request
+// (kPermissionDenied when the destination user may not read the whole --meta-prefix). Each
+// request walks the rest of --meta-prefix in etcd's index (etcd counts the range even with a
+// limit): a cost paid at start, never on the change path.
+Result<std::optional<std::string>, etcd::Error> OtherMirrorOwningKeysInRange(
     etcd::EtcdClient& destination, const Etcd2EtcdConfig& config);
 // The refusal for OtherMirrorOwningKeysInRange's `other`: what the overlap is, and the ways out.
 std::string OtherMirrorMessage(const Etcd2EtcdConfig& config, const std::string& other);

@@ -136,7 +136,10 @@ TEST_F(RedisE2eTest, ChangesReachEtcdWithinASecondWhileRedisHangsAndStopDoesNotW
   Zk2etcdProcess diff({"diff", "--zookeeper-servers=" + zookeeper_->address(),
                        "--etcd-servers=" + etcd_->endpoint(), "--redis-server=" + redis_->address(),
                        "--connect-timeout=4s", "--log-format=text"});
+  const auto diff_started = std::chrono::steady_clock::now();
   EXPECT_EQ(diff.RunToCompletion(seconds(60)), 2) << diff.Log();
+  // --connect-timeout, overshot by at most one Redis timeout (3 s) and the servers' connections.
+  EXPECT_LT(std::chrono::steady_clock::now() - diff_started, seconds(20)) << diff.Log();
   EXPECT_EQ(diff.CountLines("zk2etcd diff: redis unreachable"), 1u) << diff.Log();
   EXPECT_GE(diff.CountLines("redis unreachable; retrying"), 1u) << diff.Log();
 }

@@ -14,11 +14,6 @@ namespace zk2etcd::cli {
 
 namespace {
 
-// Connection attempts: 500 ms doubling up to 10 s, without jitter.
-constexpr BackoffOptions kConnectBackoff{.initial = std::chrono::milliseconds(500),
-                                         .max = std::chrono::milliseconds(10000),
-                                         .multiplier = 2.0};
-
 // Checks a new session with a read of "/"; gives up (nullopt) as soon as `stop` is set, so that a
 // SIGTERM does not wait for servers that do not answer (the read itself waits up to the session
 // timeout for a connection).
@@ -152,6 +147,9 @@ Result<void, std::string> WaitForOwnershipStore(
   for (int attempt = 1;; ++attempt) {
     auto ping = store.Ping();
     if (ping.ok()) return {};
+    if (ping.error().code == ownership::OwnershipErrorCode::kAuthFailed) {
+      return Unexpected{"redis: " + ping.error().message};  // retrying cannot fix it
+    }
     if (stop.load()) return Unexpected{std::string("redis: stopped while connecting")};
     const std::chrono::milliseconds delay = backoff.Next();
     logger.Warn(

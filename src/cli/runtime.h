@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "cli/config.h"
+#include "common/backoff.h"
 #include "common/clock.h"
 #include "etcd/etcd_client.h"
 #include "etcd/grpc_etcd_client.h"
@@ -39,6 +40,11 @@ Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const LogSettings& 
                                                              const Clock& clock);
 Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const Config& config,
                                                              const Clock& clock);
+
+// Connection attempts at start: 500 ms doubling up to 10 s, without jitter.
+inline constexpr BackoffOptions kConnectBackoff{.initial = std::chrono::milliseconds(500),
+                                                .max = std::chrono::milliseconds(10000),
+                                                .multiplier = 2.0};
 
 // Sleeps up to `delay`, waking early when `stop` is set; false when `stop` is set or the
 // deadline would pass before the next attempt.

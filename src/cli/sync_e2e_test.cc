@@ -187,8 +187,8 @@ TEST_F(SyncE2eTest, AStopWhileEtcdDoesNotAnswerDoesNotWaitForIt) {
   auto sync = std::make_unique<Zk2etcdProcess>(
       Args("sync", {"--shutdown-timeout=1s", "--etcd-request-timeout=2s", "--log-level=info"}));
   ASSERT_FIXTURE_OK(sync->Start());
-  // As the first repairs land (the walk is over, the listing of the empty etcd long done): the
-  // rest of the 22,501 find etcd paused.
+  // As the first repairs land (the listing of the empty etcd long done): most of the 22,501 are
+  // still to be written, and find etcd paused.
   ASSERT_TRUE(Eventually([&] { return !view_->List("/dubbo/").empty(); }, kConverge))
       << sync->Log();
   etcd_->Pause();

@@ -1117,8 +1117,14 @@ EtcdResult<void> FakeEtcdClient::LeaseRevoke(int64_t id) {
 
 void FakeEtcdClient::LeaseRevokeAsync(int64_t id, LeaseRevokeCallback done) {
   {
-    std::lock_guard lock(mutex_);
-    if (hold_lease_revokes_) {
+    std::unique_lock lock(mutex_);
+    if (stopping_) {
+      lock.unlock();
+      done(Unexpected{Error{ErrorCode::kCancelled, "the etcd client was destroyed", 0}});
+      return;
+    }
+    if (lease_revokes_to_hold_ > 0) {
+      --lease_revokes_to_hold_;
       held_lease_revokes_.emplace_back(id, std::move(done));
       return;
     }
@@ -1127,12 +1133,17 @@ void FakeEtcdClient::LeaseRevokeAsync(int64_t id, LeaseRevokeCallback done) {
   Post([done = std::move(done), result = std::move(result)]() mutable { done(std::move(result)); });
 }
 
-void FakeEtcdClient::HoldLeaseRevokes(bool hold) {
+void FakeEtcdClient::HoldLeaseRevokes(int count) {
+  std::lock_guard lock(mutex_);
+  lease_revokes_to_hold_ = count;
+}
+
+void FakeEtcdClient::ReleaseLeaseRevokes() {
   std::vector<std::pair<int64_t, LeaseRevokeCallback>> released;
   {
     std::lock_guard lock(mutex_);
-    hold_lease_revokes_ = hold;
-    if (!hold) released.swap(held_lease_revokes_);
+    lease_revokes_to_hold_ = 0;
+    released.swap(held_lease_revokes_);
   }
   for (auto& [id, done] : released) LeaseRevokeAsync(id, std::move(done));
 }

@@ -170,9 +170,10 @@ class FakeEtcdClient final : public EtcdClient {
   void ClearFaults();
   void SetUnavailable(bool unavailable);
   void HoldTxns(bool hold);
-  // While held, LeaseRevokeAsync requests wait unanswered (an etcd that does not answer); when
-  // released they are applied and answered in order. LeaseRevoke is not held.
-  void HoldLeaseRevokes(bool hold);
+  // The next `count` LeaseRevokeAsync requests wait unanswered (lost in an outage) until
+  // ReleaseLeaseRevokes() applies and answers them in order. LeaseRevoke is never held.
+  void HoldLeaseRevokes(int count);
+  void ReleaseLeaseRevokes();
   void SetTxnDelay(std::chrono::nanoseconds delay);
   // Expires leases and completes delayed transactions that are due.
   void Tick();
@@ -260,7 +261,7 @@ class FakeEtcdClient final : public EtcdClient {
   bool stopping_ = false;
   bool unavailable_ = false;
   bool hold_txns_ = false;
-  bool hold_lease_revokes_ = false;
+  int lease_revokes_to_hold_ = 0;
   std::vector<std::pair<int64_t, LeaseRevokeCallback>> held_lease_revokes_;
   std::chrono::nanoseconds txn_delay_{0};
   std::vector<Fault> faults_;

@@ -146,13 +146,21 @@ bool MirrorService::OpenSource() {
     std::lock_guard lock(mutex_);
     queue_.clear();  // what a failed batch put back belongs to the closed stream
   }
-  if (*checkpoint) {
+  // Only the process's first opening reconciles instead of resuming (reconcile_on_resume); it
+  // opens at the source's current point, as a first copy does, rather than replay into memory
+  // every change since the checkpoint that the reconciliation covers anyway.
+  const bool reconcile_instead = options_.reconcile_on_resume && !opened_before_;
+  if (*checkpoint && reconcile_instead) {
+    logger_.Info("reconciling at start instead of resuming from the checkpoint",
+                 {{"checkpoint", **checkpoint}});
+    cause = ReconcileCause::kStart;
+  } else if (*checkpoint) {
     auto opened = source_.OpenAfter(*listener_, **checkpoint);
     if (opened.ok()) {
       logger_.Info("resuming from the checkpoint", {{"checkpoint", **checkpoint}});
       applied_point_ = **checkpoint;
       source_open_ = true;
-      if (options_.reconcile_on_resume) reconcile_needed_ = ReconcileCause::kStart;
+      opened_before_ = true;
       std::lock_guard lock(mutex_);
       status_.checkpoint = applied_point_;
       status_.source_connected = true;
@@ -179,6 +187,7 @@ bool MirrorService::OpenSource() {
   auto opened = source_.OpenAfter(*listener_, *current);
   if (!opened.ok()) return fail(opened.error(), "cannot open the source's change stream");
   source_open_ = true;
+  opened_before_ = true;
   reconcile_needed_ = cause;
   std::lock_guard lock(mutex_);
   status_.source_connected = true;
@@ -296,24 +305,22 @@ bool MirrorService::Reconcile(ReconcileCause cause) {
            {"changes_covered", dropped},
            {"duration_ms", std::chrono::duration<double, std::milli>(report.duration).count()}});
       if (!report.foreign_samples.empty()) {
-        std::string keys;
-        for (const std::string& key : report.foreign_samples)
-          keys += (keys.empty() ? "" : " ") + key;
         logger_.Warn("keys without this mirror's ownership record are left alone (foreign)",
-                     {{"count", report.Count(Difference::Kind::kForeign)}, {"first", keys}});
+                     {{"keys", report.Count(Difference::Kind::kForeign)},
+                      {"first", JoinCommaList(report.foreign_samples)}});
       }
       if (!report.conflict_samples.empty()) {
         logger_.Warn(
             "keys without this mirror's ownership record differ from the source: left "
             "alone (--adopt=all would overwrite them)",
-            {{"count", report.Count(Difference::Kind::kConflict)},
+            {{"keys", report.Count(Difference::Kind::kConflict)},
              {"first", JoinCommaList(report.conflict_samples)}});
       }
       if (report.unclaimed > 0 && options_.adopt == AdoptPolicy::kNone) {
         logger_.Warn(
             "keys equal to the source but without this mirror's ownership record are "
             "left alone and will not follow the source (--adopt=matching adopts them)",
-            {{"count", report.unclaimed}});
+            {{"keys", report.unclaimed}});
       }
       if (options_.reconcile_interval.count() > 0) {
         next_periodic_ = clock_.Now() + options_.reconcile_interval;

@@ -87,8 +87,10 @@ struct MirrorServiceOptions {
   // --max-write-rate: the limiter of repairs and changes together (give the FencedWriter the
   // same one); null: unlimited. Must outlive the service.
   RateLimiter* rate_limiter = nullptr;
-  // Reconcile after opening even when the checkpoint could be resumed from (e.g. copies bound to
-  // leases expired while no mirror ran).
+  // At the first opening of this service, reconcile (from the source's current point) even when
+  // the checkpoint could be resumed from: copies bound to leases expired while no mirror ran, or
+  // --adopt=all, which takes effect at once. Later openings (a lost stream, a new leadership)
+  // resume as usual.
   bool reconcile_on_resume = false;
   std::chrono::milliseconds retry_initial{100};
   std::chrono::milliseconds retry_max{500};
@@ -187,6 +189,7 @@ class MirrorService {
   // Run thread.
   bool source_open_ = false;
   std::optional<ReconcileCause> reconcile_needed_;
+  bool opened_before_ = false;  // OpenSource succeeded once (Run thread)
   int64_t applied_point_ = 0;
   std::chrono::steady_clock::time_point next_periodic_{};
   Backoff retry_backoff_;

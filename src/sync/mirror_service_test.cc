@@ -32,7 +32,7 @@ class Mirror {
  public:
   Mirror(const core::Scope& scope, core::Source& source, core::memory::InMemorySink& sink,
          ops::Logger& logger, const Clock& clock, core::LeaderElection* election = nullptr,
-         RateLimiter* rate_limiter = nullptr) {
+         RateLimiter* rate_limiter = nullptr, bool reconcile_on_resume = false) {
     FencedWriterOptions writer_options;
     writer_options.initial_backoff = milliseconds(5);
     writer_options.max_backoff = milliseconds(50);
@@ -43,6 +43,7 @@ class Mirror {
     options.retry_max = milliseconds(50);
     options.election_retry_max = milliseconds(50);
     options.rate_limiter = rate_limiter;
+    options.reconcile_on_resume = reconcile_on_resume;
     options.on_reconcile = [this](ReconcileCause cause,
                                   const Result<ReconcileReport, ReconcileError>& result) {
       std::lock_guard lock(mutex_);
@@ -407,6 +408,40 @@ TEST_F(MirrorServiceTest, OnlyTheLeaderWritesAndANewLeadershipResumesFromTheChec
       WaitFor([&] { return SinkValue("/registry/b") == "across the leadership change"; }, kWait));
   EXPECT_EQ(source_.snapshots_read(), 1u);
   EXPECT_GE(source_.ordered_opens(), 2u);
+  EXPECT_TRUE(mirror.Stop().ok());
+}
+
+// reconcile_on_resume (--adopt=all, expired lease copies): the first opening reconciles from the
+// source's current point instead of replaying what changed since the checkpoint; a later opening
+// (a new leadership) resumes from the checkpoint as usual.
+TEST_F(MirrorServiceTest, ReconcileOnResumeReconcilesOnlyTheFirstOpeningFromTheCurrentPoint) {
+  source_.Put("/registry/a", "1");
+  {
+    Mirror mirror(scope_, source_, sink_, logger_, clock_);
+    mirror.Start();
+    ASSERT_TRUE(WaitFor([&] { return CheckpointIs(source_.point()); }, kWait));
+    ASSERT_TRUE(mirror.Stop().ok());
+  }
+  source_.Put("/registry/b", "changed while down");
+  const int64_t point_at_start = source_.point();
+  auto group = std::make_shared<core::memory::InMemoryElectionGroup>();
+  group->AttachSink(&sink_);
+  core::memory::InMemoryElection election(group, "replica-1");
+  Mirror mirror(scope_, source_, sink_, logger_, clock_, &election, nullptr,
+                /*reconcile_on_resume=*/true);
+  mirror.Start();
+  ASSERT_TRUE(WaitFor([&] { return CheckpointIs(source_.point()); }, kWait));
+  EXPECT_TRUE(Converged());
+  EXPECT_EQ(source_.snapshots_read(), 2u);  // the first copy, then this start's reconciliation
+  EXPECT_EQ(source_.last_open_after(), point_at_start);
+  EXPECT_EQ(mirror.causes(), std::vector<ReconcileCause>{ReconcileCause::kStart});
+
+  group->Depose();
+  source_.Put("/registry/c", "across the leadership change");
+  ASSERT_TRUE(
+      WaitFor([&] { return SinkValue("/registry/c") == "across the leadership change"; }, kWait));
+  EXPECT_EQ(source_.snapshots_read(), 2u);  // resumed, not reconciled again
+  EXPECT_EQ(mirror.causes().size(), 1u);
   EXPECT_TRUE(mirror.Stop().ok());
 }
 

@@ -189,8 +189,14 @@ void EtcdElection::Resign() {
   RevokeLeaseLocked();
   // A lease abandoned in an outage whose revoke has not been answered: a standby would wait for
   // its TTL if a campaign of it was still queued.
+  // Waited for at most a second: in an outage the lease has usually expired already, and a stop
+  // must not wait a whole request timeout for it.
   if (const int64_t abandoned = abandoned_lease_->exchange(0); abandoned != 0) {
-    (void)etcd_.LeaseRevoke(abandoned);
+    auto answered = std::make_shared<std::promise<void>>();
+    std::future<void> answer = answered->get_future();
+    etcd_.LeaseRevokeAsync(
+        abandoned, [answered](etcd::EtcdResult<void> /*result*/) { answered->set_value(); });
+    answer.wait_for(std::chrono::seconds(1));
   }
 }
 
