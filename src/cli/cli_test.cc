@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cli/config.h"
+#include "cli/runtime.h"
 
 namespace zk2etcd::cli {
 namespace {
@@ -117,6 +118,56 @@ TEST(CliTest, AnExcludeOutsideEveryPrefixIsWarnedAboutUnlessNotChosen) {
   CommonFlags chosen = defaults;
   chosen.zookeeper_exclude_prefix = "/dubbo/config,/servicez";
   EXPECT_TRUE(ExcludesNotChosen(chosen).empty());
+}
+
+// An ownership store that answers Ping with a fixed error (other calls are not made).
+class FailingOwnershipStore final : public ownership::OwnershipStore {
+ public:
+  explicit FailingOwnershipStore(ownership::OwnershipErrorCode code) : code_(code) {}
+  ownership::OwnershipResult<std::vector<bool>> Lookup(const std::vector<std::string>&) override {
+    return Unexpected{Error()};
+  }
+  ownership::OwnershipResult<void> Record(
+      const std::vector<std::pair<std::string, std::string>>&) override {
+    return Unexpected{Error()};
+  }
+  ownership::OwnershipResult<void> Forget(const std::vector<std::string>&) override {
+    return Unexpected{Error()};
+  }
+  ownership::OwnershipResult<void> Ping() override {
+    ++pings;
+    return Unexpected{Error()};
+  }
+  int pings = 0;
+
+ private:
+  ownership::OwnershipError Error() const { return {code_, "no"}; }
+  ownership::OwnershipErrorCode code_;
+};
+
+TEST(CliTest, WaitingForRedisEndsAtOnceOnRefusedCredentialsAndAtTheDeadlineOtherwise) {
+  auto sink = std::make_shared<ops::MemoryLogSink>();
+  FakeClock clock;
+  ops::Logger logger(sink, ops::LogFormat::kText, ops::LogLevel::kInfo, clock);
+  const std::atomic<bool> never_stop{false};
+  const auto soon = std::chrono::steady_clock::now() + std::chrono::milliseconds(800);
+
+  FailingOwnershipStore refused(ownership::OwnershipErrorCode::kAuthFailed);
+  auto auth = WaitForOwnershipStore(refused, logger, soon, never_stop);
+  ASSERT_FALSE(auth.ok());
+  EXPECT_EQ(auth.error(), "redis: no");
+  EXPECT_EQ(refused.pings, 1);
+  EXPECT_TRUE(sink->Lines().empty());
+
+  // An attempt, 500 ms, another; the next wait (1 s) would pass the deadline: two attempts, each
+  // logged.
+  FailingOwnershipStore down(ownership::OwnershipErrorCode::kUnavailable);
+  auto unreachable = WaitForOwnershipStore(down, logger, soon, never_stop);
+  ASSERT_FALSE(unreachable.ok());
+  EXPECT_EQ(unreachable.error(), "redis unreachable: no");
+  EXPECT_EQ(down.pings, 2);
+  ASSERT_EQ(sink->Lines().size(), 2u) << ::testing::PrintToString(sink->Lines());
+  EXPECT_NE(sink->Lines()[0].find("redis unreachable; retrying"), std::string::npos);
 }
 
 TEST(CliTest, SyncHelpShowsTheIdentityFlagItsVariableAndTheFiveSecondLease) {

@@ -144,24 +144,14 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
   if (config.adopt != sync::AdoptPolicy::kNone) {
     Backoff backoff(kConnectBackoff);
     for (int attempt = 1;; ++attempt) {
-      auto other = OtherMirrorOwningKeysInRange(**dest, config);
+      auto other = OtherMirrorUnlessForbidden(**dest, config, *logger);
       if (other.ok() && *other) {
         logger->Error("cannot start", {{"error", OtherMirrorMessage(config, **other)}});
         return kExitUsage;
       }
       if (other.ok()) break;
-      if (other.error().code == etcd::ErrorCode::kPermissionDenied) {
-        // A user whose role covers only this mirror's keys cannot list the others: not a
-        // reason to stop, but the operator should know the check did not run.
-        logger->Warn("cannot look for other mirrors' records; adopting without that check",
-                     {{"error", other.error().ToString()}});
-        break;
-      }
-      const std::chrono::milliseconds delay = backoff.Next();
-      logger->Warn("destination etcd unreachable; retrying", {{"attempt", attempt},
-                                                              {"error", other.error().ToString()},
-                                                              {"retry_in_ms", delay.count()}});
-      if (!WaitToRetry(delay, std::nullopt, stop)) {
+      if (!RetryAfterFailedAttempt(*logger, "destination etcd", attempt, other.error().ToString(),
+                                   backoff, std::nullopt, stop)) {
         logger->Info("zk2etcd etcd2etcd sync stopped", {{"before", "the mirrors were listed"}});
         return kExitOk;
       }
@@ -287,15 +277,12 @@ int RunMirrorDiff(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
   }
   Etcd2EtcdJob job = std::move(made_job).value();
   if (config.adopt != sync::AdoptPolicy::kNone) {
-    auto other = OtherMirrorOwningKeysInRange(**dest, config);
-    if (!other.ok() && other.error().code != etcd::ErrorCode::kPermissionDenied) {
+    auto other = OtherMirrorUnlessForbidden(**dest, config, *logger);
+    if (!other.ok()) {
       err << kDiffName << ": destination etcd: " << other.error().ToString() << "\n";
       return kExitUsage;
     }
-    if (!other.ok()) {
-      logger->Warn("cannot look for other mirrors' records; adopting without that check",
-                   {{"error", other.error().ToString()}});
-    } else if (*other && config.fix) {
+    if (*other && config.fix) {
       err << kDiffName << ": --fix: " << OtherMirrorMessage(config, **other) << "\n";
       return kExitUsage;
     } else if (*other) {

@@ -74,6 +74,15 @@ Result<std::optional<std::string>, etcd::Error> OtherMirrorOwningKeysInRange(
   }
 }
 
+Result<std::optional<std::string>, etcd::Error> OtherMirrorUnlessForbidden(
+    etcd::EtcdClient& destination, const Etcd2EtcdConfig& config, ops::Logger& logger) {
+  auto other = OtherMirrorOwningKeysInRange(destination, config);
+  if (other.ok() || other.error().code != etcd::ErrorCode::kPermissionDenied) return other;
+  logger.Warn("cannot look for other mirrors' records; adopting without that check",
+              {{"error", other.error().ToString()}});
+  return std::optional<std::string>();
+}
+
 std::string OtherMirrorMessage(const Etcd2EtcdConfig& config, const std::string& other) {
   const connectors::MirrorKeys keys = connectors::MirrorKeysFor(config.meta_prefix, other);
   std::string base = keys.records_prefix.substr(0, keys.records_prefix.rfind('/') + 1);

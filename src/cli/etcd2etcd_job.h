@@ -61,6 +61,11 @@ Result<Etcd2EtcdJob, std::string> MakeEtcd2EtcdJob(const Etcd2EtcdConfig& config
 // limit): a cost paid at start, never on the change path.
 Result<std::optional<std::string>, etcd::Error> OtherMirrorOwningKeysInRange(
     etcd::EtcdClient& destination, const Etcd2EtcdConfig& config);
+// OtherMirrorOwningKeysInRange for a mirror about to adopt: a destination user whose role does
+// not cover the whole --meta-prefix cannot list the other mirrors, which is logged (the check did
+// not run) and answered as none; other errors are returned.
+Result<std::optional<std::string>, etcd::Error> OtherMirrorUnlessForbidden(
+    etcd::EtcdClient& destination, const Etcd2EtcdConfig& config, ops::Logger& logger);
 // The refusal for OtherMirrorOwningKeysInRange's `other`: what the overlap is, and the ways out.
 std::string OtherMirrorMessage(const Etcd2EtcdConfig& config, const std::string& other);
 

@@ -8,6 +8,7 @@
 
 #include "common/clock.h"
 #include "etcd/fake_etcd_client.h"
+#include "ops/log.h"
 
 namespace zk2etcd::cli {
 namespace {
@@ -67,6 +68,31 @@ TEST_F(OtherMirrorTest, ARecordCountsWhereverItsMirrorsRangeOverlapsThisOne) {
   // Another --meta-prefix is another set of mirrors.
   config_.meta_prefix = "/elsewhere/";
   EXPECT_EQ(Other(), std::nullopt);
+}
+
+// A user whose role does not cover the whole --meta-prefix: the check is skipped with a warning;
+// any other error is the caller's (sync retries it, diff exits 2).
+TEST_F(OtherMirrorTest, OnlyAForbiddenListingIsAnsweredAsNoOtherMirror) {
+  auto sink = std::make_shared<ops::MemoryLogSink>();
+  ops::Logger logger(sink, ops::LogFormat::kText, ops::LogLevel::kInfo, clock_);
+  Put("/etcd2etcd/other/records/reg/a");
+
+  etcd_.InjectFault("range", etcd::ErrorCode::kPermissionDenied);
+  auto forbidden = OtherMirrorUnlessForbidden(etcd_, config_, logger);
+  ASSERT_TRUE(forbidden.ok());
+  EXPECT_EQ(*forbidden, std::nullopt);
+  ASSERT_EQ(sink->Lines().size(), 1u);
+  EXPECT_NE(sink->Lines()[0].find("cannot look for other mirrors' records"), std::string::npos);
+
+  etcd_.InjectFault("range", etcd::ErrorCode::kUnavailable);
+  auto unavailable = OtherMirrorUnlessForbidden(etcd_, config_, logger);
+  ASSERT_FALSE(unavailable.ok());
+  EXPECT_EQ(unavailable.error().code, etcd::ErrorCode::kUnavailable);
+
+  auto found = OtherMirrorUnlessForbidden(etcd_, config_, logger);
+  ASSERT_TRUE(found.ok());
+  EXPECT_EQ(*found, "other");
+  EXPECT_EQ(sink->Lines().size(), 1u);
 }
 
 }  // namespace

@@ -43,6 +43,16 @@ bool WaitToRetry(std::chrono::milliseconds delay,
   return !stop.load();
 }
 
+bool RetryAfterFailedAttempt(ops::Logger& logger, std::string_view name, int attempt,
+                             const std::string& error, Backoff& backoff,
+                             std::optional<std::chrono::steady_clock::time_point> deadline,
+                             const std::atomic<bool>& stop) {
+  const std::chrono::milliseconds delay = backoff.Next();
+  logger.Warn(std::string(name) + " unreachable; retrying",
+              {{"attempt", attempt}, {"error", error}, {"retry_in_ms", delay.count()}});
+  return WaitToRetry(delay, deadline, stop);
+}
+
 std::string Hostname() {
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) != 0) return "";
@@ -130,11 +140,8 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
         error.code == etcd::ErrorCode::kAuthFailed) {
       return Unexpected{label + ": " + error.ToString()};  // retrying cannot fix these
     }
-    const std::chrono::milliseconds delay = backoff.Next();
-    logger.Warn(
-        label + " unreachable; retrying",
-        {{"attempt", attempt}, {"error", error.ToString()}, {"retry_in_ms", delay.count()}});
-    if (!WaitToRetry(delay, deadline, stop)) {
+    if (!RetryAfterFailedAttempt(logger, label, attempt, error.ToString(), backoff, deadline,
+                                 stop)) {
       return Unexpected{label + " unreachable: " + error.ToString()};
     }
   }
@@ -151,11 +158,8 @@ Result<void, std::string> WaitForOwnershipStore(
       return Unexpected{"redis: " + ping.error().message};  // retrying cannot fix it
     }
     if (stop.load()) return Unexpected{std::string("redis: stopped while connecting")};
-    const std::chrono::milliseconds delay = backoff.Next();
-    logger.Warn(
-        "redis unreachable; retrying",
-        {{"attempt", attempt}, {"error", ping.error().message}, {"retry_in_ms", delay.count()}});
-    if (!WaitToRetry(delay, deadline, stop)) {
+    if (!RetryAfterFailedAttempt(logger, "redis", attempt, ping.error().message, backoff, deadline,
+                                 stop)) {
       return Unexpected{"redis unreachable: " + ping.error().message};
     }
   }
@@ -218,10 +222,9 @@ Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
         return Unexpected{label + ": " + error};
       }
     }
-    const std::chrono::milliseconds delay = backoff.Next();
-    logger.Warn(label + " unreachable; retrying",
-                {{"attempt", attempt}, {"error", error}, {"retry_in_ms", delay.count()}});
-    if (!WaitToRetry(delay, deadline, stop)) return Unexpected{label + " unreachable: " + error};
+    if (!RetryAfterFailedAttempt(logger, label, attempt, error, backoff, deadline, stop)) {
+      return Unexpected{label + " unreachable: " + error};
+    }
   }
 }
 

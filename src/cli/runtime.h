@@ -41,6 +41,14 @@ Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const LogSettings& 
 Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const Config& config,
                                                              const Clock& clock);
 
+// Between two attempts to reach a server at start: logs "<name> unreachable; retrying" (attempt,
+// error, retry_in_ms) and sleeps `backoff`'s next delay. False when `stop` is set or the next
+// attempt would come after `deadline`: the caller gives up.
+bool RetryAfterFailedAttempt(ops::Logger& logger, std::string_view name, int attempt,
+                             const std::string& error, Backoff& backoff,
+                             std::optional<std::chrono::steady_clock::time_point> deadline,
+                             const std::atomic<bool>& stop);
+
 // Connection attempts at start: 500 ms doubling up to 10 s, without jitter.
 inline constexpr BackoffOptions kConnectBackoff{.initial = std::chrono::milliseconds(500),
                                                 .max = std::chrono::milliseconds(10000),
