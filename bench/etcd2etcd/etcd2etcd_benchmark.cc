@@ -480,9 +480,10 @@ ToolResult RunTool(const std::string& name, const std::vector<std::string>& argv
 double FirstReconcileSeconds(const std::string& log_path) {
   std::ifstream log(log_path);
   for (std::string line; std::getline(log, line);) {
-    if (line.find("\"mirror reconciliation done\"") == std::string::npos) continue;
-    const size_t at = line.find("\"seconds\":");
-    if (at != std::string::npos) return std::stod(line.substr(at + 10));
+    // MirrorService's line: "reconciliation done" with its "duration_ms".
+    if (line.find("\"reconciliation done\"") == std::string::npos) continue;
+    const size_t at = line.find("\"duration_ms\":");
+    if (at != std::string::npos) return std::stod(line.substr(at + 14)) / 1000;
   }
   return -1;
 }
