@@ -78,14 +78,15 @@ FixtureResult<std::unique_ptr<DelayingTcpProxy>> DelayingTcpProxy::Start(
   if (fd < 0) return Unexpected{FixtureError{std::string("socket: ") + std::strerror(errno)}};
   const int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in address = Loopback(0);
+  sockaddr_in address = Loopback(options.listen_port);
   socklen_t length = sizeof(address);
   if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
       ::listen(fd, 64) != 0 ||
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
     const std::string error = std::strerror(errno);
     ::close(fd);
-    return Unexpected{FixtureError{"listen on 127.0.0.1:0: " + error}};
+    return Unexpected{
+        FixtureError{"listen on 127.0.0.1:" + std::to_string(options.listen_port) + ": " + error}};
   }
   SetNonBlocking(fd);
   return std::unique_ptr<DelayingTcpProxy>(

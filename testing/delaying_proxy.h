@@ -32,6 +32,7 @@ struct DelayingProxyOptions {
   std::chrono::microseconds hold{200000};          // how much longer
   uint64_t seed = 1;                               // of the random choice of held chunks
   size_t max_queued_bytes = 16 << 20;              // per direction of a connection
+  int listen_port = 0;                             // 0: a free port
 };
 
 class DelayingTcpProxy {
@@ -43,7 +44,7 @@ class DelayingTcpProxy {
     uint64_t bytes = 0;
   };
 
-  // Listens on 127.0.0.1 on a free port and starts the proxy thread.
+  // Listens on 127.0.0.1 on `options.listen_port` (a free one if 0) and starts the proxy thread.
   static FixtureResult<std::unique_ptr<DelayingTcpProxy>> Start(int target_port,
                                                                 DelayingProxyOptions options);
   ~DelayingTcpProxy();

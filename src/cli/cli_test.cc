@@ -148,7 +148,7 @@ class FailingOwnershipStore final : public ownership::OwnershipStore {
 TEST(CliTest, WaitingForRedisEndsAtOnceOnRefusedCredentialsAndAtTheDeadlineOtherwise) {
   auto sink = std::make_shared<ops::MemoryLogSink>();
   FakeClock clock;
-  ops::Logger logger(sink, ops::LogFormat::kText, ops::LogLevel::kInfo, clock);
+  ops::Logger logger(sink, ops::LogFormat::kText, ops::LogLevel::kDebug, clock);
   const std::atomic<bool> never_stop{false};
   const auto soon = std::chrono::steady_clock::now() + std::chrono::milliseconds(800);
 
@@ -160,14 +160,17 @@ TEST(CliTest, WaitingForRedisEndsAtOnceOnRefusedCredentialsAndAtTheDeadlineOther
   EXPECT_TRUE(sink->Lines().empty());
 
   // An attempt, 500 ms, another; the next wait (1 s) would pass the deadline: two attempts, each
-  // logged.
+  // logged, the first as a warning and the second (a minute has not passed) as a debug line.
   FailingOwnershipStore down(ownership::OwnershipErrorCode::kUnavailable);
   auto unreachable = WaitForOwnershipStore(down, logger, soon, never_stop);
   ASSERT_FALSE(unreachable.ok());
   EXPECT_EQ(unreachable.error(), "redis unreachable: no");
   EXPECT_EQ(down.pings, 2);
   ASSERT_EQ(sink->Lines().size(), 2u) << ::testing::PrintToString(sink->Lines());
-  EXPECT_NE(sink->Lines()[0].find("redis unreachable; retrying"), std::string::npos);
+  EXPECT_NE(sink->Lines()[0].find("WARN redis unreachable; retrying attempt=1"), std::string::npos)
+      << sink->Lines()[0];
+  EXPECT_NE(sink->Lines()[1].find("DEBUG redis unreachable; retrying attempt=2"), std::string::npos)
+      << sink->Lines()[1];
 }
 
 TEST(CliTest, SyncHelpShowsTheIdentityFlagItsVariableAndTheFiveSecondLease) {

@@ -142,16 +142,15 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
     return kExitFailure;
   }
   if (config.adopt != sync::AdoptPolicy::kNone) {
-    Backoff backoff(kConnectBackoff);
-    for (int attempt = 1;; ++attempt) {
+    ConnectRetry retry(*logger, "destination etcd");
+    while (true) {
       auto other = OtherMirrorUnlessForbidden(**dest, config, *logger);
       if (other.ok() && *other) {
         logger->Error("cannot start", {{"error", OtherMirrorMessage(config, **other)}});
         return kExitUsage;
       }
       if (other.ok()) break;
-      if (!RetryAfterFailedAttempt(*logger, "destination etcd", attempt, other.error().ToString(),
-                                   backoff, std::nullopt, stop)) {
+      if (!retry.AfterFailure(other.error().ToString(), std::nullopt, stop)) {
         logger->Info("zk2etcd etcd2etcd sync stopped", {{"before", "the mirrors were listed"}});
         return kExitOk;
       }

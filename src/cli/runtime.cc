@@ -43,13 +43,29 @@ bool WaitToRetry(std::chrono::milliseconds delay,
   return !stop.load();
 }
 
-bool RetryAfterFailedAttempt(ops::Logger& logger, std::string_view name, int attempt,
-                             const std::string& error, Backoff& backoff,
-                             std::optional<std::chrono::steady_clock::time_point> deadline,
-                             const std::atomic<bool>& stop) {
-  const std::chrono::milliseconds delay = backoff.Next();
-  logger.Warn(std::string(name) + " unreachable; retrying",
-              {{"attempt", attempt}, {"error", error}, {"retry_in_ms", delay.count()}});
+ConnectRetry::ConnectRetry(ops::Logger& logger, std::string name)
+    : logger_(logger),
+      name_(std::move(name)),
+      failures_(ops::FailureLog::Wording{name_ + " unreachable; retrying",
+                                         name_ + " still unreachable; retrying", ""},
+                std::chrono::minutes(1)) {}
+
+bool ConnectRetry::AfterFailure(const std::string& error,
+                                std::optional<std::chrono::steady_clock::time_point> deadline,
+                                const std::atomic<bool>& stop) {
+  ++attempts_;
+  const std::chrono::milliseconds delay = backoff_.Next();
+  const auto line = failures_.OnFailure(std::chrono::steady_clock::now(), error);
+  if (line && attempts_ > 1) {
+    logger_.Log(line->level, line->message,
+                {{"attempt", attempts_},
+                 {"error", error},
+                 {"unreachable_s", line->failing_s},
+                 {"retry_in_ms", delay.count()}});
+  } else {
+    logger_.Log(line ? line->level : ops::LogLevel::kDebug, name_ + " unreachable; retrying",
+                {{"attempt", attempts_}, {"error", error}, {"retry_in_ms", delay.count()}});
+  }
   return WaitToRetry(delay, deadline, stop);
 }
 
@@ -102,8 +118,8 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
     const std::atomic<bool>& stop, EtcdCheck check) {
   const std::string label(name);
   if (etcd_options.dial_timeout.count() <= 0) check = EtcdCheck::kAnswered;
-  Backoff backoff(kConnectBackoff);
-  for (int attempt = 1;; ++attempt) {
+  ConnectRetry retry(logger, label);
+  while (true) {
     etcd::GrpcEtcdClientOptions options = etcd_options;
     options.logger = &logger;
     options.cancel_dial = &stop;
@@ -140,8 +156,7 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
         error.code == etcd::ErrorCode::kAuthFailed) {
       return Unexpected{label + ": " + error.ToString()};  // retrying cannot fix these
     }
-    if (!RetryAfterFailedAttempt(logger, label, attempt, error.ToString(), backoff, deadline,
-                                 stop)) {
+    if (!retry.AfterFailure(error.ToString(), deadline, stop)) {
       return Unexpected{label + " unreachable: " + error.ToString()};
     }
   }
@@ -150,16 +165,15 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
 Result<void, std::string> WaitForOwnershipStore(
     ownership::OwnershipStore& store, ops::Logger& logger,
     std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop) {
-  Backoff backoff(kConnectBackoff);
-  for (int attempt = 1;; ++attempt) {
+  ConnectRetry retry(logger, "redis");
+  while (true) {
     auto ping = store.Ping();
     if (ping.ok()) return {};
     if (ping.error().code == ownership::OwnershipErrorCode::kAuthFailed) {
       return Unexpected{"redis: " + ping.error().message};  // retrying cannot fix it
     }
     if (stop.load()) return Unexpected{std::string("redis: stopped while connecting")};
-    if (!RetryAfterFailedAttempt(logger, "redis", attempt, ping.error().message, backoff, deadline,
-                                 stop)) {
+    if (!retry.AfterFailure(ping.error().message, deadline, stop)) {
       return Unexpected{"redis unreachable: " + ping.error().message};
     }
   }
@@ -176,8 +190,8 @@ Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
     const Clock& clock, std::optional<std::chrono::steady_clock::time_point> deadline,
     const std::atomic<bool>& stop) {
   const std::string label(name);
-  Backoff backoff(kConnectBackoff);
-  for (int attempt = 1;; ++attempt) {
+  ConnectRetry retry(logger, label);
+  while (true) {
     zk::ZkClientOptions options = zk_options;
     options.clock = &clock;
     options.logger = &logger;
@@ -222,7 +236,7 @@ Result<std::unique_ptr<zk::ZkClient>, std::string> ConnectZooKeeper(
         return Unexpected{label + ": " + error};
       }
     }
-    if (!RetryAfterFailedAttempt(logger, label, attempt, error, backoff, deadline, stop)) {
+    if (!retry.AfterFailure(error, deadline, stop)) {
       return Unexpected{label + " unreachable: " + error};
     }
   }

@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "etcd/etcd_client.h"
 #include "etcd/grpc_etcd_client.h"
+#include "ops/failure_log.h"
 #include "ops/log.h"
 #include "zk/zk_client.h"
 
@@ -41,18 +42,35 @@ Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const LogSettings& 
 Result<std::unique_ptr<ops::Logger>, std::string> MakeLogger(const Config& config,
                                                              const Clock& clock);
 
-// Between two attempts to reach a server at start: logs "<name> unreachable; retrying" (attempt,
-// error, retry_in_ms) and sleeps `backoff`'s next delay. False when `stop` is set or the next
-// attempt would come after `deadline`: the caller gives up.
-bool RetryAfterFailedAttempt(ops::Logger& logger, std::string_view name, int attempt,
-                             const std::string& error, Backoff& backoff,
-                             std::optional<std::chrono::steady_clock::time_point> deadline,
-                             const std::atomic<bool>& stop);
-
-// Connection attempts at start: 500 ms doubling up to 10 s, without jitter.
+// Connection attempts at start: 500 ms, then 1 s apart, without jitter, so that a server that
+// comes back (or starts after this process) is used within about a second of answering.
 inline constexpr BackoffOptions kConnectBackoff{.initial = std::chrono::milliseconds(500),
-                                                .max = std::chrono::milliseconds(10000),
+                                                .max = std::chrono::milliseconds(1000),
                                                 .multiplier = 2.0};
+
+// The retries of one server's connection at start: waits kConnectBackoff's delays between
+// attempts, and logs a run of failed attempts as ops::FailureLog does: "<name> unreachable;
+// retrying" (a warning: attempt, error, retry_in_ms) at the first, "<name> still unreachable;
+// retrying" (also unreachable_s) at most once a minute after it, and each other attempt as the
+// first line at debug level. Not thread-safe.
+class ConnectRetry {
+ public:
+  // `name` names the server in the lines ("etcd", "target zookeeper", ...).
+  ConnectRetry(ops::Logger& logger, std::string name);
+
+  // After a failed attempt: logs it and sleeps until the next. False when `stop` is set or the
+  // next attempt would come after `deadline`: the caller gives up.
+  bool AfterFailure(const std::string& error,
+                    std::optional<std::chrono::steady_clock::time_point> deadline,
+                    const std::atomic<bool>& stop);
+
+ private:
+  ops::Logger& logger_;
+  const std::string name_;
+  Backoff backoff_{kConnectBackoff};
+  ops::FailureLog failures_;
+  int attempts_ = 0;
+};
 
 // Sleeps up to `delay`, waking early when `stop` is set; false when `stop` is set or the
 // deadline would pass before the next attempt.

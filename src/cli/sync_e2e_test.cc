@@ -405,6 +405,40 @@ TEST_F(SyncE2eTest, ConvergesAfterSessionExpiryAndAnEtcdPause) {
   EXPECT_EQ(sync->Terminate(seconds(20)), 0);
 }
 
+// An etcd that answers only long after the process started (a pod that starts before its etcd,
+// or a restart during an etcd outage) is used within about a second of answering: attempts are at
+// most 1 s apart (they were up to 10 s apart). Only the first failed attempt is a warning.
+TEST_F(SyncE2eTest, AnEtcdThatAnswersLongAfterTheStartIsUsedWithinASecond) {
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/p1", "v1"));
+  int port = 0;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(port, testing::PickFreePort());
+  std::vector<std::string> args = Args("sync", {"--etcd-dial-timeout=1s"});
+  for (std::string& arg : args) {
+    if (arg.starts_with("--etcd-servers="))
+      arg = "--etcd-servers=127.0.0.1:" + std::to_string(port);
+  }
+  Zk2etcdProcess sync(args);
+  ASSERT_FIXTURE_OK(sync.Start());
+  // Attempts of 1 s, waits of 0.5 s then 1 s; before the fix, the waits were 0.5, 1, 2, 4 and 8 s,
+  // the 8 s from about the 13th second to the 21st.
+  std::this_thread::sleep_for(seconds(16));
+  // etcd answers on that port from now on (a proxy in front of the test's etcd).
+  const testing::DelayingProxyOptions direct{
+      .one_way_delay = milliseconds(0), .hold_fraction = 0, .listen_port = port};
+  ASSERT_FIXTURE_OK_AND_ASSIGN(auto proxy,
+                               testing::DelayingTcpProxy::Start(etcd_->client_port(), direct));
+  const auto answering = std::chrono::steady_clock::now();
+  ASSERT_TRUE(sync.WaitForLog("etcd reachable", 1, seconds(15))) << sync.Log();
+  const auto took = std::chrono::steady_clock::now() - answering;
+  EXPECT_LT(took, milliseconds(2500)) << sync.Log();
+  std::printf("etcd reachable %lld ms after it answered\n",
+              static_cast<long long>(std::chrono::duration_cast<milliseconds>(took).count()));
+  EXPECT_TRUE(Converged(ZkExpected())) << sync.Log();
+  EXPECT_EQ(sync.CountLines("WARN etcd unreachable; retrying"), 1u) << sync.Log();
+  EXPECT_EQ(sync.CountLines("etcd is far"), 0u) << sync.Log();
+  EXPECT_EQ(sync.Terminate(seconds(20)), 0) << sync.Log();
+}
+
 TEST_F(SyncE2eTest, DiffReportsAPreparedDivergenceExactlyAndFixRemovesIt) {
   ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/same", "s"));
   ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/changed", "new"));

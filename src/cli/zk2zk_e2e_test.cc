@@ -786,12 +786,13 @@ TEST_F(Zk2ZkE2eTest, DiffReportsAndFixRepairs) {
   EXPECT_EQ(after.RunToCompletion(seconds(60)), 0) << after.Log();
 }
 
-// An ensemble that does not answer is retried and logged; SIGTERM stops the process at once, also
-// while a connection attempt waits for the servers (up to the session timeout).
+// An ensemble that does not answer is retried and logged, a warning at the first attempt and a
+// debug line at each of the next (a warning again after a minute); SIGTERM stops the process at
+// once, also while a connection attempt waits for the servers (up to the session timeout).
 TEST_F(Zk2ZkE2eTest, AnUnreachableEnsembleIsRetriedAndLogged) {
   auto port = testing::PickFreePort();
   ASSERT_TRUE(port.ok());
-  std::vector<std::string> args = Args("sync");
+  std::vector<std::string> args = Args("sync", {"--log-level=debug"});
   for (std::string& arg : args) {
     if (arg.starts_with("--target-servers=")) {
       arg = "--target-servers=127.0.0.1:" + std::to_string(*port);
@@ -799,11 +800,14 @@ TEST_F(Zk2ZkE2eTest, AnUnreachableEnsembleIsRetriedAndLogged) {
   }
   Zk2etcdProcess sync(args);
   ASSERT_FIXTURE_OK(sync.Start());
-  EXPECT_TRUE(sync.WaitForLog("target zookeeper unreachable; retrying", 2, seconds(40)))
+  // Each attempt waits for a connection up to the session timeout (4 s), then 0.5 s, 1 s, 1 s...
+  EXPECT_TRUE(
+      sync.WaitForLog("DEBUG target zookeeper unreachable; retrying attempt=2", 1, seconds(40)))
       << sync.Log();
-  // The second retry waits 1 s; the third attempt then waits for a connection for seconds.
-  std::this_thread::sleep_for(seconds(2));
-  ASSERT_EQ(sync.CountLines("target zookeeper unreachable; retrying"), 2u) << sync.Log();
+  ASSERT_EQ(sync.CountLines("WARN target zookeeper unreachable; retrying attempt=1"), 1u)
+      << sync.Log();
+  ASSERT_EQ(sync.CountLines("WARN target zookeeper"), 1u) << sync.Log();
+  std::this_thread::sleep_for(seconds(1));  // the third attempt waits for a connection
   EXPECT_EQ(sync.Terminate(seconds(2)), 0) << sync.Log();
   EXPECT_EQ(sync.CountLines("zk2etcd zk2zk sync stopped"), 1u) << sync.Log();
 }

@@ -174,17 +174,21 @@ EtcdResult<void> GrpcEtcdClient::Dial() {
     const SteadyTime started = std::chrono::steady_clock::now();
     const SteadyTime deadline = started + options_.dial_timeout;
     bool connected = false;
+    // A dial that waited through failed attempts (etcd not started yet, or restarting) measured
+    // the wait, not the distance.
+    bool first_failed = false;
     while (!connected) {
       grpc_connectivity_state first_state = GRPC_CHANNEL_IDLE;
       for (size_t i = 0; i < endpoints_.size(); ++i) {
         const grpc_connectivity_state state = endpoints_[i].channel->GetState(true);
         if (i == 0) first_state = state;
+        if (i == 0 && state == GRPC_CHANNEL_TRANSIENT_FAILURE) first_failed = true;
         if (state == GRPC_CHANNEL_READY) {
           preferred_.store(static_cast<int>(i));
           const auto took = std::chrono::steady_clock::now() - started;
           // Only the first endpoint's readiness is seen as it comes (the others are looked at
-          // every 10 ms below), so only its dial measures the distance.
-          far_ = i == 0 && took >= options_.far_dial;
+          // every 10 ms below), so only its dial measures the distance, when it did not fail.
+          far_ = i == 0 && !first_failed && took >= options_.far_dial;
           if (far_ && options_.far_txn_connections > options_.txn_connections) {
             for (size_t j = 0; j < endpoints_.size(); ++j) {
               AddTxnConnections(j, options_.far_txn_connections);

@@ -81,8 +81,9 @@ struct GrpcEtcdClientOptions {
   // connections cost 6 ms at start-up on loopback; so `txn_connections` to begin with, and
   // `far_txn_connections` once the dial of the first endpoint has taken `far_dial` or longer (at
   // least one round trip: TCP's handshake, then HTTP/2's settings; a name to resolve and a TLS
-  // handshake count too). A dial that settles on another endpoint, or none (dial_timeout <= 0),
-  // keeps `txn_connections`. The extra connections of the endpoint the factory dials start
+  // handshake count too). A dial that settles on another endpoint, whose first endpoint failed a
+  // connection attempt first (it was not up yet), or none (dial_timeout <= 0), keeps
+  // `txn_connections`. The extra connections of the endpoint the factory dials start
   // connecting at once; others connect on their first transaction. At least 1.
   int txn_connections = 8;
   int far_txn_connections = 32;

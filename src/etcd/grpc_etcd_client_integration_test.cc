@@ -657,6 +657,35 @@ TEST(GrpcEtcdClientIntegrationTest, ADialThatSettlesOnAnotherEndpointKeepsTheNea
   EXPECT_EQ(proxy->stats().connections, 2u);
 }
 
+// A dial that waited for its endpoint to come up (its first attempts refused) measured the wait,
+// not the distance: the client is not far and keeps txn_connections. (It was judged far, and
+// opened far_txn_connections on loopback, when etcd started after the process.)
+TEST(GrpcEtcdClientIntegrationTest, ADialThatWaitedForEtcdToStartKeepsTheNearConnections) {
+  EtcdServer* server = nullptr;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(server, SharedEtcd());
+  const int port = DeadPort();
+  GrpcEtcdClientOptions options = OptionsFor({"127.0.0.1:" + std::to_string(port)}, nullptr);
+  options.txn_connections = 2;
+  options.far_txn_connections = 6;
+  options.far_dial = milliseconds(300);
+  options.max_txns_in_flight = 12;
+  std::unique_ptr<testing::DelayingTcpProxy> proxy;
+  auto dialled = std::async(std::launch::async, [&options] { return Connect(options); });
+  // The dial's first attempts are refused; the endpoint answers 600 ms in.
+  std::this_thread::sleep_for(milliseconds(600));
+  testing::DelayingProxyOptions proxy_options;
+  proxy_options.one_way_delay = milliseconds(0);
+  proxy_options.hold_fraction = 0;
+  proxy_options.listen_port = port;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(
+      proxy, testing::DelayingTcpProxy::Start(server->client_port(), proxy_options));
+  auto client = dialled.get();
+  ASSERT_NE(client, nullptr);
+  EXPECT_FALSE(client->Far());
+  SendTwelveTransactions(*client, "waited");
+  EXPECT_EQ(proxy->stats().connections, 2u);
+}
+
 // StatusAsync answers as Status does, on the client's callback thread; a client destroyed with
 // one outstanding answers it with kCancelled.
 TEST(GrpcEtcdClientIntegrationTest, StatusAsyncAnswersOnTheCallbackThreadLikeStatus) {

@@ -3,6 +3,7 @@
 //   - the first failure of a run: a warning, "<what> failing; retrying", with the error;
 //   - while the run lasts: at most one warning each `period`, "<what> still failing; retrying";
 //   - the first success after a warned run: an info line, "<what> applied again".
+// (Another wording can be given: connection attempts at start say "unreachable".)
 // Each line carries how long the run has lasted (failing_s) and its failures so far. The period
 // holds across runs: a run that starts within `period` of the last warning is not warned about,
 // and then neither is its end.
@@ -35,8 +36,16 @@ class FailureLog {
     void LogTo(Logger& logger, std::string_view count_field) const;
   };
 
+  // The three lines' messages.
+  struct Wording {
+    std::string failing;        // the first warning of a run
+    std::string still_failing;  // the warnings while it lasts
+    std::string again;          // its end
+  };
+
   // `what` names the failing thing in the lines ("etcd writes").
-  FailureLog(std::string what, std::chrono::seconds period);
+  FailureLog(std::string_view what, std::chrono::seconds period);
+  FailureLog(Wording wording, std::chrono::seconds period);
 
   // A failure at `now`: the line due, if any.
   std::optional<Line> OnFailure(TimePoint now, std::string_view error);
@@ -44,7 +53,7 @@ class FailureLog {
   std::optional<Line> OnSuccess(TimePoint now);
 
  private:
-  const std::string what_;
+  const Wording wording_;
   const std::chrono::seconds period_;
   std::optional<TimePoint> failing_since_;
   uint64_t failures_ = 0;

@@ -46,5 +46,16 @@ TEST(FailureLogTest, FailuresThatComeAndGoWarnAtMostOnceAPeriod) {
   EXPECT_EQ(later->failures, 1u);
 }
 
+TEST(FailureLogTest, AnotherWordingNamesTheLines) {
+  FailureLog log(FailureLog::Wording{"redis unreachable; retrying",
+                                     "redis still unreachable; retrying", "redis reachable again"},
+                 seconds(60));
+  const FailureLog::TimePoint t0{};
+  EXPECT_EQ(log.OnFailure(t0, "e")->message, "redis unreachable; retrying");
+  EXPECT_FALSE(log.OnFailure(t0 + seconds(1), "e"));
+  EXPECT_EQ(log.OnFailure(t0 + seconds(60), "e")->message, "redis still unreachable; retrying");
+  EXPECT_EQ(log.OnSuccess(t0 + seconds(61))->message, "redis reachable again");
+}
+
 }  // namespace
 }  // namespace zk2etcd::ops
