@@ -1,7 +1,9 @@
 #include "cli/config.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <memory>
 #include <set>
 
 #include "cli/config_file.h"
@@ -307,6 +309,7 @@ Result<Config, std::string> ValidateCommonFlags(const CommonFlags& f) {
                 static_cast<int>(f.log_file_max_backups)};
   config.adopt = *adopt;
   config.zookeeper.connect_string = zk_servers->connect_string;
+  config.zookeeper.outage_warned = std::make_shared<std::atomic<bool>>(false);
   config.zookeeper.session_timeout =
       std::chrono::duration_cast<milliseconds>(f.zookeeper_session_timeout);
   if (!f.zookeeper_digest.empty()) config.zookeeper.auth = {{"digest", f.zookeeper_digest}};

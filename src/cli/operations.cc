@@ -12,7 +12,16 @@ OperationsServer::OperationsServer(ops::Logger& logger, const ops::Registry& reg
 OperationsServer::~OperationsServer() { Stop(); }
 
 void OperationsServer::SetConfigDump(std::vector<std::string> lines) {
+  std::lock_guard lock(config_mutex_);
   config_dump_ = std::move(lines);
+}
+
+void OperationsServer::SetConfigValue(std::string_view name, std::string_view value) {
+  const std::string prefix = std::string(name) + "=";
+  std::lock_guard lock(config_mutex_);
+  for (std::string& line : config_dump_) {
+    if (line.starts_with(prefix)) line = prefix + std::string(value);
+  }
 }
 
 void OperationsServer::Handle(std::string method, std::string path, ops::HttpHandler handler) {
@@ -46,7 +55,13 @@ Result<void, std::string> OperationsServer::Serve(const std::string& listen_addr
   });
   http_->Handle("GET", "/debug/config", [this](const ops::HttpRequest&) {
     std::string body;
-    for (const std::string& line : config_dump_) body += line + "\n";
+    std::lock_guard lock(config_mutex_);
+    for (const std::string& line : config_dump_) {
+      body += (line.starts_with("log-level=")
+                   ? "log-level=" + std::string(ops::LogLevelName(logger_.level()))
+                   : line) +
+              "\n";
+    }
     return ops::HttpResponse::Text(200, body);
   });
   for (auto& [method, path, handler] : extra_) http_->Handle(method, path, handler);
@@ -150,6 +165,10 @@ void SyncOperations::Attach(const sync::SyncService* service, const sync::Fenced
 
 void SyncOperations::SetConfigDump(std::vector<std::string> lines) {
   server_.SetConfigDump(std::move(lines));
+}
+
+void SyncOperations::SetConfigValue(std::string_view name, std::string_view value) {
+  server_.SetConfigValue(name, value);
 }
 
 ops::HttpResponse SyncOperations::Ready() const {

@@ -17,7 +17,9 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -41,7 +43,8 @@ namespace zk2etcd::cli {
 //   GET  /healthz       200 while the process runs
 //   GET  /readyz        what `ready` answers
 //   POST /log, GET /log the log level (see SyncOperations)
-//   GET  /debug/config  the lines of SetConfigDump
+//   GET  /debug/config  the lines of SetConfigDump, as SetConfigValue changed them since, with
+//                       `log-level` the logger's level now (SIGHUP and POST /log change it)
 //
 // plus whatever a command adds with Handle. Thread-safe once serving: handlers run on the HTTP
 // server's thread. REQUIRES: the logger and registry outlive it; `ready` is thread-safe.
@@ -54,6 +57,9 @@ class OperationsServer {
   // Before Serve.
   void SetConfigDump(std::vector<std::string> lines);
   void Handle(std::string method, std::string path, ops::HttpHandler handler);
+  // Any time (a SIGHUP that applied a setting): the dump's line of `name` says `value` from now
+  // on.
+  void SetConfigValue(std::string_view name, std::string_view value);
 
   // Starts the HTTP server; the error names the address.
   Result<void, std::string> Serve(const std::string& listen_address);
@@ -64,7 +70,8 @@ class OperationsServer {
   ops::Logger& logger_;
   const ops::Registry& registry_;
   std::function<ops::HttpResponse()> ready_;
-  std::vector<std::string> config_dump_;
+  mutable std::mutex config_mutex_;
+  std::vector<std::string> config_dump_;  // guarded by config_mutex_ once serving
   std::vector<std::tuple<std::string, std::string, ops::HttpHandler>> extra_;
   std::unique_ptr<ops::HttpServer> http_;
 };
@@ -117,6 +124,8 @@ class SyncOperations {
   void Attach(const sync::SyncService* service, const sync::FencedWriter* writer);
   // Lines for /debug/config.
   void SetConfigDump(std::vector<std::string> lines);
+  // OperationsServer::SetConfigValue.
+  void SetConfigValue(std::string_view name, std::string_view value);
 
   // Starts the HTTP server; the error names the address.
   Result<void, std::string> Serve(const std::string& listen_address);

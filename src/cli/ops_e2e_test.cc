@@ -143,14 +143,17 @@ TEST_F(OpsE2eTest, LogLevelChangesThroughTheEndpointAndSighupAndTraceIdsLinkACha
   EXPECT_GE(sync.CountLines("trace_id=" + trace_id), 2u) << log;
 
   // SIGHUP re-reads the file: back to warn, so info lines stop.
-  ASSERT_FIXTURE_OK(testing::WriteFile(config, "log-level: warn\nfullsync-interval: 0\n"));
+  ASSERT_FIXTURE_OK(testing::WriteFile(config, "log-level: warn\nfullsync-interval: 7m\n"));
   ASSERT_EQ(kill(sync.pid(), SIGHUP), 0);
   ASSERT_TRUE(sync.WaitForLog("SIGHUP: log level changed", 1, seconds(10))) << sync.Log();
+  ASSERT_TRUE(sync.WaitForLog("SIGHUP: full sync interval changed", 1, seconds(10))) << sync.Log();
   EXPECT_EQ(Http(port, "/log").body, "warn\n");
 
   // Passwords never show in /debug/config; values show as used: unquoted, the identity derived
-  // from the hostname.
+  // from the hostname, what SIGHUP changed.
   const std::string settings = Http(port, "/debug/config").body;
+  EXPECT_NE(settings.find("\nlog-level=warn\n"), std::string::npos) << settings;
+  EXPECT_NE(settings.find("\nfullsync-interval=7m\n"), std::string::npos) << settings;
   EXPECT_EQ(settings.find("secret"), std::string::npos);
   EXPECT_EQ(settings.find("=\""), std::string::npos) << settings;
   char host[256] = {};

@@ -110,6 +110,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
                          if (auto* service = service_ptr.load()) {
                            service->SetFullSyncInterval(*interval);
                          }
+                         (*operations)->SetConfigValue(name, value);
                          log->Warn("SIGHUP: full sync interval changed", {{"interval", value}});
                        } else {
                          log->Error("SIGHUP: invalid fullsync-interval", {{"value", value}});

@@ -375,6 +375,10 @@ TEST_F(SyncE2eTest, ConvergesAfterSessionExpiryAndAnEtcdPause) {
   ASSERT_FIXTURE_OK(zk_->CreateRecursive("/dubbo/svc/providers/after-expiry", "z"));
   EXPECT_TRUE(Converged(ZkExpected())) << sync->Log();
   EXPECT_TRUE(sync->WaitForLog("session", 1, seconds(1)));
+  // The new session's reconciliation is done before etcd pauses: the pause below is one of a
+  // process that follows changes. (A reconciliation that etcd stops answering holds the Run
+  // thread until its request times out, and the lease's end is handled after it.)
+  EXPECT_TRUE(sync->WaitForLog("reconciliation done", 2, kConverge)) << sync->Log();
 
   // etcd paused for 15 s while ZooKeeper changes.
   const auto paused = std::chrono::steady_clock::now();

@@ -188,6 +188,7 @@ int RunZk2ZkSync(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& err) 
                        auto interval = ParseGoDuration(value);
                        if (interval.ok() && interval->count() >= 0) {
                          services.SetFullSyncInterval(*interval);
+                         ops->SetConfigValue(name, value);
                          log->Warn("SIGHUP: full sync interval changed", {{"interval", value}});
                        } else {
                          log->Error("SIGHUP: invalid fullsync-interval", {{"value", value}});

@@ -1,6 +1,8 @@
 #include "cli/zk2zk_config.h"
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
 #include <tuple>
 
 #include "cli/config.h"
@@ -38,6 +40,7 @@ Result<zk::ZkClientOptions, std::string> ValidateSide(const std::string& side, c
   }
   zk::ZkClientOptions options;
   options.connect_string = servers->connect_string;
+  options.outage_warned = std::make_shared<std::atomic<bool>>(false);
   options.session_timeout = std::chrono::duration_cast<milliseconds>(f.session_timeout);
   if (!f.digest.empty()) options.auth = {{"digest", f.digest}};
   *hosts = std::move(servers->hosts);

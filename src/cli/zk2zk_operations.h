@@ -69,6 +69,9 @@ class Zk2ZkOperations {
   void Attach(Direction direction, const sync::SyncService* service,
               const sync::FencedWriter* writer, const connectors::ZooKeeperSink* sink);
   void SetConfigDump(std::vector<std::string> lines) { server_.SetConfigDump(std::move(lines)); }
+  void SetConfigValue(std::string_view name, std::string_view value) {
+    server_.SetConfigValue(name, value);
+  }
 
   Result<void, std::string> Serve(const std::string& listen_address) {
     return server_.Serve(listen_address);

@@ -191,7 +191,43 @@ struct Reconciler::RepairState {
   const std::atomic<bool>* cancel = nullptr;
   std::chrono::milliseconds cancel_grace{0};
   std::function<void()> abandon;
+  // A repair failed its leadership fence: the run submits no more repairs and fails. The first
+  // such failure is logged; the others (every repair in flight then) only counted.
+  std::atomic<bool> not_leader{false};
+  std::optional<WriteError> not_leader_error;  // the first; under pending's mutex
+
+  // Counts a failed repair of `key`; logs it unless it is a stop's or a lost leadership's after
+  // the first.
+  void OnFailure(ops::Logger& logger, const char* message, const std::string& key,
+                 const WriteError& error);
+  std::optional<ReconcileError> NotLeaderError();
 };
+
+void Reconciler::RepairState::OnFailure(ops::Logger& logger, const char* message,
+                                        const std::string& key, const WriteError& error) {
+  if (error.code == WriteError::Code::kStopped) return;  // FinishRepair said how many, once
+  if (error.code == WriteError::Code::kNotLeader) {
+    if (not_leader.exchange(true)) return;
+    not_leader_error = error;
+    logger.Warn("repairs refused: this replica no longer leads; the reconciliation stops",
+                {{"key", key}, {"error", error.message}});
+    return;
+  }
+  logger.Log(
+      error.code == WriteError::Code::kRefused ? ops::LogLevel::kError : ops::LogLevel::kWarn,
+      message, {{"key", key}, {"error", error.message}});
+}
+
+std::optional<ReconcileError> Reconciler::RepairState::NotLeaderError() {
+  if (!not_leader.load()) return std::nullopt;
+  std::lock_guard lock(pending.mutex());
+  ReconcileError error{ReconcileError::Side::kWriter, "this replica no longer leads", true};
+  if (not_leader_error) {
+    error.message += ": " + not_leader_error->message;
+    error.fence = not_leader_error->fence;
+  }
+  return error;
+}
 
 // The entries the snapshot hands over while it is read, for the repairs during the walk (see the
 // header). Offer is called on the source's threads; the rest on the repairing thread.
@@ -249,6 +285,7 @@ void Reconciler::RepairDuringWalk(WalkRepairs& walk, const std::unordered_set<st
   bool walking = true;
   while (walk.Take(entries, &walking)) {
     if (options.cancel != nullptr && options.cancel->load()) break;
+    if (repairs.not_leader.load()) break;
     std::vector<ConfirmedDifference> missing;
     for (core::SourceEntry& entry : entries) {
       // A key the sink holds (or holds a record of), or one the change stream announced since
@@ -473,6 +510,10 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
       failure = confirmed.error();
       return false;
     }
+    if (fix && repairs.not_leader.load()) {
+      failure = repairs.NotLeaderError();
+      return false;
+    }
     if (fix && !confirmed->empty()) {
       if (!repairs.merge_started) {
         StartRepair(repairs);
@@ -509,6 +550,7 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
   auto diff = ComputeDiff(*snapshot, scope_, sink_, diff_options);
   const auto merged = clock_.Now();
   if (repairs.started) FinishRepair(repairs, report);  // what was submitted completes
+  if (auto not_leader = repairs.NotLeaderError()) return Unexpected{*not_leader};
   if (!diff.ok()) {
     return Unexpected{
         ReconcileError{ReconcileError::Side::kSink,
@@ -717,12 +759,7 @@ void Reconciler::SubmitRepairs(RepairState& state, ReconcileReport& report,
         std::lock_guard lock(pending.mutex());
         if (!result.ok()) {
           ++report.failed;
-          // Abandoned at a stop: FinishRepair said how many, once.
-          if (result.error().code != WriteError::Code::kStopped) {
-            logger_.Log(result.error().code == WriteError::Code::kRefused ? ops::LogLevel::kError
-                                                                          : ops::LogLevel::kWarn,
-                        "repair failed", {{"key", key}, {"error", result.error().message}});
-          }
+          state.OnFailure(logger_, "repair failed", key, result.error());
         } else if (*result == core::WriteOutcome::kApplied) {
           if (adoption) {
             ++report.adopted;
@@ -768,7 +805,7 @@ void Reconciler::DeleteAgain(RepairState& state, ReconcileReport& report, const 
       std::lock_guard lock(pending.mutex());
       if (!result.ok()) {
         ++report.failed;
-        logger_.Warn("deleting again failed", {{"key", key}, {"error", result.error().message}});
+        state.OnFailure(logger_, "deleting again failed", key, result.error());
       } else if (*result == core::WriteOutcome::kApplied) {
         ++report.deleted_again;
         if (ownership_ != nullptr) state.forgotten.push_back(key);

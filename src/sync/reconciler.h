@@ -216,6 +216,10 @@ struct ReconcileError {
   enum class Side { kSource, kSink, kWriter };
   Side side = Side::kSource;
   std::string message;
+  // kWriter: a repair failed its leadership fence (this process no longer leads), so the run
+  // stopped submitting repairs and ended early; `fence` is the one that failed, if known.
+  bool not_leader = false;
+  std::optional<core::Fence> fence = std::nullopt;
 };
 
 class Reconciler {

@@ -631,6 +631,36 @@ TEST_F(ReconcilerTest, ACancelDuringTheMergeStopsItWithAnError) {
                             << " repairs";
 }
 
+// Repairs that fail the leadership fence (this process was deposed during the run): the run
+// submits no more repairs and fails with not_leader, and only the first failure is logged (it was
+// a warning per key: 14,511 lines when a first copy lost its lease).
+TEST_F(ReconcilerTest, ARepairThatFailsTheFenceEndsTheRunWithOneLine) {
+  constexpr size_t kKeys = 4 * kRecheckChunk;
+  for (size_t i = 0; i < kKeys; ++i) SourcePut("/dubbo/k" + std::to_string(100000 + i), "v");
+  sink_.FailNextApplies(1'000'000, core::SinkError::Code::kNotLeader);
+  std::atomic<size_t> answered{0};
+  ReconcileOptions options;
+  options.keep_differences = false;
+  options.max_repairs_in_flight = kRecheckChunk;
+  options.on_repair = [&](const RepairResult&) { ++answered; };
+  auto report = TryRun(options);
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.error().side, ReconcileError::Side::kWriter);
+  EXPECT_TRUE(report.error().not_leader);
+  EXPECT_NE(report.error().message.find("no longer leads"), std::string::npos)
+      << report.error().message;
+  EXPECT_GE(answered.load(), kRecheckChunk);
+  EXPECT_LE(answered.load(), 2 * kRecheckChunk);  // the chunk in flight, perhaps the next
+  EXPECT_EQ(sink_.Size(), 0u);
+  size_t refused = 0, per_key = 0;
+  for (const std::string& line : log_sink_->Lines()) {
+    refused += line.find("repairs refused: this replica no longer leads") != std::string::npos;
+    per_key += line.find("repair failed") != std::string::npos;
+  }
+  EXPECT_EQ(refused, 1u);
+  EXPECT_EQ(per_key, 0u);
+}
+
 // A stop while the merge waits for room in a writer whose sink answers no batch: the merge gives
 // up its wait, the repairs submitted get the grace, then are abandoned, and the run ends.
 TEST_F(ReconcilerTest, ACancelWhileTheMergeWaitsForTheWriterEndsTheRunAfterTheGrace) {

@@ -305,6 +305,13 @@ void SyncService::Reconcile() {
     status_.last_reconcile_success = clock_.WallNow();
   } else if (cancel_.load()) {
     logger_.Info("reconciliation stopped", {{"reason", result.error().message}});
+  } else if (result.error().not_leader) {
+    // Its repairs failed the leadership fence: the election steps down (or keeps a leadership
+    // won since), and the reconciliation runs again once this replica leads.
+    logger_.Info("reconciliation stopped: this replica no longer leads");
+    election_driver_.FenceFailed(result.error().message, result.error().fence);
+    reconcile_needed_ = true;
+    next_reconcile_at_ = {};
   } else {
     const auto delay = reconcile_backoff_.Next();
     logger_.Warn("reconciliation failed; retrying",

@@ -24,6 +24,7 @@
 // Thread-safe (see ZkClient). The Clock, OpObserver and Logger must outlive the client.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -82,6 +83,12 @@ struct ZkClientOptions {
   // helpers): its connection lines (lost, attempts, established, expired) are debug lines, since
   // the session it sits beside logs the same outage.
   bool beside_another_session = false;
+  // Shared by the clients of one ensemble (copies of these options share it; null: not shared).
+  // Set when one of them warns that a connection attempt failed, cleared when one establishes or
+  // resumes a session: a new session in the same outage (`sync` opens one after each session
+  // timeout, `zk2zk` at each attempt to reach an ensemble) logs its failed attempts at debug
+  // level, so that an outage is one warning, not one per session.
+  std::shared_ptr<std::atomic<bool>> outage_warned;
 };
 
 // Parses the options, starts the client's threads and begins connecting; the handlers see

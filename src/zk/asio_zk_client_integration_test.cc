@@ -7,6 +7,7 @@
 #include <future>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "ops/log.h"
 #include "testing/loopback.h"
@@ -528,6 +529,51 @@ TEST(AsioZkClientIntegrationTest, MalformedFrameFromAFakeServerThenTheRealOne) {
   EXPECT_TRUE(blocking::Exists(*client, "/").ok());
   client->Close();
   EXPECT_TRUE(closed_by_client);
+}
+
+// Successive sessions of one ensemble in one outage (`sync` opens a new one after each session
+// timeout) share ZkClientOptions::outage_warned: the outage is one warning, not one per session
+// (the others' first failed attempts are debug lines); a session that connects clears it.
+TEST(AsioZkClientIntegrationTest, SessionsOfOneEnsembleWarnOnceAnOutage) {
+  ZooKeeperServer* server = nullptr;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(server, SharedZooKeeper());
+  int dead_port = 0;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(dead_port, ::zk2etcd::testing::PickFreePort());
+  auto sink = std::make_shared<ops::MemoryLogSink>();
+  SystemClock clock;
+  ops::Logger logger(sink, ops::LogFormat::kText, ops::LogLevel::kDebug, clock);
+  ZkClientOptions dead = Options("127.0.0.1:" + std::to_string(dead_port));
+  dead.logger = &logger;
+  dead.outage_warned = std::make_shared<std::atomic<bool>>(false);
+  const auto count = [&](const std::string& text) {
+    size_t n = 0;
+    for (const std::string& line : sink->Lines()) n += line.find(text) != std::string::npos;
+    return n;
+  };
+  const std::string first_attempt = "zookeeper connection attempt failed server=";
+  for (size_t session = 1; session <= 3; ++session) {
+    EventRecorder recorder;
+    auto client = NewAsioZkClient(dead, recorder.Handlers());
+    ASSERT_TRUE(client.ok());
+    const auto deadline = std::chrono::steady_clock::now() + seconds(10);
+    while (count(first_attempt) < session && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    (*client)->Close();
+  }
+  EXPECT_EQ(count(first_attempt), 3u);
+  EXPECT_EQ(count("WARN zookeeper connection attempt failed"), 1u);
+  EXPECT_EQ(count("DEBUG zookeeper connection attempt failed server="), 2u);
+  EXPECT_TRUE(dead.outage_warned->load());
+
+  ZkClientOptions live = Options(server->address());
+  live.logger = &logger;
+  live.outage_warned = dead.outage_warned;
+  EventRecorder recorder;
+  auto client = Connect(live, recorder);
+  ASSERT_TRUE(client);
+  EXPECT_FALSE(dead.outage_warned->load());
+  client->Close();
 }
 
 // 6b. What a new session sends behind its handshake (reads, a watch registration) a real server

@@ -220,6 +220,7 @@ void AsioZkClient::HandleHandshake(std::string_view frame) {
                           {"timeout_ms", static_cast<int64_t>(session_.timeout().count())},
                           {"failed_attempts", failed_attempts_}});
   }
+  if (options_.outage_warned) options_.outage_warned->store(false);
   failed_attempts_ = 0;
   const bool reconnected = event.type == SessionEventType::kReconnected;
   DeliverSessionEvent(std::move(event));
@@ -514,9 +515,18 @@ void AsioZkClient::ConnectionFailed(std::string reason, bool timed_out) {
     ++failed_attempts_;
     if (options_.logger != nullptr) {
       // The first of an outage; the next ones (the servers tried in turn, with backoff) are debug
-      // lines until a handshake succeeds ("failed_attempts" on its line).
+      // lines until a handshake succeeds ("failed_attempts" on its line). The first is a debug
+      // line too when another session of the ensemble has warned of this outage.
+      ops::LogLevel level = ops::LogLevel::kDebug;
+      if (failed_attempts_ == 1) {
+        level = ConnectionLevel(ops::LogLevel::kWarn);
+        if (level == ops::LogLevel::kWarn && options_.outage_warned &&
+            options_.outage_warned->exchange(true)) {
+          level = ops::LogLevel::kDebug;
+        }
+      }
       options_.logger->Log(
-          failed_attempts_ == 1 ? ConnectionLevel(ops::LogLevel::kWarn) : ops::LogLevel::kDebug,
+          level,
           failed_attempts_ == 1 ? "zookeeper connection attempt failed"
                                 : "zookeeper connection attempt failed again",
           {{"server", current_server_}, {"reason", reason}, {"attempt", failed_attempts_}});
