@@ -159,13 +159,14 @@ TEST(CliTest, WaitingForRedisEndsAtOnceOnRefusedCredentialsAndAtTheDeadlineOther
   EXPECT_EQ(refused.pings, 1);
   EXPECT_TRUE(sink->Lines().empty());
 
-  // An attempt, 500 ms, another; the next wait (1 s) would pass the deadline: two attempts, each
-  // logged, the first as a warning and the second (a minute has not passed) as a debug line.
+  // An attempt, 500 ms, another, then a last one 100 ms before the deadline (the next wait, 1 s,
+  // is cut): three attempts; the first is logged as a warning, the second (a minute has not
+  // passed) as a debug line, and the last not at all (the caller says why it gives up).
   FailingOwnershipStore down(ownership::OwnershipErrorCode::kUnavailable);
   auto unreachable = WaitForOwnershipStore(down, logger, soon, never_stop);
   ASSERT_FALSE(unreachable.ok());
   EXPECT_EQ(unreachable.error(), "redis unreachable: no");
-  EXPECT_EQ(down.pings, 2);
+  EXPECT_EQ(down.pings, 3);
   ASSERT_EQ(sink->Lines().size(), 2u) << ::testing::PrintToString(sink->Lines());
   EXPECT_NE(sink->Lines()[0].find("WARN redis unreachable; retrying attempt=1"), std::string::npos)
       << sink->Lines()[0];

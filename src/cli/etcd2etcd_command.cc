@@ -121,6 +121,7 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
   config.source.observer = ops->source_observer();
   config.dest.observer = ops->dest_observer();
   // A running mirror needs its clusters connected, not their Status first (round trips).
+  ops->SetStarting("connecting to source etcd");
   auto source = ConnectEtcd(config.source, "source etcd", *logger, clock, std::nullopt, stop,
                             EtcdCheck::kConnected);
   if (!source.ok()) {
@@ -131,6 +132,7 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
     logger->Error("cannot start", {{"error", source.error()}});
     return kExitFailure;
   }
+  ops->SetStarting("connecting to destination etcd");
   auto dest = ConnectEtcd(config.dest, "destination etcd", *logger, clock, std::nullopt, stop,
                           EtcdCheck::kConnected);
   if (!dest.ok()) {
@@ -142,6 +144,7 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
     return kExitFailure;
   }
   if (config.adopt != sync::AdoptPolicy::kNone) {
+    ops->SetStarting("listing the mirrors of the destination");
     ConnectRetry retry(*logger, "destination etcd");
     while (true) {
       auto other = OtherMirrorUnlessForbidden(**dest, config, *logger);

@@ -85,7 +85,7 @@ constexpr std::chrono::seconds kUnanswered{5};
 ops::HttpResponse MirrorOperations::Ready() const {
   const sync::MirrorService* service = service_.load();
   const sync::FencedWriter* writer = writer_.load();
-  if (service == nullptr) return ops::HttpResponse::Text(503, "starting\n");
+  if (service == nullptr) return server_.StartingResponse();
   const sync::MirrorStatus status = service->Status();
   std::vector<std::string> missing;
   if (status.leader) {

@@ -47,6 +47,8 @@ class MirrorOperations {
   // Lets the endpoints and gauges read the engine. REQUIRES: both outlive Stop().
   void Attach(sync::MirrorService* service, const sync::FencedWriter* writer);
   void SetConfigDump(std::vector<std::string> lines) { server_.SetConfigDump(std::move(lines)); }
+  // OperationsServer::SetStarting.
+  void SetStarting(std::string what) { server_.SetStarting(std::move(what)); }
 
   Result<void, std::string> Serve(const std::string& listen_address) {
     return server_.Serve(listen_address);

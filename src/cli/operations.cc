@@ -24,6 +24,17 @@ void OperationsServer::SetConfigValue(std::string_view name, std::string_view va
   }
 }
 
+void OperationsServer::SetStarting(std::string what) {
+  std::lock_guard lock(config_mutex_);
+  starting_ = std::move(what);
+}
+
+ops::HttpResponse OperationsServer::StartingResponse() const {
+  std::lock_guard lock(config_mutex_);
+  return ops::HttpResponse::Text(
+      503, starting_.empty() ? "starting\n" : "starting: " + starting_ + "\n");
+}
+
 void OperationsServer::Handle(std::string method, std::string path, ops::HttpHandler handler) {
   extra_.emplace_back(std::move(method), std::move(path), std::move(handler));
 }
@@ -174,7 +185,7 @@ void SyncOperations::SetConfigValue(std::string_view name, std::string_view valu
 ops::HttpResponse SyncOperations::Ready() const {
   const sync::SyncService* service = service_.load();
   const sync::FencedWriter* writer = writer_.load();
-  if (service == nullptr) return ops::HttpResponse::Text(503, "starting\n");
+  if (service == nullptr) return server_.StartingResponse();
   const sync::SyncStatus status = service->Status();
   std::vector<std::string> missing;
   if (!status.source_connected) missing.push_back("zookeeper not connected");

@@ -60,6 +60,10 @@ class OperationsServer {
   // Any time (a SIGHUP that applied a setting): the dump's line of `name` says `value` from now
   // on.
   void SetConfigValue(std::string_view name, std::string_view value);
+  // While the command starts (before the engine is attached): what it waits for, which /readyz
+  // names ("connecting to etcd"), and that answer.
+  void SetStarting(std::string what);
+  ops::HttpResponse StartingResponse() const;
 
   // Starts the HTTP server; the error names the address.
   Result<void, std::string> Serve(const std::string& listen_address);
@@ -72,6 +76,7 @@ class OperationsServer {
   std::function<ops::HttpResponse()> ready_;
   mutable std::mutex config_mutex_;
   std::vector<std::string> config_dump_;  // guarded by config_mutex_ once serving
+  std::string starting_;                  // guarded by config_mutex_
   std::vector<std::tuple<std::string, std::string, ops::HttpHandler>> extra_;
   std::unique_ptr<ops::HttpServer> http_;
 };
@@ -124,8 +129,9 @@ class SyncOperations {
   void Attach(const sync::SyncService* service, const sync::FencedWriter* writer);
   // Lines for /debug/config.
   void SetConfigDump(std::vector<std::string> lines);
-  // OperationsServer::SetConfigValue.
+  // OperationsServer::SetConfigValue and SetStarting.
   void SetConfigValue(std::string_view name, std::string_view value);
+  void SetStarting(std::string what) { server_.SetStarting(std::move(what)); }
 
   // Starts the HTTP server; the error names the address.
   Result<void, std::string> Serve(const std::string& listen_address);

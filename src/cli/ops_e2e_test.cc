@@ -109,6 +109,10 @@ TEST_F(OpsE2eTest, ReadyOnlyAfterTheFirstFullSyncAndHealthyMeanwhile) {
   EXPECT_EQ(Http(port, "/healthz").status, 200);
   const HttpResult early = Http(port, "/readyz");
   EXPECT_EQ(early.status, 503) << early.body;
+  // What the start waits for is named (it was "starting" alone).
+  EXPECT_TRUE(Eventually(
+      [&] { return Http(port, "/readyz").body == "starting: connecting to etcd\n"; }, seconds(5)))
+      << Http(port, "/readyz").body;
   etcd_->Resume();
   ASSERT_TRUE(sync.WaitForLog("reconciliation done", 1, seconds(60))) << sync.Log();
   EXPECT_TRUE(Eventually([&] { return Http(port, "/readyz").status == 200; }, seconds(10)));

@@ -102,6 +102,33 @@ TEST_F(RedisE2eTest, DeletesDeferredWhileRedisIsPausedAreAppliedWithinSecondsOfI
   EXPECT_EQ(sync->Terminate(seconds(20)), 0);
 }
 
+// A key the Go tool wrote (recorded in Redis) that differs from ZooKeeper, with Redis hanging when
+// sync starts: its ownership cannot be told, so the first full sync leaves it alone and says how
+// many keys it could not ask about; once Redis answers, a full sync runs at once and repairs it
+// (it waited for the next period, 5 minutes here, before).
+TEST_F(RedisE2eTest, AGoToolKeyLeftAloneWhileRedisHangsAtStartIsRepairedWhenItAnswers) {
+  ASSERT_FIXTURE_OK(zk_->CreateRecursive(Provider("g1"), "new"));
+  view_->Put(Provider("g1"), "old");
+  ASSERT_TRUE(testing::RunCommand(
+                  {"redis-cli", "-p", std::to_string(redis_->port()), "SET", Provider("g1"), "old"},
+                  seconds(10))
+                  .ok());
+  redis_->Pause();
+  auto sync = StartSync();
+  EXPECT_EQ(view_->Get(Provider("g1")), "old") << sync->Log();
+  EXPECT_EQ(sync->CountLines("ownership_unknown=1"), 1u) << sync->Log();
+  redis_->Resume();
+  const auto resumed = std::chrono::steady_clock::now();
+  EXPECT_TRUE(Eventually([&] { return view_->Get(Provider("g1")) == "new"; }, seconds(10)))
+      << sync->Log();
+  std::cout << "the Go tool's key repaired "
+            << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - resumed)
+                   .count()
+            << " ms after Redis answered again\n";
+  EXPECT_EQ(RedisGet(Provider("g1")), "new\n");
+  EXPECT_EQ(sync->Terminate(seconds(20)), 0);
+}
+
 TEST_F(RedisE2eTest, ChangesReachEtcdWithinASecondWhileRedisHangsAndStopDoesNotWaitForIt) {
   for (const char* name : {"p1", "p2"}) {
     ASSERT_FIXTURE_OK(zk_->CreateRecursive(Provider(name), name));

@@ -54,7 +54,17 @@ bool ConnectRetry::AfterFailure(const std::string& error,
                                 std::optional<std::chrono::steady_clock::time_point> deadline,
                                 const std::atomic<bool>& stop) {
   ++attempts_;
-  const std::chrono::milliseconds delay = backoff_.Next();
+  std::chrono::milliseconds delay = backoff_.Next();
+  if (deadline) {
+    // A last attempt starts while some of the deadline is left, so that a server that answers
+    // just before it is still used; with less than that left, the caller gives up (unlogged:
+    // the caller says why).
+    constexpr std::chrono::milliseconds kLastAttempt{200};
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        *deadline - std::chrono::steady_clock::now());
+    if (left < kLastAttempt) return false;
+    delay = std::min(delay, left - kLastAttempt / 2);
+  }
   const auto line = failures_.OnFailure(std::chrono::steady_clock::now(), error);
   if (line && attempts_ > 1) {
     logger_.Log(line->level, line->message,

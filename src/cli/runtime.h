@@ -58,8 +58,9 @@ class ConnectRetry {
   // `name` names the server in the lines ("etcd", "target zookeeper", ...).
   ConnectRetry(ops::Logger& logger, std::string name);
 
-  // After a failed attempt: logs it and sleeps until the next. False when `stop` is set or the
-  // next attempt would come after `deadline`: the caller gives up.
+  // After a failed attempt: logs it and sleeps until the next. False when `stop` is set or less
+  // than 200 ms of `deadline` is left (then nothing is logged): the caller gives up. The wait
+  // is cut so that the last attempt starts 100 ms before the deadline.
   bool AfterFailure(const std::string& error,
                     std::optional<std::chrono::steady_clock::time_point> deadline,
                     const std::atomic<bool>& stop);

@@ -153,6 +153,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   job.source->OpenAhead();
   config.etcd.observer = (*operations)->etcd_observer();
   // A running sync needs etcd connected, not its Status first (a round trip at every start).
+  (*operations)->SetStarting("connecting to etcd");
   auto connected = ConnectEtcd(config, *logger, clock, std::nullopt, stop, EtcdCheck::kConnected);
   if (!connected.ok()) {
     if (stop.load()) {

@@ -218,6 +218,7 @@ int RunZk2ZkSync(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& err) 
   // are retried and logged for as long as it runs.
   for (const auto& [options, name] : {std::pair{&config.source, "source zookeeper"},
                                       std::pair{&config.target, "target zookeeper"}}) {
+    ops->SetStarting(std::string("connecting to ") + name);
     auto probe = ConnectZooKeeper(*options, name, *logger, clock, std::nullopt, stop);
     if (!probe.ok()) {
       if (stop.load()) {

@@ -807,6 +807,10 @@ TEST_F(Zk2ZkE2eTest, AnUnreachableEnsembleIsRetriedAndLogged) {
   ASSERT_EQ(sync.CountLines("WARN target zookeeper unreachable; retrying attempt=1"), 1u)
       << sync.Log();
   ASSERT_EQ(sync.CountLines("WARN target zookeeper"), 1u) << sync.Log();
+  // /readyz names what the start waits for.
+  const HttpResult ready = Http(HttpPort(sync), "/readyz");
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_EQ(ready.body, "starting: connecting to target zookeeper\n");
   std::this_thread::sleep_for(seconds(1));  // the third attempt waits for a connection
   EXPECT_EQ(sync.Terminate(seconds(2)), 0) << sync.Log();
   EXPECT_EQ(sync.CountLines("zk2etcd zk2zk sync stopped"), 1u) << sync.Log();

@@ -148,7 +148,7 @@ void Zk2ZkOperations::Attach(Direction direction, const sync::SyncService* servi
 
 ops::HttpResponse Zk2ZkOperations::Ready() const {
   const sync::SyncService* forward = Of(Direction::kForward).service.load();
-  if (forward == nullptr) return ops::HttpResponse::Text(503, "starting\n");
+  if (forward == nullptr) return server_.StartingResponse();
   const bool leader = forward->Status().leader;
   std::vector<std::string> missing;
   for (Direction direction : kDirections) {

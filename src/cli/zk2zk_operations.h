@@ -72,6 +72,7 @@ class Zk2ZkOperations {
   void SetConfigValue(std::string_view name, std::string_view value) {
     server_.SetConfigValue(name, value);
   }
+  void SetStarting(std::string what) { server_.SetStarting(std::move(what)); }
 
   Result<void, std::string> Serve(const std::string& listen_address) {
     return server_.Serve(listen_address);

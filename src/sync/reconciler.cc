@@ -502,9 +502,9 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
     const auto recheck_start = clock_.Now();
     // An exact snapshot needs no second look at the source when repairing: it is the state at
     // its point, and a job that reads an ordered stream after that point applies the rest.
-    auto confirmed =
-        Recheck(source, candidates, options.source_window, /*read_sink=*/!fix, options.adopt,
-                fix ? &*snapshot : nullptr, from_snapshot, &report.reread);
+    auto confirmed = Recheck(source, candidates, options.source_window, /*read_sink=*/!fix,
+                             options.adopt, fix ? &*snapshot : nullptr, from_snapshot,
+                             &report.reread, &report.ownership_unknown);
     report.recheck_duration += clock_.Now() - recheck_start;
     if (!confirmed.ok()) {
       failure = confirmed.error();
@@ -575,7 +575,8 @@ Result<ReconcileReport, ReconcileError> Reconciler::Run(core::Source& source,
 Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
     core::Source& source, const std::vector<Difference>& candidates, size_t source_window,
     bool read_sink, AdoptPolicy adopt, const core::Snapshot* snapshot,
-    const std::function<bool(const Difference& candidate)>& from_snapshot, size_t* reread) {
+    const std::function<bool(const Difference& candidate)>& from_snapshot, size_t* reread,
+    size_t* ownership_unknown) {
   std::vector<core::EntryState> entries(candidates.size());
   std::vector<std::string> keys;  // re-read
   std::vector<size_t> key_index;
@@ -669,6 +670,7 @@ Result<std::vector<ConfirmedDifference>, ReconcileError> Reconciler::Recheck(
       if (!owned.ok()) {
         logger_.Warn("ownership store unreachable: keys without an ownership record stay foreign",
                      {{"keys", foreign_keys.size()}, {"error", owned.error().message}});
+        *ownership_unknown += foreign_keys.size();
       } else {
         for (size_t j = 0; j < foreign_index.size(); ++j) {
           if (!(*owned)[j]) continue;

@@ -179,6 +179,10 @@ struct ReconcileReport {
   size_t stale = 0;             // a newer write got there first: nothing to do
   size_t failed = 0;            // repairs that the sink refused
   size_t deferred_deletes = 0;  // not attempted: the ownership store was unreachable
+  // Keys without an ownership record that the ownership store could not be asked about (it did
+  // not answer): counted as foreign or conflict, and left alone, until a reconciliation after it
+  // answers again decides.
+  size_t ownership_unknown = 0;
   // Repair puts that landed after the incremental path deleted their node, deleted again
   // (ReconcileOptions::deleted_after).
   size_t deleted_again = 0;
@@ -242,11 +246,13 @@ class Reconciler {
   // Step 3: the second read. Returns the candidates that still differ.
   // With `read_sink` false, the sink side keeps the first pass's view and the fenced write
   // re-checks it. With `snapshot`, the candidates for which `from_snapshot` says so take the
-  // snapshot's state instead of a re-read; `*reread` counts the others.
+  // snapshot's state instead of a re-read; `*reread` counts the others. `*ownership_unknown`
+  // counts the unowned keys the ownership store was not answering for.
   Result<std::vector<ConfirmedDifference>, ReconcileError> Recheck(
       core::Source& source, const std::vector<Difference>& candidates, size_t source_window,
       bool read_sink, AdoptPolicy adopt, const core::Snapshot* snapshot,
-      const std::function<bool(const Difference& candidate)>& from_snapshot, size_t* reread);
+      const std::function<bool(const Difference& candidate)>& from_snapshot, size_t* reread,
+      size_t* ownership_unknown);
 
   struct RepairState;
   struct WalkRepairs;

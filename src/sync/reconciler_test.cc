@@ -509,6 +509,30 @@ TEST_F(ReconcilerTest, TheOwnershipStoreVouchesForUnownedKeys) {
   EXPECT_EQ(records.count("/sink/dubbo/theirs"), 0u);
 }
 
+// While the store does not answer, the keys it would vouch for cannot be told from another
+// writer's: they are left alone and counted in ownership_unknown (SyncService reconciles again
+// when the store answers); once it answers, they are the tool's again.
+TEST_F(ReconcilerTest, UnownedKeysTheStoreCannotBeAskedAboutAreCountedAndLeftAlone) {
+  ownership::FakeOwnershipStore store;
+  SourcePut("/dubbo/a", "new");
+  sink_.PutForeign("/dubbo/a", "old");     // the Go tool wrote it
+  sink_.PutForeign("/dubbo/theirs", "x");  // not in the store
+  ASSERT_TRUE(store.Record({{"/sink/dubbo/a", "old"}}).ok());
+  store.SetAvailable(false);
+  const ReconcileReport down = Run({}, &store);
+  EXPECT_EQ(down.ownership_unknown, 2u);
+  EXPECT_EQ(down.fixed_puts, 0u);
+  EXPECT_EQ(sink_.Get("/dubbo/a")->value, "old");
+  EXPECT_EQ(sink_.Get("/dubbo/theirs")->value, "x");
+
+  store.SetAvailable(true);
+  const ReconcileReport back = Run({}, &store);
+  EXPECT_EQ(back.ownership_unknown, 0u);
+  EXPECT_EQ(back.fixed_puts, 1u);
+  EXPECT_EQ(sink_.Get("/dubbo/a")->value, "new");
+  EXPECT_EQ(sink_.Get("/dubbo/theirs")->value, "x");
+}
+
 TEST_F(ReconcilerTest, DeletesWaitWhileTheOwnershipStoreIsDown) {
   ownership::FakeOwnershipStore store;
   sink_.PutOwned("/dubbo/extra", "ours", source_.Put("/dubbo/extra", "ours"));

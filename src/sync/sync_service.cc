@@ -252,6 +252,7 @@ void SyncService::Reconcile() {
                   {"stale", report.stale},
                   {"failed", report.failed},
                   {"deferred_deletes", report.deferred_deletes},
+                  {"ownership_unknown", report.ownership_unknown},
                   {"seconds", std::chrono::duration<double>(report.duration).count()},
                   {"walk_s", std::chrono::duration<double>(report.walk_duration).count()},
                   {"diff_s", std::chrono::duration<double>(report.diff_duration).count()},
@@ -284,16 +285,20 @@ void SyncService::Reconcile() {
     } else {
       incremental_.ForgetForeign();
     }
-    // Deletes deferred because the ownership store did not answer: the retries back off (each
-    // is a full walk) and the store's return brings the next one forward.
-    if (report.deferred_deletes == 0) reconcile_backoff_.Reset();
-    if (report.deferred_deletes > 0) {
+    // Deletes deferred, or unowned keys whose ownership the store could not tell, because it did
+    // not answer: the retries back off (each is a full walk) and the store's return brings the
+    // next one forward.
+    const bool store_missed = report.deferred_deletes > 0 || report.ownership_unknown > 0;
+    if (!store_missed) reconcile_backoff_.Reset();
+    if (store_missed) {
       reconcile_deferred_deletes_.store(true);
       incremental_.ReportOwnershipStoreUnreachable(
-          {ownership::OwnershipErrorCode::kUnavailable, "the reconciliation deferred deletes"});
+          {ownership::OwnershipErrorCode::kUnavailable,
+           "the reconciliation could not ask it (deferred deletes, unknown ownership)"});
     }
-    // Failed repairs or deferred deletes are retried soon rather than at the next period.
-    if (report.failed > 0 || report.deferred_deletes > 0) {
+    // Failed repairs, deferred deletes and unknown ownership are retried soon rather than at the
+    // next period.
+    if (report.failed > 0 || store_missed) {
       reconcile_needed_ = true;
       next_reconcile_at_ = clock_.Now() + reconcile_backoff_.Next();
     }
