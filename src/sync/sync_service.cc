@@ -410,6 +410,10 @@ Result<void, std::string> SyncService::Run() {
       wake_at = std::min(wake_at, std::max(now, *campaign_at));
     }
     std::unique_lock lock(mutex_);
+    // The next periodic full sync starts on time, not at the next one-second wake.
+    if (fullsync_interval_.count() > 0 && status_.first_sync_done) {
+      wake_at = std::min(wake_at, std::max(now, next_full_sync_));
+    }
     wake_.wait_for(lock, wake_at - now, [this] {
       return stop_ || !source_events_.empty() || reconcile_requested_ ||
              election_driver_.HasEventsLocked();

@@ -191,6 +191,20 @@ TEST_F(SyncServiceTest, SyncsAtStartThenFollowsChangesAndStopsCleanly) {
 // announced since the reconciliation began are, and the next test covers that.)
 // A stop while the sink answers none of the first sync's repairs (etcd down) does not wait for
 // the sink: the repairs get the drain's time, then the writer is stopped and Run returns.
+// Periodic full syncs start on time, start to start: the Run loop wakes for the next one (it
+// slept up to its one-second wake past it: 7.2 s between the starts of a 7 s period).
+TEST_F(SyncServiceTest, PeriodicFullSyncsStartOnTime) {
+  Replica replica(scope_, sink_, logger_, clock_);
+  replica.source().Put("/dubbo/k", "v");
+  replica.Start();
+  ASSERT_TRUE(WaitFor([&] { return replica.reconciliations() >= 1; }, kWait));
+  const auto since = std::chrono::steady_clock::now();
+  replica.service().SetFullSyncInterval(milliseconds(200));
+  ASSERT_TRUE(WaitFor([&] { return replica.reconciliations() >= 6; }, kWait));
+  // Five periods of 200 ms; with one-second wakes they took five seconds.
+  EXPECT_LT(std::chrono::steady_clock::now() - since, milliseconds(2500));
+}
+
 TEST_F(SyncServiceTest, AStopWhileTheSinkAnswersNoRepairEndsAfterTheDrainTime) {
   Replica replica(scope_, sink_, logger_, clock_, nullptr, milliseconds(300));
   for (int i = 0; i < 10; ++i) replica.source().Put("/dubbo/k" + std::to_string(i), "v");
