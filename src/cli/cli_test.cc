@@ -338,6 +338,11 @@ TEST(CliTest, OneConfigFileServesSyncAndDiffOfAJob) {
           foreign.err.find(" or '" + name.substr(0, name.rfind(' ') + 1) + sibling + " --help'"),
           std::string::npos)
           << foreign.err;
+
+      // A setting given twice is refused (the second silently won before).
+      const Outcome twice = run(job, command, job.settings + "log-level: info\nlog-level: debug\n");
+      EXPECT_EQ(twice.status, kExitUsage) << name;
+      EXPECT_NE(twice.err.find("\"log-level\" is set twice"), std::string::npos) << twice.err;
     }
   }
   std::filesystem::remove(path);

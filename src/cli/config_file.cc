@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
+#include <set>
 
 namespace zk2etcd::cli {
 
@@ -15,8 +16,13 @@ Result<std::vector<std::pair<std::string, std::string>>, std::string> LoadConfig
     const YAML::Node root = YAML::Load(in);
     if (root.IsNull()) return values;  // an empty file sets nothing
     if (!root.IsMap()) return Unexpected{"--config \"" + path + "\": expected key: value pairs"};
+    std::set<std::string> seen;
     for (const auto& entry : root) {
       const std::string key = entry.first.as<std::string>();
+      if (!seen.insert(key).second) {
+        // A second value would silently win over the first: which one was meant is unknown.
+        return Unexpected{"--config \"" + path + "\": \"" + key + "\" is set twice"};
+      }
       const YAML::Node& value = entry.second;
       std::string text;
       if (value.IsScalar()) {

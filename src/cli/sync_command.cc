@@ -100,13 +100,16 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   std::atomic<bool> stop{false};
   std::atomic<sync::SyncService*> service_ptr{nullptr};
   ops::Logger* log = logger.get();
+  std::chrono::nanoseconds fullsync_in_use = flags.fullsync_interval;  // the SIGHUP thread's
   signals.Start(StopOnSignal(*log, stop, service_ptr), [&] {
     // SIGHUP: the file's log-level and fullsync-interval, unless a flag or variable set them.
     ReloadConfigFile(flags.common.config, flag_set, *log,
                      [&](const std::string& name, const std::string& value) {
                        if (name != "fullsync-interval") return;
                        auto interval = ParseGoDuration(value);
+                       if (interval.ok() && *interval == fullsync_in_use) return;
                        if (interval.ok() && interval->count() >= 0) {
+                         fullsync_in_use = *interval;
                          if (auto* service = service_ptr.load()) {
                            service->SetFullSyncInterval(*interval);
                          }

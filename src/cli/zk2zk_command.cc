@@ -180,13 +180,16 @@ int RunZk2ZkSync(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& err) 
   Services services;
   std::atomic<Services*> services_ptr{nullptr};
   ops::Logger* log = logger.get();
+  std::chrono::nanoseconds fullsync_in_use = config.fullsync_interval;  // the SIGHUP thread's
   signals.Start(StopOnSignal(*log, stop, services_ptr), [&] {
     // SIGHUP: the file's log-level and fullsync-interval, unless a flag or variable set them.
     ReloadConfigFile(flags.config, flag_set, *log,
                      [&](const std::string& name, const std::string& value) {
                        if (name != "fullsync-interval") return;
                        auto interval = ParseGoDuration(value);
+                       if (interval.ok() && *interval == fullsync_in_use) return;
                        if (interval.ok() && interval->count() >= 0) {
+                         fullsync_in_use = *interval;
                          services.SetFullSyncInterval(*interval);
                          ops->SetConfigValue(name, value);
                          log->Warn("SIGHUP: full sync interval changed", {{"interval", value}});
