@@ -147,7 +147,8 @@ TEST_F(OpsE2eTest, LogLevelChangesThroughTheEndpointAndSighupAndTraceIdsLinkACha
   EXPECT_GE(sync.CountLines("trace_id=" + trace_id), 2u) << log;
 
   // SIGHUP re-reads the file: back to warn, so info lines stop.
-  ASSERT_FIXTURE_OK(testing::WriteFile(config, "log-level: warn\nfullsync-interval: 7m\n"));
+  // (The interval first: the log-level line then tells that the whole file was read.)
+  ASSERT_FIXTURE_OK(testing::WriteFile(config, "fullsync-interval: 7m\nlog-level: warn\n"));
   ASSERT_EQ(kill(sync.pid(), SIGHUP), 0);
   ASSERT_TRUE(sync.WaitForLog("SIGHUP: log level changed", 1, seconds(10))) << sync.Log();
   ASSERT_TRUE(sync.WaitForLog("SIGHUP: full sync interval changed", 1, seconds(10))) << sync.Log();

@@ -104,8 +104,9 @@ TEST_F(RedisE2eTest, DeletesDeferredWhileRedisIsPausedAreAppliedWithinSecondsOfI
 
 // A key the Go tool wrote (recorded in Redis) that differs from ZooKeeper, with Redis hanging when
 // sync starts: its ownership cannot be told, so the first full sync leaves it alone and says how
-// many keys it could not ask about; once Redis answers, a full sync runs at once and repairs it
-// (it waited for the next period, 5 minutes here, before).
+// many keys it could not ask about, and runs again after the reconciliation backoff (0.5 s, then
+// doubling), which repairs it once Redis answers (it waited for the next period, 5 minutes here,
+// before).
 TEST_F(RedisE2eTest, AGoToolKeyLeftAloneWhileRedisHangsAtStartIsRepairedWhenItAnswers) {
   ASSERT_FIXTURE_OK(zk_->CreateRecursive(Provider("g1"), "new"));
   view_->Put(Provider("g1"), "old");

@@ -100,16 +100,17 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   std::atomic<bool> stop{false};
   std::atomic<sync::SyncService*> service_ptr{nullptr};
   ops::Logger* log = logger.get();
-  std::chrono::nanoseconds fullsync_in_use = flags.fullsync_interval;  // the SIGHUP thread's
+  // The interval SIGHUP set last (it may come before the service exists, which then takes it).
+  std::atomic<int64_t> fullsync_ns{flags.fullsync_interval.count()};
   signals.Start(StopOnSignal(*log, stop, service_ptr), [&] {
     // SIGHUP: the file's log-level and fullsync-interval, unless a flag or variable set them.
     ReloadConfigFile(flags.common.config, flag_set, *log,
                      [&](const std::string& name, const std::string& value) {
                        if (name != "fullsync-interval") return;
                        auto interval = ParseGoDuration(value);
-                       if (interval.ok() && *interval == fullsync_in_use) return;
+                       if (interval.ok() && interval->count() == fullsync_ns.load()) return;
                        if (interval.ok() && interval->count() >= 0) {
-                         fullsync_in_use = *interval;
+                         fullsync_ns.store(interval->count());
                          if (auto* service = service_ptr.load()) {
                            service->SetFullSyncInterval(*interval);
                          }
@@ -167,6 +168,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
     return kExitFailure;
   }
   etcd = std::move(connected).value();
+  (*operations)->SetStarting("");
   std::unique_ptr<ownership::RedisOwnershipStore> redis;
   if (config.redis) redis = ownership::RedisOwnershipStore::Create(*config.redis).value();
   AddEtcdSide(job, config, *etcd, *logger, job_options);
@@ -212,6 +214,7 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
                             job.election.get(), *logger, clock, options);
   ops->Attach(&service, &writer);
   service_ptr.store(&service);
+  service.SetFullSyncInterval(std::chrono::nanoseconds(fullsync_ns.load()));
   if (stop.load()) service.Stop();
   auto result = service.Run();
   service_ptr.store(nullptr);

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -56,6 +57,9 @@ class Services {
     std::lock_guard lock(mutex_);
     forward_ = forward;
     reverse_ = reverse;
+    for (sync::SyncService* service : {forward_, reverse_}) {
+      if (service != nullptr && interval_) service->SetFullSyncInterval(*interval_);
+    }
   }
   void Stop() {
     std::lock_guard lock(mutex_);
@@ -69,8 +73,10 @@ class Services {
     std::lock_guard lock(mutex_);
     StopCampaigningLocked();
   }
+  // Also for the services Set later (a SIGHUP may come while the command starts).
   void SetFullSyncInterval(std::chrono::nanoseconds interval) {
     std::lock_guard lock(mutex_);
+    interval_ = interval;
     if (forward_ != nullptr) forward_->SetFullSyncInterval(interval);
     if (reverse_ != nullptr) reverse_->SetFullSyncInterval(interval);
   }
@@ -83,6 +89,7 @@ class Services {
   }
 
   std::mutex mutex_;
+  std::optional<std::chrono::nanoseconds> interval_;  // the last SIGHUP's
   sync::SyncService* forward_ = nullptr;
   sync::SyncService* reverse_ = nullptr;
 };
@@ -238,6 +245,7 @@ int RunZk2ZkSync(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& err) 
   job_options.source_observer = ops->source_observer();
   job_options.target_observer = ops->target_observer();
   Zk2ZkJob job = MakeZk2ZkJob(config, *logger, clock, job_options);
+  ops->SetStarting("reading the records of the reverse copies");
   if (!LoadReverseOwnership(*job.reverse_sink, *logger, stop)) {
     logger->Info("zk2etcd zk2zk sync stopped", {{"before", "reverse copies loaded"}});
     return kExitOk;

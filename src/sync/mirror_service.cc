@@ -326,6 +326,12 @@ bool MirrorService::Reconcile(ReconcileCause cause) {
         next_periodic_ = clock_.Now() + options_.reconcile_interval;
       }
     }
+  } else if (result.error().not_leader) {
+    // Its repairs failed the leadership fence (the reconciler stopped at the first): step down;
+    // the next leadership reconciles.
+    logger_.Info("reconciliation stopped: this replica no longer leads",
+                 {{"cause", ReconcileCauseName(cause)}});
+    election_driver_.StepDown("the leadership fence failed");
   } else if (!cancel_.load()) {
     logger_.Warn("reconciliation failed; retrying",
                  {{"cause", ReconcileCauseName(cause)}, {"error", result.error().message}});
@@ -642,7 +648,10 @@ Result<void, std::string> MirrorService::Run() {
     if (const auto campaign_at = election_driver_.NextCampaignAt()) {
       wake_at = std::min(wake_at, std::max(now, *campaign_at));
     }
-    if (options_.reconcile_interval.count() > 0) wake_at = std::min(wake_at, next_periodic_);
+    // Only a leader with its source open reconciles: a standby would spin on a past deadline.
+    if (options_.reconcile_interval.count() > 0 && Active() && source_open_) {
+      wake_at = std::min(wake_at, std::max(now, next_periodic_));
+    }
     std::unique_lock lock(mutex_);
     const bool can_apply = Active() && source_open_ && clock_.Now() >= retry_at_;
     wake_.wait_for(lock, wake_at - now, [&] {

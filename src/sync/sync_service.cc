@@ -285,16 +285,16 @@ void SyncService::Reconcile() {
     } else {
       incremental_.ForgetForeign();
     }
-    // Deletes deferred, or unowned keys whose ownership the store could not tell, because it did
-    // not answer: the retries back off (each is a full walk) and the store's return brings the
-    // next one forward.
+    // Deletes deferred because the ownership store did not answer: the retries back off (each
+    // is a full walk) and the store's return (its ping) brings the next one forward. Unowned keys
+    // whose ownership it could not tell (a look-up failed) are retried with the backoff only: a
+    // store that answers pings but fails look-ups must not make full syncs back to back.
     const bool store_missed = report.deferred_deletes > 0 || report.ownership_unknown > 0;
     if (!store_missed) reconcile_backoff_.Reset();
-    if (store_missed) {
+    if (report.deferred_deletes > 0) {
       reconcile_deferred_deletes_.store(true);
       incremental_.ReportOwnershipStoreUnreachable(
-          {ownership::OwnershipErrorCode::kUnavailable,
-           "the reconciliation could not ask it (deferred deletes, unknown ownership)"});
+          {ownership::OwnershipErrorCode::kUnavailable, "the reconciliation deferred deletes"});
     }
     // Failed repairs, deferred deletes and unknown ownership are retried soon rather than at the
     // next period.
@@ -404,14 +404,19 @@ Result<void, std::string> SyncService::Run() {
     // Sleep until something happens, the next deadline, or a second (to notice the sink
     // recovering).
     auto wake_at = now + std::chrono::seconds(1);
-    if (reconcile_needed_) wake_at = std::min(wake_at, std::max(now, next_reconcile_at_));
+    // Only a leader with its source open reconciles: a standby waits for events (its election's
+    // among them), or it would spin on a reconciliation it may not run.
+    const bool may_reconcile = Active() && source_open_;
+    if (reconcile_needed_ && may_reconcile) {
+      wake_at = std::min(wake_at, std::max(now, next_reconcile_at_));
+    }
     if (!source_open_) wake_at = std::min(wake_at, std::max(now, next_session_at_));
     if (const auto campaign_at = election_driver_.NextCampaignAt()) {
       wake_at = std::min(wake_at, std::max(now, *campaign_at));
     }
     std::unique_lock lock(mutex_);
     // The next periodic full sync starts on time, not at the next one-second wake.
-    if (fullsync_interval_.count() > 0 && status_.first_sync_done) {
+    if (may_reconcile && fullsync_interval_.count() > 0 && status_.first_sync_done) {
       wake_at = std::min(wake_at, std::max(now, next_full_sync_));
     }
     wake_.wait_for(lock, wake_at - now, [this] {

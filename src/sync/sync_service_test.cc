@@ -5,6 +5,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -183,14 +184,6 @@ TEST_F(SyncServiceTest, SyncsAtStartThenFollowsChangesAndStopsCleanly) {
   EXPECT_FALSE(replica.source().Status().connected);
 }
 
-// A node the first sync reads a second time (to repair it: the sink lacks it) is deleted before
-// the repair goes out, and the incremental path's delete lands first (the sink has nothing to
-// delete yet). The repair's put then creates the node again, as nothing in the sink remembers
-// the deletion: the service deletes it again, and the sink ends without it. (The stream has a
-// gap during the snapshot, so every candidate is read a second time: without one, only those
-// announced since the reconciliation began are, and the next test covers that.)
-// A stop while the sink answers none of the first sync's repairs (etcd down) does not wait for
-// the sink: the repairs get the drain's time, then the writer is stopped and Run returns.
 // Periodic full syncs start on time, start to start: the Run loop wakes for the next one (it
 // slept up to its one-second wake past it: 7.2 s between the starts of a 7 s period).
 TEST_F(SyncServiceTest, PeriodicFullSyncsStartOnTime) {
@@ -205,6 +198,8 @@ TEST_F(SyncServiceTest, PeriodicFullSyncsStartOnTime) {
   EXPECT_LT(std::chrono::steady_clock::now() - since, milliseconds(2500));
 }
 
+// A stop while the sink answers none of the first sync's repairs (etcd down) does not wait for
+// the sink: the repairs get the drain's time, then the writer is stopped and Run returns.
 TEST_F(SyncServiceTest, AStopWhileTheSinkAnswersNoRepairEndsAfterTheDrainTime) {
   Replica replica(scope_, sink_, logger_, clock_, nullptr, milliseconds(300));
   for (int i = 0; i < 10; ++i) replica.source().Put("/dubbo/k" + std::to_string(i), "v");
@@ -229,6 +224,12 @@ TEST_F(SyncServiceTest, AStopWhileTheSinkAnswersNoRepairEndsAfterTheDrainTime) {
   EXPECT_EQ(sink_.Size(), 0u);
 }
 
+// A node the first sync reads a second time (to repair it: the sink lacks it) is deleted before
+// the repair goes out, and the incremental path's delete lands first (the sink has nothing to
+// delete yet). The repair's put then creates the node again, as nothing in the sink remembers
+// the deletion: the service deletes it again, and the sink ends without it. (The stream has a
+// gap during the snapshot, so every candidate is read a second time: without one, only those
+// announced since the reconciliation began are, and the next test covers that.)
 TEST_F(SyncServiceTest, ANodeDeletedWhileItsRepairIsUnderWayDoesNotStayInTheSink) {
   Replica replica(scope_, sink_, logger_, clock_);
   replica.source().Put("/dubbo/a", "A");
@@ -472,6 +473,25 @@ TEST_F(ElectionTest, OnlyTheLeaderWrites) {
   EXPECT_TRUE(FenceFollowsLeader(*group_));
 }
 
+// An idle standby sleeps: its Run loop waited zero seconds at a time for a reconciliation it may
+// not run (about a fifth of a core, measured on the release binary).
+TEST_F(ElectionTest, AnIdleStandbyDoesNotSpin) {
+  PutBoth("/dubbo/a", "1");
+  ASSERT_NO_FATAL_FAILURE(StartBoth());
+  const auto cpu = [] {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return std::chrono::seconds(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+           std::chrono::microseconds(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+  };
+  const auto before = cpu();
+  std::this_thread::sleep_for(seconds(1));
+  const auto used = cpu() - before;
+  EXPECT_LT(used, milliseconds(100))
+      << std::chrono::duration_cast<milliseconds>(used).count() << " ms of CPU in 1 s";
+  EXPECT_FALSE(b_->service().Status().leader);
+}
+
 TEST_F(ElectionTest, ADeposedLeadersStandbyTakesOver) {
   PutBoth("/dubbo/a", "1");
   ASSERT_NO_FATAL_FAILURE(StartBoth());
@@ -518,6 +538,34 @@ TEST_F(ElectionTest, AWriteRefusedByTheFenceMakesTheLeaderStepDown) {
   ASSERT_TRUE(WaitFor([&] { return group_->Leader() == "b"; }, kWait));
   ASSERT_TRUE(WaitForValue("/dubbo/b", "2"));
   EXPECT_FALSE(a_->Wrote("/sink/dubbo/b"));
+  EXPECT_TRUE(FenceFollowsLeader(*group_));
+  EXPECT_TRUE(a_->Stop().ok());
+  EXPECT_TRUE(b_->Stop().ok());
+}
+
+// A full sync whose repairs the fence refuses stops at the first (one line, not one per key), the
+// leader steps down, and the new leader's full sync repairs what the old one could not.
+TEST_F(ElectionTest, AFullSyncRefusedByTheFenceStopsAndTheLeaderStepsDown) {
+  for (int i = 0; i < 50; ++i) PutBoth("/dubbo/k" + std::to_string(i), "v");
+  ASSERT_NO_FATAL_FAILURE(StartBoth());
+  ASSERT_TRUE(WaitForValue("/dubbo/k49", "v"));
+  for (int i = 0; i < 50; ++i) sink_.DeleteValue("/dubbo/k" + std::to_string(i));
+  sink_.SetFence(core::Fence{"/election/someone-else", 1000});
+  a_->service().RequestReconcile();
+  ASSERT_TRUE(WaitFor([&] { return a_->failed_reconciliations() >= 1; }, kWait));
+  ASSERT_TRUE(WaitFor([&] { return group_->Leader() == "b"; }, kWait));
+  ASSERT_TRUE(WaitForValue("/dubbo/k0", "v"));
+  ASSERT_TRUE(WaitForValue("/dubbo/k49", "v"));
+  size_t refused = 0, stopped = 0, per_key = 0;
+  for (const std::string& line : log_sink_->Lines()) {
+    refused += line.find("repairs refused: this replica no longer leads") != std::string::npos;
+    stopped +=
+        line.find("reconciliation stopped: this replica no longer leads") != std::string::npos;
+    per_key += line.find("repair failed") != std::string::npos;
+  }
+  EXPECT_EQ(refused, 1u);
+  EXPECT_EQ(stopped, 1u);
+  EXPECT_EQ(per_key, 0u);
   EXPECT_TRUE(FenceFollowsLeader(*group_));
   EXPECT_TRUE(a_->Stop().ok());
   EXPECT_TRUE(b_->Stop().ok());
