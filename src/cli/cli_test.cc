@@ -174,6 +174,31 @@ TEST(CliTest, WaitingForRedisEndsAtOnceOnRefusedCredentialsAndAtTheDeadlineOther
       << sink->Lines()[1];
 }
 
+// A long run of failed attempts: a warning at the first, debug lines after, and a "still
+// unreachable" warning once a minute has passed on the logger's clock. (A set `stop` ends each
+// wait at once.)
+TEST(CliTest, ConnectRetryWarnsAgainAfterAMinuteOfFailures) {
+  auto sink = std::make_shared<ops::MemoryLogSink>();
+  FakeClock clock;
+  ops::Logger logger(sink, ops::LogFormat::kText, ops::LogLevel::kDebug, clock);
+  const std::atomic<bool> stop{true};
+  ConnectRetry retry(logger, "etcd");
+  EXPECT_FALSE(retry.AfterFailure("refused", std::nullopt, stop));
+  clock.Advance(std::chrono::seconds(30));
+  EXPECT_FALSE(retry.AfterFailure("refused", std::nullopt, stop));
+  clock.Advance(std::chrono::seconds(31));
+  EXPECT_FALSE(retry.AfterFailure("refused", std::nullopt, stop));
+  ASSERT_EQ(sink->Lines().size(), 3u) << ::testing::PrintToString(sink->Lines());
+  EXPECT_NE(sink->Lines()[0].find("WARN etcd unreachable; retrying attempt=1"), std::string::npos)
+      << sink->Lines()[0];
+  EXPECT_NE(sink->Lines()[1].find("DEBUG etcd unreachable; retrying attempt=2"), std::string::npos)
+      << sink->Lines()[1];
+  EXPECT_NE(sink->Lines()[2].find("WARN etcd still unreachable; retrying attempt=3"),
+            std::string::npos)
+      << sink->Lines()[2];
+  EXPECT_NE(sink->Lines()[2].find("unreachable_s=61"), std::string::npos) << sink->Lines()[2];
+}
+
 TEST(CliTest, SyncHelpShowsTheIdentityFlagItsVariableAndTheFiveSecondLease) {
   const Outcome outcome = RunCli({"sync", "--help"});
   EXPECT_EQ(outcome.status, 0);

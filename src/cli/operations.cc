@@ -12,25 +12,25 @@ OperationsServer::OperationsServer(ops::Logger& logger, const ops::Registry& reg
 OperationsServer::~OperationsServer() { Stop(); }
 
 void OperationsServer::SetConfigDump(std::vector<std::string> lines) {
-  std::lock_guard lock(config_mutex_);
+  std::lock_guard lock(mutex_);
   config_dump_ = std::move(lines);
 }
 
 void OperationsServer::SetConfigValue(std::string_view name, std::string_view value) {
   const std::string prefix = std::string(name) + "=";
-  std::lock_guard lock(config_mutex_);
+  std::lock_guard lock(mutex_);
   for (std::string& line : config_dump_) {
     if (line.starts_with(prefix)) line = prefix + std::string(value);
   }
 }
 
 void OperationsServer::SetStarting(std::string what) {
-  std::lock_guard lock(config_mutex_);
+  std::lock_guard lock(mutex_);
   starting_ = std::move(what);
 }
 
 ops::HttpResponse OperationsServer::StartingResponse() const {
-  std::lock_guard lock(config_mutex_);
+  std::lock_guard lock(mutex_);
   return ops::HttpResponse::Text(
       503, starting_.empty() ? "starting\n" : "starting: " + starting_ + "\n");
 }
@@ -66,7 +66,7 @@ Result<void, std::string> OperationsServer::Serve(const std::string& listen_addr
   });
   http_->Handle("GET", "/debug/config", [this](const ops::HttpRequest&) {
     std::string body;
-    std::lock_guard lock(config_mutex_);
+    std::lock_guard lock(mutex_);
     for (const std::string& line : config_dump_) {
       body += (line.starts_with("log-level=")
                    ? "log-level=" + std::string(ops::LogLevelName(logger_.level()))

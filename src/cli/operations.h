@@ -74,9 +74,10 @@ class OperationsServer {
   ops::Logger& logger_;
   const ops::Registry& registry_;
   std::function<ops::HttpResponse()> ready_;
-  mutable std::mutex config_mutex_;
-  std::vector<std::string> config_dump_;  // guarded by config_mutex_ once serving
-  std::string starting_;                  // guarded by config_mutex_
+  mutable std::mutex mutex_;
+  // Guarded by mutex_ once serving (handlers read them on the HTTP server's thread).
+  std::vector<std::string> config_dump_;
+  std::string starting_;
   std::vector<std::tuple<std::string, std::string, ops::HttpHandler>> extra_;
   std::unique_ptr<ops::HttpServer> http_;
 };

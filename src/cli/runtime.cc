@@ -65,7 +65,7 @@ bool ConnectRetry::AfterFailure(const std::string& error,
     if (left < kLastAttempt) return false;
     delay = std::min(delay, left - kLastAttempt / 2);
   }
-  const auto line = failures_.OnFailure(std::chrono::steady_clock::now(), error);
+  const auto line = failures_.OnFailure(logger_.clock().Now(), error);
   if (line && attempts_ > 1) {
     logger_.Log(line->level, line->message,
                 {{"attempt", attempts_},

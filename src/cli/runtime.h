@@ -52,7 +52,7 @@ inline constexpr BackoffOptions kConnectBackoff{.initial = std::chrono::millisec
 // attempts, and logs a run of failed attempts as ops::FailureLog does: "<name> unreachable;
 // retrying" (a warning: attempt, error, retry_in_ms) at the first, "<name> still unreachable;
 // retrying" (also unreachable_s) at most once a minute after it, and each other attempt as the
-// first line at debug level. Not thread-safe.
+// first line at debug level (the minute on the logger's clock). Not thread-safe.
 class ConnectRetry {
  public:
   // `name` names the server in the lines ("etcd", "target zookeeper", ...).

@@ -53,12 +53,13 @@ std::optional<Zk2ZkConfig> Validated(const Zk2ZkFlags& flags, FlagSet& flag_set,
 // Both directions' services, stopped together (by a signal, or when one of them fails).
 class Services {
  public:
+  explicit Services(std::chrono::nanoseconds fullsync_interval) : interval_(fullsync_interval) {}
   void Set(sync::SyncService* forward, sync::SyncService* reverse) {
     std::lock_guard lock(mutex_);
     forward_ = forward;
     reverse_ = reverse;
     for (sync::SyncService* service : {forward_, reverse_}) {
-      if (service != nullptr && interval_) service->SetFullSyncInterval(*interval_);
+      if (service != nullptr) service->SetFullSyncInterval(interval_);
     }
   }
   void Stop() {
@@ -73,12 +74,15 @@ class Services {
     std::lock_guard lock(mutex_);
     StopCampaigningLocked();
   }
-  // Also for the services Set later (a SIGHUP may come while the command starts).
-  void SetFullSyncInterval(std::chrono::nanoseconds interval) {
+  // Also for the services Set later (a SIGHUP may come while the command starts). False when
+  // the interval is the one in use already.
+  bool SetFullSyncInterval(std::chrono::nanoseconds interval) {
     std::lock_guard lock(mutex_);
+    if (interval == interval_) return false;
     interval_ = interval;
     if (forward_ != nullptr) forward_->SetFullSyncInterval(interval);
     if (reverse_ != nullptr) reverse_->SetFullSyncInterval(interval);
+    return true;
   }
 
  private:
@@ -89,7 +93,7 @@ class Services {
   }
 
   std::mutex mutex_;
-  std::optional<std::chrono::nanoseconds> interval_;  // the last SIGHUP's
+  std::chrono::nanoseconds interval_;  // in use: the flag's, or the last SIGHUP's
   sync::SyncService* forward_ = nullptr;
   sync::SyncService* reverse_ = nullptr;
 };
@@ -184,20 +188,17 @@ int RunZk2ZkSync(const Zk2ZkFlags& flags, FlagSet& flag_set, std::ostream& err) 
   }
 
   std::atomic<bool> stop{false};
-  Services services;
+  Services services(config.fullsync_interval);
   std::atomic<Services*> services_ptr{nullptr};
   ops::Logger* log = logger.get();
-  std::chrono::nanoseconds fullsync_in_use = config.fullsync_interval;  // the SIGHUP thread's
   signals.Start(StopOnSignal(*log, stop, services_ptr), [&] {
     // SIGHUP: the file's log-level and fullsync-interval, unless a flag or variable set them.
     ReloadConfigFile(flags.config, flag_set, *log,
                      [&](const std::string& name, const std::string& value) {
                        if (name != "fullsync-interval") return;
                        auto interval = ParseGoDuration(value);
-                       if (interval.ok() && *interval == fullsync_in_use) return;
                        if (interval.ok() && interval->count() >= 0) {
-                         fullsync_in_use = *interval;
-                         services.SetFullSyncInterval(*interval);
+                         if (!services.SetFullSyncInterval(*interval)) return;
                          ops->SetConfigValue(name, value);
                          log->Warn("SIGHUP: full sync interval changed", {{"interval", value}});
                        } else {

@@ -122,6 +122,8 @@ class TeeLogSink final : public LogSink {
 class Logger {
  public:
   Logger(std::shared_ptr<LogSink> sink, LogFormat format, LogLevel level, const Clock& clock);
+  // The clock that times the lines (callers that pace their own lines use it too).
+  const Clock& clock() const { return clock_; }
 
   void SetLevel(LogLevel level) { level_.store(level, std::memory_order_relaxed); }
   LogLevel level() const { return level_.load(std::memory_order_relaxed); }
