@@ -112,7 +112,12 @@ EtcdResult<void> GrpcEtcdClient::Init() {
   arguments.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   // Reconnect quickly after an etcd restart; the client's own backoff paces the calls.
   arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  // Despite its name, gRPC takes this as the least time a connection attempt is given (TCP's,
+  // TLS's and HTTP/2's handshakes) before it is abandoned, and a reconnect interval is never
+  // shorter than the attempt's wait. At 100 ms an etcd a few hundred milliseconds of round trips
+  // away (another continent, TLS) was abandoned, attempt after attempt, before its HTTP/2
+  // settings came back: it never connected. gRPC's own default.
+  arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20'000);
   // At most half a second between connection attempts, so that calls find etcd within that of
   // its return (a failed attempt to a loopback or LAN address costs next to nothing).
   arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
@@ -177,12 +182,21 @@ EtcdResult<void> GrpcEtcdClient::Dial() {
     // A dial that waited through failed attempts (etcd not started yet, or restarting) measured
     // the wait, not the distance.
     bool first_failed = false;
+    // Endpoints that failed a connection attempt (refused, reset, a TLS handshake refused). When
+    // every one has, the dial ends at once: the caller's retries (cli::ConnectRetry) say so and
+    // pace the next attempt, instead of a silent wait of dial_timeout.
+    std::vector<bool> failed(endpoints_.size(), false);
+    size_t failed_count = 0;
     while (!connected) {
       grpc_connectivity_state first_state = GRPC_CHANNEL_IDLE;
       for (size_t i = 0; i < endpoints_.size(); ++i) {
         const grpc_connectivity_state state = endpoints_[i].channel->GetState(true);
         if (i == 0) first_state = state;
-        if (i == 0 && state == GRPC_CHANNEL_TRANSIENT_FAILURE) first_failed = true;
+        if (state == GRPC_CHANNEL_TRANSIENT_FAILURE && !failed[i]) {
+          failed[i] = true;
+          ++failed_count;
+          if (i == 0) first_failed = true;
+        }
         if (state == GRPC_CHANNEL_READY) {
           preferred_.store(static_cast<int>(i));
           const auto took = std::chrono::steady_clock::now() - started;
@@ -206,7 +220,10 @@ EtcdResult<void> GrpcEtcdClient::Dial() {
           break;
         }
       }
-      if (connected || std::chrono::steady_clock::now() >= deadline) break;
+      if (connected || failed_count == endpoints_.size() ||
+          std::chrono::steady_clock::now() >= deadline) {
+        break;
+      }
       if (options_.cancel_dial != nullptr && options_.cancel_dial->load()) {
         return Unexpected{Error{ErrorCode::kCancelled, "connecting to etcd was cancelled", 0}};
       }
@@ -227,8 +244,11 @@ EtcdResult<void> GrpcEtcdClient::Dial() {
           names += (names.empty() ? "" : ", ") + endpoint.name;
         }
         Error error = status.error();
-        error.message = "could not connect to etcd (" + names + ") within " +
-                        std::to_string(options_.dial_timeout.count()) + " ms: " + error.message;
+        error.message = "could not connect to etcd (" + names + ")" +
+                        (failed_count == endpoints_.size()
+                             ? std::string()
+                             : " within " + std::to_string(options_.dial_timeout.count()) + " ms") +
+                        ": " + error.message;
         return Unexpected{std::move(error)};
       }
     }

@@ -52,7 +52,9 @@ struct GrpcEtcdClientOptions {
   std::string user;
   std::string password;
   // The factory waits this long for a first connection (and authentication) and fails with the
-  // last error if none succeeds. Zero: do not wait; calls connect on demand.
+  // last error if none succeeds; it fails at once when every endpoint has failed a connection
+  // attempt (refused, reset, TLS refused), so that the caller's retries say so and pace the next
+  // dial. Zero: do not wait; calls connect on demand.
   std::chrono::milliseconds dial_timeout{5000};
   // When set and true, the factory stops waiting for that first connection and fails with
   // kCancelled (a SIGTERM while the servers do not answer). Not owned; read only by the factory.
@@ -101,7 +103,8 @@ struct GrpcEtcdClientOptions {
 
 // Builds channels (reading the TLS files), then dials as dial_timeout says. Errors:
 // kInvalidArgument (no endpoints, unreadable files, mixed http/https), kUnavailable or kTlsFailed
-// (no endpoint reachable within dial_timeout), kAuthFailed, kCancelled (cancel_dial was set).
+// (every endpoint failed an attempt, or none was reachable within dial_timeout), kAuthFailed,
+// kCancelled (cancel_dial was set).
 Result<std::unique_ptr<EtcdClient>, Error> NewGrpcEtcdClient(GrpcEtcdClientOptions options,
                                                              const Clock& clock);
 

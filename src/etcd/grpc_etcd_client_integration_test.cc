@@ -636,6 +636,28 @@ int DeadPort() {
   return port.ok() ? *port : 1;
 }
 
+// An etcd a long way off (another continent, 0.8 s round trips here) connects, and its calls and
+// transactions answer: a connection attempt is given long enough for its handshakes. (gRPC's
+// "min reconnect backoff" is also the least time it gives an attempt, and at 100 ms an attempt to
+// an etcd more than 100-500 ms away was abandoned before etcd's HTTP/2 settings came back, again
+// and again.)
+TEST(GrpcEtcdClientIntegrationTest, AnEtcdOfLongRoundTripsConnects) {
+  EtcdServer* server = nullptr;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(server, SharedEtcd());
+  std::unique_ptr<testing::DelayingTcpProxy> proxy;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(proxy, StartDelayingProxy(*server, milliseconds(400)));
+  GrpcEtcdClientOptions options = OptionsFor({proxy->address()}, nullptr);
+  options.txn_connections = 2;
+  options.far_txn_connections = 2;
+  options.max_txns_in_flight = 12;
+  auto client = Connect(options);
+  ASSERT_NE(client, nullptr);
+  EXPECT_TRUE(client->Far());
+  auto status = client->Status();
+  ASSERT_TRUE(status.ok()) << status.error().ToString();
+  SendTwelveTransactions(*client, "long-round-trips");
+}
+
 // A dial that settles on an endpoint other than the first measures no distance (only the first
 // endpoint's readiness is seen as it comes; the others are looked at every 10 ms): the client is
 // not far and keeps txn_connections, however long the dial took.
@@ -657,21 +679,27 @@ TEST(GrpcEtcdClientIntegrationTest, ADialThatSettlesOnAnotherEndpointKeepsTheNea
   EXPECT_EQ(proxy->stats().connections, 2u);
 }
 
-// A dial that waited for its endpoint to come up (its first attempts refused) measured the wait,
-// not the distance: the client is not far and keeps txn_connections. (It was judged far, and
-// opened far_txn_connections on loopback, when etcd started after the process.)
+// A dial that waited for its first endpoint to come up (its first attempts refused, while the
+// second endpoint was still connecting) measured the wait, not the distance: the client is not
+// far and keeps txn_connections. (It was judged far, and opened far_txn_connections on loopback,
+// when etcd started after the process.)
 TEST(GrpcEtcdClientIntegrationTest, ADialThatWaitedForEtcdToStartKeepsTheNearConnections) {
   EtcdServer* server = nullptr;
   ASSERT_FIXTURE_OK_AND_ASSIGN(server, SharedEtcd());
   const int port = DeadPort();
-  GrpcEtcdClientOptions options = OptionsFor({"127.0.0.1:" + std::to_string(port)}, nullptr);
+  // The second endpoint answers its HTTP/2 handshake only after 3 s: the dial goes on waiting
+  // while the first is refused (a dial ends at once only when every endpoint has failed).
+  std::unique_ptr<testing::DelayingTcpProxy> slow;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(slow, StartDelayingProxy(*server, milliseconds(1500)));
+  GrpcEtcdClientOptions options =
+      OptionsFor({"127.0.0.1:" + std::to_string(port), slow->address()}, nullptr);
   options.txn_connections = 2;
   options.far_txn_connections = 6;
   options.far_dial = milliseconds(300);
   options.max_txns_in_flight = 12;
   std::unique_ptr<testing::DelayingTcpProxy> proxy;
   auto dialled = std::async(std::launch::async, [&options] { return Connect(options); });
-  // The dial's first attempts are refused; the endpoint answers 600 ms in.
+  // The first endpoint's first attempts are refused; it answers 600 ms in.
   std::this_thread::sleep_for(milliseconds(600));
   testing::DelayingProxyOptions proxy_options;
   proxy_options.one_way_delay = milliseconds(0);
@@ -684,6 +712,27 @@ TEST(GrpcEtcdClientIntegrationTest, ADialThatWaitedForEtcdToStartKeepsTheNearCon
   EXPECT_FALSE(client->Far());
   SendTwelveTransactions(*client, "waited");
   EXPECT_EQ(proxy->stats().connections, 2u);
+}
+
+// A dial whose every endpoint refuses its connection ends at once with gRPC's reason, not after
+// dial_timeout: the caller's retries log it and pace the next attempt (cli::ConnectRetry).
+TEST(GrpcEtcdClientIntegrationTest, ADialThatEveryEndpointRefusesEndsAtOnce) {
+  GrpcEtcdClientOptions options = OptionsFor(
+      {"127.0.0.1:" + std::to_string(DeadPort()), "127.0.0.1:" + std::to_string(DeadPort())},
+      nullptr);
+  options.dial_timeout = seconds(5);
+  SystemClock clock;
+  const auto started = SteadyClock::now();
+  auto client = NewGrpcEtcdClient(options, clock);
+  const auto took = std::chrono::duration_cast<milliseconds>(SteadyClock::now() - started);
+  ASSERT_FALSE(client.ok());
+  EXPECT_EQ(client.error().code, ErrorCode::kUnavailable) << client.error().ToString();
+  EXPECT_LT(took, seconds(2)) << client.error().ToString();
+  EXPECT_EQ(client.error().message.find("within"), std::string::npos) << client.error().message;
+  EXPECT_NE(client.error().message.find(options.endpoints[1]), std::string::npos)
+      << client.error().message;
+  std::printf("refused dial ended after %lld ms: %s\n", static_cast<long long>(took.count()),
+              client.error().ToString().c_str());
 }
 
 // StatusAsync answers as Status does, on the client's callback thread; a client destroyed with
