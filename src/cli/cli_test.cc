@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "cli/config.h"
@@ -135,10 +136,11 @@ class FailingOwnershipStore final : public ownership::OwnershipStore {
     return Unexpected{Error()};
   }
   ownership::OwnershipResult<void> Ping() override {
-    ++pings;
+    if (++pings > failed_pings_before_answer) return {};
     return Unexpected{Error()};
   }
   int pings = 0;
+  int failed_pings_before_answer = std::numeric_limits<int>::max();
 
  private:
   ownership::OwnershipError Error() const { return {code_, "no"}; }
@@ -153,7 +155,7 @@ TEST(CliTest, WaitingForRedisEndsAtOnceOnRefusedCredentialsAndAtTheDeadlineOther
   const auto soon = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
 
   FailingOwnershipStore refused(ownership::OwnershipErrorCode::kAuthFailed);
-  auto auth = WaitForOwnershipStore(refused, logger, soon, never_stop);
+  auto auth = WaitForOwnershipStore(refused, "redis:6379", logger, soon, never_stop);
   ASSERT_FALSE(auth.ok());
   EXPECT_EQ(auth.error(), "redis: no");
   EXPECT_EQ(refused.pings, 1);
@@ -163,7 +165,7 @@ TEST(CliTest, WaitingForRedisEndsAtOnceOnRefusedCredentialsAndAtTheDeadlineOther
   // is cut to about 0.9 s): three attempts; the first is logged as a warning, the second (a minute
   // has not passed) as a debug line, and the last not at all (the caller says why it gives up).
   FailingOwnershipStore down(ownership::OwnershipErrorCode::kUnavailable);
-  auto unreachable = WaitForOwnershipStore(down, logger, soon, never_stop);
+  auto unreachable = WaitForOwnershipStore(down, "redis:6379", logger, soon, never_stop);
   ASSERT_FALSE(unreachable.ok());
   EXPECT_EQ(unreachable.error(), "redis unreachable: no");
   EXPECT_EQ(down.pings, 3);
@@ -172,6 +174,21 @@ TEST(CliTest, WaitingForRedisEndsAtOnceOnRefusedCredentialsAndAtTheDeadlineOther
       << sink->Lines()[0];
   EXPECT_NE(sink->Lines()[1].find("DEBUG redis unreachable; retrying attempt=2"), std::string::npos)
       << sink->Lines()[1];
+
+  // A store that answers at the second attempt: a warning, then "redis reachable" with its address.
+  FailingOwnershipStore back(ownership::OwnershipErrorCode::kUnavailable);
+  back.failed_pings_before_answer = 1;
+  auto back_sink = std::make_shared<ops::MemoryLogSink>();
+  ops::Logger back_logger(back_sink, ops::LogFormat::kText, ops::LogLevel::kDebug, clock);
+  auto answered = WaitForOwnershipStore(back, "redis:6379", back_logger, std::nullopt, never_stop);
+  ASSERT_TRUE(answered.ok()) << answered.error();
+  EXPECT_EQ(back.pings, 2);
+  const std::vector<std::string> lines = back_sink->Lines();
+  ASSERT_EQ(lines.size(), 2u) << ::testing::PrintToString(lines);
+  EXPECT_NE(lines[0].find("WARN redis unreachable; retrying attempt=1"), std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[1].find("INFO redis reachable address=redis:6379"), std::string::npos)
+      << lines[1];
 }
 
 // A long run of failed attempts: a warning at the first, debug lines after, and a "still

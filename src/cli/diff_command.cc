@@ -93,7 +93,8 @@ int RunDiff(const DiffFlags& flags, FlagSet& flag_set, std::ostream& out, std::o
   if (config.redis) {
     redis = ownership::RedisOwnershipStore::Create(*config.redis).value();
     // The Go tool's records are in Redis: a report without them would call its keys foreign.
-    if (auto answered = WaitForOwnershipStore(*redis, *logger, deadline, never_stop);
+    if (auto answered =
+            WaitForOwnershipStore(*redis, config.redis->address, *logger, deadline, never_stop);
         !answered.ok()) {
       err << "zk2etcd diff: " << answered.error() << "\n";
       return kExitUsage;

@@ -153,10 +153,12 @@ TEST_F(OpsE2eTest, LogLevelChangesThroughTheEndpointAndSighupAndTraceIdsLinkACha
   ASSERT_TRUE(sync.WaitForLog("SIGHUP: log level changed", 1, seconds(10))) << sync.Log();
   ASSERT_TRUE(sync.WaitForLog("SIGHUP: full sync interval changed", 1, seconds(10))) << sync.Log();
   EXPECT_EQ(Http(port, "/log").body, "warn\n");
-  // The same file again: the interval did not change, and the log does not say it did.
+  ASSERT_TRUE(sync.WaitForLog("SIGHUP: configuration file read", 1, seconds(10))) << sync.Log();
+  // The same file again: nothing changed, and the log does not say anything did.
   ASSERT_EQ(kill(sync.pid(), SIGHUP), 0);
-  ASSERT_TRUE(sync.WaitForLog("SIGHUP: log level changed", 2, seconds(10))) << sync.Log();
+  ASSERT_TRUE(sync.WaitForLog("SIGHUP: configuration file read", 2, seconds(10))) << sync.Log();
   EXPECT_EQ(sync.CountLines("SIGHUP: full sync interval changed"), 1u) << sync.Log();
+  EXPECT_EQ(sync.CountLines("SIGHUP: log level changed"), 1u) << sync.Log();
 
   // Passwords never show in /debug/config; values show as used: unquoted, the identity derived
   // from the hostname, what SIGHUP changed.

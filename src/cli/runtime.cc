@@ -173,12 +173,15 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
 }
 
 Result<void, std::string> WaitForOwnershipStore(
-    ownership::OwnershipStore& store, ops::Logger& logger,
+    ownership::OwnershipStore& store, std::string_view address, ops::Logger& logger,
     std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop) {
   ConnectRetry retry(logger, "redis");
   while (true) {
     auto ping = store.Ping();
-    if (ping.ok()) return {};
+    if (ping.ok()) {
+      logger.Info("redis reachable", {{"address", address}});
+      return {};
+    }
     if (ping.error().code == ownership::OwnershipErrorCode::kAuthFailed) {
       return Unexpected{"redis: " + ping.error().message};  // retrying cannot fix it
     }
@@ -267,16 +270,19 @@ void ReloadConfigFile(
   for (const auto& [name, value] : *values) {
     if (flag_set.WasSet(name)) continue;
     if (name == "log-level") {
-      if (auto level = ops::ParseLogLevel(value); level.ok()) {
+      if (auto level = ops::ParseLogLevel(value); !level.ok()) {
+        logger.Error("SIGHUP: invalid log-level", {{"error", level.error()}});
+      } else if (*level != logger.level()) {
         logger.SetLevel(*level);
         logger.Warn("SIGHUP: log level changed", {{"level", value}});
-      } else {
-        logger.Error("SIGHUP: invalid log-level", {{"error", level.error()}});
       }
     } else if (apply) {
       apply(name, value);
     }
   }
+  // A warning, as the lines above, so that it shows at any level: the operator sees the signal
+  // taken even when nothing changed.
+  logger.Warn("SIGHUP: configuration file read", {{"file", config_file}});
 }
 
 }  // namespace zk2etcd::cli

@@ -105,12 +105,12 @@ Result<std::unique_ptr<etcd::EtcdClient>, std::string> ConnectEtcd(
     std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop,
     EtcdCheck check = EtcdCheck::kAnswered);
 
-// Pings the ownership store until it answers, `deadline` passes or `stop` is set, retrying with
-// the same backoff and logging "redis unreachable; retrying" per failed attempt. For a one-shot
-// command whose report rests on the store's records (diff): without them, the keys that only the
-// store records would read as foreign or in conflict.
+// Pings the ownership store until it answers ("redis reachable", with `address`), `deadline`
+// passes or `stop` is set, retrying as ConnectRetry says ("redis unreachable; retrying"). For a
+// one-shot command whose report rests on the store's records (diff): without them, the keys that
+// only the store records would read as foreign or in conflict.
 Result<void, std::string> WaitForOwnershipStore(
-    ownership::OwnershipStore& store, ops::Logger& logger,
+    ownership::OwnershipStore& store, std::string_view address, ops::Logger& logger,
     std::optional<std::chrono::steady_clock::time_point> deadline, const std::atomic<bool>& stop);
 
 // Opens a ZooKeeper session with `options` (clock and logger set here) and checks it with a
