@@ -92,7 +92,8 @@ ops::HttpResponse MirrorOperations::Ready() const {
     if (!status.source_connected) missing.push_back("source etcd not connected");
     // A failed write waiting to be retried, or a batch unanswered for a while (the client
     // retries a call against a destination that does not answer until its deadline).
-    if ((writer != nullptr && writer->retrying()) || status.unanswered_for >= kUnanswered) {
+    if ((writer != nullptr && writer->retrying()) || status.sink_failing ||
+        status.unanswered_for >= kUnanswered) {
       missing.push_back("destination etcd not answering");
     }
     if (!status.first_sync_done) missing.push_back("not caught up yet");

@@ -8,6 +8,7 @@
 #include <random>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "cli/e2e_support.h"
 #include "testing/server_support.h"
@@ -221,6 +222,10 @@ TEST_F(LargeValuesE2eTest, AWriteEtcdRefusesIsLoggedCountedAndShownByDiffWhileOt
   EXPECT_NE(metrics.find("\nzk2etcd_etcd_refused_writes_total{status=\"invalid_argument\"} 2\n"),
             std::string::npos)
       << metrics;
+  // A refused repair is not retried by a full sync after another (each reads both sides whole;
+  // they ran every 0.5 s, forever): the next is the period's (--fullsync-interval).
+  std::this_thread::sleep_for(seconds(3));
+  EXPECT_EQ(sync.CountLines("reconciliation done"), 1u) << sync.Log();
   EXPECT_EQ(sync.Terminate(seconds(20)), 0) << sync.Log();
 
   Zk2etcdProcess diff(Args("diff", *small_etcd_, "/lv-refu", {"--output=json"}));

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -441,7 +442,13 @@ TEST_F(SyncE2eTest, AnEtcdThatAnswersLongAfterTheStartIsUsedWithinASecond) {
               static_cast<long long>(std::chrono::duration_cast<milliseconds>(took).count()));
   EXPECT_TRUE(Converged(ZkExpected())) << sync.Log();
   EXPECT_EQ(sync.CountLines("WARN etcd unreachable; retrying"), 1u) << sync.Log();
-  EXPECT_EQ(sync.CountLines("etcd is far"), 0u) << sync.Log();
+  // The wait is not taken for distance (a dial that waited 653 ms was judged far). A loaded
+  // machine can still make a loopback dial take 5 ms (the far threshold): the dial_ms says which.
+  std::smatch far;
+  const std::string log = sync.Log();
+  if (std::regex_search(log, far, std::regex("etcd is far.*dial_ms=([0-9.]+)"))) {
+    EXPECT_LT(std::stod(far[1]), 100.0) << log;
+  }
   EXPECT_EQ(sync.Terminate(seconds(20)), 0) << sync.Log();
 }
 

@@ -323,27 +323,6 @@ TEST(GrpcEtcdClientTest, DialFailsClearlyWhenNothingListens) {
       << client.error().message;
 }
 
-// A SIGTERM while etcd does not answer: the dial stops waiting once asked, not at its timeout.
-TEST(GrpcEtcdClientTest, ACancelledDialStopsWaitingAtOnce) {
-  SystemClock clock;
-  GrpcEtcdClientOptions options;
-  options.endpoints = {"127.0.0.1:1"};
-  options.dial_timeout = milliseconds(20000);
-  std::atomic<bool> cancel{false};
-  options.cancel_dial = &cancel;
-  std::thread canceller([&cancel] {
-    std::this_thread::sleep_for(milliseconds(200));
-    cancel.store(true);
-  });
-  const auto start = std::chrono::steady_clock::now();
-  auto client = NewGrpcEtcdClient(options, clock);
-  const auto waited = std::chrono::steady_clock::now() - start;
-  canceller.join();
-  ASSERT_FALSE(client.ok());
-  EXPECT_EQ(client.error().code, ErrorCode::kCancelled) << client.error().ToString();
-  EXPECT_LT(waited, milliseconds(5000));
-}
-
 TEST(GrpcEtcdClientTest, RefusesAnOversizedTransactionBeforeSending) {
   SystemClock clock;
   GrpcEtcdClientOptions options;

@@ -112,12 +112,16 @@ EtcdResult<void> GrpcEtcdClient::Init() {
   arguments.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   // Reconnect quickly after an etcd restart; the client's own backoff paces the calls.
   arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  // Despite its name, gRPC takes this as the least time a connection attempt is given (TCP's,
-  // TLS's and HTTP/2's handshakes) before it is abandoned, and a reconnect interval is never
-  // shorter than the attempt's wait. At 100 ms an etcd a few hundred milliseconds of round trips
-  // away (another continent, TLS) was abandoned, attempt after attempt, before its HTTP/2
-  // settings came back: it never connected. gRPC's own default.
-  arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20'000);
+  // Despite its name, gRPC takes this as the time a connection attempt is given (TCP's, TLS's
+  // and HTTP/2's handshakes) before it is abandoned. At 100 ms an etcd a few hundred
+  // milliseconds of round trips away (another continent, TLS) was abandoned, attempt after
+  // attempt, before its HTTP/2 settings came back: it never connected. The dial timeout ("one
+  // attempt to reach etcd") is that time; a member that takes connections and never answers is
+  // passed over once it is up.
+  arguments.SetInt(
+      GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+      static_cast<int>(std::clamp<int64_t>(
+          options_.dial_timeout.count() > 0 ? options_.dial_timeout.count() : 5000, 1000, 60'000)));
   // At most half a second between connection attempts, so that calls find etcd within that of
   // its return (a failed attempt to a loopback or LAN address costs next to nothing).
   arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,

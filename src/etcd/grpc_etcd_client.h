@@ -54,7 +54,9 @@ struct GrpcEtcdClientOptions {
   // The factory waits this long for a first connection (and authentication) and fails with the
   // last error if none succeeds; it fails at once when every endpoint has failed a connection
   // attempt (refused, reset, TLS refused), so that the caller's retries say so and pace the next
-  // dial. Zero: do not wait; calls connect on demand.
+  // dial. Zero: do not wait; calls connect on demand. It is also the time each connection
+  // attempt (TCP, TLS, HTTP/2 settings) is given, at least 1 s (5 s when zero): raise it for an
+  // etcd whose round trips are long.
   std::chrono::milliseconds dial_timeout{5000};
   // When set and true, the factory stops waiting for that first connection and fails with
   // kCancelled (a SIGTERM while the servers do not answer). Not owned; read only by the factory.

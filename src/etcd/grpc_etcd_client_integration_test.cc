@@ -714,6 +714,54 @@ TEST(GrpcEtcdClientIntegrationTest, ADialThatWaitedForEtcdToStartKeepsTheNearCon
   EXPECT_EQ(proxy->stats().connections, 2u);
 }
 
+// A SIGTERM while etcd does not answer (it takes the connection and says nothing): the dial stops
+// waiting once asked, not at its timeout.
+TEST(GrpcEtcdClientIntegrationTest, ACancelledDialStopsWaitingAtOnce) {
+  std::unique_ptr<testing::SilentListener> silent;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(silent, testing::SilentListener::Start());
+  SystemClock clock;
+  GrpcEtcdClientOptions options;
+  options.endpoints = {silent->address()};
+  options.dial_timeout = milliseconds(20000);
+  std::atomic<bool> cancel{false};
+  options.cancel_dial = &cancel;
+  std::thread canceller([&cancel] {
+    std::this_thread::sleep_for(milliseconds(200));
+    cancel.store(true);
+  });
+  const auto start = SteadyClock::now();
+  auto client = NewGrpcEtcdClient(options, clock);
+  const auto waited = SteadyClock::now() - start;
+  canceller.join();
+  ASSERT_FALSE(client.ok());
+  EXPECT_EQ(client.error().code, ErrorCode::kCancelled) << client.error().ToString();
+  EXPECT_LT(waited, milliseconds(5000));
+}
+
+// A dial that an etcd which never answers times out ends at its timeout, with a reason, however
+// long a connection attempt may take (the attempt's own limit is the dial timeout).
+TEST(GrpcEtcdClientIntegrationTest, ADialThatNothingAnswersEndsAtItsTimeout) {
+  std::unique_ptr<testing::SilentListener> silent;
+  ASSERT_FIXTURE_OK_AND_ASSIGN(silent, testing::SilentListener::Start());
+  SystemClock clock;
+  GrpcEtcdClientOptions options;
+  options.endpoints = {silent->address()};
+  options.dial_timeout = milliseconds(1500);
+  const auto start = SteadyClock::now();
+  auto client = NewGrpcEtcdClient(options, clock);
+  const auto waited = SteadyClock::now() - start;
+  ASSERT_FALSE(client.ok());
+  EXPECT_EQ(client.error().code, ErrorCode::kUnavailable) << client.error().ToString();
+  // gRPC's reason ("timed out before receiving SETTINGS frame") or the dial's ("within 1500 ms").
+  EXPECT_NE(client.error().message.find(silent->address()), std::string::npos)
+      << client.error().message;
+  EXPECT_TRUE(client.error().message.find("timed out") != std::string::npos ||
+              client.error().message.find("within 1500 ms") != std::string::npos)
+      << client.error().message;
+  EXPECT_GE(waited, milliseconds(1000)) << client.error().ToString();
+  EXPECT_LT(waited, milliseconds(4000)) << client.error().ToString();
+}
+
 // A dial whose every endpoint refuses its connection ends at once with gRPC's reason, not after
 // dial_timeout: the caller's retries log it and pace the next attempt (cli::ConnectRetry).
 TEST(GrpcEtcdClientIntegrationTest, ADialThatEveryEndpointRefusesEndsAtOnce) {

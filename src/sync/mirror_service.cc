@@ -405,7 +405,9 @@ bool MirrorService::ApplyQueued() {
         for (auto& [key, taken_write] : writes) part.push_back(std::move(taken_write));
         writes.clear();
         bytes = limits.overhead_bytes;
-        if (!ApplyBatch(std::move(part), checkpoint, 0, oldest)) {
+        const BatchOutcome outcome = ApplyBatch(std::move(part), checkpoint, 0, oldest);
+        if (outcome == BatchOutcome::kRefused && ApplyKeyByKey(taken, oldest)) return true;
+        if (outcome != BatchOutcome::kApplied) {
           put_back();
           return false;
         }
@@ -427,15 +429,34 @@ bool MirrorService::ApplyQueued() {
   std::vector<core::SinkWrite> batch;
   batch.reserve(writes.size());
   for (auto& [key, write] : writes) batch.push_back(std::move(write));
-  if (!ApplyBatch(std::move(batch), checkpoint, taken.size(), oldest)) {
+  const BatchOutcome outcome = ApplyBatch(std::move(batch), checkpoint, taken.size(), oldest);
+  if (outcome == BatchOutcome::kRefused && ApplyKeyByKey(taken, oldest)) return true;
+  if (outcome != BatchOutcome::kApplied) {
     put_back();
     return false;
   }
   return true;
 }
 
-bool MirrorService::ApplyBatch(std::vector<core::SinkWrite> writes, int64_t checkpoint,
-                               size_t change_sets, std::chrono::steady_clock::time_point oldest) {
+bool MirrorService::ApplyKeyByKey(const std::vector<Queued>& taken,
+                                  std::chrono::steady_clock::time_point oldest) {
+  std::map<std::string, core::SinkWrite> last;  // by key: the last change wins
+  for (const Queued& set : taken) {
+    for (const core::SinkWrite& write : set.writes) last[write.key] = write;
+  }
+  logger_.Warn("changes the destination refuses as one transaction are applied key by key",
+               {{"change_sets", taken.size()}, {"keys", last.size()}, {"error", refusal_}});
+  std::vector<core::SinkWrite> writes;
+  writes.reserve(last.size());
+  for (auto& [key, write] : last) writes.push_back(std::move(write));
+  if (!ApplyThroughWriter(std::move(writes))) return false;
+  // The checkpoint alone: the changes above are applied (or refused for good, and logged).
+  return ApplyBatch({}, taken.back().point, taken.size(), oldest) == BatchOutcome::kApplied;
+}
+
+MirrorService::BatchOutcome MirrorService::ApplyBatch(
+    std::vector<core::SinkWrite> writes, int64_t checkpoint, size_t change_sets,
+    std::chrono::steady_clock::time_point oldest) {
   WaitForRate(writes.size());
   AppliedBatch batch;
   batch.change_sets = change_sets;
@@ -465,18 +486,23 @@ bool MirrorService::ApplyBatch(std::vector<core::SinkWrite> writes, int64_t chec
     const core::SinkError& error = result.error();
     if (error.code == core::SinkError::Code::kNotLeader) {
       election_driver_.StepDown("the leadership fence failed");
-      return false;
+      return BatchOutcome::kRetry;
+    }
+    if (error.code == core::SinkError::Code::kRefused && !keys.empty()) {
+      // E.g. the destination's --max-request-bytes is below this batch: sent again, it would be
+      // refused again, forever (ApplyKeyByKey).
+      refusal_ = error.message;
+      return BatchOutcome::kRefused;
     }
     // Logged when the failures start, at most once a minute while they last, and when a batch
     // applies again (ops::FailureLog): not at every retry.
     if (auto line = apply_failures_.OnFailure(now, error.message)) {
       line->LogTo(logger_, "failed_batches");
     }
-    if (options_.on_applied) {
-      batch.failed = keys.size();
-      options_.on_applied(batch);
-    }
-    return false;
+    // Not counted as failed writes: the batch goes again (its writes are counted then).
+    std::lock_guard lock(mutex_);
+    status_.sink_failing = true;
+    return BatchOutcome::kRetry;
   }
   for (size_t i = 0; i < result->size(); ++i) {
     const core::WriteAnswer& answer = (*result)[i];
@@ -505,9 +531,10 @@ bool MirrorService::ApplyBatch(std::vector<core::SinkWrite> writes, int64_t chec
     std::lock_guard lock(mutex_);
     status_.checkpoint = applied_point_;
     status_.changes_applied += batch.applied;
+    status_.sink_failing = false;
   }
   if (options_.on_applied) options_.on_applied(batch);
-  return true;
+  return BatchOutcome::kApplied;
 }
 
 bool MirrorService::ApplyThroughWriter(std::vector<core::SinkWrite> writes) {

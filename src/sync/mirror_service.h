@@ -125,6 +125,8 @@ struct MirrorStatus {
   std::chrono::nanoseconds oldest_queued_age{0};
   // How long the batch being applied has waited for the sink's answer (0 when none is).
   std::chrono::nanoseconds unanswered_for{0};
+  // The last atomic batch failed and waits to be sent again (cleared when one applies).
+  bool sink_failing = false;
   uint64_t changes_applied = 0;  // writes that applied
   std::chrono::system_clock::time_point last_reconcile_success{};
 };
@@ -160,9 +162,19 @@ class MirrorService {
   void CloseSource();
   bool Reconcile(ReconcileCause cause);
   bool ApplyQueued();
-  // Applies one atomic batch and waits for its answer; false when it should be retried.
-  bool ApplyBatch(std::vector<core::SinkWrite> writes, int64_t checkpoint, size_t change_sets,
-                  std::chrono::steady_clock::time_point oldest);
+  enum class BatchOutcome {
+    kApplied,
+    kRetry,    // not applied; the same batch goes again after a backoff
+    kRefused,  // the sink refuses it as one transaction for a reason a repeat cannot fix
+  };
+  // Applies one atomic batch and waits for its answer.
+  BatchOutcome ApplyBatch(std::vector<core::SinkWrite> writes, int64_t checkpoint,
+                          size_t change_sets, std::chrono::steady_clock::time_point oldest);
+  // The change sets `taken` (the last write of each key), which the sink refused as one
+  // transaction, key by key through the writer (a key it refuses is logged and counted), then
+  // their checkpoint alone: one key that cannot be written must not hold up the mirror.
+  bool ApplyKeyByKey(const std::vector<Queued>& taken,
+                     std::chrono::steady_clock::time_point oldest);
   // Writes that fit no atomic batch, one at a time through the writer.
   bool ApplyThroughWriter(std::vector<core::SinkWrite> writes);
   static void CountOutcome(core::WriteOutcome outcome, AppliedBatch& batch);
@@ -195,6 +207,7 @@ class MirrorService {
   Backoff retry_backoff_;
   std::chrono::steady_clock::time_point retry_at_{};
   std::optional<std::string> fatal_;
+  std::string refusal_;  // why the sink refused the last batch ApplyBatch answered kRefused
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;

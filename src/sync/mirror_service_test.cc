@@ -345,6 +345,55 @@ TEST_F(MirrorServiceTest, ASinkOutageIsRetriedAndNothingIsLost) {
   EXPECT_EQ(count("memory sink writes failing; retrying") + count("still failing"), 1);
 }
 
+// A change the sink refuses for good (e.g. over the destination's request limit) does not hold up
+// the mirror: its batch goes key by key, the refused key is logged and counted, and the others
+// and the checkpoint move on. (It was retried whole, forever, and nothing after it applied.)
+TEST_F(MirrorServiceTest, AChangeTheSinkRefusesIsLoggedAndTheMirrorMovesOn) {
+  Mirror mirror(scope_, source_, sink_, logger_, clock_);
+  mirror.Start();
+  ASSERT_TRUE(WaitFor([&] { return sink_.checkpoint().has_value(); }, kWait));
+  sink_.RefuseKey("/registry/refused");
+  const int64_t refused_at = source_.Apply(
+      {{"/registry/refused", true, "too large", 0, 0}, {"/registry/beside", true, "b", 0, 0}});
+  source_.Put("/registry/after", "a");
+  ASSERT_TRUE(WaitFor([&] { return CheckpointIs(source_.point()); }, kWait));
+  EXPECT_GT(source_.point(), refused_at);
+  EXPECT_FALSE(sink_.Get("/registry/refused").has_value());
+  EXPECT_EQ(SinkValue("/registry/beside"), "b");
+  EXPECT_EQ(SinkValue("/registry/after"), "a");
+  size_t failed = 0;
+  for (const AppliedBatch& batch : mirror.batches()) failed += batch.failed;
+  EXPECT_EQ(failed, 1u);
+  const auto count = [&](const std::string& text) {
+    int n = 0;
+    for (const std::string& line : log_sink_->Lines()) n += line.find(text) != std::string::npos;
+    return n;
+  };
+  EXPECT_EQ(count("a change the sink refuses could not be applied"), 1);
+  EXPECT_EQ(count("applied key by key"), 1);
+  EXPECT_FALSE(mirror.service().Status().sink_failing);
+  EXPECT_TRUE(mirror.Stop().ok());
+}
+
+// A batch that failed and waits to be sent again shows in the status (/readyz says the
+// destination is not answering) until one applies.
+TEST_F(MirrorServiceTest, AFailedBatchWaitingForItsRetryShowsInTheStatus) {
+  Mirror mirror(scope_, source_, sink_, logger_, clock_);
+  mirror.Start();
+  ASSERT_TRUE(WaitFor([&] { return sink_.checkpoint().has_value(); }, kWait));
+  sink_.FailNextApplies(1'000'000);
+  source_.Put("/registry/a", "1");
+  ASSERT_TRUE(WaitFor([&] { return mirror.service().Status().sink_failing; }, kWait));
+  sink_.FailNextApplies(0);
+  ASSERT_TRUE(WaitFor([&] { return CheckpointIs(source_.point()); }, kWait));
+  EXPECT_FALSE(mirror.service().Status().sink_failing);
+  // Retries are not failed writes: the one change applied once.
+  size_t failed = 0;
+  for (const AppliedBatch& batch : mirror.batches()) failed += batch.failed;
+  EXPECT_EQ(failed, 0u);
+  EXPECT_TRUE(mirror.Stop().ok());
+}
+
 // A batch the sink does not answer shows in the status: how long it has waited, and the lag of
 // its changes (they left the queue, but are not applied).
 TEST_F(MirrorServiceTest, ABatchTheSinkDoesNotAnswerShowsInTheStatus) {

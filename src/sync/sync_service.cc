@@ -296,9 +296,11 @@ void SyncService::Reconcile() {
       incremental_.ReportOwnershipStoreUnreachable(
           {ownership::OwnershipErrorCode::kUnavailable, "the reconciliation deferred deletes"});
     }
-    // Failed repairs, deferred deletes and unknown ownership are retried soon rather than at the
-    // next period.
-    if (report.failed > 0 || store_missed) {
+    // Deferred deletes and unknown ownership are retried soon rather than at the next period.
+    // Repairs the sink refused are not: a repeat cannot fix them (too large, not permitted), and
+    // each full sync reads both sides whole. They stay differences (logged per key, counted in
+    // the refused-writes metric, shown by diff) until the next period or a change of the entry.
+    if (store_missed) {
       reconcile_needed_ = true;
       next_reconcile_at_ = clock_.Now() + reconcile_backoff_.Next();
     }
