@@ -1,8 +1,14 @@
 #include "cli/config.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <memory>
 #include <set>
 
@@ -221,6 +227,26 @@ Result<DiffCommandOptions, std::string> ValidateDiffCommandFlags(
   return DiffCommandOptions{fix, output == "json", connect_timeout};
 }
 
+Result<void, std::string> RequireReadableFile(const std::string& flag, const std::string& path) {
+  if (path.empty()) return {};
+  int error = 0;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    error = errno;
+  } else {
+    struct stat info {};
+    if (::fstat(fd, &info) != 0) {
+      error = errno;
+    } else if (S_ISDIR(info.st_mode)) {
+      error = EISDIR;
+    }
+    ::close(fd);
+  }
+  if (error == 0) return {};
+  return Unexpected{"--" + flag + " " + Quoted(path) + ": cannot read the file (" +
+                    std::strerror(error) + ")"};
+}
+
 Result<void, std::string> RequireDuration(std::string_view flag, std::chrono::nanoseconds value,
                                           bool allow_zero) {
   if (value.count() < 0 || (!allow_zero && value.count() == 0)) {
@@ -314,6 +340,11 @@ Result<Config, std::string> ValidateCommonFlags(const CommonFlags& f) {
       std::chrono::duration_cast<milliseconds>(f.zookeeper_session_timeout);
   if (!f.zookeeper_digest.empty()) config.zookeeper.auth = {{"digest", f.zookeeper_digest}};
 
+  for (const auto& [flag, path] :
+       {std::pair{"etcd-cacert", &f.etcd_cacert}, std::pair{"etcd-cert", &f.etcd_cert},
+        std::pair{"etcd-key", &f.etcd_key}}) {
+    if (auto ok = RequireReadableFile(flag, *path); !ok.ok()) return Unexpected{ok.error()};
+  }
   config.etcd.endpoints = etcd_list;
   const bool https = std::any_of(etcd_list.begin(), etcd_list.end(),
                                  [](const std::string& e) { return e.starts_with("https://"); });

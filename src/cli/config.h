@@ -158,6 +158,9 @@ Result<DiffCommandOptions, std::string> ValidateDiffCommandFlags(
     bool fix, const std::string& output, std::chrono::nanoseconds connect_timeout);
 
 // Checks that a duration flag is positive (or, with allow_zero, not negative).
+// OK when `path` is empty or a file this process can read; else "--<flag> "<path>": cannot read
+// the file (<reason>)" (a usage error, found before any connection).
+Result<void, std::string> RequireReadableFile(const std::string& flag, const std::string& path);
 Result<void, std::string> RequireDuration(std::string_view flag, std::chrono::nanoseconds value,
                                           bool allow_zero);
 

@@ -202,6 +202,11 @@ int RunMirrorSync(const Etcd2EtcdFlags& flags, FlagSet& flag_set, std::ostream& 
   // reconciliation, also when the mirror resumes from its checkpoint.
   options.reconcile_on_resume = reconcile_for_leases || config.adopt == sync::AdoptPolicy::kAll;
   options.drain_timeout = config.shutdown_timeout;
+  // Past the drain, a cluster that does not answer must not hold the exit up.
+  options.abandon_calls = [&source, &dest] {
+    (*source)->Abandon();
+    (*dest)->Abandon();
+  };
   options.source_name = "source etcd";
   options.sink_name = "destination etcd";
   // The engine logs each reconciliation ("reconciliation done" with its counts, or "reconciliation

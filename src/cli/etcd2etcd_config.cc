@@ -1,12 +1,6 @@
 #include "cli/etcd2etcd_config.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <sstream>
 #include <tuple>
 
@@ -44,26 +38,6 @@ void AddSideFlags(FlagSet& flags, const std::string& side, const std::string& wh
                     "deadline of each request to the " + what + " etcd");
 }
 
-Result<void, std::string> CheckReadable(const std::string& flag, const std::string& path) {
-  if (path.empty()) return {};
-  int error = 0;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    error = errno;
-  } else {
-    struct stat info {};
-    if (::fstat(fd, &info) != 0) {
-      error = errno;
-    } else if (S_ISDIR(info.st_mode)) {
-      error = EISDIR;
-    }
-    ::close(fd);
-  }
-  if (error == 0) return {};
-  return Unexpected{"--" + flag + " " + Quoted(path) + ": cannot read the file (" +
-                    std::strerror(error) + ")"};
-}
-
 // One side's client options from its flags.
 Result<etcd::GrpcEtcdClientOptions, std::string> ValidateSide(const std::string& side,
                                                               const EtcdSideFlags& f,
@@ -90,7 +64,7 @@ Result<etcd::GrpcEtcdClientOptions, std::string> ValidateSide(const std::string&
   for (const auto& [flag, path] :
        {std::pair{side + "-cacert", f.cacert}, std::pair{side + "-cert", f.cert},
         std::pair{side + "-key", f.key}}) {
-    if (auto ok = CheckReadable(flag, path); !ok.ok()) return Unexpected{ok.error()};
+    if (auto ok = RequireReadableFile(flag, path); !ok.ok()) return Unexpected{ok.error()};
   }
   etcd::GrpcEtcdClientOptions options;
   options.endpoints = endpoints;

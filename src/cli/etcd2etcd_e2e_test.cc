@@ -449,6 +449,34 @@ TEST_F(Etcd2EtcdE2eTest, EachServerPausedDuringWritesConverges) {
   EXPECT_EQ(mirror->Terminate(seconds(20)), 0) << mirror->Log();
 }
 
+// A stop while the destination does not answer ends once --shutdown-timeout has passed, plus one
+// short resignation attempt: the batch waiting for its answer is abandoned (it waited out its
+// request timeouts and their retries: 51 s with the defaults), and the next start resumes from
+// the checkpoint.
+TEST_F(Etcd2EtcdE2eTest, AStopWhileTheDestinationDoesNotAnswerEndsAfterTheDrain) {
+  ASSERT_TRUE(source_->Put(prefix_ + "before", "v").ok());
+  auto mirror = std::make_unique<Zk2etcdProcess>(Args("sync", {"--shutdown-timeout=2s"}));
+  ASSERT_FIXTURE_OK(mirror->Start());
+  ASSERT_TRUE(Converges()) << mirror->Log();  // the copy made: the mirror runs
+  servers_->dest->Pause();
+  ASSERT_TRUE(source_->Put(prefix_ + "during-the-stop", "v").ok());
+  std::this_thread::sleep_for(seconds(1));  // the change's batch waits for the destination
+  const auto stop_at = std::chrono::steady_clock::now();
+  const int exit_code = mirror->Terminate(seconds(60));
+  const auto took = std::chrono::steady_clock::now() - stop_at;
+  servers_->dest->Resume();
+  EXPECT_EQ(exit_code, 0) << mirror->Log();
+  EXPECT_LT(took, seconds(7)) << mirror->Log();
+  std::printf("stopped %lld ms after SIGTERM with the destination paused\n",
+              static_cast<long long>(std::chrono::duration_cast<milliseconds>(took).count()));
+  EXPECT_EQ(mirror->CountLines("writes failing"), 0u) << mirror->Log();
+  // The next start resumes and applies the change.
+  mirror = std::make_unique<Zk2etcdProcess>(Args("sync"));
+  ASSERT_FIXTURE_OK(mirror->Start());
+  ASSERT_TRUE(Converges()) << mirror->Log();
+  EXPECT_EQ(mirror->Terminate(seconds(20)), 0) << mirror->Log();
+}
+
 // The source killed and started again: the outage shows in the metric and in /readyz, is
 // logged once when it starts and once when it ends (not at every reconnect attempt), and the
 // mirror catches up.

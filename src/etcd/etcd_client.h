@@ -206,6 +206,9 @@ struct DeleteResponse {
 // ---------------------------------------------------------------------------------------------
 // Per-call options
 
+// The deadline of a call made after EtcdClient::Abandon() (one attempt).
+inline constexpr std::chrono::milliseconds kAbandonedCallTimeout{2000};
+
 struct CallOptions {
   // Whether a write may be sent again when its outcome is unknown (connection lost after sending,
   // deadline exceeded). True for fenced writes, whose compares make a repeat harmless. Reads are
@@ -376,6 +379,13 @@ class EtcdClient {
 
   // Transactions sent and not yet completed, plus those waiting for the window.
   virtual size_t PendingTxns() const = 0;
+
+  // The process stops and waits no longer: calls and streams in flight, and transactions queued,
+  // are answered kCancelled now, and each later unary call makes one attempt of at most
+  // kAbandonedCallTimeout (a resignation on the way out), so that an etcd that does not answer
+  // cannot hold the exit up by its request timeouts and their retries. Thread-safe; by default
+  // nothing (the in-memory fake answers at once).
+  virtual void Abandon() {}
 
   // Whether etcd is far from this client: setting up its connection took several milliseconds
   // (GrpcEtcdClientOptions::far_dial), so every request costs that round trip and what needs

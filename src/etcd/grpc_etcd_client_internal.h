@@ -78,14 +78,7 @@ class GrpcEtcdClient final : public EtcdClient {
 
   ~GrpcEtcdClient() override {
     shutting_down_.store(true);
-    std::deque<QueuedTxn> queued;
-    {
-      std::lock_guard lock(txn_mutex_);
-      queued.swap(txn_queue_);
-    }
-    for (QueuedTxn& txn : queued) {
-      txn.done(MakeError(ErrorCode::kCancelled, "the etcd client was destroyed"));
-    }
+    CancelQueuedTxns("the etcd client was destroyed");
     {
       std::unique_lock lock(live_mutex_);
       for (Operation* op : live_) op->Abort();
@@ -152,6 +145,24 @@ class GrpcEtcdClient final : public EtcdClient {
            std::initializer_list<ops::LogField> fields = {}) {
     if (options_.logger != nullptr) options_.logger->Log(level, message, fields);
   }
+  // EtcdClient::Abandon: queued transactions and live operations are cancelled; later calls
+  // make one short attempt (UnaryCall).
+  void Abandon() override {
+    abandoned_.store(true);
+    CancelQueuedTxns("the etcd client was abandoned at a stop");
+    std::lock_guard lock(live_mutex_);
+    for (Operation* op : live_) op->Abort();
+  }
+  // Answers the transactions waiting for the window with kCancelled, `why`.
+  void CancelQueuedTxns(const char* why) {
+    std::deque<QueuedTxn> queued;
+    {
+      std::lock_guard lock(txn_mutex_);
+      queued.swap(txn_queue_);
+    }
+    for (QueuedTxn& txn : queued) txn.done(MakeError(ErrorCode::kCancelled, why));
+  }
+  bool abandoned() const { return abandoned_.load(); }
   // Adds an operation to the set cancelled at destruction; false once destruction began.
   bool Register(Operation* op) {
     std::lock_guard lock(live_mutex_);
@@ -212,6 +223,7 @@ class GrpcEtcdClient final : public EtcdClient {
   std::thread connecting_;
   std::atomic<std::thread::id> thread_id_{};
   std::atomic<bool> shutting_down_{false};
+  std::atomic<bool> abandoned_{false};
 
   std::mutex live_mutex_;
   std::condition_variable live_changed_;

@@ -128,7 +128,14 @@ void UnaryCall<Request, Response>::Start() {
   endpoint_ = client_->PickEndpoint();
   reader_.reset();
   context_ = std::make_unique<grpc::ClientContext>();
-  if (spec_.timeout.count() > 0) context_->set_deadline(DeadlineAfter(spec_.timeout));
+  if (client_->abandoned()) {
+    // One short attempt: the process is on its way out (EtcdClient::Abandon).
+    context_->set_deadline(DeadlineAfter(spec_.timeout.count() > 0
+                                             ? std::min(spec_.timeout, kAbandonedCallTimeout)
+                                             : kAbandonedCallTimeout));
+  } else if (spec_.timeout.count() > 0) {
+    context_->set_deadline(DeadlineAfter(spec_.timeout));
+  }
   token_generation_ = spec_.use_token ? client_->AttachToken(context_.get()) : 0;
   response_arena_.Reset();
   response_ = google::protobuf::Arena::CreateMessage<Response>(&response_arena_);
@@ -192,7 +199,7 @@ void UnaryCall<Request, Response>::OnFailure() {
     return;
   }
   if (IsEndpointFailure(error.code)) client_->OnEndpointFailure(endpoint_, error);
-  if (Retryable(error) && attempts_ < spec_.max_attempts) {
+  if (Retryable(error) && attempts_ < spec_.max_attempts && !client_->abandoned()) {
     const milliseconds delay = client_->Backoff(attempts_);
     client_->Log(ops::LogLevel::kDebug, "etcd call failed; retrying",
                  {{"op", spec_.op},

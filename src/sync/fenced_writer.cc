@@ -275,8 +275,11 @@ void FencedWriter::HandleBatchDoneLocked(std::vector<Entry>& batch, const core::
       }
       return;
     }
+    // A cancelled call was abandoned at a stop (etcd::EtcdClient::Abandon), not refused.
     const WriteError::Code code =
-        stopping_ && error.Retryable() ? WriteError::Code::kStopped : WriteError::Code::kRefused;
+        error.code == core::SinkError::Code::kCancelled || (stopping_ && error.Retryable())
+            ? WriteError::Code::kStopped
+            : WriteError::Code::kRefused;
     for (Entry& entry : batch) {
       std::string message = error.message;
       std::optional<core::SinkWrite> refused;

@@ -92,13 +92,34 @@ MirrorService::MirrorService(const core::Scope& scope, core::Source& source, cor
   status_.leader = election_ == nullptr;
 }
 
-MirrorService::~MirrorService() { CloseSource(); }
+MirrorService::~MirrorService() {
+  {
+    std::lock_guard lock(mutex_);
+    run_done_ = true;
+  }
+  wake_.notify_all();
+  if (stop_watchdog_.joinable()) stop_watchdog_.join();
+  CloseSource();
+}
 
 void MirrorService::Stop() {
   std::lock_guard lock(mutex_);
+  if (!stop_) stop_at_ = clock_.Now();
   stop_ = true;
   cancel_.store(true);
   wake_.notify_all();
+  if (options_.abandon_calls && !stop_watchdog_.joinable()) {
+    // The Run thread may wait for a batch's answer (ApplyQueued) when the stop comes, and then
+    // drains: past drain_timeout the calls are abandoned, so that a destination that does not
+    // answer holds the exit up no longer (its request timeouts and their retries: 51 s).
+    stop_watchdog_ = std::thread([this] {
+      std::unique_lock watch(mutex_);
+      if (!wake_.wait_for(watch, options_.drain_timeout, [this] { return run_done_; })) {
+        watch.unlock();
+        options_.abandon_calls();
+      }
+    });
+  }
 }
 
 bool MirrorService::Stopping() const {
@@ -488,6 +509,9 @@ MirrorService::BatchOutcome MirrorService::ApplyBatch(
       election_driver_.StepDown("the leadership fence failed");
       return BatchOutcome::kRetry;
     }
+    if (error.code == core::SinkError::Code::kCancelled) {
+      return BatchOutcome::kRetry;  // abandoned at a stop: nothing failed, the stop says so
+    }
     if (error.code == core::SinkError::Code::kRefused && !keys.empty()) {
       // E.g. the destination's --max-request-bytes is below this batch: sent again, it would be
       // refused again, forever (ApplyKeyByKey).
@@ -689,7 +713,8 @@ Result<void, std::string> MirrorService::Run() {
 
   // Stopping: apply what has arrived, within the drain timeout, then hand leadership over.
   if (!fatal_ && Active() && source_open_ && !reconcile_needed_) {
-    const auto deadline = clock_.Now() + options_.drain_timeout;
+    // From the stop, not from now: the Run thread may have waited for a batch's answer since.
+    const auto deadline = stop_at_ + options_.drain_timeout;
     for (;;) {
       {
         std::lock_guard lock(mutex_);
@@ -704,6 +729,12 @@ Result<void, std::string> MirrorService::Run() {
       }
     }
   }
+  {
+    std::lock_guard lock(mutex_);
+    run_done_ = true;
+  }
+  wake_.notify_all();
+  if (options_.abandon_calls) options_.abandon_calls();
   if (election_ != nullptr) election_->Resign();
   CloseSource();
   if (fatal_) return Unexpected{*fatal_};

@@ -41,6 +41,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "common/backoff.h"
 #include "common/clock.h"
@@ -79,6 +80,11 @@ struct AppliedBatch {
 
 struct MirrorServiceOptions {
   std::chrono::milliseconds election_retry_max{500};
+  // Called when a stop gives up waiting for the sink: drain_timeout after Stop() unless Run has
+  // drained by then (on another thread: a batch may be waiting for its answer), and once the
+  // drain ends, on the Run thread, before it resigns (as SyncServiceOptions::abandon_calls:
+  // etcd2etcd abandons its etcd calls there). Must be thread-safe.
+  std::function<void()> abandon_calls;
   // 0 disables the periodic reconciliation.
   std::chrono::nanoseconds reconcile_interval{0};
   size_t concurrent = 50;  // source requests in flight during a snapshot
@@ -215,6 +221,9 @@ class MirrorService {
   std::deque<Queued> queue_;
   std::deque<core::SourceEvent> source_events_;
   bool stop_ = false;
+  bool run_done_ = false;  // Run has left its loop and drain (or the service is destroyed)
+  std::chrono::steady_clock::time_point stop_at_{};  // when Stop() was first called
+  std::thread stop_watchdog_;  // started by Stop(): options_.abandon_calls at drain_timeout
   std::atomic<bool> cancel_{false};
   bool reconcile_requested_ = false;
   // The batch being applied (ApplyBatch): since when, and its oldest change set's arrival.

@@ -213,7 +213,11 @@ void SyncService::Reconcile() {
   // A stop gives the reconciliation's repairs the drain's time, then stops the writer (its
   // writes complete with an error; the next start reconciles them).
   options.cancel_grace = options_.drain_timeout;
-  options.abandon_repairs = [this] { writer_.Stop(); };
+  options.abandon_repairs = [this] {
+    // The calls first: the writer's stop waits for the writes in flight to be answered.
+    if (options_.abandon_calls) options_.abandon_calls();
+    writer_.Stop();
+  };
   options.fix = true;
   options.source_window = options_.concurrent;
   options.keep_differences = false;  // counted, not listed: memory stays one chunk
@@ -435,6 +439,7 @@ Result<void, std::string> SyncService::Run() {
     logger_.Warn("writes still pending at the drain deadline; the next start reconciles them",
                  {{"pending_writes", writer_.pending()}});
   }
+  if (options_.abandon_calls) options_.abandon_calls();
   if (const size_t dropped = incremental_.StopOwnershipUpdates(); dropped > 0) {
     logger_.Warn(
         "ownership store updates dropped at stop; the sink's ownership records still "

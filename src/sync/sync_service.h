@@ -50,6 +50,11 @@ struct SyncServiceOptions {
   // its writes and resigns: a process whose services share an election (zk2zk) stops every one
   // of them campaigning here, so that none takes a new lock when this one resigns.
   std::function<void()> on_leaving;
+  // Called on the Run thread when a stop gives up waiting for the sink: once the writes are
+  // drained (or the drain timed out), before it resigns, and when a reconciliation abandons its
+  // repairs. `sync` abandons its etcd calls there (etcd::EtcdClient::Abandon), so that an etcd
+  // that no longer answers holds the exit up by at most one short resignation attempt.
+  std::function<void()> abandon_calls;
   // Failed campaigns (the election's server unreachable) are retried at most this far apart, so
   // that leadership is back within a fraction of a second of the server answering again.
   std::chrono::milliseconds election_retry_max{500};
