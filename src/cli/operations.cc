@@ -128,13 +128,6 @@ void SyncOperations::OnChange(const sync::AppliedChange& change) {
   if (change.outcome) metrics_.sync_delay_seconds->Get().ObserveDuration(change.delay);
 }
 
-void SyncOperations::OnTxn(size_t /*writes*/, const std::optional<core::SinkError>& error,
-                           std::chrono::nanoseconds duration) {
-  const std::string_view status = error ? std::string_view(error->label) : etcd::kSuccessLabel;
-  metrics_.etcd_op_duration_seconds->WithLabels({"txn", status}).ObserveDuration(duration);
-  metrics_.etcd_op_total->WithLabels({"txn", status}).Inc();
-}
-
 void SyncOperations::OnRefusedWrite(const core::SinkError& error) {
   metrics_.etcd_refused_writes_total->WithLabels({error.label}).Inc();
 }

@@ -119,10 +119,6 @@ class SyncOperations {
   void OnChange(const sync::AppliedChange& change);
   void OnReconcile(const Result<sync::ReconcileReport, sync::ReconcileError>& result,
                    std::chrono::system_clock::time_point now);
-  // Per transaction of the writer: etcd ops are counted per key put/delete by OnChange and
-  // OnReconcile; this records the transaction itself.
-  void OnTxn(size_t writes, const std::optional<core::SinkError>& error,
-             std::chrono::nanoseconds duration);
   // Per write that etcd refused on its own: zk2etcd_etcd_refused_writes_total{status}.
   void OnRefusedWrite(const core::SinkError& error);
 

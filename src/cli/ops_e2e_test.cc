@@ -67,6 +67,10 @@ TEST_F(OpsE2eTest, MetricsPassPromtoolAndMoveWithSyncedChanges) {
   ASSERT_NE(port, 0) << sync.Log();
   const HttpResult before = Http(port, "/metrics");
   ASSERT_EQ(before.status, 200);
+  const std::string etcd_txns =
+      "grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Txn\",grpc_service=\"etcdserverpb."
+      "KV\",grpc_type=\"unary\"}";
+  const double etcd_txns_before = Sample(Http(etcd_->client_port(), "/metrics").body, etcd_txns);
   for (int i = 0; i < 5; ++i) {
     ASSERT_FIXTURE_OK(zk_->Set("/dubbo/svc/providers/p1", "v" + std::to_string(i + 2)));
   }
@@ -79,6 +83,14 @@ TEST_F(OpsE2eTest, MetricsPassPromtoolAndMoveWithSyncedChanges) {
   const std::string puts = "zk2etcd_etcd_op_total{op=\"put\",status=\"success\"}";
   EXPECT_GT(Sample(after.body, puts), Sample(before.body, puts)) << after.body;
   EXPECT_GT(Sample(after.body, "zk2etcd_sync_delay_seconds_count"), 0);
+  // Each transaction counted once, as etcd counts it (the writer counted it a second time).
+  const std::string txns = "zk2etcd_etcd_op_total{op=\"txn\",status=\"success\"}";
+  const double etcd_txns_after = Sample(Http(etcd_->client_port(), "/metrics").body, etcd_txns);
+  ASSERT_GE(etcd_txns_before, 0);
+  EXPECT_GT(etcd_txns_after, etcd_txns_before);
+  EXPECT_EQ(Sample(after.body, txns) - Sample(before.body, txns),
+            etcd_txns_after - etcd_txns_before)
+      << after.body;
   EXPECT_GE(Sample(after.body, "zk2etcd_fixed_total{type=\"put\"}"), 4) << "the initial sync";
   EXPECT_EQ(Sample(after.body, "zk2etcd_zk_session_connected"), 1);
   EXPECT_EQ(Sample(after.body, "zk2etcd_leader"), 1);

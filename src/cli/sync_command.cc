@@ -180,13 +180,12 @@ int RunSync(const SyncFlags& flags, FlagSet& flag_set, std::ostream& err) {
   writer_options.max_txns_in_flight = std::min<size_t>(config.concurrent, 64);
   writer_options.logger = logger.get();
   SyncOperations* ops = operations->get();
-  sync::FencedWriter writer(
-      *job.sink, writer_options, clock,
-      [ops](size_t writes, const std::optional<core::SinkError>& error,
-            std::chrono::nanoseconds duration) { ops->OnTxn(writes, error, duration); },
-      [ops](const core::SinkWrite& /*write*/, const core::SinkError& error) {
-        ops->OnRefusedWrite(error);
-      });
+  // Transactions are counted by the etcd client's observer (zk2etcd_etcd_op_total{op="txn"}),
+  // once each: the writer's own count made it twice.
+  sync::FencedWriter writer(*job.sink, writer_options, clock, nullptr,
+                            [ops](const core::SinkWrite& /*write*/, const core::SinkError& error) {
+                              ops->OnRefusedWrite(error);
+                            });
 
   sync::SyncServiceOptions options;
   options.fullsync_interval = flags.fullsync_interval;

@@ -24,6 +24,9 @@ class RateLimiter {
   std::chrono::nanoseconds Take(size_t units);
 
   double per_second() const { return per_second_; }
+  // The most units a burst may take at once (the bucket's size, at least 1): a caller that sends
+  // in batches keeps them this small, so that its rate is kept from the first batch on.
+  size_t burst() const { return static_cast<size_t>(capacity_); }
 
  private:
   const double per_second_;

@@ -1,5 +1,6 @@
 #include "sync/election_driver.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace zk2etcd::sync {
@@ -20,6 +21,12 @@ void ElectionDriver::Enqueue(Event event) {
   std::lock_guard lock(mutex_);
   events_.push_back(std::move(event));
   wake_.notify_all();
+}
+
+bool ElectionDriver::EndingLocked() const {
+  return std::any_of(events_.begin(), events_.end(), [](const Event& event) {
+    return event.type == Event::Type::kEnded || event.type == Event::Type::kNotLeader;
+  });
 }
 
 void ElectionDriver::FenceFailed(const std::string& reason, std::optional<core::Fence> fence) {

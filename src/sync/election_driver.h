@@ -92,6 +92,10 @@ class ElectionDriver {
   std::optional<std::chrono::steady_clock::time_point> NextCampaignAt() const;
   // REQUIRES: the owner's mutex held. Whether events wait for Poll().
   bool HasEventsLocked() const { return !events_.empty(); }
+  // REQUIRES: the owner's mutex held. Whether the leadership (or the campaign) ended and Poll()
+  // has not handled it yet: the Run thread may be waiting for a write's answer meanwhile, and
+  // the status must not claim a leadership the lease no longer holds.
+  bool EndingLocked() const;
 
  private:
   struct Event {

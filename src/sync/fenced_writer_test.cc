@@ -166,6 +166,43 @@ TEST_F(FencedWriterTest, ABatchCapBelowTheSinksLimitIsKept) {
   EXPECT_EQ(sink_->batches_submitted(), 5u);
 }
 
+// Under a rate limit the writes are spread from the first batch on: batches of at most a burst
+// (a tenth of a second's worth), each after the tokens it takes. (A burst of repairs went in one
+// batch at once, and only what came after it waited.)
+TEST_F(FencedWriterTest, ARateLimitSpreadsABurstFromTheFirstBatchOn) {
+  sink_ = std::make_unique<core::memory::InMemorySink>(core::memory::InMemorySink::Options{
+      .key_prefix = "/sink", .max_writes = 64, .max_bytes = 1 << 20});
+  RateLimiter limiter(100, clock_);  // bursts of 10
+  options_.rate_limiter = &limiter;
+  options_.max_txns_in_flight = 8;
+  MakeWriter();
+  Results results;
+  const auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < 40; ++i) {
+    writer_->Submit(Put("/r/" + std::to_string(i), "v", 1), results.Callback(std::to_string(i)));
+  }
+  ASSERT_TRUE(writer_->Drain(seconds(10)));
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(results.Count(IsApplied), 40u);
+  EXPECT_LE(sink_->max_batch_seen(), 10u);  // a burst, though the sink takes 64
+  // 40 writes at 100 a second: a burst of 10 at once, the last batch's tokens owed after it.
+  EXPECT_GE(took, milliseconds(190));
+  EXPECT_LT(took, seconds(3));
+}
+
+TEST_F(FencedWriterTest, ARateLimitKeepsBatchesWithinABurst) {
+  RateLimiter limiter(30, clock_);  // bursts of 3
+  options_.rate_limiter = &limiter;
+  MakeWriter();
+  Results results;
+  for (int i = 0; i < 12; ++i) {
+    writer_->Submit(Put("/b/" + std::to_string(i), "v", 1), results.Callback(std::to_string(i)));
+  }
+  ASSERT_TRUE(writer_->Drain(seconds(10)));
+  EXPECT_EQ(results.Count(IsApplied), 12u);
+  EXPECT_LE(sink_->max_batch_seen(), 3u);
+}
+
 TEST_F(FencedWriterTest, BatchesInFlightStayWithinTheByteCap) {
   options_.max_txns_in_flight = 64;
   options_.max_writes_per_batch = 1;

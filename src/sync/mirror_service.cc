@@ -136,6 +136,9 @@ void MirrorService::RequestReconcile() {
 MirrorStatus MirrorService::Status() const {
   std::lock_guard lock(mutex_);
   MirrorStatus status = status_;
+  // A lease that ended while the Run thread waits for a batch's answer (a destination that
+  // stopped answering) is not leadership any more, though the step-down comes later.
+  if (status.leader && election_driver_.EndingLocked()) status.leader = false;
   status.queued_change_sets = queue_.size();
   const auto now = clock_.Now();
   if (!queue_.empty()) status.oldest_queued_age = now - queue_.front().arrived;

@@ -460,6 +460,30 @@ TEST_F(MirrorServiceTest, OnlyTheLeaderWritesAndANewLeadershipResumesFromTheChec
   EXPECT_TRUE(mirror.Stop().ok());
 }
 
+// A leadership that ends while the Run thread waits for a batch's answer (a destination that
+// stopped answering) is not reported as leadership meanwhile: the status says so at once,
+// although the step-down waits for the answer. (A stalled mirror showed leader=1 beside the
+// replica that had taken over.)
+TEST_F(MirrorServiceTest, ALeadershipThatEndsWhileABatchWaitsIsNotReportedMeanwhile) {
+  auto group = std::make_shared<core::memory::InMemoryElectionGroup>();
+  group->AttachSink(&sink_);
+  core::memory::InMemoryElection election(group, "replica-1");
+  source_.Put("/registry/a", "1");
+  Mirror mirror(scope_, source_, sink_, logger_, clock_, &election);
+  mirror.Start();
+  ASSERT_TRUE(WaitFor([&] { return CheckpointIs(source_.point()); }, kWait));
+  ASSERT_TRUE(mirror.service().Status().leader);
+  sink_.PauseApplies();
+  source_.Put("/registry/b", "2");
+  ASSERT_TRUE(
+      WaitFor([&] { return mirror.service().Status().unanswered_for > milliseconds(50); }, kWait));
+  group->Depose();
+  EXPECT_TRUE(WaitFor([&] { return !mirror.service().Status().leader; }, milliseconds(500)));
+  sink_.ResumeApplies();
+  ASSERT_TRUE(WaitFor([&] { return SinkValue("/registry/b") == "2"; }, kWait));
+  EXPECT_TRUE(mirror.Stop().ok());
+}
+
 // reconcile_on_resume (--adopt=all, expired lease copies): the first opening reconciles from the
 // source's current point instead of replaying what changed since the checkpoint; a later opening
 // (a new leadership) resumes from the checkpoint as usual.

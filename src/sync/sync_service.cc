@@ -126,6 +126,9 @@ SyncStatus SyncService::Status() const {
   {
     std::lock_guard lock(mutex_);
     status = status_;
+    // A lease that ended while the Run thread waits (a reconciliation's call to an etcd that
+    // stopped answering) is not leadership any more, though the step-down comes later.
+    if (status.leader && election_driver_.EndingLocked()) status.leader = false;
   }
   status.queue_depth = incremental_.queue_depth();
   if (status.source_connected) status.watches = source_.Status().watches;
