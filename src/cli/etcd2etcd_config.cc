@@ -103,7 +103,7 @@ void AddEtcd2EtcdFlags(FlagSet& flags, Etcd2EtcdFlags* v, MirrorCommand command)
                   "where mirrors keep their records on the destination, outside the copied keys");
   flags.AddBool("copy-leases", &v->copy_leases, false,
                 "bind each copy of a key with a lease to a destination lease of the same TTL, "
-                "revoked with the source's");
+                "kept alive while the source's lives (then it ends with its TTL)");
   flags.AddString("adopt", &v->adopt, "matching",
                   "destination keys in range without the mirror's ownership record (written by "
                   "another tool, e.g. etcdctl make-mirror): matching adopts those equal to the "

@@ -112,16 +112,6 @@ EtcdResult<void> GrpcEtcdClient::Init() {
   arguments.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   // Reconnect quickly after an etcd restart; the client's own backoff paces the calls.
   arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  // Despite its name, gRPC takes this as the time a connection attempt is given (TCP's, TLS's
-  // and HTTP/2's handshakes) before it is abandoned. At 100 ms an etcd a few hundred
-  // milliseconds of round trips away (another continent, TLS) was abandoned, attempt after
-  // attempt, before its HTTP/2 settings came back: it never connected. The dial timeout ("one
-  // attempt to reach etcd") is that time; a member that takes connections and never answers is
-  // passed over once it is up.
-  arguments.SetInt(
-      GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
-      static_cast<int>(std::clamp<int64_t>(
-          options_.dial_timeout.count() > 0 ? options_.dial_timeout.count() : 5000, 1000, 60'000)));
   // At most half a second between connection attempts, so that calls find etcd within that of
   // its return (a failed attempt to a loopback or LAN address costs next to nothing).
   arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
@@ -129,10 +119,21 @@ EtcdResult<void> GrpcEtcdClient::Init() {
   // Connections of this client are its own (not shared with other clients in the process).
   arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
 
+  // Despite its name, gRPC takes GRPC_ARG_MIN_RECONNECT_BACKOFF_MS as the time a connection
+  // attempt is given (TCP's, TLS's and HTTP/2's handshakes) before it is abandoned. At 100 ms an
+  // etcd a few hundred milliseconds of round trips away (another continent, TLS) was abandoned,
+  // attempt after attempt, before its HTTP/2 settings came back: it never connected. The main
+  // channels get the dial timeout ("one attempt to reach etcd"); the transaction connections,
+  // made once the dial has measured the distance, three times the dial (TxnArguments).
+  grpc::ChannelArguments main_arguments = arguments;
+  main_arguments.SetInt(
+      GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+      static_cast<int>(std::clamp<int64_t>(
+          options_.dial_timeout.count() > 0 ? options_.dial_timeout.count() : 5000, 1000, 60'000)));
   for (size_t i = 0; i < targets.size(); ++i) {
     Endpoint endpoint;
     endpoint.name = options_.endpoints[i];
-    endpoint.channel = grpc::CreateCustomChannel(targets[i], credentials, arguments);
+    endpoint.channel = grpc::CreateCustomChannel(targets[i], credentials, main_arguments);
     endpoint.kv = pb::KV::NewStub(endpoint.channel);
     endpoint.watch = pb::Watch::NewStub(endpoint.channel);
     endpoint.lease = pb::Lease::NewStub(endpoint.channel);
@@ -145,7 +146,12 @@ EtcdResult<void> GrpcEtcdClient::Init() {
   targets_ = std::move(targets);
   credentials_ = std::move(credentials);
   arguments_ = std::move(arguments);
-  for (size_t i = 0; i < endpoints_.size(); ++i) AddTxnConnections(i, options_.txn_connections);
+  // Without a dial the transaction connections are made now, with the main channels' attempt
+  // time; else the dial makes them once it has measured the distance.
+  txn_arguments_ = main_arguments;
+  if (options_.dial_timeout.count() <= 0) {
+    for (size_t i = 0; i < endpoints_.size(); ++i) AddTxnConnections(i, options_.txn_connections);
+  }
   thread_ = std::thread([this] { Run(); });
   return {};
 }
@@ -155,7 +161,7 @@ void GrpcEtcdClient::AddTxnConnections(size_t index, int count) {
   while (static_cast<int>(endpoint.txn_kv.size()) < count) {
     // A local subchannel pool (Init) gives every channel a connection of its own.
     endpoint.txn_channels.push_back(
-        grpc::CreateCustomChannel(targets_[index], credentials_, arguments_));
+        grpc::CreateCustomChannel(targets_[index], credentials_, txn_arguments_));
     endpoint.txn_kv.push_back(pb::KV::NewStub(endpoint.txn_channels.back()));
   }
 }
@@ -207,10 +213,20 @@ EtcdResult<void> GrpcEtcdClient::Dial() {
           // Only the first endpoint's readiness is seen as it comes (the others are looked at
           // every 10 ms below), so only its dial measures the distance, when it did not fail.
           far_ = i == 0 && !first_failed && took >= options_.far_dial;
-          if (far_ && options_.far_txn_connections > options_.txn_connections) {
-            for (size_t j = 0; j < endpoints_.size(); ++j) {
-              AddTxnConnections(j, options_.far_txn_connections);
-            }
+          // A transaction connection's attempt is given three times what this dial took (at
+          // least 100 ms, at most the dial timeout): a held or lost handshake segment is given up
+          // and tried again within a few round trips, as gRPC's 100 ms did near etcd, while an
+          // etcd a second away still connects.
+          txn_arguments_ = arguments_;
+          txn_arguments_.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+                                static_cast<int>(std::clamp<int64_t>(
+                                    3 * std::chrono::duration_cast<milliseconds>(took).count(), 100,
+                                    std::max<int64_t>(1000, options_.dial_timeout.count()))));
+          const bool more = far_ && options_.far_txn_connections > options_.txn_connections;
+          for (size_t j = 0; j < endpoints_.size(); ++j) {
+            AddTxnConnections(j, more ? options_.far_txn_connections : options_.txn_connections);
+          }
+          if (more) {
             Log(ops::LogLevel::kInfo, "etcd is far: transactions spread over more connections",
                 {{"endpoint", endpoints_[i].name},
                  {"dial_ms", std::chrono::duration<double, std::milli>(took).count()},
@@ -254,6 +270,11 @@ EtcdResult<void> GrpcEtcdClient::Dial() {
                              : " within " + std::to_string(options_.dial_timeout.count()) + " ms") +
                         ": " + error.message;
         return Unexpected{std::move(error)};
+      }
+      // Connected after all (the call waited for it): transaction connections as without a
+      // measured distance.
+      for (size_t j = 0; j < endpoints_.size(); ++j) {
+        AddTxnConnections(j, options_.txn_connections);
       }
     }
     if (has_credentials()) {

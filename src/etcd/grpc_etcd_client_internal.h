@@ -213,7 +213,8 @@ class GrpcEtcdClient final : public EtcdClient {
   // What Init built the channels from, for the connections Dial adds.
   std::vector<std::string> targets_;
   std::shared_ptr<grpc::ChannelCredentials> credentials_;
-  grpc::ChannelArguments arguments_;
+  grpc::ChannelArguments arguments_;      // without an attempt time: each use sets its own
+  grpc::ChannelArguments txn_arguments_;  // the transaction connections' (Init or Dial)
   bool tls_ = false;
   std::atomic<int> preferred_{0};
   grpc::CompletionQueue cq_;
