@@ -88,17 +88,18 @@ ops::HttpResponse MirrorOperations::Ready() const {
   if (service == nullptr) return server_.StartingResponse();
   const sync::MirrorStatus status = service->Status();
   std::vector<std::string> missing;
+  // A failed write waiting to be retried, or a batch unanswered for a while (the client retries
+  // a call against a destination that does not answer until its deadline). Said whether or not
+  // the lease still holds: a lease that ended while the batch waits is why it ended.
+  const bool dest_failing = (writer != nullptr && writer->retrying()) || status.sink_failing ||
+                            status.unanswered_for >= kUnanswered;
   if (status.leader) {
     if (!status.source_connected) missing.push_back("source etcd not connected");
-    // A failed write waiting to be retried, or a batch unanswered for a while (the client
-    // retries a call against a destination that does not answer until its deadline).
-    if ((writer != nullptr && writer->retrying()) || status.sink_failing ||
-        status.unanswered_for >= kUnanswered) {
-      missing.push_back("destination etcd not answering");
-    }
+    if (dest_failing) missing.push_back("destination etcd not answering");
     if (!status.first_sync_done) missing.push_back("not caught up yet");
   } else if (!status.campaigning) {
     missing.push_back("neither leading nor campaigning");
+    if (dest_failing) missing.push_back("destination etcd not answering");
   }
   return ReadyResponse(status.leader, missing);
 }

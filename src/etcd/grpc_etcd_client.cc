@@ -124,7 +124,7 @@ EtcdResult<void> GrpcEtcdClient::Init() {
   // etcd a few hundred milliseconds of round trips away (another continent, TLS) was abandoned,
   // attempt after attempt, before its HTTP/2 settings came back: it never connected. The main
   // channels get the dial timeout ("one attempt to reach etcd"); the transaction connections,
-  // made once the dial has measured the distance, three times the dial (TxnArguments).
+  // made once the dial has measured the distance to their endpoint, three times the dial (Dial).
   grpc::ChannelArguments main_arguments = arguments;
   main_arguments.SetInt(
       GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
@@ -148,20 +148,23 @@ EtcdResult<void> GrpcEtcdClient::Init() {
   arguments_ = std::move(arguments);
   // Without a dial the transaction connections are made now, with the main channels' attempt
   // time; else the dial makes them once it has measured the distance.
-  txn_arguments_ = main_arguments;
+  main_arguments_ = main_arguments;
   if (options_.dial_timeout.count() <= 0) {
-    for (size_t i = 0; i < endpoints_.size(); ++i) AddTxnConnections(i, options_.txn_connections);
+    for (size_t i = 0; i < endpoints_.size(); ++i) {
+      AddTxnConnections(i, options_.txn_connections, main_arguments_);
+    }
   }
   thread_ = std::thread([this] { Run(); });
   return {};
 }
 
-void GrpcEtcdClient::AddTxnConnections(size_t index, int count) {
+void GrpcEtcdClient::AddTxnConnections(size_t index, int count,
+                                       const grpc::ChannelArguments& arguments) {
   Endpoint& endpoint = endpoints_[index];
   while (static_cast<int>(endpoint.txn_kv.size()) < count) {
     // A local subchannel pool (Init) gives every channel a connection of its own.
     endpoint.txn_channels.push_back(
-        grpc::CreateCustomChannel(targets_[index], credentials_, txn_arguments_));
+        grpc::CreateCustomChannel(targets_[index], credentials_, arguments));
     endpoint.txn_kv.push_back(pb::KV::NewStub(endpoint.txn_channels.back()));
   }
 }
@@ -213,18 +216,23 @@ EtcdResult<void> GrpcEtcdClient::Dial() {
           // Only the first endpoint's readiness is seen as it comes (the others are looked at
           // every 10 ms below), so only its dial measures the distance, when it did not fail.
           far_ = i == 0 && !first_failed && took >= options_.far_dial;
-          // A transaction connection's attempt is given three times what this dial took (at
-          // least 100 ms, at most the dial timeout): a held or lost handshake segment is given up
-          // and tried again within a few round trips, as gRPC's 100 ms did near etcd, while an
-          // etcd a second away still connects.
-          txn_arguments_ = arguments_;
-          txn_arguments_.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
-                                static_cast<int>(std::clamp<int64_t>(
-                                    3 * std::chrono::duration_cast<milliseconds>(took).count(), 100,
-                                    std::max<int64_t>(1000, options_.dial_timeout.count()))));
+          // A transaction connection to this endpoint is given three times what its dial took
+          // (at least 100 ms, at most the dial timeout): a held or lost handshake segment is
+          // given up and tried again within a few round trips, as gRPC's 100 ms did near etcd,
+          // while an etcd a second away still connects. A dial that waited through failed
+          // attempts, and the other endpoints, whose distance is not known, keep the dial
+          // timeout.
+          grpc::ChannelArguments measured = first_failed ? main_arguments_ : arguments_;
+          if (!first_failed) {
+            measured.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+                            static_cast<int>(std::clamp<int64_t>(
+                                3 * std::chrono::duration_cast<milliseconds>(took).count(), 100,
+                                std::max<int64_t>(1000, options_.dial_timeout.count()))));
+          }
           const bool more = far_ && options_.far_txn_connections > options_.txn_connections;
           for (size_t j = 0; j < endpoints_.size(); ++j) {
-            AddTxnConnections(j, more ? options_.far_txn_connections : options_.txn_connections);
+            AddTxnConnections(j, more ? options_.far_txn_connections : options_.txn_connections,
+                              j == i ? measured : main_arguments_);
           }
           if (more) {
             Log(ops::LogLevel::kInfo, "etcd is far: transactions spread over more connections",
@@ -274,7 +282,7 @@ EtcdResult<void> GrpcEtcdClient::Dial() {
       // Connected after all (the call waited for it): transaction connections as without a
       // measured distance.
       for (size_t j = 0; j < endpoints_.size(); ++j) {
-        AddTxnConnections(j, options_.txn_connections);
+        AddTxnConnections(j, options_.txn_connections, main_arguments_);
       }
     }
     if (has_credentials()) {

@@ -55,8 +55,9 @@ struct GrpcEtcdClientOptions {
   // last error if none succeeds; it fails at once when every endpoint has failed a connection
   // attempt (refused, reset, TLS refused), so that the caller's retries say so and pace the next
   // dial. Zero: do not wait; calls connect on demand. It is also the time each connection
-  // attempt (TCP, TLS, HTTP/2 settings) is given, at least 1 s (5 s when zero): raise it for an
-  // etcd whose round trips are long.
+  // attempt (TCP, TLS, HTTP/2 settings) of the main channels is given, at least 1 s (5 s when
+  // zero): raise it for an etcd whose round trips are long. The transaction connections to the
+  // endpoint the dial reached get three times that dial (at least 100 ms, at most this).
   std::chrono::milliseconds dial_timeout{5000};
   // When set and true, the factory stops waiting for that first connection and fails with
   // kCancelled (a SIGTERM while the servers do not answer). Not owned; read only by the factory.

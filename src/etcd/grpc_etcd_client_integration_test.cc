@@ -656,6 +656,9 @@ TEST(GrpcEtcdClientIntegrationTest, AnEtcdOfLongRoundTripsConnects) {
   auto status = client->Status();
   ASSERT_TRUE(status.ok()) << status.error().ToString();
   SendTwelveTransactions(*client, "long-round-trips");
+  // The transaction connection connected too (a transaction that failed on it would have gone
+  // again on the main one): the main channel and one more.
+  EXPECT_EQ(proxy->stats().connections, 2u);
 }
 
 // A dial that settles on an endpoint other than the first measures no distance (only the first

@@ -204,7 +204,7 @@ class GrpcEtcdClient final : public EtcdClient {
   void ConnectInBackground(std::vector<std::shared_ptr<grpc::Channel>> channels);
   // Adds connections for transactions to endpoints_[index] until it has `count`.
   // REQUIRES: no transaction sent yet (Init and Dial only).
-  void AddTxnConnections(size_t index, int count);
+  void AddTxnConnections(size_t index, int count, const grpc::ChannelArguments& arguments);
 
   GrpcEtcdClientOptions options_;
   const Clock& clock_;
@@ -213,8 +213,8 @@ class GrpcEtcdClient final : public EtcdClient {
   // What Init built the channels from, for the connections Dial adds.
   std::vector<std::string> targets_;
   std::shared_ptr<grpc::ChannelCredentials> credentials_;
-  grpc::ChannelArguments arguments_;      // without an attempt time: each use sets its own
-  grpc::ChannelArguments txn_arguments_;  // the transaction connections' (Init or Dial)
+  grpc::ChannelArguments arguments_;       // without an attempt time: each use sets its own
+  grpc::ChannelArguments main_arguments_;  // the main channels' (the dial timeout's)
   bool tls_ = false;
   std::atomic<int> preferred_{0};
   grpc::CompletionQueue cq_;

@@ -219,8 +219,12 @@ void UnaryCall<Request, Response>::OnFailure() {
     return;
   }
   if (error.code == ErrorCode::kDeadlineExceeded) {
+    const milliseconds waited = client_->abandoned() && (spec_.timeout.count() <= 0 ||
+                                                         spec_.timeout > kAbandonedCallTimeout)
+                                    ? kAbandonedCallTimeout
+                                    : spec_.timeout;
     error.message = "no answer from " + client_->endpoint(endpoint_).name + " within " +
-                    std::to_string(spec_.timeout.count()) + " ms (" + error.message + ")";
+                    std::to_string(waited.count()) + " ms (" + error.message + ")";
   }
   Finish(Unexpected{std::move(error)});
 }

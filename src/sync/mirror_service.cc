@@ -93,13 +93,19 @@ MirrorService::MirrorService(const core::Scope& scope, core::Source& source, cor
 }
 
 MirrorService::~MirrorService() {
+  EndStopWatchdog();
+  CloseSource();
+}
+
+void MirrorService::EndStopWatchdog() {
+  std::thread watchdog;
   {
     std::lock_guard lock(mutex_);
     run_done_ = true;
+    watchdog = std::move(stop_watchdog_);
   }
   wake_.notify_all();
-  if (stop_watchdog_.joinable()) stop_watchdog_.join();
-  CloseSource();
+  if (watchdog.joinable()) watchdog.join();
 }
 
 void MirrorService::Stop() {
@@ -108,15 +114,18 @@ void MirrorService::Stop() {
   stop_ = true;
   cancel_.store(true);
   wake_.notify_all();
-  if (options_.abandon_calls && !stop_watchdog_.joinable()) {
-    // The Run thread may wait for a batch's answer (ApplyQueued) when the stop comes, and then
-    // drains: past drain_timeout the calls are abandoned, so that a destination that does not
-    // answer holds the exit up no longer (its request timeouts and their retries: 51 s).
+  if (options_.abandon_calls && !run_done_ && !stop_watchdog_.joinable()) {
+    // The Run thread may wait for a batch's answer (ApplyQueued), for writes through the writer
+    // (a refused batch key by key) or for a reconciliation's repairs when the stop comes, and
+    // then drains: past drain_timeout the calls are abandoned and the writer stopped (its writes
+    // complete), so that a destination that does not answer holds the exit up no longer (its
+    // request timeouts and their retries: 51 s).
     stop_watchdog_ = std::thread([this] {
       std::unique_lock watch(mutex_);
       if (!wake_.wait_for(watch, options_.drain_timeout, [this] { return run_done_; })) {
         watch.unlock();
         options_.abandon_calls();
+        writer_.Stop();
       }
     });
   }
@@ -309,6 +318,7 @@ bool MirrorService::Reconcile(ReconcileCause cause) {
         }
         ++status_.reconciliations;
         status_.checkpoint = applied_point_;
+        status_.sink_failing = false;  // the checkpoint was written
         status_.last_reconcile_success = clock_.WallNow();
       }
       const size_t differences = report.VisibleDifferences();
@@ -638,6 +648,7 @@ ElectionDriverHooks MirrorService::ElectionHooks() {
                 if (source_open_) CloseSource();
                 reconcile_needed_.reset();
                 std::lock_guard lock(mutex_);
+                status_.sink_failing = false;  // the next leadership's writes will say
                 status_.leader = false;
                 status_.campaigning = false;
                 status_.first_sync_done = false;
@@ -732,11 +743,7 @@ Result<void, std::string> MirrorService::Run() {
       }
     }
   }
-  {
-    std::lock_guard lock(mutex_);
-    run_done_ = true;
-  }
-  wake_.notify_all();
+  EndStopWatchdog();
   if (options_.abandon_calls) options_.abandon_calls();
   if (election_ != nullptr) election_->Resign();
   CloseSource();

@@ -187,6 +187,8 @@ class MirrorService {
   void WaitForRate(size_t writes);
   void HandleSourceEvents();
   bool Stopping() const;
+  // Marks Run done (or the service destroyed) and joins the stop watchdog, if Stop() started one.
+  void EndStopWatchdog();
   // What leading and standing by change here (election_driver_'s hooks), on the Run thread.
   ElectionDriverHooks ElectionHooks();
   bool Active() const { return election_driver_.Active(); }
