@@ -320,7 +320,11 @@ core::SinkResult<EtcdSink::LeasedWrites> EtcdSink::WithLeases(std::vector<core::
   for (size_t i = 0; i < writes.size(); ++i) {
     core::SinkResult<int64_t> lease = LeaseFor(writes[i]);
     if (!lease.ok()) {
-      if (only_expired_alone && lease.error().label != kLeaseExpiredLabel) {
+      // A lookup that a retry can fix (the source did not answer) fails the whole batch, which
+      // goes again: answered for the write alone it would read as a refusal, and the change
+      // would be left behind.
+      if ((only_expired_alone && lease.error().label != kLeaseExpiredLabel) ||
+          lease.error().Retryable()) {
         return Unexpected{lease.error()};
       }
       if (leased.unsent.empty()) leased.unsent.resize(writes.size());
@@ -348,8 +352,14 @@ void EtcdSink::ApplyAsync(std::vector<core::SinkWrite> writes, std::vector<int> 
                           const std::optional<core::Fence>& fence,
                           std::function<void(core::BatchResult)> done) {
   const bool flat = !variants.empty() && IsFlat(variants.front());
-  // A write whose lease lookup failed stays out of the transaction, answered with the error.
-  LeasedWrites leased = *WithLeases(writes, /*only_expired_alone=*/false);
+  // A write whose lease lookup failed for good stays out of the transaction, answered with the
+  // error; a lookup that may succeed later fails the batch (sent again by the writer).
+  auto with_leases = WithLeases(writes, /*only_expired_alone=*/false);
+  if (!with_leases.ok()) {
+    FailAsync(with_leases.error(), std::move(done));
+    return;
+  }
+  LeasedWrites leased = std::move(with_leases).value();
   std::vector<FencedWrite> fenced = std::move(leased.fenced);
   std::vector<size_t> sent = std::move(leased.sent);
   std::vector<core::WriteAnswer> lease_errors = std::move(leased.unsent);

@@ -135,8 +135,9 @@ class EtcdSink final : public core::Sink, public core::CheckpointedSink {
   // A batch's writes as fenced writes bound to their destination leases. A write whose lease
   // lookup failed stays out of `fenced` and is answered with `unsent[i]` (an error, `skipped` for
   // an expired source lease; `unsent` stays empty when no lookup failed), unless
-  // `only_expired_alone` and the lookup failed for another reason than an expired source lease:
-  // then the whole batch fails with that error.
+  // `only_expired_alone` and the lookup failed for another reason than an expired source lease,
+  // or whenever it failed for a reason a retry can fix (SinkError::Retryable): then the whole
+  // batch fails with that error.
   struct LeasedWrites {
     std::vector<FencedWrite> fenced;
     std::vector<size_t> sent;  // the index in the batch of each of `fenced`

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <future>
 
+#include "connectors/etcd/lease_mirror.h"
 #include "etcd/fake_etcd_client.h"
 
 namespace zk2etcd::connectors {
@@ -407,6 +408,61 @@ TEST_F(EtcdSinkTest, LimitsFollowTheTransactionForm) {
   EXPECT_EQ(far.Limits(1).max_bytes, size_t{56} << 10);
   EtcdSink far_and_small(far_etcd, layout_, {.max_txn_bytes = 4096});
   EXPECT_EQ(far_and_small.Limits(1).max_bytes, 4096u);
+}
+
+// Source leases that a test makes fail (--copy-leases): `failure` for the next lookups.
+class ScriptedLeases final : public LeaseMapper {
+ public:
+  Result<int64_t, core::SinkError> DestinationLease(int64_t /*source_lease*/) override {
+    if (failures > 0) {
+      --failures;
+      return Unexpected{failure};
+    }
+    return int64_t{0};
+  }
+  int failures = 0;
+  core::SinkError failure;
+};
+
+// A source lease lookup that a retry can fix fails the whole batch as retryable, so that the
+// writer sends it again; one that cannot succeed fails its write alone. (Answered for the write
+// alone, a source that did not answer read as a refusal, and the change was left behind.)
+TEST_F(EtcdSinkTest, ALeaseLookupThatMaySucceedLaterFailsTheBatchForARetry) {
+  ScriptedLeases leases;
+  EtcdSink sink(etcd_, layout_, {.leases = &leases});
+  auto apply = [&](std::vector<SinkWrite> writes) {
+    std::vector<int> variants;
+    for (const SinkWrite& write : writes) variants.push_back(sink.DefaultVariant(write));
+    std::promise<core::BatchResult> answer;
+    sink.ApplyAsync(std::move(writes), std::move(variants), std::nullopt,
+                    [&](core::BatchResult result) { answer.set_value(std::move(result)); });
+    return answer.get_future().get();
+  };
+  SinkWrite leased = Put("/dubbo/leased", "v", 10);
+  leased.lease = 7;
+  const SinkWrite plain = Put("/dubbo/plain", "p", 10);
+
+  leases.failures = 1;
+  leases.failure = {core::SinkError::Code::kUnavailable, "source etcd: unavailable", "unavailable"};
+  const core::BatchResult retry = apply({leased, plain});
+  ASSERT_FALSE(retry.ok());
+  EXPECT_TRUE(retry.error().Retryable()) << retry.error().ToString();
+  EXPECT_EQ(Value("/dubbo/plain"), std::nullopt);  // the batch went whole or not at all
+  const core::BatchResult again = apply({leased, plain});
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  EXPECT_EQ(again->at(0).outcome, WriteOutcome::kApplied);
+  EXPECT_EQ(Value("/dubbo/leased"), "v");
+
+  leases.failures = 1;
+  leases.failure = {core::SinkError::Code::kRefused, "source etcd: permission denied",
+                    "permission_denied"};
+  SinkWrite refused = Put("/dubbo/refused", "r", 11);
+  refused.lease = 8;
+  const core::BatchResult alone = apply({refused, Put("/dubbo/beside", "b", 11)});
+  ASSERT_TRUE(alone.ok()) << alone.error().ToString();
+  EXPECT_FALSE(alone->at(0).outcome.has_value());
+  EXPECT_NE(alone->at(0).error.find("permission"), std::string::npos) << alone->at(0).error;
+  EXPECT_EQ(alone->at(1).outcome, WriteOutcome::kApplied);
 }
 
 // A mirror's sink: key-prefix layout, checkpoints.
