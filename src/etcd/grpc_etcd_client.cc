@@ -192,12 +192,11 @@ EtcdResult<void> GrpcEtcdClient::Dial() {
     const SteadyTime started = std::chrono::steady_clock::now();
     const SteadyTime deadline = started + options_.dial_timeout;
     bool connected = false;
-    // A dial that waited through failed attempts (etcd not started yet, or restarting) measured
-    // the wait, not the distance.
-    bool first_failed = false;
     // Endpoints that failed a connection attempt (refused, reset, a TLS handshake refused). When
     // every one has, the dial ends at once: the caller's retries (cli::ConnectRetry) say so and
-    // pace the next attempt, instead of a silent wait of dial_timeout.
+    // pace the next attempt, instead of a silent wait of dial_timeout. A dial whose first
+    // endpoint failed an attempt (etcd not started yet, or restarting) measured the wait, not
+    // the distance.
     std::vector<bool> failed(endpoints_.size(), false);
     size_t failed_count = 0;
     while (!connected) {
@@ -208,22 +207,21 @@ EtcdResult<void> GrpcEtcdClient::Dial() {
         if (state == GRPC_CHANNEL_TRANSIENT_FAILURE && !failed[i]) {
           failed[i] = true;
           ++failed_count;
-          if (i == 0) first_failed = true;
         }
         if (state == GRPC_CHANNEL_READY) {
           preferred_.store(static_cast<int>(i));
           const auto took = std::chrono::steady_clock::now() - started;
           // Only the first endpoint's readiness is seen as it comes (the others are looked at
           // every 10 ms below), so only its dial measures the distance, when it did not fail.
-          far_ = i == 0 && !first_failed && took >= options_.far_dial;
+          far_ = i == 0 && !failed[0] && took >= options_.far_dial;
           // A transaction connection to this endpoint is given three times what its dial took
           // (at least 100 ms, at most the dial timeout): a held or lost handshake segment is
           // given up and tried again within a few round trips, as gRPC's 100 ms did near etcd,
           // while an etcd a second away still connects. A dial that waited through failed
           // attempts, and the other endpoints, whose distance is not known, keep the dial
           // timeout.
-          grpc::ChannelArguments measured = first_failed ? main_arguments_ : arguments_;
-          if (!first_failed) {
+          grpc::ChannelArguments measured = failed[0] ? main_arguments_ : arguments_;
+          if (!failed[0]) {
             measured.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
                             static_cast<int>(std::clamp<int64_t>(
                                 3 * std::chrono::duration_cast<milliseconds>(took).count(), 100,

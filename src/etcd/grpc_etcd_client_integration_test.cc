@@ -717,14 +717,26 @@ TEST(GrpcEtcdClientIntegrationTest, ADialThatWaitedForEtcdToStartKeepsTheNearCon
   EXPECT_EQ(proxy->stats().connections, 2u);
 }
 
+// A dial with `options` that is expected to fail: its error and how long it took.
+struct FailedDial {
+  Error error;
+  milliseconds took{0};
+};
+FailedDial DialExpectingFailure(const GrpcEtcdClientOptions& options) {
+  SystemClock clock;
+  const auto started = SteadyClock::now();
+  auto client = NewGrpcEtcdClient(options, clock);
+  const auto took = std::chrono::duration_cast<milliseconds>(SteadyClock::now() - started);
+  EXPECT_FALSE(client.ok());
+  return {client.ok() ? Error{} : client.error(), took};
+}
+
 // A SIGTERM while etcd does not answer (it takes the connection and says nothing): the dial stops
 // waiting once asked, not at its timeout.
 TEST(GrpcEtcdClientIntegrationTest, ACancelledDialStopsWaitingAtOnce) {
   std::unique_ptr<testing::SilentListener> silent;
   ASSERT_FIXTURE_OK_AND_ASSIGN(silent, testing::SilentListener::Start());
-  SystemClock clock;
-  GrpcEtcdClientOptions options;
-  options.endpoints = {silent->address()};
+  GrpcEtcdClientOptions options = OptionsFor({silent->address()}, nullptr);
   options.dial_timeout = milliseconds(20000);
   std::atomic<bool> cancel{false};
   options.cancel_dial = &cancel;
@@ -732,13 +744,10 @@ TEST(GrpcEtcdClientIntegrationTest, ACancelledDialStopsWaitingAtOnce) {
     std::this_thread::sleep_for(milliseconds(200));
     cancel.store(true);
   });
-  const auto start = SteadyClock::now();
-  auto client = NewGrpcEtcdClient(options, clock);
-  const auto waited = SteadyClock::now() - start;
+  const FailedDial dial = DialExpectingFailure(options);
   canceller.join();
-  ASSERT_FALSE(client.ok());
-  EXPECT_EQ(client.error().code, ErrorCode::kCancelled) << client.error().ToString();
-  EXPECT_LT(waited, milliseconds(5000));
+  EXPECT_EQ(dial.error.code, ErrorCode::kCancelled) << dial.error.ToString();
+  EXPECT_LT(dial.took, milliseconds(5000));
 }
 
 // A dial that an etcd which never answers times out ends at its timeout, with a reason, however
@@ -746,23 +755,17 @@ TEST(GrpcEtcdClientIntegrationTest, ACancelledDialStopsWaitingAtOnce) {
 TEST(GrpcEtcdClientIntegrationTest, ADialThatNothingAnswersEndsAtItsTimeout) {
   std::unique_ptr<testing::SilentListener> silent;
   ASSERT_FIXTURE_OK_AND_ASSIGN(silent, testing::SilentListener::Start());
-  SystemClock clock;
-  GrpcEtcdClientOptions options;
-  options.endpoints = {silent->address()};
+  GrpcEtcdClientOptions options = OptionsFor({silent->address()}, nullptr);
   options.dial_timeout = milliseconds(1500);
-  const auto start = SteadyClock::now();
-  auto client = NewGrpcEtcdClient(options, clock);
-  const auto waited = SteadyClock::now() - start;
-  ASSERT_FALSE(client.ok());
-  EXPECT_EQ(client.error().code, ErrorCode::kUnavailable) << client.error().ToString();
+  const FailedDial dial = DialExpectingFailure(options);
+  EXPECT_EQ(dial.error.code, ErrorCode::kUnavailable) << dial.error.ToString();
   // gRPC's reason ("timed out before receiving SETTINGS frame") or the dial's ("within 1500 ms").
-  EXPECT_NE(client.error().message.find(silent->address()), std::string::npos)
-      << client.error().message;
-  EXPECT_TRUE(client.error().message.find("timed out") != std::string::npos ||
-              client.error().message.find("within 1500 ms") != std::string::npos)
-      << client.error().message;
-  EXPECT_GE(waited, milliseconds(1000)) << client.error().ToString();
-  EXPECT_LT(waited, milliseconds(4000)) << client.error().ToString();
+  EXPECT_NE(dial.error.message.find(silent->address()), std::string::npos) << dial.error.message;
+  EXPECT_TRUE(dial.error.message.find("timed out") != std::string::npos ||
+              dial.error.message.find("within 1500 ms") != std::string::npos)
+      << dial.error.message;
+  EXPECT_GE(dial.took, milliseconds(1000)) << dial.error.ToString();
+  EXPECT_LT(dial.took, milliseconds(4000)) << dial.error.ToString();
 }
 
 // A dial whose every endpoint refuses its connection ends at once with gRPC's reason, not after
@@ -772,18 +775,13 @@ TEST(GrpcEtcdClientIntegrationTest, ADialThatEveryEndpointRefusesEndsAtOnce) {
       {"127.0.0.1:" + std::to_string(DeadPort()), "127.0.0.1:" + std::to_string(DeadPort())},
       nullptr);
   options.dial_timeout = seconds(5);
-  SystemClock clock;
-  const auto started = SteadyClock::now();
-  auto client = NewGrpcEtcdClient(options, clock);
-  const auto took = std::chrono::duration_cast<milliseconds>(SteadyClock::now() - started);
-  ASSERT_FALSE(client.ok());
-  EXPECT_EQ(client.error().code, ErrorCode::kUnavailable) << client.error().ToString();
-  EXPECT_LT(took, seconds(2)) << client.error().ToString();
-  EXPECT_EQ(client.error().message.find("within"), std::string::npos) << client.error().message;
-  EXPECT_NE(client.error().message.find(options.endpoints[1]), std::string::npos)
-      << client.error().message;
-  std::printf("refused dial ended after %lld ms: %s\n", static_cast<long long>(took.count()),
-              client.error().ToString().c_str());
+  const FailedDial dial = DialExpectingFailure(options);
+  EXPECT_EQ(dial.error.code, ErrorCode::kUnavailable) << dial.error.ToString();
+  EXPECT_LT(dial.took, seconds(2)) << dial.error.ToString();
+  EXPECT_EQ(dial.error.message.find("within"), std::string::npos) << dial.error.message;
+  EXPECT_NE(dial.error.message.find(options.endpoints[1]), std::string::npos) << dial.error.message;
+  std::printf("refused dial ended after %lld ms: %s\n", static_cast<long long>(dial.took.count()),
+              dial.error.ToString().c_str());
 }
 
 // StatusAsync answers as Status does, on the client's callback thread; a client destroyed with

@@ -54,6 +54,9 @@ class UnaryCall final : public Operation, private Tag {
   void Proceed(bool ok) override;
   void OnFailure();
   bool Retryable(const Error& error) const;
+  // The deadline of an attempt (0: none): the spec's, and at most kAbandonedCallTimeout once the
+  // client was abandoned (one short attempt: the process is on its way out).
+  milliseconds AttemptTimeout() const;
   void Finish(EtcdResult<Response*> result);
 
   GrpcEtcdClient* const client_;
@@ -128,13 +131,8 @@ void UnaryCall<Request, Response>::Start() {
   endpoint_ = client_->PickEndpoint();
   reader_.reset();
   context_ = std::make_unique<grpc::ClientContext>();
-  if (client_->abandoned()) {
-    // One short attempt: the process is on its way out (EtcdClient::Abandon).
-    context_->set_deadline(DeadlineAfter(spec_.timeout.count() > 0
-                                             ? std::min(spec_.timeout, kAbandonedCallTimeout)
-                                             : kAbandonedCallTimeout));
-  } else if (spec_.timeout.count() > 0) {
-    context_->set_deadline(DeadlineAfter(spec_.timeout));
+  if (const milliseconds timeout = AttemptTimeout(); timeout.count() > 0) {
+    context_->set_deadline(DeadlineAfter(timeout));
   }
   token_generation_ = spec_.use_token ? client_->AttachToken(context_.get()) : 0;
   response_arena_.Reset();
@@ -164,6 +162,13 @@ void UnaryCall<Request, Response>::Proceed(bool ok) {
     return;
   }
   OnFailure();
+}
+
+template <typename Request, typename Response>
+milliseconds UnaryCall<Request, Response>::AttemptTimeout() const {
+  if (!client_->abandoned()) return spec_.timeout;
+  return spec_.timeout.count() > 0 ? std::min(spec_.timeout, kAbandonedCallTimeout)
+                                   : kAbandonedCallTimeout;
 }
 
 template <typename Request, typename Response>
@@ -219,12 +224,8 @@ void UnaryCall<Request, Response>::OnFailure() {
     return;
   }
   if (error.code == ErrorCode::kDeadlineExceeded) {
-    const milliseconds waited = client_->abandoned() && (spec_.timeout.count() <= 0 ||
-                                                         spec_.timeout > kAbandonedCallTimeout)
-                                    ? kAbandonedCallTimeout
-                                    : spec_.timeout;
     error.message = "no answer from " + client_->endpoint(endpoint_).name + " within " +
-                    std::to_string(waited.count()) + " ms (" + error.message + ")";
+                    std::to_string(AttemptTimeout().count()) + " ms (" + error.message + ")";
   }
   Finish(Unexpected{std::move(error)});
 }

@@ -137,12 +137,25 @@ class MirrorServiceTest : public ::testing::Test {
         kWait);
   }
 
+  // An election whose only candidate is this replica ("replica-1"), fencing sink_; group_
+  // deposes it.
+  core::memory::InMemoryElection& Election() {
+    if (!election_) {
+      group_ = std::make_shared<core::memory::InMemoryElectionGroup>();
+      group_->AttachSink(&sink_);
+      election_ = std::make_unique<core::memory::InMemoryElection>(group_, "replica-1");
+    }
+    return *election_;
+  }
+
   SystemClock clock_;
   std::shared_ptr<ops::MemoryLogSink> log_sink_ = std::make_shared<ops::MemoryLogSink>();
   ops::Logger logger_{log_sink_, ops::LogFormat::kJson, ops::LogLevel::kDebug, clock_};
   core::Scope scope_ = core::Scope::ForKeyPrefix("/registry");
   core::memory::InMemorySource source_{scope_};
   core::memory::InMemorySink sink_;
+  std::shared_ptr<core::memory::InMemoryElectionGroup> group_;
+  std::unique_ptr<core::memory::InMemoryElection> election_;
 };
 
 TEST_F(MirrorServiceTest, CopiesAtStartThenAppliesEachSourceTransactionAtomically) {
@@ -441,15 +454,12 @@ TEST_F(MirrorServiceTest, ASourceOutageShowsInTheStatusAndIsLoggedWhenItStartsAn
 }
 
 TEST_F(MirrorServiceTest, OnlyTheLeaderWritesAndANewLeadershipResumesFromTheCheckpoint) {
-  auto group = std::make_shared<core::memory::InMemoryElectionGroup>();
-  group->AttachSink(&sink_);
-  core::memory::InMemoryElection election(group, "replica-1");
   source_.Put("/registry/a", "1");
-  Mirror mirror(scope_, source_, sink_, logger_, clock_, &election);
+  Mirror mirror(scope_, source_, sink_, logger_, clock_, &Election());
   mirror.Start();
   ASSERT_TRUE(WaitFor([&] { return CheckpointIs(source_.point()); }, kWait));
   EXPECT_TRUE(mirror.service().Status().leader);
-  group->Depose();
+  group_->Depose();
   // Deposed, it closes the stream, campaigns again, and as the only candidate leads again,
   // resuming from the checkpoint instead of copying everything.
   source_.Put("/registry/b", "across the leadership change");
@@ -465,11 +475,8 @@ TEST_F(MirrorServiceTest, OnlyTheLeaderWritesAndANewLeadershipResumesFromTheChec
 // although the step-down waits for the answer. (A stalled mirror showed leader=1 beside the
 // replica that had taken over.)
 TEST_F(MirrorServiceTest, ALeadershipThatEndsWhileABatchWaitsIsNotReportedMeanwhile) {
-  auto group = std::make_shared<core::memory::InMemoryElectionGroup>();
-  group->AttachSink(&sink_);
-  core::memory::InMemoryElection election(group, "replica-1");
   source_.Put("/registry/a", "1");
-  Mirror mirror(scope_, source_, sink_, logger_, clock_, &election);
+  Mirror mirror(scope_, source_, sink_, logger_, clock_, &Election());
   mirror.Start();
   ASSERT_TRUE(WaitFor([&] { return CheckpointIs(source_.point()); }, kWait));
   ASSERT_TRUE(mirror.service().Status().leader);
@@ -477,7 +484,7 @@ TEST_F(MirrorServiceTest, ALeadershipThatEndsWhileABatchWaitsIsNotReportedMeanwh
   source_.Put("/registry/b", "2");
   ASSERT_TRUE(
       WaitFor([&] { return mirror.service().Status().unanswered_for > milliseconds(50); }, kWait));
-  group->Depose();
+  group_->Depose();
   EXPECT_TRUE(WaitFor([&] { return !mirror.service().Status().leader; }, milliseconds(500)));
   sink_.ResumeApplies();
   ASSERT_TRUE(WaitFor([&] { return SinkValue("/registry/b") == "2"; }, kWait));
@@ -497,10 +504,7 @@ TEST_F(MirrorServiceTest, ReconcileOnResumeReconcilesOnlyTheFirstOpeningFromTheC
   }
   source_.Put("/registry/b", "changed while down");
   const int64_t point_at_start = source_.point();
-  auto group = std::make_shared<core::memory::InMemoryElectionGroup>();
-  group->AttachSink(&sink_);
-  core::memory::InMemoryElection election(group, "replica-1");
-  Mirror mirror(scope_, source_, sink_, logger_, clock_, &election, nullptr,
+  Mirror mirror(scope_, source_, sink_, logger_, clock_, &Election(), nullptr,
                 /*reconcile_on_resume=*/true);
   mirror.Start();
   ASSERT_TRUE(WaitFor([&] { return CheckpointIs(source_.point()); }, kWait));
@@ -509,7 +513,7 @@ TEST_F(MirrorServiceTest, ReconcileOnResumeReconcilesOnlyTheFirstOpeningFromTheC
   EXPECT_EQ(source_.last_open_after(), point_at_start);
   EXPECT_EQ(mirror.causes(), std::vector<ReconcileCause>{ReconcileCause::kStart});
 
-  group->Depose();
+  group_->Depose();
   source_.Put("/registry/c", "across the leadership change");
   ASSERT_TRUE(
       WaitFor([&] { return SinkValue("/registry/c") == "across the leadership change"; }, kWait));
